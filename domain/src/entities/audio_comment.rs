@@ -1,0 +1,217 @@
+use super::{AudioTrack, EntityRef, EntityType, SyncEntity};
+use crate::{
+    error::ValidationError,
+    ids::{AudioCommentId, AudioTrackId, ProjectId, UserId},
+    time::Timestamp,
+    validate::required_text,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A comment anchored at a position in an audio track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioComment {
+    id: AudioCommentId,
+    project_id: ProjectId,
+    track_id: AudioTrackId,
+    author_id: UserId,
+    content: String,
+    timestamp_ms: i64,
+    created_at: Timestamp,
+}
+
+/// Changes to an [`AudioComment`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioCommentPatch {
+    /// New text.
+    pub content: Option<String>,
+}
+
+impl AudioComment {
+    /// Longest allowed comment, in characters.
+    pub const MAX_CONTENT: usize = 2_000;
+
+    /// A new comment on `track` at `timestamp_ms`, which must lie within the track.
+    pub fn new(
+        track: &AudioTrack,
+        author_id: UserId,
+        content: &str,
+        timestamp_ms: i64,
+        now: Timestamp,
+    ) -> Result<Self, ValidationError> {
+        let comment = Self::restore(
+            AudioCommentId::new(),
+            track.project_id(),
+            track.id(),
+            author_id,
+            content,
+            timestamp_ms,
+            now,
+        )?;
+        comment.check_track(track)?;
+        Ok(comment)
+    }
+
+    /// Rebuilds a comment from stored or received parts, validating what can be checked
+    /// without the track; [`AudioComment::check_track`] checks the rest.
+    pub fn restore(
+        id: AudioCommentId,
+        project_id: ProjectId,
+        track_id: AudioTrackId,
+        author_id: UserId,
+        content: &str,
+        timestamp_ms: i64,
+        created_at: Timestamp,
+    ) -> Result<Self, ValidationError> {
+        if timestamp_ms < 0 {
+            return Err(ValidationError::new("timestamp_ms", "must not be negative"));
+        }
+        Ok(Self {
+            id,
+            project_id,
+            track_id,
+            author_id,
+            content: required_text("content", content, Self::MAX_CONTENT)?,
+            timestamp_ms,
+            created_at,
+        })
+    }
+
+    /// Checks that the comment belongs to `track` and its position lies within it.
+    pub fn check_track(&self, track: &AudioTrack) -> Result<(), ValidationError> {
+        if track.id() != self.track_id {
+            return Err(ValidationError::new("track_id", "names a different track"));
+        }
+        if track.project_id() != self.project_id {
+            return Err(ValidationError::new(
+                "project_id",
+                "is not the track's project",
+            ));
+        }
+        if self.timestamp_ms > track.duration_ms() {
+            return Err(ValidationError::new(
+                "timestamp_ms",
+                format!(
+                    "{} ms is past the end of the track ({} ms)",
+                    self.timestamp_ms,
+                    track.duration_ms()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This comment with `patch` applied, validated.
+    pub fn patched(&self, patch: &AudioCommentPatch) -> Result<Self, ValidationError> {
+        Self::restore(
+            self.id,
+            self.project_id,
+            self.track_id,
+            self.author_id,
+            patch.content.as_deref().unwrap_or(&self.content),
+            self.timestamp_ms,
+            self.created_at,
+        )
+    }
+
+    /// The id.
+    pub fn id(&self) -> AudioCommentId {
+        self.id
+    }
+    /// The project of the commented track.
+    pub fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+    /// The commented track.
+    pub fn track_id(&self) -> AudioTrackId {
+        self.track_id
+    }
+    /// Who wrote the comment.
+    pub fn author_id(&self) -> UserId {
+        self.author_id
+    }
+    /// The text.
+    pub fn content(&self) -> &str {
+        &self.content
+    }
+    /// The position in the track, in milliseconds from its start.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.timestamp_ms
+    }
+    /// When the comment was written.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+}
+
+impl SyncEntity for AudioComment {
+    const ENTITY_TYPE: EntityType = EntityType::AudioComment;
+
+    fn entity_id(&self) -> Uuid {
+        self.id.as_uuid()
+    }
+
+    fn references(&self) -> Vec<EntityRef> {
+        vec![EntityRef::new(
+            EntityType::AudioTrack,
+            self.track_id.as_uuid(),
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_must_lie_within_the_track() {
+        let track = AudioTrack::new(
+            ProjectId::new(),
+            UserId::new(),
+            "T",
+            60_000,
+            None,
+            Timestamp(0),
+        )
+        .expect("valid");
+        let table = [
+            ("start", 0, None),
+            ("middle", 30_000, None),
+            ("exact end", 60_000, None),
+            ("past the end", 60_001, Some("timestamp_ms")),
+            ("negative", -1, Some("timestamp_ms")),
+        ];
+        for (case, at, failing) in table {
+            let result = AudioComment::new(&track, UserId::new(), "nice", at, Timestamp(0));
+            assert_eq!(result.err().map(|e| e.field), failing, "{case}");
+        }
+    }
+
+    #[test]
+    fn content_is_required_and_bounded() {
+        let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0))
+            .expect("valid");
+        for (case, text) in [("empty", String::new()), ("too long", "c".repeat(2_001))] {
+            let err = AudioComment::new(&track, UserId::new(), &text, 0, Timestamp(0)).unwrap_err();
+            assert_eq!(err.field, "content", "{case}");
+        }
+    }
+
+    #[test]
+    fn a_comment_is_checked_against_its_own_track_only() {
+        let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0))
+            .expect("valid");
+        let other = AudioTrack::new(
+            track.project_id(),
+            UserId::new(),
+            "U",
+            10,
+            None,
+            Timestamp(0),
+        )
+        .expect("valid");
+        let comment =
+            AudioComment::new(&track, UserId::new(), "x", 5, Timestamp(0)).expect("valid");
+        assert_eq!(comment.check_track(&other).unwrap_err().field, "track_id");
+    }
+}

@@ -1,0 +1,183 @@
+use super::{EntityRef, EntityType, SyncEntity};
+use crate::{
+    error::ValidationError,
+    ids::{CollaboratorId, ProjectId, UserId},
+    time::Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
+use uuid::Uuid;
+
+/// What a user may do in a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollaboratorRole {
+    /// The project's owner: everything, including deleting the project and managing
+    /// collaborators. Held by [`crate::Project::owner_id`], never by a collaborator record.
+    Owner,
+    /// Reads and writes inside the project.
+    Editor,
+    /// Reads only.
+    Viewer,
+}
+
+impl CollaboratorRole {
+    /// Whether this role may write inside a project.
+    pub fn can_write(self) -> bool {
+        matches!(self, CollaboratorRole::Owner | CollaboratorRole::Editor)
+    }
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollaboratorRole::Owner => "owner",
+            CollaboratorRole::Editor => "editor",
+            CollaboratorRole::Viewer => "viewer",
+        }
+    }
+}
+
+impl fmt::Display for CollaboratorRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CollaboratorRole {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "owner" => Ok(CollaboratorRole::Owner),
+            "editor" => Ok(CollaboratorRole::Editor),
+            "viewer" => Ok(CollaboratorRole::Viewer),
+            other => Err(ValidationError::new(
+                "role",
+                format!("'{other}' is not one of owner, editor, viewer"),
+            )),
+        }
+    }
+}
+
+/// A user's membership in a project with a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectCollaborator {
+    id: CollaboratorId,
+    project_id: ProjectId,
+    user_id: UserId,
+    role: CollaboratorRole,
+    created_at: Timestamp,
+}
+
+/// Changes to a [`ProjectCollaborator`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectCollaboratorPatch {
+    /// A new role.
+    pub role: Option<CollaboratorRole>,
+}
+
+impl ProjectCollaborator {
+    /// `user_id` joins `project_id` with `role` (editor or viewer).
+    pub fn new(
+        project_id: ProjectId,
+        user_id: UserId,
+        role: CollaboratorRole,
+        now: Timestamp,
+    ) -> Result<Self, ValidationError> {
+        Self::restore(CollaboratorId::new(), project_id, user_id, role, now)
+    }
+
+    /// Rebuilds a membership from stored or received parts, validating them.
+    pub fn restore(
+        id: CollaboratorId,
+        project_id: ProjectId,
+        user_id: UserId,
+        role: CollaboratorRole,
+        created_at: Timestamp,
+    ) -> Result<Self, ValidationError> {
+        if role == CollaboratorRole::Owner {
+            return Err(ValidationError::new(
+                "role",
+                "a project has exactly one owner, its creator; collaborators are editors or viewers",
+            ));
+        }
+        Ok(Self {
+            id,
+            project_id,
+            user_id,
+            role,
+            created_at,
+        })
+    }
+
+    /// This membership with `patch` applied, validated.
+    pub fn patched(&self, patch: &ProjectCollaboratorPatch) -> Result<Self, ValidationError> {
+        Self::restore(
+            self.id,
+            self.project_id,
+            self.user_id,
+            patch.role.unwrap_or(self.role),
+            self.created_at,
+        )
+    }
+
+    /// The id.
+    pub fn id(&self) -> CollaboratorId {
+        self.id
+    }
+    /// The project.
+    pub fn project_id(&self) -> ProjectId {
+        self.project_id
+    }
+    /// The member.
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+    /// The member's role.
+    pub fn role(&self) -> CollaboratorRole {
+        self.role
+    }
+    /// When the user joined.
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+}
+
+impl SyncEntity for ProjectCollaborator {
+    const ENTITY_TYPE: EntityType = EntityType::ProjectCollaborator;
+
+    fn entity_id(&self) -> Uuid {
+        self.id.as_uuid()
+    }
+
+    fn references(&self) -> Vec<EntityRef> {
+        vec![EntityRef::new(
+            EntityType::Project,
+            self.project_id.as_uuid(),
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collaborators_are_editors_or_viewers() {
+        let table = [
+            (CollaboratorRole::Editor, None),
+            (CollaboratorRole::Viewer, None),
+            (CollaboratorRole::Owner, Some("role")),
+        ];
+        for (role, failing) in table {
+            let result =
+                ProjectCollaborator::new(ProjectId::new(), UserId::new(), role, Timestamp(0));
+            assert_eq!(result.err().map(|e| e.field), failing, "{role}");
+        }
+        assert!(CollaboratorRole::Editor.can_write() && !CollaboratorRole::Viewer.can_write());
+        assert_eq!(
+            "admin".parse::<CollaboratorRole>().unwrap_err().field,
+            "role"
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! # trackflow-domain
+//!
+//! The pure core of TrackFlow Sync: the music-collaboration entities (projects, audio tracks,
+//! comments, user profiles, playlists, collaborators) with their validation, the sync model
+//! (sync metadata, the hybrid logical clock, outbox operations and priorities, sync state and
+//! conflicts), the wire protocol types, and the ports — async traits that outer layers implement.
+//!
+//! Architecture invariant: this crate performs no I/O and knows nothing of Diesel, reqwest, axum
+//! or a runtime. Everything here can be tested with plain `#[test]` functions.
+//!
+//! With the `mock` feature every port also gets a [mockall] mock (`MockProjectRepository`, ...)
+//! for tests in other crates.
+
+pub mod entities;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod protocol;
+pub mod sync;
+pub mod time;
+mod validate;
+
+pub use entities::{
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityRef,
+    EntityType, Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch,
+    ProjectPatch, SyncEntity, UserProfile, UserProfilePatch,
+};
+pub use error::{ClockError, RepositoryError, ValidationError};
+pub use ids::{
+    AudioCommentId, AudioTrackId, CollaboratorId, ConflictId, NodeId, OperationId, PlaylistId,
+    ProjectId, UserId,
+};
+pub use sync::{
+    FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict,
+    SyncMeta, SyncOperation, SyncPhase, SyncState,
+};
+pub use time::Timestamp;

@@ -1,0 +1,37 @@
+//! Ports: the async traits through which inner layers reach storage, the network and the
+//! outside world. Outer crates implement them (`trackflow-data`); the app crate wires them with
+//! shaku. Every port is `Interface` (so `Send + Sync + 'static`), async, and mockable: with the
+//! `mock` feature each gets a mockall `Mock...` type.
+
+mod clock;
+mod network;
+mod outbox;
+mod remote;
+mod repositories;
+mod session;
+
+pub use clock::Clock;
+pub use network::NetworkMonitor;
+pub use outbox::{OutboxCounts, PendingOperationsRepository};
+pub use remote::{RemoteDataSource, RemoteError};
+pub use repositories::{
+    AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
+    ProjectRepository, UserProfileRepository,
+};
+pub use session::{AccessToken, Session, SessionStorage};
+
+#[cfg(any(test, feature = "mock"))]
+pub use clock::MockClock;
+#[cfg(any(test, feature = "mock"))]
+pub use network::MockNetworkMonitor;
+#[cfg(any(test, feature = "mock"))]
+pub use outbox::MockPendingOperationsRepository;
+#[cfg(any(test, feature = "mock"))]
+pub use remote::MockRemoteDataSource;
+#[cfg(any(test, feature = "mock"))]
+pub use repositories::{
+    MockAudioCommentRepository, MockAudioTrackRepository, MockCollaboratorRepository,
+    MockPlaylistRepository, MockProjectRepository, MockUserProfileRepository,
+};
+#[cfg(any(test, feature = "mock"))]
+pub use session::MockSessionStorage;

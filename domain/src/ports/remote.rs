@@ -1,0 +1,46 @@
+use crate::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
+use async_trait::async_trait;
+use shaku::Interface;
+
+/// Failures talking to the sync server, classified for retry logic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// Worth retrying later: connection refused, timeout, 5xx, 429.
+    #[error("temporary failure: {message}")]
+    Transient {
+        /// What failed.
+        message: String,
+        /// The server's Retry-After, if it sent one.
+        retry_after_ms: Option<u64>,
+    },
+    /// The credentials are missing, wrong or expired: sign in again, keep the queued work.
+    #[error("not authenticated: {0}")]
+    Unauthorized(String),
+    /// The server refused the request for good (4xx other than 401, 408 and 429).
+    #[error("request refused: {code}: {message}")]
+    Permanent {
+        /// The server's error code.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+}
+
+impl RemoteError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RemoteError::Transient { .. })
+    }
+}
+
+/// The sync server as the client sees it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RemoteDataSource: Interface {
+    /// Sends a batch of mutations.
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, RemoteError>;
+
+    /// Fetches changes after a cursor.
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError>;
+}

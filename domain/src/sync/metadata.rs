@@ -1,0 +1,40 @@
+//! Sync metadata carried by every synced row.
+
+use super::Hlc;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Sync metadata of one row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SyncMeta {
+    /// Server-assigned version of the last acknowledged state; 0 until the server has seen the
+    /// row.
+    pub version: i64,
+    /// The clock reading of the last write of each field, for field-level merge.
+    pub field_hlc: BTreeMap<String, Hlc>,
+    /// Tombstone: the row was deleted; it stays until the delete is acknowledged and pulled by
+    /// every replica.
+    pub deleted: bool,
+    /// The row holds local changes the server has not acknowledged.
+    pub dirty: bool,
+}
+
+impl SyncMeta {
+    /// Metadata for a row created locally at `hlc`: every field stamped, dirty, unversioned.
+    pub fn created_locally<'a>(fields: impl IntoIterator<Item = &'a String>, hlc: Hlc) -> Self {
+        Self {
+            version: 0,
+            field_hlc: fields.into_iter().map(|f| (f.clone(), hlc)).collect(),
+            deleted: false,
+            dirty: true,
+        }
+    }
+
+    /// Records a local write of `fields` at `hlc`.
+    pub fn touch<'a>(&mut self, fields: impl IntoIterator<Item = &'a String>, hlc: Hlc) {
+        for field in fields {
+            self.field_hlc.insert(field.clone(), hlc);
+        }
+        self.dirty = true;
+    }
+}

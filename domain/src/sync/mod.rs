@@ -1,0 +1,14 @@
+//! The sync model: per-row metadata, the hybrid logical clock, outbox operations, the status a
+//! UI shows, and conflicts.
+
+mod conflict;
+mod hlc;
+mod metadata;
+mod operation;
+mod state;
+
+pub use conflict::{ConflictResolution, SyncConflict};
+pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
+pub use metadata::SyncMeta;
+pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, SyncOperation};
+pub use state::{SyncPhase, SyncProgress, SyncState};

@@ -1,0 +1,262 @@
+//! Outbox operations: the durable record of a local change waiting to reach the server.
+
+use super::Hlc;
+use crate::{entities::EntityRef, ids::OperationId, time::Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+/// What an operation does to its entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// The entity was created; all fields travel.
+    Create,
+    /// Some fields changed; only those travel.
+    Update,
+    /// The entity was deleted.
+    Delete,
+}
+
+/// Upstream priority. Variants are declared most urgent first, so `Ord` sorts them in
+/// processing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Deletes and access changes.
+    Critical,
+    /// Projects and profiles.
+    High,
+    /// Tracks and comments.
+    Medium,
+    /// Everything that can wait.
+    Low,
+}
+
+/// Where an operation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    /// Waiting to be sent (possibly until `next_attempt_at`).
+    Pending,
+    /// Sent in a batch whose result has not been recorded yet.
+    InFlight,
+    /// Parked after a permanent rejection or too many attempts; waits for the user.
+    Failed,
+}
+
+macro_rules! stable_names {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stable name used in storage and on the wire.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    other => Err(format!("unknown {} '{other}'", stringify!($ty))),
+                }
+            }
+        }
+    };
+}
+
+stable_names!(OperationKind { Create => "create", Update => "update", Delete => "delete" });
+stable_names!(Priority { Critical => "critical", High => "high", Medium => "medium", Low => "low" });
+stable_names!(OperationStatus { Pending => "pending", InFlight => "in_flight", Failed => "failed" });
+
+/// The new value of one field and the clock reading of the write that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// The new value.
+    pub value: Value,
+    /// When it was written.
+    pub hlc: Hlc,
+}
+
+/// One queued change of one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncOperation {
+    /// The idempotency key: the server applies an operation id at most once.
+    pub id: OperationId,
+    /// The changed entity.
+    pub entity: EntityRef,
+    /// Create, update or delete.
+    pub kind: OperationKind,
+    /// Only the fields this operation changes (all fields for a create, none for a delete).
+    pub changed_fields: BTreeMap<String, FieldChange>,
+    /// The clock reading of the write.
+    pub hlc: Hlc,
+    /// The server version the change was made against (0 for a create or an unsynced row).
+    pub base_version: i64,
+    /// Upstream priority.
+    pub priority: Priority,
+    /// Operations that must be acknowledged first (a parent's create).
+    pub depends_on: Vec<OperationId>,
+    /// How many sends have failed so far.
+    pub attempts: u32,
+    /// Not to be sent before this instant (backoff); `None` means now.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Life-cycle state.
+    pub status: OperationStatus,
+    /// The last failure, for the user and for health reports.
+    pub last_error: Option<String>,
+    /// When the change was made locally.
+    pub created_at: Timestamp,
+}
+
+impl SyncOperation {
+    /// A fresh pending operation for a local write of `fields` at `hlc`, with the entity type's
+    /// default priority.
+    pub fn new(
+        entity: EntityRef,
+        kind: OperationKind,
+        fields: BTreeMap<String, Value>,
+        hlc: Hlc,
+        base_version: i64,
+        depends_on: Vec<OperationId>,
+        created_at: Timestamp,
+    ) -> Self {
+        Self {
+            id: OperationId::new(),
+            entity,
+            kind,
+            changed_fields: fields
+                .into_iter()
+                .map(|(name, value)| (name, FieldChange { value, hlc }))
+                .collect(),
+            hlc,
+            base_version,
+            priority: entity.entity_type.default_priority(kind),
+            depends_on,
+            attempts: 0,
+            next_attempt_at: None,
+            status: OperationStatus::Pending,
+            last_error: None,
+            created_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        entities::{changed_fields, EntityType, Project, ProjectPatch, SyncEntity},
+        ids::{NodeId, UserId},
+    };
+
+    #[test]
+    fn priorities_sort_most_urgent_first() {
+        let mut ps = [
+            Priority::Low,
+            Priority::Critical,
+            Priority::Medium,
+            Priority::High,
+        ];
+        ps.sort();
+        assert_eq!(
+            ps,
+            [
+                Priority::Critical,
+                Priority::High,
+                Priority::Medium,
+                Priority::Low
+            ]
+        );
+    }
+
+    #[test]
+    fn stable_names_round_trip() {
+        for k in [
+            OperationKind::Create,
+            OperationKind::Update,
+            OperationKind::Delete,
+        ] {
+            assert_eq!(k.as_str().parse::<OperationKind>(), Ok(k));
+        }
+        for s in [
+            OperationStatus::Pending,
+            OperationStatus::InFlight,
+            OperationStatus::Failed,
+        ] {
+            assert_eq!(s.as_str().parse::<OperationStatus>(), Ok(s));
+        }
+        assert!("later".parse::<Priority>().is_err());
+    }
+
+    #[test]
+    fn building_an_update_carries_only_changed_fields_stamped_with_its_clock() {
+        let hlc = Hlc {
+            wall_ms: 42,
+            counter: 0,
+            node: NodeId::new(),
+        };
+        let before =
+            Project::new(UserId::new(), "Demo", Some("same"), Timestamp(1)).expect("valid");
+        let after = before
+            .patched(&ProjectPatch {
+                name: Some("Renamed".into()),
+                ..Default::default()
+            })
+            .expect("valid");
+        let op = SyncOperation::new(
+            after.entity_ref(),
+            OperationKind::Update,
+            changed_fields(&before, &after),
+            hlc,
+            7,
+            vec![],
+            Timestamp(2),
+        );
+        assert_eq!(op.changed_fields.len(), 1);
+        assert_eq!(
+            op.changed_fields.get("name"),
+            Some(&FieldChange {
+                value: Value::from("Renamed"),
+                hlc
+            })
+        );
+        assert_eq!(
+            (op.base_version, op.status, op.attempts),
+            (7, OperationStatus::Pending, 0)
+        );
+        assert_eq!(
+            op.priority,
+            EntityType::Project.default_priority(OperationKind::Update)
+        );
+    }
+
+    #[test]
+    fn building_a_create_carries_every_field_but_the_id() {
+        let p = Project::new(UserId::new(), "Demo", None, Timestamp(1)).expect("valid");
+        let hlc = Hlc {
+            wall_ms: 1,
+            counter: 0,
+            node: NodeId::new(),
+        };
+        let op = SyncOperation::new(
+            p.entity_ref(),
+            OperationKind::Create,
+            p.fields(),
+            hlc,
+            0,
+            vec![],
+            Timestamp(1),
+        );
+        let names: Vec<&str> = op.changed_fields.keys().map(String::as_str).collect();
+        assert_eq!(names, ["created_at", "description", "name", "owner_id"]);
+    }
+}
