@@ -1,1 +1,24 @@
-//! placeholder
+//! # trackflow-data
+//!
+//! The data layer of TrackFlow Sync. Today it holds the client's local store: Diesel on a
+//! SQLite file (WAL) with the cache of every entity, the transactional outbox, per-scope sync
+//! metadata and conflicts, and the offline-first repositories that implement the domain's
+//! ports. The server store (SQLite and PostgreSQL) and the reqwest remote client join it in
+//! later work.
+//!
+//! Architecture invariant: every Diesel call runs on the blocking thread pool through
+//! [`blocking::run_blocking`], which carries the caller's tracing span; no Diesel call ever
+//! runs on an async worker thread.
+
+pub mod blocking;
+pub mod clock;
+pub mod error;
+pub mod local;
+
+pub use clock::SystemClock;
+pub use error::StoreError;
+pub use local::{
+    LocalStore, LocalStoreOptions, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
+    SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
+    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
+};

@@ -159,6 +159,16 @@ impl HybridLogicalClock {
         })
     }
 
+    /// Moves the clock forward to at least `floor` without drift checks. Used when a replica
+    /// restarts, with the largest reading it had stored, so readings stay monotonic even if the
+    /// physical clock stepped back while it was down.
+    pub fn advance_to(&self, floor: Hlc) {
+        let mut last = self.lock();
+        if (floor.wall_ms, floor.counter) > *last {
+            *last = (floor.wall_ms, floor.counter);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u32)> {
         // The guarded state is two integers written in one assignment; a panic elsewhere
         // cannot leave it half-updated, so a poisoned lock is still consistent.
@@ -262,6 +272,21 @@ mod tests {
                 counter: before.counter + 1,
                 ..before
             }
+        );
+    }
+
+    #[test]
+    fn advancing_to_a_stored_floor_keeps_readings_monotonic_across_restarts() {
+        let before_restart = clock().now(9_000);
+        let restarted = clock();
+        restarted.advance_to(before_restart);
+        // The physical clock went back 8 s while the replica was down.
+        let next = restarted.now(1_000);
+        assert!((next.wall_ms, next.counter) > (before_restart.wall_ms, before_restart.counter));
+        restarted.advance_to(Hlc::ZERO);
+        assert!(
+            restarted.now(1_000) > next,
+            "an older floor changes nothing"
         );
     }
 

@@ -1,0 +1,140 @@
+//! Opening the database: connection settings, the pool, migrations and replica identity.
+
+use super::{outbox, schema::local_settings, LocalStoreOptions};
+use crate::error::{StoreError, StoreResult};
+use diesel::migration::MigrationSource;
+use diesel::sqlite::Sqlite;
+use diesel::{
+    connection::SimpleConnection,
+    prelude::*,
+    r2d2::{ConnectionManager, CustomizeConnection, Pool},
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::path::Path;
+use trackflow_domain::{Hlc, NodeId};
+
+/// The client schema migrations (migrations/local), embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/local");
+
+pub(super) struct Opened {
+    pub pool: Pool<ConnectionManager<SqliteConnection>>,
+    pub replica: NodeId,
+    pub hlc_floor: Option<Hlc>,
+}
+
+/// Settings every connection gets before first use. `busy_timeout` comes first so that
+/// switching to WAL waits for other connections instead of failing.
+fn apply_pragmas(conn: &mut SqliteConnection, busy_timeout_ms: u128) -> QueryResult<()> {
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {busy_timeout_ms};
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;"
+    ))
+}
+
+#[derive(Debug)]
+struct Pragmas {
+    busy_timeout_ms: u128,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        apply_pragmas(conn, self.busy_timeout_ms).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
+    let path = &options.path;
+    let open_error = |message: String| StoreError::Open {
+        path: path.clone(),
+        message,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    }
+    let url = path
+        .to_str()
+        .ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
+    let busy_timeout_ms = options.busy_timeout.as_millis();
+
+    // One direct connection first: it reports the real reason if the file cannot be opened
+    // (r2d2 would only time out), and it migrates before the pool hands out connections.
+    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
+    apply_pragmas(&mut conn, busy_timeout_ms).map_err(|e| open_error(e.to_string()))?;
+    migrate(&mut conn, path)?;
+    let replica = replica_id(&mut conn)?;
+    let hlc_floor = outbox::max_hlc(&mut conn)?;
+    drop(conn);
+
+    let pool = Pool::builder()
+        .max_size(options.max_connections.max(1))
+        .min_idle(Some(1))
+        .connection_timeout(options.busy_timeout.max(std::time::Duration::from_secs(1)))
+        .connection_customizer(Box::new(Pragmas { busy_timeout_ms }))
+        .build(ConnectionManager::<SqliteConnection>::new(url))
+        .map_err(|e| open_error(e.to_string()))?;
+    Ok(Opened {
+        pool,
+        replica,
+        hlc_floor,
+    })
+}
+
+/// Applies pending migrations, refusing a file that holds migrations this build does not know
+/// (it was written by a newer build). Check and migration share one write transaction, so two
+/// processes opening a new file at once cannot both migrate it.
+fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
+    let migration_error =
+        |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+    conn.immediate_transaction(|conn| {
+        let known: Vec<String> = MigrationSource::<Sqlite>::migrations(&MIGRATIONS)
+            .map_err(migration_error)?
+            .iter()
+            .map(|m| m.name().version().to_string())
+            .collect();
+        let applied = conn.applied_migrations().map_err(migration_error)?;
+        let newest_unknown = applied
+            .iter()
+            .map(ToString::to_string)
+            .filter(|v| !known.contains(v))
+            .max();
+        if let Some(found) = newest_unknown {
+            return Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found,
+                known: known.iter().max().cloned().unwrap_or_default(),
+            });
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(migration_error)?;
+        Ok(())
+    })
+}
+
+/// This replica's id, created on first open.
+fn replica_id(conn: &mut SqliteConnection) -> StoreResult<NodeId> {
+    const KEY: &str = "replica_id";
+    conn.immediate_transaction(|conn| {
+        let stored: Option<String> = local_settings::table
+            .find(KEY)
+            .select(local_settings::value)
+            .first(conn)
+            .optional()?;
+        match stored {
+            Some(text) => text
+                .parse()
+                .map_err(|e| StoreError::corrupt("local_settings", e)),
+            None => {
+                let id = NodeId::new();
+                diesel::insert_into(local_settings::table)
+                    .values((
+                        local_settings::key.eq(KEY),
+                        local_settings::value.eq(id.to_string()),
+                    ))
+                    .execute(conn)?;
+                Ok(id)
+            }
+        }
+    })
+}

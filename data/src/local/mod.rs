@@ -1,0 +1,144 @@
+//! The client's local store: one SQLite file holding the cache of every entity, the outbox,
+//! sync metadata and conflicts.
+
+mod connection;
+mod outbox;
+mod records;
+mod repositories;
+mod rows;
+pub mod schema;
+mod session;
+
+pub use connection::MIGRATIONS;
+pub use outbox::SqlitePendingOperationsRepository;
+pub use repositories::{
+    SqliteAudioCommentRepository, SqliteAudioTrackRepository, SqliteCollaboratorRepository,
+    SqlitePlaylistRepository, SqliteProjectRepository, SqliteUserProfileRepository,
+};
+pub use session::SqliteSessionStorage;
+
+use crate::{
+    blocking::run_blocking,
+    error::{StoreError, StoreResult},
+};
+use diesel::{
+    r2d2::{ConnectionManager, Pool},
+    SqliteConnection,
+};
+use records::WriteClock;
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use trackflow_domain::{ports::Clock, NodeId, RepositoryError};
+
+/// How to open a [`LocalStore`].
+#[derive(Debug, Clone)]
+pub struct LocalStoreOptions {
+    /// The database file; created (with its directory) if missing.
+    pub path: PathBuf,
+    /// Most pooled connections. SQLite serialises writers anyway; more connections only help
+    /// concurrent readers.
+    pub max_connections: u32,
+    /// How long a statement waits for another connection's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl LocalStoreOptions {
+    /// Defaults for the database file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle on the local database. Cheap to clone; every clone shares one pool and one hybrid
+/// logical clock.
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    clock: WriteClock,
+    path: PathBuf,
+}
+
+impl fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("path", &self.inner.path)
+            .field("replica", &self.inner.clock.replica())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the database at `options.path`, applies pending migrations,
+    /// and loads this replica's identity. Fails with [`StoreError::NewerSchema`] if a newer
+    /// build has migrated the file.
+    #[tracing::instrument(skip_all, fields(path = %options.path.display()), err)]
+    pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        run_blocking(move || {
+            let opened = connection::open(&options)?;
+            let path = options.path;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    pool: opened.pool,
+                    clock: WriteClock::new(opened.replica, opened.hlc_floor, clock),
+                    path,
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
+    /// This replica's id, stamped on its clock readings.
+    pub fn replica_id(&self) -> NodeId {
+        self.inner.clock.replica()
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool.
+    pub async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut SqliteConnection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking(move || {
+            let mut conn = inner
+                .pool
+                .get()
+                .map_err(|e| StoreError::Pool(e.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs a write that needs the clock, and maps the outcome to a port error.
+    async fn write<T, F>(&self, work: F) -> Result<T, RepositoryError>
+    where
+        F: FnOnce(&mut SqliteConnection, &WriteClock) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        self.with_connection(move |conn| work(conn, &inner.clock))
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Runs a read and maps the outcome to a port error.
+    async fn read<T, F>(&self, work: F) -> Result<T, RepositoryError>
+    where
+        F: FnOnce(&mut SqliteConnection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.with_connection(work).await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,223 @@
+//! The transactional outbox table and its port.
+
+use super::{
+    rows::{from_json, parse, to_json},
+    schema::pending_operations::{self, dsl},
+    LocalStore,
+};
+use crate::error::{StoreError, StoreResult};
+use async_trait::async_trait;
+use diesel::{
+    dsl::{count_star, max, min},
+    prelude::*,
+};
+use shaku::Component;
+use trackflow_domain::{
+    ports::{OutboxCounts, PendingOperationsRepository},
+    EntityRef, Hlc, OperationId, OperationKind, OperationStatus, Priority, RepositoryError,
+    SyncOperation, Timestamp,
+};
+
+const TABLE: &str = "pending_operations";
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = pending_operations, check_for_backend(diesel::sqlite::Sqlite))]
+struct OperationRow {
+    #[diesel(skip_insertion)]
+    #[allow(dead_code)]
+    seq: i32,
+    id: String,
+    entity_type: String,
+    entity_id: String,
+    kind: String,
+    changed_fields: String,
+    hlc: String,
+    base_version: i64,
+    priority: i32,
+    depends_on: String,
+    attempts: i32,
+    next_attempt_at: Option<i64>,
+    status: String,
+    last_error: Option<String>,
+    created_at: i64,
+}
+
+fn priority_rank(priority: Priority) -> i32 {
+    match priority {
+        Priority::Critical => 0,
+        Priority::High => 1,
+        Priority::Medium => 2,
+        Priority::Low => 3,
+    }
+}
+
+fn priority_from_rank(rank: i32) -> StoreResult<Priority> {
+    [
+        Priority::Critical,
+        Priority::High,
+        Priority::Medium,
+        Priority::Low,
+    ]
+    .get(usize::try_from(rank).unwrap_or(usize::MAX))
+    .copied()
+    .ok_or_else(|| StoreError::corrupt(TABLE, format!("priority {rank}")))
+}
+
+impl OperationRow {
+    fn encode(op: &SyncOperation) -> StoreResult<Self> {
+        Ok(Self {
+            seq: 0,
+            id: op.id.to_string(),
+            entity_type: op.entity.entity_type.as_str().to_owned(),
+            entity_id: op.entity.id.to_string(),
+            kind: op.kind.as_str().to_owned(),
+            changed_fields: to_json(TABLE, &op.changed_fields)?,
+            hlc: op.hlc.to_string(),
+            base_version: op.base_version,
+            priority: priority_rank(op.priority),
+            depends_on: to_json(TABLE, &op.depends_on)?,
+            attempts: i32::try_from(op.attempts).unwrap_or(i32::MAX),
+            next_attempt_at: op.next_attempt_at.map(Timestamp::as_millis),
+            status: op.status.as_str().to_owned(),
+            last_error: op.last_error.clone(),
+            created_at: op.created_at.as_millis(),
+        })
+    }
+
+    fn decode(self) -> StoreResult<SyncOperation> {
+        Ok(SyncOperation {
+            id: parse(TABLE, &self.id)?,
+            entity: EntityRef::new(
+                parse(TABLE, &self.entity_type)?,
+                parse(TABLE, &self.entity_id)?,
+            ),
+            kind: parse(TABLE, &self.kind)?,
+            changed_fields: from_json(TABLE, &self.changed_fields)?,
+            hlc: parse(TABLE, &self.hlc)?,
+            base_version: self.base_version,
+            priority: priority_from_rank(self.priority)?,
+            depends_on: from_json(TABLE, &self.depends_on)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            next_attempt_at: self.next_attempt_at.map(Timestamp),
+            status: parse(TABLE, &self.status)?,
+            last_error: self.last_error,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+/// Appends `op` to the outbox. Callers run it inside the transaction that made the change.
+pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreResult<()> {
+    diesel::insert_into(pending_operations::table)
+        .values(OperationRow::encode(op)?)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The queued (not yet acknowledged) creates of `entities`.
+pub(crate) fn unacknowledged_creates(
+    conn: &mut SqliteConnection,
+    entities: &[EntityRef],
+) -> StoreResult<Vec<OperationId>> {
+    let mut ids = Vec::new();
+    for entity in entities {
+        let found: Vec<String> = dsl::pending_operations
+            .filter(dsl::entity_type.eq(entity.entity_type.as_str()))
+            .filter(dsl::entity_id.eq(entity.id.to_string()))
+            .filter(dsl::kind.eq(OperationKind::Create.as_str()))
+            .select(dsl::id)
+            .load(conn)?;
+        for id in found {
+            ids.push(parse(TABLE, &id)?);
+        }
+    }
+    Ok(ids)
+}
+
+/// The largest clock reading in the outbox, to seed the clock on open.
+pub(crate) fn max_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+    let text: Option<String> = dsl::pending_operations.select(max(dsl::hlc)).first(conn)?;
+    text.map(|t| parse(TABLE, &t)).transpose()
+}
+
+/// The outbox as a [`PendingOperationsRepository`].
+#[derive(Component)]
+#[shaku(interface = PendingOperationsRepository)]
+pub struct SqlitePendingOperationsRepository {
+    store: LocalStore,
+}
+
+impl SqlitePendingOperationsRepository {
+    /// The outbox of `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl PendingOperationsRepository for SqlitePendingOperationsRepository {
+    #[tracing::instrument(skip_all, err)]
+    async fn list(
+        &self,
+        status: Option<OperationStatus>,
+    ) -> Result<Vec<SyncOperation>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let mut query = dsl::pending_operations.order(dsl::seq).into_boxed();
+                if let Some(status) = status {
+                    query = query.filter(dsl::status.eq(status.as_str()));
+                }
+                query
+                    .select(OperationRow::as_select())
+                    .load(conn)?
+                    .into_iter()
+                    .map(OperationRow::decode)
+                    .collect()
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                dsl::pending_operations
+                    .filter(dsl::id.eq(id.to_string()))
+                    .select(OperationRow::as_select())
+                    .first(conn)
+                    .optional()?
+                    .map(OperationRow::decode)
+                    .transpose()
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn counts(&self) -> Result<OutboxCounts, RepositoryError> {
+        self.store
+            .read(|conn| {
+                let by_status: Vec<(String, i64)> = dsl::pending_operations
+                    .group_by(dsl::status)
+                    .select((dsl::status, count_star()))
+                    .load(conn)?;
+                let oldest: Option<i64> = dsl::pending_operations
+                    .filter(dsl::status.ne(OperationStatus::Failed.as_str()))
+                    .select(min(dsl::created_at))
+                    .first(conn)?;
+                let mut counts = OutboxCounts {
+                    oldest_pending_at: oldest.map(Timestamp),
+                    ..OutboxCounts::default()
+                };
+                for (status, n) in by_status {
+                    let n = u64::try_from(n).unwrap_or(0);
+                    match parse::<OperationStatus>(TABLE, &status)? {
+                        OperationStatus::Pending => counts.pending = n,
+                        OperationStatus::InFlight => counts.in_flight = n,
+                        OperationStatus::Failed => counts.failed = n,
+                    }
+                }
+                Ok(counts)
+            })
+            .await
+    }
+}

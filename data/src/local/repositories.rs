@@ -1,0 +1,527 @@
+//! The offline-first repositories: the domain's repository ports over the local store. Writes
+//! go through the shared transaction code in `records`; this file holds only what differs per
+//! entity — its lists, its extra checks and what a delete cascades to.
+
+use super::{
+    records::{self, decode_all, find_live, no_check, require_live},
+    rows::{
+        AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow,
+    },
+    schema::{
+        audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles,
+    },
+    LocalStore,
+};
+use crate::error::{StoreError, StoreResult};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use shaku::Component;
+use trackflow_domain::{
+    ports::{
+        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
+        ProjectRepository, UserProfileRepository,
+    },
+    AudioComment, AudioCommentId, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch,
+    CollaboratorId, Playlist, PlaylistId, PlaylistPatch, Project, ProjectCollaborator,
+    ProjectCollaboratorPatch, ProjectId, ProjectPatch, RepositoryError, UserId, UserProfile,
+    UserProfilePatch, ValidationError,
+};
+
+/// Declares a repository component holding the store, with a plain constructor for code that
+/// does not use the shaku module.
+macro_rules! repository {
+    ($(#[$doc:meta])* $name:ident: $interface:ident) => {
+        $(#[$doc])*
+        #[derive(Component)]
+        #[shaku(interface = $interface)]
+        pub struct $name {
+            store: LocalStore,
+        }
+
+        impl $name {
+            /// A repository over `store`.
+            pub fn new(store: LocalStore) -> Self {
+                Self { store }
+            }
+        }
+    };
+}
+
+repository!(
+    /// Projects in the local store.
+    SqliteProjectRepository: ProjectRepository
+);
+repository!(
+    /// Audio tracks in the local store.
+    SqliteAudioTrackRepository: AudioTrackRepository
+);
+repository!(
+    /// Audio comments in the local store.
+    SqliteAudioCommentRepository: AudioCommentRepository
+);
+repository!(
+    /// User profiles in the local store.
+    SqliteUserProfileRepository: UserProfileRepository
+);
+repository!(
+    /// Playlists in the local store.
+    SqlitePlaylistRepository: PlaylistRepository
+);
+repository!(
+    /// Project memberships in the local store.
+    SqliteCollaboratorRepository: CollaboratorRepository
+);
+
+#[async_trait]
+impl ProjectRepository for SqliteProjectRepository {
+    #[tracing::instrument(skip_all, fields(id = %project.id()), err)]
+    async fn create(&self, project: Project) -> Result<Project, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, project, no_check))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(&self, id: ProjectId, patch: ProjectPatch) -> Result<Project, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |p: &Project| p.patched(&patch),
+                    no_check,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: ProjectId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_project))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: ProjectId) -> Result<Option<Project>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%user), err)]
+    async fn list_by_user(&self, user: UserId) -> Result<Vec<Project>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let user = user.to_string();
+                let member_of = project_collaborators::table
+                    .filter(project_collaborators::user_id.eq(user.clone()))
+                    .filter(project_collaborators::deleted.eq(false))
+                    .select(project_collaborators::project_id);
+                let rows = projects::table
+                    .filter(projects::deleted.eq(false))
+                    .filter(
+                        projects::owner_id
+                            .eq(user)
+                            .or(projects::id.eq_any(member_of)),
+                    )
+                    .order((projects::created_at, projects::id))
+                    .select(ProjectRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}
+
+/// Deleting a project hides everything inside it locally.
+fn cascade_project(conn: &mut SqliteConnection, project: &Project) -> StoreResult<()> {
+    let id = project.id().to_string();
+    diesel::update(audio_tracks::table.filter(audio_tracks::project_id.eq(&id)))
+        .set(audio_tracks::deleted.eq(true))
+        .execute(conn)?;
+    diesel::update(audio_comments::table.filter(audio_comments::project_id.eq(&id)))
+        .set(audio_comments::deleted.eq(true))
+        .execute(conn)?;
+    diesel::update(playlists::table.filter(playlists::project_id.eq(&id)))
+        .set(playlists::deleted.eq(true))
+        .execute(conn)?;
+    diesel::update(project_collaborators::table.filter(project_collaborators::project_id.eq(&id)))
+        .set(project_collaborators::deleted.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[async_trait]
+impl AudioTrackRepository for SqliteAudioTrackRepository {
+    #[tracing::instrument(skip_all, fields(id = %track.id()), err)]
+    async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, track, no_check))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(
+        &self,
+        id: AudioTrackId,
+        patch: AudioTrackPatch,
+    ) -> Result<AudioTrack, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |t: &AudioTrack| t.patched(&patch),
+                    no_check,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_track))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%project), err)]
+    async fn list_by_project(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<AudioTrack>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let rows = audio_tracks::table
+                    .filter(audio_tracks::project_id.eq(project.to_string()))
+                    .filter(audio_tracks::deleted.eq(false))
+                    .order((audio_tracks::created_at, audio_tracks::id))
+                    .select(AudioTrackRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}
+
+/// Deleting a track hides its comments locally. Playlists keep naming it until their owner
+/// edits them; readers skip tracks that no longer exist.
+fn cascade_track(conn: &mut SqliteConnection, track: &AudioTrack) -> StoreResult<()> {
+    diesel::update(
+        audio_comments::table.filter(audio_comments::track_id.eq(track.id().to_string())),
+    )
+    .set(audio_comments::deleted.eq(true))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// A comment's position must lie within its track as stored.
+fn check_comment(conn: &mut SqliteConnection, comment: &AudioComment) -> StoreResult<()> {
+    let track = require_live::<AudioTrack>(conn, comment.track_id().as_uuid())?;
+    comment.check_track(&track.entity).map_err(StoreError::from)
+}
+
+#[async_trait]
+impl AudioCommentRepository for SqliteAudioCommentRepository {
+    #[tracing::instrument(skip_all, fields(id = %comment.id()), err)]
+    async fn create(&self, comment: AudioComment) -> Result<AudioComment, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, comment, check_comment))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(
+        &self,
+        id: AudioCommentId,
+        patch: AudioCommentPatch,
+    ) -> Result<AudioComment, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |c: &AudioComment| c.patched(&patch),
+                    check_comment,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: AudioCommentId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::delete(conn, clock, id.as_uuid(), |_, _: &AudioComment| Ok(()))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%track), err)]
+    async fn list_by_track(
+        &self,
+        track: AudioTrackId,
+    ) -> Result<Vec<AudioComment>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let rows = audio_comments::table
+                    .filter(audio_comments::track_id.eq(track.to_string()))
+                    .filter(audio_comments::deleted.eq(false))
+                    .order((
+                        audio_comments::timestamp_ms,
+                        audio_comments::created_at,
+                        audio_comments::id,
+                    ))
+                    .select(AudioCommentRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl UserProfileRepository for SqliteUserProfileRepository {
+    #[tracing::instrument(skip_all, fields(id = %profile.id()), err)]
+    async fn create(&self, profile: UserProfile) -> Result<UserProfile, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, profile, no_check))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(
+        &self,
+        id: UserId,
+        patch: UserProfilePatch,
+    ) -> Result<UserProfile, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |p: &UserProfile| p.patched(&patch),
+                    no_check,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: UserId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::delete(conn, clock, id.as_uuid(), |_, _: &UserProfile| Ok(()))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: UserId) -> Result<Option<UserProfile>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list(&self) -> Result<Vec<UserProfile>, RepositoryError> {
+        self.store
+            .read(|conn| {
+                let rows = user_profiles::table
+                    .filter(user_profiles::deleted.eq(false))
+                    .order((user_profiles::name, user_profiles::id))
+                    .select(UserProfileRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}
+
+/// Every track of a playlist must be a live track of the playlist's project.
+fn check_playlist(conn: &mut SqliteConnection, playlist: &Playlist) -> StoreResult<()> {
+    for track_id in playlist.track_ids() {
+        let track = require_live::<AudioTrack>(conn, track_id.as_uuid())?;
+        if track.entity.project_id() != playlist.project_id() {
+            return Err(ValidationError::new(
+                "track_ids",
+                format!("track {track_id} belongs to another project"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl PlaylistRepository for SqlitePlaylistRepository {
+    #[tracing::instrument(skip_all, fields(id = %playlist.id()), err)]
+    async fn create(&self, playlist: Playlist) -> Result<Playlist, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, playlist, check_playlist))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(
+        &self,
+        id: PlaylistId,
+        patch: PlaylistPatch,
+    ) -> Result<Playlist, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |p: &Playlist| p.patched(&patch),
+                    check_playlist,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::delete(conn, clock, id.as_uuid(), |_, _: &Playlist| Ok(()))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(&self, id: PlaylistId) -> Result<Option<Playlist>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%project), err)]
+    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<Playlist>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let rows = playlists::table
+                    .filter(playlists::project_id.eq(project.to_string()))
+                    .filter(playlists::deleted.eq(false))
+                    .order((playlists::created_at, playlists::id))
+                    .select(PlaylistRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}
+
+/// A user joins a project at most once, and the owner is never a collaborator.
+fn check_membership(conn: &mut SqliteConnection, member: &ProjectCollaborator) -> StoreResult<()> {
+    let project = require_live::<Project>(conn, member.project_id().as_uuid())?;
+    if project.entity.owner_id() == member.user_id() {
+        return Err(ValidationError::new("user_id", "is the project's owner").into());
+    }
+    let existing: i64 = project_collaborators::table
+        .filter(project_collaborators::project_id.eq(member.project_id().to_string()))
+        .filter(project_collaborators::user_id.eq(member.user_id().to_string()))
+        .filter(project_collaborators::deleted.eq(false))
+        .filter(project_collaborators::id.ne(member.id().to_string()))
+        .count()
+        .get_result(conn)?;
+    if existing > 0 {
+        return Err(StoreError::Conflict(format!(
+            "user {} is already a collaborator of project {}",
+            member.user_id(),
+            member.project_id()
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CollaboratorRepository for SqliteCollaboratorRepository {
+    #[tracing::instrument(skip_all, fields(id = %collaborator.id()), err)]
+    async fn create(
+        &self,
+        collaborator: ProjectCollaborator,
+    ) -> Result<ProjectCollaborator, RepositoryError> {
+        self.store
+            .write(move |conn, clock| records::create(conn, clock, collaborator, check_membership))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn update(
+        &self,
+        id: CollaboratorId,
+        patch: ProjectCollaboratorPatch,
+    ) -> Result<ProjectCollaborator, RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::update(
+                    conn,
+                    clock,
+                    id.as_uuid(),
+                    |c: &ProjectCollaborator| c.patched(&patch),
+                    no_check,
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError> {
+        self.store
+            .write(move |conn, clock| {
+                records::delete(conn, clock, id.as_uuid(), |_, _: &ProjectCollaborator| {
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id), err)]
+    async fn get(
+        &self,
+        id: CollaboratorId,
+    ) -> Result<Option<ProjectCollaborator>, RepositoryError> {
+        self.store
+            .read(move |conn| find_live(conn, id.as_uuid()))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%project), err)]
+    async fn list_by_project(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<ProjectCollaborator>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let rows = project_collaborators::table
+                    .filter(project_collaborators::project_id.eq(project.to_string()))
+                    .filter(project_collaborators::deleted.eq(false))
+                    .order((project_collaborators::created_at, project_collaborators::id))
+                    .select(CollaboratorRow::as_select())
+                    .load(conn)?;
+                decode_all(rows)
+            })
+            .await
+    }
+}

@@ -1,0 +1,76 @@
+//! The current session, stored in the local database.
+
+use super::{rows::parse, schema::session, LocalStore};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use shaku::Component;
+use trackflow_domain::{
+    ports::{AccessToken, Session, SessionStorage},
+    RepositoryError,
+};
+
+/// [`SessionStorage`] in the `session` table (one row). The token is stored as is: the
+/// database file is the user's own, like a browser profile.
+#[derive(Component)]
+#[shaku(interface = SessionStorage)]
+pub struct SqliteSessionStorage {
+    store: LocalStore,
+}
+
+impl SqliteSessionStorage {
+    /// Session storage in `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl SessionStorage for SqliteSessionStorage {
+    #[tracing::instrument(skip_all, err)]
+    async fn load(&self) -> Result<Option<Session>, RepositoryError> {
+        self.store
+            .read(|conn| {
+                let row: Option<(String, Option<String>, Option<String>)> = session::table
+                    .select((session::user_id, session::server_url, session::access_token))
+                    .first(conn)
+                    .optional()?;
+                row.map(|(user_id, server_url, token)| {
+                    Ok(Session {
+                        user_id: parse("session", &user_id)?,
+                        server_url,
+                        access_token: token.map(AccessToken::new),
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn save(&self, new: Session) -> Result<(), RepositoryError> {
+        self.store
+            .read(move |conn| {
+                diesel::replace_into(session::table)
+                    .values((
+                        session::id.eq(1),
+                        session::user_id.eq(new.user_id.to_string()),
+                        session::server_url.eq(new.server_url),
+                        session::access_token
+                            .eq(new.access_token.as_ref().map(AccessToken::expose)),
+                    ))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn clear(&self) -> Result<(), RepositoryError> {
+        self.store
+            .read(|conn| {
+                diesel::delete(session::table).execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+}

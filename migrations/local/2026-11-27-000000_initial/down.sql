@@ -1,0 +1,12 @@
+DROP TABLE blobs;
+DROP TABLE sync_conflicts;
+DROP TABLE sync_metadata;
+DROP TABLE pending_operations;
+DROP TABLE playlists;
+DROP TABLE audio_comments;
+DROP TABLE audio_tracks;
+DROP TABLE project_collaborators;
+DROP TABLE projects;
+DROP TABLE user_profiles;
+DROP TABLE session;
+DROP TABLE local_settings;

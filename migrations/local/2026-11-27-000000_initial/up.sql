@@ -1,0 +1,152 @@
+-- TrackFlow Sync client store: the local cache of every entity (with sync metadata), the
+-- transactional outbox, per-scope sync metadata, conflicts and the blob cache.
+-- Ids are UUID text; instants are Unix milliseconds; field_hlc is a JSON object of
+-- field name -> hybrid logical clock reading.
+
+CREATE TABLE local_settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE session (
+    id           INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    user_id      TEXT NOT NULL,
+    server_url   TEXT,
+    access_token TEXT
+);
+
+CREATE TABLE user_profiles (
+    id            TEXT PRIMARY KEY NOT NULL,
+    name          TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    avatar_url    TEXT,
+    creative_role TEXT,
+    created_at    BIGINT NOT NULL,
+    version       BIGINT NOT NULL DEFAULT 0,
+    field_hlc     TEXT NOT NULL DEFAULT '{}',
+    deleted       BOOLEAN NOT NULL DEFAULT 0,
+    dirty         BOOLEAN NOT NULL DEFAULT 0
+);
+
+CREATE TABLE projects (
+    id          TEXT PRIMARY KEY NOT NULL,
+    owner_id    TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT,
+    created_at  BIGINT NOT NULL,
+    version     BIGINT NOT NULL DEFAULT 0,
+    field_hlc   TEXT NOT NULL DEFAULT '{}',
+    deleted     BOOLEAN NOT NULL DEFAULT 0,
+    dirty       BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE INDEX projects_owner ON projects (owner_id) WHERE deleted = 0;
+
+CREATE TABLE project_collaborators (
+    id         TEXT PRIMARY KEY NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects (id),
+    user_id    TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('editor', 'viewer')),
+    created_at BIGINT NOT NULL,
+    version    BIGINT NOT NULL DEFAULT 0,
+    field_hlc  TEXT NOT NULL DEFAULT '{}',
+    deleted    BOOLEAN NOT NULL DEFAULT 0,
+    dirty      BOOLEAN NOT NULL DEFAULT 0
+);
+-- A user holds at most one live membership per project.
+CREATE UNIQUE INDEX project_collaborators_member
+    ON project_collaborators (project_id, user_id) WHERE deleted = 0;
+CREATE INDEX project_collaborators_user ON project_collaborators (user_id) WHERE deleted = 0;
+
+CREATE TABLE audio_tracks (
+    id           TEXT PRIMARY KEY NOT NULL,
+    project_id   TEXT NOT NULL REFERENCES projects (id),
+    name         TEXT NOT NULL,
+    duration_ms  BIGINT NOT NULL CHECK (duration_ms > 0),
+    audio_sha256 TEXT,
+    uploaded_by  TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    version      BIGINT NOT NULL DEFAULT 0,
+    field_hlc    TEXT NOT NULL DEFAULT '{}',
+    deleted      BOOLEAN NOT NULL DEFAULT 0,
+    dirty        BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE INDEX audio_tracks_project ON audio_tracks (project_id, created_at);
+
+CREATE TABLE audio_comments (
+    id           TEXT PRIMARY KEY NOT NULL,
+    project_id   TEXT NOT NULL REFERENCES projects (id),
+    track_id     TEXT NOT NULL REFERENCES audio_tracks (id),
+    author_id    TEXT NOT NULL,
+    content      TEXT NOT NULL,
+    timestamp_ms BIGINT NOT NULL CHECK (timestamp_ms >= 0),
+    created_at   BIGINT NOT NULL,
+    version      BIGINT NOT NULL DEFAULT 0,
+    field_hlc    TEXT NOT NULL DEFAULT '{}',
+    deleted      BOOLEAN NOT NULL DEFAULT 0,
+    dirty        BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE INDEX audio_comments_track ON audio_comments (track_id, timestamp_ms);
+
+CREATE TABLE playlists (
+    id         TEXT PRIMARY KEY NOT NULL,
+    project_id TEXT NOT NULL REFERENCES projects (id),
+    name       TEXT NOT NULL,
+    track_ids  TEXT NOT NULL DEFAULT '[]',
+    created_at BIGINT NOT NULL,
+    version    BIGINT NOT NULL DEFAULT 0,
+    field_hlc  TEXT NOT NULL DEFAULT '{}',
+    deleted    BOOLEAN NOT NULL DEFAULT 0,
+    dirty      BOOLEAN NOT NULL DEFAULT 0
+);
+CREATE INDEX playlists_project ON playlists (project_id, created_at);
+
+-- The transactional outbox. `seq` gives first-in first-out order; `id` is the idempotency key.
+-- priority: 0 critical, 1 high, 2 medium, 3 low.
+CREATE TABLE pending_operations (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    entity_type     TEXT NOT NULL,
+    entity_id       TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('create', 'update', 'delete')),
+    changed_fields  TEXT NOT NULL,
+    hlc             TEXT NOT NULL,
+    base_version    BIGINT NOT NULL,
+    priority        INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
+    depends_on      TEXT NOT NULL DEFAULT '[]',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'in_flight', 'failed')),
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL
+);
+CREATE INDEX pending_operations_queue ON pending_operations (status, priority, seq);
+CREATE INDEX pending_operations_entity ON pending_operations (entity_type, entity_id, seq);
+
+-- Per-scope downstream state: `user` for the profile and project list, `project:<id>` per project.
+CREATE TABLE sync_metadata (
+    scope           TEXT PRIMARY KEY NOT NULL,
+    cursor          TEXT,
+    last_sync_at    BIGINT,
+    min_interval_ms BIGINT NOT NULL DEFAULT 900000
+);
+
+CREATE TABLE sync_conflicts (
+    id            TEXT PRIMARY KEY NOT NULL,
+    entity_type   TEXT NOT NULL,
+    entity_id     TEXT NOT NULL,
+    local_fields  TEXT NOT NULL,
+    remote_fields TEXT NOT NULL,
+    fields        TEXT NOT NULL,
+    detected_at   BIGINT NOT NULL,
+    resolution    TEXT,
+    resolved_at   BIGINT
+);
+CREATE INDEX sync_conflicts_open ON sync_conflicts (detected_at) WHERE resolved_at IS NULL;
+
+-- Content-addressed local audio cache.
+CREATE TABLE blobs (
+    sha256     TEXT PRIMARY KEY NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    path       TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
