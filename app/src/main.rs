@@ -1,1 +1,8 @@
-fn main() {}
+//! The `trackflow` command.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    trackflow::telemetry::init();
+    trackflow::cli::main()
+}

@@ -1,1 +1,14 @@
-//! placeholder
+//! # trackflow-executors
+//!
+//! Upstream sync of TrackFlow Sync: it will hold one `OperationExecutor` per entity type, the
+//! registry that finds an executor by its entity type name, and the `PendingOperationsManager`
+//! that drains the outbox — priorities, causal order, batching, coalescing, retries with
+//! backoff and acknowledgement.
+//!
+//! Today it only names the entity types the registry will cover, so the crate already depends
+//! on the domain and nothing else.
+
+use trackflow_domain::EntityType;
+
+/// The entity types that upstream sync must cover, in registration order.
+pub const COVERED_ENTITY_TYPES: [EntityType; 6] = EntityType::ALL;

@@ -22,8 +22,18 @@ pub(super) struct Opened {
     pub hlc_floor: Option<Hlc>,
 }
 
-/// Settings every connection gets before first use. `busy_timeout` comes first so that
-/// switching to WAL waits for other connections instead of failing.
+/// Applies the settings every local-store connection gets before first use: WAL,
+/// `synchronous = NORMAL`, foreign keys on and a busy timeout. Public so benchmarks can give a
+/// baseline connection exactly the same settings.
+pub fn configure_connection(
+    conn: &mut SqliteConnection,
+    busy_timeout: std::time::Duration,
+) -> QueryResult<()> {
+    apply_pragmas(conn, busy_timeout.as_millis())
+}
+
+/// `busy_timeout` comes first so that switching to WAL waits for other connections instead of
+/// failing.
 fn apply_pragmas(conn: &mut SqliteConnection, busy_timeout_ms: u128) -> QueryResult<()> {
     conn.batch_execute(&format!(
         "PRAGMA busy_timeout = {busy_timeout_ms};

@@ -9,13 +9,16 @@ mod rows;
 pub mod schema;
 mod session;
 
-pub use connection::MIGRATIONS;
-pub use outbox::SqlitePendingOperationsRepository;
+pub use connection::{configure_connection, MIGRATIONS};
+pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
 pub use repositories::{
-    SqliteAudioCommentRepository, SqliteAudioTrackRepository, SqliteCollaboratorRepository,
-    SqlitePlaylistRepository, SqliteProjectRepository, SqliteUserProfileRepository,
+    SqliteAudioCommentRepository, SqliteAudioCommentRepositoryParameters,
+    SqliteAudioTrackRepository, SqliteAudioTrackRepositoryParameters, SqliteCollaboratorRepository,
+    SqliteCollaboratorRepositoryParameters, SqlitePlaylistRepository,
+    SqlitePlaylistRepositoryParameters, SqliteProjectRepository, SqliteProjectRepositoryParameters,
+    SqliteUserProfileRepository, SqliteUserProfileRepositoryParameters,
 };
-pub use session::SqliteSessionStorage;
+pub use session::{SqliteSessionStorage, SqliteSessionStorageParameters};
 
 use crate::{
     blocking::run_blocking,

@@ -144,6 +144,7 @@ pub(crate) fn max_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
 #[derive(Component)]
 #[shaku(interface = PendingOperationsRepository)]
 pub struct SqlitePendingOperationsRepository {
+    /// The local database.
     store: LocalStore,
 }
 

@@ -35,6 +35,7 @@ macro_rules! repository {
         #[derive(Component)]
         #[shaku(interface = $interface)]
         pub struct $name {
+            /// The local database.
             store: LocalStore,
         }
 

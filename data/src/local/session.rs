@@ -14,6 +14,7 @@ use trackflow_domain::{
 #[derive(Component)]
 #[shaku(interface = SessionStorage)]
 pub struct SqliteSessionStorage {
+    /// The local database.
     store: LocalStore,
 }
 

@@ -1,0 +1,350 @@
+//! What each command does. Handlers resolve ports from the shaku module and never name a
+//! concrete store type.
+
+use super::{
+    output::Printer, Cli, CollaboratorCommand, Command, CommentCommand, PlaylistCommand,
+    ProfileCommand, ProjectCommand, TrackCommand,
+};
+use crate::wiring::{open_local_module, LocalModule};
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+use shaku::HasComponent;
+use std::path::PathBuf;
+use trackflow_domain::{
+    ports::{
+        AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
+        PendingOperationsRepository, PlaylistRepository, ProjectRepository, Session,
+        SessionStorage, UserProfileRepository,
+    },
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, EntityRef, EntityType, Playlist,
+    PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
+    UserProfile, UserProfilePatch,
+};
+use uuid::Uuid;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Printer { json: cli.json };
+    if let Command::Bench(args) = cli.command {
+        return crate::bench::run(args, out.json).await;
+    }
+    let data_dir = data_dir(cli.data_dir)?;
+    let module = open_local_module(&data_dir).await?;
+    let app = App {
+        module: &module,
+        out,
+    };
+    match cli.command {
+        Command::Profile(c) => app.profile(c).await,
+        Command::Project(c) => app.project(c).await,
+        Command::Track(c) => app.track(c).await,
+        Command::Comment(c) => app.comment(c).await,
+        Command::Playlist(c) => app.playlist(c).await,
+        Command::Collaborator(c) => app.collaborator(c).await,
+        Command::Queue => app.queue().await,
+        Command::Bench(_) => unreachable!("handled above"),
+    }
+}
+
+fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match flag {
+        Some(dir) => Ok(dir),
+        None => directories::ProjectDirs::from("dev", "TrackFlow", "trackflow")
+            .map(|dirs| dirs.data_dir().to_path_buf())
+            .ok_or_else(|| anyhow!("no home directory to keep data in; pass --data-dir")),
+    }
+}
+
+/// "Not found" for an entity the user named.
+fn missing(entity_type: EntityType, id: impl Into<Uuid>) -> anyhow::Error {
+    anyhow!("{} not found", EntityRef::new(entity_type, id.into()))
+}
+
+/// An optional text flag where "" means "clear it".
+fn clearable(value: Option<String>) -> Option<Option<String>> {
+    value.map(|v| if v.trim().is_empty() { None } else { Some(v) })
+}
+
+struct App<'a> {
+    module: &'a LocalModule,
+    out: Printer,
+}
+
+impl App<'_> {
+    fn now(&self) -> trackflow_domain::Timestamp {
+        HasComponent::<dyn Clock>::resolve_ref(self.module).now()
+    }
+
+    /// The user this device acts as.
+    async fn me(&self) -> anyhow::Result<UserId> {
+        let sessions: &dyn SessionStorage = self.module.resolve_ref();
+        match sessions.load().await? {
+            Some(session) => Ok(session.user_id),
+            None => bail!(
+                "no profile yet: run `trackflow profile create --name NAME --email EMAIL` first"
+            ),
+        }
+    }
+
+    async fn profile(&self, command: ProfileCommand) -> anyhow::Result<()> {
+        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
+        let sessions: &dyn SessionStorage = self.module.resolve_ref();
+        match command {
+            ProfileCommand::Create { name, email } => {
+                if let Some(existing) = sessions.load().await? {
+                    bail!(
+                        "this device already has a profile ({}); use `trackflow profile update`",
+                        existing.user_id
+                    );
+                }
+                let profile = UserProfile::new(UserId::new(), &name, &email, self.now())?;
+                let profile = profiles.create(profile).await?;
+                sessions
+                    .save(Session {
+                        user_id: profile.id(),
+                        server_url: None,
+                        access_token: None,
+                    })
+                    .await?;
+                self.out.one(&profile)
+            }
+            ProfileCommand::Show => {
+                let me = self.me().await?;
+                let profile = profiles
+                    .get(me)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::UserProfile, me))?;
+                self.out.one(&profile)
+            }
+            ProfileCommand::Update(update) => {
+                let patch = UserProfilePatch {
+                    name: update.name,
+                    email: update.email,
+                    avatar_url: clearable(update.avatar_url),
+                    creative_role: clearable(update.creative_role),
+                };
+                let profile = profiles.update(self.me().await?, patch).await?;
+                self.out.one(&profile)
+            }
+        }
+    }
+
+    async fn project(&self, command: ProjectCommand) -> anyhow::Result<()> {
+        let projects: &dyn ProjectRepository = self.module.resolve_ref();
+        match command {
+            ProjectCommand::Create { name, description } => {
+                let project =
+                    Project::new(self.me().await?, &name, description.as_deref(), self.now())?;
+                self.out.one(&projects.create(project).await?)
+            }
+            ProjectCommand::List => {
+                let list = projects.list_by_user(self.me().await?).await?;
+                self.out.many(&list, "no projects yet")
+            }
+            ProjectCommand::Show { id } => {
+                let project = projects
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::Project, id))?;
+                self.out.one(&project)
+            }
+            ProjectCommand::Update {
+                id,
+                name,
+                description,
+            } => {
+                let patch = ProjectPatch {
+                    name,
+                    description: clearable(description),
+                };
+                self.out.one(&projects.update(id, patch).await?)
+            }
+            ProjectCommand::Delete { id } => {
+                projects.delete(id).await?;
+                self.out
+                    .value(&json!({ "deleted": id }), &format!("deleted project {id}"))
+            }
+        }
+    }
+
+    async fn track(&self, command: TrackCommand) -> anyhow::Result<()> {
+        let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
+        match command {
+            TrackCommand::Add {
+                project,
+                name,
+                duration,
+                sha256,
+            } => {
+                let track = AudioTrack::new(
+                    project,
+                    self.me().await?,
+                    &name,
+                    duration,
+                    sha256.as_deref(),
+                    self.now(),
+                )?;
+                self.out.one(&tracks.create(track).await?)
+            }
+            TrackCommand::List { project } => {
+                self.require_project(project).await?;
+                self.out
+                    .many(&tracks.list_by_project(project).await?, "no tracks yet")
+            }
+            TrackCommand::Show { id } => {
+                let track = tracks
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::AudioTrack, id))?;
+                self.out.one(&track)
+            }
+            TrackCommand::Update { id, name } => self
+                .out
+                .one(&tracks.update(id, AudioTrackPatch { name }).await?),
+            TrackCommand::Delete { id } => {
+                tracks.delete(id).await?;
+                self.out
+                    .value(&json!({ "deleted": id }), &format!("deleted track {id}"))
+            }
+        }
+    }
+
+    async fn comment(&self, command: CommentCommand) -> anyhow::Result<()> {
+        let comments: &dyn AudioCommentRepository = self.module.resolve_ref();
+        let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
+        match command {
+            CommentCommand::Add { track, at, text } => {
+                let track = tracks
+                    .get(track)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                let comment = AudioComment::new(&track, self.me().await?, &text, at, self.now())?;
+                self.out.one(&comments.create(comment).await?)
+            }
+            CommentCommand::List { track } => {
+                tracks
+                    .get(track)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                self.out
+                    .many(&comments.list_by_track(track).await?, "no comments yet")
+            }
+            CommentCommand::Show { id } => {
+                let comment = comments
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::AudioComment, id))?;
+                self.out.one(&comment)
+            }
+            CommentCommand::Update { id, text } => {
+                let patch = AudioCommentPatch {
+                    content: Some(text),
+                };
+                self.out.one(&comments.update(id, patch).await?)
+            }
+            CommentCommand::Delete { id } => {
+                comments.delete(id).await?;
+                self.out
+                    .value(&json!({ "deleted": id }), &format!("deleted comment {id}"))
+            }
+        }
+    }
+
+    async fn playlist(&self, command: PlaylistCommand) -> anyhow::Result<()> {
+        let playlists: &dyn PlaylistRepository = self.module.resolve_ref();
+        match command {
+            PlaylistCommand::Create {
+                project,
+                name,
+                tracks,
+            } => {
+                let playlist = Playlist::new(project, &name, tracks, self.now())?;
+                self.out.one(&playlists.create(playlist).await?)
+            }
+            PlaylistCommand::List { project } => {
+                self.require_project(project).await?;
+                self.out.many(
+                    &playlists.list_by_project(project).await?,
+                    "no playlists yet",
+                )
+            }
+            PlaylistCommand::Show { id } => {
+                let playlist = playlists
+                    .get(id)
+                    .await?
+                    .ok_or_else(|| missing(EntityType::Playlist, id))?;
+                self.out.one(&playlist)
+            }
+            PlaylistCommand::Update { id, name, tracks } => {
+                let patch = PlaylistPatch {
+                    name,
+                    track_ids: tracks,
+                };
+                self.out.one(&playlists.update(id, patch).await?)
+            }
+            PlaylistCommand::Delete { id } => {
+                playlists.delete(id).await?;
+                self.out
+                    .value(&json!({ "deleted": id }), &format!("deleted playlist {id}"))
+            }
+        }
+    }
+
+    async fn collaborator(&self, command: CollaboratorCommand) -> anyhow::Result<()> {
+        let members: &dyn CollaboratorRepository = self.module.resolve_ref();
+        match command {
+            CollaboratorCommand::Add {
+                project,
+                user,
+                role,
+            } => {
+                let member = ProjectCollaborator::new(project, user, role, self.now())?;
+                self.out.one(&members.create(member).await?)
+            }
+            CollaboratorCommand::List { project } => {
+                self.require_project(project).await?;
+                self.out.many(
+                    &members.list_by_project(project).await?,
+                    "no collaborators yet",
+                )
+            }
+            CollaboratorCommand::Update { id, role } => {
+                let patch = ProjectCollaboratorPatch { role: Some(role) };
+                self.out.one(&members.update(id, patch).await?)
+            }
+            CollaboratorCommand::Remove { id } => {
+                members.delete(id).await?;
+                self.out.value(
+                    &json!({ "removed": id }),
+                    &format!("removed collaborator {id}"),
+                )
+            }
+        }
+    }
+
+    async fn queue(&self) -> anyhow::Result<()> {
+        let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
+        let counts = outbox.counts().await?;
+        let operations = outbox.list(None).await?;
+        if self.out.json {
+            return self
+                .out
+                .value(&json!({ "counts": counts, "operations": operations }), "");
+        }
+        println!(
+            "{} pending, {} in flight, {} failed",
+            counts.pending, counts.in_flight, counts.failed
+        );
+        self.out.many(&operations, "nothing waiting to sync")
+    }
+
+    async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {
+        let projects: &dyn ProjectRepository = self.module.resolve_ref();
+        projects
+            .get(id)
+            .await
+            .context("reading projects")?
+            .ok_or_else(|| missing(EntityType::Project, id))?;
+        Ok(())
+    }
+}

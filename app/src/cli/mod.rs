@@ -1,0 +1,353 @@
+//! The `trackflow` command-line interface. Every entity command works offline against the local
+//! database in `--data-dir`; writes are queued for sync.
+
+mod commands;
+mod output;
+mod position;
+
+use clap::{Args, Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+use trackflow_domain::{
+    AudioCommentId, AudioTrackId, CollaboratorId, CollaboratorRole, PlaylistId, ProjectId, UserId,
+};
+
+pub use position::{format_position, parse_position};
+
+/// TrackFlow Sync: offline-first music collaboration.
+#[derive(Debug, Parser)]
+#[command(name = "trackflow", version, about)]
+pub struct Cli {
+    /// Directory of the local database (default: the platform's data directory).
+    #[arg(long, global = true, env = "TRACKFLOW_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Your user profile (create it first: every other write is made as this user).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Projects you own or collaborate on.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Audio tracks of a project.
+    #[command(subcommand)]
+    Track(TrackCommand),
+    /// Comments at positions in a track.
+    #[command(subcommand)]
+    Comment(CommentCommand),
+    /// Playlists of a project.
+    #[command(subcommand)]
+    Playlist(PlaylistCommand),
+    /// Who else works on a project.
+    #[command(subcommand)]
+    Collaborator(CollaboratorCommand),
+    /// Local changes waiting to be synced.
+    Queue,
+    /// Measure the engine (see docs/PERFORMANCE.md).
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `trackflow profile ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create this device's user.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Email address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Show your profile.
+    Show,
+    /// Change your profile.
+    Update(ProfileUpdate),
+}
+
+/// Fields of `trackflow profile update`.
+#[derive(Debug, Args)]
+pub struct ProfileUpdate {
+    /// New display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// New avatar URL ("" clears it).
+    #[arg(long)]
+    pub avatar_url: Option<String>,
+    /// New creative role, e.g. producer ("" clears it).
+    #[arg(long)]
+    pub creative_role: Option<String>,
+}
+
+/// `trackflow project ...`
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project you own.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List your projects.
+    List,
+    /// Show one project.
+    Show {
+        /// Project id.
+        id: ProjectId,
+    },
+    /// Rename or re-describe a project.
+    Update {
+        /// Project id.
+        id: ProjectId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New description ("" clears it).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a project and everything in it.
+    Delete {
+        /// Project id.
+        id: ProjectId,
+    },
+}
+
+/// `trackflow track ...`
+#[derive(Debug, Subcommand)]
+pub enum TrackCommand {
+    /// Add a track to a project.
+    Add {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Length, as seconds or [h:]m:s[.fff] (e.g. 3:25).
+        #[arg(long, value_parser = parse_position)]
+        duration: i64,
+        /// SHA-256 of the audio file, if already known.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// List a project's tracks.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Show one track.
+    Show {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Rename a track.
+    Update {
+        /// Track id.
+        id: AudioTrackId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Delete a track and its comments.
+    Delete {
+        /// Track id.
+        id: AudioTrackId,
+    },
+}
+
+/// `trackflow comment ...`
+#[derive(Debug, Subcommand)]
+pub enum CommentCommand {
+    /// Comment on a track at a position.
+    Add {
+        /// Track id.
+        #[arg(long)]
+        track: AudioTrackId,
+        /// Position, as seconds or [h:]m:s[.fff] (e.g. 1:05).
+        #[arg(long, value_parser = parse_position)]
+        at: i64,
+        /// The comment.
+        #[arg(long)]
+        text: String,
+    },
+    /// List a track's comments by position.
+    List {
+        /// Track id.
+        #[arg(long)]
+        track: AudioTrackId,
+    },
+    /// Show one comment.
+    Show {
+        /// Comment id.
+        id: AudioCommentId,
+    },
+    /// Edit a comment's text.
+    Update {
+        /// Comment id.
+        id: AudioCommentId,
+        /// New text.
+        #[arg(long)]
+        text: String,
+    },
+    /// Delete a comment.
+    Delete {
+        /// Comment id.
+        id: AudioCommentId,
+    },
+}
+
+/// `trackflow playlist ...`
+#[derive(Debug, Subcommand)]
+pub enum PlaylistCommand {
+    /// Create a playlist in a project.
+    Create {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Tracks in play order (repeat the flag).
+        #[arg(long = "track")]
+        tracks: Vec<AudioTrackId>,
+    },
+    /// List a project's playlists.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Show one playlist.
+    Show {
+        /// Playlist id.
+        id: PlaylistId,
+    },
+    /// Rename a playlist or replace its track order.
+    Update {
+        /// Playlist id.
+        id: PlaylistId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New track order, replacing the old one (repeat the flag).
+        #[arg(long = "track")]
+        tracks: Option<Vec<AudioTrackId>>,
+    },
+    /// Delete a playlist.
+    Delete {
+        /// Playlist id.
+        id: PlaylistId,
+    },
+}
+
+/// `trackflow collaborator ...`
+#[derive(Debug, Subcommand)]
+pub enum CollaboratorCommand {
+    /// Invite a user to a project you own.
+    Add {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+        /// The user's id.
+        #[arg(long)]
+        user: UserId,
+        /// editor or viewer.
+        #[arg(long)]
+        role: CollaboratorRole,
+    },
+    /// List a project's collaborators.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Change a collaborator's role.
+    Update {
+        /// Membership id.
+        id: CollaboratorId,
+        /// editor or viewer.
+        #[arg(long)]
+        role: CollaboratorRole,
+    },
+    /// Remove a collaborator.
+    Remove {
+        /// Membership id.
+        id: CollaboratorId,
+    },
+}
+
+/// Exit status for a usage error (bad flag or value), as clap uses.
+const USAGE_ERROR: u8 = 2;
+/// Exit status for any other failure.
+const FAILURE: u8 = 1;
+
+/// Parses the command line, runs the command, and turns any failure into one line on stderr
+/// and a non-zero exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::from(err)),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.use_stderr() {
+            ExitCode::from(USAGE_ERROR)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's own rendering spans several lines (usage, hints); keep the one that says what
+    // is wrong.
+    let rendered = err.render().to_string();
+    let line = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    eprintln!("{}", line.trim());
+    ExitCode::from(USAGE_ERROR)
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    // `{:#}` joins the cause chain with ": " on one line.
+    let message = format!("{err:#}").replace('\n', " ");
+    eprintln!("error: {message}");
+    ExitCode::from(FAILURE)
+}

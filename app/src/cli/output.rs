@@ -1,0 +1,130 @@
+//! Printing results: one line per item for people, JSON with `--json`.
+
+use super::position::format_position;
+use serde::Serialize;
+use trackflow_domain::{
+    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncOperation, UserProfile,
+};
+
+/// How an item reads on one line.
+pub trait Line {
+    /// The line.
+    fn line(&self) -> String;
+}
+
+impl Line for Project {
+    fn line(&self) -> String {
+        match self.description() {
+            Some(d) => format!("{}  {}  — {d}", self.id(), self.name()),
+            None => format!("{}  {}", self.id(), self.name()),
+        }
+    }
+}
+
+impl Line for AudioTrack {
+    fn line(&self) -> String {
+        format!(
+            "{}  {}  [{}]",
+            self.id(),
+            self.name(),
+            format_position(self.duration_ms())
+        )
+    }
+}
+
+impl Line for AudioComment {
+    fn line(&self) -> String {
+        format!(
+            "{}  @{}  {}",
+            self.id(),
+            format_position(self.timestamp_ms()),
+            self.content()
+        )
+    }
+}
+
+impl Line for UserProfile {
+    fn line(&self) -> String {
+        format!("{}  {} <{}>", self.id(), self.name(), self.email())
+    }
+}
+
+impl Line for Playlist {
+    fn line(&self) -> String {
+        format!(
+            "{}  {}  ({} tracks)",
+            self.id(),
+            self.name(),
+            self.track_ids().len()
+        )
+    }
+}
+
+impl Line for ProjectCollaborator {
+    fn line(&self) -> String {
+        format!("{}  user {}  {}", self.id(), self.user_id(), self.role())
+    }
+}
+
+impl Line for SyncOperation {
+    fn line(&self) -> String {
+        let error = self
+            .last_error
+            .as_deref()
+            .map(|e| format!("  last error: {e}"))
+            .unwrap_or_default();
+        format!(
+            "{}  {:<8} {:<6} {} {}  {}  attempts {}{error}",
+            self.id,
+            self.priority,
+            self.kind,
+            self.entity.entity_type,
+            self.entity.id,
+            self.status,
+            self.attempts
+        )
+    }
+}
+
+/// Prints results in the chosen format.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// JSON instead of lines.
+    pub json: bool,
+}
+
+impl Printer {
+    /// One item.
+    pub fn one<T: Serialize + Line>(&self, item: &T) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(item)?);
+        } else {
+            println!("{}", item.line());
+        }
+        Ok(())
+    }
+
+    /// A list; people get a note instead of nothing when it is empty.
+    pub fn many<T: Serialize + Line>(&self, items: &[T], empty: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(items)?);
+        } else if items.is_empty() {
+            println!("{empty}");
+        } else {
+            for item in items {
+                println!("{}", item.line());
+            }
+        }
+        Ok(())
+    }
+
+    /// Any serialisable value, with a human line.
+    pub fn value<T: Serialize>(&self, value: &T, human: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            println!("{human}");
+        }
+        Ok(())
+    }
+}
