@@ -1,1 +1,4 @@
+//! Reliability suites across real processes.
+#![allow(missing_docs)]
 
+mod crash;
