@@ -80,6 +80,8 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let pool = Pool::builder()
         .max_size(options.max_connections.max(1))
         .min_idle(Some(1))
+        // Connections are local files; a `SELECT 1` on every checkout buys nothing.
+        .test_on_check_out(false)
         .connection_timeout(options.busy_timeout.max(std::time::Duration::from_secs(1)))
         .connection_customizer(Box::new(Pragmas { busy_timeout_ms }))
         .build(ConnectionManager::<SqliteConnection>::new(url))

@@ -14,14 +14,16 @@ use diesel::{
 use shaku::Component;
 use trackflow_domain::{
     ports::{OutboxCounts, PendingOperationsRepository},
-    EntityRef, Hlc, OperationId, OperationKind, OperationStatus, Priority, RepositoryError,
-    SyncOperation, Timestamp,
+    EntityRef, Hlc, OperationId, OperationStatus, Priority, RepositoryError, SyncOperation,
+    Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = pending_operations, check_for_backend(diesel::sqlite::Sqlite))]
+// NULL for None keeps the INSERT text fixed, so Diesel caches its prepared statement.
+#[diesel(treat_none_as_default_value = false)]
 struct OperationRow {
     #[diesel(skip_insertion)]
     #[allow(dead_code)]
@@ -112,26 +114,6 @@ pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreRe
         .values(OperationRow::encode(op)?)
         .execute(conn)?;
     Ok(())
-}
-
-/// The queued (not yet acknowledged) creates of `entities`.
-pub(crate) fn unacknowledged_creates(
-    conn: &mut SqliteConnection,
-    entities: &[EntityRef],
-) -> StoreResult<Vec<OperationId>> {
-    let mut ids = Vec::new();
-    for entity in entities {
-        let found: Vec<String> = dsl::pending_operations
-            .filter(dsl::entity_type.eq(entity.entity_type.as_str()))
-            .filter(dsl::entity_id.eq(entity.id.to_string()))
-            .filter(dsl::kind.eq(OperationKind::Create.as_str()))
-            .select(dsl::id)
-            .load(conn)?;
-        for id in found {
-            ids.push(parse(TABLE, &id)?);
-        }
-    }
-    Ok(ids)
 }
 
 /// The largest clock reading in the outbox, to seed the clock on open.

@@ -15,8 +15,8 @@ use diesel::prelude::*;
 use std::sync::Arc;
 use trackflow_domain::{
     entities::changed_fields, ports::Clock, AudioComment, AudioTrack, EntityRef, EntityType, Hlc,
-    HybridLogicalClock, NodeId, OperationKind, Playlist, Project, ProjectCollaborator, SyncEntity,
-    SyncMeta, SyncOperation, Timestamp, UserProfile, ValidationError,
+    HybridLogicalClock, NodeId, OperationId, OperationKind, Playlist, Project, ProjectCollaborator,
+    SyncEntity, SyncMeta, SyncOperation, Timestamp, UserProfile, ValidationError,
 };
 use uuid::Uuid;
 
@@ -130,34 +130,39 @@ pub(crate) fn require_live<E: LocalEntity>(
         .ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
 }
 
-fn is_live(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<bool> {
-    fn live<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<bool> {
-        Ok(find_live::<E>(conn, id)?.is_some())
+/// The sync metadata of a live entity, or `None` if it does not exist or is a tombstone.
+fn live_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<SyncMeta>> {
+    fn meta<E: LocalEntity>(
+        conn: &mut SqliteConnection,
+        id: Uuid,
+    ) -> StoreResult<Option<SyncMeta>> {
+        Ok(E::find(conn, id)?
+            .filter(|r| !r.meta.deleted)
+            .map(|r| r.meta))
     }
     match entity.entity_type {
-        EntityType::Project => live::<Project>(conn, entity.id),
-        EntityType::UserProfile => live::<UserProfile>(conn, entity.id),
-        EntityType::ProjectCollaborator => live::<ProjectCollaborator>(conn, entity.id),
-        EntityType::AudioTrack => live::<AudioTrack>(conn, entity.id),
-        EntityType::AudioComment => live::<AudioComment>(conn, entity.id),
-        EntityType::Playlist => live::<Playlist>(conn, entity.id),
+        EntityType::Project => meta::<Project>(conn, entity.id),
+        EntityType::UserProfile => meta::<UserProfile>(conn, entity.id),
+        EntityType::ProjectCollaborator => meta::<ProjectCollaborator>(conn, entity.id),
+        EntityType::AudioTrack => meta::<AudioTrack>(conn, entity.id),
+        EntityType::AudioComment => meta::<AudioComment>(conn, entity.id),
+        EntityType::Playlist => meta::<Playlist>(conn, entity.id),
     }
 }
 
-/// Checks that everything `entity` references exists and is live, and returns the outbox
-/// creates of those references that have not reached the server yet: the new operation must
-/// wait for them.
+/// Checks that everything `entity` references exists and is live, and returns the queued
+/// creates of those references that the server has not acknowledged yet: the new operation
+/// must wait for them.
 fn check_references<E: SyncEntity>(
     conn: &mut SqliteConnection,
     entity: &E,
-) -> StoreResult<Vec<trackflow_domain::OperationId>> {
-    let references = entity.references();
-    for reference in &references {
-        if !is_live(conn, *reference)? {
-            return Err(StoreError::NotFound(*reference));
-        }
+) -> StoreResult<Vec<OperationId>> {
+    let mut depends_on = Vec::new();
+    for reference in entity.references() {
+        let meta = live_meta(conn, reference)?.ok_or(StoreError::NotFound(reference))?;
+        depends_on.extend(meta.pending_create);
     }
-    outbox::unacknowledged_creates(conn, &references)
+    Ok(depends_on)
 }
 
 /// An extra, entity-specific check run inside the write transaction.
@@ -177,32 +182,30 @@ pub(crate) fn create<E: LocalEntity>(
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
-        if E::find(conn, entity_ref.id)?.is_some() {
-            return Err(StoreError::Conflict(format!("{entity_ref} already exists")));
-        }
         let depends_on = check_references(conn, &entity)?;
         check(conn, &entity)?;
         let hlc = clock.tick();
-        let fields = entity.fields();
-        let meta = SyncMeta::created_locally(fields.keys(), hlc);
-        E::insert(
-            conn,
-            &Record {
-                entity: entity.clone(),
-                meta,
-            },
-        )?;
         let op = SyncOperation::new(
             entity_ref,
             OperationKind::Create,
-            fields,
+            entity.fields(),
             hlc,
             0,
             depends_on,
             clock.now(),
         );
+        let meta = SyncMeta::created_locally(op.changed_fields.keys(), hlc, op.id);
+        let record = Record { entity, meta };
+        // The primary key catches a duplicate id without a lookup of its own.
+        E::insert(conn, &record).map_err(|e| match e {
+            StoreError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => StoreError::Conflict(format!("{entity_ref} already exists")),
+            other => other,
+        })?;
         outbox::insert(conn, &op)?;
-        Ok(entity)
+        Ok(record.entity)
     })
 }
 
@@ -257,15 +260,13 @@ pub(crate) fn delete<E: LocalEntity>(
         record.meta.dirty = true;
         E::save(conn, &record)?;
         cascade(conn, &record.entity)?;
-        let entity_ref = record.entity.entity_ref();
-        let depends_on = outbox::unacknowledged_creates(conn, &[entity_ref])?;
         let op = SyncOperation::new(
-            entity_ref,
+            record.entity.entity_ref(),
             OperationKind::Delete,
             Default::default(),
             hlc,
             record.meta.version,
-            depends_on,
+            record.meta.pending_create.into_iter().collect(),
             clock.now(),
         );
         outbox::insert(conn, &op)?;

@@ -61,6 +61,7 @@ fn meta(
         field_hlc,
         deleted,
         dirty,
+        pending_create: None,
     })
 }
 
@@ -87,13 +88,15 @@ macro_rules! entity_row {
         decode($r:ident) $decode:expr
     ) => {
         #[derive(Debug, Queryable, Selectable, Insertable, AsChangeset)]
-        #[diesel(table_name = $table, check_for_backend(diesel::sqlite::Sqlite), treat_none_as_null = true)]
+        #[diesel(table_name = $table, check_for_backend(diesel::sqlite::Sqlite))]
+        #[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
         pub(crate) struct $row {
             $(pub $field: $ty,)+
             pub version: i64,
             pub field_hlc: String,
             pub deleted: bool,
             pub dirty: bool,
+            pub pending_create: Option<String>,
         }
 
         impl EntityRow for $row {
@@ -108,12 +111,14 @@ macro_rules! entity_row {
                     field_hlc: to_json(Self::TABLE, &record.meta.field_hlc)?,
                     deleted: record.meta.deleted,
                     dirty: record.meta.dirty,
+                    pending_create: record.meta.pending_create.map(|id| id.to_string()),
                 })
             }
 
             fn decode(self) -> StoreResult<Record<$entity>> {
                 const TABLE: &str = stringify!($table);
-                let meta = meta(TABLE, self.version, &self.field_hlc, self.deleted, self.dirty)?;
+                let mut meta = meta(TABLE, self.version, &self.field_hlc, self.deleted, self.dirty)?;
+                meta.pending_create = self.pending_create.as_deref().map(|id| parse(TABLE, id)).transpose()?;
                 let $r = &self;
                 record(TABLE, $decode, meta)
             }

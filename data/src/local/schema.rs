@@ -29,6 +29,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 
@@ -43,6 +44,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 
@@ -57,6 +59,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 
@@ -73,6 +76,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 
@@ -89,6 +93,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 
@@ -103,6 +108,7 @@ diesel::table! {
         field_hlc -> Text,
         deleted -> Bool,
         dirty -> Bool,
+        pending_create -> Nullable<Text>,
     }
 }
 

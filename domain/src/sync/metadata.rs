@@ -1,6 +1,7 @@
 //! Sync metadata carried by every synced row.
 
 use super::Hlc;
+use crate::ids::OperationId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -17,16 +18,25 @@ pub struct SyncMeta {
     pub deleted: bool,
     /// The row holds local changes the server has not acknowledged.
     pub dirty: bool,
+    /// The outbox operation that creates this row, until the server acknowledges it. Writes
+    /// of children (a track in this project, ...) depend on it.
+    pub pending_create: Option<OperationId>,
 }
 
 impl SyncMeta {
-    /// Metadata for a row created locally at `hlc`: every field stamped, dirty, unversioned.
-    pub fn created_locally<'a>(fields: impl IntoIterator<Item = &'a String>, hlc: Hlc) -> Self {
+    /// Metadata for a row created locally at `hlc` by outbox operation `create`: every field
+    /// stamped, dirty, unversioned.
+    pub fn created_locally<'a>(
+        fields: impl IntoIterator<Item = &'a String>,
+        hlc: Hlc,
+        create: OperationId,
+    ) -> Self {
         Self {
             version: 0,
             field_hlc: fields.into_iter().map(|f| (f.clone(), hlc)).collect(),
             deleted: false,
             dirty: true,
+            pending_create: Some(create),
         }
     }
 

@@ -1,7 +1,11 @@
 -- TrackFlow Sync client store: the local cache of every entity (with sync metadata), the
 -- transactional outbox, per-scope sync metadata, conflicts and the blob cache.
 -- Ids are UUID text; instants are Unix milliseconds; field_hlc is a JSON object of
--- field name -> hybrid logical clock reading.
+-- field name -> hybrid logical clock reading. Entity tables are WITHOUT ROWID: the UUID key is
+-- the table's own b-tree, so a write touches one b-tree fewer (see docs/PERFORMANCE.md).
+-- Sync metadata columns on every entity table: version (server-assigned, 0 until acknowledged),
+-- field_hlc, deleted (tombstone), dirty (unacknowledged local changes) and pending_create (the
+-- outbox id of this row's create until the server acknowledges it; children depend on it).
 
 CREATE TABLE local_settings (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -25,8 +29,9 @@ CREATE TABLE user_profiles (
     version       BIGINT NOT NULL DEFAULT 0,
     field_hlc     TEXT NOT NULL DEFAULT '{}',
     deleted       BOOLEAN NOT NULL DEFAULT 0,
-    dirty         BOOLEAN NOT NULL DEFAULT 0
-);
+    dirty         BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 
 CREATE TABLE projects (
     id          TEXT PRIMARY KEY NOT NULL,
@@ -37,9 +42,9 @@ CREATE TABLE projects (
     version     BIGINT NOT NULL DEFAULT 0,
     field_hlc   TEXT NOT NULL DEFAULT '{}',
     deleted     BOOLEAN NOT NULL DEFAULT 0,
-    dirty       BOOLEAN NOT NULL DEFAULT 0
-);
-CREATE INDEX projects_owner ON projects (owner_id) WHERE deleted = 0;
+    dirty       BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 
 CREATE TABLE project_collaborators (
     id         TEXT PRIMARY KEY NOT NULL,
@@ -50,8 +55,9 @@ CREATE TABLE project_collaborators (
     version    BIGINT NOT NULL DEFAULT 0,
     field_hlc  TEXT NOT NULL DEFAULT '{}',
     deleted    BOOLEAN NOT NULL DEFAULT 0,
-    dirty      BOOLEAN NOT NULL DEFAULT 0
-);
+    dirty      BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 -- A user holds at most one live membership per project.
 CREATE UNIQUE INDEX project_collaborators_member
     ON project_collaborators (project_id, user_id) WHERE deleted = 0;
@@ -68,8 +74,9 @@ CREATE TABLE audio_tracks (
     version      BIGINT NOT NULL DEFAULT 0,
     field_hlc    TEXT NOT NULL DEFAULT '{}',
     deleted      BOOLEAN NOT NULL DEFAULT 0,
-    dirty        BOOLEAN NOT NULL DEFAULT 0
-);
+    dirty        BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 CREATE INDEX audio_tracks_project ON audio_tracks (project_id, created_at);
 
 CREATE TABLE audio_comments (
@@ -83,8 +90,9 @@ CREATE TABLE audio_comments (
     version      BIGINT NOT NULL DEFAULT 0,
     field_hlc    TEXT NOT NULL DEFAULT '{}',
     deleted      BOOLEAN NOT NULL DEFAULT 0,
-    dirty        BOOLEAN NOT NULL DEFAULT 0
-);
+    dirty        BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 CREATE INDEX audio_comments_track ON audio_comments (track_id, timestamp_ms);
 
 CREATE TABLE playlists (
@@ -96,15 +104,22 @@ CREATE TABLE playlists (
     version    BIGINT NOT NULL DEFAULT 0,
     field_hlc  TEXT NOT NULL DEFAULT '{}',
     deleted    BOOLEAN NOT NULL DEFAULT 0,
-    dirty      BOOLEAN NOT NULL DEFAULT 0
-);
+    dirty      BOOLEAN NOT NULL DEFAULT 0,
+    pending_create TEXT
+) WITHOUT ROWID;
 CREATE INDEX playlists_project ON playlists (project_id, created_at);
 
--- The transactional outbox. `seq` gives first-in first-out order; `id` is the idempotency key.
--- priority: 0 critical, 1 high, 2 medium, 3 low.
+-- The transactional outbox. `seq` gives first-in first-out order; `id` (a client-generated
+-- UUID v7) is the idempotency key the server deduplicates on. priority: 0 critical, 1 high,
+-- 2 medium, 3 low.
+-- Every b-tree touched costs WAL frames on each local write, so this table is deliberately one
+-- b-tree: `seq` is the rowid (no AUTOINCREMENT, which writes sqlite_sequence each time; SQLite
+-- assigns max(seq) + 1, so a new operation sorts after every queued one, which is all FIFO
+-- needs), and there are no secondary indexes. The queue is read whole in `seq` order; a child's
+-- dependency comes from its parent row's pending_create, not from a lookup here.
 CREATE TABLE pending_operations (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    id              TEXT NOT NULL UNIQUE,
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL,
     entity_type     TEXT NOT NULL,
     entity_id       TEXT NOT NULL,
     kind            TEXT NOT NULL CHECK (kind IN ('create', 'update', 'delete')),
@@ -119,8 +134,6 @@ CREATE TABLE pending_operations (
     last_error      TEXT,
     created_at      BIGINT NOT NULL
 );
-CREATE INDEX pending_operations_queue ON pending_operations (status, priority, seq);
-CREATE INDEX pending_operations_entity ON pending_operations (entity_type, entity_id, seq);
 
 -- Per-scope downstream state: `user` for the profile and project list, `project:<id>` per project.
 CREATE TABLE sync_metadata (
