@@ -131,7 +131,7 @@ fn replica_id(conn: &mut SqliteConnection) -> StoreResult<NodeId> {
         let stored: Option<String> = local_settings::table
             .find(KEY)
             .select(local_settings::value)
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         match stored {
             Some(text) => text

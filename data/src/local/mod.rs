@@ -2,6 +2,7 @@
 //! sync metadata and conflicts.
 
 mod connection;
+mod field_clock;
 mod outbox;
 mod records;
 mod repositories;

@@ -1,6 +1,7 @@
 //! The transactional outbox table and its port.
 
 use super::{
+    field_clock,
     rows::{from_json, parse, to_json},
     schema::pending_operations::{self, dsl},
     LocalStore,
@@ -11,11 +12,13 @@ use diesel::{
     dsl::{count_star, max, min},
     prelude::*,
 };
+use serde_json::Value;
 use shaku::Component;
+use std::collections::BTreeMap;
 use trackflow_domain::{
     ports::{OutboxCounts, PendingOperationsRepository},
-    EntityRef, Hlc, OperationId, OperationStatus, Priority, RepositoryError, SyncOperation,
-    Timestamp,
+    EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, RepositoryError,
+    SyncOperation, Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -33,6 +36,7 @@ struct OperationRow {
     entity_id: String,
     kind: String,
     changed_fields: String,
+    field_hlc: String,
     hlc: String,
     base_version: i64,
     priority: i32,
@@ -67,13 +71,26 @@ fn priority_from_rank(rank: i32) -> StoreResult<Priority> {
 
 impl OperationRow {
     fn encode(op: &SyncOperation) -> StoreResult<Self> {
+        // Values and readings are stored apart; readings equal to the operation's own (all of
+        // them, until coalescing merges operations) are left out.
+        let values: BTreeMap<&str, &Value> = op
+            .changed_fields
+            .iter()
+            .map(|(f, c)| (f.as_str(), &c.value))
+            .collect();
+        let readings: BTreeMap<String, Hlc> = op
+            .changed_fields
+            .iter()
+            .map(|(f, c)| (f.clone(), c.hlc))
+            .collect();
         Ok(Self {
             seq: 0,
             id: op.id.to_string(),
             entity_type: op.entity.entity_type.as_str().to_owned(),
             entity_id: op.entity.id.to_string(),
             kind: op.kind.as_str().to_owned(),
-            changed_fields: to_json(TABLE, &op.changed_fields)?,
+            changed_fields: to_json(TABLE, &values)?,
+            field_hlc: to_json(TABLE, &field_clock::overrides(&readings, op.hlc))?,
             hlc: op.hlc.to_string(),
             base_version: op.base_version,
             priority: priority_rank(op.priority),
@@ -87,6 +104,16 @@ impl OperationRow {
     }
 
     fn decode(self) -> StoreResult<SyncOperation> {
+        let hlc: Hlc = parse(TABLE, &self.hlc)?;
+        let values: BTreeMap<String, Value> = from_json(TABLE, &self.changed_fields)?;
+        let readings: BTreeMap<String, Hlc> = from_json(TABLE, &self.field_hlc)?;
+        let changed_fields = values
+            .into_iter()
+            .map(|(field, value)| {
+                let hlc = readings.get(&field).copied().unwrap_or(hlc);
+                (field, FieldChange { value, hlc })
+            })
+            .collect();
         Ok(SyncOperation {
             id: parse(TABLE, &self.id)?,
             entity: EntityRef::new(
@@ -94,8 +121,8 @@ impl OperationRow {
                 parse(TABLE, &self.entity_id)?,
             ),
             kind: parse(TABLE, &self.kind)?,
-            changed_fields: from_json(TABLE, &self.changed_fields)?,
-            hlc: parse(TABLE, &self.hlc)?,
+            changed_fields,
+            hlc,
             base_version: self.base_version,
             priority: priority_from_rank(self.priority)?,
             depends_on: from_json(TABLE, &self.depends_on)?,
@@ -118,7 +145,9 @@ pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreRe
 
 /// The largest clock reading in the outbox, to seed the clock on open.
 pub(crate) fn max_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
-    let text: Option<String> = dsl::pending_operations.select(max(dsl::hlc)).first(conn)?;
+    let text: Option<String> = dsl::pending_operations
+        .select(max(dsl::hlc))
+        .get_result(conn)?;
     text.map(|t| parse(TABLE, &t)).transpose()
 }
 
@@ -167,7 +196,7 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
                 dsl::pending_operations
                     .filter(dsl::id.eq(id.to_string()))
                     .select(OperationRow::as_select())
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .map(OperationRow::decode)
                     .transpose()
@@ -186,7 +215,7 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
                 let oldest: Option<i64> = dsl::pending_operations
                     .filter(dsl::status.ne(OperationStatus::Failed.as_str()))
                     .select(min(dsl::created_at))
-                    .first(conn)?;
+                    .get_result(conn)?;
                 let mut counts = OutboxCounts {
                     oldest_pending_at: oldest.map(Timestamp),
                     ..OutboxCounts::default()

@@ -69,10 +69,13 @@ macro_rules! local_entity {
             type Row = $row;
 
             fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>> {
+                // `get_result`, not `first`: `first` adds `LIMIT ?`, and SQLite re-prepares a
+                // statement with a bound LIMIT every time the parameter is bound again, which
+                // defeats Diesel's statement cache on the hottest lookup.
                 schema::$table::table
                     .find(id.to_string())
                     .select(<$row>::as_select())
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?
                     .map(EntityRow::decode)
                     .transpose()

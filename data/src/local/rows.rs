@@ -2,14 +2,15 @@
 //! goes through each entity's validating `restore`, so a row that breaks a domain rule surfaces
 //! as [`StoreError::Corrupt`] instead of an invalid entity.
 
+use super::field_clock;
 use super::schema::{
     audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles,
 };
 use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
-use std::{collections::BTreeMap, fmt::Display, str::FromStr};
+use std::{fmt::Display, str::FromStr};
 use trackflow_domain::{
-    AudioComment, AudioTrack, Hlc, Playlist, Project, ProjectCollaborator, SyncEntity, SyncMeta,
+    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncEntity, SyncMeta,
     Timestamp, UserProfile,
 };
 
@@ -48,31 +49,21 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| StoreError::corrupt(table, e))
 }
 
-fn meta(
+fn meta<E: SyncEntity>(
     table: &'static str,
+    entity: &E,
     version: i64,
     field_hlc: &str,
     deleted: bool,
     dirty: bool,
+    pending_create: Option<&str>,
 ) -> StoreResult<SyncMeta> {
-    let field_hlc: BTreeMap<String, Hlc> = from_json(table, field_hlc)?;
     Ok(SyncMeta {
         version,
-        field_hlc,
+        field_hlc: field_clock::decode_row(table, field_hlc, entity.fields().keys())?,
         deleted,
         dirty,
-        pending_create: None,
-    })
-}
-
-fn record<E>(
-    table: &'static str,
-    entity: Result<E, trackflow_domain::ValidationError>,
-    meta: SyncMeta,
-) -> StoreResult<Record<E>> {
-    Ok(Record {
-        entity: entity.map_err(|e| StoreError::corrupt(table, e))?,
-        meta,
+        pending_create: pending_create.map(|id| parse(table, id)).transpose()?,
     })
 }
 
@@ -108,7 +99,7 @@ macro_rules! entity_row {
                 Ok(Self {
                     $($enc: $enc_expr,)+
                     version: record.meta.version,
-                    field_hlc: to_json(Self::TABLE, &record.meta.field_hlc)?,
+                    field_hlc: field_clock::encode_row(Self::TABLE, &record.meta.field_hlc)?,
                     deleted: record.meta.deleted,
                     dirty: record.meta.dirty,
                     pending_create: record.meta.pending_create.map(|id| id.to_string()),
@@ -117,10 +108,13 @@ macro_rules! entity_row {
 
             fn decode(self) -> StoreResult<Record<$entity>> {
                 const TABLE: &str = stringify!($table);
-                let mut meta = meta(TABLE, self.version, &self.field_hlc, self.deleted, self.dirty)?;
-                meta.pending_create = self.pending_create.as_deref().map(|id| parse(TABLE, id)).transpose()?;
                 let $r = &self;
-                record(TABLE, $decode, meta)
+                let entity = $decode.map_err(|e| StoreError::corrupt(TABLE, e))?;
+                let meta = meta(
+                    TABLE, &entity, self.version, &self.field_hlc, self.deleted, self.dirty,
+                    self.pending_create.as_deref(),
+                )?;
+                Ok(Record { entity, meta })
             }
         }
     };

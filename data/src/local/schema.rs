@@ -120,6 +120,7 @@ diesel::table! {
         entity_id -> Text,
         kind -> Text,
         changed_fields -> Text,
+        field_hlc -> Text,
         hlc -> Text,
         base_version -> BigInt,
         priority -> Integer,

@@ -33,7 +33,7 @@ impl SessionStorage for SqliteSessionStorage {
             .read(|conn| {
                 let row: Option<(String, Option<String>, Option<String>)> = session::table
                     .select((session::user_id, session::server_url, session::access_token))
-                    .first(conn)
+                    .get_result(conn)
                     .optional()?;
                 row.map(|(user_id, server_url, token)| {
                     Ok(Session {

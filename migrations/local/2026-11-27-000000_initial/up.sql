@@ -1,7 +1,8 @@
 -- TrackFlow Sync client store: the local cache of every entity (with sync metadata), the
 -- transactional outbox, per-scope sync metadata, conflicts and the blob cache.
 -- Ids are UUID text; instants are Unix milliseconds; field_hlc is a JSON object of
--- field name -> hybrid logical clock reading. Entity tables are WITHOUT ROWID: the UUID key is
+-- field name -> hybrid logical clock reading, with the row's most common reading stored once
+-- under "*" (see data/src/local/field_clock.rs). Entity tables are WITHOUT ROWID: the UUID key is
 -- the table's own b-tree, so a write touches one b-tree fewer (see docs/PERFORMANCE.md).
 -- Sync metadata columns on every entity table: version (server-assigned, 0 until acknowledged),
 -- field_hlc, deleted (tombstone), dirty (unacknowledged local changes) and pending_create (the
@@ -123,7 +124,8 @@ CREATE TABLE pending_operations (
     entity_type     TEXT NOT NULL,
     entity_id       TEXT NOT NULL,
     kind            TEXT NOT NULL CHECK (kind IN ('create', 'update', 'delete')),
-    changed_fields  TEXT NOT NULL,
+    changed_fields  TEXT NOT NULL,  -- JSON object: field -> new value
+    field_hlc       TEXT NOT NULL DEFAULT '{}',  -- field -> reading, only where it differs from hlc
     hlc             TEXT NOT NULL,
     base_version    BIGINT NOT NULL,
     priority        INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 3),
