@@ -9,12 +9,13 @@ use serde::Serialize;
 use std::{
     future::Future,
     path::{Path, PathBuf},
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
 use trackflow_data::{
-    local::configure_connection, LocalStore, LocalStoreOptions, SqliteAudioTrackRepository,
-    SqliteProjectRepository, SystemClock,
+    blocking::Offload, local::configure_connection, LocalStore, LocalStoreOptions,
+    SqliteAudioTrackRepository, SqliteProjectRepository, SystemClock,
 };
 use trackflow_domain::{
     ports::{AudioTrackRepository, ProjectRepository},
@@ -33,6 +34,9 @@ pub struct BenchArgs {
     /// Untimed operations before each measurement.
     #[arg(long, default_value_t = 500)]
     pub warmup: usize,
+    /// Consecutive calls of one measurement before the next takes its turn.
+    #[arg(long, default_value_t = 250)]
+    pub block: usize,
     /// Where to create the database files (default: a fresh temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -71,8 +75,21 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
 }
 
-/// Runs the chosen scenarios and prints their reports.
+/// Runs the chosen scenarios and prints their reports. Measurements run inside a spawned
+/// task on a runtime worker, where an application's code runs.
 pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
+    let reports = tokio::spawn(run_scenarios(args)).await??;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for report in &reports {
+            print_report(report);
+        }
+    }
+    Ok(())
+}
+
+async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = args
         .dir
@@ -85,60 +102,75 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     };
     let mut reports = Vec::new();
     for scenario in scenarios {
-        let report = match scenario {
+        reports.push(match scenario {
             Scenario::LocalWrite => local_write(&dir, &args).await?,
-        };
-        if !json {
-            print_report(&report);
-        }
-        reports.push(report);
+        });
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-    }
-    Ok(())
+    Ok(reports)
 }
 
 fn print_report(report: &Report) {
     println!("scenario: {}", report.scenario);
     println!(
-        "  {:<48} {:>8} {:>10} {:>10} {:>12} {:>8}",
+        "  {:<50} {:>7} {:>9} {:>9} {:>10} {:>7}",
         "measurement", "n", "p50 µs", "p99 µs", "ops/s", "ratio"
     );
     for m in &report.measurements {
         println!(
-            "  {:<48} {:>8} {:>10.1} {:>10.1} {:>12.0} {:>8.2}",
+            "  {:<50} {:>7} {:>9.1} {:>9.1} {:>10.0} {:>7.2}",
             m.name, m.samples, m.p50_us, m.p99_us, m.per_second, m.ratio_p50
         );
     }
 }
 
-/// Times `iterations` sequential calls of `op` after `warmup` untimed ones.
-async fn measure<F, Fut>(name: &str, args: &BenchArgs, mut op: F) -> anyhow::Result<Measurement>
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    for i in 0..args.warmup {
-        op(i).await?;
+/// One timed operation of a scenario; the argument is the iteration number.
+type Op<'a> = Box<
+    dyn FnMut(usize) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> + Send + 'a,
+>;
+
+/// Times every operation `args.iterations` times after `args.warmup` untimed calls. The
+/// operations take turns in blocks of `args.block` calls, so slow drifts in background noise
+/// (other processes, CPU frequency) fall on baseline and subject alike and the ratios stay
+/// honest, while each block still runs with warm caches as a real burst of writes would.
+async fn measure_interleaved(
+    args: &BenchArgs,
+    ops: Vec<(&str, Op<'_>)>,
+) -> anyhow::Result<Vec<Measurement>> {
+    let (names, mut ops): (Vec<&str>, Vec<Op<'_>>) = ops.into_iter().unzip();
+    for op in &mut ops {
+        for i in 0..args.warmup {
+            op(i).await?;
+        }
     }
-    let mut samples = Vec::with_capacity(args.iterations);
-    let started = Instant::now();
-    for i in 0..args.iterations {
-        let t = Instant::now();
-        op(args.warmup + i).await?;
-        samples.push(t.elapsed());
+    let block = args.block.max(1);
+    let mut samples = vec![Vec::with_capacity(args.iterations); ops.len()];
+    let mut done = 0;
+    while done < args.iterations {
+        let this_block = block.min(args.iterations - done);
+        for (k, op) in ops.iter_mut().enumerate() {
+            for i in done..done + this_block {
+                let started = Instant::now();
+                op(args.warmup + i).await?;
+                samples[k].push(started.elapsed());
+            }
+        }
+        done += this_block;
     }
-    Ok(summarize(name, samples, started.elapsed()))
+    Ok(names
+        .into_iter()
+        .zip(samples)
+        .map(|(name, s)| summarize(name, s))
+        .collect())
 }
 
-fn summarize(name: &str, mut samples: Vec<Duration>, total: Duration) -> Measurement {
+/// Percentiles by nearest rank; throughput is sequential: calls per second of summed latency.
+fn summarize(name: &str, mut samples: Vec<Duration>) -> Measurement {
+    let total: Duration = samples.iter().sum();
     samples.sort_unstable();
     let percentile = |p: f64| -> f64 {
         if samples.is_empty() {
             return 0.0;
         }
-        // Nearest rank.
         let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
         samples[rank - 1].as_secs_f64() * 1e6
     };
@@ -193,66 +225,79 @@ fn insert_bench_row(conn: &mut SqliteConnection, i: usize) -> QueryResult<usize>
     })
 }
 
-async fn open_store(path: &Path) -> anyhow::Result<LocalStore> {
-    Ok(LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await?)
+async fn open_store(path: &Path, offload: Offload) -> anyhow::Result<LocalStore> {
+    let options = LocalStoreOptions {
+        offload,
+        ..LocalStoreOptions::new(path)
+    };
+    Ok(LocalStore::open(options, Arc::new(SystemClock)).await?)
 }
 
-/// Local create+enqueue against a bare one-row insert transaction, each on its own fresh file
-/// database with the same connection settings.
-async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
-    // Baseline: a bare Diesel insert transaction of one row, on the calling thread.
-    let baseline_path = dir.join("bench-baseline.db");
-    let mut conn = SqliteConnection::establish(&baseline_path.to_string_lossy())?;
-    configure_connection(&mut conn, Duration::from_secs(5))?;
-    conn.batch_execute(BENCH_TABLE)?;
-    let bare = measure("bare insert transaction (direct, same thread)", args, |i| {
-        let result = insert_bench_row(&mut conn, i)
-            .map(drop)
-            .map_err(anyhow::Error::from);
-        std::future::ready(result)
-    })
-    .await?;
-    drop(conn);
-
-    // The same bare insert through the store's blocking helper and pool: the async hop alone.
-    let hop_store = open_store(&dir.join("bench-hop.db")).await?;
-    hop_store
-        .with_connection(|conn| Ok(conn.batch_execute(BENCH_TABLE)?))
-        .await?;
-    let hop = measure("bare insert transaction (via blocking pool)", args, |i| {
-        let store = hop_store.clone();
-        async move {
+/// A bare one-row insert through the store's blocking helper: what the offload costs alone.
+fn bare_via_store(store: LocalStore) -> Op<'static> {
+    Box::new(move |i| {
+        let store = store.clone();
+        Box::pin(async move {
             store
                 .with_connection(move |conn| Ok(insert_bench_row(conn, i)?))
                 .await?;
             Ok(())
-        }
+        })
     })
-    .await?;
+}
 
-    // The real thing: a project create with its outbox operation, in one transaction.
-    let store = open_store(&dir.join("bench-local.db")).await?;
-    let projects = SqliteProjectRepository::new(store.clone());
-    let owner = UserId::new();
-    let create = measure("project create + enqueue (repository)", args, |i| {
-        let projects = &projects;
-        async move {
+fn create_project(projects: Arc<SqliteProjectRepository>, owner: UserId) -> Op<'static> {
+    Box::new(move |i| {
+        let projects = Arc::clone(&projects);
+        Box::pin(async move {
             let project = Project::new(owner, &format!("Project {i}"), None, Timestamp(i as i64))?;
             projects.create(project).await?;
             Ok(())
-        }
+        })
     })
-    .await?;
+}
 
-    // A child: checks its parent and records the dependency on the parent's queued create.
+/// Local create+enqueue against a bare one-row Diesel insert transaction. Every measurement
+/// has its own fresh file database with the same connection settings.
+async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
+    // Baseline: a bare Diesel insert transaction of one row, on the calling thread.
+    let mut conn = SqliteConnection::establish(&dir.join("bench-baseline.db").to_string_lossy())?;
+    configure_connection(&mut conn, Duration::from_secs(5))?;
+    conn.batch_execute(BENCH_TABLE)?;
+    let conn = std::sync::Mutex::new(conn);
+    let bare: Op<'static> = Box::new(move |i| {
+        let result = match conn.lock() {
+            Ok(mut conn) => insert_bench_row(&mut conn, i)
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("baseline connection poisoned")),
+        };
+        Box::pin(std::future::ready(result))
+    });
+
+    let mut hops = Vec::new();
+    for (offload, file) in [
+        (Offload::Auto, "bench-hop-auto.db"),
+        (Offload::SpawnBlocking, "bench-hop-spawn.db"),
+    ] {
+        let store = open_store(&dir.join(file), offload).await?;
+        store
+            .with_connection(|conn| Ok(conn.batch_execute(BENCH_TABLE)?))
+            .await?;
+        hops.push(bare_via_store(store));
+    }
+    let owner = UserId::new();
+    let auto = open_store(&dir.join("bench-local-auto.db"), Offload::Auto).await?;
+    let spawn = open_store(&dir.join("bench-local-spawn.db"), Offload::SpawnBlocking).await?;
+    let projects = Arc::new(SqliteProjectRepository::new(auto.clone()));
     let parent = projects
         .create(Project::new(owner, "Parent", None, Timestamp(0))?)
         .await?
         .id();
-    let tracks = SqliteAudioTrackRepository::new(store.clone());
-    let child = measure("track create + enqueue (checks parent)", args, |i| {
-        let tracks = &tracks;
-        async move {
+    let tracks = Arc::new(SqliteAudioTrackRepository::new(auto));
+    let track: Op<'_> = Box::new(move |i| {
+        let tracks = Arc::clone(&tracks);
+        Box::pin(async move {
             let track = AudioTrack::new(
                 parent,
                 owner,
@@ -263,9 +308,29 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
             )?;
             tracks.create(track).await?;
             Ok(())
-        }
-    })
-    .await?;
+        })
+    });
+    let [hop_auto, hop_spawn]: [Op<'_>; 2] = hops
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two offload modes"))?;
 
-    Ok(with_ratios("local-write", vec![bare, hop, create, child]))
+    let measurements = measure_interleaved(
+        args,
+        vec![
+            ("bare insert txn (direct, baseline)", bare),
+            ("bare insert txn via store (auto offload)", hop_auto),
+            ("bare insert txn via store (spawn_blocking)", hop_spawn),
+            (
+                "project create + enqueue (auto offload)",
+                create_project(projects, owner),
+            ),
+            (
+                "project create + enqueue (spawn_blocking)",
+                create_project(Arc::new(SqliteProjectRepository::new(spawn)), owner),
+            ),
+            ("track create + enqueue, parent check (auto)", track),
+        ],
+    )
+    .await?;
+    Ok(with_ratios("local-write", measurements))
 }

@@ -22,7 +22,7 @@ pub use repositories::{
 pub use session::{SqliteSessionStorage, SqliteSessionStorageParameters};
 
 use crate::{
-    blocking::run_blocking,
+    blocking::{run_blocking_with, Offload},
     error::{StoreError, StoreResult},
 };
 use diesel::{
@@ -43,6 +43,9 @@ pub struct LocalStoreOptions {
     pub max_connections: u32,
     /// How long a statement waits for another connection's write lock before failing.
     pub busy_timeout: Duration,
+    /// How database work leaves the async worker (see [`Offload`]). Use
+    /// [`Offload::SpawnBlocking`] when calling the store from inside a tokio `LocalSet`.
+    pub offload: Offload,
 }
 
 impl LocalStoreOptions {
@@ -52,6 +55,7 @@ impl LocalStoreOptions {
             path: path.into(),
             max_connections: 4,
             busy_timeout: Duration::from_secs(5),
+            offload: Offload::Auto,
         }
     }
 }
@@ -67,6 +71,7 @@ struct Inner {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     clock: WriteClock,
     path: PathBuf,
+    offload: Offload,
 }
 
 impl fmt::Debug for LocalStore {
@@ -84,14 +89,14 @@ impl LocalStore {
     /// build has migrated the file.
     #[tracing::instrument(skip_all, fields(path = %options.path.display()), err)]
     pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
-        run_blocking(move || {
+        run_blocking_with(options.offload, move || {
             let opened = connection::open(&options)?;
-            let path = options.path;
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool: opened.pool,
                     clock: WriteClock::new(opened.replica, opened.hlc_floor, clock),
-                    path,
+                    path: options.path,
+                    offload: options.offload,
                 }),
             })
         })
@@ -115,7 +120,7 @@ impl LocalStore {
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        run_blocking(move || {
+        run_blocking_with(self.inner.offload, move || {
             let mut conn = inner
                 .pool
                 .get()
