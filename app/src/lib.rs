@@ -20,5 +20,6 @@
 
 pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod telemetry;
 pub mod wiring;

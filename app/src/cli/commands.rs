@@ -28,6 +28,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bench(args) = cli.command {
         return crate::bench::run(args, out.json).await;
     }
+    if let Command::Demo = cli.command {
+        let temp = tempfile::tempdir()?;
+        let dir = cli.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
+        let module = open_local_module(&dir).await?;
+        return crate::demo::run(&module).await;
+    }
     let data_dir = data_dir(cli.data_dir)?;
     let module = open_local_module(&data_dir).await?;
     let app = App {
@@ -42,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Playlist(c) => app.playlist(c).await,
         Command::Collaborator(c) => app.collaborator(c).await,
         Command::Queue => app.queue().await,
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Demo => unreachable!("handled above"),
     }
 }
 

@@ -53,6 +53,9 @@ pub enum Command {
     Collaborator(CollaboratorCommand),
     /// Local changes waiting to be synced.
     Queue,
+    /// A guided tour: an offline session writing to the local store (uses --data-dir, or a
+    /// fresh temporary directory).
+    Demo,
     /// Measure the engine (see docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
 }

@@ -87,7 +87,7 @@ impl LocalStore {
     /// Opens (creating if needed) the database at `options.path`, applies pending migrations,
     /// and loads this replica's identity. Fails with [`StoreError::NewerSchema`] if a newer
     /// build has migrated the file.
-    #[tracing::instrument(skip_all, fields(path = %options.path.display()), err)]
+    #[tracing::instrument(skip_all, fields(path = %options.path.display()))]
     pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         run_blocking_with(options.offload, move || {
             let opened = connection::open(&options)?;
@@ -148,6 +148,18 @@ impl LocalStore {
         F: FnOnce(&mut SqliteConnection) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        self.with_connection(work).await.map_err(Into::into)
+        self.with_connection(work).await.map_err(report)
     }
+}
+
+/// Logs a failure at the level it deserves and converts it for the ports: a missing entity or
+/// an invalid input is the caller's business (debug); the store failing is an error.
+fn report(error: StoreError) -> RepositoryError {
+    match &error {
+        StoreError::NotFound(_) | StoreError::Validation(_) | StoreError::Conflict(_) => {
+            tracing::debug!(%error, "refused");
+        }
+        _ => tracing::error!(%error, "local store failure"),
+    }
+    error.into()
 }

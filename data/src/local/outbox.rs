@@ -168,7 +168,7 @@ impl SqlitePendingOperationsRepository {
 
 #[async_trait]
 impl PendingOperationsRepository for SqlitePendingOperationsRepository {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn list(
         &self,
         status: Option<OperationStatus>,
@@ -189,7 +189,7 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError> {
         self.store
             .read(move |conn| {
@@ -204,7 +204,7 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn counts(&self) -> Result<OutboxCounts, RepositoryError> {
         self.store
             .read(|conn| {

@@ -75,14 +75,14 @@ repository!(
 
 #[async_trait]
 impl ProjectRepository for SqliteProjectRepository {
-    #[tracing::instrument(skip_all, fields(id = %project.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %project.id()))]
     async fn create(&self, project: Project) -> Result<Project, RepositoryError> {
         self.store
             .write(move |conn, clock| records::create(conn, clock, project, no_check))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(&self, id: ProjectId, patch: ProjectPatch) -> Result<Project, RepositoryError> {
         self.store
             .write(move |conn, clock| {
@@ -97,21 +97,21 @@ impl ProjectRepository for SqliteProjectRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: ProjectId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_project))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: ProjectId) -> Result<Option<Project>, RepositoryError> {
         self.store
             .read(move |conn| find_live(conn, id.as_uuid()))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%user), err)]
+    #[tracing::instrument(skip_all, fields(%user))]
     async fn list_by_user(&self, user: UserId) -> Result<Vec<Project>, RepositoryError> {
         self.store
             .read(move |conn| {
@@ -156,14 +156,14 @@ fn cascade_project(conn: &mut SqliteConnection, project: &Project) -> StoreResul
 
 #[async_trait]
 impl AudioTrackRepository for SqliteAudioTrackRepository {
-    #[tracing::instrument(skip_all, fields(id = %track.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %track.id()))]
     async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError> {
         self.store
             .write(move |conn, clock| records::create(conn, clock, track, no_check))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(
         &self,
         id: AudioTrackId,
@@ -182,21 +182,21 @@ impl AudioTrackRepository for SqliteAudioTrackRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_track))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError> {
         self.store
             .read(move |conn| find_live(conn, id.as_uuid()))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%project), err)]
+    #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(
         &self,
         project: ProjectId,
@@ -234,14 +234,14 @@ fn check_comment(conn: &mut SqliteConnection, comment: &AudioComment) -> StoreRe
 
 #[async_trait]
 impl AudioCommentRepository for SqliteAudioCommentRepository {
-    #[tracing::instrument(skip_all, fields(id = %comment.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %comment.id()))]
     async fn create(&self, comment: AudioComment) -> Result<AudioComment, RepositoryError> {
         self.store
             .write(move |conn, clock| records::create(conn, clock, comment, check_comment))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(
         &self,
         id: AudioCommentId,
@@ -260,7 +260,7 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioCommentId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| {
@@ -269,14 +269,14 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError> {
         self.store
             .read(move |conn| find_live(conn, id.as_uuid()))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%track), err)]
+    #[tracing::instrument(skip_all, fields(%track))]
     async fn list_by_track(
         &self,
         track: AudioTrackId,
@@ -301,14 +301,14 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
 
 #[async_trait]
 impl UserProfileRepository for SqliteUserProfileRepository {
-    #[tracing::instrument(skip_all, fields(id = %profile.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %profile.id()))]
     async fn create(&self, profile: UserProfile) -> Result<UserProfile, RepositoryError> {
         self.store
             .write(move |conn, clock| records::create(conn, clock, profile, no_check))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(
         &self,
         id: UserId,
@@ -327,7 +327,7 @@ impl UserProfileRepository for SqliteUserProfileRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: UserId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| {
@@ -336,14 +336,14 @@ impl UserProfileRepository for SqliteUserProfileRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: UserId) -> Result<Option<UserProfile>, RepositoryError> {
         self.store
             .read(move |conn| find_live(conn, id.as_uuid()))
             .await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn list(&self) -> Result<Vec<UserProfile>, RepositoryError> {
         self.store
             .read(|conn| {
@@ -375,14 +375,14 @@ fn check_playlist(conn: &mut SqliteConnection, playlist: &Playlist) -> StoreResu
 
 #[async_trait]
 impl PlaylistRepository for SqlitePlaylistRepository {
-    #[tracing::instrument(skip_all, fields(id = %playlist.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %playlist.id()))]
     async fn create(&self, playlist: Playlist) -> Result<Playlist, RepositoryError> {
         self.store
             .write(move |conn, clock| records::create(conn, clock, playlist, check_playlist))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(
         &self,
         id: PlaylistId,
@@ -401,7 +401,7 @@ impl PlaylistRepository for SqlitePlaylistRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| {
@@ -410,14 +410,14 @@ impl PlaylistRepository for SqlitePlaylistRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: PlaylistId) -> Result<Option<Playlist>, RepositoryError> {
         self.store
             .read(move |conn| find_live(conn, id.as_uuid()))
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%project), err)]
+    #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(&self, project: ProjectId) -> Result<Vec<Playlist>, RepositoryError> {
         self.store
             .read(move |conn| {
@@ -458,7 +458,7 @@ fn check_membership(conn: &mut SqliteConnection, member: &ProjectCollaborator) -
 
 #[async_trait]
 impl CollaboratorRepository for SqliteCollaboratorRepository {
-    #[tracing::instrument(skip_all, fields(id = %collaborator.id()), err)]
+    #[tracing::instrument(skip_all, fields(id = %collaborator.id()))]
     async fn create(
         &self,
         collaborator: ProjectCollaborator,
@@ -468,7 +468,7 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn update(
         &self,
         id: CollaboratorId,
@@ -487,7 +487,7 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError> {
         self.store
             .write(move |conn, clock| {
@@ -498,7 +498,7 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%id), err)]
+    #[tracing::instrument(skip_all, fields(%id))]
     async fn get(
         &self,
         id: CollaboratorId,
@@ -508,7 +508,7 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%project), err)]
+    #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(
         &self,
         project: ProjectId,

@@ -27,7 +27,7 @@ impl SqliteSessionStorage {
 
 #[async_trait]
 impl SessionStorage for SqliteSessionStorage {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn load(&self) -> Result<Option<Session>, RepositoryError> {
         self.store
             .read(|conn| {
@@ -47,7 +47,7 @@ impl SessionStorage for SqliteSessionStorage {
             .await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn save(&self, new: Session) -> Result<(), RepositoryError> {
         self.store
             .read(move |conn| {
@@ -65,7 +65,7 @@ impl SessionStorage for SqliteSessionStorage {
             .await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     async fn clear(&self) -> Result<(), RepositoryError> {
         self.store
             .read(|conn| {

@@ -39,7 +39,7 @@ impl CollaboratorRole {
 
 impl fmt::Display for CollaboratorRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

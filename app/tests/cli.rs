@@ -1,0 +1,244 @@
+//! The `trackflow` binary, run as a user would: offline commands against a temporary data
+//! directory, JSON output, and one-line errors with non-zero exit codes.
+#![allow(missing_docs)]
+
+use std::process::{Command, Output};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_trackflow"))
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("TRACKFLOW_LOG")
+            .output()
+            .expect("run trackflow")
+    }
+
+    /// Runs a command that must succeed and returns its JSON output.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Runs a command that must fail; returns (exit code, stderr).
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn id(value: &serde_json::Value) -> String {
+    value["id"].as_str().expect("id").to_owned()
+}
+
+fn one_line(stderr: &str) {
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected, got: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_offline_session_from_profile_to_playlist() {
+    let cli = Cli::new();
+    let me = cli.json(&[
+        "profile",
+        "create",
+        "--name",
+        "Ana",
+        "--email",
+        "ana@example.com",
+    ]);
+    let project = cli.json(&[
+        "project",
+        "create",
+        "--name",
+        "First EP",
+        "--description",
+        "demo",
+    ]);
+    assert_eq!(project["owner_id"], me["id"]);
+    let p = id(&project);
+    let intro = cli.json(&[
+        "track",
+        "add",
+        "--project",
+        &p,
+        "--name",
+        "Intro",
+        "--duration",
+        "1:30",
+    ]);
+    assert_eq!(intro["duration_ms"], 90_000);
+    let t = id(&intro);
+    let comment = cli.json(&[
+        "comment", "add", "--track", &t, "--at", "0:45.5", "--text", "nice",
+    ]);
+    assert_eq!(comment["timestamp_ms"], 45_500);
+    let playlist = cli.json(&[
+        "playlist",
+        "create",
+        "--project",
+        &p,
+        "--name",
+        "Mix",
+        "--track",
+        &t,
+    ]);
+    assert_eq!(playlist["track_ids"], serde_json::json!([t]));
+    let renamed = cli.json(&["project", "update", &p, "--name", "Renamed EP"]);
+    assert_eq!(renamed["name"], "Renamed EP");
+    assert_eq!(renamed["description"], "demo", "fields not named stay");
+
+    let listed = cli.json(&["project", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        cli.json(&["track", "list", "--project", &p])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        cli.json(&["comment", "list", "--track", &t])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let queue = cli.json(&["queue"]);
+    assert_eq!(
+        queue["counts"]["pending"], 6,
+        "profile, project, track, comment, playlist, rename"
+    );
+    let kinds: Vec<&str> = queue["operations"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["create", "create", "create", "create", "create", "update"]
+    );
+
+    cli.json(&["track", "delete", &t]);
+    assert_eq!(
+        cli.json(&["track", "list", "--project", &p])
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    let human = cli.run(&["project", "show", &p]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("Renamed EP"));
+}
+
+#[test]
+fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
+    let cli = Cli::new();
+    let (code, err) = cli.fails(&["project", "create", "--name", "Orphan"]);
+    assert_eq!(code, 1);
+    one_line(&err);
+    assert!(err.contains("trackflow profile create"), "{err}");
+
+    cli.json(&[
+        "profile",
+        "create",
+        "--name",
+        "Ana",
+        "--email",
+        "ana@example.com",
+    ]);
+    let table: [(&[&str], i32, &str); 7] = [
+        (&["project", "show", "not-an-id"], 2, "invalid project id"),
+        (
+            &["project", "show", "01a21dc5-0000-7000-8000-000000000000"],
+            1,
+            "project 01a21dc5-0000-7000-8000-000000000000 not found",
+        ),
+        (&["project", "create", "--name", "   "], 1, "invalid name"),
+        (
+            &[
+                "track",
+                "add",
+                "--project",
+                "01a21dc5-0000-7000-8000-000000000000",
+                "--name",
+                "x",
+                "--duration",
+                "soon",
+            ],
+            2,
+            "is not a time",
+        ),
+        (
+            &[
+                "track",
+                "add",
+                "--project",
+                "01a21dc5-0000-7000-8000-000000000000",
+                "--name",
+                "x",
+                "--duration",
+                "10",
+            ],
+            1,
+            "not found",
+        ),
+        (
+            &["profile", "update", "--email", "nope"],
+            1,
+            "invalid email",
+        ),
+        (&["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (args, expected_code, expected_text) in table {
+        let (code, err) = cli.fails(args);
+        assert_eq!(code, expected_code, "{args:?}: {err}");
+        one_line(&err);
+        assert!(err.contains(expected_text), "{args:?}: {err}");
+    }
+    // Nothing was queued by the failed commands: only the profile's create.
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1);
+}
+
+#[test]
+fn the_demo_runs_offline_and_queues_its_writes() {
+    let cli = Cli::new();
+    let out = cli.run(&["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("touched no network"), "{text}");
+    // The demo used --data-dir, so its writes are there to inspect.
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 10);
+}
