@@ -91,15 +91,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
 
 async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_path_buf());
-    let scenarios = if args.scenarios.is_empty() {
-        Scenario::value_variants().to_vec()
-    } else {
-        args.scenarios.clone()
-    };
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let scenarios =
+        if args.scenarios.is_empty() { Scenario::value_variants().to_vec() } else { args.scenarios.clone() };
     let mut reports = Vec::new();
     for scenario in scenarios {
         reports.push(match scenario {
@@ -124,18 +118,14 @@ fn print_report(report: &Report) {
 }
 
 /// One timed operation of a scenario; the argument is the iteration number.
-type Op<'a> = Box<
-    dyn FnMut(usize) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> + Send + 'a,
->;
+type Op<'a> =
+    Box<dyn FnMut(usize) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>> + Send + 'a>;
 
 /// Times every operation `args.iterations` times after `args.warmup` untimed calls. The
 /// operations take turns in blocks of `args.block` calls, so slow drifts in background noise
 /// (other processes, CPU frequency) fall on baseline and subject alike and the ratios stay
 /// honest, while each block still runs with warm caches as a real burst of writes would.
-async fn measure_interleaved(
-    args: &BenchArgs,
-    ops: Vec<(&str, Op<'_>)>,
-) -> anyhow::Result<Vec<Measurement>> {
+async fn measure_interleaved(args: &BenchArgs, ops: Vec<(&str, Op<'_>)>) -> anyhow::Result<Vec<Measurement>> {
     let (names, mut ops): (Vec<&str>, Vec<Op<'_>>) = ops.into_iter().unzip();
     for op in &mut ops {
         for i in 0..args.warmup {
@@ -156,11 +146,7 @@ async fn measure_interleaved(
         }
         done += this_block;
     }
-    Ok(names
-        .into_iter()
-        .zip(samples)
-        .map(|(name, s)| summarize(name, s))
-        .collect())
+    Ok(names.into_iter().zip(samples).map(|(name, s)| summarize(name, s)).collect())
 }
 
 /// Percentiles by nearest rank; throughput is sequential: calls per second of summed latency.
@@ -185,17 +171,11 @@ fn summarize(name: &str, mut samples: Vec<Duration>) -> Measurement {
 }
 
 fn with_ratios(scenario: &str, mut measurements: Vec<Measurement>) -> Report {
-    let baseline = measurements
-        .first()
-        .map_or(1.0, |m| m.p50_us)
-        .max(f64::EPSILON);
+    let baseline = measurements.first().map_or(1.0, |m| m.p50_us).max(f64::EPSILON);
     for m in &mut measurements {
         m.ratio_p50 = m.p50_us / baseline;
     }
-    Report {
-        scenario: scenario.to_owned(),
-        measurements,
-    }
+    Report { scenario: scenario.to_owned(), measurements }
 }
 
 mod baseline_schema {
@@ -226,10 +206,7 @@ fn insert_bench_row(conn: &mut SqliteConnection, i: usize) -> QueryResult<usize>
 }
 
 async fn open_store(path: &Path, offload: Offload) -> anyhow::Result<LocalStore> {
-    let options = LocalStoreOptions {
-        offload,
-        ..LocalStoreOptions::new(path)
-    };
+    let options = LocalStoreOptions { offload, ..LocalStoreOptions::new(path) };
     Ok(LocalStore::open(options, Arc::new(SystemClock)).await?)
 }
 
@@ -238,9 +215,7 @@ fn bare_via_store(store: LocalStore) -> Op<'static> {
     Box::new(move |i| {
         let store = store.clone();
         Box::pin(async move {
-            store
-                .with_connection(move |conn| Ok(insert_bench_row(conn, i)?))
-                .await?;
+            store.with_connection(move |conn| Ok(insert_bench_row(conn, i)?)).await?;
             Ok(())
         })
     })
@@ -267,52 +242,37 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let conn = std::sync::Mutex::new(conn);
     let bare: Op<'static> = Box::new(move |i| {
         let result = match conn.lock() {
-            Ok(mut conn) => insert_bench_row(&mut conn, i)
-                .map(drop)
-                .map_err(anyhow::Error::from),
+            Ok(mut conn) => insert_bench_row(&mut conn, i).map(drop).map_err(anyhow::Error::from),
             Err(_) => Err(anyhow::anyhow!("baseline connection poisoned")),
         };
         Box::pin(std::future::ready(result))
     });
 
     let mut hops = Vec::new();
-    for (offload, file) in [
-        (Offload::Auto, "bench-hop-auto.db"),
-        (Offload::SpawnBlocking, "bench-hop-spawn.db"),
-    ] {
+    for (offload, file) in
+        [(Offload::Auto, "bench-hop-auto.db"), (Offload::SpawnBlocking, "bench-hop-spawn.db")]
+    {
         let store = open_store(&dir.join(file), offload).await?;
-        store
-            .with_connection(|conn| Ok(conn.batch_execute(BENCH_TABLE)?))
-            .await?;
+        store.with_connection(|conn| Ok(conn.batch_execute(BENCH_TABLE)?)).await?;
         hops.push(bare_via_store(store));
     }
     let owner = UserId::new();
     let auto = open_store(&dir.join("bench-local-auto.db"), Offload::Auto).await?;
     let spawn = open_store(&dir.join("bench-local-spawn.db"), Offload::SpawnBlocking).await?;
     let projects = Arc::new(SqliteProjectRepository::new(auto.clone()));
-    let parent = projects
-        .create(Project::new(owner, "Parent", None, Timestamp(0))?)
-        .await?
-        .id();
+    let parent = projects.create(Project::new(owner, "Parent", None, Timestamp(0))?).await?.id();
     let tracks = Arc::new(SqliteAudioTrackRepository::new(auto));
     let track: Op<'_> = Box::new(move |i| {
         let tracks = Arc::clone(&tracks);
         Box::pin(async move {
-            let track = AudioTrack::new(
-                parent,
-                owner,
-                &format!("Take {i}"),
-                180_000,
-                None,
-                Timestamp(i as i64),
-            )?;
+            let track =
+                AudioTrack::new(parent, owner, &format!("Take {i}"), 180_000, None, Timestamp(i as i64))?;
             tracks.create(track).await?;
             Ok(())
         })
     });
-    let [hop_auto, hop_spawn]: [Op<'_>; 2] = hops
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("two offload modes"))?;
+    let [hop_auto, hop_spawn]: [Op<'_>; 2] =
+        hops.try_into().map_err(|_| anyhow::anyhow!("two offload modes"))?;
 
     let measurements = measure_interleaved(
         args,
@@ -320,10 +280,7 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
             ("bare insert txn (direct, baseline)", bare),
             ("bare insert txn via store (auto offload)", hop_auto),
             ("bare insert txn via store (spawn_blocking)", hop_spawn),
-            (
-                "project create + enqueue (auto offload)",
-                create_project(projects, owner),
-            ),
+            ("project create + enqueue (auto offload)", create_project(projects, owner)),
             (
                 "project create + enqueue (spawn_blocking)",
                 create_project(Arc::new(SqliteProjectRepository::new(spawn)), owner),

@@ -7,18 +7,16 @@ use std::time::Instant;
 use trackflow_domain::{
     ports::{
         AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, Session,
-        SessionStorage, UserProfileRepository,
+        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
     },
-    AudioComment, AudioTrack, CollaboratorRole, OperationKind, Playlist, Project,
-    ProjectCollaborator, ProjectPatch, UserId, UserProfile,
+    AudioComment, AudioTrack, CollaboratorRole, OperationKind, Playlist, Project, ProjectCollaborator,
+    ProjectPatch, UserId,
 };
 
 /// Runs the tour against `module` and prints what happens.
 pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
     let clock: &dyn Clock = module.resolve_ref();
     let sessions: &dyn SessionStorage = module.resolve_ref();
-    let profiles: &dyn UserProfileRepository = module.resolve_ref();
     let projects: &dyn ProjectRepository = module.resolve_ref();
     let tracks: &dyn AudioTrackRepository = module.resolve_ref();
     let comments: &dyn AudioCommentRepository = module.resolve_ref();
@@ -31,64 +29,28 @@ pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
     let me = match sessions.load().await? {
         Some(session) => session.user_id,
         None => {
-            let profile = profiles
-                .create(UserProfile::new(
-                    UserId::new(),
-                    "Demo Producer",
-                    "producer@example.com",
-                    clock.now(),
-                )?)
-                .await?;
-            sessions
-                .save(Session {
-                    user_id: profile.id(),
-                    server_url: None,
-                    access_token: None,
-                })
-                .await?;
+            let profile = crate::local_user::create(module, "Demo Producer", "producer@example.com").await?;
             println!("• created profile {} <{}>", profile.name(), profile.email());
             profile.id()
         }
     };
 
     let project = projects
-        .create(Project::new(
-            me,
-            "Night Drive EP",
-            Some("Four tracks, one late night"),
-            clock.now(),
-        )?)
+        .create(Project::new(me, "Night Drive EP", Some("Four tracks, one late night"), clock.now())?)
         .await?;
     println!("• created project \"{}\"", project.name());
 
     let mut added = Vec::new();
     for (name, seconds) in [("Intro", 72), ("Neon Streets", 215), ("Afterglow", 198)] {
         let track = tracks
-            .create(AudioTrack::new(
-                project.id(),
-                me,
-                name,
-                seconds * 1_000,
-                None,
-                clock.now(),
-            )?)
+            .create(AudioTrack::new(project.id(), me, name, seconds * 1_000, None, clock.now())?)
             .await?;
-        println!(
-            "• added track \"{}\" ({})",
-            track.name(),
-            crate::cli::format_position(track.duration_ms())
-        );
+        println!("• added track \"{}\" ({})", track.name(), crate::cli::format_position(track.duration_ms()));
         added.push(track);
     }
 
     let comment = comments
-        .create(AudioComment::new(
-            &added[1],
-            me,
-            "Bass drops too early here",
-            63_500,
-            clock.now(),
-        )?)
+        .create(AudioComment::new(&added[1], me, "Bass drops too early here", 63_500, clock.now())?)
         .await?;
     println!(
         "• commented at {} on \"{}\": {}",
@@ -97,66 +59,36 @@ pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
         comment.content()
     );
     match AudioComment::new(&added[0], me, "Past the end", 90_000, clock.now()) {
-        Err(e) => println!(
-            "• refused a comment past the end of \"{}\": {e}",
-            added[0].name()
-        ),
+        Err(e) => println!("• refused a comment past the end of \"{}\": {e}", added[0].name()),
         Ok(_) => anyhow::bail!("a comment past the end of a track was accepted"),
     }
 
     let order = vec![added[2].id(), added[0].id(), added[1].id()];
-    let playlist = playlists
-        .create(Playlist::new(
-            project.id(),
-            "Listening order",
-            order,
-            clock.now(),
-        )?)
-        .await?;
-    println!(
-        "• created playlist \"{}\" with {} tracks",
-        playlist.name(),
-        playlist.track_ids().len()
-    );
+    let playlist =
+        playlists.create(Playlist::new(project.id(), "Listening order", order, clock.now())?).await?;
+    println!("• created playlist \"{}\" with {} tracks", playlist.name(), playlist.track_ids().len());
 
     let guest = UserId::new();
     members
-        .create(ProjectCollaborator::new(
-            project.id(),
-            guest,
-            CollaboratorRole::Editor,
-            clock.now(),
-        )?)
+        .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, clock.now())?)
         .await?;
     println!("• invited user {guest} as editor");
 
     projects
         .update(
             project.id(),
-            ProjectPatch {
-                name: Some("Night Drive EP (mix 2)".into()),
-                ..Default::default()
-            },
+            ProjectPatch { name: Some("Night Drive EP (mix 2)".into()), ..Default::default() },
         )
         .await?;
     println!("• renamed the project (only the changed field is queued)");
     tracks.delete(added[0].id()).await?;
-    println!(
-        "• deleted track \"{}\" (a tombstone; reads no longer show it)",
-        added[0].name()
-    );
+    println!("• deleted track \"{}\" (a tombstone; reads no longer show it)", added[0].name());
     let elapsed = started.elapsed();
 
     let counts = outbox.counts().await?;
     let queued = outbox.list(None).await?;
-    println!(
-        "\nAll of that took {:.1} ms and touched no network.",
-        elapsed.as_secs_f64() * 1e3
-    );
-    println!(
-        "The outbox now holds {} operations waiting for the sync server:",
-        counts.pending
-    );
+    println!("\nAll of that took {:.1} ms and touched no network.", elapsed.as_secs_f64() * 1e3);
+    println!("The outbox now holds {} operations waiting for the sync server:", counts.pending);
     for op in queued.iter().rev().take(4).rev() {
         let fields: Vec<&str> = op.changed_fields.keys().map(String::as_str).collect();
         let detail = match op.kind {
@@ -165,15 +97,8 @@ pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
         };
         println!("  {:<8} {:<6} {}{detail}", op.priority, op.kind, op.entity);
     }
-    println!(
-        "  ... and {} more. See them all with `trackflow queue`.",
-        queued.len().saturating_sub(4)
-    );
+    println!("  ... and {} more. See them all with `trackflow queue`.", queued.len().saturating_sub(4));
     let live = tracks.list_by_project(project.id()).await?;
-    println!(
-        "\nProject \"{}\" now lists {} live tracks.",
-        project.name(),
-        live.len()
-    );
+    println!("\nProject \"{}\" now lists {} live tracks.", project.name(), live.len());
     Ok(())
 }

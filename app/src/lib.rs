@@ -21,5 +21,6 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod local_user;
 pub mod telemetry;
 pub mod wiring;

@@ -5,11 +5,7 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Sends `tracing` output to stderr, filtered by `TRACKFLOW_LOG` (same syntax as `RUST_LOG`;
 /// default: warnings only, so command output stays clean).
 pub fn init() {
-    let filter =
-        EnvFilter::try_from_env("TRACKFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_env("TRACKFLOW_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     // A second initialisation (tests, embedding) keeps the first subscriber.
-    let _ = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

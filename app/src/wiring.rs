@@ -54,33 +54,23 @@ pub fn local_module(store: &LocalStore) -> LocalModule {
         .with_component_parameters::<SqliteProjectRepository>(SqliteProjectRepositoryParameters {
             store: store.clone(),
         })
-        .with_component_parameters::<SqliteAudioTrackRepository>(
-            SqliteAudioTrackRepositoryParameters {
-                store: store.clone(),
-            },
-        )
-        .with_component_parameters::<SqliteAudioCommentRepository>(
-            SqliteAudioCommentRepositoryParameters {
-                store: store.clone(),
-            },
-        )
-        .with_component_parameters::<SqliteUserProfileRepository>(
-            SqliteUserProfileRepositoryParameters {
-                store: store.clone(),
-            },
-        )
+        .with_component_parameters::<SqliteAudioTrackRepository>(SqliteAudioTrackRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteAudioCommentRepository>(SqliteAudioCommentRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteUserProfileRepository>(SqliteUserProfileRepositoryParameters {
+            store: store.clone(),
+        })
         .with_component_parameters::<SqlitePlaylistRepository>(SqlitePlaylistRepositoryParameters {
             store: store.clone(),
         })
-        .with_component_parameters::<SqliteCollaboratorRepository>(
-            SqliteCollaboratorRepositoryParameters {
-                store: store.clone(),
-            },
-        )
+        .with_component_parameters::<SqliteCollaboratorRepository>(SqliteCollaboratorRepositoryParameters {
+            store: store.clone(),
+        })
         .with_component_parameters::<SqlitePendingOperationsRepository>(
-            SqlitePendingOperationsRepositoryParameters {
-                store: store.clone(),
-            },
+            SqlitePendingOperationsRepositoryParameters { store: store.clone() },
         )
         .with_component_parameters::<SqliteSessionStorage>(SqliteSessionStorageParameters {
             store: store.clone(),

@@ -10,9 +10,7 @@ struct Cli {
 
 impl Cli {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Self { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -30,11 +28,7 @@ impl Cli {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("JSON output")
     }
 
@@ -42,10 +36,7 @@ impl Cli {
     fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
         assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -54,64 +45,23 @@ fn id(value: &serde_json::Value) -> String {
 }
 
 fn one_line(stderr: &str) {
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "one line expected, got: {stderr:?}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr:?}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
 
 #[test]
 fn an_offline_session_from_profile_to_playlist() {
     let cli = Cli::new();
-    let me = cli.json(&[
-        "profile",
-        "create",
-        "--name",
-        "Ana",
-        "--email",
-        "ana@example.com",
-    ]);
-    let project = cli.json(&[
-        "project",
-        "create",
-        "--name",
-        "First EP",
-        "--description",
-        "demo",
-    ]);
+    let me = cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let project = cli.json(&["project", "create", "--name", "First EP", "--description", "demo"]);
     assert_eq!(project["owner_id"], me["id"]);
     let p = id(&project);
-    let intro = cli.json(&[
-        "track",
-        "add",
-        "--project",
-        &p,
-        "--name",
-        "Intro",
-        "--duration",
-        "1:30",
-    ]);
+    let intro = cli.json(&["track", "add", "--project", &p, "--name", "Intro", "--duration", "1:30"]);
     assert_eq!(intro["duration_ms"], 90_000);
     let t = id(&intro);
-    let comment = cli.json(&[
-        "comment", "add", "--track", &t, "--at", "0:45.5", "--text", "nice",
-    ]);
+    let comment = cli.json(&["comment", "add", "--track", &t, "--at", "0:45.5", "--text", "nice"]);
     assert_eq!(comment["timestamp_ms"], 45_500);
-    let playlist = cli.json(&[
-        "playlist",
-        "create",
-        "--project",
-        &p,
-        "--name",
-        "Mix",
-        "--track",
-        &t,
-    ]);
+    let playlist = cli.json(&["playlist", "create", "--project", &p, "--name", "Mix", "--track", &t]);
     assert_eq!(playlist["track_ids"], serde_json::json!([t]));
     let renamed = cli.json(&["project", "update", &p, "--name", "Renamed EP"]);
     assert_eq!(renamed["name"], "Renamed EP");
@@ -119,42 +69,21 @@ fn an_offline_session_from_profile_to_playlist() {
 
     let listed = cli.json(&["project", "list"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
-    assert_eq!(
-        cli.json(&["track", "list", "--project", &p])
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
-    assert_eq!(
-        cli.json(&["comment", "list", "--track", &t])
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    assert_eq!(cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len), Some(1));
+    assert_eq!(cli.json(&["comment", "list", "--track", &t]).as_array().map(Vec::len), Some(1));
 
     let queue = cli.json(&["queue"]);
-    assert_eq!(
-        queue["counts"]["pending"], 6,
-        "profile, project, track, comment, playlist, rename"
-    );
+    assert_eq!(queue["counts"]["pending"], 6, "profile, project, track, comment, playlist, rename");
     let kinds: Vec<&str> = queue["operations"]
         .as_array()
         .expect("ops")
         .iter()
         .map(|o| o["kind"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(
-        kinds,
-        ["create", "create", "create", "create", "create", "update"]
-    );
+    assert_eq!(kinds, ["create", "create", "create", "create", "create", "update"]);
 
     cli.json(&["track", "delete", &t]);
-    assert_eq!(
-        cli.json(&["track", "list", "--project", &p])
-            .as_array()
-            .map(Vec::len),
-        Some(0)
-    );
+    assert_eq!(cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len), Some(0));
     let human = cli.run(&["project", "show", &p]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("Renamed EP"));
 }
@@ -167,14 +96,7 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
     one_line(&err);
     assert!(err.contains("trackflow profile create"), "{err}");
 
-    cli.json(&[
-        "profile",
-        "create",
-        "--name",
-        "Ana",
-        "--email",
-        "ana@example.com",
-    ]);
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
     let table: [(&[&str], i32, &str); 7] = [
         (&["project", "show", "not-an-id"], 2, "invalid project id"),
         (
@@ -211,11 +133,7 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
             1,
             "not found",
         ),
-        (
-            &["profile", "update", "--email", "nope"],
-            1,
-            "invalid email",
-        ),
+        (&["profile", "update", "--email", "nope"], 1, "invalid email"),
         (&["frobnicate"], 2, "unrecognized subcommand"),
     ];
     for (args, expected_code, expected_text) in table {
@@ -232,11 +150,7 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
 fn the_demo_runs_offline_and_queues_its_writes() {
     let cli = Cli::new();
     let out = cli.run(&["demo"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("touched no network"), "{text}");
     // The demo used --data-dir, so its writes are there to inspect.

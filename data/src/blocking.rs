@@ -43,8 +43,7 @@ where
     T: Send + 'static,
 {
     let span = tracing::Span::current();
-    let multi_thread =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if offload == Offload::Auto && multi_thread {
         return tokio::task::block_in_place(move || span.in_scope(work));
     }
@@ -72,16 +71,10 @@ mod tests {
         let caller = thread::current().id();
         // With one worker, the spawned task can only run if this thread gave up the role.
         let (ran_on, got) = run_blocking(move || {
-            (
-                thread::current().id(),
-                rx.recv_timeout(std::time::Duration::from_secs(10)),
-            )
+            (thread::current().id(), rx.recv_timeout(std::time::Duration::from_secs(10)))
         })
         .await;
-        assert_eq!(
-            ran_on, caller,
-            "block_in_place runs the work where it was called"
-        );
+        assert_eq!(ran_on, caller, "block_in_place runs the work where it was called");
         assert!(got.is_ok(), "the other task ran while the work blocked");
         other.await.expect("other task");
     }
@@ -94,17 +87,12 @@ mod tests {
 
     #[test]
     fn spawn_blocking_works_inside_a_local_set() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
         let local = tokio::task::LocalSet::new();
         let value = local.block_on(&rt, async {
-            tokio::task::spawn_local(async {
-                run_blocking_with(Offload::SpawnBlocking, || 7).await
-            })
-            .await
-            .expect("local task")
+            tokio::task::spawn_local(async { run_blocking_with(Offload::SpawnBlocking, || 7).await })
+                .await
+                .expect("local task")
         });
         assert_eq!(value, 7);
     }
@@ -117,9 +105,7 @@ mod tests {
         for offload in [Offload::Auto, Offload::SpawnBlocking] {
             let span = tracing::info_span!("request");
             let expected = span.id();
-            let inside = run_blocking_with(offload, || Span::current().id())
-                .instrument(span)
-                .await;
+            let inside = run_blocking_with(offload, || Span::current().id()).instrument(span).await;
             assert!(expected.is_some());
             assert_eq!(inside, expected, "{offload:?}");
         }

@@ -64,10 +64,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 impl StoreError {
     /// A decoding failure of a row of `table`.
     pub(crate) fn corrupt(table: &'static str, message: impl ToString) -> Self {
-        StoreError::Corrupt {
-            table,
-            message: message.to_string(),
-        }
+        StoreError::Corrupt { table, message: message.to_string() }
     }
 
     /// Whether the same call may succeed if retried (the database was busy or the pool
@@ -94,10 +91,7 @@ impl From<StoreError> for RepositoryError {
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation,
                 info,
             )) => RepositoryError::Conflict(info.message().to_owned()),
-            other => RepositoryError::Storage {
-                transient: other.is_transient(),
-                message: other.to_string(),
-            },
+            other => RepositoryError::Storage { transient: other.is_transient(), message: other.to_string() },
         }
     }
 }

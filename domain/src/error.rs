@@ -16,10 +16,7 @@ pub struct ValidationError {
 impl ValidationError {
     /// A validation error for `field`.
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
+        Self { field, reason: reason.into() }
     }
 }
 
@@ -65,12 +62,6 @@ pub enum RepositoryError {
 impl RepositoryError {
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            RepositoryError::Storage {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, RepositoryError::Storage { transient: true, .. })
     }
 }

@@ -129,9 +129,6 @@ mod tests {
         let id = AudioTrackId::new();
         assert_eq!(id.to_string().parse::<AudioTrackId>(), Ok(id));
         let err = "not-a-uuid".parse::<AudioTrackId>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid audio track id 'not-a-uuid': expected a UUID"
-        );
+        assert_eq!(err.to_string(), "invalid audio track id 'not-a-uuid': expected a UUID");
     }
 }

@@ -21,17 +21,17 @@ pub mod time;
 mod validate;
 
 pub use entities::{
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityRef,
-    EntityType, Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch,
-    ProjectPatch, SyncEntity, UserProfile, UserProfilePatch,
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityRef, EntityType,
+    Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch,
+    SyncEntity, UserProfile, UserProfilePatch,
 };
 pub use error::{ClockError, RepositoryError, ValidationError};
 pub use ids::{
-    AudioCommentId, AudioTrackId, CollaboratorId, ConflictId, NodeId, OperationId, PlaylistId,
-    ProjectId, UserId,
+    AudioCommentId, AudioTrackId, CollaboratorId, ConflictId, NodeId, OperationId, PlaylistId, ProjectId,
+    UserId,
 };
 pub use sync::{
-    FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict,
-    SyncMeta, SyncOperation, SyncPhase, SyncState,
+    FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict, SyncMeta,
+    SyncOperation, SyncPhase, SyncState,
 };
 pub use time::Timestamp;

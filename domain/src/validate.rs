@@ -3,11 +3,7 @@
 use crate::error::ValidationError;
 
 /// Trims `value` and checks it holds between 1 and `max` characters.
-pub(crate) fn required_text(
-    field: &'static str,
-    value: &str,
-    max: usize,
-) -> Result<String, ValidationError> {
+pub(crate) fn required_text(field: &'static str, value: &str, max: usize) -> Result<String, ValidationError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
@@ -30,19 +26,10 @@ pub(crate) fn optional_text(
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, ValidationError> {
     let len = value.chars().count();
     if len > max {
-        return Err(ValidationError::new(
-            field,
-            format!("is {len} characters long; the limit is {max}"),
-        ));
+        return Err(ValidationError::new(field, format!("is {len} characters long; the limit is {max}")));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ValidationError::new(field, "must not contain control characters"));
     }
     Ok(value.to_owned())
 }

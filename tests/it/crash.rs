@@ -16,10 +16,7 @@ use std::{
 use trackflow_tests::Ack;
 
 fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[derive(QueryableByName)]
@@ -72,17 +69,12 @@ fn ids(conn: &mut SqliteConnection, table: &str) -> HashSet<String> {
 /// Checks the database against what was acknowledged; returns a description of the first
 /// violation.
 fn verify(path: &Path, promised: &Promised) -> Result<(), String> {
-    let mut conn =
-        SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| e.to_string())?;
-    let integrity =
-        diesel::sql_query("SELECT integrity_check AS value FROM pragma_integrity_check")
-            .load::<Text1>(&mut conn)
-            .map_err(|e| e.to_string())?;
+    let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| e.to_string())?;
+    let integrity = diesel::sql_query("SELECT integrity_check AS value FROM pragma_integrity_check")
+        .load::<Text1>(&mut conn)
+        .map_err(|e| e.to_string())?;
     if integrity.len() != 1 || integrity[0].value != "ok" {
-        return Err(format!(
-            "integrity_check: {:?}",
-            integrity.iter().map(|r| &r.value).collect::<Vec<_>>()
-        ));
+        return Err(format!("integrity_check: {:?}", integrity.iter().map(|r| &r.value).collect::<Vec<_>>()));
     }
     let projects = ids(&mut conn, "projects");
     let tracks = ids(&mut conn, "audio_tracks");
@@ -115,12 +107,7 @@ fn verify(path: &Path, promised: &Promised) -> Result<(), String> {
     for id in projects.iter().chain(&tracks) {
         match creates.get(id.as_str()) {
             Some(1) => {}
-            n => {
-                return Err(format!(
-                    "row {id} has {} create operations",
-                    n.copied().unwrap_or(0)
-                ))
-            }
+            n => return Err(format!("row {id} has {} create operations", n.copied().unwrap_or(0))),
         }
     }
     for id in promised.projects.iter().chain(&promised.tracks) {
@@ -133,9 +120,7 @@ fn verify(path: &Path, promised: &Promised) -> Result<(), String> {
     for (id, acked) in &promised.updates {
         let queued = updates.get(id.as_str()).copied().unwrap_or(0);
         if queued < *acked || queued > acked + 1 {
-            return Err(format!(
-                "project {id}: {acked} acknowledged updates but {queued} queued"
-            ));
+            return Err(format!("project {id}: {acked} acknowledged updates but {queued} queued"));
         }
     }
     Ok(())
@@ -169,8 +154,7 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_acknowledged_writes() {
         while seen < kill_after {
             match lines.next() {
                 Some(Ok(line)) => {
-                    let ack = Ack::parse(&line)
-                        .unwrap_or_else(|| panic!("cycle {cycle}: bad line {line:?}"));
+                    let ack = Ack::parse(&line).unwrap_or_else(|| panic!("cycle {cycle}: bad line {line:?}"));
                     promised.record(&ack);
                     seen += 1;
                 }
@@ -195,8 +179,5 @@ fn sigkill_at_random_moments_never_loses_or_duplicates_acknowledged_writes() {
         promised.projects.len(),
         promised.tracks.len()
     );
-    assert!(
-        promised.projects.len() > cycles as usize / 4,
-        "the writer made progress"
-    );
+    assert!(promised.projects.len() > cycles as usize / 4, "the writer made progress");
 }

@@ -2,8 +2,8 @@
 //! concrete store type.
 
 use super::{
-    output::Printer, Cli, CollaboratorCommand, Command, CommentCommand, PlaylistCommand,
-    ProfileCommand, ProjectCommand, TrackCommand,
+    output::Printer, Cli, CollaboratorCommand, Command, CommentCommand, PlaylistCommand, ProfileCommand,
+    ProjectCommand, TrackCommand,
 };
 use crate::wiring::{open_local_module, LocalModule};
 use anyhow::{anyhow, bail, Context};
@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use trackflow_domain::{
     ports::{
         AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, Session,
-        SessionStorage, UserProfileRepository,
+        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
+        UserProfileRepository,
     },
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, EntityRef, EntityType, Playlist,
     PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
-    UserProfile, UserProfilePatch,
+    UserProfilePatch,
 };
 use uuid::Uuid;
 
@@ -36,10 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let data_dir = data_dir(cli.data_dir)?;
     let module = open_local_module(&data_dir).await?;
-    let app = App {
-        module: &module,
-        out,
-    };
+    let app = App { module: &module, out };
     match cli.command {
         Command::Profile(c) => app.profile(c).await,
         Command::Project(c) => app.project(c).await,
@@ -86,9 +83,7 @@ impl App<'_> {
         let sessions: &dyn SessionStorage = self.module.resolve_ref();
         match sessions.load().await? {
             Some(session) => Ok(session.user_id),
-            None => bail!(
-                "no profile yet: run `trackflow profile create --name NAME --email EMAIL` first"
-            ),
+            None => bail!("no profile yet: run `trackflow profile create --name NAME --email EMAIL` first"),
         }
     }
 
@@ -103,23 +98,12 @@ impl App<'_> {
                         existing.user_id
                     );
                 }
-                let profile = UserProfile::new(UserId::new(), &name, &email, self.now())?;
-                let profile = profiles.create(profile).await?;
-                sessions
-                    .save(Session {
-                        user_id: profile.id(),
-                        server_url: None,
-                        access_token: None,
-                    })
-                    .await?;
+                let profile = crate::local_user::create(self.module, &name, &email).await?;
                 self.out.one(&profile)
             }
             ProfileCommand::Show => {
                 let me = self.me().await?;
-                let profile = profiles
-                    .get(me)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::UserProfile, me))?;
+                let profile = profiles.get(me).await?.ok_or_else(|| missing(EntityType::UserProfile, me))?;
                 self.out.one(&profile)
             }
             ProfileCommand::Update(update) => {
@@ -139,8 +123,7 @@ impl App<'_> {
         let projects: &dyn ProjectRepository = self.module.resolve_ref();
         match command {
             ProjectCommand::Create { name, description } => {
-                let project =
-                    Project::new(self.me().await?, &name, description.as_deref(), self.now())?;
+                let project = Project::new(self.me().await?, &name, description.as_deref(), self.now())?;
                 self.out.one(&projects.create(project).await?)
             }
             ProjectCommand::List => {
@@ -148,27 +131,16 @@ impl App<'_> {
                 self.out.many(&list, "no projects yet")
             }
             ProjectCommand::Show { id } => {
-                let project = projects
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::Project, id))?;
+                let project = projects.get(id).await?.ok_or_else(|| missing(EntityType::Project, id))?;
                 self.out.one(&project)
             }
-            ProjectCommand::Update {
-                id,
-                name,
-                description,
-            } => {
-                let patch = ProjectPatch {
-                    name,
-                    description: clearable(description),
-                };
+            ProjectCommand::Update { id, name, description } => {
+                let patch = ProjectPatch { name, description: clearable(description) };
                 self.out.one(&projects.update(id, patch).await?)
             }
             ProjectCommand::Delete { id } => {
                 projects.delete(id).await?;
-                self.out
-                    .value(&json!({ "deleted": id }), &format!("deleted project {id}"))
+                self.out.value(&json!({ "deleted": id }), &format!("deleted project {id}"))
             }
         }
     }
@@ -176,12 +148,7 @@ impl App<'_> {
     async fn track(&self, command: TrackCommand) -> anyhow::Result<()> {
         let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
         match command {
-            TrackCommand::Add {
-                project,
-                name,
-                duration,
-                sha256,
-            } => {
+            TrackCommand::Add { project, name, duration, sha256 } => {
                 let track = AudioTrack::new(
                     project,
                     self.me().await?,
@@ -194,23 +161,18 @@ impl App<'_> {
             }
             TrackCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out
-                    .many(&tracks.list_by_project(project).await?, "no tracks yet")
+                self.out.many(&tracks.list_by_project(project).await?, "no tracks yet")
             }
             TrackCommand::Show { id } => {
-                let track = tracks
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::AudioTrack, id))?;
+                let track = tracks.get(id).await?.ok_or_else(|| missing(EntityType::AudioTrack, id))?;
                 self.out.one(&track)
             }
-            TrackCommand::Update { id, name } => self
-                .out
-                .one(&tracks.update(id, AudioTrackPatch { name }).await?),
+            TrackCommand::Update { id, name } => {
+                self.out.one(&tracks.update(id, AudioTrackPatch { name }).await?)
+            }
             TrackCommand::Delete { id } => {
                 tracks.delete(id).await?;
-                self.out
-                    .value(&json!({ "deleted": id }), &format!("deleted track {id}"))
+                self.out.value(&json!({ "deleted": id }), &format!("deleted track {id}"))
             }
         }
     }
@@ -220,38 +182,25 @@ impl App<'_> {
         let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
         match command {
             CommentCommand::Add { track, at, text } => {
-                let track = tracks
-                    .get(track)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                let track = tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
                 let comment = AudioComment::new(&track, self.me().await?, &text, at, self.now())?;
                 self.out.one(&comments.create(comment).await?)
             }
             CommentCommand::List { track } => {
-                tracks
-                    .get(track)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::AudioTrack, track))?;
-                self.out
-                    .many(&comments.list_by_track(track).await?, "no comments yet")
+                tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                self.out.many(&comments.list_by_track(track).await?, "no comments yet")
             }
             CommentCommand::Show { id } => {
-                let comment = comments
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::AudioComment, id))?;
+                let comment = comments.get(id).await?.ok_or_else(|| missing(EntityType::AudioComment, id))?;
                 self.out.one(&comment)
             }
             CommentCommand::Update { id, text } => {
-                let patch = AudioCommentPatch {
-                    content: Some(text),
-                };
+                let patch = AudioCommentPatch { content: Some(text) };
                 self.out.one(&comments.update(id, patch).await?)
             }
             CommentCommand::Delete { id } => {
                 comments.delete(id).await?;
-                self.out
-                    .value(&json!({ "deleted": id }), &format!("deleted comment {id}"))
+                self.out.value(&json!({ "deleted": id }), &format!("deleted comment {id}"))
             }
         }
     }
@@ -259,39 +208,25 @@ impl App<'_> {
     async fn playlist(&self, command: PlaylistCommand) -> anyhow::Result<()> {
         let playlists: &dyn PlaylistRepository = self.module.resolve_ref();
         match command {
-            PlaylistCommand::Create {
-                project,
-                name,
-                tracks,
-            } => {
+            PlaylistCommand::Create { project, name, tracks } => {
                 let playlist = Playlist::new(project, &name, tracks, self.now())?;
                 self.out.one(&playlists.create(playlist).await?)
             }
             PlaylistCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(
-                    &playlists.list_by_project(project).await?,
-                    "no playlists yet",
-                )
+                self.out.many(&playlists.list_by_project(project).await?, "no playlists yet")
             }
             PlaylistCommand::Show { id } => {
-                let playlist = playlists
-                    .get(id)
-                    .await?
-                    .ok_or_else(|| missing(EntityType::Playlist, id))?;
+                let playlist = playlists.get(id).await?.ok_or_else(|| missing(EntityType::Playlist, id))?;
                 self.out.one(&playlist)
             }
             PlaylistCommand::Update { id, name, tracks } => {
-                let patch = PlaylistPatch {
-                    name,
-                    track_ids: tracks,
-                };
+                let patch = PlaylistPatch { name, track_ids: tracks };
                 self.out.one(&playlists.update(id, patch).await?)
             }
             PlaylistCommand::Delete { id } => {
                 playlists.delete(id).await?;
-                self.out
-                    .value(&json!({ "deleted": id }), &format!("deleted playlist {id}"))
+                self.out.value(&json!({ "deleted": id }), &format!("deleted playlist {id}"))
             }
         }
     }
@@ -299,20 +234,13 @@ impl App<'_> {
     async fn collaborator(&self, command: CollaboratorCommand) -> anyhow::Result<()> {
         let members: &dyn CollaboratorRepository = self.module.resolve_ref();
         match command {
-            CollaboratorCommand::Add {
-                project,
-                user,
-                role,
-            } => {
+            CollaboratorCommand::Add { project, user, role } => {
                 let member = ProjectCollaborator::new(project, user, role, self.now())?;
                 self.out.one(&members.create(member).await?)
             }
             CollaboratorCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(
-                    &members.list_by_project(project).await?,
-                    "no collaborators yet",
-                )
+                self.out.many(&members.list_by_project(project).await?, "no collaborators yet")
             }
             CollaboratorCommand::Update { id, role } => {
                 let patch = ProjectCollaboratorPatch { role: Some(role) };
@@ -320,10 +248,7 @@ impl App<'_> {
             }
             CollaboratorCommand::Remove { id } => {
                 members.delete(id).await?;
-                self.out.value(
-                    &json!({ "removed": id }),
-                    &format!("removed collaborator {id}"),
-                )
+                self.out.value(&json!({ "removed": id }), &format!("removed collaborator {id}"))
             }
         }
     }
@@ -333,14 +258,9 @@ impl App<'_> {
         let counts = outbox.counts().await?;
         let operations = outbox.list(None).await?;
         if self.out.json {
-            return self
-                .out
-                .value(&json!({ "counts": counts, "operations": operations }), "");
+            return self.out.value(&json!({ "counts": counts, "operations": operations }), "");
         }
-        println!(
-            "{} pending, {} in flight, {} failed",
-            counts.pending, counts.in_flight, counts.failed
-        );
+        println!("{} pending, {} in flight, {} failed", counts.pending, counts.in_flight, counts.failed);
         self.out.many(&operations, "nothing waiting to sync")
     }
 

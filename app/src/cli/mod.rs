@@ -309,10 +309,7 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::from(err)),
     };
@@ -331,19 +328,12 @@ fn usage_error(err: clap::Error) -> ExitCode {
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
         let _ = err.print();
-        return if err.use_stderr() {
-            ExitCode::from(USAGE_ERROR)
-        } else {
-            ExitCode::SUCCESS
-        };
+        return if err.use_stderr() { ExitCode::from(USAGE_ERROR) } else { ExitCode::SUCCESS };
     }
     // clap's own rendering spans several lines (usage, hints); keep the one that says what
     // is wrong.
     let rendered = err.render().to_string();
-    let line = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments");
+    let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
     eprintln!("{}", line.trim());
     ExitCode::from(USAGE_ERROR)
 }

@@ -23,23 +23,13 @@ impl Line for Project {
 
 impl Line for AudioTrack {
     fn line(&self) -> String {
-        format!(
-            "{}  {}  [{}]",
-            self.id(),
-            self.name(),
-            format_position(self.duration_ms())
-        )
+        format!("{}  {}  [{}]", self.id(), self.name(), format_position(self.duration_ms()))
     }
 }
 
 impl Line for AudioComment {
     fn line(&self) -> String {
-        format!(
-            "{}  @{}  {}",
-            self.id(),
-            format_position(self.timestamp_ms()),
-            self.content()
-        )
+        format!("{}  @{}  {}", self.id(), format_position(self.timestamp_ms()), self.content())
     }
 }
 
@@ -51,12 +41,7 @@ impl Line for UserProfile {
 
 impl Line for Playlist {
     fn line(&self) -> String {
-        format!(
-            "{}  {}  ({} tracks)",
-            self.id(),
-            self.name(),
-            self.track_ids().len()
-        )
+        format!("{}  {}  ({} tracks)", self.id(), self.name(), self.track_ids().len())
     }
 }
 
@@ -68,11 +53,7 @@ impl Line for ProjectCollaborator {
 
 impl Line for SyncOperation {
     fn line(&self) -> String {
-        let error = self
-            .last_error
-            .as_deref()
-            .map(|e| format!("  last error: {e}"))
-            .unwrap_or_default();
+        let error = self.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
         format!(
             "{}  {:<8} {:<6} {} {}  {}  attempts {}{error}",
             self.id,

@@ -30,11 +30,8 @@ pub fn parse_position(text: &str) -> Result<i64, String> {
         }
         seconds += value * if i == 0 { 60 } else { 3_600 };
     }
-    let millis: i64 = if fraction.is_empty() {
-        0
-    } else {
-        format!("{fraction:0<3}").parse().map_err(|_| bad())?
-    };
+    let millis: i64 =
+        if fraction.is_empty() { 0 } else { format!("{fraction:0<3}").parse().map_err(|_| bad())? };
     Ok(seconds * 1_000 + millis)
 }
 
@@ -43,11 +40,7 @@ pub fn format_position(millis: i64) -> String {
     let (h, rest) = (millis / 3_600_000, millis % 3_600_000);
     let (m, rest) = (rest / 60_000, rest % 60_000);
     let (s, ms) = (rest / 1_000, rest % 1_000);
-    let fraction = if ms == 0 {
-        String::new()
-    } else {
-        format!(".{ms:03}")
-    };
+    let fraction = if ms == 0 { String::new() } else { format!(".{ms:03}") };
     if h > 0 {
         format!("{h}:{m:02}:{s:02}{fraction}")
     } else {
@@ -72,9 +65,7 @@ mod tests {
         for (case, text, expected) in table {
             assert_eq!(parse_position(text), expected, "{case}");
         }
-        for bad in [
-            "", "abc", "1:60", "1:75:00", "-5", "1::2", "1:2:3:4", "1.2345", "3:2x",
-        ] {
+        for bad in ["", "abc", "1:60", "1:75:00", "-5", "1::2", "1:2:3:4", "1.2345", "3:2x"] {
             assert!(parse_position(bad).is_err(), "{bad:?} must be refused");
         }
     }
@@ -82,11 +73,7 @@ mod tests {
     #[test]
     fn formats_round_trip() {
         for millis in [0, 1_500, 65_000, 205_000, 3_723_004] {
-            assert_eq!(
-                parse_position(&format_position(millis)),
-                Ok(millis),
-                "{millis}"
-            );
+            assert_eq!(parse_position(&format_position(millis)), Ok(millis), "{millis}");
         }
     }
 }

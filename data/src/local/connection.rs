@@ -56,16 +56,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 
 pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let path = &options.path;
-    let open_error = |message: String| StoreError::Open {
-        path: path.clone(),
-        message,
-    };
+    let open_error = |message: String| StoreError::Open { path: path.clone(), message };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
     }
-    let url = path
-        .to_str()
-        .ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
+    let url = path.to_str().ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
     let busy_timeout_ms = options.busy_timeout.as_millis();
 
     // One direct connection first: it reports the real reason if the file cannot be opened
@@ -86,19 +81,14 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
         .connection_customizer(Box::new(Pragmas { busy_timeout_ms }))
         .build(ConnectionManager::<SqliteConnection>::new(url))
         .map_err(|e| open_error(e.to_string()))?;
-    Ok(Opened {
-        pool,
-        replica,
-        hlc_floor,
-    })
+    Ok(Opened { pool, replica, hlc_floor })
 }
 
 /// Applies pending migrations, refusing a file that holds migrations this build does not know
 /// (it was written by a newer build). Check and migration share one write transaction, so two
 /// processes opening a new file at once cannot both migrate it.
 fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
-    let migration_error =
-        |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
+    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
     conn.immediate_transaction(|conn| {
         let known: Vec<String> = MigrationSource::<Sqlite>::migrations(&MIGRATIONS)
             .map_err(migration_error)?
@@ -106,11 +96,7 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
             .map(|m| m.name().version().to_string())
             .collect();
         let applied = conn.applied_migrations().map_err(migration_error)?;
-        let newest_unknown = applied
-            .iter()
-            .map(ToString::to_string)
-            .filter(|v| !known.contains(v))
-            .max();
+        let newest_unknown = applied.iter().map(ToString::to_string).filter(|v| !known.contains(v)).max();
         if let Some(found) = newest_unknown {
             return Err(StoreError::NewerSchema {
                 path: path.to_owned(),
@@ -118,8 +104,7 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
                 known: known.iter().max().cloned().unwrap_or_default(),
             });
         }
-        conn.run_pending_migrations(MIGRATIONS)
-            .map_err(migration_error)?;
+        conn.run_pending_migrations(MIGRATIONS).map_err(migration_error)?;
         Ok(())
     })
 }
@@ -128,22 +113,14 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
 fn replica_id(conn: &mut SqliteConnection) -> StoreResult<NodeId> {
     const KEY: &str = "replica_id";
     conn.immediate_transaction(|conn| {
-        let stored: Option<String> = local_settings::table
-            .find(KEY)
-            .select(local_settings::value)
-            .get_result(conn)
-            .optional()?;
+        let stored: Option<String> =
+            local_settings::table.find(KEY).select(local_settings::value).get_result(conn).optional()?;
         match stored {
-            Some(text) => text
-                .parse()
-                .map_err(|e| StoreError::corrupt("local_settings", e)),
+            Some(text) => text.parse().map_err(|e| StoreError::corrupt("local_settings", e)),
             None => {
                 let id = NodeId::new();
                 diesel::insert_into(local_settings::table)
-                    .values((
-                        local_settings::key.eq(KEY),
-                        local_settings::value.eq(id.to_string()),
-                    ))
+                    .values((local_settings::key.eq(KEY), local_settings::value.eq(id.to_string())))
                     .execute(conn)?;
                 Ok(id)
             }

@@ -19,26 +19,16 @@ fn most_common(readings: &BTreeMap<String, Hlc>) -> Option<Hlc> {
     for hlc in readings.values() {
         *counts.entry(*hlc).or_default() += 1;
     }
-    counts
-        .into_iter()
-        .max_by_key(|(hlc, n)| (*n, *hlc))
-        .map(|(hlc, _)| hlc)
+    counts.into_iter().max_by_key(|(hlc, n)| (*n, *hlc)).map(|(hlc, _)| hlc)
 }
 
 /// The readings that differ from `base`.
 pub(crate) fn overrides(readings: &BTreeMap<String, Hlc>, base: Hlc) -> BTreeMap<&str, Hlc> {
-    readings
-        .iter()
-        .filter(|(_, hlc)| **hlc != base)
-        .map(|(f, hlc)| (f.as_str(), *hlc))
-        .collect()
+    readings.iter().filter(|(_, hlc)| **hlc != base).map(|(f, hlc)| (f.as_str(), *hlc)).collect()
 }
 
 /// A row's readings: the most common one under `"*"`, the others by field.
-pub(crate) fn encode_row(
-    table: &'static str,
-    readings: &BTreeMap<String, Hlc>,
-) -> StoreResult<String> {
+pub(crate) fn encode_row(table: &'static str, readings: &BTreeMap<String, Hlc>) -> StoreResult<String> {
     let Some(base) = most_common(readings) else {
         return Ok("{}".to_owned());
     };
@@ -68,18 +58,11 @@ mod tests {
     use trackflow_domain::NodeId;
 
     fn hlc(wall_ms: u64) -> Hlc {
-        Hlc {
-            wall_ms,
-            counter: 0,
-            node: NodeId::from_uuid(uuid::Uuid::nil()),
-        }
+        Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(uuid::Uuid::nil()) }
     }
 
     fn map(entries: &[(&str, u64)]) -> BTreeMap<String, Hlc> {
-        entries
-            .iter()
-            .map(|(f, w)| ((*f).to_owned(), hlc(*w)))
-            .collect()
+        entries.iter().map(|(f, w)| ((*f).to_owned(), hlc(*w))).collect()
     }
 
     #[test]
@@ -87,20 +70,13 @@ mod tests {
         let table = [
             ("empty", map(&[])),
             ("one reading", map(&[("a", 1), ("b", 1), ("c", 1)])),
-            (
-                "one field edited later",
-                map(&[("a", 1), ("b", 5), ("c", 1)]),
-            ),
+            ("one field edited later", map(&[("a", 1), ("b", 5), ("c", 1)])),
             ("all different", map(&[("a", 1), ("b", 2), ("c", 3)])),
         ];
         for (case, readings) in table {
             let text = encode_row("t", &readings).expect("encode");
             let distinct: std::collections::HashSet<_> = readings.values().collect();
-            assert_eq!(
-                text.matches("-0000000000-").count(),
-                distinct.len(),
-                "{case}: {text}"
-            );
+            assert_eq!(text.matches("-0000000000-").count(), distinct.len(), "{case}: {text}");
             let decoded = decode_row("t", &text, readings.keys()).expect("decode");
             assert_eq!(decoded, readings, "{case}");
         }
@@ -109,9 +85,6 @@ mod tests {
     #[test]
     fn overrides_leave_out_the_base() {
         let readings = map(&[("a", 1), ("b", 2)]);
-        assert_eq!(
-            overrides(&readings, hlc(1)).into_iter().collect::<Vec<_>>(),
-            [("b", hlc(2))]
-        );
+        assert_eq!(overrides(&readings, hlc(1)).into_iter().collect::<Vec<_>>(), [("b", hlc(2))]);
     }
 }

@@ -13,11 +13,11 @@ mod session;
 pub use connection::{configure_connection, MIGRATIONS};
 pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
 pub use repositories::{
-    SqliteAudioCommentRepository, SqliteAudioCommentRepositoryParameters,
-    SqliteAudioTrackRepository, SqliteAudioTrackRepositoryParameters, SqliteCollaboratorRepository,
-    SqliteCollaboratorRepositoryParameters, SqlitePlaylistRepository,
-    SqlitePlaylistRepositoryParameters, SqliteProjectRepository, SqliteProjectRepositoryParameters,
-    SqliteUserProfileRepository, SqliteUserProfileRepositoryParameters,
+    SqliteAudioCommentRepository, SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepository,
+    SqliteAudioTrackRepositoryParameters, SqliteCollaboratorRepository,
+    SqliteCollaboratorRepositoryParameters, SqlitePlaylistRepository, SqlitePlaylistRepositoryParameters,
+    SqliteProjectRepository, SqliteProjectRepositoryParameters, SqliteUserProfileRepository,
+    SqliteUserProfileRepositoryParameters,
 };
 pub use session::{SqliteSessionStorage, SqliteSessionStorageParameters};
 
@@ -121,10 +121,7 @@ impl LocalStore {
     {
         let inner = Arc::clone(&self.inner);
         run_blocking_with(self.inner.offload, move || {
-            let mut conn = inner
-                .pool
-                .get()
-                .map_err(|e| StoreError::Pool(e.to_string()))?;
+            let mut conn = inner.pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
             work(&mut conn)
         })
         .await
@@ -137,9 +134,7 @@ impl LocalStore {
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        self.with_connection(move |conn| work(conn, &inner.clock))
-            .await
-            .map_err(Into::into)
+        self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(Into::into)
     }
 
     /// Runs a read and maps the outcome to a port error.

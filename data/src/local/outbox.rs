@@ -17,8 +17,8 @@ use shaku::Component;
 use std::collections::BTreeMap;
 use trackflow_domain::{
     ports::{OutboxCounts, PendingOperationsRepository},
-    EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, RepositoryError,
-    SyncOperation, Timestamp,
+    EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, RepositoryError, SyncOperation,
+    Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -58,31 +58,20 @@ fn priority_rank(priority: Priority) -> i32 {
 }
 
 fn priority_from_rank(rank: i32) -> StoreResult<Priority> {
-    [
-        Priority::Critical,
-        Priority::High,
-        Priority::Medium,
-        Priority::Low,
-    ]
-    .get(usize::try_from(rank).unwrap_or(usize::MAX))
-    .copied()
-    .ok_or_else(|| StoreError::corrupt(TABLE, format!("priority {rank}")))
+    [Priority::Critical, Priority::High, Priority::Medium, Priority::Low]
+        .get(usize::try_from(rank).unwrap_or(usize::MAX))
+        .copied()
+        .ok_or_else(|| StoreError::corrupt(TABLE, format!("priority {rank}")))
 }
 
 impl OperationRow {
     fn encode(op: &SyncOperation) -> StoreResult<Self> {
         // Values and readings are stored apart; readings equal to the operation's own (all of
         // them, until coalescing merges operations) are left out.
-        let values: BTreeMap<&str, &Value> = op
-            .changed_fields
-            .iter()
-            .map(|(f, c)| (f.as_str(), &c.value))
-            .collect();
-        let readings: BTreeMap<String, Hlc> = op
-            .changed_fields
-            .iter()
-            .map(|(f, c)| (f.clone(), c.hlc))
-            .collect();
+        let values: BTreeMap<&str, &Value> =
+            op.changed_fields.iter().map(|(f, c)| (f.as_str(), &c.value)).collect();
+        let readings: BTreeMap<String, Hlc> =
+            op.changed_fields.iter().map(|(f, c)| (f.clone(), c.hlc)).collect();
         Ok(Self {
             seq: 0,
             id: op.id.to_string(),
@@ -116,10 +105,7 @@ impl OperationRow {
             .collect();
         Ok(SyncOperation {
             id: parse(TABLE, &self.id)?,
-            entity: EntityRef::new(
-                parse(TABLE, &self.entity_type)?,
-                parse(TABLE, &self.entity_id)?,
-            ),
+            entity: EntityRef::new(parse(TABLE, &self.entity_type)?, parse(TABLE, &self.entity_id)?),
             kind: parse(TABLE, &self.kind)?,
             changed_fields,
             hlc,
@@ -137,17 +123,13 @@ impl OperationRow {
 
 /// Appends `op` to the outbox. Callers run it inside the transaction that made the change.
 pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreResult<()> {
-    diesel::insert_into(pending_operations::table)
-        .values(OperationRow::encode(op)?)
-        .execute(conn)?;
+    diesel::insert_into(pending_operations::table).values(OperationRow::encode(op)?).execute(conn)?;
     Ok(())
 }
 
 /// The largest clock reading in the outbox, to seed the clock on open.
 pub(crate) fn max_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
-    let text: Option<String> = dsl::pending_operations
-        .select(max(dsl::hlc))
-        .get_result(conn)?;
+    let text: Option<String> = dsl::pending_operations.select(max(dsl::hlc)).get_result(conn)?;
     text.map(|t| parse(TABLE, &t)).transpose()
 }
 
@@ -169,10 +151,7 @@ impl SqlitePendingOperationsRepository {
 #[async_trait]
 impl PendingOperationsRepository for SqlitePendingOperationsRepository {
     #[tracing::instrument(skip_all)]
-    async fn list(
-        &self,
-        status: Option<OperationStatus>,
-    ) -> Result<Vec<SyncOperation>, RepositoryError> {
+    async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError> {
         self.store
             .read(move |conn| {
                 let mut query = dsl::pending_operations.order(dsl::seq).into_boxed();
@@ -216,10 +195,8 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
                     .filter(dsl::status.ne(OperationStatus::Failed.as_str()))
                     .select(min(dsl::created_at))
                     .get_result(conn)?;
-                let mut counts = OutboxCounts {
-                    oldest_pending_at: oldest.map(Timestamp),
-                    ..OutboxCounts::default()
-                };
+                let mut counts =
+                    OutboxCounts { oldest_pending_at: oldest.map(Timestamp), ..OutboxCounts::default() };
                 for (status, n) in by_status {
                     let n = u64::try_from(n).unwrap_or(0);
                     match parse::<OperationStatus>(TABLE, &status)? {

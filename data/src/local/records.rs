@@ -5,8 +5,8 @@
 use super::{
     outbox,
     rows::{
-        AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow,
-        Record, UserProfileRow,
+        AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow, Record,
+        UserProfileRow,
     },
     schema,
 };
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use trackflow_domain::{
     entities::changed_fields, ports::Clock, AudioComment, AudioTrack, EntityRef, EntityType, Hlc,
     HybridLogicalClock, NodeId, OperationId, OperationKind, Playlist, Project, ProjectCollaborator,
-    SyncEntity, SyncMeta, SyncOperation, Timestamp, UserProfile, ValidationError,
+    RepositoryError, SyncEntity, SyncMeta, SyncOperation, Timestamp, UserProfile, ValidationError,
 };
 use uuid::Uuid;
 
@@ -45,8 +45,7 @@ impl WriteClock {
     }
 
     pub fn tick(&self) -> Hlc {
-        self.hlc
-            .now(u64::try_from(self.now().as_millis()).unwrap_or(0))
+        self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0))
     }
 }
 
@@ -82,17 +81,13 @@ macro_rules! local_entity {
             }
 
             fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
-                diesel::insert_into(schema::$table::table)
-                    .values(<$row>::encode(record)?)
-                    .execute(conn)?;
+                diesel::insert_into(schema::$table::table).values(<$row>::encode(record)?).execute(conn)?;
                 Ok(())
             }
 
             fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
                 let id = record.entity.entity_id().to_string();
-                diesel::update(schema::$table::table.find(id))
-                    .set(<$row>::encode(record)?)
-                    .execute(conn)?;
+                diesel::update(schema::$table::table.find(id)).set(<$row>::encode(record)?).execute(conn)?;
                 Ok(())
             }
         }
@@ -108,26 +103,16 @@ local_entity!(Playlist, PlaylistRow, playlists);
 
 /// Decodes loaded rows into entities.
 pub(crate) fn decode_all<R: EntityRow>(rows: Vec<R>) -> StoreResult<Vec<R::Entity>> {
-    rows.into_iter()
-        .map(|row| row.decode().map(|r| r.entity))
-        .collect()
+    rows.into_iter().map(|row| row.decode().map(|r| r.entity)).collect()
 }
 
 /// The live (not tombstoned) entity with `id`, if any.
-pub(crate) fn find_live<E: LocalEntity>(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-) -> StoreResult<Option<E>> {
-    Ok(E::find(conn, id)?
-        .filter(|r| !r.meta.deleted)
-        .map(|r| r.entity))
+pub(crate) fn find_live<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<E>> {
+    Ok(E::find(conn, id)?.filter(|r| !r.meta.deleted).map(|r| r.entity))
 }
 
 /// The live record with `id`, or [`StoreError::NotFound`].
-pub(crate) fn require_live<E: LocalEntity>(
-    conn: &mut SqliteConnection,
-    id: Uuid,
-) -> StoreResult<Record<E>> {
+pub(crate) fn require_live<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Record<E>> {
     E::find(conn, id)?
         .filter(|r| !r.meta.deleted)
         .ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
@@ -135,13 +120,8 @@ pub(crate) fn require_live<E: LocalEntity>(
 
 /// The sync metadata of a live entity, or `None` if it does not exist or is a tombstone.
 fn live_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<SyncMeta>> {
-    fn meta<E: LocalEntity>(
-        conn: &mut SqliteConnection,
-        id: Uuid,
-    ) -> StoreResult<Option<SyncMeta>> {
-        Ok(E::find(conn, id)?
-            .filter(|r| !r.meta.deleted)
-            .map(|r| r.meta))
+    fn meta<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<SyncMeta>> {
+        Ok(E::find(conn, id)?.filter(|r| !r.meta.deleted).map(|r| r.meta))
     }
     match entity.entity_type {
         EntityType::Project => meta::<Project>(conn, entity.id),
@@ -156,10 +136,7 @@ fn live_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Opti
 /// Checks that everything `entity` references exists and is live, and returns the queued
 /// creates of those references that the server has not acknowledged yet: the new operation
 /// must wait for them.
-fn check_references<E: SyncEntity>(
-    conn: &mut SqliteConnection,
-    entity: &E,
-) -> StoreResult<Vec<OperationId>> {
+fn check_references<E: SyncEntity>(conn: &mut SqliteConnection, entity: &E) -> StoreResult<Vec<OperationId>> {
     let mut depends_on = Vec::new();
     for reference in entity.references() {
         let meta = live_meta(conn, reference)?.ok_or(StoreError::NotFound(reference))?;
@@ -170,6 +147,9 @@ fn check_references<E: SyncEntity>(
 
 /// An extra, entity-specific check run inside the write transaction.
 pub(crate) type Check<E> = fn(&mut SqliteConnection, &E) -> StoreResult<()>;
+
+/// What a delete also hides locally, run inside its transaction.
+pub(crate) type Cascade<E> = fn(&mut SqliteConnection, &E) -> StoreResult<()>;
 
 /// A check that accepts everything.
 pub(crate) fn no_check<E>(_: &mut SqliteConnection, _: &E) -> StoreResult<()> {
@@ -254,7 +234,7 @@ pub(crate) fn delete<E: LocalEntity>(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
     id: Uuid,
-    cascade: fn(&mut SqliteConnection, &E) -> StoreResult<()>,
+    cascade: Cascade<E>,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let mut record = require_live::<E>(conn, id)?;
@@ -275,4 +255,58 @@ pub(crate) fn delete<E: LocalEntity>(
         outbox::insert(conn, &op)?;
         Ok(())
     })
+}
+
+/// A delete that hides nothing else.
+pub(crate) fn no_cascade<E>(_: &mut SqliteConnection, _: &E) -> StoreResult<()> {
+    Ok(())
+}
+
+/// The shared write path as async calls, so each repository method is one line.
+impl super::LocalStore {
+    /// [`create`] on the blocking path.
+    pub(crate) async fn create_entity<E: LocalEntity>(
+        &self,
+        entity: E,
+        check: Check<E>,
+    ) -> Result<E, RepositoryError> {
+        self.write(move |conn, clock| create(conn, clock, entity, check)).await
+    }
+
+    /// [`update`] on the blocking path.
+    pub(crate) async fn update_entity<E, F>(
+        &self,
+        id: Uuid,
+        change: F,
+        check: Check<E>,
+    ) -> Result<E, RepositoryError>
+    where
+        E: LocalEntity,
+        F: FnOnce(&E) -> Result<E, ValidationError> + Send + 'static,
+    {
+        self.write(move |conn, clock| update(conn, clock, id, change, check)).await
+    }
+
+    /// [`delete`] on the blocking path.
+    pub(crate) async fn delete_entity<E: LocalEntity>(
+        &self,
+        id: Uuid,
+        cascade: Cascade<E>,
+    ) -> Result<(), RepositoryError> {
+        self.write(move |conn, clock| delete(conn, clock, id, cascade)).await
+    }
+
+    /// The live entity with `id`, if any.
+    pub(crate) async fn get_live<E: LocalEntity>(&self, id: Uuid) -> Result<Option<E>, RepositoryError> {
+        self.read(move |conn| find_live(conn, id)).await
+    }
+
+    /// Runs a list query and decodes its rows.
+    pub(crate) async fn list<R, Q>(&self, query: Q) -> Result<Vec<R::Entity>, RepositoryError>
+    where
+        R: EntityRow + Send + 'static,
+        Q: FnOnce(&mut SqliteConnection) -> QueryResult<Vec<R>> + Send + 'static,
+    {
+        self.read(move |conn| decode_all(query(conn)?)).await
+    }
 }

@@ -3,13 +3,9 @@
 //! entity — its lists, its extra checks and what a delete cascades to.
 
 use super::{
-    records::{self, decode_all, find_live, no_check, require_live},
-    rows::{
-        AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow,
-    },
-    schema::{
-        audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles,
-    },
+    records::{no_cascade, no_check, require_live},
+    rows::{AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow},
+    schema::{audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles},
     LocalStore,
 };
 use crate::error::{StoreError, StoreResult};
@@ -77,60 +73,39 @@ repository!(
 impl ProjectRepository for SqliteProjectRepository {
     #[tracing::instrument(skip_all, fields(id = %project.id()))]
     async fn create(&self, project: Project) -> Result<Project, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, project, no_check))
-            .await
+        self.store.create_entity(project, no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn update(&self, id: ProjectId, patch: ProjectPatch) -> Result<Project, RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |p: &Project| p.patched(&patch),
-                    no_check,
-                )
-            })
-            .await
+        self.store.update_entity(id.as_uuid(), move |p: &Project| p.patched(&patch), no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: ProjectId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_project))
-            .await
+        self.store.delete_entity(id.as_uuid(), cascade_project).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: ProjectId) -> Result<Option<Project>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%user))]
     async fn list_by_user(&self, user: UserId) -> Result<Vec<Project>, RepositoryError> {
         self.store
-            .read(move |conn| {
+            .list(move |conn| {
                 let user = user.to_string();
                 let member_of = project_collaborators::table
                     .filter(project_collaborators::user_id.eq(user.clone()))
                     .filter(project_collaborators::deleted.eq(false))
                     .select(project_collaborators::project_id);
-                let rows = projects::table
+                projects::table
                     .filter(projects::deleted.eq(false))
-                    .filter(
-                        projects::owner_id
-                            .eq(user)
-                            .or(projects::id.eq_any(member_of)),
-                    )
+                    .filter(projects::owner_id.eq(user).or(projects::id.eq_any(member_of)))
                     .order((projects::created_at, projects::id))
                     .select(ProjectRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }
@@ -158,58 +133,34 @@ fn cascade_project(conn: &mut SqliteConnection, project: &Project) -> StoreResul
 impl AudioTrackRepository for SqliteAudioTrackRepository {
     #[tracing::instrument(skip_all, fields(id = %track.id()))]
     async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, track, no_check))
-            .await
+        self.store.create_entity(track, no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(
-        &self,
-        id: AudioTrackId,
-        patch: AudioTrackPatch,
-    ) -> Result<AudioTrack, RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |t: &AudioTrack| t.patched(&patch),
-                    no_check,
-                )
-            })
-            .await
+    async fn update(&self, id: AudioTrackId, patch: AudioTrackPatch) -> Result<AudioTrack, RepositoryError> {
+        self.store.update_entity(id.as_uuid(), move |t: &AudioTrack| t.patched(&patch), no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::delete(conn, clock, id.as_uuid(), cascade_track))
-            .await
+        self.store.delete_entity(id.as_uuid(), cascade_track).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
-    async fn list_by_project(
-        &self,
-        project: ProjectId,
-    ) -> Result<Vec<AudioTrack>, RepositoryError> {
+    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<AudioTrack>, RepositoryError> {
         self.store
-            .read(move |conn| {
-                let rows = audio_tracks::table
+            .list(move |conn| {
+                audio_tracks::table
                     .filter(audio_tracks::project_id.eq(project.to_string()))
                     .filter(audio_tracks::deleted.eq(false))
                     .order((audio_tracks::created_at, audio_tracks::id))
                     .select(AudioTrackRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }
@@ -218,11 +169,9 @@ impl AudioTrackRepository for SqliteAudioTrackRepository {
 /// Deleting a track hides its comments locally. Playlists keep naming it until their owner
 /// edits them; readers skip tracks that no longer exist.
 fn cascade_track(conn: &mut SqliteConnection, track: &AudioTrack) -> StoreResult<()> {
-    diesel::update(
-        audio_comments::table.filter(audio_comments::track_id.eq(track.id().to_string())),
-    )
-    .set(audio_comments::deleted.eq(true))
-    .execute(conn)?;
+    diesel::update(audio_comments::table.filter(audio_comments::track_id.eq(track.id().to_string())))
+        .set(audio_comments::deleted.eq(true))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -236,9 +185,7 @@ fn check_comment(conn: &mut SqliteConnection, comment: &AudioComment) -> StoreRe
 impl AudioCommentRepository for SqliteAudioCommentRepository {
     #[tracing::instrument(skip_all, fields(id = %comment.id()))]
     async fn create(&self, comment: AudioComment) -> Result<AudioComment, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, comment, check_comment))
-            .await
+        self.store.create_entity(comment, check_comment).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
@@ -247,53 +194,29 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
         id: AudioCommentId,
         patch: AudioCommentPatch,
     ) -> Result<AudioComment, RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |c: &AudioComment| c.patched(&patch),
-                    check_comment,
-                )
-            })
-            .await
+        self.store.update_entity(id.as_uuid(), move |c: &AudioComment| c.patched(&patch), check_comment).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioCommentId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::delete(conn, clock, id.as_uuid(), |_, _: &AudioComment| Ok(()))
-            })
-            .await
+        self.store.delete_entity::<AudioComment>(id.as_uuid(), no_cascade).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%track))]
-    async fn list_by_track(
-        &self,
-        track: AudioTrackId,
-    ) -> Result<Vec<AudioComment>, RepositoryError> {
+    async fn list_by_track(&self, track: AudioTrackId) -> Result<Vec<AudioComment>, RepositoryError> {
         self.store
-            .read(move |conn| {
-                let rows = audio_comments::table
+            .list(move |conn| {
+                audio_comments::table
                     .filter(audio_comments::track_id.eq(track.to_string()))
                     .filter(audio_comments::deleted.eq(false))
-                    .order((
-                        audio_comments::timestamp_ms,
-                        audio_comments::created_at,
-                        audio_comments::id,
-                    ))
+                    .order((audio_comments::timestamp_ms, audio_comments::created_at, audio_comments::id))
                     .select(AudioCommentRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }
@@ -303,56 +226,33 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
 impl UserProfileRepository for SqliteUserProfileRepository {
     #[tracing::instrument(skip_all, fields(id = %profile.id()))]
     async fn create(&self, profile: UserProfile) -> Result<UserProfile, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, profile, no_check))
-            .await
+        self.store.create_entity(profile, no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(
-        &self,
-        id: UserId,
-        patch: UserProfilePatch,
-    ) -> Result<UserProfile, RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |p: &UserProfile| p.patched(&patch),
-                    no_check,
-                )
-            })
-            .await
+    async fn update(&self, id: UserId, patch: UserProfilePatch) -> Result<UserProfile, RepositoryError> {
+        self.store.update_entity(id.as_uuid(), move |p: &UserProfile| p.patched(&patch), no_check).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: UserId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::delete(conn, clock, id.as_uuid(), |_, _: &UserProfile| Ok(()))
-            })
-            .await
+        self.store.delete_entity::<UserProfile>(id.as_uuid(), no_cascade).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: UserId) -> Result<Option<UserProfile>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn list(&self) -> Result<Vec<UserProfile>, RepositoryError> {
         self.store
-            .read(|conn| {
-                let rows = user_profiles::table
+            .list(|conn| {
+                user_profiles::table
                     .filter(user_profiles::deleted.eq(false))
                     .order((user_profiles::name, user_profiles::id))
                     .select(UserProfileRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }
@@ -377,57 +277,34 @@ fn check_playlist(conn: &mut SqliteConnection, playlist: &Playlist) -> StoreResu
 impl PlaylistRepository for SqlitePlaylistRepository {
     #[tracing::instrument(skip_all, fields(id = %playlist.id()))]
     async fn create(&self, playlist: Playlist) -> Result<Playlist, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, playlist, check_playlist))
-            .await
+        self.store.create_entity(playlist, check_playlist).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(
-        &self,
-        id: PlaylistId,
-        patch: PlaylistPatch,
-    ) -> Result<Playlist, RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |p: &Playlist| p.patched(&patch),
-                    check_playlist,
-                )
-            })
-            .await
+    async fn update(&self, id: PlaylistId, patch: PlaylistPatch) -> Result<Playlist, RepositoryError> {
+        self.store.update_entity(id.as_uuid(), move |p: &Playlist| p.patched(&patch), check_playlist).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::delete(conn, clock, id.as_uuid(), |_, _: &Playlist| Ok(()))
-            })
-            .await
+        self.store.delete_entity::<Playlist>(id.as_uuid(), no_cascade).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: PlaylistId) -> Result<Option<Playlist>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(&self, project: ProjectId) -> Result<Vec<Playlist>, RepositoryError> {
         self.store
-            .read(move |conn| {
-                let rows = playlists::table
+            .list(move |conn| {
+                playlists::table
                     .filter(playlists::project_id.eq(project.to_string()))
                     .filter(playlists::deleted.eq(false))
                     .order((playlists::created_at, playlists::id))
                     .select(PlaylistRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }
@@ -463,9 +340,7 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
         &self,
         collaborator: ProjectCollaborator,
     ) -> Result<ProjectCollaborator, RepositoryError> {
-        self.store
-            .write(move |conn, clock| records::create(conn, clock, collaborator, check_membership))
-            .await
+        self.store.create_entity(collaborator, check_membership).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
@@ -475,53 +350,30 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
         patch: ProjectCollaboratorPatch,
     ) -> Result<ProjectCollaborator, RepositoryError> {
         self.store
-            .write(move |conn, clock| {
-                records::update(
-                    conn,
-                    clock,
-                    id.as_uuid(),
-                    |c: &ProjectCollaborator| c.patched(&patch),
-                    no_check,
-                )
-            })
+            .update_entity(id.as_uuid(), move |c: &ProjectCollaborator| c.patched(&patch), no_check)
             .await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError> {
-        self.store
-            .write(move |conn, clock| {
-                records::delete(conn, clock, id.as_uuid(), |_, _: &ProjectCollaborator| {
-                    Ok(())
-                })
-            })
-            .await
+        self.store.delete_entity::<ProjectCollaborator>(id.as_uuid(), no_cascade).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(
-        &self,
-        id: CollaboratorId,
-    ) -> Result<Option<ProjectCollaborator>, RepositoryError> {
-        self.store
-            .read(move |conn| find_live(conn, id.as_uuid()))
-            .await
+    async fn get(&self, id: CollaboratorId) -> Result<Option<ProjectCollaborator>, RepositoryError> {
+        self.store.get_live(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
-    async fn list_by_project(
-        &self,
-        project: ProjectId,
-    ) -> Result<Vec<ProjectCollaborator>, RepositoryError> {
+    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<ProjectCollaborator>, RepositoryError> {
         self.store
-            .read(move |conn| {
-                let rows = project_collaborators::table
+            .list(move |conn| {
+                project_collaborators::table
                     .filter(project_collaborators::project_id.eq(project.to_string()))
                     .filter(project_collaborators::deleted.eq(false))
                     .order((project_collaborators::created_at, project_collaborators::id))
                     .select(CollaboratorRow::as_select())
-                    .load(conn)?;
-                decode_all(rows)
+                    .load(conn)
             })
             .await
     }

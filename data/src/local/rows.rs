@@ -10,8 +10,8 @@ use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
 use std::{fmt::Display, str::FromStr};
 use trackflow_domain::{
-    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncEntity, SyncMeta,
-    Timestamp, UserProfile,
+    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncEntity, SyncMeta, Timestamp,
+    UserProfile,
 };
 
 /// An entity with its sync metadata, as stored.
@@ -42,10 +42,7 @@ pub(crate) fn to_json<T: serde::Serialize>(table: &'static str, value: &T) -> St
     serde_json::to_string(value).map_err(|e| StoreError::corrupt(table, e))
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    text: &str,
-) -> StoreResult<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, text: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| StoreError::corrupt(table, e))
 }
 

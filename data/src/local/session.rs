@@ -56,8 +56,7 @@ impl SessionStorage for SqliteSessionStorage {
                         session::id.eq(1),
                         session::user_id.eq(new.user_id.to_string()),
                         session::server_url.eq(new.server_url),
-                        session::access_token
-                            .eq(new.access_token.as_ref().map(AccessToken::expose)),
+                        session::access_token.eq(new.access_token.as_ref().map(AccessToken::expose)),
                     ))
                     .execute(conn)?;
                 Ok(())

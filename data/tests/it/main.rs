@@ -33,9 +33,7 @@ impl Fixture {
 }
 
 pub async fn open(path: &Path) -> LocalStore {
-    LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock))
-        .await
-        .expect("open local store")
+    LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await.expect("open local store")
 }
 
 #[derive(QueryableByName)]
@@ -54,8 +52,5 @@ pub async fn count(store: &LocalStore, sql: &str) -> i64 {
 
 pub async fn execute(store: &LocalStore, sql: &str) {
     let sql = sql.to_owned();
-    store
-        .with_connection(move |conn| Ok(conn.batch_execute(&sql)?))
-        .await
-        .expect("execute statement");
+    store.with_connection(move |conn| Ok(conn.batch_execute(&sql)?)).await.expect("execute statement");
 }

@@ -8,12 +8,12 @@ use trackflow_data::{
 };
 use trackflow_domain::{
     ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, UserProfileRepository,
+        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PendingOperationsRepository,
+        PlaylistRepository, ProjectRepository, UserProfileRepository,
     },
-    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, OperationKind,
-    Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectPatch, RepositoryError,
-    Timestamp, UserId, UserProfile, UserProfilePatch,
+    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, OperationKind, Playlist,
+    PlaylistPatch, Project, ProjectCollaborator, ProjectPatch, RepositoryError, Timestamp, UserId,
+    UserProfile, UserProfilePatch,
 };
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -23,47 +23,24 @@ fn project(owner: UserId, name: &str) -> Project {
 }
 
 async fn outbox_total(fx: &Fixture) -> i64 {
-    fx.count("SELECT COUNT(*) AS n FROM pending_operations")
-        .await
+    fx.count("SELECT COUNT(*) AS n FROM pending_operations").await
 }
 
 #[tokio::test]
 async fn a_create_leaves_exactly_one_row_and_one_operation() {
     let fx = Fixture::new().await;
     let repo = SqliteProjectRepository::new(fx.store.clone());
-    let created = repo
-        .create(project(UserId::new(), "Demo"))
-        .await
-        .expect("create");
+    let created = repo.create(project(UserId::new(), "Demo")).await.expect("create");
 
     let id = created.id();
-    assert_eq!(
-        fx.count(&format!(
-            "SELECT COUNT(*) AS n FROM projects WHERE id = '{id}'"
-        ))
-        .await,
-        1
-    );
-    let ops = SqlitePendingOperationsRepository::new(fx.store.clone())
-        .list(None)
-        .await
-        .expect("list");
+    assert_eq!(fx.count(&format!("SELECT COUNT(*) AS n FROM projects WHERE id = '{id}'")).await, 1);
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert_eq!(ops.len(), 1);
-    assert_eq!(
-        (ops[0].entity.entity_type, ops[0].entity.id),
-        (EntityType::Project, id.as_uuid())
-    );
+    assert_eq!((ops[0].entity.entity_type, ops[0].entity.id), (EntityType::Project, id.as_uuid()));
     assert_eq!(ops[0].kind, OperationKind::Create);
-    assert_eq!(
-        ops[0].changed_fields.get("name").map(|c| c.value.clone()),
-        Some("Demo".into())
-    );
+    assert_eq!(ops[0].changed_fields.get("name").map(|c| c.value.clone()), Some("Demo".into()));
     assert_eq!(repo.get(id).await.expect("get"), Some(created));
-    assert_eq!(
-        fx.count("SELECT COUNT(*) AS n FROM projects WHERE dirty = 1 AND version = 0")
-            .await,
-        1
-    );
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM projects WHERE dirty = 1 AND version = 0").await, 1);
 }
 
 #[tokio::test]
@@ -77,30 +54,21 @@ async fn a_failing_outbox_insert_leaves_neither_row_nor_operation() {
     )
     .await;
     let repo = SqliteProjectRepository::new(fx.store.clone());
-    let err = repo
-        .create(project(UserId::new(), "Doomed"))
-        .await
-        .expect_err("must fail");
+    let err = repo.create(project(UserId::new(), "Doomed")).await.expect_err("must fail");
     assert!(err.to_string().contains("injected outbox failure"), "{err}");
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM projects").await, 0);
     assert_eq!(outbox_total(&fx).await, 0);
 
     // The same holds for updates and deletes of an existing row.
     execute(&fx.store, "DROP TRIGGER fail_outbox").await;
-    let kept = repo
-        .create(project(UserId::new(), "Kept"))
-        .await
-        .expect("create");
+    let kept = repo.create(project(UserId::new(), "Kept")).await.expect("create");
     execute(
         &fx.store,
         "CREATE TRIGGER fail_outbox BEFORE INSERT ON pending_operations
          BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END;",
     )
     .await;
-    let rename = ProjectPatch {
-        name: Some("Renamed".into()),
-        ..Default::default()
-    };
+    let rename = ProjectPatch { name: Some("Renamed".into()), ..Default::default() };
     assert!(repo.update(kept.id(), rename).await.is_err());
     assert!(repo.delete(kept.id()).await.is_err());
     assert_eq!(repo.get(kept.id()).await.expect("get"), Some(kept));
@@ -122,56 +90,26 @@ async fn an_update_records_only_the_changed_fields_and_a_no_op_records_nothing()
     };
     let updated = repo.update(me.id(), patch.clone()).await.expect("update");
     assert_eq!(updated.name(), "Ana B");
-    repo.update(me.id(), patch)
-        .await
-        .expect("repeat is a no-op");
+    repo.update(me.id(), patch).await.expect("repeat is a no-op");
 
-    let ops = SqlitePendingOperationsRepository::new(fx.store.clone())
-        .list(None)
-        .await
-        .expect("list");
-    assert_eq!(
-        ops.len(),
-        2,
-        "create + one update; the repeated patch changed nothing"
-    );
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
+    assert_eq!(ops.len(), 2, "create + one update; the repeated patch changed nothing");
     assert_eq!(ops[1].kind, OperationKind::Update);
     assert_eq!(ops[1].changed_fields.keys().collect::<Vec<_>>(), ["name"]);
-    assert!(
-        ops[1].hlc > ops[0].hlc,
-        "later writes carry later clock readings"
-    );
+    assert!(ops[1].hlc > ops[0].hlc, "later writes carry later clock readings");
 }
 
 #[tokio::test]
 async fn invalid_patches_are_rejected_and_change_nothing() {
     let fx = Fixture::new().await;
     let repo = SqliteProjectRepository::new(fx.store.clone());
-    let p = repo
-        .create(project(UserId::new(), "Demo"))
-        .await
-        .expect("create");
+    let p = repo.create(project(UserId::new(), "Demo")).await.expect("create");
     let err = repo
-        .update(
-            p.id(),
-            ProjectPatch {
-                name: Some("  ".into()),
-                ..Default::default()
-            },
-        )
+        .update(p.id(), ProjectPatch { name: Some("  ".into()), ..Default::default() })
         .await
         .expect_err("blank name");
-    assert!(
-        matches!(err, RepositoryError::Validation(ref v) if v.field == "name"),
-        "{err:?}"
-    );
-    assert_eq!(
-        repo.get(p.id())
-            .await
-            .expect("get")
-            .map(|p| p.name().to_owned()),
-        Some("Demo".into())
-    );
+    assert!(matches!(err, RepositoryError::Validation(ref v) if v.field == "name"), "{err:?}");
+    assert_eq!(repo.get(p.id()).await.expect("get").map(|p| p.name().to_owned()), Some("Demo".into()));
     assert_eq!(outbox_total(&fx).await, 1);
 }
 
@@ -181,10 +119,7 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
     let owner = UserId::new();
     let projects = SqliteProjectRepository::new(fx.store.clone());
     let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
-    let p = projects
-        .create(project(owner, "Demo"))
-        .await
-        .expect("create");
+    let p = projects.create(project(owner, "Demo")).await.expect("create");
     let t = tracks
         .create(AudioTrack::new(p.id(), owner, "Take 1", 60_000, None, NOW).expect("valid"))
         .await
@@ -193,41 +128,18 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
     projects.delete(p.id()).await.expect("delete");
     assert_eq!(projects.get(p.id()).await.expect("get"), None);
     assert!(projects.list_by_user(owner).await.expect("list").is_empty());
-    assert_eq!(
-        tracks.get(t.id()).await.expect("get"),
-        None,
-        "children are hidden too"
-    );
-    assert_eq!(
-        fx.count("SELECT COUNT(*) AS n FROM projects WHERE deleted = 1")
-            .await,
-        1,
-        "tombstone kept"
-    );
-    let ops = SqlitePendingOperationsRepository::new(fx.store.clone())
-        .list(None)
-        .await
-        .expect("list");
+    assert_eq!(tracks.get(t.id()).await.expect("get"), None, "children are hidden too");
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM projects WHERE deleted = 1").await, 1, "tombstone kept");
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert_eq!(
         ops.iter().map(|o| o.kind).collect::<Vec<_>>(),
-        [
-            OperationKind::Create,
-            OperationKind::Create,
-            OperationKind::Delete
-        ]
+        [OperationKind::Create, OperationKind::Create, OperationKind::Delete]
     );
 
     let err = projects.delete(p.id()).await.expect_err("already deleted");
     assert!(matches!(err, RepositoryError::NotFound(_)), "{err:?}");
-    let err = tracks
-        .update(
-            t.id(),
-            AudioTrackPatch {
-                name: Some("x".into()),
-            },
-        )
-        .await
-        .expect_err("hidden track");
+    let err =
+        tracks.update(t.id(), AudioTrackPatch { name: Some("x".into()) }).await.expect_err("hidden track");
     assert!(matches!(err, RepositoryError::NotFound(_)), "{err:?}");
     assert_eq!(outbox_total(&fx).await, 3);
 }
@@ -237,41 +149,30 @@ async fn children_need_a_live_parent_and_wait_for_its_create() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
     let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
-    let orphan = AudioTrack::new(project(owner, "nowhere").id(), owner, "T", 1_000, None, NOW)
-        .expect("valid");
+    let orphan =
+        AudioTrack::new(project(owner, "nowhere").id(), owner, "T", 1_000, None, NOW).expect("valid");
     let err = tracks.create(orphan).await.expect_err("no such project");
     assert!(matches!(err, RepositoryError::NotFound(r) if r.entity_type == EntityType::Project));
     assert_eq!(outbox_total(&fx).await, 0);
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_tracks").await, 0);
 
-    let p = SqliteProjectRepository::new(fx.store.clone())
-        .create(project(owner, "Demo"))
-        .await
-        .expect("create");
+    let p =
+        SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "Demo")).await.expect("create");
     let t = tracks
         .create(AudioTrack::new(p.id(), owner, "T", 1_000, None, NOW).expect("valid"))
         .await
         .expect("create track");
-    let ops = SqlitePendingOperationsRepository::new(fx.store.clone())
-        .list(None)
-        .await
-        .expect("list");
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert_eq!(ops[1].entity.id, t.id().as_uuid());
-    assert_eq!(
-        ops[1].depends_on,
-        [ops[0].id],
-        "the track waits for the project's create"
-    );
+    assert_eq!(ops[1].depends_on, [ops[0].id], "the track waits for the project's create");
 }
 
 #[tokio::test]
 async fn comments_are_checked_against_the_stored_track() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let p = SqliteProjectRepository::new(fx.store.clone())
-        .create(project(owner, "Demo"))
-        .await
-        .expect("create");
+    let p =
+        SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "Demo")).await.expect("create");
     let track = SqliteAudioTrackRepository::new(fx.store.clone())
         .create(AudioTrack::new(p.id(), owner, "T", 10_000, None, NOW).expect("valid"))
         .await
@@ -286,36 +187,18 @@ async fn comments_are_checked_against_the_stored_track() {
         .await
         .expect("comment");
     let listed = comments.list_by_track(track.id()).await.expect("list");
-    assert_eq!(
-        listed.iter().map(|c| c.timestamp_ms()).collect::<Vec<_>>(),
-        [1_000, 9_000],
-        "by position"
-    );
+    assert_eq!(listed.iter().map(|c| c.timestamp_ms()).collect::<Vec<_>>(), [1_000, 9_000], "by position");
 
     // A comment built against a longer copy of the track is refused by the stored one.
-    let longer =
-        AudioTrack::restore(track.id(), p.id(), owner, "T", 20_000, None, NOW).expect("valid");
+    let longer = AudioTrack::restore(track.id(), p.id(), owner, "T", 20_000, None, NOW).expect("valid");
     let err = comments
         .create(AudioComment::new(&longer, owner, "past the end", 15_000, NOW).expect("valid"))
         .await
         .expect_err("past the stored track's end");
-    assert!(
-        matches!(err, RepositoryError::Validation(ref v) if v.field == "timestamp_ms"),
-        "{err:?}"
-    );
-    assert_eq!(
-        fx.count("SELECT COUNT(*) AS n FROM audio_comments").await,
-        2
-    );
+    assert!(matches!(err, RepositoryError::Validation(ref v) if v.field == "timestamp_ms"), "{err:?}");
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_comments").await, 2);
     comments.delete(first.id()).await.expect("delete");
-    assert_eq!(
-        comments
-            .list_by_track(track.id())
-            .await
-            .expect("list")
-            .len(),
-        1
-    );
+    assert_eq!(comments.list_by_track(track.id()).await.expect("list").len(), 1);
 }
 
 #[tokio::test]
@@ -343,36 +226,16 @@ async fn playlists_hold_tracks_of_their_own_project_only() {
         .await
         .expect("playlist");
     let err = playlists
-        .update(
-            mix.id(),
-            PlaylistPatch {
-                track_ids: Some(vec![in_a.id(), in_b.id()]),
-                ..Default::default()
-            },
-        )
+        .update(mix.id(), PlaylistPatch { track_ids: Some(vec![in_a.id(), in_b.id()]), ..Default::default() })
         .await
         .expect_err("foreign track");
-    assert!(
-        matches!(err, RepositoryError::Validation(ref v) if v.field == "track_ids"),
-        "{err:?}"
-    );
+    assert!(matches!(err, RepositoryError::Validation(ref v) if v.field == "track_ids"), "{err:?}");
     assert_eq!(
-        playlists
-            .get(mix.id())
-            .await
-            .expect("get")
-            .map(|p| p.track_ids().to_vec()),
+        playlists.get(mix.id()).await.expect("get").map(|p| p.track_ids().to_vec()),
         Some(vec![in_a.id()])
     );
-    assert_eq!(
-        playlists.list_by_project(a.id()).await.expect("list").len(),
-        1
-    );
-    assert!(playlists
-        .list_by_project(b.id())
-        .await
-        .expect("list")
-        .is_empty());
+    assert_eq!(playlists.list_by_project(a.id()).await.expect("list").len(), 1);
+    assert!(playlists.list_by_project(b.id()).await.expect("list").is_empty());
 }
 
 #[tokio::test]
@@ -381,49 +244,24 @@ async fn collaborators_join_once_and_see_the_project() {
     let (owner, guest) = (UserId::new(), UserId::new());
     let projects = SqliteProjectRepository::new(fx.store.clone());
     let members = SqliteCollaboratorRepository::new(fx.store.clone());
-    let p = projects
-        .create(project(owner, "Band"))
-        .await
-        .expect("create");
-    projects
-        .create(project(UserId::new(), "Someone else's"))
-        .await
-        .expect("create");
+    let p = projects.create(project(owner, "Band")).await.expect("create");
+    projects.create(project(UserId::new(), "Someone else's")).await.expect("create");
 
     let m = members
-        .create(
-            ProjectCollaborator::new(p.id(), guest, CollaboratorRole::Viewer, NOW).expect("valid"),
-        )
+        .create(ProjectCollaborator::new(p.id(), guest, CollaboratorRole::Viewer, NOW).expect("valid"))
         .await
         .expect("join");
-    let again =
-        ProjectCollaborator::new(p.id(), guest, CollaboratorRole::Editor, NOW).expect("valid");
-    assert!(matches!(
-        members.create(again).await,
-        Err(RepositoryError::Conflict(_))
-    ));
+    let again = ProjectCollaborator::new(p.id(), guest, CollaboratorRole::Editor, NOW).expect("valid");
+    assert!(matches!(members.create(again).await, Err(RepositoryError::Conflict(_))));
     let owner_as_member =
         ProjectCollaborator::new(p.id(), owner, CollaboratorRole::Editor, NOW).expect("valid");
-    assert!(matches!(
-        members.create(owner_as_member).await,
-        Err(RepositoryError::Validation(_))
-    ));
+    assert!(matches!(members.create(owner_as_member).await, Err(RepositoryError::Validation(_))));
 
-    let seen: Vec<_> = projects
-        .list_by_user(guest)
-        .await
-        .expect("list")
-        .iter()
-        .map(Project::id)
-        .collect();
+    let seen: Vec<_> = projects.list_by_user(guest).await.expect("list").iter().map(Project::id).collect();
     assert_eq!(seen, [p.id()]);
     members.delete(m.id()).await.expect("leave");
     assert!(projects.list_by_user(guest).await.expect("list").is_empty());
-    assert!(members
-        .list_by_project(p.id())
-        .await
-        .expect("list")
-        .is_empty());
+    assert!(members.list_by_project(p.id()).await.expect("list").is_empty());
 }
 
 #[tokio::test]
@@ -434,39 +272,21 @@ async fn a_reopened_database_still_holds_data_and_queue() {
         .create(project(owner, "Persistent"))
         .await
         .expect("create");
-    let last_hlc = SqlitePendingOperationsRepository::new(fx.store.clone())
-        .list(None)
-        .await
-        .expect("list")[0]
-        .hlc;
+    let last_hlc =
+        SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list")[0].hlc;
 
     let reopened = open(&fx.db_path()).await;
     let projects = SqliteProjectRepository::new(reopened.clone());
-    assert_eq!(
-        projects.get(created.id()).await.expect("get"),
-        Some(created.clone())
-    );
+    assert_eq!(projects.get(created.id()).await.expect("get"), Some(created.clone()));
     let outbox = SqlitePendingOperationsRepository::new(reopened.clone());
     let counts = outbox.counts().await.expect("counts");
     assert_eq!((counts.pending, counts.failed), (1, 0));
     assert!(counts.oldest_pending_at.is_some());
     projects
-        .update(
-            created.id(),
-            ProjectPatch {
-                name: Some("Again".into()),
-                ..Default::default()
-            },
-        )
+        .update(created.id(), ProjectPatch { name: Some("Again".into()), ..Default::default() })
         .await
         .expect("update");
     let ops = outbox.list(None).await.expect("list");
-    assert!(
-        ops[1].hlc > last_hlc,
-        "the clock continues past what the outbox holds"
-    );
-    assert_eq!(
-        count(&reopened, "SELECT COUNT(*) AS n FROM pending_operations").await,
-        2
-    );
+    assert!(ops[1].hlc > last_hlc, "the clock continues past what the outbox holds");
+    assert_eq!(count(&reopened, "SELECT COUNT(*) AS n FROM pending_operations").await, 2);
 }

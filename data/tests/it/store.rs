@@ -12,12 +12,10 @@ struct Setting {
 }
 
 fn pragma(conn: &mut SqliteConnection, name: &str, column: &str) -> String {
-    diesel::sql_query(format!(
-        "SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"
-    ))
-    .get_result::<Setting>(conn)
-    .expect("read pragma")
-    .value
+    diesel::sql_query(format!("SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"))
+        .get_result::<Setting>(conn)
+        .expect("read pragma")
+        .value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,24 +80,14 @@ async fn migrations_create_every_table() {
 #[tokio::test]
 async fn a_database_from_a_newer_build_is_refused_with_a_clear_error() {
     let fx = Fixture::new().await;
-    execute(
-        &fx.store,
-        "INSERT INTO __diesel_schema_migrations (version) VALUES ('20990101000000')",
-    )
-    .await;
+    execute(&fx.store, "INSERT INTO __diesel_schema_migrations (version) VALUES ('20990101000000')").await;
     drop(fx.store.clone());
     let err = LocalStore::open(LocalStoreOptions::new(fx.db_path()), Arc::new(SystemClock))
         .await
         .expect_err("a newer schema must be refused");
-    assert!(
-        matches!(err, StoreError::NewerSchema { ref found, .. } if found == "20990101000000"),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::NewerSchema { ref found, .. } if found == "20990101000000"), "{err:?}");
     let message = err.to_string();
-    assert!(
-        message.contains("newer TrackFlow") && message.contains("Upgrade"),
-        "{message}"
-    );
+    assert!(message.contains("newer TrackFlow") && message.contains("Upgrade"), "{message}");
 }
 
 #[tokio::test]
@@ -107,12 +95,9 @@ async fn an_unopenable_path_is_a_clear_error() {
     let fx = Fixture::new().await;
     let blocker = fx.dir.path().join("file");
     std::fs::write(&blocker, b"not a directory").expect("write");
-    let err = LocalStore::open(
-        LocalStoreOptions::new(blocker.join("local.db")),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect_err("a file is in the way of the directory");
+    let err = LocalStore::open(LocalStoreOptions::new(blocker.join("local.db")), Arc::new(SystemClock))
+        .await
+        .expect_err("a file is in the way of the directory");
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
 }
 
@@ -122,8 +107,5 @@ async fn the_replica_id_survives_reopening() {
     let first = fx.store.replica_id();
     let again = open(&fx.db_path()).await;
     assert_eq!(again.replica_id(), first);
-    assert_eq!(
-        count(&again, "SELECT COUNT(*) AS n FROM local_settings").await,
-        1
-    );
+    assert_eq!(count(&again, "SELECT COUNT(*) AS n FROM local_settings").await, 1);
 }

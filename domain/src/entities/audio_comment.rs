@@ -83,19 +83,12 @@ impl AudioComment {
             return Err(ValidationError::new("track_id", "names a different track"));
         }
         if track.project_id() != self.project_id {
-            return Err(ValidationError::new(
-                "project_id",
-                "is not the track's project",
-            ));
+            return Err(ValidationError::new("project_id", "is not the track's project"));
         }
         if self.timestamp_ms > track.duration_ms() {
             return Err(ValidationError::new(
                 "timestamp_ms",
-                format!(
-                    "{} ms is past the end of the track ({} ms)",
-                    self.timestamp_ms,
-                    track.duration_ms()
-                ),
+                format!("{} ms is past the end of the track ({} ms)", self.timestamp_ms, track.duration_ms()),
             ));
         }
         Ok(())
@@ -152,10 +145,7 @@ impl SyncEntity for AudioComment {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(
-            EntityType::AudioTrack,
-            self.track_id.as_uuid(),
-        )]
+        vec![EntityRef::new(EntityType::AudioTrack, self.track_id.as_uuid())]
     }
 }
 
@@ -165,15 +155,8 @@ mod tests {
 
     #[test]
     fn timestamp_must_lie_within_the_track() {
-        let track = AudioTrack::new(
-            ProjectId::new(),
-            UserId::new(),
-            "T",
-            60_000,
-            None,
-            Timestamp(0),
-        )
-        .expect("valid");
+        let track =
+            AudioTrack::new(ProjectId::new(), UserId::new(), "T", 60_000, None, Timestamp(0)).expect("valid");
         let table = [
             ("start", 0, None),
             ("middle", 30_000, None),
@@ -189,8 +172,8 @@ mod tests {
 
     #[test]
     fn content_is_required_and_bounded() {
-        let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0))
-            .expect("valid");
+        let track =
+            AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0)).expect("valid");
         for (case, text) in [("empty", String::new()), ("too long", "c".repeat(2_001))] {
             let err = AudioComment::new(&track, UserId::new(), &text, 0, Timestamp(0)).unwrap_err();
             assert_eq!(err.field, "content", "{case}");
@@ -199,19 +182,11 @@ mod tests {
 
     #[test]
     fn a_comment_is_checked_against_its_own_track_only() {
-        let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0))
-            .expect("valid");
-        let other = AudioTrack::new(
-            track.project_id(),
-            UserId::new(),
-            "U",
-            10,
-            None,
-            Timestamp(0),
-        )
-        .expect("valid");
-        let comment =
-            AudioComment::new(&track, UserId::new(), "x", 5, Timestamp(0)).expect("valid");
+        let track =
+            AudioTrack::new(ProjectId::new(), UserId::new(), "T", 10, None, Timestamp(0)).expect("valid");
+        let other =
+            AudioTrack::new(track.project_id(), UserId::new(), "U", 10, None, Timestamp(0)).expect("valid");
+        let comment = AudioComment::new(&track, UserId::new(), "x", 5, Timestamp(0)).expect("valid");
         assert_eq!(comment.check_track(&other).unwrap_err().field, "track_id");
     }
 }

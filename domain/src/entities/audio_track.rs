@@ -44,15 +44,7 @@ impl AudioTrack {
         audio_sha256: Option<&str>,
         now: Timestamp,
     ) -> Result<Self, ValidationError> {
-        Self::restore(
-            AudioTrackId::new(),
-            project_id,
-            uploaded_by,
-            name,
-            duration_ms,
-            audio_sha256,
-            now,
-        )
+        Self::restore(AudioTrackId::new(), project_id, uploaded_by, name, duration_ms, audio_sha256, now)
     }
 
     /// Rebuilds a track from stored or received parts, validating them.
@@ -76,12 +68,7 @@ impl AudioTrack {
             Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(hash.to_ascii_lowercase())
             }
-            Some(_) => {
-                return Err(ValidationError::new(
-                    "audio_sha256",
-                    "must be 64 hexadecimal digits",
-                ))
-            }
+            Some(_) => return Err(ValidationError::new("audio_sha256", "must be 64 hexadecimal digits")),
         };
         Ok(Self {
             id,
@@ -145,10 +132,7 @@ impl SyncEntity for AudioTrack {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(
-            EntityType::Project,
-            self.project_id.as_uuid(),
-        )]
+        vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
     }
 }
 
@@ -164,49 +148,23 @@ mod tests {
             ("valid with audio", 1_000, Some(&hash), None),
             ("zero duration", 0, None, Some("duration_ms")),
             ("negative duration", -5, None, Some("duration_ms")),
-            (
-                "over a day",
-                AudioTrack::MAX_DURATION_MS + 1,
-                None,
-                Some("duration_ms"),
-            ),
+            ("over a day", AudioTrack::MAX_DURATION_MS + 1, None, Some("duration_ms")),
             ("short hash", 1_000, Some("abc"), Some("audio_sha256")),
         ];
         for (case, duration, sha, failing) in table {
-            let result = AudioTrack::new(
-                ProjectId::new(),
-                UserId::new(),
-                "Take 1",
-                duration,
-                sha,
-                Timestamp(0),
-            );
+            let result =
+                AudioTrack::new(ProjectId::new(), UserId::new(), "Take 1", duration, sha, Timestamp(0));
             assert_eq!(result.as_ref().err().map(|e| e.field), failing, "{case}");
         }
-        let track = AudioTrack::new(
-            ProjectId::new(),
-            UserId::new(),
-            "T",
-            5,
-            Some(&hash),
-            Timestamp(0),
-        )
-        .expect("valid");
-        assert_eq!(
-            track.audio_sha256(),
-            Some("ab".repeat(32).as_str()),
-            "hash is normalised"
-        );
+        let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 5, Some(&hash), Timestamp(0))
+            .expect("valid");
+        assert_eq!(track.audio_sha256(), Some("ab".repeat(32).as_str()), "hash is normalised");
     }
 
     #[test]
     fn references_its_project() {
         let project = ProjectId::new();
-        let track =
-            AudioTrack::new(project, UserId::new(), "T", 5, None, Timestamp(0)).expect("valid");
-        assert_eq!(
-            track.references(),
-            [EntityRef::new(EntityType::Project, project.as_uuid())]
-        );
+        let track = AudioTrack::new(project, UserId::new(), "T", 5, None, Timestamp(0)).expect("valid");
+        assert_eq!(track.references(), [EntityRef::new(EntityType::Project, project.as_uuid())]);
     }
 }

@@ -51,10 +51,9 @@ impl FromStr for CollaboratorRole {
             "owner" => Ok(CollaboratorRole::Owner),
             "editor" => Ok(CollaboratorRole::Editor),
             "viewer" => Ok(CollaboratorRole::Viewer),
-            other => Err(ValidationError::new(
-                "role",
-                format!("'{other}' is not one of owner, editor, viewer"),
-            )),
+            other => {
+                Err(ValidationError::new("role", format!("'{other}' is not one of owner, editor, viewer")))
+            }
         }
     }
 }
@@ -101,13 +100,7 @@ impl ProjectCollaborator {
                 "a project has exactly one owner, its creator; collaborators are editors or viewers",
             ));
         }
-        Ok(Self {
-            id,
-            project_id,
-            user_id,
-            role,
-            created_at,
-        })
+        Ok(Self { id, project_id, user_id, role, created_at })
     }
 
     /// This membership with `patch` applied, validated.
@@ -151,10 +144,7 @@ impl SyncEntity for ProjectCollaborator {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(
-            EntityType::Project,
-            self.project_id.as_uuid(),
-        )]
+        vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
     }
 }
 
@@ -170,14 +160,10 @@ mod tests {
             (CollaboratorRole::Owner, Some("role")),
         ];
         for (role, failing) in table {
-            let result =
-                ProjectCollaborator::new(ProjectId::new(), UserId::new(), role, Timestamp(0));
+            let result = ProjectCollaborator::new(ProjectId::new(), UserId::new(), role, Timestamp(0));
             assert_eq!(result.err().map(|e| e.field), failing, "{role}");
         }
         assert!(CollaboratorRole::Editor.can_write() && !CollaboratorRole::Viewer.can_write());
-        assert_eq!(
-            "admin".parse::<CollaboratorRole>().unwrap_err().field,
-            "role"
-        );
+        assert_eq!("admin".parse::<CollaboratorRole>().unwrap_err().field, "role");
     }
 }

@@ -93,10 +93,7 @@ impl FromStr for EntityType {
     type Err = UnknownEntityType;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EntityType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownEntityType(s.to_owned()))
+        EntityType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownEntityType(s.to_owned()))
     }
 }
 
@@ -118,12 +115,7 @@ impl EntityRef {
 
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.entity_type.as_str().replace('_', " "),
-            self.id
-        )
+        write!(f, "{} {}", self.entity_type.as_str().replace('_', " "), self.id)
     }
 }
 
@@ -158,11 +150,7 @@ pub trait SyncEntity: Serialize + DeserializeOwned + Clone + Send + Sync + 'stat
 /// The fields of `after` whose values differ from `before`, with their new values.
 pub fn changed_fields<E: SyncEntity>(before: &E, after: &E) -> BTreeMap<String, Value> {
     let old = before.fields();
-    after
-        .fields()
-        .into_iter()
-        .filter(|(name, value)| old.get(name) != Some(value))
-        .collect()
+    after.fields().into_iter().filter(|(name, value)| old.get(name) != Some(value)).collect()
 }
 
 #[cfg(test)]
@@ -175,10 +163,7 @@ mod tests {
             assert_eq!(t.as_str().parse::<EntityType>(), Ok(t));
             assert_eq!(serde_json::to_value(t).ok(), Some(Value::from(t.as_str())));
         }
-        assert_eq!(
-            "track".parse::<EntityType>().unwrap_err().to_string(),
-            "unknown entity type 'track'"
-        );
+        assert_eq!("track".parse::<EntityType>().unwrap_err().to_string(), "unknown entity type 'track'");
     }
 
     #[test]
@@ -186,37 +171,12 @@ mod tests {
         use EntityType as T;
         use OperationKind as K;
         let table = [
-            (
-                "any delete is critical",
-                T::Playlist,
-                K::Delete,
-                Priority::Critical,
-            ),
-            (
-                "access changes are critical",
-                T::ProjectCollaborator,
-                K::Create,
-                Priority::Critical,
-            ),
+            ("any delete is critical", T::Playlist, K::Delete, Priority::Critical),
+            ("access changes are critical", T::ProjectCollaborator, K::Create, Priority::Critical),
             ("projects are high", T::Project, K::Update, Priority::High),
-            (
-                "profiles are high",
-                T::UserProfile,
-                K::Create,
-                Priority::High,
-            ),
-            (
-                "tracks are medium",
-                T::AudioTrack,
-                K::Create,
-                Priority::Medium,
-            ),
-            (
-                "comments are medium",
-                T::AudioComment,
-                K::Update,
-                Priority::Medium,
-            ),
+            ("profiles are high", T::UserProfile, K::Create, Priority::High),
+            ("tracks are medium", T::AudioTrack, K::Create, Priority::Medium),
+            ("comments are medium", T::AudioComment, K::Update, Priority::Medium),
             ("playlists are low", T::Playlist, K::Create, Priority::Low),
         ];
         for (name, entity, kind, expected) in table {

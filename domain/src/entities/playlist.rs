@@ -55,27 +55,14 @@ impl Playlist {
         if track_ids.len() > Self::MAX_TRACKS {
             return Err(ValidationError::new(
                 "track_ids",
-                format!(
-                    "holds {} tracks; the limit is {}",
-                    track_ids.len(),
-                    Self::MAX_TRACKS
-                ),
+                format!("holds {} tracks; the limit is {}", track_ids.len(), Self::MAX_TRACKS),
             ));
         }
         let mut seen = HashSet::with_capacity(track_ids.len());
         if let Some(duplicate) = track_ids.iter().find(|id| !seen.insert(**id)) {
-            return Err(ValidationError::new(
-                "track_ids",
-                format!("names track {duplicate} more than once"),
-            ));
+            return Err(ValidationError::new("track_ids", format!("names track {duplicate} more than once")));
         }
-        Ok(Self {
-            id,
-            project_id,
-            name: required_text("name", name, Self::MAX_NAME)?,
-            track_ids,
-            created_at,
-        })
+        Ok(Self { id, project_id, name: required_text("name", name, Self::MAX_NAME)?, track_ids, created_at })
     }
 
     /// This playlist with `patch` applied, validated.
@@ -84,10 +71,7 @@ impl Playlist {
             self.id,
             self.project_id,
             patch.name.as_deref().unwrap_or(&self.name),
-            patch
-                .track_ids
-                .clone()
-                .unwrap_or_else(|| self.track_ids.clone()),
+            patch.track_ids.clone().unwrap_or_else(|| self.track_ids.clone()),
             self.created_at,
         )
     }
@@ -122,16 +106,9 @@ impl SyncEntity for Playlist {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        std::iter::once(EntityRef::new(
-            EntityType::Project,
-            self.project_id.as_uuid(),
-        ))
-        .chain(
-            self.track_ids
-                .iter()
-                .map(|t| EntityRef::new(EntityType::AudioTrack, t.as_uuid())),
-        )
-        .collect()
+        std::iter::once(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
+            .chain(self.track_ids.iter().map(|t| EntityRef::new(EntityType::AudioTrack, t.as_uuid())))
+            .collect()
     }
 }
 
@@ -156,20 +133,14 @@ mod tests {
 
     #[test]
     fn size_is_bounded_and_patch_replaces_order() {
-        let too_many = (0..=Playlist::MAX_TRACKS)
-            .map(|_| AudioTrackId::new())
-            .collect();
+        let too_many = (0..=Playlist::MAX_TRACKS).map(|_| AudioTrackId::new()).collect();
         let err = Playlist::new(ProjectId::new(), "Big", too_many, Timestamp(0)).unwrap_err();
         assert_eq!(err.field, "track_ids");
 
         let (a, b) = (AudioTrackId::new(), AudioTrackId::new());
         let p = Playlist::new(ProjectId::new(), "Mix", vec![a, b], Timestamp(0)).expect("valid");
-        let q = p
-            .patched(&PlaylistPatch {
-                track_ids: Some(vec![b, a]),
-                ..Default::default()
-            })
-            .expect("valid");
+        let q =
+            p.patched(&PlaylistPatch { track_ids: Some(vec![b, a]), ..Default::default() }).expect("valid");
         assert_eq!(q.track_ids(), [b, a]);
         assert_eq!(q.references().len(), 3, "the project and both tracks");
     }

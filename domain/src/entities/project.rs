@@ -133,21 +133,14 @@ mod tests {
                 (result, _) => panic!("{case}: unexpected {result:?}"),
             }
         }
-        assert!(
-            project(&"x".repeat(100)).is_ok(),
-            "exactly the limit is allowed"
-        );
+        assert!(project(&"x".repeat(100)).is_ok(), "exactly the limit is allowed");
     }
 
     #[test]
     fn description_is_optional_and_bounded() {
         let owner = UserId::new();
         let p = Project::new(owner, "A", Some("  "), Timestamp(1)).expect("valid");
-        assert_eq!(
-            p.description(),
-            None,
-            "a blank description is no description"
-        );
+        assert_eq!(p.description(), None, "a blank description is no description");
         let err = Project::new(owner, "A", Some(&"d".repeat(2_001)), Timestamp(1)).unwrap_err();
         assert_eq!(err.field, "description");
     }
@@ -155,27 +148,12 @@ mod tests {
     #[test]
     fn patch_changes_only_named_fields() {
         let p = Project::new(UserId::new(), "Old", Some("keep"), Timestamp(1)).expect("valid");
-        let q = p
-            .patched(&ProjectPatch {
-                name: Some("New".into()),
-                description: None,
-            })
-            .expect("valid");
+        let q = p.patched(&ProjectPatch { name: Some("New".into()), description: None }).expect("valid");
         assert_eq!((q.name(), q.description()), ("New", Some("keep")));
         let changed = changed_fields(&p, &q);
         assert_eq!(changed.keys().collect::<Vec<_>>(), ["name"]);
-        let cleared = q
-            .patched(&ProjectPatch {
-                name: None,
-                description: Some(None),
-            })
-            .expect("valid");
+        let cleared = q.patched(&ProjectPatch { name: None, description: Some(None) }).expect("valid");
         assert_eq!(cleared.description(), None);
-        assert!(p
-            .patched(&ProjectPatch {
-                name: Some(String::new()),
-                ..Default::default()
-            })
-            .is_err());
+        assert!(p.patched(&ProjectPatch { name: Some(String::new()), ..Default::default() }).is_err());
     }
 }

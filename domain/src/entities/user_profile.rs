@@ -43,12 +43,7 @@ impl UserProfile {
     pub const MAX_ROLE: usize = 50;
 
     /// A new profile for user `id`.
-    pub fn new(
-        id: UserId,
-        name: &str,
-        email: &str,
-        now: Timestamp,
-    ) -> Result<Self, ValidationError> {
+    pub fn new(id: UserId, name: &str, email: &str, now: Timestamp) -> Result<Self, ValidationError> {
         Self::restore(id, name, email, None, None, now)
     }
 
@@ -123,10 +118,7 @@ impl UserProfile {
 }
 
 /// The patched value of an optional field: the patch's if it names one, else the current one.
-pub(crate) fn pick<'a>(
-    patch: &'a Option<Option<String>>,
-    current: &'a Option<String>,
-) -> Option<&'a str> {
+pub(crate) fn pick<'a>(patch: &'a Option<Option<String>>, current: &'a Option<String>) -> Option<&'a str> {
     match patch {
         Some(new) => new.as_deref(),
         None => current.as_deref(),
@@ -168,8 +160,7 @@ mod tests {
 
     #[test]
     fn patch_validates_and_clears_optional_fields() {
-        let p =
-            UserProfile::new(UserId::new(), "Ana", "ana@example.com", Timestamp(0)).expect("valid");
+        let p = UserProfile::new(UserId::new(), "Ana", "ana@example.com", Timestamp(0)).expect("valid");
         let with_avatar = p
             .patched(&UserProfilePatch {
                 avatar_url: Some(Some("https://cdn.example.com/a.png".into())),
@@ -177,25 +168,13 @@ mod tests {
                 ..Default::default()
             })
             .expect("valid");
-        assert_eq!(
-            with_avatar.avatar_url(),
-            Some("https://cdn.example.com/a.png")
-        );
+        assert_eq!(with_avatar.avatar_url(), Some("https://cdn.example.com/a.png"));
         let cleared = with_avatar
-            .patched(&UserProfilePatch {
-                avatar_url: Some(None),
-                ..Default::default()
-            })
+            .patched(&UserProfilePatch { avatar_url: Some(None), ..Default::default() })
             .expect("valid");
-        assert_eq!(
-            (cleared.avatar_url(), cleared.creative_role()),
-            (None, Some("producer"))
-        );
+        assert_eq!((cleared.avatar_url(), cleared.creative_role()), (None, Some("producer")));
         let err = p
-            .patched(&UserProfilePatch {
-                avatar_url: Some(Some("ftp://x".into())),
-                ..Default::default()
-            })
+            .patched(&UserProfilePatch { avatar_url: Some(Some("ftp://x".into())), ..Default::default() })
             .unwrap_err();
         assert_eq!(err.field, "avatar_url");
     }

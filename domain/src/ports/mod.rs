@@ -30,8 +30,8 @@ pub use outbox::MockPendingOperationsRepository;
 pub use remote::MockRemoteDataSource;
 #[cfg(any(test, feature = "mock"))]
 pub use repositories::{
-    MockAudioCommentRepository, MockAudioTrackRepository, MockCollaboratorRepository,
-    MockPlaylistRepository, MockProjectRepository, MockUserProfileRepository,
+    MockAudioCommentRepository, MockAudioTrackRepository, MockCollaboratorRepository, MockPlaylistRepository,
+    MockProjectRepository, MockUserProfileRepository,
 };
 #[cfg(any(test, feature = "mock"))]
 pub use session::MockSessionStorage;

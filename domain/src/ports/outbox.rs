@@ -27,10 +27,7 @@ pub struct OutboxCounts {
 #[async_trait]
 pub trait PendingOperationsRepository: Interface {
     /// Operations in queue order (first-in first-out), optionally only those with `status`.
-    async fn list(
-        &self,
-        status: Option<OperationStatus>,
-    ) -> Result<Vec<SyncOperation>, RepositoryError>;
+    async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError>;
 
     /// One operation.
     async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError>;

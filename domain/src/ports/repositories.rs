@@ -4,9 +4,8 @@
 
 use crate::{
     entities::{
-        AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, Playlist, PlaylistPatch,
-        Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserProfile,
-        UserProfilePatch,
+        AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, Playlist, PlaylistPatch, Project,
+        ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserProfile, UserProfilePatch,
     },
     error::RepositoryError,
     ids::{AudioCommentId, AudioTrackId, CollaboratorId, PlaylistId, ProjectId, UserId},
@@ -37,18 +36,13 @@ pub trait AudioTrackRepository: Interface {
     /// Stores a new track in a live project and queues its create.
     async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError>;
     /// Applies `patch` and queues an update of the fields that changed.
-    async fn update(
-        &self,
-        id: AudioTrackId,
-        patch: AudioTrackPatch,
-    ) -> Result<AudioTrack, RepositoryError>;
+    async fn update(&self, id: AudioTrackId, patch: AudioTrackPatch) -> Result<AudioTrack, RepositoryError>;
     /// Tombstones the track (and, locally, its comments) and queues its delete.
     async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError>;
     /// One live track.
     async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError>;
     /// The live tracks of a project, oldest first.
-    async fn list_by_project(&self, project: ProjectId)
-        -> Result<Vec<AudioTrack>, RepositoryError>;
+    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<AudioTrack>, RepositoryError>;
 }
 
 /// Comments on audio tracks.
@@ -69,10 +63,7 @@ pub trait AudioCommentRepository: Interface {
     /// One live comment.
     async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError>;
     /// The live comments of a track, by position in the track.
-    async fn list_by_track(
-        &self,
-        track: AudioTrackId,
-    ) -> Result<Vec<AudioComment>, RepositoryError>;
+    async fn list_by_track(&self, track: AudioTrackId) -> Result<Vec<AudioComment>, RepositoryError>;
 }
 
 /// User profiles.
@@ -82,11 +73,7 @@ pub trait UserProfileRepository: Interface {
     /// Stores a new profile and queues its create.
     async fn create(&self, profile: UserProfile) -> Result<UserProfile, RepositoryError>;
     /// Applies `patch` and queues an update of the fields that changed.
-    async fn update(
-        &self,
-        id: UserId,
-        patch: UserProfilePatch,
-    ) -> Result<UserProfile, RepositoryError>;
+    async fn update(&self, id: UserId, patch: UserProfilePatch) -> Result<UserProfile, RepositoryError>;
     /// Tombstones the profile and queues its delete.
     async fn delete(&self, id: UserId) -> Result<(), RepositoryError>;
     /// One live profile.
@@ -102,11 +89,7 @@ pub trait PlaylistRepository: Interface {
     /// Stores a new playlist of live tracks of its project and queues its create.
     async fn create(&self, playlist: Playlist) -> Result<Playlist, RepositoryError>;
     /// Applies `patch` and queues an update of the fields that changed.
-    async fn update(
-        &self,
-        id: PlaylistId,
-        patch: PlaylistPatch,
-    ) -> Result<Playlist, RepositoryError>;
+    async fn update(&self, id: PlaylistId, patch: PlaylistPatch) -> Result<Playlist, RepositoryError>;
     /// Tombstones the playlist and queues its delete.
     async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError>;
     /// One live playlist.
@@ -121,10 +104,8 @@ pub trait PlaylistRepository: Interface {
 pub trait CollaboratorRepository: Interface {
     /// Adds a member to a live project and queues the create. A user holds at most one live
     /// membership per project.
-    async fn create(
-        &self,
-        collaborator: ProjectCollaborator,
-    ) -> Result<ProjectCollaborator, RepositoryError>;
+    async fn create(&self, collaborator: ProjectCollaborator)
+        -> Result<ProjectCollaborator, RepositoryError>;
     /// Changes a member's role and queues the update.
     async fn update(
         &self,
@@ -134,13 +115,9 @@ pub trait CollaboratorRepository: Interface {
     /// Removes a member and queues the delete.
     async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError>;
     /// One live membership.
-    async fn get(&self, id: CollaboratorId)
-        -> Result<Option<ProjectCollaborator>, RepositoryError>;
+    async fn get(&self, id: CollaboratorId) -> Result<Option<ProjectCollaborator>, RepositoryError>;
     /// The live members of a project, oldest first.
-    async fn list_by_project(
-        &self,
-        project: ProjectId,
-    ) -> Result<Vec<ProjectCollaborator>, RepositoryError>;
+    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<ProjectCollaborator>, RepositoryError>;
 }
 
 #[cfg(test)]
@@ -154,10 +131,7 @@ mod tests {
         repo: &dyn ProjectRepository,
         id: ProjectId,
     ) -> Result<String, RepositoryError> {
-        let patch = ProjectPatch {
-            name: Some("Renamed".into()),
-            ..Default::default()
-        };
+        let patch = ProjectPatch { name: Some("Renamed".into()), ..Default::default() };
         repo.update(id, patch).await.map(|p| p.name().to_owned())
     }
 
@@ -170,26 +144,12 @@ mod tests {
             .with(eq(known), mockall::predicate::always())
             .times(1)
             .returning(move |_, patch| Ok(project.patched(&patch).expect("valid")));
-        repo.expect_update()
-            .with(eq(unknown), mockall::predicate::always())
-            .times(1)
-            .returning(|id, _| {
-                Err(RepositoryError::NotFound(EntityRef::new(
-                    EntityType::Project,
-                    id.as_uuid(),
-                )))
-            });
+        repo.expect_update().with(eq(unknown), mockall::predicate::always()).times(1).returning(|id, _| {
+            Err(RepositoryError::NotFound(EntityRef::new(EntityType::Project, id.as_uuid())))
+        });
 
-        assert_eq!(
-            rename_or_report(&repo, known).await.expect("renamed"),
-            "Renamed"
-        );
-        let err = rename_or_report(&repo, unknown)
-            .await
-            .expect_err("unknown project");
-        assert_eq!(
-            err.to_string(),
-            format!("project {} not found", unknown.as_uuid())
-        );
+        assert_eq!(rename_or_report(&repo, known).await.expect("renamed"), "Renamed");
+        let err = rename_or_report(&repo, unknown).await.expect_err("unknown project");
+        assert_eq!(err.to_string(), format!("project {} not found", unknown.as_uuid()));
     }
 }

@@ -64,9 +64,6 @@ mod tests {
             access_token: Some(AccessToken::new("s3cret")),
         };
         let shown = format!("{session:?}");
-        assert!(
-            !shown.contains("s3cret") && shown.contains("<redacted>"),
-            "{shown}"
-        );
+        assert!(!shown.contains("s3cret") && shown.contains("<redacted>"), "{shown}");
     }
 }

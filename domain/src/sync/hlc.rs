@@ -25,24 +25,14 @@ pub struct Hlc {
 
 impl Hlc {
     /// The smallest possible reading.
-    pub const ZERO: Hlc = Hlc {
-        wall_ms: 0,
-        counter: 0,
-        node: NodeId::from_uuid(Uuid::nil()),
-    };
+    pub const ZERO: Hlc = Hlc { wall_ms: 0, counter: 0, node: NodeId::from_uuid(Uuid::nil()) };
 }
 
 /// Fixed-width text form `WWWWWWWWWWWWW-CCCCCCCCCC-<node uuid>`: its string order is the clock
 /// order, which keeps stored and logged readings comparable by eye and by `ORDER BY`.
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:015}-{:010}-{}",
-            self.wall_ms,
-            self.counter,
-            self.node.as_uuid().simple()
-        )
+        write!(f, "{:015}-{:010}-{}", self.wall_ms, self.counter, self.node.as_uuid().simple())
     }
 }
 
@@ -59,15 +49,8 @@ impl FromStr for Hlc {
         let mut parts = s.splitn(3, '-');
         let wall_ms = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
         let counter = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
-        let node = parts
-            .next()
-            .and_then(|p| Uuid::parse_str(p).ok())
-            .ok_or_else(err)?;
-        Ok(Hlc {
-            wall_ms,
-            counter,
-            node: NodeId::from_uuid(node),
-        })
+        let node = parts.next().and_then(|p| Uuid::parse_str(p).ok()).ok_or_else(err)?;
+        Ok(Hlc { wall_ms, counter, node: NodeId::from_uuid(node) })
     }
 }
 
@@ -104,11 +87,7 @@ impl HybridLogicalClock {
 
     /// A clock for replica `node` that refuses remote readings more than `max_drift_ms` ahead.
     pub fn with_max_drift(node: NodeId, max_drift_ms: u64) -> Self {
-        Self {
-            node,
-            max_drift_ms,
-            last: Mutex::new((0, 0)),
-        }
+        Self { node, max_drift_ms, last: Mutex::new((0, 0)) }
     }
 
     /// The replica id stamped on readings.
@@ -119,17 +98,9 @@ impl HybridLogicalClock {
     /// A new reading for a local event at physical time `physical_ms`.
     pub fn now(&self, physical_ms: u64) -> Hlc {
         let mut last = self.lock();
-        let (wall, counter) = if physical_ms > last.0 {
-            (physical_ms, 0)
-        } else {
-            bump(last.0, last.1)
-        };
+        let (wall, counter) = if physical_ms > last.0 { (physical_ms, 0) } else { bump(last.0, last.1) };
         *last = (wall, counter);
-        Hlc {
-            wall_ms: wall,
-            counter,
-            node: self.node,
-        }
+        Hlc { wall_ms: wall, counter, node: self.node }
     }
 
     /// Moves the clock past `remote` (received at physical time `physical_ms`) and returns a
@@ -138,10 +109,7 @@ impl HybridLogicalClock {
     pub fn observe(&self, remote: Hlc, physical_ms: u64) -> Result<Hlc, ClockError> {
         let ahead_ms = remote.wall_ms.saturating_sub(physical_ms);
         if ahead_ms > self.max_drift_ms {
-            return Err(ClockError::Drift {
-                ahead_ms,
-                max_drift_ms: self.max_drift_ms,
-            });
+            return Err(ClockError::Drift { ahead_ms, max_drift_ms: self.max_drift_ms });
         }
         let mut last = self.lock();
         let wall = physical_ms.max(last.0).max(remote.wall_ms);
@@ -152,11 +120,7 @@ impl HybridLogicalClock {
             (false, false) => (wall, 0),
         };
         *last = (wall, counter);
-        Ok(Hlc {
-            wall_ms: wall,
-            counter,
-            node: self.node,
-        })
+        Ok(Hlc { wall_ms: wall, counter, node: self.node })
     }
 
     /// Moves the clock forward to at least `floor` without drift checks. Used when a replica
@@ -172,9 +136,7 @@ impl HybridLogicalClock {
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u32)> {
         // The guarded state is two integers written in one assignment; a panic elsewhere
         // cannot leave it half-updated, so a poisoned lock is still consistent.
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -202,18 +164,8 @@ mod tests {
         for pair in readings.windows(2) {
             assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
         }
-        assert_eq!(
-            readings[4].wall_ms, 1_001,
-            "a clock stepping back does not pull HLC back"
-        );
-        assert_eq!(
-            readings[6],
-            Hlc {
-                wall_ms: 1_002,
-                counter: 0,
-                node: c.node()
-            }
-        );
+        assert_eq!(readings[4].wall_ms, 1_001, "a clock stepping back does not pull HLC back");
+        assert_eq!(readings[6], Hlc { wall_ms: 1_002, counter: 0, node: c.node() });
     }
 
     #[test]
@@ -223,15 +175,10 @@ mod tests {
         let from_b = b.now(31_000);
         let after = a.observe(from_b, 1_000).expect("within drift");
         assert!(after > from_b);
-        assert!(
-            a.now(1_001) > from_b,
-            "later local events stay after the observed one"
-        );
+        assert!(a.now(1_001) > from_b, "later local events stay after the observed one");
         // a's clock observed b's past reading: nothing goes backwards.
         let old = b.now(31_000);
-        let later = a
-            .observe(Hlc { wall_ms: 10, ..old }, 1_002)
-            .expect("past readings are fine");
+        let later = a.observe(Hlc { wall_ms: 10, ..old }, 1_002).expect("past readings are fine");
         assert!(later > after);
     }
 
@@ -244,35 +191,16 @@ mod tests {
         let remote = b.now(7_000);
         a.now(7_000);
         let merged = a.observe(remote, 7_000).expect("no drift");
-        assert_eq!(
-            (merged.wall_ms, merged.counter),
-            (7_000, remote.counter + 1)
-        );
+        assert_eq!((merged.wall_ms, merged.counter), (7_000, remote.counter + 1));
     }
 
     #[test]
     fn remote_readings_too_far_ahead_are_refused_and_change_nothing() {
         let c = HybridLogicalClock::with_max_drift(NodeId::new(), 1_000);
         let before = c.now(5_000);
-        let far = Hlc {
-            wall_ms: 7_000,
-            counter: 0,
-            node: NodeId::new(),
-        };
-        assert_eq!(
-            c.observe(far, 5_000),
-            Err(ClockError::Drift {
-                ahead_ms: 2_000,
-                max_drift_ms: 1_000
-            })
-        );
-        assert_eq!(
-            c.now(5_000),
-            Hlc {
-                counter: before.counter + 1,
-                ..before
-            }
-        );
+        let far = Hlc { wall_ms: 7_000, counter: 0, node: NodeId::new() };
+        assert_eq!(c.observe(far, 5_000), Err(ClockError::Drift { ahead_ms: 2_000, max_drift_ms: 1_000 }));
+        assert_eq!(c.now(5_000), Hlc { counter: before.counter + 1, ..before });
     }
 
     #[test]
@@ -284,54 +212,24 @@ mod tests {
         let next = restarted.now(1_000);
         assert!((next.wall_ms, next.counter) > (before_restart.wall_ms, before_restart.counter));
         restarted.advance_to(Hlc::ZERO);
-        assert!(
-            restarted.now(1_000) > next,
-            "an older floor changes nothing"
-        );
+        assert!(restarted.now(1_000) > next, "an older floor changes nothing");
     }
 
     #[test]
     fn counter_overflow_advances_the_wall_part() {
         let c = clock();
         *c.lock() = (9, u32::MAX);
-        assert_eq!(
-            c.now(3),
-            Hlc {
-                wall_ms: 10,
-                counter: 0,
-                node: c.node()
-            }
-        );
+        assert_eq!(c.now(3), Hlc { wall_ms: 10, counter: 0, node: c.node() });
     }
 
     #[test]
     fn ties_on_time_are_broken_by_node_and_text_order_is_clock_order() {
         let (x, y) = (NodeId::new(), NodeId::new());
-        let a = Hlc {
-            wall_ms: 5,
-            counter: 1,
-            node: x,
-        };
-        let b = Hlc {
-            wall_ms: 5,
-            counter: 1,
-            node: y,
-        };
+        let a = Hlc { wall_ms: 5, counter: 1, node: x };
+        let b = Hlc { wall_ms: 5, counter: 1, node: y };
         assert_eq!(a < b, x < y);
-        let samples = [
-            a,
-            b,
-            Hlc {
-                wall_ms: 40,
-                counter: 0,
-                node: x,
-            },
-            Hlc {
-                wall_ms: 5,
-                counter: 12,
-                node: x,
-            },
-        ];
+        let samples =
+            [a, b, Hlc { wall_ms: 40, counter: 0, node: x }, Hlc { wall_ms: 5, counter: 12, node: x }];
         for p in samples {
             for q in samples {
                 assert_eq!(p.cmp(&q), p.to_string().cmp(&q.to_string()), "{p} vs {q}");

@@ -160,38 +160,17 @@ mod tests {
 
     #[test]
     fn priorities_sort_most_urgent_first() {
-        let mut ps = [
-            Priority::Low,
-            Priority::Critical,
-            Priority::Medium,
-            Priority::High,
-        ];
+        let mut ps = [Priority::Low, Priority::Critical, Priority::Medium, Priority::High];
         ps.sort();
-        assert_eq!(
-            ps,
-            [
-                Priority::Critical,
-                Priority::High,
-                Priority::Medium,
-                Priority::Low
-            ]
-        );
+        assert_eq!(ps, [Priority::Critical, Priority::High, Priority::Medium, Priority::Low]);
     }
 
     #[test]
     fn stable_names_round_trip() {
-        for k in [
-            OperationKind::Create,
-            OperationKind::Update,
-            OperationKind::Delete,
-        ] {
+        for k in [OperationKind::Create, OperationKind::Update, OperationKind::Delete] {
             assert_eq!(k.as_str().parse::<OperationKind>(), Ok(k));
         }
-        for s in [
-            OperationStatus::Pending,
-            OperationStatus::InFlight,
-            OperationStatus::Failed,
-        ] {
+        for s in [OperationStatus::Pending, OperationStatus::InFlight, OperationStatus::Failed] {
             assert_eq!(s.as_str().parse::<OperationStatus>(), Ok(s));
         }
         assert!("later".parse::<Priority>().is_err());
@@ -199,18 +178,10 @@ mod tests {
 
     #[test]
     fn building_an_update_carries_only_changed_fields_stamped_with_its_clock() {
-        let hlc = Hlc {
-            wall_ms: 42,
-            counter: 0,
-            node: NodeId::new(),
-        };
-        let before =
-            Project::new(UserId::new(), "Demo", Some("same"), Timestamp(1)).expect("valid");
+        let hlc = Hlc { wall_ms: 42, counter: 0, node: NodeId::new() };
+        let before = Project::new(UserId::new(), "Demo", Some("same"), Timestamp(1)).expect("valid");
         let after = before
-            .patched(&ProjectPatch {
-                name: Some("Renamed".into()),
-                ..Default::default()
-            })
+            .patched(&ProjectPatch { name: Some("Renamed".into()), ..Default::default() })
             .expect("valid");
         let op = SyncOperation::new(
             after.entity_ref(),
@@ -222,31 +193,15 @@ mod tests {
             Timestamp(2),
         );
         assert_eq!(op.changed_fields.len(), 1);
-        assert_eq!(
-            op.changed_fields.get("name"),
-            Some(&FieldChange {
-                value: Value::from("Renamed"),
-                hlc
-            })
-        );
-        assert_eq!(
-            (op.base_version, op.status, op.attempts),
-            (7, OperationStatus::Pending, 0)
-        );
-        assert_eq!(
-            op.priority,
-            EntityType::Project.default_priority(OperationKind::Update)
-        );
+        assert_eq!(op.changed_fields.get("name"), Some(&FieldChange { value: Value::from("Renamed"), hlc }));
+        assert_eq!((op.base_version, op.status, op.attempts), (7, OperationStatus::Pending, 0));
+        assert_eq!(op.priority, EntityType::Project.default_priority(OperationKind::Update));
     }
 
     #[test]
     fn building_a_create_carries_every_field_but_the_id() {
         let p = Project::new(UserId::new(), "Demo", None, Timestamp(1)).expect("valid");
-        let hlc = Hlc {
-            wall_ms: 1,
-            counter: 0,
-            node: NodeId::new(),
-        };
+        let hlc = Hlc { wall_ms: 1, counter: 0, node: NodeId::new() };
         let op = SyncOperation::new(
             p.entity_ref(),
             OperationKind::Create,

@@ -18,14 +18,8 @@ use trackflow_tests::Ack;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .context("usage: trackflow-crash-writer <database file> <seed>")?;
-    let seed: u64 = args
-        .next()
-        .context("missing seed")?
-        .parse()
-        .context("seed must be a number")?;
+    let path = args.next().context("usage: trackflow-crash-writer <database file> <seed>")?;
+    let seed: u64 = args.next().context("missing seed")?.parse().context("seed must be a number")?;
     let mut rng = StdRng::seed_from_u64(seed);
 
     let store = LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await?;
@@ -38,24 +32,19 @@ async fn main() -> anyhow::Result<()> {
         let now = Timestamp(i64::try_from(i).unwrap_or(i64::MAX));
         let ack = match (mine.is_empty(), rng.random_range(0..3)) {
             (true, _) | (false, 0) => {
-                let project = projects
-                    .create(Project::new(owner, &format!("Project {i}"), None, now)?)
-                    .await?;
+                let project =
+                    projects.create(Project::new(owner, &format!("Project {i}"), None, now)?).await?;
                 mine.push(project.id());
                 Ack::Project(project.id().as_uuid())
             }
             (false, 1) => {
                 let parent = mine[rng.random_range(0..mine.len())];
-                let track =
-                    AudioTrack::new(parent, owner, &format!("Take {i}"), 60_000, None, now)?;
+                let track = AudioTrack::new(parent, owner, &format!("Take {i}"), 60_000, None, now)?;
                 Ack::Track(tracks.create(track).await?.id().as_uuid())
             }
             (false, _) => {
                 let target = mine[rng.random_range(0..mine.len())];
-                let patch = ProjectPatch {
-                    name: Some(format!("Renamed {i}")),
-                    ..Default::default()
-                };
+                let patch = ProjectPatch { name: Some(format!("Renamed {i}")), ..Default::default() };
                 projects.update(target, patch).await?;
                 Ack::Update(target.as_uuid())
             }
