@@ -80,6 +80,27 @@ fn verify(path: &Path, promised: &Promised) -> Result<(), String> {
     if integrity.len() != 1 || integrity[0].value != "ok" {
         return Err(format!("integrity_check: {:?}", integrity.iter().map(|r| &r.value).collect::<Vec<_>>()));
     }
+    // A kill during the very first open may land before the migration committed. Migrations
+    // run in one transaction, so the schema is then wholly absent, never half there.
+    let schema_tables = ["projects", "audio_tracks", "pending_operations", "sync_metadata", "local_settings"];
+    let present = diesel::sql_query(format!(
+        "SELECT name AS value FROM sqlite_master WHERE type = 'table' AND name IN ({})",
+        schema_tables.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+    ))
+    .load::<Text1>(&mut conn)
+    .map_err(|e| e.to_string())?;
+    if present.is_empty() {
+        return match promised.projects.is_empty() && promised.tracks.is_empty() {
+            true => Ok(()),
+            false => Err("acknowledged writes but no schema".to_owned()),
+        };
+    }
+    if present.len() != schema_tables.len() {
+        return Err(format!(
+            "half-migrated schema: only {:?}",
+            present.iter().map(|t| &t.value).collect::<Vec<_>>()
+        ));
+    }
     let projects = ids(&mut conn, "projects");
     let tracks = ids(&mut conn, "audio_tracks");
     let ops = diesel::sql_query("SELECT entity_type, entity_id, kind FROM pending_operations")
