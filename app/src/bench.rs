@@ -37,7 +37,8 @@ pub struct BenchArgs {
     /// Consecutive calls of one measurement before the next takes its turn.
     #[arg(long, default_value_t = 250)]
     pub block: usize,
-    /// Where to create the database files (default: a fresh temporary directory).
+    /// Where to create the benchmark's fresh directory of database files (default: the system's
+    /// temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -90,8 +91,13 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
 }
 
 async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
-    let temp = tempfile::tempdir().context("creating a temporary directory")?;
-    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    // A fresh directory per run, inside --dir if given, so no run reuses another's files.
+    let temp = match &args.dir {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .context("creating a directory for the benchmark databases")?;
+    let dir = temp.path().to_path_buf();
     let scenarios =
         if args.scenarios.is_empty() { Scenario::value_variants().to_vec() } else { args.scenarios.clone() };
     let mut reports = Vec::new();
@@ -259,9 +265,13 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let owner = UserId::new();
     let auto = open_store(&dir.join("bench-local-auto.db"), Offload::Auto).await?;
     let spawn = open_store(&dir.join("bench-local-spawn.db"), Offload::SpawnBlocking).await?;
-    let projects = Arc::new(SqliteProjectRepository::new(auto.clone()));
-    let parent = projects.create(Project::new(owner, "Parent", None, Timestamp(0))?).await?.id();
-    let tracks = Arc::new(SqliteAudioTrackRepository::new(auto));
+    let projects = Arc::new(SqliteProjectRepository::new(auto));
+    let child_store = open_store(&dir.join("bench-local-child.db"), Offload::Auto).await?;
+    let parent = SqliteProjectRepository::new(child_store.clone())
+        .create(Project::new(owner, "Parent", None, Timestamp(0))?)
+        .await?
+        .id();
+    let tracks = Arc::new(SqliteAudioTrackRepository::new(child_store));
     let track: Op<'_> = Box::new(move |i| {
         let tracks = Arc::clone(&tracks);
         Box::pin(async move {

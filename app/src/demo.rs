@@ -74,13 +74,13 @@ pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
         .await?;
     println!("• invited user {guest} as editor");
 
-    projects
+    let project = projects
         .update(
             project.id(),
             ProjectPatch { name: Some("Night Drive EP (mix 2)".into()), ..Default::default() },
         )
         .await?;
-    println!("• renamed the project (only the changed field is queued)");
+    println!("• renamed the project to \"{}\" (only the changed field is queued)", project.name());
     tracks.delete(added[0].id()).await?;
     println!("• deleted track \"{}\" (a tombstone; reads no longer show it)", added[0].name());
     let elapsed = started.elapsed();

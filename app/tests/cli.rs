@@ -156,3 +156,23 @@ fn the_demo_runs_offline_and_queues_its_writes() {
     // The demo used --data-dir, so its writes are there to inspect.
     assert_eq!(cli.json(&["queue"])["counts"]["pending"], 10);
 }
+
+#[test]
+fn an_interrupted_profile_setup_is_finished_not_duplicated() {
+    use diesel::{connection::SimpleConnection, Connection};
+    let cli = Cli::new();
+    // Initialise the database, then leave a session without its profile, as a setup killed
+    // between its two steps would.
+    cli.fails(&["profile", "show"]);
+    let user = "01a21dc5-0000-7000-8000-00000000abcd";
+    let db = cli.dir.path().join("trackflow.db");
+    let mut conn = diesel::SqliteConnection::establish(&db.to_string_lossy()).expect("open db");
+    conn.batch_execute(&format!("INSERT INTO session (id, user_id) VALUES (1, '{user}')")).expect("session");
+
+    let me = cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    assert_eq!(me["id"], user, "the interrupted setup's user is completed");
+    let (code, err) = cli.fails(&["profile", "create", "--name", "Bo", "--email", "bo@example.com"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already has a profile"), "{err}");
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1, "one profile, queued once");
+}

@@ -6,9 +6,10 @@
 //! ports. The server store (SQLite and PostgreSQL) and the reqwest remote client join it in
 //! later work.
 //!
-//! Architecture invariant: every Diesel call runs on the blocking thread pool through
-//! [`blocking::run_blocking`], which carries the caller's tracing span; no Diesel call ever
-//! runs on an async worker thread.
+//! Architecture invariant: every Diesel call goes through [`blocking::run_blocking_with`],
+//! which carries the caller's tracing span and takes the work out of async worker duty
+//! (`block_in_place` on multi-thread runtimes, `spawn_blocking` elsewhere); no Diesel call
+//! ever blocks a thread that the runtime counts as a worker.
 
 pub mod blocking;
 pub mod clock;

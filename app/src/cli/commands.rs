@@ -89,15 +89,8 @@ impl App<'_> {
 
     async fn profile(&self, command: ProfileCommand) -> anyhow::Result<()> {
         let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
-        let sessions: &dyn SessionStorage = self.module.resolve_ref();
         match command {
             ProfileCommand::Create { name, email } => {
-                if let Some(existing) = sessions.load().await? {
-                    bail!(
-                        "this device already has a profile ({}); use `trackflow profile update`",
-                        existing.user_id
-                    );
-                }
                 let profile = crate::local_user::create(self.module, &name, &email).await?;
                 self.out.one(&profile)
             }
@@ -167,8 +160,8 @@ impl App<'_> {
                 let track = tracks.get(id).await?.ok_or_else(|| missing(EntityType::AudioTrack, id))?;
                 self.out.one(&track)
             }
-            TrackCommand::Update { id, name } => {
-                self.out.one(&tracks.update(id, AudioTrackPatch { name }).await?)
+            TrackCommand::Update { id, name, sha256 } => {
+                self.out.one(&tracks.update(id, AudioTrackPatch { name, audio_sha256: sha256 }).await?)
             }
             TrackCommand::Delete { id } => {
                 tracks.delete(id).await?;
@@ -220,8 +213,9 @@ impl App<'_> {
                 let playlist = playlists.get(id).await?.ok_or_else(|| missing(EntityType::Playlist, id))?;
                 self.out.one(&playlist)
             }
-            PlaylistCommand::Update { id, name, tracks } => {
-                let patch = PlaylistPatch { name, track_ids: tracks };
+            PlaylistCommand::Update { id, name, tracks, clear_tracks } => {
+                let track_ids = if clear_tracks { Some(Vec::new()) } else { tracks };
+                let patch = PlaylistPatch { name, track_ids };
                 self.out.one(&playlists.update(id, patch).await?)
             }
             PlaylistCommand::Delete { id } => {

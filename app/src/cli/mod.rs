@@ -161,13 +161,16 @@ pub enum TrackCommand {
         /// Track id.
         id: AudioTrackId,
     },
-    /// Rename a track.
+    /// Rename a track, or attach its audio once uploaded.
     Update {
         /// Track id.
         id: AudioTrackId,
         /// New name.
         #[arg(long)]
         name: Option<String>,
+        /// SHA-256 of the audio file, for a track that has none yet.
+        #[arg(long)]
+        sha256: Option<String>,
     },
     /// Delete a track and its comments.
     Delete {
@@ -251,8 +254,11 @@ pub enum PlaylistCommand {
         #[arg(long)]
         name: Option<String>,
         /// New track order, replacing the old one (repeat the flag).
-        #[arg(long = "track")]
+        #[arg(long = "track", conflicts_with = "clear_tracks")]
         tracks: Option<Vec<AudioTrackId>>,
+        /// Remove every track.
+        #[arg(long)]
+        clear_tracks: bool,
     },
     /// Delete a playlist.
     Delete {

@@ -1,6 +1,6 @@
 //! Opening the database: connection settings, the pool, migrations and replica identity.
 
-use super::{outbox, schema::local_settings, LocalStoreOptions};
+use super::{schema::local_settings, LocalStoreOptions};
 use crate::error::{StoreError, StoreResult};
 use diesel::migration::MigrationSource;
 use diesel::sqlite::Sqlite;
@@ -11,7 +11,7 @@ use diesel::{
 };
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use std::path::Path;
-use trackflow_domain::{Hlc, NodeId};
+use trackflow_domain::NodeId;
 
 /// The client schema migrations (migrations/local), embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/local");
@@ -19,7 +19,6 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/loca
 pub(super) struct Opened {
     pub pool: Pool<ConnectionManager<SqliteConnection>>,
     pub replica: NodeId,
-    pub hlc_floor: Option<Hlc>,
 }
 
 /// Applies the settings every local-store connection gets before first use: WAL,
@@ -69,7 +68,6 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     apply_pragmas(&mut conn, busy_timeout_ms).map_err(|e| open_error(e.to_string()))?;
     migrate(&mut conn, path)?;
     let replica = replica_id(&mut conn)?;
-    let hlc_floor = outbox::max_hlc(&mut conn)?;
     drop(conn);
 
     let pool = Pool::builder()
@@ -81,7 +79,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
         .connection_customizer(Box::new(Pragmas { busy_timeout_ms }))
         .build(ConnectionManager::<SqliteConnection>::new(url))
         .map_err(|e| open_error(e.to_string()))?;
-    Ok(Opened { pool, replica, hlc_floor })
+    Ok(Opened { pool, replica })
 }
 
 /// Applies pending migrations, refusing a file that holds migrations this build does not know

@@ -94,7 +94,7 @@ impl LocalStore {
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool: opened.pool,
-                    clock: WriteClock::new(opened.replica, opened.hlc_floor, clock),
+                    clock: WriteClock::new(opened.replica, clock),
                     path: options.path,
                     offload: options.offload,
                 }),

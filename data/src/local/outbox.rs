@@ -9,7 +9,7 @@ use super::{
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use diesel::{
-    dsl::{count_star, max, min},
+    dsl::{count_star, min},
     prelude::*,
 };
 use serde_json::Value;
@@ -125,12 +125,6 @@ impl OperationRow {
 pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreResult<()> {
     diesel::insert_into(pending_operations::table).values(OperationRow::encode(op)?).execute(conn)?;
     Ok(())
-}
-
-/// The largest clock reading in the outbox, to seed the clock on open.
-pub(crate) fn max_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
-    let text: Option<String> = dsl::pending_operations.select(max(dsl::hlc)).get_result(conn)?;
-    text.map(|t| parse(TABLE, &t)).transpose()
 }
 
 /// The outbox as a [`PendingOperationsRepository`].

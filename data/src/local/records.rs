@@ -5,7 +5,7 @@
 use super::{
     outbox,
     rows::{
-        AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow, Record,
+        parse, AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow, Record,
         UserProfileRow,
     },
     schema,
@@ -22,18 +22,22 @@ use uuid::Uuid;
 
 /// The replica's clocks: wall time for `created_at` and the hybrid logical clock for write
 /// ordering.
+///
+/// Several processes may write to one database (an app and the CLI, say) and share its replica
+/// id, so an in-memory clock alone could hand two of them the same reading. Each write therefore
+/// reads the highest reading issued so far from `local_settings` and stores its own, inside the
+/// write transaction, which SQLite runs one at a time.
 pub(crate) struct WriteClock {
     hlc: HybridLogicalClock,
     clock: Arc<dyn Clock>,
 }
 
+/// The `local_settings` key of the highest clock reading issued in this database.
+pub(crate) const HLC_HIGH_WATER: &str = "hlc_high_water";
+
 impl WriteClock {
-    pub fn new(replica: NodeId, floor: Option<Hlc>, clock: Arc<dyn Clock>) -> Self {
-        let hlc = HybridLogicalClock::new(replica);
-        if let Some(floor) = floor {
-            hlc.advance_to(floor);
-        }
-        Self { hlc, clock }
+    pub fn new(replica: NodeId, clock: Arc<dyn Clock>) -> Self {
+        Self { hlc: HybridLogicalClock::new(replica), clock }
     }
 
     pub fn replica(&self) -> NodeId {
@@ -44,8 +48,20 @@ impl WriteClock {
         self.clock.now()
     }
 
-    pub fn tick(&self) -> Hlc {
-        self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0))
+    /// A reading later than every reading issued in this database by any process. Call it
+    /// inside the write transaction that uses the reading.
+    pub fn tick(&self, conn: &mut SqliteConnection) -> StoreResult<Hlc> {
+        use schema::local_settings::dsl::{key, local_settings, value};
+        let stored: Option<String> =
+            local_settings.find(HLC_HIGH_WATER).select(value).get_result(conn).optional()?;
+        if let Some(text) = stored {
+            self.hlc.advance_to(parse("local_settings", &text)?);
+        }
+        let reading = self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0));
+        diesel::replace_into(local_settings)
+            .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
+            .execute(conn)?;
+        Ok(reading)
     }
 }
 
@@ -106,22 +122,33 @@ pub(crate) fn decode_all<R: EntityRow>(rows: Vec<R>) -> StoreResult<Vec<R::Entit
     rows.into_iter().map(|row| row.decode().map(|r| r.entity)).collect()
 }
 
-/// The live (not tombstoned) entity with `id`, if any.
-pub(crate) fn find_live<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<E>> {
-    Ok(E::find(conn, id)?.filter(|r| !r.meta.deleted).map(|r| r.entity))
+/// The record with `id` if it is visible: not a tombstone, inside a visible parent (a track
+/// of a deleted project is hidden with it, without being written to).
+pub(crate) fn find_visible<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> StoreResult<Option<Record<E>>> {
+    let Some(record) = E::find(conn, id)?.filter(|r| !r.meta.deleted) else {
+        return Ok(None);
+    };
+    match record.entity.parent() {
+        Some(parent) if visible_meta(conn, parent)?.is_none() => Ok(None),
+        _ => Ok(Some(record)),
+    }
 }
 
-/// The live record with `id`, or [`StoreError::NotFound`].
-pub(crate) fn require_live<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Record<E>> {
-    E::find(conn, id)?
-        .filter(|r| !r.meta.deleted)
-        .ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
+/// The visible record with `id`, or [`StoreError::NotFound`].
+pub(crate) fn require_visible<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    id: Uuid,
+) -> StoreResult<Record<E>> {
+    find_visible(conn, id)?.ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
 }
 
-/// The sync metadata of a live entity, or `None` if it does not exist or is a tombstone.
-fn live_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<SyncMeta>> {
+/// The sync metadata of a visible entity of any type.
+pub(crate) fn visible_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<SyncMeta>> {
     fn meta<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<SyncMeta>> {
-        Ok(E::find(conn, id)?.filter(|r| !r.meta.deleted).map(|r| r.meta))
+        Ok(find_visible::<E>(conn, id)?.map(|r| r.meta))
     }
     match entity.entity_type {
         EntityType::Project => meta::<Project>(conn, entity.id),
@@ -133,26 +160,33 @@ fn live_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Opti
     }
 }
 
-/// Checks that everything `entity` references exists and is live, and returns the queued
-/// creates of those references that the server has not acknowledged yet: the new operation
-/// must wait for them.
-fn check_references<E: SyncEntity>(conn: &mut SqliteConnection, entity: &E) -> StoreResult<Vec<OperationId>> {
+/// Checks that what `entity` references is visible, and returns the queued creates of those
+/// references that the server has not acknowledged yet: the new operation waits for them.
+/// A reference the entity already had (`before`) stays acceptable after its target is deleted —
+/// a playlist can still be renamed after one of its tracks is gone.
+fn check_references<E: SyncEntity>(
+    conn: &mut SqliteConnection,
+    entity: &E,
+    before: Option<&E>,
+) -> StoreResult<Vec<OperationId>> {
+    let kept = before.map(SyncEntity::references).unwrap_or_default();
     let mut depends_on = Vec::new();
     for reference in entity.references() {
-        let meta = live_meta(conn, reference)?.ok_or(StoreError::NotFound(reference))?;
-        depends_on.extend(meta.pending_create);
+        match visible_meta(conn, reference)? {
+            Some(meta) => depends_on.extend(meta.pending_create),
+            None if kept.contains(&reference) => {}
+            None => return Err(StoreError::NotFound(reference)),
+        }
     }
     Ok(depends_on)
 }
 
-/// An extra, entity-specific check run inside the write transaction.
-pub(crate) type Check<E> = fn(&mut SqliteConnection, &E) -> StoreResult<()>;
-
-/// What a delete also hides locally, run inside its transaction.
-pub(crate) type Cascade<E> = fn(&mut SqliteConnection, &E) -> StoreResult<()>;
+/// An extra, entity-specific check run inside the write transaction, given the new state and,
+/// for an update, the state before it.
+pub(crate) type Check<E> = fn(&mut SqliteConnection, &E, Option<&E>) -> StoreResult<()>;
 
 /// A check that accepts everything.
-pub(crate) fn no_check<E>(_: &mut SqliteConnection, _: &E) -> StoreResult<()> {
+pub(crate) fn no_check<E>(_: &mut SqliteConnection, _: &E, _: Option<&E>) -> StoreResult<()> {
     Ok(())
 }
 
@@ -165,9 +199,9 @@ pub(crate) fn create<E: LocalEntity>(
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
-        let depends_on = check_references(conn, &entity)?;
-        check(conn, &entity)?;
-        let hlc = clock.tick();
+        let depends_on = check_references(conn, &entity, None)?;
+        check(conn, &entity, None)?;
+        let hlc = clock.tick(conn)?;
         let op = SyncOperation::new(
             entity_ref,
             OperationKind::Create,
@@ -192,7 +226,7 @@ pub(crate) fn create<E: LocalEntity>(
     })
 }
 
-/// Applies `change` to a live entity and queues an update carrying only the fields that
+/// Applies `change` to a visible entity and queues an update carrying only the fields that
 /// changed. A change that changes nothing writes nothing and queues nothing.
 pub(crate) fn update<E: LocalEntity>(
     conn: &mut SqliteConnection,
@@ -202,15 +236,15 @@ pub(crate) fn update<E: LocalEntity>(
     check: Check<E>,
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
-        let mut record = require_live::<E>(conn, id)?;
+        let mut record = require_visible::<E>(conn, id)?;
         let after = change(&record.entity)?;
         let changed = changed_fields(&record.entity, &after);
         if changed.is_empty() {
             return Ok(after);
         }
-        let depends_on = check_references(conn, &after)?;
-        check(conn, &after)?;
-        let hlc = clock.tick();
+        let depends_on = check_references(conn, &after, Some(&record.entity))?;
+        check(conn, &after, Some(&record.entity))?;
+        let hlc = clock.tick(conn)?;
         record.meta.touch(changed.keys(), hlc);
         record.entity = after.clone();
         E::save(conn, &record)?;
@@ -228,21 +262,20 @@ pub(crate) fn update<E: LocalEntity>(
     })
 }
 
-/// Tombstones a live entity, runs `cascade` (local tombstones of what lies inside it; the
-/// server cascades on its own, so those queue nothing), and queues the delete.
+/// Tombstones a visible entity and queues its delete. What lies inside it (a project's tracks,
+/// a track's comments) is hidden by [`find_visible`] without being written: the server cascades
+/// the delete, and if it refuses it, reverting the one tombstone brings everything back.
 pub(crate) fn delete<E: LocalEntity>(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
     id: Uuid,
-    cascade: Cascade<E>,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
-        let mut record = require_live::<E>(conn, id)?;
-        let hlc = clock.tick();
+        let mut record = require_visible::<E>(conn, id)?;
+        let hlc = clock.tick(conn)?;
         record.meta.deleted = true;
         record.meta.dirty = true;
         E::save(conn, &record)?;
-        cascade(conn, &record.entity)?;
         let op = SyncOperation::new(
             record.entity.entity_ref(),
             OperationKind::Delete,
@@ -255,11 +288,6 @@ pub(crate) fn delete<E: LocalEntity>(
         outbox::insert(conn, &op)?;
         Ok(())
     })
-}
-
-/// A delete that hides nothing else.
-pub(crate) fn no_cascade<E>(_: &mut SqliteConnection, _: &E) -> StoreResult<()> {
-    Ok(())
 }
 
 /// The shared write path as async calls, so each repository method is one line.
@@ -288,25 +316,30 @@ impl super::LocalStore {
     }
 
     /// [`delete`] on the blocking path.
-    pub(crate) async fn delete_entity<E: LocalEntity>(
+    pub(crate) async fn delete_entity<E: LocalEntity>(&self, id: Uuid) -> Result<(), RepositoryError> {
+        self.write(move |conn, clock| delete::<E>(conn, clock, id)).await
+    }
+
+    /// The visible entity with `id`, if any.
+    pub(crate) async fn get_visible<E: LocalEntity>(&self, id: Uuid) -> Result<Option<E>, RepositoryError> {
+        self.read(move |conn| Ok(find_visible::<E>(conn, id)?.map(|r| r.entity))).await
+    }
+
+    /// Runs a list query for the children of `parent` and decodes its rows; a hidden or
+    /// missing parent has no visible children. The query filters out tombstones itself.
+    pub(crate) async fn list<R, Q>(
         &self,
-        id: Uuid,
-        cascade: Cascade<E>,
-    ) -> Result<(), RepositoryError> {
-        self.write(move |conn, clock| delete(conn, clock, id, cascade)).await
-    }
-
-    /// The live entity with `id`, if any.
-    pub(crate) async fn get_live<E: LocalEntity>(&self, id: Uuid) -> Result<Option<E>, RepositoryError> {
-        self.read(move |conn| find_live(conn, id)).await
-    }
-
-    /// Runs a list query and decodes its rows.
-    pub(crate) async fn list<R, Q>(&self, query: Q) -> Result<Vec<R::Entity>, RepositoryError>
+        parent: Option<EntityRef>,
+        query: Q,
+    ) -> Result<Vec<R::Entity>, RepositoryError>
     where
         R: EntityRow + Send + 'static,
         Q: FnOnce(&mut SqliteConnection) -> QueryResult<Vec<R>> + Send + 'static,
     {
-        self.read(move |conn| decode_all(query(conn)?)).await
+        self.read(move |conn| match parent {
+            Some(parent) if visible_meta(conn, parent)?.is_none() => Ok(Vec::new()),
+            _ => decode_all(query(conn)?),
+        })
+        .await
     }
 }

@@ -1,9 +1,9 @@
 //! The offline-first repositories: the domain's repository ports over the local store. Writes
 //! go through the shared transaction code in `records`; this file holds only what differs per
-//! entity — its lists, its extra checks and what a delete cascades to.
+//! entity — its lists and its extra checks.
 
 use super::{
-    records::{no_cascade, no_check, require_live},
+    records::{no_check, require_visible},
     rows::{AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow},
     schema::{audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles},
     LocalStore,
@@ -18,7 +18,7 @@ use trackflow_domain::{
         ProjectRepository, UserProfileRepository,
     },
     AudioComment, AudioCommentId, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch,
-    CollaboratorId, Playlist, PlaylistId, PlaylistPatch, Project, ProjectCollaborator,
+    CollaboratorId, EntityRef, EntityType, Playlist, PlaylistId, PlaylistPatch, Project, ProjectCollaborator,
     ProjectCollaboratorPatch, ProjectId, ProjectPatch, RepositoryError, UserId, UserProfile,
     UserProfilePatch, ValidationError,
 };
@@ -83,18 +83,18 @@ impl ProjectRepository for SqliteProjectRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: ProjectId) -> Result<(), RepositoryError> {
-        self.store.delete_entity(id.as_uuid(), cascade_project).await
+        self.store.delete_entity::<Project>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: ProjectId) -> Result<Option<Project>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%user))]
     async fn list_by_user(&self, user: UserId) -> Result<Vec<Project>, RepositoryError> {
         self.store
-            .list(move |conn| {
+            .list(None, move |conn| {
                 let user = user.to_string();
                 let member_of = project_collaborators::table
                     .filter(project_collaborators::user_id.eq(user.clone()))
@@ -111,24 +111,6 @@ impl ProjectRepository for SqliteProjectRepository {
     }
 }
 
-/// Deleting a project hides everything inside it locally.
-fn cascade_project(conn: &mut SqliteConnection, project: &Project) -> StoreResult<()> {
-    let id = project.id().to_string();
-    diesel::update(audio_tracks::table.filter(audio_tracks::project_id.eq(&id)))
-        .set(audio_tracks::deleted.eq(true))
-        .execute(conn)?;
-    diesel::update(audio_comments::table.filter(audio_comments::project_id.eq(&id)))
-        .set(audio_comments::deleted.eq(true))
-        .execute(conn)?;
-    diesel::update(playlists::table.filter(playlists::project_id.eq(&id)))
-        .set(playlists::deleted.eq(true))
-        .execute(conn)?;
-    diesel::update(project_collaborators::table.filter(project_collaborators::project_id.eq(&id)))
-        .set(project_collaborators::deleted.eq(true))
-        .execute(conn)?;
-    Ok(())
-}
-
 #[async_trait]
 impl AudioTrackRepository for SqliteAudioTrackRepository {
     #[tracing::instrument(skip_all, fields(id = %track.id()))]
@@ -143,18 +125,18 @@ impl AudioTrackRepository for SqliteAudioTrackRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError> {
-        self.store.delete_entity(id.as_uuid(), cascade_track).await
+        self.store.delete_entity::<AudioTrack>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(&self, project: ProjectId) -> Result<Vec<AudioTrack>, RepositoryError> {
         self.store
-            .list(move |conn| {
+            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
                 audio_tracks::table
                     .filter(audio_tracks::project_id.eq(project.to_string()))
                     .filter(audio_tracks::deleted.eq(false))
@@ -166,18 +148,13 @@ impl AudioTrackRepository for SqliteAudioTrackRepository {
     }
 }
 
-/// Deleting a track hides its comments locally. Playlists keep naming it until their owner
-/// edits them; readers skip tracks that no longer exist.
-fn cascade_track(conn: &mut SqliteConnection, track: &AudioTrack) -> StoreResult<()> {
-    diesel::update(audio_comments::table.filter(audio_comments::track_id.eq(track.id().to_string())))
-        .set(audio_comments::deleted.eq(true))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// A comment's position must lie within its track as stored.
-fn check_comment(conn: &mut SqliteConnection, comment: &AudioComment) -> StoreResult<()> {
-    let track = require_live::<AudioTrack>(conn, comment.track_id().as_uuid())?;
+fn check_comment(
+    conn: &mut SqliteConnection,
+    comment: &AudioComment,
+    _before: Option<&AudioComment>,
+) -> StoreResult<()> {
+    let track = require_visible::<AudioTrack>(conn, comment.track_id().as_uuid())?;
     comment.check_track(&track.entity).map_err(StoreError::from)
 }
 
@@ -199,18 +176,18 @@ impl AudioCommentRepository for SqliteAudioCommentRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: AudioCommentId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<AudioComment>(id.as_uuid(), no_cascade).await
+        self.store.delete_entity::<AudioComment>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%track))]
     async fn list_by_track(&self, track: AudioTrackId) -> Result<Vec<AudioComment>, RepositoryError> {
         self.store
-            .list(move |conn| {
+            .list(Some(EntityRef::new(EntityType::AudioTrack, track.as_uuid())), move |conn| {
                 audio_comments::table
                     .filter(audio_comments::track_id.eq(track.to_string()))
                     .filter(audio_comments::deleted.eq(false))
@@ -236,18 +213,18 @@ impl UserProfileRepository for SqliteUserProfileRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: UserId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<UserProfile>(id.as_uuid(), no_cascade).await
+        self.store.delete_entity::<UserProfile>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: UserId) -> Result<Option<UserProfile>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn list(&self) -> Result<Vec<UserProfile>, RepositoryError> {
         self.store
-            .list(|conn| {
+            .list(None, |conn| {
                 user_profiles::table
                     .filter(user_profiles::deleted.eq(false))
                     .order((user_profiles::name, user_profiles::id))
@@ -258,10 +235,16 @@ impl UserProfileRepository for SqliteUserProfileRepository {
     }
 }
 
-/// Every track of a playlist must be a live track of the playlist's project.
-fn check_playlist(conn: &mut SqliteConnection, playlist: &Playlist) -> StoreResult<()> {
-    for track_id in playlist.track_ids() {
-        let track = require_live::<AudioTrack>(conn, track_id.as_uuid())?;
+/// Every track a write adds to a playlist must be a visible track of the playlist's project.
+/// Tracks it already held may have been deleted since; they stay until the playlist is edited.
+fn check_playlist(
+    conn: &mut SqliteConnection,
+    playlist: &Playlist,
+    before: Option<&Playlist>,
+) -> StoreResult<()> {
+    let held = before.map(Playlist::track_ids).unwrap_or_default();
+    for track_id in playlist.track_ids().iter().filter(|t| !held.contains(t)) {
+        let track = require_visible::<AudioTrack>(conn, track_id.as_uuid())?;
         if track.entity.project_id() != playlist.project_id() {
             return Err(ValidationError::new(
                 "track_ids",
@@ -287,18 +270,18 @@ impl PlaylistRepository for SqlitePlaylistRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<Playlist>(id.as_uuid(), no_cascade).await
+        self.store.delete_entity::<Playlist>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: PlaylistId) -> Result<Option<Playlist>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(&self, project: ProjectId) -> Result<Vec<Playlist>, RepositoryError> {
         self.store
-            .list(move |conn| {
+            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
                 playlists::table
                     .filter(playlists::project_id.eq(project.to_string()))
                     .filter(playlists::deleted.eq(false))
@@ -311,8 +294,12 @@ impl PlaylistRepository for SqlitePlaylistRepository {
 }
 
 /// A user joins a project at most once, and the owner is never a collaborator.
-fn check_membership(conn: &mut SqliteConnection, member: &ProjectCollaborator) -> StoreResult<()> {
-    let project = require_live::<Project>(conn, member.project_id().as_uuid())?;
+fn check_membership(
+    conn: &mut SqliteConnection,
+    member: &ProjectCollaborator,
+    _before: Option<&ProjectCollaborator>,
+) -> StoreResult<()> {
+    let project = require_visible::<Project>(conn, member.project_id().as_uuid())?;
     if project.entity.owner_id() == member.user_id() {
         return Err(ValidationError::new("user_id", "is the project's owner").into());
     }
@@ -356,18 +343,18 @@ impl CollaboratorRepository for SqliteCollaboratorRepository {
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<ProjectCollaborator>(id.as_uuid(), no_cascade).await
+        self.store.delete_entity::<ProjectCollaborator>(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn get(&self, id: CollaboratorId) -> Result<Option<ProjectCollaborator>, RepositoryError> {
-        self.store.get_live(id.as_uuid()).await
+        self.store.get_visible(id.as_uuid()).await
     }
 
     #[tracing::instrument(skip_all, fields(%project))]
     async fn list_by_project(&self, project: ProjectId) -> Result<Vec<ProjectCollaborator>, RepositoryError> {
         self.store
-            .list(move |conn| {
+            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
                 project_collaborators::table
                     .filter(project_collaborators::project_id.eq(project.to_string()))
                     .filter(project_collaborators::deleted.eq(false))

@@ -129,6 +129,10 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
     assert_eq!(projects.get(p.id()).await.expect("get"), None);
     assert!(projects.list_by_user(owner).await.expect("list").is_empty());
     assert_eq!(tracks.get(t.id()).await.expect("get"), None, "children are hidden too");
+    assert!(tracks.list_by_project(p.id()).await.expect("list").is_empty());
+    // ... without being written: the server cascades, and a refused delete can be undone by
+    // reverting the one tombstone.
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_tracks WHERE deleted = 0").await, 1);
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM projects WHERE deleted = 1").await, 1, "tombstone kept");
     let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert_eq!(
@@ -138,8 +142,10 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
 
     let err = projects.delete(p.id()).await.expect_err("already deleted");
     assert!(matches!(err, RepositoryError::NotFound(_)), "{err:?}");
-    let err =
-        tracks.update(t.id(), AudioTrackPatch { name: Some("x".into()) }).await.expect_err("hidden track");
+    let err = tracks
+        .update(t.id(), AudioTrackPatch { name: Some("x".into()), ..Default::default() })
+        .await
+        .expect_err("hidden track");
     assert!(matches!(err, RepositoryError::NotFound(_)), "{err:?}");
     assert_eq!(outbox_total(&fx).await, 3);
 }
@@ -289,4 +295,77 @@ async fn a_reopened_database_still_holds_data_and_queue() {
     let ops = outbox.list(None).await.expect("list");
     assert!(ops[1].hlc > last_hlc, "the clock continues past what the outbox holds");
     assert_eq!(count(&reopened, "SELECT COUNT(*) AS n FROM pending_operations").await, 2);
+}
+
+#[tokio::test]
+async fn two_processes_on_one_database_never_issue_the_same_clock_reading() {
+    // Two stores on one file stand for two processes (an app and the CLI): same replica id,
+    // separate in-memory clocks. Readings must still strictly increase in commit order.
+    // Physical time stands still, so only the shared high-water mark keeps them apart.
+    struct Frozen;
+    impl trackflow_domain::ports::Clock for Frozen {
+        fn now(&self) -> Timestamp {
+            NOW
+        }
+    }
+    let fx = Fixture::new().await;
+    let open_frozen = || {
+        trackflow_data::LocalStore::open(
+            trackflow_data::LocalStoreOptions::new(fx.db_path()),
+            std::sync::Arc::new(Frozen),
+        )
+    };
+    let (first, second) = (open_frozen().await.expect("open"), open_frozen().await.expect("open"));
+    assert_eq!(first.replica_id(), second.replica_id());
+    let repos = [SqliteProjectRepository::new(first), SqliteProjectRepository::new(second)];
+    let owner = UserId::new();
+    for i in 0..40 {
+        repos[i % 2].create(project(owner, &format!("P{i}"))).await.expect("create");
+    }
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
+    assert_eq!(ops.len(), 40);
+    for pair in ops.windows(2) {
+        assert!(pair[0].hlc < pair[1].hlc, "{} then {}", pair[0].hlc, pair[1].hlc);
+    }
+}
+
+#[tokio::test]
+async fn a_playlist_keeps_a_deleted_track_until_edited_but_cannot_add_one() {
+    let fx = Fixture::new().await;
+    let owner = UserId::new();
+    let p = SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "P")).await.expect("create");
+    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
+    let (a, b) = (
+        tracks
+            .create(AudioTrack::new(p.id(), owner, "a", 5, None, NOW).expect("valid"))
+            .await
+            .expect("track"),
+        tracks
+            .create(AudioTrack::new(p.id(), owner, "b", 5, None, NOW).expect("valid"))
+            .await
+            .expect("track"),
+    );
+    let playlists = SqlitePlaylistRepository::new(fx.store.clone());
+    let mix = playlists
+        .create(Playlist::new(p.id(), "Mix", vec![a.id()], NOW).expect("valid"))
+        .await
+        .expect("create");
+    tracks.delete(a.id()).await.expect("delete");
+    tracks.delete(b.id()).await.expect("delete");
+
+    let renamed = playlists
+        .update(mix.id(), PlaylistPatch { name: Some("Renamed".into()), ..Default::default() })
+        .await
+        .expect("a rename does not re-check tracks the playlist already held");
+    assert_eq!(renamed.track_ids(), [a.id()]);
+    let err = playlists
+        .update(mix.id(), PlaylistPatch { track_ids: Some(vec![a.id(), b.id()]), ..Default::default() })
+        .await
+        .expect_err("adding a deleted track");
+    assert!(matches!(err, RepositoryError::NotFound(r) if r.id == b.id().as_uuid()), "{err:?}");
+    let emptied = playlists
+        .update(mix.id(), PlaylistPatch { track_ids: Some(vec![]), ..Default::default() })
+        .await
+        .expect("dropping the deleted track");
+    assert!(emptied.track_ids().is_empty());
 }

@@ -5,11 +5,13 @@ use crate::{
     time::Timestamp,
     validate::required_text,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A comment anchored at a position in an audio track.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AudioComment {
     id: AudioCommentId,
     project_id: ProjectId,
@@ -146,6 +148,10 @@ impl SyncEntity for AudioComment {
 
     fn references(&self) -> Vec<EntityRef> {
         vec![EntityRef::new(EntityType::AudioTrack, self.track_id.as_uuid())]
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        Some(EntityRef::new(EntityType::AudioTrack, self.track_id.as_uuid()))
     }
 }
 

@@ -5,12 +5,14 @@ use crate::{
     time::Timestamp,
     validate::required_text,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// An audio track in a project. The audio itself is a content-addressed blob named by its
 /// SHA-256 (`audio_sha256`); the track row syncs as soon as it is written, the blob follows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AudioTrack {
     id: AudioTrackId,
     project_id: ProjectId,
@@ -21,12 +23,15 @@ pub struct AudioTrack {
     created_at: Timestamp,
 }
 
-/// Changes to an [`AudioTrack`]. Duration and audio are fixed once a track exists (comments are
-/// anchored to positions in it); upload a new track to replace the audio.
+/// Changes to an [`AudioTrack`]. The duration is fixed once a track exists (comments are
+/// anchored to positions in it), and so is its audio once attached: a track created before its
+/// upload finished gets its hash once; to replace the audio, add a new track.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AudioTrackPatch {
     /// A new name.
     pub name: Option<String>,
+    /// The SHA-256 of the uploaded audio, for a track that has none yet.
+    pub audio_sha256: Option<String>,
 }
 
 impl AudioTrack {
@@ -83,13 +88,24 @@ impl AudioTrack {
 
     /// This track with `patch` applied, validated.
     pub fn patched(&self, patch: &AudioTrackPatch) -> Result<Self, ValidationError> {
+        let audio_sha256 = match (&self.audio_sha256, patch.audio_sha256.as_deref()) {
+            (current, None) => current.as_deref(),
+            (None, Some(new)) => Some(new),
+            (Some(current), Some(new)) if current.eq_ignore_ascii_case(new) => Some(current.as_str()),
+            (Some(_), Some(_)) => {
+                return Err(ValidationError::new(
+                    "audio_sha256",
+                    "is already set; add a new track to replace the audio",
+                ))
+            }
+        };
         Self::restore(
             self.id,
             self.project_id,
             self.uploaded_by,
             patch.name.as_deref().unwrap_or(&self.name),
             self.duration_ms,
-            self.audio_sha256.as_deref(),
+            audio_sha256,
             self.created_at,
         )
     }
@@ -134,6 +150,10 @@ impl SyncEntity for AudioTrack {
     fn references(&self) -> Vec<EntityRef> {
         vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
     }
+
+    fn parent(&self) -> Option<EntityRef> {
+        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +179,21 @@ mod tests {
         let track = AudioTrack::new(ProjectId::new(), UserId::new(), "T", 5, Some(&hash), Timestamp(0))
             .expect("valid");
         assert_eq!(track.audio_sha256(), Some("ab".repeat(32).as_str()), "hash is normalised");
+    }
+
+    #[test]
+    fn audio_is_attached_once() {
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let track =
+            AudioTrack::new(ProjectId::new(), UserId::new(), "T", 5, None, Timestamp(0)).expect("valid");
+        let attach = |t: &AudioTrack, hash: &str| {
+            t.patched(&AudioTrackPatch { audio_sha256: Some(hash.to_owned()), ..Default::default() })
+        };
+        let with_audio = attach(&track, &a).expect("first attach");
+        assert_eq!(with_audio.audio_sha256(), Some(a.as_str()));
+        assert_eq!(attach(&with_audio, &a.to_uppercase()).expect("same hash again"), with_audio);
+        assert_eq!(attach(&with_audio, &b).unwrap_err().field, "audio_sha256");
+        assert_eq!(attach(&track, "xyz").unwrap_err().field, "audio_sha256");
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl FromStr for CollaboratorRole {
 }
 
 /// A user's membership in a project with a role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectCollaborator {
     id: CollaboratorId,
     project_id: ProjectId,
@@ -145,6 +147,10 @@ impl SyncEntity for ProjectCollaborator {
 
     fn references(&self) -> Vec<EntityRef> {
         vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
     }
 }
 

@@ -15,7 +15,7 @@ pub use project::{Project, ProjectPatch};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::sync::{OperationKind, Priority};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{collections::BTreeMap, fmt, str::FromStr};
 use uuid::Uuid;
@@ -121,7 +121,7 @@ impl fmt::Display for EntityRef {
 
 /// What every synced entity offers the sync engine, so repositories, the outbox and merge code
 /// can be written once for all entity types.
-pub trait SyncEntity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// This entity's type.
     const ENTITY_TYPE: EntityType;
 
@@ -131,6 +131,10 @@ pub trait SyncEntity: Serialize + DeserializeOwned + Clone + Send + Sync + 'stat
     /// Entities that must exist (and whose creates must reach the server first) for this one
     /// to be valid: a track's project, a comment's track, a playlist's project and tracks, ...
     fn references(&self) -> Vec<EntityRef>;
+
+    /// The entity this one lives inside, if any: a track's project, a comment's track. An
+    /// entity is visible only while its parent is; deleting a project hides what it contains.
+    fn parent(&self) -> Option<EntityRef>;
 
     /// A reference to this entity.
     fn entity_ref(&self) -> EntityRef {

@@ -5,12 +5,14 @@ use crate::{
     time::Timestamp,
     validate::required_text,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashSet;
 use uuid::Uuid;
 
 /// An ordered list of tracks of one project.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Playlist {
     id: PlaylistId,
     project_id: ProjectId,
@@ -109,6 +111,10 @@ impl SyncEntity for Playlist {
         std::iter::once(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
             .chain(self.track_ids.iter().map(|t| EntityRef::new(EntityType::AudioTrack, t.as_uuid())))
             .collect()
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
     }
 }
 

@@ -5,11 +5,13 @@ use crate::{
     time::Timestamp,
     validate::{optional_text, required_text},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A music project: the unit of collaboration and of authorization.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Project {
     id: ProjectId,
     owner_id: UserId,
@@ -105,6 +107,10 @@ impl SyncEntity for Project {
 
     fn references(&self) -> Vec<EntityRef> {
         Vec::new()
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        None
     }
 }
 

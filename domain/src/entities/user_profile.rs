@@ -5,11 +5,13 @@ use crate::{
     time::Timestamp,
     validate::{optional_text, required_text},
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A user's public profile. Its id is the user's id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
+/// through the validating constructors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserProfile {
     id: UserId,
     name: String,
@@ -134,6 +136,10 @@ impl SyncEntity for UserProfile {
 
     fn references(&self) -> Vec<EntityRef> {
         Vec::new()
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        None
     }
 }
 

@@ -28,8 +28,10 @@ impl Hlc {
     pub const ZERO: Hlc = Hlc { wall_ms: 0, counter: 0, node: NodeId::from_uuid(Uuid::nil()) };
 }
 
-/// Fixed-width text form `WWWWWWWWWWWWW-CCCCCCCCCC-<node uuid>`: its string order is the clock
-/// order, which keeps stored and logged readings comparable by eye and by `ORDER BY`.
+/// Fixed-width text form: 15 digits of wall milliseconds, 10 digits of counter, the node's
+/// UUID as 32 hex digits (`001795795788630-0000000000-01a21dc5234a74d2b426639a7febbbb9`). Its
+/// string order is the clock order, which keeps stored and logged readings comparable by eye
+/// and by `ORDER BY`.
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:015}-{:010}-{}", self.wall_ms, self.counter, self.node.as_uuid().simple())

@@ -8,10 +8,12 @@
 -- field_hlc, deleted (tombstone), dirty (unacknowledged local changes) and pending_create (the
 -- outbox id of this row's create until the server acknowledges it; children depend on it).
 
+-- Replica identity (replica_id) and the highest hybrid logical clock reading issued in this
+-- database (hlc_high_water), which every write reads and advances in its transaction.
 CREATE TABLE local_settings (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
-);
+) WITHOUT ROWID;
 
 CREATE TABLE session (
     id           INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
