@@ -9,7 +9,7 @@ use super::{
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use diesel::{
-    dsl::{count_star, min},
+    dsl::{count_star, max, min},
     prelude::*,
 };
 use serde_json::Value;
@@ -125,6 +125,18 @@ impl OperationRow {
 pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreResult<()> {
     diesel::insert_into(pending_operations::table).values(OperationRow::encode(op)?).execute(conn)?;
     Ok(())
+}
+
+/// The clock reading of the newest operation, if any. Every local write appends an operation,
+/// so while the queue is not empty this is the highest reading issued in the database.
+pub(crate) fn newest_hlc(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+    // Two one-descent lookups rather than `ORDER BY seq DESC LIMIT ?`: SQLite re-prepares a
+    // statement with a bound LIMIT on every call.
+    let Some(newest): Option<i32> = dsl::pending_operations.select(max(dsl::seq)).get_result(conn)? else {
+        return Ok(None);
+    };
+    let text: String = dsl::pending_operations.find(newest).select(dsl::hlc).get_result(conn)?;
+    Ok(Some(parse(TABLE, &text)?))
 }
 
 /// The outbox as a [`PendingOperationsRepository`].

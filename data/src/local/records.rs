@@ -25,15 +25,38 @@ use uuid::Uuid;
 ///
 /// Several processes may write to one database (an app and the CLI, say) and share its replica
 /// id, so an in-memory clock alone could hand two of them the same reading. Each write therefore
-/// reads the highest reading issued so far from `local_settings` and stores its own, inside the
-/// write transaction, which SQLite runs one at a time.
+/// starts from the highest reading issued so far in the database, read inside its transaction
+/// (SQLite runs write transactions one at a time): the newest outbox operation carries it, since
+/// every local write appends one. Code that removes operations from the outbox must first store
+/// the largest reading it removes with [`raise_high_water`], so the floor survives an emptied
+/// queue.
 pub(crate) struct WriteClock {
     hlc: HybridLogicalClock,
     clock: Arc<dyn Clock>,
 }
 
-/// The `local_settings` key of the highest clock reading issued in this database.
-pub(crate) const HLC_HIGH_WATER: &str = "hlc_high_water";
+/// The `local_settings` key of the stored clock floor (see [`WriteClock`]).
+const HLC_HIGH_WATER: &str = "hlc_high_water";
+
+fn high_water(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+    use schema::local_settings::dsl::{local_settings, value};
+    let stored: Option<String> =
+        local_settings.find(HLC_HIGH_WATER).select(value).get_result(conn).optional()?;
+    stored.map(|text| parse("local_settings", &text)).transpose()
+}
+
+/// Stores `reading` as the clock floor if it is higher than the stored one. Call it before
+/// removing outbox operations, with the largest reading removed.
+pub(crate) fn raise_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
+    use schema::local_settings::dsl::{key, local_settings, value};
+    if high_water(conn)?.is_some_and(|stored| stored >= reading) {
+        return Ok(());
+    }
+    diesel::replace_into(local_settings)
+        .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
+        .execute(conn)?;
+    Ok(())
+}
 
 impl WriteClock {
     pub fn new(replica: NodeId, clock: Arc<dyn Clock>) -> Self {
@@ -51,17 +74,12 @@ impl WriteClock {
     /// A reading later than every reading issued in this database by any process. Call it
     /// inside the write transaction that uses the reading.
     pub fn tick(&self, conn: &mut SqliteConnection) -> StoreResult<Hlc> {
-        use schema::local_settings::dsl::{key, local_settings, value};
-        let stored: Option<String> =
-            local_settings.find(HLC_HIGH_WATER).select(value).get_result(conn).optional()?;
-        if let Some(text) = stored {
-            self.hlc.advance_to(parse("local_settings", &text)?);
+        // Both: acknowledgements may remove the newest operation while older ones stay queued,
+        // and then only the stored floor remembers its reading.
+        for floor in [outbox::newest_hlc(conn)?, high_water(conn)?].into_iter().flatten() {
+            self.hlc.advance_to(floor);
         }
-        let reading = self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0));
-        diesel::replace_into(local_settings)
-            .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
-            .execute(conn)?;
-        Ok(reading)
+        Ok(self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0)))
     }
 }
 

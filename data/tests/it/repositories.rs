@@ -297,25 +297,30 @@ async fn a_reopened_database_still_holds_data_and_queue() {
     assert_eq!(count(&reopened, "SELECT COUNT(*) AS n FROM pending_operations").await, 2);
 }
 
+/// Physical time that stands still, so only the database's clock floor orders readings.
+struct Frozen;
+
+impl trackflow_domain::ports::Clock for Frozen {
+    fn now(&self) -> Timestamp {
+        NOW
+    }
+}
+
+async fn open_frozen(path: &std::path::Path) -> trackflow_data::LocalStore {
+    trackflow_data::LocalStore::open(
+        trackflow_data::LocalStoreOptions::new(path),
+        std::sync::Arc::new(Frozen),
+    )
+    .await
+    .expect("open")
+}
+
 #[tokio::test]
 async fn two_processes_on_one_database_never_issue_the_same_clock_reading() {
     // Two stores on one file stand for two processes (an app and the CLI): same replica id,
     // separate in-memory clocks. Readings must still strictly increase in commit order.
-    // Physical time stands still, so only the shared high-water mark keeps them apart.
-    struct Frozen;
-    impl trackflow_domain::ports::Clock for Frozen {
-        fn now(&self) -> Timestamp {
-            NOW
-        }
-    }
     let fx = Fixture::new().await;
-    let open_frozen = || {
-        trackflow_data::LocalStore::open(
-            trackflow_data::LocalStoreOptions::new(fx.db_path()),
-            std::sync::Arc::new(Frozen),
-        )
-    };
-    let (first, second) = (open_frozen().await.expect("open"), open_frozen().await.expect("open"));
+    let (first, second) = (open_frozen(&fx.db_path()).await, open_frozen(&fx.db_path()).await);
     assert_eq!(first.replica_id(), second.replica_id());
     let repos = [SqliteProjectRepository::new(first), SqliteProjectRepository::new(second)];
     let owner = UserId::new();
@@ -368,4 +373,20 @@ async fn a_playlist_keeps_a_deleted_track_until_edited_but_cannot_add_one() {
         .await
         .expect("dropping the deleted track");
     assert!(emptied.track_ids().is_empty());
+}
+
+#[tokio::test]
+async fn the_clock_floor_survives_an_emptied_queue() {
+    let fx = Fixture::new().await;
+    let owner = UserId::new();
+    let first = open_frozen(&fx.db_path()).await;
+    SqliteProjectRepository::new(first.clone()).create(project(owner, "A")).await.expect("create");
+    let before = SqlitePendingOperationsRepository::new(first).list(None).await.expect("list")[0].hlc;
+    // Reopening stores the floor; then the queue is emptied, as acknowledgements will do.
+    let reopened = open_frozen(&fx.db_path()).await;
+    execute(&reopened, "DELETE FROM pending_operations").await;
+    let fresh = open_frozen(&fx.db_path()).await;
+    SqliteProjectRepository::new(fresh.clone()).create(project(owner, "B")).await.expect("create");
+    let after = SqlitePendingOperationsRepository::new(fresh).list(None).await.expect("list")[0].hlc;
+    assert!(after > before, "{after} must follow {before}");
 }
