@@ -134,7 +134,7 @@ impl LocalStore {
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(Into::into)
+        self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report)
     }
 
     /// Runs a read and maps the outcome to a port error.
