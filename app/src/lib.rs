@@ -2,7 +2,7 @@
 //!
 //! The TrackFlow Sync application crate: the only place that names concrete types. It wires
 //! the layers with shaku ([`wiring`]), sets up telemetry ([`telemetry`]), and holds the
-//! `trackflow` command-line interface ([`cli`]) and its benchmark command ([`bench`]).
+//! `trackflow` command-line interface ([`cli`]) and its benchmark command ([`bench`](mod@bench)).
 //!
 //! Embedding the engine in another Rust program looks like this:
 //!

@@ -143,7 +143,7 @@ pub enum TrackCommand {
         /// Name.
         #[arg(long)]
         name: String,
-        /// Length, as seconds or [h:]m:s[.fff] (e.g. 3:25).
+        /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25).
         #[arg(long, value_parser = parse_position)]
         duration: i64,
         /// SHA-256 of the audio file, if already known.
@@ -187,7 +187,7 @@ pub enum CommentCommand {
         /// Track id.
         #[arg(long)]
         track: AudioTrackId,
-        /// Position, as seconds or [h:]m:s[.fff] (e.g. 1:05).
+        /// Position: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 1:05).
         #[arg(long, value_parser = parse_position)]
         at: i64,
         /// The comment.

@@ -240,4 +240,78 @@ mod tests {
         }
         assert!("12-x-y".parse::<Hlc>().is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A local event at a physical time, or a message from another replica whose clock
+        /// reads `skew` ms off ours.
+        #[derive(Debug, Clone)]
+        enum Event {
+            Local { physical_ms: u64 },
+            Receive { physical_ms: u64, skew: i64, counter: u32 },
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                (0u64..10_000).prop_map(|physical_ms| Event::Local { physical_ms }),
+                (0u64..10_000, -120_000i64..120_000, 0u32..5).prop_map(|(physical_ms, skew, counter)| {
+                    Event::Receive { physical_ms, skew, counter }
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever the physical clock does (jump back, stall) and whatever remote readings
+            /// arrive (skewed either way, some refused), every reading is larger than all before
+            /// it, and larger than every accepted remote reading.
+            #[test]
+            fn readings_strictly_increase_under_any_skew(events in prop::collection::vec(event(), 1..200)) {
+                let clock = HybridLogicalClock::with_max_drift(NodeId::new(), 60_000);
+                let remote_node = NodeId::new();
+                let mut last: Option<Hlc> = None;
+                for e in events {
+                    let reading = match e {
+                        Event::Local { physical_ms } => Some(clock.now(physical_ms)),
+                        Event::Receive { physical_ms, skew, counter } => {
+                            let remote = Hlc {
+                                wall_ms: physical_ms.saturating_add_signed(skew),
+                                counter,
+                                node: remote_node,
+                            };
+                            match clock.observe(remote, physical_ms) {
+                                Ok(reading) => {
+                                    prop_assert!(reading > remote);
+                                    Some(reading)
+                                }
+                                Err(ClockError::Drift { .. }) => {
+                                    prop_assert!(remote.wall_ms > physical_ms + 60_000);
+                                    None
+                                }
+                            }
+                        }
+                    };
+                    if let Some(reading) = reading {
+                        if let Some(previous) = last {
+                            prop_assert!(reading > previous, "{} after {}", reading, previous);
+                        }
+                        last = Some(reading);
+                    }
+                }
+            }
+
+            /// The text form sorts like the clock and parses back to the same reading.
+            #[test]
+            fn text_order_is_clock_order(
+                a in (0u64..10_000_000_000_000, any::<u32>()),
+                b in (0u64..10_000_000_000_000, any::<u32>()),
+            ) {
+                let node = NodeId::new();
+                let (x, y) = (Hlc { wall_ms: a.0, counter: a.1, node }, Hlc { wall_ms: b.0, counter: b.1, node });
+                prop_assert_eq!(x.cmp(&y), x.to_string().cmp(&y.to_string()));
+                prop_assert_eq!(x.to_string().parse::<Hlc>(), Ok(x));
+            }
+        }
+    }
 }
