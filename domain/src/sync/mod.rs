@@ -2,6 +2,7 @@
 //! UI shows, and conflicts.
 
 mod conflict;
+pub mod field_merge;
 mod hlc;
 mod metadata;
 mod operation;
