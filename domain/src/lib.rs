@@ -11,6 +11,7 @@
 //! With the `mock` feature every port also gets a [mockall](https://docs.rs/mockall) mock (`MockProjectRepository`, ...)
 //! for tests in other crates.
 
+pub mod authorization;
 pub mod entities;
 pub mod error;
 pub mod ids;
