@@ -8,6 +8,7 @@ use trackflow_domain::{
     ports::{
         AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
         PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
+        UserProfileRepository,
     },
     AudioComment, AudioTrack, CollaboratorRole, OperationKind, Playlist, Project, ProjectCollaborator,
     ProjectPatch, UserId,
@@ -17,6 +18,7 @@ use trackflow_domain::{
 pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
     let clock: &dyn Clock = module.resolve_ref();
     let sessions: &dyn SessionStorage = module.resolve_ref();
+    let profiles: &dyn UserProfileRepository = module.resolve_ref();
     let projects: &dyn ProjectRepository = module.resolve_ref();
     let tracks: &dyn AudioTrackRepository = module.resolve_ref();
     let comments: &dyn AudioCommentRepository = module.resolve_ref();
@@ -26,8 +28,12 @@ pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
 
     println!("TrackFlow Sync demo — offline-first writes (no server involved yet)\n");
     let started = Instant::now();
-    let me = match sessions.load().await? {
-        Some(session) => session.user_id,
+    let existing = match sessions.load().await? {
+        Some(session) => profiles.get(session.user_id).await?,
+        None => None,
+    };
+    let me = match existing {
+        Some(profile) => profile.id(),
         None => {
             let profile = crate::local_user::create(module, "Demo Producer", "producer@example.com").await?;
             println!("• created profile {} <{}>", profile.name(), profile.email());

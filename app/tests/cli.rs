@@ -169,6 +169,10 @@ fn an_interrupted_profile_setup_is_finished_not_duplicated() {
     let mut conn = diesel::SqliteConnection::establish(&db.to_string_lossy()).expect("open db");
     conn.batch_execute(&format!("INSERT INTO session (id, user_id) VALUES (1, '{user}')")).expect("session");
 
+    let (code, err) = cli.fails(&["project", "create", "--name", "Too early"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("profile setup was interrupted"), "{err}");
+
     let me = cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
     assert_eq!(me["id"], user, "the interrupted setup's user is completed");
     let (code, err) = cli.fails(&["profile", "create", "--name", "Bo", "--email", "bo@example.com"]);

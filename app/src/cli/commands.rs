@@ -78,11 +78,15 @@ impl App<'_> {
         HasComponent::<dyn Clock>::resolve_ref(self.module).now()
     }
 
-    /// The user this device acts as.
+    /// The user this device acts as; its profile must exist.
     async fn me(&self) -> anyhow::Result<UserId> {
         let sessions: &dyn SessionStorage = self.module.resolve_ref();
+        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
         match sessions.load().await? {
-            Some(session) => Ok(session.user_id),
+            Some(session) if profiles.get(session.user_id).await?.is_some() => Ok(session.user_id),
+            Some(_) => bail!(
+                "profile setup was interrupted: run `trackflow profile create --name NAME --email EMAIL` to finish it"
+            ),
             None => bail!("no profile yet: run `trackflow profile create --name NAME --email EMAIL` first"),
         }
     }

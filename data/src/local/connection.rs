@@ -68,10 +68,12 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     apply_pragmas(&mut conn, busy_timeout_ms).map_err(|e| open_error(e.to_string()))?;
     migrate(&mut conn, path)?;
     let replica = replica_id(&mut conn)?;
-    // Keep the clock floor where the queue has it, so it survives the queue being emptied.
-    if let Some(newest) = super::outbox::newest_hlc(&mut conn)? {
-        super::records::raise_high_water(&mut conn, newest)?;
-    }
+    // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a
+    // write transaction, so a concurrent raise cannot be overwritten with an older value.
+    conn.immediate_transaction(|conn| match super::outbox::newest_hlc(conn)? {
+        Some(newest) => super::records::raise_high_water(conn, newest),
+        None => Ok(()),
+    })?;
     drop(conn);
 
     let pool = Pool::builder()

@@ -71,6 +71,14 @@ impl WriteClock {
         self.clock.now()
     }
 
+    /// Moves the clock past every reading the row carries, including readings written by
+    /// other replicas and pulled here, so an edit always wins over the value it replaces.
+    pub fn follow(&self, meta: &SyncMeta) {
+        if let Some(latest) = meta.field_hlc.values().max() {
+            self.hlc.advance_to(*latest);
+        }
+    }
+
     /// A reading later than every reading issued in this database by any process. Call it
     /// inside the write transaction that uses the reading.
     pub fn tick(&self, conn: &mut SqliteConnection) -> StoreResult<Hlc> {
@@ -94,10 +102,54 @@ pub(crate) trait LocalEntity: SyncEntity {
     fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
     /// Overwrites an existing row.
     fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
+
+    /// What visibility and dependency checks need, read without decoding the row: whether it is
+    /// a tombstone, its queued create, and its parent.
+    fn presence(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Presence>>;
 }
 
+/// A row's tombstone flag, queued create and parent.
+pub(crate) struct Presence {
+    deleted: bool,
+    pending_create: Option<OperationId>,
+    parent: Option<EntityRef>,
+}
+
+impl Presence {
+    fn new(deleted: bool, pending_create: Option<String>, parent: Option<EntityRef>) -> StoreResult<Self> {
+        let pending_create = pending_create.map(|id| parse("pending_create", &id)).transpose()?;
+        Ok(Self { deleted, pending_create, parent })
+    }
+}
+
+/// Implements [`LocalEntity`] for an entity over its table; `parent: column => type` names the
+/// column holding the id of the entity it lives inside.
 macro_rules! local_entity {
     ($entity:ty, $row:ty, $table:ident) => {
+        local_entity!(@impl $entity, $row, $table, |conn, id| {
+            let row: Option<(bool, Option<String>)> = schema::$table::table
+                .find(id.to_string())
+                .select((schema::$table::deleted, schema::$table::pending_create))
+                .get_result(conn)
+                .optional()?;
+            row.map(|(deleted, pending)| Presence::new(deleted, pending, None)).transpose()
+        });
+    };
+    ($entity:ty, $row:ty, $table:ident, parent: $column:ident => $parent:expr) => {
+        local_entity!(@impl $entity, $row, $table, |conn, id| {
+            let row: Option<(bool, Option<String>, String)> = schema::$table::table
+                .find(id.to_string())
+                .select((schema::$table::deleted, schema::$table::pending_create, schema::$table::$column))
+                .get_result(conn)
+                .optional()?;
+            row.map(|(deleted, pending, parent)| {
+                let parent = EntityRef::new($parent, parse(stringify!($table), &parent)?);
+                Presence::new(deleted, pending, Some(parent))
+            })
+            .transpose()
+        });
+    };
+    (@impl $entity:ty, $row:ty, $table:ident, |$conn:ident, $id:ident| $presence:block) => {
         impl LocalEntity for $entity {
             type Row = $row;
 
@@ -124,16 +176,18 @@ macro_rules! local_entity {
                 diesel::update(schema::$table::table.find(id)).set(<$row>::encode(record)?).execute(conn)?;
                 Ok(())
             }
+
+            fn presence($conn: &mut SqliteConnection, $id: Uuid) -> StoreResult<Option<Presence>> $presence
         }
     };
 }
 
 local_entity!(Project, ProjectRow, projects);
 local_entity!(UserProfile, UserProfileRow, user_profiles);
-local_entity!(ProjectCollaborator, CollaboratorRow, project_collaborators);
-local_entity!(AudioTrack, AudioTrackRow, audio_tracks);
-local_entity!(AudioComment, AudioCommentRow, audio_comments);
-local_entity!(Playlist, PlaylistRow, playlists);
+local_entity!(ProjectCollaborator, CollaboratorRow, project_collaborators, parent: project_id => EntityType::Project);
+local_entity!(AudioTrack, AudioTrackRow, audio_tracks, parent: project_id => EntityType::Project);
+local_entity!(AudioComment, AudioCommentRow, audio_comments, parent: track_id => EntityType::AudioTrack);
+local_entity!(Playlist, PlaylistRow, playlists, parent: project_id => EntityType::Project);
 
 /// Decodes loaded rows into entities.
 pub(crate) fn decode_all<R: EntityRow>(rows: Vec<R>) -> StoreResult<Vec<R::Entity>> {
@@ -150,7 +204,7 @@ pub(crate) fn find_visible<E: LocalEntity>(
         return Ok(None);
     };
     match record.entity.parent() {
-        Some(parent) if visible_meta(conn, parent)?.is_none() => Ok(None),
+        Some(parent) if visible(conn, parent)?.is_none() => Ok(None),
         _ => Ok(Some(record)),
     }
 }
@@ -163,18 +217,27 @@ pub(crate) fn require_visible<E: LocalEntity>(
     find_visible(conn, id)?.ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
 }
 
-/// The sync metadata of a visible entity of any type.
-pub(crate) fn visible_meta(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<SyncMeta>> {
-    fn meta<E: LocalEntity>(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<SyncMeta>> {
-        Ok(find_visible::<E>(conn, id)?.map(|r| r.meta))
-    }
-    match entity.entity_type {
-        EntityType::Project => meta::<Project>(conn, entity.id),
-        EntityType::UserProfile => meta::<UserProfile>(conn, entity.id),
-        EntityType::ProjectCollaborator => meta::<ProjectCollaborator>(conn, entity.id),
-        EntityType::AudioTrack => meta::<AudioTrack>(conn, entity.id),
-        EntityType::AudioComment => meta::<AudioComment>(conn, entity.id),
-        EntityType::Playlist => meta::<Playlist>(conn, entity.id),
+/// The queued create of a visible entity of any type (`Some(None)`: visible, acknowledged);
+/// `None` if it is missing, a tombstone, or inside a hidden parent. Reads no more than the
+/// rows' flags, however deep the parents go.
+pub(crate) fn visible(
+    conn: &mut SqliteConnection,
+    entity: EntityRef,
+) -> StoreResult<Option<Option<OperationId>>> {
+    let presence = match entity.entity_type {
+        EntityType::Project => Project::presence(conn, entity.id)?,
+        EntityType::UserProfile => UserProfile::presence(conn, entity.id)?,
+        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, entity.id)?,
+        EntityType::AudioTrack => AudioTrack::presence(conn, entity.id)?,
+        EntityType::AudioComment => AudioComment::presence(conn, entity.id)?,
+        EntityType::Playlist => Playlist::presence(conn, entity.id)?,
+    };
+    match presence {
+        Some(p) if !p.deleted => match p.parent {
+            Some(parent) if visible(conn, parent)?.is_none() => Ok(None),
+            _ => Ok(Some(p.pending_create)),
+        },
+        _ => Ok(None),
     }
 }
 
@@ -190,8 +253,8 @@ fn check_references<E: SyncEntity>(
     let kept = before.map(SyncEntity::references).unwrap_or_default();
     let mut depends_on = Vec::new();
     for reference in entity.references() {
-        match visible_meta(conn, reference)? {
-            Some(meta) => depends_on.extend(meta.pending_create),
+        match visible(conn, reference)? {
+            Some(pending_create) => depends_on.extend(pending_create),
             None if kept.contains(&reference) => {}
             None => return Err(StoreError::NotFound(reference)),
         }
@@ -255,6 +318,7 @@ pub(crate) fn update<E: LocalEntity>(
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let mut record = require_visible::<E>(conn, id)?;
+        clock.follow(&record.meta);
         let after = change(&record.entity)?;
         let changed = changed_fields(&record.entity, &after);
         if changed.is_empty() {
@@ -290,6 +354,7 @@ pub(crate) fn delete<E: LocalEntity>(
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let mut record = require_visible::<E>(conn, id)?;
+        clock.follow(&record.meta);
         let hlc = clock.tick(conn)?;
         record.meta.deleted = true;
         record.meta.dirty = true;
@@ -355,7 +420,7 @@ impl super::LocalStore {
         Q: FnOnce(&mut SqliteConnection) -> QueryResult<Vec<R>> + Send + 'static,
     {
         self.read(move |conn| match parent {
-            Some(parent) if visible_meta(conn, parent)?.is_none() => Ok(Vec::new()),
+            Some(parent) if visible(conn, parent)?.is_none() => Ok(Vec::new()),
             _ => decode_all(query(conn)?),
         })
         .await

@@ -1,6 +1,7 @@
 //! The current session, stored in the local database.
 
 use super::{rows::parse, schema::session, LocalStore};
+use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use shaku::Component;
@@ -25,26 +26,26 @@ impl SqliteSessionStorage {
     }
 }
 
+fn load(conn: &mut SqliteConnection) -> StoreResult<Option<Session>> {
+    let row: Option<(String, Option<String>, Option<String>)> = session::table
+        .select((session::user_id, session::server_url, session::access_token))
+        .get_result(conn)
+        .optional()?;
+    row.map(|(user_id, server_url, token)| {
+        Ok(Session {
+            user_id: parse("session", &user_id)?,
+            server_url,
+            access_token: token.map(AccessToken::new),
+        })
+    })
+    .transpose()
+}
+
 #[async_trait]
 impl SessionStorage for SqliteSessionStorage {
     #[tracing::instrument(skip_all)]
     async fn load(&self) -> Result<Option<Session>, RepositoryError> {
-        self.store
-            .read(|conn| {
-                let row: Option<(String, Option<String>, Option<String>)> = session::table
-                    .select((session::user_id, session::server_url, session::access_token))
-                    .get_result(conn)
-                    .optional()?;
-                row.map(|(user_id, server_url, token)| {
-                    Ok(Session {
-                        user_id: parse("session", &user_id)?,
-                        server_url,
-                        access_token: token.map(AccessToken::new),
-                    })
-                })
-                .transpose()
-            })
-            .await
+        self.store.read(load).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -60,6 +61,25 @@ impl SessionStorage for SqliteSessionStorage {
                     ))
                     .execute(conn)?;
                 Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn save_if_absent(&self, new: Session) -> Result<Session, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::insert_or_ignore_into(session::table)
+                        .values((
+                            session::id.eq(1),
+                            session::user_id.eq(new.user_id.to_string()),
+                            session::server_url.eq(&new.server_url),
+                            session::access_token.eq(new.access_token.as_ref().map(AccessToken::expose)),
+                        ))
+                        .execute(conn)?;
+                    load(conn)?.ok_or_else(|| StoreError::corrupt("session", "missing right after insert"))
+                })
             })
             .await
     }

@@ -390,3 +390,30 @@ async fn the_clock_floor_survives_an_emptied_queue() {
     let after = SqlitePendingOperationsRepository::new(fresh).list(None).await.expect("list")[0].hlc;
     assert!(after > before, "{after} must follow {before}");
 }
+
+#[tokio::test]
+async fn an_edit_wins_over_a_pulled_value_written_ahead_of_our_clock() {
+    let fx = Fixture::new().await;
+    let repo = SqliteProjectRepository::new(fx.store.clone());
+    let p = repo.create(project(UserId::new(), "Demo")).await.expect("create");
+    // As if another replica, its clock a minute ahead, had written the row and it was pulled.
+    let ahead = trackflow_domain::Hlc {
+        wall_ms: u64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis(),
+        )
+        .expect("fits")
+            + 60_000,
+        counter: 3,
+        node: trackflow_domain::NodeId::new(),
+    };
+    execute(
+        &fx.store,
+        &format!("UPDATE projects SET field_hlc = '{{\"*\":\"{ahead}\"}}' WHERE id = '{}'", p.id()),
+    )
+    .await;
+    repo.update(p.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+        .await
+        .expect("update");
+    let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
+    assert!(ops[1].hlc > ahead, "{} must follow the pulled {}", ops[1].hlc, ahead);
+}

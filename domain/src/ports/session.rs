@@ -48,6 +48,10 @@ pub trait SessionStorage: Interface {
     /// Replaces the stored session.
     async fn save(&self, session: Session) -> Result<(), RepositoryError>;
 
+    /// Stores `session` unless a session is stored already, and returns the stored one. Atomic:
+    /// of two concurrent calls, both get the session the first stored.
+    async fn save_if_absent(&self, session: Session) -> Result<Session, RepositoryError>;
+
     /// Forgets the session (sign out). Local data and queued work stay.
     async fn clear(&self) -> Result<(), RepositoryError>;
 }

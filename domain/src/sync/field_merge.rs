@@ -44,7 +44,8 @@ pub enum MergeKind {
     Deleted,
     /// The entity is a tombstone; the write lost every field to the delete.
     DeleteWins,
-    /// A delete of an entity this replica never had: nothing to do.
+    /// A delete of an entity this replica never had: the result is a tombstone with no fields,
+    /// so a create that arrives after its own delete stays deleted.
     Missing,
 }
 
@@ -53,8 +54,8 @@ pub enum MergeKind {
 pub struct Merge {
     /// What happened.
     pub kind: MergeKind,
-    /// The entity's state afterwards (`None` only for [`MergeKind::Missing`]).
-    pub state: Option<FieldState>,
+    /// The entity's state afterwards.
+    pub state: FieldState,
     /// Fields of the change that took effect (or were already in effect: the same write seen
     /// again).
     pub applied: Vec<String>,
@@ -72,12 +73,15 @@ pub fn write_wins(current: Option<Hlc>, incoming: Hlc) -> bool {
 /// Merges `change` into `current` (`None`: the entity does not exist here).
 pub fn merge(current: Option<&FieldState>, change: Change<'_>) -> Merge {
     match (current, change) {
-        (None, Change::Delete) => {
-            Merge { kind: MergeKind::Missing, state: None, applied: vec![], lost: vec![] }
-        }
+        (None, Change::Delete) => Merge {
+            kind: MergeKind::Missing,
+            state: FieldState { deleted: true, ..FieldState::default() },
+            applied: vec![],
+            lost: vec![],
+        },
         (Some(state), Change::Delete) => Merge {
             kind: MergeKind::Deleted,
-            state: Some(FieldState { deleted: true, ..state.clone() }),
+            state: FieldState { deleted: true, ..state.clone() },
             applied: vec![],
             lost: vec![],
         },
@@ -98,10 +102,10 @@ pub fn merge(current: Option<&FieldState>, change: Change<'_>) -> Merge {
             // had no visible effect: every field of it lost to the delete.
             if state.deleted {
                 lost = fields.keys().cloned().collect();
-                return Merge { kind: MergeKind::DeleteWins, state: Some(state), applied: vec![], lost };
+                return Merge { kind: MergeKind::DeleteWins, state, applied: vec![], lost };
             }
             let kind = if current.is_some() { MergeKind::Merged } else { MergeKind::Created };
-            Merge { kind, state: Some(state), applied, lost }
+            Merge { kind, state, applied, lost }
         }
     }
 }
@@ -222,10 +226,14 @@ mod tests {
             assert_eq!(merged.applied, applied, "{case}");
             assert_eq!(merged.lost, lost, "{case}");
         }
-        let mixed_result = merge(Some(&base), Change::Write(&mixed)).state.expect("state");
+        let mixed_result = merge(Some(&base), Change::Write(&mixed)).state;
         assert_eq!(mixed_result.fields["name"], "Demo");
         assert_eq!(mixed_result.fields["description"], "fresh");
         assert_eq!(mixed_result.field_hlc["description"], at(30, 2));
+        let after_delete = merge(Some(&tomb), Change::Write(&later_name)).state;
+        assert!(after_delete.deleted, "a write does not bring a deleted entity back");
+        assert!(merge(None, Change::Delete).state.deleted, "a delete of nothing leaves a tombstone");
+        assert!(merge(Some(&base), Change::Delete).state.deleted);
     }
 
     mod convergence {
@@ -263,23 +271,15 @@ mod tests {
                     Op::Write(fields) => Change::Write(fields),
                     Op::Delete => Change::Delete,
                 };
-                merge(state.as_ref(), change).state.or(state)
+                Some(merge(state.as_ref(), change).state)
             })
         }
 
         proptest! {
-            /// Every order of the same changes ends in the same state, as long as the entity
-            /// exists before the first delete (a delete of nothing is a no-op, and a replica
-            /// that has not seen the create has nothing to delete).
+            /// Every order of the same changes ends in the same state, deletes included — even a
+            /// delete that arrives before the writes it follows.
             #[test]
-            fn every_order_converges(mut ops in prop::collection::vec(op(), 1..8), seed in any::<u64>()) {
-                // Every replica starts from the create, the one change all others follow.
-                let create = Op::Write(
-                    [("name", "x"), ("description", "y")]
-                        .into_iter()
-                        .map(|(f, v)| (f.to_owned(), FieldChange { value: Value::from(v), hlc: Hlc::ZERO }))
-                        .collect(),
-                );
+            fn every_order_converges(ops in prop::collection::vec(op(), 1..8), seed in any::<u64>()) {
                 let mut shuffled = ops.clone();
                 // A deterministic shuffle from the seed (proptest prints both on failure).
                 let mut state = seed;
@@ -287,8 +287,6 @@ mod tests {
                     state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     shuffled.swap(i, (state >> 33) as usize % (i + 1));
                 }
-                ops.insert(0, create.clone());
-                shuffled.insert(0, create);
                 prop_assert_eq!(apply_all(&ops), apply_all(&shuffled));
             }
         }
