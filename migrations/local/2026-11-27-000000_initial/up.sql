@@ -8,8 +8,9 @@
 -- field_hlc, deleted (tombstone), dirty (unacknowledged local changes) and pending_create (the
 -- outbox id of this row's create until the server acknowledges it; children depend on it).
 
--- Replica identity (replica_id) and the highest hybrid logical clock reading issued in this
--- database (hlc_high_water), which every write reads and advances in its transaction.
+-- Replica identity (replica_id) and a floor for the hybrid logical clock (hlc_high_water):
+-- writes start from the newest outbox reading and this floor, which is raised when the store
+-- opens and before outbox operations are removed.
 CREATE TABLE local_settings (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
