@@ -1,4 +1,4 @@
-use super::{AudioTrack, EntityRef, EntityType, SyncEntity};
+use super::{AudioTrack, EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioCommentId, AudioTrackId, ProjectId, UserId},
@@ -6,6 +6,8 @@ use crate::{
     validate::required_text,
 };
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A comment anchored at a position in an audio track.
@@ -141,6 +143,23 @@ impl AudioComment {
 
 impl SyncEntity for AudioComment {
     const ENTITY_TYPE: EntityType = EntityType::AudioComment;
+    const FIELDS: &'static [&'static str] =
+        &["project_id", "track_id", "author_id", "content", "timestamp_ms", "created_at"];
+    const IMMUTABLE: &'static [&'static str] =
+        &["project_id", "track_id", "author_id", "timestamp_ms", "created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            AudioCommentId::from_uuid(id),
+            f.required("project_id")?,
+            f.required("track_id")?,
+            f.required("author_id")?,
+            &f.required::<String>("content")?,
+            f.required("timestamp_ms")?,
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()

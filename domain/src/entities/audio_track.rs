@@ -1,4 +1,4 @@
-use super::{EntityRef, EntityType, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioTrackId, ProjectId, UserId},
@@ -6,6 +6,8 @@ use crate::{
     validate::required_text,
 };
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// An audio track in a project. The audio itself is a content-addressed blob named by its
@@ -142,6 +144,23 @@ impl AudioTrack {
 
 impl SyncEntity for AudioTrack {
     const ENTITY_TYPE: EntityType = EntityType::AudioTrack;
+    const FIELDS: &'static [&'static str] =
+        &["project_id", "name", "duration_ms", "audio_sha256", "uploaded_by", "created_at"];
+    /// The audio hash is not listed: it may be set once, which `patched` decides.
+    const IMMUTABLE: &'static [&'static str] = &["project_id", "duration_ms", "uploaded_by", "created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            AudioTrackId::from_uuid(id),
+            f.required("project_id")?,
+            f.required("uploaded_by")?,
+            &f.required::<String>("name")?,
+            f.required("duration_ms")?,
+            f.optional::<String>("audio_sha256")?.as_deref(),
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()

@@ -1,10 +1,12 @@
-use super::{EntityRef, EntityType, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{CollaboratorId, ProjectId, UserId},
     time::Timestamp,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::{fmt, str::FromStr};
 use uuid::Uuid;
 
@@ -140,6 +142,19 @@ impl ProjectCollaborator {
 
 impl SyncEntity for ProjectCollaborator {
     const ENTITY_TYPE: EntityType = EntityType::ProjectCollaborator;
+    const FIELDS: &'static [&'static str] = &["project_id", "user_id", "role", "created_at"];
+    const IMMUTABLE: &'static [&'static str] = &["project_id", "user_id", "created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            CollaboratorId::from_uuid(id),
+            f.required("project_id")?,
+            f.required("user_id")?,
+            f.required("role")?,
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()

@@ -14,7 +14,10 @@ pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
-use crate::sync::{OperationKind, Priority};
+use crate::{
+    error::ValidationError,
+    sync::{OperationKind, Priority},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{collections::BTreeMap, fmt, str::FromStr};
@@ -125,6 +128,17 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// This entity's type.
     const ENTITY_TYPE: EntityType;
 
+    /// The names of its synced fields (everything [`SyncEntity::fields`] returns).
+    const FIELDS: &'static [&'static str];
+
+    /// The fields only a create may set; an update that changes one is refused.
+    const IMMUTABLE: &'static [&'static str];
+
+    /// Rebuilds an entity from wire fields (a pushed create, a merged or pulled row), through
+    /// the same validation as its constructors. Unknown, missing and ill-typed fields are
+    /// errors that name the field.
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError>;
+
     /// The entity's id.
     fn entity_id(&self) -> Uuid;
 
@@ -151,6 +165,42 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     }
 }
 
+/// Reads typed values out of a wire field map, naming the field in every error.
+pub(crate) struct FieldReader<'a> {
+    fields: &'a BTreeMap<String, Value>,
+}
+
+impl<'a> FieldReader<'a> {
+    /// A reader over `fields`, which must name only fields in `known`.
+    pub(crate) fn new(fields: &'a BTreeMap<String, Value>, known: &[&str]) -> Result<Self, ValidationError> {
+        match fields.keys().find(|name| !known.contains(&name.as_str())) {
+            Some(unknown) => Err(ValidationError::new("fields", format!("unknown field '{unknown}'"))),
+            None => Ok(Self { fields }),
+        }
+    }
+
+    /// A field that must be present and not null.
+    pub(crate) fn required<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Result<T, ValidationError> {
+        self.optional(name)?.ok_or_else(|| ValidationError::new(name, "is required"))
+    }
+
+    /// A field that may be absent or null.
+    pub(crate) fn optional<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &'static str,
+    ) -> Result<Option<T>, ValidationError> {
+        match self.fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => T::deserialize(value)
+                .map(Some)
+                .map_err(|e| ValidationError::new(name, format!("has the wrong type: {e}"))),
+        }
+    }
+}
+
 /// The fields of `after` whose values differ from `before`, with their new values.
 pub fn changed_fields<E: SyncEntity>(before: &E, after: &E) -> BTreeMap<String, Value> {
     let old = before.fields();
@@ -168,6 +218,72 @@ mod tests {
             assert_eq!(serde_json::to_value(t).ok(), Some(Value::from(t.as_str())));
         }
         assert_eq!("track".parse::<EntityType>().unwrap_err().to_string(), "unknown entity type 'track'");
+    }
+
+    /// Every entity survives `fields` then `from_fields`, declares exactly the fields it
+    /// serialises, and lists only real fields as immutable.
+    fn check_round_trip<E: SyncEntity + PartialEq + fmt::Debug>(entity: &E) {
+        let fields = entity.fields();
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut declared = E::FIELDS.to_vec();
+        declared.sort_unstable();
+        assert_eq!(names, declared, "{}: FIELDS matches fields()", E::ENTITY_TYPE);
+        assert!(E::IMMUTABLE.iter().all(|f| E::FIELDS.contains(f)), "{}", E::ENTITY_TYPE);
+        let rebuilt = E::from_fields(entity.entity_id(), &fields).expect("round trip");
+        assert_eq!(&rebuilt, entity);
+    }
+
+    #[test]
+    fn every_entity_round_trips_through_its_wire_fields() {
+        use crate::{ids::UserId, Timestamp};
+        let now = Timestamp(1_700_000_000_000);
+        let owner = UserId::new();
+        let mut profile = UserProfile::new(owner, "Ana", "ana@example.com", now).expect("valid");
+        profile = profile
+            .patched(&UserProfilePatch { creative_role: Some(Some("producer".into())), ..Default::default() })
+            .expect("valid");
+        let project = Project::new(owner, "Demo", Some("desc"), now).expect("valid");
+        let track =
+            AudioTrack::new(project.id(), owner, "T", 9_000, Some(&"a".repeat(64)), now).expect("valid");
+        let comment = AudioComment::new(&track, owner, "nice", 1_000, now).expect("valid");
+        let playlist = Playlist::new(project.id(), "Mix", vec![track.id()], now).expect("valid");
+        let member = ProjectCollaborator::new(project.id(), UserId::new(), CollaboratorRole::Viewer, now)
+            .expect("valid");
+        check_round_trip(&profile);
+        check_round_trip(&project);
+        check_round_trip(&track);
+        check_round_trip(&comment);
+        check_round_trip(&playlist);
+        check_round_trip(&member);
+    }
+
+    #[test]
+    fn bad_wire_fields_name_the_field() {
+        let project =
+            Project::new(crate::ids::UserId::new(), "Demo", None, crate::Timestamp(0)).expect("valid");
+        let id = project.entity_id();
+        let with = |name: &str, value: Option<Value>| {
+            let mut fields = project.fields();
+            match value {
+                Some(v) => fields.insert(name.to_owned(), v),
+                None => fields.remove(name),
+            };
+            Project::from_fields(id, &fields).map_err(|e| (e.field, e.reason))
+        };
+        let table = [
+            ("missing name", with("name", None), "name", "is required"),
+            ("null name", with("name", Some(Value::Null)), "name", "is required"),
+            ("name not a string", with("name", Some(Value::from(5))), "name", "has the wrong type"),
+            ("owner not a uuid", with("owner_id", Some(Value::from("x"))), "owner_id", "has the wrong type"),
+            ("name too long", with("name", Some(Value::from("n".repeat(101)))), "name", "the limit is 100"),
+            ("unknown field", with("colour", Some(Value::from("red"))), "fields", "unknown field 'colour'"),
+        ];
+        for (case, result, field, reason) in table {
+            let (got_field, got_reason) = result.expect_err(case);
+            assert_eq!(got_field, field, "{case}");
+            assert!(got_reason.contains(reason), "{case}: {got_reason}");
+        }
+        assert_eq!(with("description", None), Ok(project), "an absent optional field is None");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use super::{EntityRef, EntityType, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioTrackId, PlaylistId, ProjectId},
@@ -6,6 +6,8 @@ use crate::{
     validate::required_text,
 };
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -102,6 +104,19 @@ impl Playlist {
 
 impl SyncEntity for Playlist {
     const ENTITY_TYPE: EntityType = EntityType::Playlist;
+    const FIELDS: &'static [&'static str] = &["project_id", "name", "track_ids", "created_at"];
+    const IMMUTABLE: &'static [&'static str] = &["project_id", "created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            PlaylistId::from_uuid(id),
+            f.required("project_id")?,
+            &f.required::<String>("name")?,
+            f.optional("track_ids")?.unwrap_or_default(),
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()

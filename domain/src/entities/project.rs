@@ -1,4 +1,4 @@
-use super::{EntityRef, EntityType, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{ProjectId, UserId},
@@ -6,6 +6,8 @@ use crate::{
     validate::{optional_text, required_text},
 };
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A music project: the unit of collaboration and of authorization.
@@ -100,6 +102,19 @@ impl Project {
 
 impl SyncEntity for Project {
     const ENTITY_TYPE: EntityType = EntityType::Project;
+    const FIELDS: &'static [&'static str] = &["owner_id", "name", "description", "created_at"];
+    const IMMUTABLE: &'static [&'static str] = &["owner_id", "created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            ProjectId::from_uuid(id),
+            f.required("owner_id")?,
+            &f.required::<String>("name")?,
+            f.optional::<String>("description")?.as_deref(),
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()

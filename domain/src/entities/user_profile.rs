@@ -1,4 +1,4 @@
-use super::{EntityRef, EntityType, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::UserId,
@@ -6,6 +6,8 @@ use crate::{
     validate::{optional_text, required_text},
 };
 use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// A user's public profile. Its id is the user's id.
@@ -129,6 +131,20 @@ pub(crate) fn pick<'a>(patch: &'a Option<Option<String>>, current: &'a Option<St
 
 impl SyncEntity for UserProfile {
     const ENTITY_TYPE: EntityType = EntityType::UserProfile;
+    const FIELDS: &'static [&'static str] = &["name", "email", "avatar_url", "creative_role", "created_at"];
+    const IMMUTABLE: &'static [&'static str] = &["created_at"];
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Self::restore(
+            UserId::from_uuid(id),
+            &f.required::<String>("name")?,
+            &f.required::<String>("email")?,
+            f.optional::<String>("avatar_url")?.as_deref(),
+            f.optional::<String>("creative_role")?.as_deref(),
+            f.required("created_at")?,
+        )
+    }
 
     fn entity_id(&self) -> Uuid {
         self.id.as_uuid()
