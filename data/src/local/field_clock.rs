@@ -38,15 +38,15 @@ pub(crate) fn encode_row(table: &'static str, readings: &BTreeMap<String, Hlc>) 
 }
 
 /// Expands what [`encode_row`] stored back to a reading for each of `fields`.
-pub(crate) fn decode_row<'a>(
+pub(crate) fn decode_row(
     table: &'static str,
     text: &str,
-    fields: impl IntoIterator<Item = &'a String>,
+    fields: &[&str],
 ) -> StoreResult<BTreeMap<String, Hlc>> {
     let mut stored: BTreeMap<String, Hlc> = from_json(table, text)?;
     if let Some(base) = stored.remove(BASE_KEY) {
         for field in fields {
-            stored.entry(field.clone()).or_insert(base);
+            stored.entry((*field).to_owned()).or_insert(base);
         }
     }
     Ok(stored)
@@ -77,7 +77,8 @@ mod tests {
             let text = encode_row("t", &readings).expect("encode");
             let distinct: std::collections::HashSet<_> = readings.values().collect();
             assert_eq!(text.matches("-0000000000-").count(), distinct.len(), "{case}: {text}");
-            let decoded = decode_row("t", &text, readings.keys()).expect("decode");
+            let names: Vec<&str> = readings.keys().map(String::as_str).collect();
+            let decoded = decode_row("t", &text, &names).expect("decode");
             assert_eq!(decoded, readings, "{case}");
         }
     }

@@ -48,7 +48,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(table: &'static str, tex
 
 fn meta<E: SyncEntity>(
     table: &'static str,
-    entity: &E,
     version: i64,
     field_hlc: &str,
     deleted: bool,
@@ -57,7 +56,8 @@ fn meta<E: SyncEntity>(
 ) -> StoreResult<SyncMeta> {
     Ok(SyncMeta {
         version,
-        field_hlc: field_clock::decode_row(table, field_hlc, entity.fields().keys())?,
+        // The declared field names, not `entity.fields()`: no serialising the entity on every read.
+        field_hlc: field_clock::decode_row(table, field_hlc, E::FIELDS)?,
         deleted,
         dirty,
         pending_create: pending_create.map(|id| parse(table, id)).transpose()?,
@@ -107,8 +107,8 @@ macro_rules! entity_row {
                 const TABLE: &str = stringify!($table);
                 let $r = &self;
                 let entity = $decode.map_err(|e| StoreError::corrupt(TABLE, e))?;
-                let meta = meta(
-                    TABLE, &entity, self.version, &self.field_hlc, self.deleted, self.dirty,
+                let meta = meta::<$entity>(
+                    TABLE, self.version, &self.field_hlc, self.deleted, self.dirty,
                     self.pending_create.as_deref(),
                 )?;
                 Ok(Record { entity, meta })
