@@ -26,6 +26,27 @@ impl SqliteSessionStorage {
     }
 }
 
+/// The one row of the `session` table.
+#[derive(Insertable)]
+#[diesel(table_name = session, treat_none_as_default_value = false)]
+struct SessionRow {
+    id: i32,
+    user_id: String,
+    server_url: Option<String>,
+    access_token: Option<String>,
+}
+
+impl From<&Session> for SessionRow {
+    fn from(s: &Session) -> Self {
+        Self {
+            id: 1,
+            user_id: s.user_id.to_string(),
+            server_url: s.server_url.clone(),
+            access_token: s.access_token.as_ref().map(|t| t.expose().to_owned()),
+        }
+    }
+}
+
 fn load(conn: &mut SqliteConnection) -> StoreResult<Option<Session>> {
     let row: Option<(String, Option<String>, Option<String>)> = session::table
         .select((session::user_id, session::server_url, session::access_token))
@@ -52,14 +73,7 @@ impl SessionStorage for SqliteSessionStorage {
     async fn save(&self, new: Session) -> Result<(), RepositoryError> {
         self.store
             .read(move |conn| {
-                diesel::replace_into(session::table)
-                    .values((
-                        session::id.eq(1),
-                        session::user_id.eq(new.user_id.to_string()),
-                        session::server_url.eq(new.server_url),
-                        session::access_token.eq(new.access_token.as_ref().map(AccessToken::expose)),
-                    ))
-                    .execute(conn)?;
+                diesel::replace_into(session::table).values(SessionRow::from(&new)).execute(conn)?;
                 Ok(())
             })
             .await
@@ -71,12 +85,7 @@ impl SessionStorage for SqliteSessionStorage {
             .read(move |conn| {
                 conn.immediate_transaction(|conn| {
                     diesel::insert_or_ignore_into(session::table)
-                        .values((
-                            session::id.eq(1),
-                            session::user_id.eq(new.user_id.to_string()),
-                            session::server_url.eq(&new.server_url),
-                            session::access_token.eq(new.access_token.as_ref().map(AccessToken::expose)),
-                        ))
+                        .values(SessionRow::from(&new))
                         .execute(conn)?;
                     load(conn)?.ok_or_else(|| StoreError::corrupt("session", "missing right after insert"))
                 })
