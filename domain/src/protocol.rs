@@ -4,8 +4,9 @@
 
 use crate::{
     entities::EntityType,
-    ids::{NodeId, OperationId},
+    ids::{NodeId, OperationId, UserId},
     sync::{FieldChange, Hlc, OperationKind, SyncOperation},
+    time::Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 /// One change of one entity sent by a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mutation {
     /// Client-generated id; the idempotency key.
     pub id: OperationId,
@@ -44,6 +46,7 @@ impl From<&SyncOperation> for Mutation {
 
 /// A batch of mutations, applied in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// The sending replica (ties in last-writer-wins are broken by it).
     pub client_id: NodeId,
@@ -120,8 +123,20 @@ pub struct PushResponse {
 pub struct PullRequest {
     /// Where the last pull ended; `None` for everything.
     pub cursor: Option<String>,
-    /// Page size.
+    /// Page size, 1 to [`MAX_PULL_LIMIT`].
+    #[serde(default = "default_pull_limit")]
     pub limit: u32,
+}
+
+/// The page size of a pull that names none.
+pub const DEFAULT_PULL_LIMIT: u32 = 500;
+/// The largest page a pull may ask for.
+pub const MAX_PULL_LIMIT: u32 = 1000;
+/// The most mutations one push may carry.
+pub const MAX_PUSH_MUTATIONS: usize = 500;
+
+fn default_pull_limit() -> u32 {
+    DEFAULT_PULL_LIMIT
 }
 
 /// The answer to a pull.
@@ -139,4 +154,70 @@ pub enum PullResponse {
     },
     /// The cursor is unknown or expired: re-sync this scope from scratch.
     Reset,
+}
+
+/// Creates an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUpRequest {
+    /// The login name.
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// The user id the client already uses offline (its local profile's id), if any; the
+    /// server assigns one otherwise.
+    #[serde(default)]
+    pub user_id: Option<UserId>,
+}
+
+/// Logs in to an existing account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogInRequest {
+    /// The login name.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A bearer token for the sync endpoints.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthResponse {
+    /// The account's user id.
+    pub user_id: UserId,
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When the token stops working.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for AuthResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthResponse")
+            .field("user_id", &self.user_id)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable machine-readable code (`invalid_json`, `unauthorized`, `invalid_field`, ...).
+    pub code: String,
+    /// What is wrong, naming the field.
+    pub message: String,
+    /// For a refused push: the mutation that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<OperationId>,
+}
+
+/// The health endpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `ok` when the server and its store answer.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
 }

@@ -1,5 +1,6 @@
 //! The music-collaboration entities and what they have in common as synced records.
 
+mod any;
 mod audio_comment;
 mod audio_track;
 mod collaborator;
@@ -7,6 +8,7 @@ mod playlist;
 mod project;
 mod user_profile;
 
+pub use any::{AnyEntity, Membership, ParseScopeError, Scope};
 pub use audio_comment::{AudioComment, AudioCommentPatch};
 pub use audio_track::{AudioTrack, AudioTrackPatch};
 pub use collaborator::{CollaboratorRole, ProjectCollaborator, ProjectCollaboratorPatch};

@@ -8,6 +8,7 @@ mod network;
 mod outbox;
 mod remote;
 mod repositories;
+mod server_store;
 mod session;
 
 pub use clock::Clock;
@@ -18,6 +19,7 @@ pub use repositories::{
     AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
     ProjectRepository, UserProfileRepository,
 };
+pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
 pub use session::{AccessToken, Session, SessionStorage};
 
 #[cfg(any(test, feature = "mock"))]
@@ -33,5 +35,7 @@ pub use repositories::{
     MockAudioCommentRepository, MockAudioTrackRepository, MockCollaboratorRepository, MockPlaylistRepository,
     MockProjectRepository, MockUserProfileRepository,
 };
+#[cfg(any(test, feature = "mock"))]
+pub use server_store::MockServerStore;
 #[cfg(any(test, feature = "mock"))]
 pub use session::MockSessionStorage;

@@ -5,6 +5,7 @@ mod conflict;
 pub mod field_merge;
 mod hlc;
 mod metadata;
+pub mod mutation_plan;
 mod operation;
 mod state;
 

@@ -1,0 +1,109 @@
+use crate::{
+    ids::{OperationId, UserId},
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+    time::Timestamp,
+};
+use async_trait::async_trait;
+use shaku::Interface;
+use std::fmt;
+
+/// An account as the server stores it: the password only as an argon2 hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user.
+    pub user_id: UserId,
+    /// The login name, lower-cased.
+    pub email: String,
+    /// The PHC-format argon2 hash of the password.
+    pub password_hash: String,
+    /// When the account was made.
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account").field("user_id", &self.user_id).field("email", &self.email).finish()
+    }
+}
+
+/// A bearer token as the server stores it: only its SHA-256, so a leaked table grants nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// Whose token it is.
+    pub user_id: UserId,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredToken").field("user_id", &self.user_id).field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// Failures of the server store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerStoreError {
+    /// The request itself is malformed; nothing was stored. For a push, `mutation_id` names the
+    /// mutation at fault.
+    #[error("{code}: {message}")]
+    BadInput {
+        /// Stable code.
+        code: String,
+        /// Detail naming the field.
+        message: String,
+        /// The mutation at fault, for a push.
+        mutation_id: Option<OperationId>,
+    },
+    /// A unique value is taken (an account's email or user id).
+    #[error("{0}")]
+    Taken(String),
+    /// The database failed.
+    #[error("storage error: {message}")]
+    Storage {
+        /// What failed.
+        message: String,
+        /// Retrying may succeed (busy, connection lost, serialization failure).
+        transient: bool,
+    },
+}
+
+/// The sync server's storage: accounts and tokens, and the replicated entities with their
+/// push and pull logic. One implementation serves SQLite and PostgreSQL; a contract test suite
+/// runs against both.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ServerStore: Interface {
+    /// Stores a new account; [`ServerStoreError::Taken`] if its email or user id is in use.
+    async fn create_account(&self, account: Account) -> Result<(), ServerStoreError>;
+
+    /// The account with this (lower-cased) email.
+    async fn find_account(&self, email: &str) -> Result<Option<Account>, ServerStoreError>;
+
+    /// Stores a token.
+    async fn save_token(&self, token: StoredToken) -> Result<(), ServerStoreError>;
+
+    /// The user a token hash belongs to, if the token exists and has not expired at `now`.
+    async fn user_for_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<UserId>, ServerStoreError>;
+
+    /// Forgets a token (log out).
+    async fn revoke_token(&self, token_hash: &str) -> Result<(), ServerStoreError>;
+
+    /// Applies a push for `user`: each mutation atomically with its dedupe record, in order.
+    /// A malformed mutation refuses the whole push ([`ServerStoreError::BadInput`]) and stores
+    /// nothing.
+    async fn push(&self, user: UserId, request: PushRequest) -> Result<PushResponse, ServerStoreError>;
+
+    /// The changes `user` may see after the request's cursor.
+    async fn pull(&self, user: UserId, request: PullRequest) -> Result<PullResponse, ServerStoreError>;
+
+    /// Removes tombstones older than the newest `keep_versions` versions; cursors from before
+    /// the removal get a reset. Returns how many rows were removed.
+    async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), ServerStoreError>;
+}
