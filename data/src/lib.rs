@@ -15,9 +15,12 @@ pub mod blocking;
 pub mod clock;
 pub mod error;
 pub mod local;
+mod migrate;
+pub mod server;
 
 pub use clock::SystemClock;
 pub use error::StoreError;
+pub use server::{DieselServerStore, ServerDatabase};
 pub use local::{
     LocalStore, LocalStoreOptions, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
     SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,

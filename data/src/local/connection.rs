@@ -2,14 +2,13 @@
 
 use super::{schema::local_settings, LocalStoreOptions};
 use crate::error::{StoreError, StoreResult};
-use diesel::migration::MigrationSource;
-use diesel::sqlite::Sqlite;
+use crate::migrate::MigrateError;
 use diesel::{
     connection::SimpleConnection,
     prelude::*,
     r2d2::{ConnectionManager, CustomizeConnection, Pool},
 };
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use std::path::Path;
 use trackflow_domain::NodeId;
 
@@ -92,24 +91,11 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
 /// (it was written by a newer build). Check and migration share one write transaction, so two
 /// processes opening a new file at once cannot both migrate it.
 fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
-    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Migration(e.to_string());
     conn.immediate_transaction(|conn| {
-        let known: Vec<String> = MigrationSource::<Sqlite>::migrations(&MIGRATIONS)
-            .map_err(migration_error)?
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect();
-        let applied = conn.applied_migrations().map_err(migration_error)?;
-        let newest_unknown = applied.iter().map(ToString::to_string).filter(|v| !known.contains(v)).max();
-        if let Some(found) = newest_unknown {
-            return Err(StoreError::NewerSchema {
-                path: path.to_owned(),
-                found,
-                known: known.iter().max().cloned().unwrap_or_default(),
-            });
-        }
-        conn.run_pending_migrations(MIGRATIONS).map_err(migration_error)?;
-        Ok(())
+        crate::migrate::apply(conn, MIGRATIONS).map_err(|e| match e {
+            MigrateError::Newer { found, known } => StoreError::NewerSchema { path: path.to_owned(), found, known },
+            MigrateError::Failed(message) => StoreError::Migration(message),
+        })
     })
 }
 

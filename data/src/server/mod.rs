@@ -1,0 +1,194 @@
+//! The sync server's store: Diesel over SQLite (the default, a file or memory) or PostgreSQL
+//! (for several server instances sharing one database), behind the domain's [`ServerStore`]
+//! port. One implementation serves both: queries are written once against
+//! [`ServerConnection`], and only locking and isolation differ per backend.
+//!
+//! - `push`: applying mutations with their dedupe records, versions assigned under a lock.
+//! - `pull`: changes after a cursor for the scopes a user may read.
+//! - `accounts`: accounts and hashed bearer tokens.
+
+mod accounts;
+mod connection;
+mod pull;
+mod push;
+mod rows;
+mod schema;
+
+pub use connection::{ServerConnection, ServerDatabase, ServerPool, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+use crate::{
+    blocking::run_blocking,
+    error::{StoreError, StoreResult},
+};
+use async_trait::async_trait;
+use diesel::{connection::SimpleConnection, prelude::*, r2d2::R2D2Connection};
+use schema::{entities, server_meta};
+use std::sync::{Arc, Mutex};
+use trackflow_domain::{
+    ports::{Account, ServerStore, ServerStoreError, StoredToken},
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+    Timestamp, UserId,
+};
+
+/// The server store. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct DieselServerStore {
+    pool: ServerPool,
+    database: Arc<ServerDatabase>,
+    /// Pushes from this process take turns here before they take the database's write lock.
+    /// On SQLite that keeps writers from queueing inside SQLite's busy handler; on PostgreSQL
+    /// it keeps one process's pushes from holding several pooled connections while they wait
+    /// for the same row lock.
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for DieselServerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DieselServerStore").field("database", &self.database.redacted()).finish_non_exhaustive()
+    }
+}
+
+impl DieselServerStore {
+    /// Opens the database `url` names (`postgres://...`, a SQLite path, or `sqlite::memory:`),
+    /// creating and migrating it as needed. Blocking: call it before the runtime serves
+    /// requests, or through `spawn_blocking`.
+    pub fn open(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let database = ServerDatabase::parse(url);
+        let pool = connection::open(&database, max_connections)?;
+        Ok(Self { pool, database: Arc::new(database), writer: Arc::new(Mutex::new(())) })
+    }
+
+    /// Which database this store uses.
+    pub fn database(&self) -> &ServerDatabase {
+        &self.database
+    }
+
+    /// Runs `work` on a pooled connection, off the async workers.
+    async fn with_connection<T, F>(&self, work: F) -> Result<T, ServerStoreError>
+    where
+        F: FnOnce(&mut ServerConnection) -> Result<T, ServerStoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        run_blocking(move || {
+            let mut conn = pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))?;
+            work(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs `work` as the one writer of this process, in a transaction.
+    async fn write<T, F>(&self, work: F) -> Result<T, ServerStoreError>
+    where
+        F: FnOnce(&mut ServerConnection) -> Result<T, push::PushFailure> + Send + 'static,
+        T: Send + 'static,
+    {
+        let writer = self.writer.clone();
+        self.with_connection(move |conn| {
+            // A panic while holding the lock leaves no state behind it: the transaction rolled back.
+            let _turn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            conn.transaction(work).map_err(ServerStoreError::from)
+        })
+        .await
+    }
+}
+
+/// A database failure as the port reports it.
+pub(crate) fn storage_error(e: StoreError) -> ServerStoreError {
+    let transient = e.is_transient() || is_serialization_failure(&e);
+    ServerStoreError::Storage { message: e.to_string(), transient }
+}
+
+fn is_serialization_failure(e: &StoreError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        StoreError::Database(Error::DatabaseError(
+            DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
+            _
+        ))
+    )
+}
+
+fn db_error(e: diesel::result::Error) -> ServerStoreError {
+    storage_error(e.into())
+}
+
+#[async_trait]
+impl ServerStore for DieselServerStore {
+    #[tracing::instrument(skip_all, err)]
+    async fn create_account(&self, account: Account) -> Result<(), ServerStoreError> {
+        self.with_connection(move |conn| accounts::create(conn, &account)).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn find_account(&self, email: &str) -> Result<Option<Account>, ServerStoreError> {
+        let email = email.to_owned();
+        self.with_connection(move |conn| accounts::find(conn, &email)).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn save_token(&self, token: StoredToken) -> Result<(), ServerStoreError> {
+        self.with_connection(move |conn| accounts::save_token(conn, &token)).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn user_for_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<UserId>, ServerStoreError> {
+        let token_hash = token_hash.to_owned();
+        self.with_connection(move |conn| accounts::user_for_token(conn, &token_hash, now)).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn revoke_token(&self, token_hash: &str) -> Result<(), ServerStoreError> {
+        let token_hash = token_hash.to_owned();
+        self.with_connection(move |conn| accounts::revoke_token(conn, &token_hash)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(%user, mutations = request.mutations.len()), err)]
+    async fn push(&self, user: UserId, request: PushRequest) -> Result<PushResponse, ServerStoreError> {
+        push::check_request(&request)?;
+        self.write(move |conn| push::apply(conn, user, &request)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(%user), err)]
+    async fn pull(&self, user: UserId, request: PullRequest) -> Result<PullResponse, ServerStoreError> {
+        self.with_connection(move |conn| {
+            let mut answer = None;
+            conn.transaction(|conn| {
+                // One snapshot for every query of the pull (SQLite's read transaction is one).
+                if let ServerConnection::Pg(pg) = conn {
+                    pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+                }
+                answer = Some(pull::pull(conn, user, &request));
+                QueryResult::Ok(())
+            })
+            .map_err(db_error)?;
+            answer.unwrap_or_else(|| Err(db_error(diesel::result::Error::RollbackTransaction)))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError> {
+        self.write(move |conn| {
+            diesel::update(server_meta::table.find(1))
+                .set(server_meta::last_version.eq(server_meta::last_version))
+                .execute(conn)?;
+            let meta = rows::meta(conn)?;
+            let horizon = meta.last_version - keep_versions.max(0);
+            if horizon <= meta.purged_through {
+                return Ok(0);
+            }
+            let removed =
+                diesel::delete(entities::table.filter(entities::deleted.eq(true)).filter(entities::version.le(horizon)))
+                    .execute(conn)?;
+            diesel::update(server_meta::table.find(1)).set(server_meta::purged_through.eq(horizon)).execute(conn)?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), ServerStoreError> {
+        self.with_connection(|conn| conn.ping().map_err(db_error)).await
+    }
+}

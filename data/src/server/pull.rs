@@ -1,0 +1,155 @@
+//! Pulling: the changes a user may see, after their cursor, in pages.
+//!
+//! Every row has a version from one counter; pushes commit in version order (see `push`), so a
+//! pull that has seen version `v` has seen every committed version below it. Access is per
+//! scope (a user's profile, or a project with everything in it), and each scope a user can read
+//! carries the version at which access was granted. A row's place in the user's stream is its
+//! *effective version*, `max(version, granted)`: a user added to a project at version `g`
+//! receives the project's older rows as if they had changed at `g`. The cursor is the last
+//! `(effective version, version)` delivered, so the backfill pages like any other change.
+//!
+//! Cost: one indexed range scan on `(scope, version)` per readable scope, reading only rows
+//! after the cursor, plus one per scope granted since the cursor. It grows with the changes
+//! returned and the user's memberships, not with the size of the database.
+
+use super::{
+    connection::ServerConnection,
+    rows::{meta, EntityRow, Meta},
+    schema::{entities, memberships},
+};
+use crate::error::StoreError;
+use diesel::prelude::*;
+use std::collections::BTreeMap;
+use trackflow_domain::{
+    entities::Scope,
+    ports::ServerStoreError,
+    protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
+    ProjectId, UserId,
+};
+
+/// Where a pull stopped: the last `(effective version, version)` delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Position {
+    effective: i64,
+    version: i64,
+}
+
+impl Position {
+    const START: Position = Position { effective: 0, version: 0 };
+}
+
+/// Cursors name the database they came from, so a cursor from another server (or from before a
+/// restore) is recognised and answered with a reset.
+fn encode_cursor(meta: &Meta, at: Position) -> String {
+    format!("{}.{}.{}", meta.epoch, at.effective, at.version)
+}
+
+/// The cursor's position, or `None` when the client must start over: the cursor is malformed,
+/// from another database, ahead of this one, or older than purged tombstones.
+fn decode_cursor(meta: &Meta, cursor: &str) -> Option<Position> {
+    let mut parts = cursor.split('.');
+    let (epoch, effective, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let at = Position { effective: effective.parse().ok()?, version: version.parse().ok()? };
+    let valid = parts.next().is_none()
+        && epoch == meta.epoch
+        && at.version >= 0
+        && at.version <= at.effective
+        && at.effective <= meta.last_version
+        && at.effective >= meta.purged_through;
+    valid.then_some(at)
+}
+
+/// The scopes `user` may read, with the version from which each is readable.
+fn readable_scopes(conn: &mut ServerConnection, user: UserId) -> Result<BTreeMap<Scope, i64>, StoreError> {
+    let corrupt = |e: uuid::Error| StoreError::corrupt("memberships", e);
+    let mut scopes = BTreeMap::from([(Scope::User(user), 0)]);
+    let mine: Vec<(String, i64)> = memberships::table
+        .filter(memberships::user_id.eq(user.to_string()))
+        .select((memberships::project_id, memberships::granted_version))
+        .load(conn)?;
+    if mine.is_empty() {
+        return Ok(scopes);
+    }
+    let mut my_grant = BTreeMap::new();
+    for (project, granted) in &mine {
+        let id = ProjectId::from_uuid(project.parse().map_err(corrupt)?);
+        scopes.insert(Scope::Project(id), *granted);
+        my_grant.insert(project.clone(), *granted);
+    }
+    // Fellow members' profiles, readable since both belonged to a shared project.
+    let fellows: Vec<(String, String, i64)> = memberships::table
+        .filter(memberships::project_id.eq_any(my_grant.keys()))
+        .filter(memberships::user_id.ne(user.to_string()))
+        .select((memberships::user_id, memberships::project_id, memberships::granted_version))
+        .load(conn)?;
+    for (fellow, project, granted) in fellows {
+        let since = granted.max(my_grant[&project]);
+        let scope = Scope::User(UserId::from_uuid(fellow.parse().map_err(corrupt)?));
+        scopes.entry(scope).and_modify(|g| *g = (*g).min(since)).or_insert(since);
+    }
+    Ok(scopes)
+}
+
+/// Answers a pull. Call inside a read transaction, so every query sees one snapshot.
+pub(super) fn pull(
+    conn: &mut ServerConnection,
+    user: UserId,
+    request: &PullRequest,
+) -> Result<PullResponse, ServerStoreError> {
+    if request.limit == 0 || request.limit > MAX_PULL_LIMIT {
+        return Err(ServerStoreError::BadInput {
+            code: "invalid_limit".into(),
+            message: format!("limit: must be between 1 and {MAX_PULL_LIMIT}, got {}", request.limit),
+            mutation_id: None,
+        });
+    }
+    let store_error = super::storage_error;
+    let meta = meta(conn).map_err(store_error)?;
+    let after = match request.cursor.as_deref() {
+        None => Position::START,
+        Some(cursor) => match decode_cursor(&meta, cursor) {
+            Some(at) => at,
+            None => return Ok(PullResponse::Reset),
+        },
+    };
+    let limit = i64::from(request.limit);
+    let scopes = readable_scopes(conn, user).map_err(store_error)?;
+
+    // Scopes readable since before the cursor: only rows changed after it. One query for all.
+    let settled: Vec<String> =
+        scopes.iter().filter(|(_, granted)| **granted < after.effective).map(|(s, _)| s.to_string()).collect();
+    let mut rows: Vec<(Position, EntityRow)> = Vec::new();
+    if !settled.is_empty() {
+        let changed: Vec<EntityRow> = entities::table
+            .filter(entities::scope.eq_any(&settled))
+            .filter(entities::version.gt(after.effective))
+            .order(entities::version)
+            .limit(limit + 1)
+            .load(conn)
+            .map_err(|e| store_error(e.into()))?;
+        rows.extend(changed.into_iter().map(|r| (Position { effective: r.version, version: r.version }, r)));
+    }
+    // Scopes granted at or after the cursor: their whole content, placed at the grant.
+    for (scope, granted) in scopes.iter().filter(|(_, granted)| **granted >= after.effective) {
+        let from = if *granted == after.effective { after.version } else { 0 };
+        let backfill: Vec<EntityRow> = entities::table
+            .filter(entities::scope.eq(scope.to_string()))
+            .filter(entities::version.gt(from))
+            .order(entities::version)
+            .limit(limit + 1)
+            .load(conn)
+            .map_err(|e| store_error(e.into()))?;
+        rows.extend(
+            backfill
+                .into_iter()
+                .map(|r| (Position { effective: r.version.max(*granted), version: r.version }, r)),
+        );
+    }
+    rows.sort_by_key(|(at, _)| *at);
+    let has_more = rows.len() > request.limit as usize;
+    rows.truncate(request.limit as usize);
+    let next = rows.last().map_or(after, |(at, _)| *at);
+    let changes =
+        rows.iter().map(|(_, row)| row.to_wire()).collect::<Result<Vec<_>, _>>().map_err(store_error)?;
+    Ok(PullResponse::Changes { changes, next_cursor: encode_cursor(&meta, next), has_more })
+}
