@@ -36,3 +36,4 @@ pub use sync::{
     SyncOperation, SyncPhase, SyncState,
 };
 pub use time::Timestamp;
+pub use validate::email_address;

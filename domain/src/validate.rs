@@ -33,3 +33,19 @@ fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, Valid
     }
     Ok(value.to_owned())
 }
+
+/// Longest allowed email address (RFC 5321 path limit).
+pub(crate) const MAX_EMAIL: usize = 254;
+
+/// Checks that `value` looks like an email address (`local@domain.tld`, no spaces, at most
+/// 254 characters) and returns it trimmed. Errors name the field `email`.
+pub fn email_address(value: &str) -> Result<String, ValidationError> {
+    let email = required_text("email", value, MAX_EMAIL)?;
+    let valid_shape = matches!(email.split_once('@'),
+        Some((local, domain)) if !local.is_empty() && domain.contains('.')
+            && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
+    if !valid_shape || email.chars().any(char::is_whitespace) {
+        return Err(ValidationError::new("email", "is not an email address"));
+    }
+    Ok(email)
+}

@@ -1,9 +1,122 @@
 //! # trackflow-server
 //!
-//! The reference TrackFlow sync server: axum over a server-store port, with the store on SQLite
-//! by default and PostgreSQL for scale-out; sign-up and log-in, authorization per project role,
-//! idempotent push, cursor pull, health and an OpenAPI description.
+//! The reference TrackFlow sync server: axum over the domain's
+//! [`ServerStore`](trackflow_domain::ports::ServerStore) port. The store is chosen by whoever
+//! wires the server (the `trackflow` binary uses Diesel on SQLite, or PostgreSQL for several
+//! instances sharing one database).
 //!
-//! Today it holds nothing but this description; it depends on the domain only.
+//! Endpoints (all under `/v1`, described by the OpenAPI document at `/v1/openapi.json`):
+//! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`.
+//!
+//! Architecture invariant: this crate knows HTTP and the port, never a database. Client
+//! mistakes get a 4xx with a JSON [`ApiError`](trackflow_domain::protocol::ApiError) body;
+//! nothing a client sends makes it answer 5xx or panic.
 
+mod auth;
+mod error;
+mod extract;
+mod openapi;
+mod sync;
+
+pub use error::ApiFailure;
+pub use openapi::OPENAPI_JSON;
 pub use trackflow_domain::protocol;
+
+use axum::{
+    routing::{get, post},
+    Router,
+};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use trackflow_domain::ports::ServerStore;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a bearer token works after sign-up or log-in.
+    pub token_ttl: Duration,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { token_ttl: Duration::from_secs(30 * 24 * 3600), max_body_bytes: 4 * 1024 * 1024 }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<dyn ServerStore>,
+    config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// State over `store`.
+    pub fn new(store: Arc<dyn ServerStore>, config: ServerConfig) -> Self {
+        Self { store, config: Arc::new(config) }
+    }
+}
+
+/// The routes, ready to serve.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(sync::health))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/auth/signup", post(auth::sign_up))
+        .route("/v1/auth/login", post(auth::log_in))
+        .route("/v1/auth/logout", post(auth::log_out))
+        .route("/v1/sync/push", post(sync::push))
+        .route("/v1/sync/pull", get(sync::pull))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A server running on a background task, for tests and the demo. Dropping it does not stop
+/// it; call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Binds `addr` (port 0 picks a free port) and starts serving in the background.
+    pub async fn start(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes requests in flight, and waits for the server to end.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}

@@ -3,7 +3,7 @@ use crate::{
     error::ValidationError,
     ids::UserId,
     time::Timestamp,
-    validate::{optional_text, required_text},
+    validate::{email_address, optional_text, required_text},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -40,7 +40,7 @@ impl UserProfile {
     /// Longest allowed display name, in characters.
     pub const MAX_NAME: usize = 100;
     /// Longest allowed email address (RFC 5321 path limit).
-    pub const MAX_EMAIL: usize = 254;
+    pub const MAX_EMAIL: usize = crate::validate::MAX_EMAIL;
     /// Longest allowed avatar URL.
     pub const MAX_URL: usize = 2_048;
     /// Longest allowed creative role.
@@ -60,13 +60,7 @@ impl UserProfile {
         creative_role: Option<&str>,
         created_at: Timestamp,
     ) -> Result<Self, ValidationError> {
-        let email = required_text("email", email, Self::MAX_EMAIL)?;
-        let valid_shape = matches!(email.split_once('@'),
-            Some((local, domain)) if !local.is_empty() && domain.contains('.')
-                && !domain.starts_with('.') && !domain.ends_with('.') && !domain.contains('@'));
-        if !valid_shape || email.chars().any(char::is_whitespace) {
-            return Err(ValidationError::new("email", "is not an email address"));
-        }
+        let email = email_address(email)?;
         let avatar_url = optional_text("avatar_url", avatar_url, Self::MAX_URL)?;
         if let Some(url) = &avatar_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

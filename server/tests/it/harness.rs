@@ -1,0 +1,166 @@
+//! A running server and a client for it.
+
+use reqwest::{Client, Method, Response, StatusCode};
+use serde_json::{json, Value};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use trackflow_data::DieselServerStore;
+use trackflow_domain::{
+    protocol::{Mutation, PushRequest},
+    sync::{FieldChange, Hlc},
+    EntityType, NodeId, OperationId, OperationKind, SyncEntity, UserId,
+};
+use trackflow_server::{AppState, RunningServer, ServerConfig};
+use uuid::Uuid;
+
+/// A server on a free port over a fresh in-memory store.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub client: Client,
+    /// Every response body seen, by (method, route template, status): the OpenAPI test checks
+    /// them all against the document.
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+/// One response the tests received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("TRACKFLOW_TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_config(ServerConfig::default()).await
+    }
+
+    pub async fn with_config(config: ServerConfig) -> Self {
+        init_logs();
+        let store = DieselServerStore::open("sqlite::memory:", 1).expect("open store");
+        let state = AppState::new(Arc::new(store), config);
+        let server = RunningServer::start("127.0.0.1:0".parse().expect("addr"), state).await.expect("start");
+        let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        Self { server, client, seen: Arc::default() }
+    }
+
+    /// Sends a request; `body` is sent as JSON when given. Records the response.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.server.url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        self.record(method, path, response).await
+    }
+
+    /// Records a response sent some other way.
+    pub async fn record(&self, method: Method, path: &str, response: Response) -> (StatusCode, Value) {
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text}")) };
+        let route = path.split('?').next().unwrap_or(path).to_owned();
+        self.seen.lock().expect("lock").push(Seen { method, path: route, status, body: body.clone() });
+        (status, body)
+    }
+
+    /// Signs up a fresh user; returns (user id, token).
+    pub async fn sign_up(&self) -> (UserId, String) {
+        let email = format!("user-{}@example.com", Uuid::now_v7().simple());
+        let (status, body) = self
+            .call(Method::POST, "/v1/auth/signup", None, Some(&json!({"email": email, "password": "correct horse"})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let user: UserId = serde_json::from_value(body["user_id"].clone()).expect("user id");
+        (user, body["token"].as_str().expect("token").to_owned())
+    }
+
+    pub async fn push(&self, token: &str, request: &PushRequest) -> (StatusCode, Value) {
+        self.call(Method::POST, "/v1/sync/push", Some(token), Some(&serde_json::to_value(request).expect("json"))).await
+    }
+
+    pub async fn pull(&self, token: &str, cursor: Option<&str>, limit: u32) -> (StatusCode, Value) {
+        let query = match cursor {
+            Some(c) => format!("?cursor={c}&limit={limit}"),
+            None => format!("?limit={limit}"),
+        };
+        self.call(Method::GET, &format!("/v1/sync/pull{query}"), Some(token), None).await
+    }
+
+    /// Pulls until `has_more` is false; returns every change and the final cursor.
+    pub async fn pull_all(&self, token: &str) -> (Vec<Value>, String) {
+        let mut cursor: Option<String> = None;
+        let mut changes = Vec::new();
+        loop {
+            let (status, body) = self.pull(token, cursor.as_deref(), 100).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            changes.extend(body["changes"].as_array().expect("changes").iter().cloned());
+            cursor = Some(body["next_cursor"].as_str().expect("cursor").to_owned());
+            if !body["has_more"].as_bool().expect("has_more") {
+                return (changes, cursor.unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// Builds mutations as one client would: its own node id on every clock reading, readings
+/// increasing.
+pub struct Writer {
+    pub client_id: NodeId,
+    wall_ms: u64,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Self { client_id: NodeId::new(), wall_ms: 1_800_000_000_000 }
+    }
+
+    pub fn tick(&mut self) -> Hlc {
+        self.wall_ms += 1;
+        Hlc { wall_ms: self.wall_ms, counter: 0, node: self.client_id }
+    }
+
+    pub fn mutation(&mut self, kind: OperationKind, entity_type: EntityType, entity_id: Uuid, fields: BTreeMap<String, Value>) -> Mutation {
+        let hlc = self.tick();
+        Mutation {
+            id: OperationId::new(),
+            entity_type,
+            entity_id,
+            kind,
+            base_version: 0,
+            fields: fields.into_iter().map(|(k, value)| (k, FieldChange { value, hlc })).collect(),
+        }
+    }
+
+    pub fn create(&mut self, entity: &impl SyncEntity) -> Mutation {
+        self.mutation(OperationKind::Create, entity.entity_ref().entity_type, entity.entity_id(), entity.fields())
+    }
+
+    pub fn update(&mut self, entity_type: EntityType, id: Uuid, fields: &[(&str, Value)]) -> Mutation {
+        let fields = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        self.mutation(OperationKind::Update, entity_type, id, fields)
+    }
+
+    pub fn delete(&mut self, entity_type: EntityType, id: Uuid) -> Mutation {
+        self.mutation(OperationKind::Delete, entity_type, id, BTreeMap::new())
+    }
+
+    pub fn batch(&self, mutations: Vec<Mutation>) -> PushRequest {
+        PushRequest { client_id: self.client_id, mutations }
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP tests: the real server on port 0, driven by a real HTTP client (reqwest).
+//!
+//! Every test gets its own in-memory SQLite store. Logs appear with `TRACKFLOW_TEST_LOG=debug`.
+
+mod harness;
+
+mod api;
+mod authorization;
+mod bad_input;
+mod openapi;
