@@ -132,14 +132,16 @@ fn apply_one(
         Err(Refusal::BadInput { code, message }) => return Err(bad(code, message)),
         Err(Refusal::Rejected { code, message }) => return Ok(rejected(code, message)),
     };
-    if let Err(denied) = check_access(conn, user, mutation, &plan)? {
-        return Ok(denied);
-    }
+    // References first: a change that names an entity the server has never had is malformed,
+    // whoever sends it. (Ids are UUIDs, so this tells a stranger nothing they could guess.)
     if let Err(refused) = check_references(conn, &plan)? {
         return match refused {
             Refused::Bad(code, message) => Err(bad(code, message)),
             Refused::Rejected(outcome) => Ok(outcome),
         };
+    }
+    if let Err(denied) = check_access(conn, user, mutation, &plan)? {
+        return Ok(denied);
     }
 
     let changes = plan.changes(current.as_ref());

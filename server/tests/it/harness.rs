@@ -112,12 +112,14 @@ impl TestServer {
     }
 }
 
-/// Builds mutations as one client would: its own node id on every clock reading, readings
-/// increasing.
+/// Builds mutations as one client would: its own node id on every clock reading. Readings
+/// come from one process-wide counter, like clocks that agree on the time: a write made later
+/// in a test is later by the clock too.
 pub struct Writer {
     pub client_id: NodeId,
-    wall_ms: u64,
 }
+
+static WALL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_800_000_000_000);
 
 impl Default for Writer {
     fn default() -> Self {
@@ -127,12 +129,12 @@ impl Default for Writer {
 
 impl Writer {
     pub fn new() -> Self {
-        Self { client_id: NodeId::new(), wall_ms: 1_800_000_000_000 }
+        Self { client_id: NodeId::new() }
     }
 
     pub fn tick(&mut self) -> Hlc {
-        self.wall_ms += 1;
-        Hlc { wall_ms: self.wall_ms, counter: 0, node: self.client_id }
+        let wall_ms = WALL_MS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Hlc { wall_ms, counter: 0, node: self.client_id }
     }
 
     pub fn mutation(&mut self, kind: OperationKind, entity_type: EntityType, entity_id: Uuid, fields: BTreeMap<String, Value>) -> Mutation {
@@ -158,6 +160,12 @@ impl Writer {
 
     pub fn delete(&mut self, entity_type: EntityType, id: Uuid) -> Mutation {
         self.mutation(OperationKind::Delete, entity_type, id, BTreeMap::new())
+    }
+
+    /// A push of one create.
+    pub fn creating(&mut self, entity: &impl SyncEntity) -> PushRequest {
+        let create = self.create(entity);
+        self.batch(vec![create])
     }
 
     pub fn batch(&self, mutations: Vec<Mutation>) -> PushRequest {

@@ -8,3 +8,4 @@ mod api;
 mod authorization;
 mod bad_input;
 mod openapi;
+mod store_contract;

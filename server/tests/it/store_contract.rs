@@ -1,0 +1,535 @@
+//! The server-store contract: every test here runs against SQLite and against PostgreSQL.
+//!
+//! PostgreSQL comes from `TRACKFLOW_TEST_POSTGRES_URL` (set by .ci/run); each test creates a
+//! database of its own and drops it afterwards. Without the variable the PostgreSQL half of
+//! each test prints that it was skipped.
+
+use crate::harness::Writer;
+use diesel::{prelude::*, sql_query};
+use serde_json::{json, Value};
+use std::{collections::BTreeMap, sync::Arc};
+use trackflow_data::DieselServerStore;
+use trackflow_domain::{
+    ports::{Account, ServerStore, ServerStoreError, StoredToken},
+    protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest},
+    AudioComment, AudioTrack, CollaboratorRole, EntityType, Playlist, Project, ProjectCollaborator,
+    SyncEntity, Timestamp, UserId, UserProfile,
+};
+use uuid::Uuid;
+
+pub type Store = Arc<dyn ServerStore>;
+
+pub fn sqlite_store() -> Store {
+    Arc::new(DieselServerStore::open("sqlite::memory:", 1).expect("open sqlite"))
+}
+
+/// A PostgreSQL database that lives as long as this value.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// A fresh database, or `None` (after saying so) when no PostgreSQL is configured.
+    pub fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TRACKFLOW_TEST_POSTGRES_URL") else {
+            eprintln!("SKIPPED {test} on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("trackflow_test_{}", Uuid::now_v7().simple());
+        let mut conn = PgConnection::establish(&admin_url).expect("connect to TRACKFLOW_TEST_POSTGRES_URL");
+        sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        Some(Self { admin_url, name, url })
+    }
+
+    pub fn store(&self, connections: u32) -> DieselServerStore {
+        DieselServerStore::open(&self.url, connections).expect("open postgres store")
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
+            let _ = sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+        }
+    }
+}
+
+/// Declares each listed test twice: `sqlite::name` and `postgres::name`.
+macro_rules! contract_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite_store()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = super::PgDatabase::create(stringify!($name)) else { return };
+                    super::$name(std::sync::Arc::new(db.store(4))).await;
+                }
+            )+
+        }
+    };
+}
+
+contract_tests!(
+    accounts_and_tokens,
+    applies_and_replays_mutations_once,
+    concurrent_edits_merge_field_by_field,
+    delete_wins_over_concurrent_update,
+    bad_input_refuses_the_whole_push,
+    references_must_exist_in_the_same_project,
+    pull_pages_in_order_without_gaps,
+    new_collaborator_receives_existing_content,
+    unknown_and_expired_cursors_reset,
+    authorization_for_every_entity_type_and_role,
+);
+
+fn now() -> Timestamp {
+    Timestamp(1_800_000_000_000)
+}
+
+/// A user who has signed up (the store only needs the account to exist for tokens).
+async fn account(store: &Store) -> UserId {
+    let user = UserId::new();
+    let email = format!("{}@example.com", user.as_uuid().simple());
+    store
+        .create_account(Account { user_id: user, email, password_hash: "x".into(), created_at: now() })
+        .await
+        .expect("account");
+    user
+}
+
+/// Pushes and returns the outcomes.
+async fn push(store: &Store, user: UserId, request: PushRequest) -> Vec<MutationOutcome> {
+    store.push(user, request).await.expect("push").results.into_iter().map(|r| r.outcome).collect()
+}
+
+fn applied(outcome: &MutationOutcome) -> i64 {
+    match outcome {
+        MutationOutcome::Applied { version } => *version,
+        other => panic!("expected applied, got {other:?}"),
+    }
+}
+
+/// Pulls everything after `cursor`, page by page; returns the changes and the last cursor.
+async fn pull_from(store: &Store, user: UserId, cursor: Option<String>, limit: u32) -> (Vec<EntityState>, String) {
+    let mut cursor = cursor;
+    let mut all = Vec::new();
+    loop {
+        match store.pull(user, PullRequest { cursor: cursor.clone(), limit }).await.expect("pull") {
+            PullResponse::Changes { changes, next_cursor, has_more } => {
+                assert!(changes.len() <= limit as usize);
+                all.extend(changes);
+                cursor = Some(next_cursor);
+                if !has_more {
+                    return (all, cursor.unwrap_or_default());
+                }
+            }
+            PullResponse::Reset => panic!("unexpected reset"),
+        }
+    }
+}
+
+fn ids(changes: &[EntityState]) -> Vec<Uuid> {
+    changes.iter().map(|c| c.entity_id).collect()
+}
+
+/// A project owned by a fresh user, pushed. Returns (owner, writer, project).
+async fn owned_project(store: &Store) -> (UserId, Writer, Project) {
+    let owner = account(store).await;
+    let mut writer = Writer::new();
+    let project = Project::new(owner, "Album", None, now()).expect("valid");
+    let outcome = push(store, owner, writer.creating(&project)).await;
+    applied(&outcome[0]);
+    (owner, writer, project)
+}
+
+async fn accounts_and_tokens(store: Store) {
+    let user = account(&store).await;
+    let email = format!("{}@example.com", user.as_uuid().simple());
+    let found = store.find_account(&email).await.expect("find").expect("exists");
+    assert_eq!(found.user_id, user);
+    assert_eq!(store.find_account("nobody@example.com").await.expect("find"), None);
+    let again = Account { user_id: UserId::new(), email, password_hash: "y".into(), created_at: now() };
+    assert!(matches!(store.create_account(again).await, Err(ServerStoreError::Taken(_))));
+
+    let token = |hash: &str, expires_at| StoredToken { token_hash: hash.into(), user_id: user, expires_at };
+    store.save_token(token("live", Timestamp(2_000))).await.expect("save");
+    store.save_token(token("old", Timestamp(1_000))).await.expect("save");
+    assert_eq!(store.user_for_token("live", Timestamp(1_500)).await.expect("lookup"), Some(user));
+    assert_eq!(store.user_for_token("old", Timestamp(1_500)).await.expect("lookup"), None, "expired");
+    assert_eq!(store.user_for_token("nope", Timestamp(1_500)).await.expect("lookup"), None, "unknown");
+    store.revoke_token("live").await.expect("revoke");
+    assert_eq!(store.user_for_token("live", Timestamp(1_500)).await.expect("lookup"), None, "revoked");
+}
+
+async fn applies_and_replays_mutations_once(store: Store) {
+    let owner = account(&store).await;
+    let mut writer = Writer::new();
+    let project = Project::new(owner, "Album", None, now()).expect("valid");
+    let create = writer.create(&project);
+    let rename = writer.update(EntityType::Project, project.entity_id(), &[("name", json!("Renamed"))]);
+    let batch = writer.batch(vec![create.clone(), rename.clone()]);
+    let first = push(&store, owner, batch.clone()).await;
+    let (v1, v2) = (applied(&first[0]), applied(&first[1]));
+    assert!(v2 > v1);
+
+    // The response was lost; the client sends the same batch again.
+    let replay = push(&store, owner, batch).await;
+    assert_eq!(replay, vec![MutationOutcome::Duplicate { version: v1 }, MutationOutcome::Duplicate { version: v2 }]);
+    let (changes, _) = pull_from(&store, owner, None, 100).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!((changes[0].version, &changes[0].fields["name"]), (v2, &json!("Renamed")), "applied once");
+
+    // Same id, different content.
+    let mut forged = rename;
+    forged.fields.get_mut("name").expect("name").value = json!("Other");
+    let outcome = push(&store, owner, writer.batch(vec![forged])).await;
+    assert!(matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "id_reused"), "{outcome:?}");
+}
+
+async fn concurrent_edits_merge_field_by_field(store: Store) {
+    let (owner, mut first, project) = owned_project(&store).await;
+    let mut second = Writer::new();
+    let id = project.entity_id();
+    // Both edit from the same base: different fields both survive.
+    let a = first.update(EntityType::Project, id, &[("name", json!("From A"))]);
+    let b = second.update(EntityType::Project, id, &[("description", json!("From B"))]);
+    applied(&push(&store, owner, first.batch(vec![a])).await[0]);
+    applied(&push(&store, owner, second.batch(vec![b])).await[0]);
+    // A later write of the same field from a clock that is behind loses, and says so.
+    let mut late = Writer::new();
+    let stale = late.update(EntityType::Project, id, &[("name", json!("Stale"))]);
+    let stale = trackflow_domain::protocol::Mutation {
+        fields: stale
+            .fields
+            .into_iter()
+            .map(|(k, mut c)| {
+                c.hlc.wall_ms = 1;
+                (k, c)
+            })
+            .collect(),
+        ..stale
+    };
+    let outcome = push(&store, owner, late.batch(vec![stale])).await;
+    match &outcome[0] {
+        MutationOutcome::Conflict { server, lost_fields } => {
+            assert_eq!(lost_fields, &vec!["name".to_owned()]);
+            assert_eq!(server.fields["name"], json!("From A"));
+            assert_eq!(server.fields["description"], json!("From B"));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+async fn delete_wins_over_concurrent_update(store: Store) {
+    let (owner, mut first, project) = owned_project(&store).await;
+    let mut second = Writer::new();
+    let id = project.entity_id();
+    let delete = first.delete(EntityType::Project, id);
+    // Written later by the clock, but concurrent with the delete.
+    let update = second.update(EntityType::Project, id, &[("name", json!("Too late"))]);
+    applied(&push(&store, owner, first.batch(vec![delete])).await[0]);
+    let outcome = push(&store, owner, second.batch(vec![update])).await;
+    assert!(
+        matches!(&outcome[0], MutationOutcome::Conflict { server, lost_fields } if server.deleted && lost_fields == &vec!["name".to_owned()]),
+        "{outcome:?}"
+    );
+    let (changes, _) = pull_from(&store, owner, None, 100).await;
+    assert!(changes.iter().any(|c| c.entity_id == id && c.deleted));
+}
+
+async fn bad_input_refuses_the_whole_push(store: Store) {
+    let owner = account(&store).await;
+    let mut writer = Writer::new();
+    let project = Project::new(owner, "Album", None, now()).expect("valid");
+    let good = writer.create(&project);
+    let mut fields = Project::new(owner, "Other", None, now()).expect("valid").fields();
+    fields.insert("name".into(), json!("n".repeat(101)));
+    let too_long = writer.mutation(trackflow_domain::OperationKind::Create, EntityType::Project, Uuid::now_v7(), fields);
+    let bad_id = too_long.id;
+    let error = store.push(owner, writer.batch(vec![good.clone(), too_long])).await.expect_err("refused");
+    match error {
+        ServerStoreError::BadInput { code, message, mutation_id } => {
+            assert_eq!(code, "invalid_field");
+            assert!(message.contains("name"), "{message}");
+            assert_eq!(mutation_id, Some(bad_id));
+        }
+        other => panic!("expected bad input, got {other:?}"),
+    }
+    let (changes, _) = pull_from(&store, owner, None, 100).await;
+    assert!(changes.is_empty(), "nothing stored: {changes:?}");
+    // The good mutation was not recorded either: sent alone it applies (not a duplicate).
+    applied(&push(&store, owner, writer.batch(vec![good])).await[0]);
+
+    // Too many mutations, and clock readings signed by another replica.
+    let many: Vec<_> = (0..501).map(|_| writer.update(EntityType::Project, project.entity_id(), &[])).collect();
+    let error = store.push(owner, writer.batch(many)).await.expect_err("too many");
+    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "too_many_mutations"));
+    let mut other = Writer::new();
+    let foreign = other.update(EntityType::Project, project.entity_id(), &[("name", json!("x"))]);
+    let error = store.push(owner, writer.batch(vec![foreign])).await.expect_err("foreign clock");
+    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "clock_node_mismatch"));
+}
+
+async fn references_must_exist_in_the_same_project(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let (other_owner, mut other_writer, other_project) = owned_project(&store).await;
+    // A track in a project that does not exist: malformed.
+    let orphan = AudioTrack::new(trackflow_domain::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
+    let error = store.push(owner, writer.creating(&orphan)).await.expect_err("missing");
+    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"), "{error:?}");
+    // A playlist listing a track of another project: malformed.
+    let foreign_track = AudioTrack::new(other_project.id(), other_owner, "T", 1, None, now()).expect("valid");
+    applied(&push(&store, other_owner, other_writer.creating(&foreign_track)).await[0]);
+    let playlist = Playlist::new(project.id(), "Mix", vec![foreign_track.id()], now()).expect("valid");
+    let error = store.push(owner, writer.creating(&playlist)).await.expect_err("cross project");
+    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"), "{error:?}");
+    // A comment on a deleted track: rejected, not malformed.
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    let create = writer.create(&track);
+    let delete = writer.delete(EntityType::AudioTrack, track.entity_id());
+    for outcome in push(&store, owner, writer.batch(vec![create, delete])).await {
+        applied(&outcome);
+    }
+    let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
+    let outcome = push(&store, owner, writer.creating(&comment)).await;
+    assert!(matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "reference_deleted"), "{outcome:?}");
+}
+
+async fn pull_pages_in_order_without_gaps(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let tracks: Vec<AudioTrack> = (0..25)
+        .map(|i| AudioTrack::new(project.id(), owner, &format!("T{i}"), 1, None, now()).expect("valid"))
+        .collect();
+    let batch = tracks.iter().map(|t| writer.create(t)).collect();
+    push(&store, owner, writer.batch(batch)).await.iter().for_each(|o| {
+        applied(o);
+    });
+    let (changes, cursor) = pull_from(&store, owner, None, 10).await;
+    let mut expected = vec![project.entity_id()];
+    expected.extend(tracks.iter().map(SyncEntity::entity_id));
+    assert_eq!(ids(&changes), expected, "every change once, in version order");
+    assert!(changes.windows(2).all(|w| w[0].version < w[1].version));
+    // Nothing new: an empty page, same position.
+    let (none, same) = pull_from(&store, owner, Some(cursor.clone()), 10).await;
+    assert!(none.is_empty());
+    assert_eq!(same, cursor);
+    // One more change: exactly it.
+    let rename = writer.update(EntityType::AudioTrack, tracks[3].entity_id(), &[("name", json!("Renamed"))]);
+    applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
+    let (next, _) = pull_from(&store, owner, Some(cursor), 10).await;
+    assert_eq!(ids(&next), vec![tracks[3].entity_id()]);
+}
+
+async fn new_collaborator_receives_existing_content(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let tracks: Vec<AudioTrack> = (0..3)
+        .map(|i| AudioTrack::new(project.id(), owner, &format!("T{i}"), 1, None, now()).expect("valid"))
+        .collect();
+    let profile = UserProfile::new(owner, "Owner", "owner@example.com", now()).expect("valid");
+    let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
+    batch.push(writer.create(&profile));
+    push(&store, owner, writer.batch(batch)).await.iter().for_each(|o| {
+        applied(o);
+    });
+
+    let member = account(&store).await;
+    let (before, cursor) = pull_from(&store, member, None, 2).await;
+    assert!(before.is_empty(), "a stranger sees nothing: {before:?}");
+    let grant = ProjectCollaborator::new(project.id(), member, CollaboratorRole::Viewer, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&grant)).await[0]);
+
+    // From the old cursor, in small pages: the project, its tracks, the grant and the owner's
+    // profile (a fellow member's), each once.
+    let (after, cursor) = pull_from(&store, member, Some(cursor), 2).await;
+    let mut got = ids(&after);
+    got.sort();
+    let mut expected = vec![project.entity_id(), grant.entity_id(), profile.entity_id()];
+    expected.extend(tracks.iter().map(SyncEntity::entity_id));
+    expected.sort();
+    assert_eq!(got, expected);
+    // Later changes arrive normally.
+    let rename = writer.update(EntityType::AudioTrack, tracks[0].entity_id(), &[("name", json!("New"))]);
+    applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
+    let (next, _) = pull_from(&store, member, Some(cursor), 2).await;
+    assert_eq!(ids(&next), vec![tracks[0].entity_id()]);
+}
+
+async fn unknown_and_expired_cursors_reset(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let reset = |cursor: &str| {
+        let store = store.clone();
+        let cursor = cursor.to_owned();
+        async move { store.pull(owner, PullRequest { cursor: Some(cursor), limit: 10 }).await.expect("pull") }
+    };
+    for garbage in ["", "abc", "x.1.1", "1.2", "a.b.c.d"] {
+        assert_eq!(reset(garbage).await, PullResponse::Reset, "{garbage:?}");
+    }
+    let (_, cursor) = pull_from(&store, owner, None, 10).await;
+    let (epoch, _) = cursor.split_once('.').expect("cursor has an epoch");
+    assert_eq!(reset(&format!("{epoch}.999999.999999")).await, PullResponse::Reset, "ahead of the server");
+    assert_eq!(reset(&cursor.replacen(epoch, "0123", 1)).await, PullResponse::Reset, "another database");
+    // A tombstone purged after the cursor: the cursor has expired.
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    let batch = vec![writer.create(&track), writer.delete(EntityType::AudioTrack, track.entity_id())];
+    push(&store, owner, writer.batch(batch)).await;
+    assert_eq!(store.purge_tombstones(0).await.expect("purge"), 1);
+    assert_eq!(reset(&cursor).await, PullResponse::Reset, "expired");
+    let (fresh, _) = pull_from(&store, owner, None, 10).await;
+    assert_eq!(ids(&fresh), vec![project.entity_id()], "a full re-sync no longer has the purged tombstone");
+    let error = store.pull(owner, PullRequest { cursor: None, limit: 0 }).await.expect_err("limit 0");
+    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "invalid_limit"));
+}
+
+/// Every entity type against every role (owner, editor, viewer, stranger): may they pull it,
+/// and may they create, update and delete it? `-` allowed, `x` refused.
+async fn authorization_for_every_entity_type_and_role(store: Store) {
+    //                         entity type                    pull  create update delete
+    let table: [(EntityType, [&str; 4]); 5] = [
+        (EntityType::Project, ["----", "-x-x", "-xxx", "xxxx"]),
+        (EntityType::ProjectCollaborator, ["----", "-xxx", "-xxx", "xxxx"]),
+        (EntityType::AudioTrack, ["----", "----", "-xxx", "xxxx"]),
+        (EntityType::AudioComment, ["----", "----", "-xxx", "xxxx"]),
+        (EntityType::Playlist, ["----", "----", "-xxx", "xxxx"]),
+    ];
+    let roles = ["owner", "editor", "viewer", "stranger"];
+    for (entity_type, by_role) in table {
+        for (role, expected) in roles.iter().zip(by_role) {
+            let got = try_everything(&store, entity_type, role).await;
+            assert_eq!(got, expected, "{entity_type} as {role}: pull, create, update, delete");
+        }
+    }
+    // Profiles: one's own is read and written; a fellow member's is read only; a stranger's
+    // is invisible and untouchable.
+    for (relation, expected) in [("own", "----"), ("fellow", "-xxx"), ("stranger", "xxxx")] {
+        assert_eq!(try_profile(&store, relation).await, expected, "profile as {relation}");
+    }
+}
+
+/// Sets up a project with one entity of each type, a user with `role`, and tries to pull the
+/// entity, create another like it, update it and delete it as that user.
+async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> String {
+    let (owner, mut setup, project) = owned_project(store).await;
+    let actor = if role == "owner" { owner } else { account(store).await };
+    if let Some(role) = match role {
+        "editor" => Some(CollaboratorRole::Editor),
+        "viewer" => Some(CollaboratorRole::Viewer),
+        _ => None,
+    } {
+        let grant = ProjectCollaborator::new(project.id(), actor, role, now()).expect("valid");
+        applied(&push(store, owner, setup.creating(&grant)).await[0]);
+    }
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    let comment = AudioComment::new(&track, owner, "c", 0, now()).expect("valid");
+    let playlist = Playlist::new(project.id(), "P", vec![track.id()], now()).expect("valid");
+    let member = ProjectCollaborator::new(project.id(), account(store).await, CollaboratorRole::Viewer, now())
+        .expect("valid");
+    let batch = vec![setup.create(&track), setup.create(&comment), setup.create(&playlist), setup.create(&member)];
+    let batch = setup.batch(batch);
+    push(store, owner, batch).await.iter().for_each(|o| {
+        applied(o);
+    });
+
+    // "Create" makes another entity of the type in this project; for a project itself, one that
+    // names the project's owner as its owner.
+    let fresh = |e: &dyn Fn() -> (Uuid, BTreeMap<String, Value>)| e();
+    let (target, fresh, update): (Uuid, (Uuid, BTreeMap<String, Value>), (&str, Value)) = match entity_type {
+        EntityType::Project => (
+            project.entity_id(),
+            fresh(&|| wire(&Project::new(owner, "Theirs", None, now()).expect("valid"))),
+            ("name", json!("Renamed")),
+        ),
+        EntityType::ProjectCollaborator => {
+            let newcomer = account(store).await;
+            (
+                member.entity_id(),
+                fresh(&|| {
+                    wire(&ProjectCollaborator::new(project.id(), newcomer, CollaboratorRole::Editor, now()).expect("valid"))
+                }),
+                ("role", json!("editor")),
+            )
+        }
+        EntityType::AudioTrack => (
+            track.entity_id(),
+            fresh(&|| wire(&AudioTrack::new(project.id(), actor, "New", 1, None, now()).expect("valid"))),
+            ("name", json!("Renamed")),
+        ),
+        EntityType::AudioComment => (
+            comment.entity_id(),
+            fresh(&|| wire(&AudioComment::new(&track, actor, "new", 0, now()).expect("valid"))),
+            ("content", json!("edited")),
+        ),
+        EntityType::Playlist => (
+            playlist.entity_id(),
+            fresh(&|| wire(&Playlist::new(project.id(), "New", vec![], now()).expect("valid"))),
+            ("name", json!("Renamed")),
+        ),
+        EntityType::UserProfile => unreachable!("profiles are tried separately"),
+    };
+    let (seen, _) = pull_from(store, actor, None, 100).await;
+    let mut result = String::new();
+    result.push(if seen.iter().any(|c| c.entity_id == target) { '-' } else { 'x' });
+    let mut writer = Writer::new();
+    let create = writer.mutation(trackflow_domain::OperationKind::Create, entity_type, fresh.0, fresh.1);
+    let update = writer.update(entity_type, target, &[(update.0, update.1)]);
+    let delete = writer.delete(entity_type, target);
+    for mutation in [create, update, delete] {
+        let outcome = push(store, actor, writer.batch(vec![mutation])).await;
+        result.push(match &outcome[0] {
+            MutationOutcome::Applied { .. } => '-',
+            MutationOutcome::Rejected { code, .. } if code == "forbidden" || code == "not_found" => 'x',
+            other => panic!("{entity_type} as {role}: unexpected {other:?}"),
+        });
+    }
+    result
+}
+
+async fn try_profile(store: &Store, relation: &str) -> String {
+    let (owner, mut setup, project) = owned_project(store).await;
+    let subject = account(store).await;
+    let actor = if relation == "own" { subject } else { account(store).await };
+    let mut own_writer = Writer::new();
+    let profile = UserProfile::new(subject, "Subject", "s@example.com", now()).expect("valid");
+    applied(&push(store, subject, own_writer.creating(&profile)).await[0]);
+    if relation == "fellow" {
+        for user in [subject, actor] {
+            let grant = ProjectCollaborator::new(project.id(), user, CollaboratorRole::Editor, now()).expect("valid");
+            applied(&push(store, owner, setup.creating(&grant)).await[0]);
+        }
+    }
+    let (seen, _) = pull_from(store, actor, None, 100).await;
+    let mut result = String::new();
+    result.push(if seen.iter().any(|c| c.entity_id == profile.entity_id()) { '-' } else { 'x' });
+    let mut writer = Writer::new();
+    // A create of the subject's profile (a second create of it, as the actor's own client would
+    // send after an offline sign-up), an update and a delete.
+    let mut fields: BTreeMap<String, Value> = profile.fields();
+    fields.insert("name".into(), json!("Changed"));
+    let create = writer.mutation(trackflow_domain::OperationKind::Create, EntityType::UserProfile, subject.as_uuid(), fields);
+    let update = writer.update(EntityType::UserProfile, subject.as_uuid(), &[("name", json!("Again"))]);
+    let delete = writer.delete(EntityType::UserProfile, subject.as_uuid());
+    for mutation in [create, update, delete] {
+        let outcome = push(store, actor, writer.batch(vec![mutation])).await;
+        result.push(match &outcome[0] {
+            MutationOutcome::Applied { .. } => '-',
+            MutationOutcome::Rejected { code, .. } if code == "forbidden" || code == "not_found" => 'x',
+            other => panic!("profile as {relation}: unexpected {other:?}"),
+        });
+    }
+    result
+}
+
+fn wire(entity: &impl SyncEntity) -> (Uuid, BTreeMap<String, Value>) {
+    (entity.entity_id(), entity.fields())
+}
