@@ -15,6 +15,8 @@ use uuid::Uuid;
 /// A server on a free port over a fresh in-memory store.
 pub struct TestServer {
     pub server: RunningServer,
+    /// The store behind it, to check what a refused request left behind.
+    pub store: Arc<DieselServerStore>,
     pub client: Client,
     /// Every response body seen, by (method, route template, status): the OpenAPI test checks
     /// them all against the document.
@@ -43,11 +45,11 @@ impl TestServer {
 
     pub async fn with_config(config: ServerConfig) -> Self {
         init_logs();
-        let store = DieselServerStore::open("sqlite::memory:", 1).expect("open store");
-        let state = AppState::new(Arc::new(store), config);
+        let store = Arc::new(DieselServerStore::open("sqlite::memory:", 1).expect("open store"));
+        let state = AppState::new(store.clone(), config);
         let server = RunningServer::start("127.0.0.1:0".parse().expect("addr"), state).await.expect("start");
         let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        Self { server, client, seen: Arc::default() }
+        Self { server, store, client, seen: Arc::default() }
     }
 
     /// Sends a request; `body` is sent as JSON when given. Records the response.

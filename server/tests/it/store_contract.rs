@@ -533,3 +533,88 @@ async fn try_profile(store: &Store, relation: &str) -> String {
 fn wire(entity: &impl SyncEntity) -> (Uuid, BTreeMap<String, Value>) {
     (entity.entity_id(), entity.fields())
 }
+
+/// Several store instances (as several server processes would) push concurrently while a
+/// reader pulls over and over. Whatever the reader saw, page after page, must end up exactly
+/// the final state: a change committed behind the reader's cursor would be missing from it.
+async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
+    const WRITERS: usize = 6;
+    const BATCHES: usize = 25;
+    const PER_BATCH: usize = 4;
+    let reader_store = stores[0].clone();
+    let (owner, _, project) = owned_project(&reader_store).await;
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let reader = {
+        let (store, finished) = (reader_store.clone(), finished.clone());
+        tokio::spawn(async move {
+            let mut seen: BTreeMap<Uuid, i64> = BTreeMap::new();
+            let mut cursor: Option<String> = None;
+            let mut pulls = 0u32;
+            loop {
+                // Read the flag before pulling: once it is set, this pull starts after every push.
+                let last_round = finished.load(std::sync::atomic::Ordering::SeqCst);
+                let (changes, next) = pull_from(&store, owner, cursor.clone(), 7).await;
+                pulls += 1;
+                for change in changes {
+                    let version = seen.entry(change.entity_id).or_default();
+                    assert!(change.version > *version, "versions only grow");
+                    *version = change.version;
+                }
+                cursor = Some(next);
+                if last_round {
+                    return (seen, pulls);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let project = project.id();
+            tokio::spawn(async move {
+                let mut writer = Writer::new();
+                for _ in 0..BATCHES {
+                    let tracks: Vec<_> = (0..PER_BATCH)
+                        .map(|_| AudioTrack::new(project, owner, "T", 1, None, now()).expect("valid"))
+                        .collect();
+                    let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
+                    batch.push(writer.update(EntityType::AudioTrack, tracks[0].entity_id(), &[("name", json!("U"))]));
+                    let batch = writer.batch(batch);
+                    for outcome in push(&store, owner, batch).await {
+                        applied(&outcome);
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, pulls) = reader.await.expect("reader");
+    let (everything, _) = pull_from(&reader_store, owner, None, 1000).await;
+    let final_state: BTreeMap<Uuid, i64> = everything.iter().map(|c| (c.entity_id, c.version)).collect();
+    assert_eq!(final_state.len(), 1 + WRITERS * BATCHES * PER_BATCH);
+    assert!(pulls > 1, "the reader pulled while writers wrote");
+    assert_eq!(seen, final_state, "the reader's incremental view is the final state");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_pushes_never_skip_a_change() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("server.db");
+    let url = path.to_str().expect("utf-8");
+    let stores: Vec<Store> =
+        (0..3).map(|_| Arc::new(DieselServerStore::open(url, 4).expect("open")) as Store).collect();
+    concurrent_pushes_never_skip_a_change(stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_pushes_never_skip_a_change() {
+    let Some(db) = PgDatabase::create("concurrent_pushes_never_skip_a_change") else { return };
+    // Separate stores act as separate server instances: they share nothing but the database.
+    let stores: Vec<Store> = (0..3).map(|_| Arc::new(db.store(4)) as Store).collect();
+    concurrent_pushes_never_skip_a_change(stores).await;
+}
