@@ -22,5 +22,6 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod local_user;
+pub mod server;
 pub mod telemetry;
 pub mod wiring;

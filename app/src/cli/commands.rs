@@ -28,6 +28,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bench(args) = cli.command {
         return crate::bench::run(args, out.json).await;
     }
+    if let Command::Server(args) = cli.command {
+        return crate::server::run(args, data_dir(cli.data_dir)?).await;
+    }
     if let Command::Demo = cli.command {
         let temp = tempfile::tempdir()?;
         let dir = cli.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
@@ -45,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Playlist(c) => app.playlist(c).await,
         Command::Collaborator(c) => app.collaborator(c).await,
         Command::Queue => app.queue().await,
-        Command::Bench(_) | Command::Demo => unreachable!("handled above"),
+        Command::Bench(_) | Command::Demo | Command::Server(_) => unreachable!("handled above"),
     }
 }
 

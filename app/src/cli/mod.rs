@@ -58,6 +58,8 @@ pub enum Command {
     Demo,
     /// Measure the engine (see docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
+    /// Run the sync server until Ctrl-C (or SIGTERM), then finish requests in flight and stop.
+    Server(crate::server::ServerArgs),
 }
 
 /// `trackflow profile ...`

@@ -1,0 +1,76 @@
+//! `trackflow server`: the reference sync server over Diesel (SQLite by default, PostgreSQL for
+//! a `postgres://` URL).
+
+use anyhow::Context;
+use clap::Args;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use trackflow_data::DieselServerStore;
+use trackflow_server::{AppState, ServerConfig};
+
+/// The server's database file in the data directory when `--db` is not given.
+pub const SERVER_DATABASE_FILE: &str = "trackflow-server.db";
+
+/// Options of `trackflow server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Database: `postgres://user@host/db`, a SQLite file path, or `sqlite::memory:` (default:
+    /// trackflow-server.db in --data-dir).
+    #[arg(long, env = "TRACKFLOW_SERVER_DB", value_name = "URL")]
+    pub db: Option<String>,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Pooled database connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: u32,
+    /// Days a bearer token stays valid.
+    #[arg(long, default_value_t = 30)]
+    pub token_days: u64,
+}
+
+/// Opens the store, serves until Ctrl-C or SIGTERM, then drains requests in flight.
+pub async fn run(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    let url = match args.db {
+        Some(url) => url,
+        None => data_dir.join(SERVER_DATABASE_FILE).to_string_lossy().into_owned(),
+    };
+    let connections = args.connections;
+    let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&url, connections))
+        .await
+        .context("opening the database")??;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port.
+    eprintln!("trackflow server listening on http://{addr} (database: {})", store.database().redacted());
+    let config = ServerConfig {
+        token_ttl: std::time::Duration::from_secs(args.token_days.saturating_mul(24 * 3600)),
+        ..ServerConfig::default()
+    };
+    trackflow_server::serve(listener, AppState::new(Arc::new(store), config), shutdown_signal()).await?;
+    eprintln!("trackflow server stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C, or on SIGTERM where there is one.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
