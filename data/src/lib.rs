@@ -20,9 +20,9 @@ pub mod server;
 
 pub use clock::SystemClock;
 pub use error::StoreError;
-pub use server::{DieselServerStore, ServerDatabase};
 pub use local::{
     LocalStore, LocalStoreOptions, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
     SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
     SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
 };
+pub use server::{DieselServerStore, ServerDatabase};

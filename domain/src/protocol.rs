@@ -80,7 +80,8 @@ pub enum MutationOutcome {
         /// The row's new version.
         version: i64,
     },
-    /// Seen before; this replays the first result and nothing was applied again.
+    /// Seen before (same id, same content): nothing was applied again. Carries the version the
+    /// first application produced.
     Duplicate {
         /// The version the first application produced.
         version: i64,
@@ -94,7 +95,8 @@ pub enum MutationOutcome {
     },
     /// Refused for good; retrying will not help.
     Rejected {
-        /// A stable reason code (`forbidden`, `invalid_field`, ...).
+        /// A stable reason code: `forbidden`, `not_found`, `immutable_field`, `already_exists`,
+        /// `reference_deleted` or `id_reused`.
         code: String,
         /// Human-readable detail.
         message: String,

@@ -46,12 +46,15 @@ async fn hash_password(password: String) -> Result<String, ApiFailure> {
     .await
     .ok()
     .and_then(Result::ok)
-    .ok_or_else(|| ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not hash the password"))
+    .ok_or_else(|| {
+        ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not hash the password")
+    })
 }
 
 async fn password_matches(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&hash)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await
     .unwrap_or(false)
@@ -70,10 +73,16 @@ async fn issue_token(state: &AppState, user_id: UserId) -> Result<AuthResponse, 
 
 fn check_password(password: &str) -> Result<(), ApiFailure> {
     if password.chars().count() < MIN_PASSWORD {
-        return Err(ApiFailure::invalid("invalid_field", format!("password: must be at least {MIN_PASSWORD} characters")));
+        return Err(ApiFailure::invalid(
+            "invalid_field",
+            format!("password: must be at least {MIN_PASSWORD} characters"),
+        ));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(ApiFailure::invalid("invalid_field", format!("password: must be at most {MAX_PASSWORD} bytes")));
+        return Err(ApiFailure::invalid(
+            "invalid_field",
+            format!("password: must be at most {MAX_PASSWORD} bytes"),
+        ));
     }
     Ok(())
 }
@@ -98,11 +107,13 @@ pub(crate) async fn log_in(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LogInRequest>,
 ) -> Result<Json<AuthResponse>, ApiFailure> {
-    let refused = || ApiFailure::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
+    let refused =
+        || ApiFailure::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password");
     if request.password.len() > MAX_PASSWORD {
         return Err(refused());
     }
-    let account = state.store.find_account(&request.email.trim().to_lowercase()).await?.ok_or_else(refused)?;
+    let account =
+        state.store.find_account(&request.email.trim().to_lowercase()).await?.ok_or_else(refused)?;
     if !password_matches(request.password, account.password_hash).await {
         return Err(refused());
     }

@@ -5,11 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use trackflow_domain::{
-    ids::OperationId,
-    ports::ServerStoreError,
-    protocol::ApiError,
-};
+use trackflow_domain::{ids::OperationId, ports::ServerStoreError, protocol::ApiError};
 
 /// A request that failed, ready to become a response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,11 +47,19 @@ impl ApiFailure {
             ServerStoreError::Taken(message) => Self::new(StatusCode::CONFLICT, "taken", message),
             ServerStoreError::Storage { transient: true, message } => {
                 tracing::warn!(%message, "store busy");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is busy; retry shortly")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is busy; retry shortly",
+                )
             }
             other => {
                 tracing::error!(error = %other, "store failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server could not complete the request")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not complete the request",
+                )
             }
         }
     }
@@ -85,5 +89,9 @@ pub(crate) async fn no_route() -> ApiFailure {
 
 /// Fallback for a known path with the wrong method.
 pub(crate) async fn wrong_method() -> ApiFailure {
-    ApiFailure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    ApiFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
 }

@@ -36,7 +36,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 format!("the body is larger than {limit} bytes"),
             )
         };
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         if declared.is_some_and(|length| length > limit) {
             return Err(too_large());
         }
@@ -52,13 +53,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiFail
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => ApiFailure::invalid("invalid_request", format!("{path}: {inner}")),
+            serde_json::error::Category::Data => {
+                ApiFailure::invalid("invalid_request", format!("{path}: {inner}"))
+            }
             _ => ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {inner}")),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}")))?;
+    deserializer.end().map_err(|e| {
+        ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -95,8 +98,9 @@ impl FromRequestParts<AppState> for AuthUser {
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+            // The scheme name is case-insensitive (RFC 9110, section 11.1).
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiFailure::unauthorized("the Authorization header is not 'Bearer <token>'"))?;
         let token_hash = auth::token_hash(token);

@@ -93,7 +93,9 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
 fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         crate::migrate::apply(conn, MIGRATIONS).map_err(|e| match e {
-            MigrateError::Newer { found, known } => StoreError::NewerSchema { path: path.to_owned(), found, known },
+            MigrateError::Newer { found, known } => {
+                StoreError::NewerSchema { path: path.to_owned(), found, known }
+            }
             MigrateError::Failed(message) => StoreError::Migration(message),
         })
     })

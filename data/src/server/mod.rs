@@ -44,7 +44,9 @@ pub struct DieselServerStore {
 
 impl std::fmt::Debug for DieselServerStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DieselServerStore").field("database", &self.database.redacted()).finish_non_exhaustive()
+        f.debug_struct("DieselServerStore")
+            .field("database", &self.database.redacted())
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +135,11 @@ impl ServerStore for DieselServerStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn user_for_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<UserId>, ServerStoreError> {
+    async fn user_for_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, ServerStoreError> {
         let token_hash = token_hash.to_owned();
         self.with_connection(move |conn| accounts::user_for_token(conn, &token_hash, now)).await
     }
@@ -179,10 +185,13 @@ impl ServerStore for DieselServerStore {
             if horizon <= meta.purged_through {
                 return Ok(0);
             }
-            let removed =
-                diesel::delete(entities::table.filter(entities::deleted.eq(true)).filter(entities::version.le(horizon)))
-                    .execute(conn)?;
-            diesel::update(server_meta::table.find(1)).set(server_meta::purged_through.eq(horizon)).execute(conn)?;
+            let removed = diesel::delete(
+                entities::table.filter(entities::deleted.eq(true)).filter(entities::version.le(horizon)),
+            )
+            .execute(conn)?;
+            diesel::update(server_meta::table.find(1))
+                .set(server_meta::purged_through.eq(horizon))
+                .execute(conn)?;
             Ok(removed as u64)
         })
         .await

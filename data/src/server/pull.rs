@@ -116,8 +116,11 @@ pub(super) fn pull(
     let scopes = readable_scopes(conn, user).map_err(store_error)?;
 
     // Scopes readable since before the cursor: only rows changed after it. One query for all.
-    let settled: Vec<String> =
-        scopes.iter().filter(|(_, granted)| **granted < after.effective).map(|(s, _)| s.to_string()).collect();
+    let settled: Vec<String> = scopes
+        .iter()
+        .filter(|(_, granted)| **granted < after.effective)
+        .map(|(s, _)| s.to_string())
+        .collect();
     let mut rows: Vec<(Position, EntityRow)> = Vec::new();
     if !settled.is_empty() {
         let changed: Vec<EntityRow> = entities::table

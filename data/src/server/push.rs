@@ -76,7 +76,10 @@ pub(super) fn check_request(request: &PushRequest) -> Result<(), PushFailure> {
         if let Some((name, _)) = m.fields.iter().find(|(_, c)| c.hlc.node != request.client_id) {
             return Err(PushFailure::BadInput {
                 code: "clock_node_mismatch",
-                message: format!("fields.{name}: the clock reading was not made by client {}", request.client_id),
+                message: format!(
+                    "fields.{name}: the clock reading was not made by client {}",
+                    request.client_id
+                ),
                 mutation_id: Some(m.id),
             });
         }
@@ -94,13 +97,16 @@ pub(super) fn apply(
     diesel::update(server_meta::table.find(1))
         .set(server_meta::last_version.eq(server_meta::last_version))
         .execute(conn)?;
-    let mut last_version: i64 = server_meta::table.find(1).select(server_meta::last_version).get_result(conn)?;
+    let mut last_version: i64 =
+        server_meta::table.find(1).select(server_meta::last_version).get_result(conn)?;
     let mut results = Vec::with_capacity(request.mutations.len());
     for mutation in &request.mutations {
         let outcome = apply_one(conn, user, mutation, &mut last_version)?;
         results.push(MutationResult { id: mutation.id, outcome });
     }
-    diesel::update(server_meta::table.find(1)).set(server_meta::last_version.eq(last_version)).execute(conn)?;
+    diesel::update(server_meta::table.find(1))
+        .set(server_meta::last_version.eq(last_version))
+        .execute(conn)?;
     Ok(PushResponse { results })
 }
 
@@ -122,7 +128,10 @@ fn apply_one(
         return Ok(if first_hash == hash {
             MutationOutcome::Duplicate { version }
         } else {
-            rejected("id_reused", format!("mutation {} was already applied with different content", mutation.id))
+            rejected(
+                "id_reused",
+                format!("mutation {} was already applied with different content", mutation.id),
+            )
         });
     }
 
@@ -152,7 +161,8 @@ fn apply_one(
             *last_version
         }
     };
-    let stored = StoredEntity { entity_type: mutation.entity_type, scope: plan.scope, version, state: plan.state };
+    let stored =
+        StoredEntity { entity_type: mutation.entity_type, scope: plan.scope, version, state: plan.state };
     if changes {
         let row = EntityRow::new(mutation.entity_id, &stored)?;
         if current.is_some() {
@@ -168,7 +178,8 @@ fn apply_one(
     } else {
         MutationOutcome::Conflict { server: wire_state(mutation.entity_id, &stored), lost_fields: plan.lost }
     };
-    let outcome_json = serde_json::to_string(&outcome).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
+    let outcome_json =
+        serde_json::to_string(&outcome).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
     diesel::insert_into(applied_mutations::table)
         .values((
             applied_mutations::user_id.eq(&user_key),
@@ -206,7 +217,9 @@ fn check_access(
             match (creating_project, plan.entity.as_ref().and_then(AnyEntity::membership)) {
                 // Nobody is a member of a project that does not exist yet: its creator is judged
                 // as the owner it names, and may only name themselves.
-                (true, Some(grant)) if grant.user_id == user => Relation::Project(Some(CollaboratorRole::Owner)),
+                (true, Some(grant)) if grant.user_id == user => {
+                    Relation::Project(Some(CollaboratorRole::Owner))
+                }
                 (true, _) if role_in(conn, project, user)?.is_none() => {
                     return Ok(Err(rejected("forbidden", "a project is created by its owner".into())));
                 }
@@ -259,8 +272,10 @@ fn update_membership(
         .and_then(AnyEntity::membership);
     if let Some(grant) = revoked {
         if role_in(conn, grant.project_id, grant.user_id)? != Some(CollaboratorRole::Owner) {
-            diesel::delete(memberships::table.find((grant.project_id.to_string(), grant.user_id.to_string())))
-                .execute(conn)?;
+            diesel::delete(
+                memberships::table.find((grant.project_id.to_string(), grant.user_id.to_string())),
+            )
+            .execute(conn)?;
         }
     }
     let Some(grant) = after.and_then(AnyEntity::membership) else { return Ok(()) };
@@ -286,4 +301,3 @@ fn update_membership(
     }
     Ok(())
 }
-

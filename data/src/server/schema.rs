@@ -60,4 +60,11 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(server_meta, accounts, auth_tokens, entities, memberships, applied_mutations);
+diesel::allow_tables_to_appear_in_same_query!(
+    server_meta,
+    accounts,
+    auth_tokens,
+    entities,
+    memberships,
+    applied_mutations
+);

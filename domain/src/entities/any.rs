@@ -5,8 +5,8 @@
 //! [`AnyEntity::scope`] and [`AnyEntity::membership`].
 
 use super::{
-    AudioComment, AudioTrack, CollaboratorRole, EntityRef, EntityType, Playlist, Project, ProjectCollaborator,
-    SyncEntity, UserProfile,
+    AudioComment, AudioTrack, CollaboratorRole, EntityRef, EntityType, Playlist, Project,
+    ProjectCollaborator, SyncEntity, UserProfile,
 };
 use crate::{
     error::ValidationError,
@@ -186,6 +186,9 @@ mod tests {
         let grant = AnyEntity::Project(project.clone()).membership().expect("owner");
         assert_eq!((grant.user_id, grant.role), (owner, CollaboratorRole::Owner));
         let grant = AnyEntity::ProjectCollaborator(member.clone()).membership().expect("member");
-        assert_eq!((grant.project_id, grant.user_id, grant.role), (project.id(), member.user_id(), member.role()));
+        assert_eq!(
+            (grant.project_id, grant.user_id, grant.role),
+            (project.id(), member.user_id(), member.role())
+        );
     }
 }

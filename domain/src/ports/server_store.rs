@@ -39,7 +39,10 @@ pub struct StoredToken {
 
 impl fmt::Debug for StoredToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredToken").field("user_id", &self.user_id).field("expires_at", &self.expires_at).finish()
+        f.debug_struct("StoredToken")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
     }
 }
 
@@ -87,7 +90,11 @@ pub trait ServerStore: Interface {
     async fn save_token(&self, token: StoredToken) -> Result<(), ServerStoreError>;
 
     /// The user a token hash belongs to, if the token exists and has not expired at `now`.
-    async fn user_for_token(&self, token_hash: &str, now: Timestamp) -> Result<Option<UserId>, ServerStoreError>;
+    async fn user_for_token(
+        &self,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserId>, ServerStoreError>;
 
     /// Forgets a token (log out).
     async fn revoke_token(&self, token_hash: &str) -> Result<(), ServerStoreError>;

@@ -103,7 +103,9 @@ pub fn plan_mutation(mutation: &Mutation, current: Option<&StoredEntity>) -> Res
         }
     }
     let before = match current {
-        Some(c) if !c.state.deleted => AnyEntity::from_fields(entity_type, mutation.entity_id, &c.state.fields).ok(),
+        Some(c) if !c.state.deleted => {
+            AnyEntity::from_fields(entity_type, mutation.entity_id, &c.state.fields).ok()
+        }
         _ => None,
     };
     let change = match mutation.kind {
@@ -227,28 +229,77 @@ mod tests {
         let rename = |at| mutation(OperationKind::Update, it, [("name", json!("Renamed"))], at);
         type Expect = Result<(MergeKind, Vec<&'static str>), &'static str>;
         let cases: Vec<(&str, Mutation, Option<&StoredEntity>, Expect)> = vec![
-            ("create", mutation(OperationKind::Create, it, create_fields(&project), new), None, Ok((MergeKind::Created, vec![]))),
-            ("create missing a field", mutation(OperationKind::Create, it, [("name", json!("x"))], new), None, Err("invalid_field")),
-            ("create with unknown field", mutation(OperationKind::Create, it, [("colour", json!("red"))], new), None, Err("invalid_field")),
-            ("create again, same content", mutation(OperationKind::Create, it, create_fields(&project), new), Some(&alive), Ok((MergeKind::Merged, vec![]))),
-            ("create again, other owner", mutation(OperationKind::Create, it, [("owner_id", json!(UserId::new()))], new), Some(&alive), Err("already_exists")),
+            (
+                "create",
+                mutation(OperationKind::Create, it, create_fields(&project), new),
+                None,
+                Ok((MergeKind::Created, vec![])),
+            ),
+            (
+                "create missing a field",
+                mutation(OperationKind::Create, it, [("name", json!("x"))], new),
+                None,
+                Err("invalid_field"),
+            ),
+            (
+                "create with unknown field",
+                mutation(OperationKind::Create, it, [("colour", json!("red"))], new),
+                None,
+                Err("invalid_field"),
+            ),
+            (
+                "create again, same content",
+                mutation(OperationKind::Create, it, create_fields(&project), new),
+                Some(&alive),
+                Ok((MergeKind::Merged, vec![])),
+            ),
+            (
+                "create again, other owner",
+                mutation(OperationKind::Create, it, [("owner_id", json!(UserId::new()))], new),
+                Some(&alive),
+                Err("already_exists"),
+            ),
             ("newer update wins", rename(new), Some(&alive), Ok((MergeKind::Merged, vec![]))),
             ("older update loses", rename(old), Some(&alive), Ok((MergeKind::Merged, vec!["name"]))),
             ("update of missing", rename(new), None, Err("not_found")),
-            ("update to invalid value", mutation(OperationKind::Update, it, [("name", json!(""))], new), Some(&alive), Err("invalid_field")),
-            ("update of immutable", mutation(OperationKind::Update, it, [("owner_id", json!(UserId::new()))], new), Some(&alive), Err("immutable_field")),
+            (
+                "update to invalid value",
+                mutation(OperationKind::Update, it, [("name", json!(""))], new),
+                Some(&alive),
+                Err("invalid_field"),
+            ),
+            (
+                "update of immutable",
+                mutation(OperationKind::Update, it, [("owner_id", json!(UserId::new()))], new),
+                Some(&alive),
+                Err("immutable_field"),
+            ),
             ("update of deleted loses", rename(new), Some(&tomb), Ok((MergeKind::DeleteWins, vec!["name"]))),
-            ("delete", mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], new), Some(&alive), Ok((MergeKind::Deleted, vec![]))),
-            ("delete of missing", mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], new), None, Err("not_found")),
-            ("wrong type for the id", mutation(OperationKind::Update, track, [("name", json!("x"))], new), Some(&alive), Err("entity_type_mismatch")),
+            (
+                "delete",
+                mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], new),
+                Some(&alive),
+                Ok((MergeKind::Deleted, vec![])),
+            ),
+            (
+                "delete of missing",
+                mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], new),
+                None,
+                Err("not_found"),
+            ),
+            (
+                "wrong type for the id",
+                mutation(OperationKind::Update, track, [("name", json!("x"))], new),
+                Some(&alive),
+                Err("entity_type_mismatch"),
+            ),
         ];
         for (name, m, current, expected) in cases {
-            let got = plan_mutation(&m, current)
-                .map(|p| (p.kind, p.lost))
-                .map_err(|r| match r {
-                    Refusal::BadInput { code, .. } | Refusal::Rejected { code, .. } => code,
-                });
-            let expected = expected.map(|(k, lost)| (k, lost.into_iter().map(String::from).collect::<Vec<_>>()));
+            let got = plan_mutation(&m, current).map(|p| (p.kind, p.lost)).map_err(|r| match r {
+                Refusal::BadInput { code, .. } | Refusal::Rejected { code, .. } => code,
+            });
+            let expected =
+                expected.map(|(k, lost)| (k, lost.into_iter().map(String::from).collect::<Vec<_>>()));
             assert_eq!(got, expected, "{name}");
         }
     }
@@ -260,8 +311,11 @@ mod tests {
         let mut fields = create_fields(&project);
         fields.insert("name".into(), json!(5));
         let bad = plan_mutation(&mutation(OperationKind::Create, it, fields, hlc(1, 1)), None);
-        assert!(matches!(bad, Err(Refusal::BadInput { code: "invalid_field", ref message }) if message.contains("name")));
-        let missing = plan_mutation(&mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], hlc(1, 1)), None);
+        assert!(
+            matches!(bad, Err(Refusal::BadInput { code: "invalid_field", ref message }) if message.contains("name"))
+        );
+        let missing =
+            plan_mutation(&mutation(OperationKind::Delete, it, [] as [(&str, Value); 0], hlc(1, 1)), None);
         assert!(matches!(missing, Err(Refusal::Rejected { code: "not_found", .. })));
     }
 
@@ -270,11 +324,17 @@ mod tests {
         let project = Project::new(UserId::new(), "Demo", None, Timestamp(1)).expect("valid");
         let current = stored(&project, hlc(100, 1), false);
         let it = project.entity_ref();
-        let a = plan_mutation(&mutation(OperationKind::Update, it, [("name", json!("A"))], hlc(300, 1)), Some(&current))
-            .expect("applies");
+        let a = plan_mutation(
+            &mutation(OperationKind::Update, it, [("name", json!("A"))], hlc(300, 1)),
+            Some(&current),
+        )
+        .expect("applies");
         let after_a = StoredEntity { state: a.state, version: 8, ..current };
-        let b = plan_mutation(&mutation(OperationKind::Update, it, [("description", json!("B"))], hlc(200, 2)), Some(&after_a))
-            .expect("applies");
+        let b = plan_mutation(
+            &mutation(OperationKind::Update, it, [("description", json!("B"))], hlc(200, 2)),
+            Some(&after_a),
+        )
+        .expect("applies");
         assert!(b.lost.is_empty());
         assert_eq!(b.state.fields["name"], json!("A"));
         assert_eq!(b.state.fields["description"], json!("B"));
@@ -287,12 +347,21 @@ mod tests {
         let track = AudioTrack::new(project.id(), owner, "T", 10, None, Timestamp(1)).expect("valid");
         let it = track.entity_ref();
         let created =
-            plan_mutation(&mutation(OperationKind::Create, it, create_fields(&track), hlc(1, 1)), None).expect("create");
+            plan_mutation(&mutation(OperationKind::Create, it, create_fields(&track), hlc(1, 1)), None)
+                .expect("create");
         assert_eq!(created.new_references, vec![project.entity_ref()]);
         assert_eq!(created.scope, Scope::Project(project.id()));
-        let current = StoredEntity { entity_type: EntityType::AudioTrack, scope: created.scope, version: 1, state: created.state };
-        let renamed = plan_mutation(&mutation(OperationKind::Update, it, [("name", json!("U"))], hlc(2, 1)), Some(&current))
-            .expect("update");
+        let current = StoredEntity {
+            entity_type: EntityType::AudioTrack,
+            scope: created.scope,
+            version: 1,
+            state: created.state,
+        };
+        let renamed = plan_mutation(
+            &mutation(OperationKind::Update, it, [("name", json!("U"))], hlc(2, 1)),
+            Some(&current),
+        )
+        .expect("update");
         assert!(renamed.new_references.is_empty());
         assert!(renamed.changes(Some(&current)));
     }

@@ -34,7 +34,10 @@ async fn sign_up_log_in_and_log_out() {
     assert_eq!(status, StatusCode::OK, "{second}");
     assert_eq!(second["user_id"], first["user_id"]);
     assert_ne!(second["token"], first["token"], "every log-in gets its own token");
-    for wrong in [json!({"email": "ana@example.com", "password": "wrong horse"}), json!({"email": "bo@example.com", "password": "correct horse"})] {
+    for wrong in [
+        json!({"email": "ana@example.com", "password": "wrong horse"}),
+        json!({"email": "bo@example.com", "password": "correct horse"}),
+    ] {
         let (status, body) = server.call(Method::POST, "/v1/auth/login", None, Some(&wrong)).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
     }
@@ -54,7 +57,8 @@ async fn sign_up_log_in_and_log_out() {
 /// not applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_endpoints_need_a_valid_token_and_change_nothing_without_one() {
-    let server = TestServer::with_config(ServerConfig { token_ttl: Duration::ZERO, ..Default::default() }).await;
+    let server =
+        TestServer::with_config(ServerConfig { token_ttl: Duration::ZERO, ..Default::default() }).await;
     let (user, expired) = server.sign_up().await;
     let mut writer = Writer::new();
     let project = Project::new(user, "Album", None, Timestamp(1)).expect("valid");
@@ -73,9 +77,17 @@ async fn sync_endpoints_need_a_valid_token_and_change_nothing_without_one() {
             request = request.header("authorization", header);
         }
         let response = request.send().await.expect("send");
-        assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().ok()), Some(Some("Bearer")), "{case}");
+        assert_eq!(
+            response.headers().get("www-authenticate").map(|v| v.to_str().ok()),
+            Some(Some("Bearer")),
+            "{case}"
+        );
         let (status, body) = server.record(Method::POST, "/v1/sync/push", response).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{case}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{case}"
+        );
     }
     // Nothing was applied.
     let seen = server.store.pull(user, PullRequest { cursor: None, limit: 10 }).await.expect("pull");
@@ -95,7 +107,10 @@ async fn push_then_pull_over_http() {
     let version = body["results"][0]["version"].as_i64().expect("version");
     let (status, again) = server.push(&token, &request).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(again["results"][0], json!({"id": request.mutations[0].id, "status": "duplicate", "version": version}));
+    assert_eq!(
+        again["results"][0],
+        json!({"id": request.mutations[0].id, "status": "duplicate", "version": version})
+    );
 
     let (changes, cursor) = server.pull_all(&token).await;
     assert_eq!(changes.len(), 1);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{PullRequest, PullResponse},
-    AudioTrack, Project, ProjectId, SyncEntity, Timestamp, UserId,
+    AudioTrack, Project, ProjectId, Timestamp, UserId,
 };
 use trackflow_server::ServerConfig;
 
@@ -44,21 +44,101 @@ async fn malformed_pushes_are_refused_by_name() {
     });
     // (case, body, status, code, text the message must contain)
     let cases: Vec<(&str, Value, StatusCode, &str, &str)> = vec![
-        ("wrong type", edit(&|b| b["mutations"][0]["base_version"] = json!("seven")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].base_version"),
-        ("unknown entity type", edit(&|b| b["mutations"][0]["entity_type"] = json!("track")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].entity_type"),
-        ("invalid entity id", edit(&|b| b["mutations"][0]["entity_id"] = json!("not-a-uuid")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].entity_id"),
-        ("invalid mutation id", edit(&|b| b["mutations"][0]["id"] = json!(42)), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].id"),
-        ("invalid client id", edit(&|b| b["client_id"] = json!("x")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "client_id"),
-        ("unknown kind", edit(&|b| b["mutations"][0]["kind"] = json!("upsert")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].kind"),
-        ("invalid clock reading", edit(&|b| b["mutations"][0]["fields"]["name"]["hlc"] = json!("yesterday")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations[0].fields.name.hlc"),
-        ("unknown property", edit(&|b| b["mutations"][0]["colour"] = json!("red")), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "colour"),
-        ("missing mutations", json!({"client_id": Writer::new().client_id}), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "mutations"),
+        (
+            "wrong type",
+            edit(&|b| b["mutations"][0]["base_version"] = json!("seven")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].base_version",
+        ),
+        (
+            "unknown entity type",
+            edit(&|b| b["mutations"][0]["entity_type"] = json!("track")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].entity_type",
+        ),
+        (
+            "invalid entity id",
+            edit(&|b| b["mutations"][0]["entity_id"] = json!("not-a-uuid")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].entity_id",
+        ),
+        (
+            "invalid mutation id",
+            edit(&|b| b["mutations"][0]["id"] = json!(42)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].id",
+        ),
+        (
+            "invalid client id",
+            edit(&|b| b["client_id"] = json!("x")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "client_id",
+        ),
+        (
+            "unknown kind",
+            edit(&|b| b["mutations"][0]["kind"] = json!("upsert")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].kind",
+        ),
+        (
+            "invalid clock reading",
+            edit(&|b| b["mutations"][0]["fields"]["name"]["hlc"] = json!("yesterday")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations[0].fields.name.hlc",
+        ),
+        (
+            "unknown property",
+            edit(&|b| b["mutations"][0]["colour"] = json!("red")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "colour",
+        ),
+        (
+            "missing mutations",
+            json!({"client_id": Writer::new().client_id}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "mutations",
+        ),
         ("string over its limit", long_name, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "name"),
-        ("unknown field of the entity", edit(&|b| b["mutations"][0]["fields"]["colour"] = b["mutations"][0]["fields"]["name"].clone()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "colour"),
-        ("missing required field", edit(&|b| { b["mutations"][0]["fields"].as_object_mut().expect("fields").remove("owner_id"); }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "owner_id"),
-        ("reference to nothing", orphan, StatusCode::UNPROCESSABLE_ENTITY, "missing_reference", "does not exist"),
+        (
+            "unknown field of the entity",
+            edit(&|b| b["mutations"][0]["fields"]["colour"] = b["mutations"][0]["fields"]["name"].clone()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "colour",
+        ),
+        (
+            "missing required field",
+            edit(&|b| {
+                b["mutations"][0]["fields"].as_object_mut().expect("fields").remove("owner_id");
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "owner_id",
+        ),
+        (
+            "reference to nothing",
+            orphan,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_reference",
+            "does not exist",
+        ),
         ("too many mutations", too_many, StatusCode::UNPROCESSABLE_ENTITY, "too_many_mutations", "500"),
-        ("not an object", json!("a string"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "expected struct PushRequest"),
+        (
+            "not an object",
+            json!("a string"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "expected struct PushRequest",
+        ),
     ];
     for (case, body, status, code, mentions) in cases {
         let (got, answer) = server.call(Method::POST, "/v1/sync/push", Some(&token), Some(&body)).await;
@@ -75,11 +155,30 @@ async fn bodies_that_are_not_json_or_too_big_are_refused() {
     let (user, token) = server.sign_up().await;
     let url = format!("{}/v1/sync/push", server.server.url());
     let text = serde_json::to_string(&valid_push(user)).expect("json");
-    let huge = json!({"client_id": Writer::new().client_id, "mutations": [], "pad": "x".repeat(4096)}).to_string();
+    let huge =
+        json!({"client_id": Writer::new().client_id, "mutations": [], "pad": "x".repeat(4096)}).to_string();
     let cases: Vec<(&str, String, &str, StatusCode, &str)> = vec![
-        ("malformed JSON", "{\"client_id\": ".to_owned(), "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
-        ("trailing garbage", format!("{text} x"), "application/json", StatusCode::BAD_REQUEST, "invalid_json"),
-        ("not JSON at all", text.clone(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (
+            "malformed JSON",
+            "{\"client_id\": ".to_owned(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "trailing garbage",
+            format!("{text} x"),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "not JSON at all",
+            text.clone(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
         ("oversized body", huge, "application/json", StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
     ];
     for (case, body, content_type, status, code) in cases {
@@ -116,16 +215,67 @@ async fn bodies_that_are_not_json_or_too_big_are_refused() {
 async fn bad_pulls_sign_ups_and_routes() {
     let server = TestServer::start().await;
     let (_, token) = server.sign_up().await;
-    let cases: Vec<(Method, &str, Option<Value>, StatusCode, &str, &str)> = vec![
+    // (method, path, body, status, code, text the message must contain)
+    type Case<'a> = (Method, &'a str, Option<Value>, StatusCode, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (Method::GET, "/v1/sync/pull?limit=abc", None, StatusCode::BAD_REQUEST, "invalid_query", "limit"),
-        (Method::GET, "/v1/sync/pull?limit=0", None, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", "limit"),
-        (Method::GET, "/v1/sync/pull?limit=100000", None, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit", "limit"),
-        (Method::POST, "/v1/auth/signup", Some(json!({"email": "not-an-email", "password": "long enough"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "email"),
-        (Method::POST, "/v1/auth/signup", Some(json!({"email": "a@example.com", "password": "short"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "password"),
-        (Method::POST, "/v1/auth/signup", Some(json!({"email": "a@example.com"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "password"),
-        (Method::POST, "/v1/auth/signup", Some(json!({"email": "b@example.com", "password": "long enough", "user_id": "x"})), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", "user_id"),
+        (
+            Method::GET,
+            "/v1/sync/pull?limit=0",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_limit",
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/v1/sync/pull?limit=100000",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_limit",
+            "limit",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/signup",
+            Some(json!({"email": "not-an-email", "password": "long enough"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "email",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/signup",
+            Some(json!({"email": "a@example.com", "password": "short"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "password",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/signup",
+            Some(json!({"email": "a@example.com"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "password",
+        ),
+        (
+            Method::POST,
+            "/v1/auth/signup",
+            Some(json!({"email": "b@example.com", "password": "long enough", "user_id": "x"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "user_id",
+        ),
         (Method::GET, "/v1/nothing-here", None, StatusCode::NOT_FOUND, "not_found", "endpoint"),
-        (Method::DELETE, "/v1/sync/push", None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method"),
+        (
+            Method::DELETE,
+            "/v1/sync/push",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method",
+        ),
     ];
     for (method, path, body, status, code, mentions) in cases {
         let (got, answer) = server.call(method.clone(), path, Some(&token), body.as_ref()).await;

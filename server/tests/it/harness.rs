@@ -53,7 +53,13 @@ impl TestServer {
     }
 
     /// Sends a request; `body` is sent as JSON when given. Records the response.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method.clone(), format!("{}{path}", self.server.url()));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -69,7 +75,12 @@ impl TestServer {
     pub async fn record(&self, method: Method, path: &str, response: Response) -> (StatusCode, Value) {
         let status = response.status();
         let text = response.text().await.expect("body");
-        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text}")) };
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text}"))
+        };
         let route = path.split('?').next().unwrap_or(path).to_owned();
         self.seen.lock().expect("lock").push(Seen { method, path: route, status, body: body.clone() });
         (status, body)
@@ -79,7 +90,12 @@ impl TestServer {
     pub async fn sign_up(&self) -> (UserId, String) {
         let email = format!("user-{}@example.com", Uuid::now_v7().simple());
         let (status, body) = self
-            .call(Method::POST, "/v1/auth/signup", None, Some(&json!({"email": email, "password": "correct horse"})))
+            .call(
+                Method::POST,
+                "/v1/auth/signup",
+                None,
+                Some(&json!({"email": email, "password": "correct horse"})),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let user: UserId = serde_json::from_value(body["user_id"].clone()).expect("user id");
@@ -87,7 +103,13 @@ impl TestServer {
     }
 
     pub async fn push(&self, token: &str, request: &PushRequest) -> (StatusCode, Value) {
-        self.call(Method::POST, "/v1/sync/push", Some(token), Some(&serde_json::to_value(request).expect("json"))).await
+        self.call(
+            Method::POST,
+            "/v1/sync/push",
+            Some(token),
+            Some(&serde_json::to_value(request).expect("json")),
+        )
+        .await
     }
 
     pub async fn pull(&self, token: &str, cursor: Option<&str>, limit: u32) -> (StatusCode, Value) {
@@ -139,7 +161,13 @@ impl Writer {
         Hlc { wall_ms, counter: 0, node: self.client_id }
     }
 
-    pub fn mutation(&mut self, kind: OperationKind, entity_type: EntityType, entity_id: Uuid, fields: BTreeMap<String, Value>) -> Mutation {
+    pub fn mutation(
+        &mut self,
+        kind: OperationKind,
+        entity_type: EntityType,
+        entity_id: Uuid,
+        fields: BTreeMap<String, Value>,
+    ) -> Mutation {
         let hlc = self.tick();
         Mutation {
             id: OperationId::new(),
@@ -152,7 +180,12 @@ impl Writer {
     }
 
     pub fn create(&mut self, entity: &impl SyncEntity) -> Mutation {
-        self.mutation(OperationKind::Create, entity.entity_ref().entity_type, entity.entity_id(), entity.fields())
+        self.mutation(
+            OperationKind::Create,
+            entity.entity_ref().entity_type,
+            entity.entity_id(),
+            entity.fields(),
+        )
     }
 
     pub fn update(&mut self, entity_type: EntityType, id: Uuid, fields: &[(&str, Value)]) -> Mutation {

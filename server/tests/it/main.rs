@@ -5,7 +5,6 @@
 mod harness;
 
 mod api;
-mod authorization;
 mod bad_input;
 mod openapi;
 mod store_contract;

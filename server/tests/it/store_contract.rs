@@ -53,7 +53,8 @@ impl PgDatabase {
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
-            let _ = sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+            let _ =
+                sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
         }
     }
 }
@@ -122,7 +123,12 @@ fn applied(outcome: &MutationOutcome) -> i64 {
 }
 
 /// Pulls everything after `cursor`, page by page; returns the changes and the last cursor.
-async fn pull_from(store: &Store, user: UserId, cursor: Option<String>, limit: u32) -> (Vec<EntityState>, String) {
+async fn pull_from(
+    store: &Store,
+    user: UserId,
+    cursor: Option<String>,
+    limit: u32,
+) -> (Vec<EntityState>, String) {
     let mut cursor = cursor;
     let mut all = Vec::new();
     loop {
@@ -186,7 +192,10 @@ async fn applies_and_replays_mutations_once(store: Store) {
 
     // The response was lost; the client sends the same batch again.
     let replay = push(&store, owner, batch).await;
-    assert_eq!(replay, vec![MutationOutcome::Duplicate { version: v1 }, MutationOutcome::Duplicate { version: v2 }]);
+    assert_eq!(
+        replay,
+        vec![MutationOutcome::Duplicate { version: v1 }, MutationOutcome::Duplicate { version: v2 }]
+    );
     let (changes, _) = pull_from(&store, owner, None, 100).await;
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].version, &changes[0].fields["name"]), (v2, &json!("Renamed")), "applied once");
@@ -195,7 +204,10 @@ async fn applies_and_replays_mutations_once(store: Store) {
     let mut forged = rename;
     forged.fields.get_mut("name").expect("name").value = json!("Other");
     let outcome = push(&store, owner, writer.batch(vec![forged])).await;
-    assert!(matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "id_reused"), "{outcome:?}");
+    assert!(
+        matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "id_reused"),
+        "{outcome:?}"
+    );
 }
 
 async fn concurrent_edits_merge_field_by_field(store: Store) {
@@ -256,7 +268,8 @@ async fn bad_input_refuses_the_whole_push(store: Store) {
     let good = writer.create(&project);
     let mut fields = Project::new(owner, "Other", None, now()).expect("valid").fields();
     fields.insert("name".into(), json!("n".repeat(101)));
-    let too_long = writer.mutation(trackflow_domain::OperationKind::Create, EntityType::Project, Uuid::now_v7(), fields);
+    let too_long =
+        writer.mutation(trackflow_domain::OperationKind::Create, EntityType::Project, Uuid::now_v7(), fields);
     let bad_id = too_long.id;
     let error = store.push(owner, writer.batch(vec![good.clone(), too_long])).await.expect_err("refused");
     match error {
@@ -273,7 +286,8 @@ async fn bad_input_refuses_the_whole_push(store: Store) {
     applied(&push(&store, owner, writer.batch(vec![good])).await[0]);
 
     // Too many mutations, and clock readings signed by another replica.
-    let many: Vec<_> = (0..501).map(|_| writer.update(EntityType::Project, project.entity_id(), &[])).collect();
+    let many: Vec<_> =
+        (0..501).map(|_| writer.update(EntityType::Project, project.entity_id(), &[])).collect();
     let error = store.push(owner, writer.batch(many)).await.expect_err("too many");
     assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "too_many_mutations"));
     let mut other = Writer::new();
@@ -286,15 +300,22 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     let (owner, mut writer, project) = owned_project(&store).await;
     let (other_owner, mut other_writer, other_project) = owned_project(&store).await;
     // A track in a project that does not exist: malformed.
-    let orphan = AudioTrack::new(trackflow_domain::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
+    let orphan =
+        AudioTrack::new(trackflow_domain::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
     let error = store.push(owner, writer.creating(&orphan)).await.expect_err("missing");
-    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"), "{error:?}");
+    assert!(
+        matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"),
+        "{error:?}"
+    );
     // A playlist listing a track of another project: malformed.
     let foreign_track = AudioTrack::new(other_project.id(), other_owner, "T", 1, None, now()).expect("valid");
     applied(&push(&store, other_owner, other_writer.creating(&foreign_track)).await[0]);
     let playlist = Playlist::new(project.id(), "Mix", vec![foreign_track.id()], now()).expect("valid");
     let error = store.push(owner, writer.creating(&playlist)).await.expect_err("cross project");
-    assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"), "{error:?}");
+    assert!(
+        matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"),
+        "{error:?}"
+    );
     // A comment on a deleted track: rejected, not malformed.
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let create = writer.create(&track);
@@ -304,7 +325,10 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     }
     let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
     let outcome = push(&store, owner, writer.creating(&comment)).await;
-    assert!(matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "reference_deleted"), "{outcome:?}");
+    assert!(
+        matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "reference_deleted"),
+        "{outcome:?}"
+    );
 }
 
 async fn pull_pages_in_order_without_gaps(store: Store) {
@@ -347,7 +371,8 @@ async fn new_collaborator_receives_existing_content(store: Store) {
     let member = account(&store).await;
     let (before, cursor) = pull_from(&store, member, None, 2).await;
     assert!(before.is_empty(), "a stranger sees nothing: {before:?}");
-    let grant = ProjectCollaborator::new(project.id(), member, CollaboratorRole::Viewer, now()).expect("valid");
+    let grant =
+        ProjectCollaborator::new(project.id(), member, CollaboratorRole::Viewer, now()).expect("valid");
     applied(&push(&store, owner, writer.creating(&grant)).await[0]);
 
     // From the old cursor, in small pages: the project, its tracks, the grant and the owner's
@@ -433,9 +458,11 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let comment = AudioComment::new(&track, owner, "c", 0, now()).expect("valid");
     let playlist = Playlist::new(project.id(), "P", vec![track.id()], now()).expect("valid");
-    let member = ProjectCollaborator::new(project.id(), account(store).await, CollaboratorRole::Viewer, now())
-        .expect("valid");
-    let batch = vec![setup.create(&track), setup.create(&comment), setup.create(&playlist), setup.create(&member)];
+    let member =
+        ProjectCollaborator::new(project.id(), account(store).await, CollaboratorRole::Viewer, now())
+            .expect("valid");
+    let batch =
+        vec![setup.create(&track), setup.create(&comment), setup.create(&playlist), setup.create(&member)];
     let batch = setup.batch(batch);
     push(store, owner, batch).await.iter().for_each(|o| {
         applied(o);
@@ -443,8 +470,8 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
 
     // "Create" makes another entity of the type in this project; for a project itself, one that
     // names the project's owner as its owner.
-    let fresh = |e: &dyn Fn() -> (Uuid, BTreeMap<String, Value>)| e();
-    let (target, fresh, update): (Uuid, (Uuid, BTreeMap<String, Value>), (&str, Value)) = match entity_type {
+    let fresh = |e: &dyn Fn() -> Wire| e();
+    let (target, fresh, update): (Uuid, Wire, (&str, Value)) = match entity_type {
         EntityType::Project => (
             project.entity_id(),
             fresh(&|| wire(&Project::new(owner, "Theirs", None, now()).expect("valid"))),
@@ -455,7 +482,10 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
             (
                 member.entity_id(),
                 fresh(&|| {
-                    wire(&ProjectCollaborator::new(project.id(), newcomer, CollaboratorRole::Editor, now()).expect("valid"))
+                    wire(
+                        &ProjectCollaborator::new(project.id(), newcomer, CollaboratorRole::Editor, now())
+                            .expect("valid"),
+                    )
                 }),
                 ("role", json!("editor")),
             )
@@ -504,7 +534,8 @@ async fn try_profile(store: &Store, relation: &str) -> String {
     applied(&push(store, subject, own_writer.creating(&profile)).await[0]);
     if relation == "fellow" {
         for user in [subject, actor] {
-            let grant = ProjectCollaborator::new(project.id(), user, CollaboratorRole::Editor, now()).expect("valid");
+            let grant =
+                ProjectCollaborator::new(project.id(), user, CollaboratorRole::Editor, now()).expect("valid");
             applied(&push(store, owner, setup.creating(&grant)).await[0]);
         }
     }
@@ -516,7 +547,12 @@ async fn try_profile(store: &Store, relation: &str) -> String {
     // send after an offline sign-up), an update and a delete.
     let mut fields: BTreeMap<String, Value> = profile.fields();
     fields.insert("name".into(), json!("Changed"));
-    let create = writer.mutation(trackflow_domain::OperationKind::Create, EntityType::UserProfile, subject.as_uuid(), fields);
+    let create = writer.mutation(
+        trackflow_domain::OperationKind::Create,
+        EntityType::UserProfile,
+        subject.as_uuid(),
+        fields,
+    );
     let update = writer.update(EntityType::UserProfile, subject.as_uuid(), &[("name", json!("Again"))]);
     let delete = writer.delete(EntityType::UserProfile, subject.as_uuid());
     for mutation in [create, update, delete] {
@@ -530,7 +566,10 @@ async fn try_profile(store: &Store, relation: &str) -> String {
     result
 }
 
-fn wire(entity: &impl SyncEntity) -> (Uuid, BTreeMap<String, Value>) {
+/// An entity's id and wire fields.
+type Wire = (Uuid, BTreeMap<String, Value>);
+
+fn wire(entity: &impl SyncEntity) -> Wire {
     (entity.entity_id(), entity.fields())
 }
 
@@ -580,7 +619,11 @@ async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
                         .map(|_| AudioTrack::new(project, owner, "T", 1, None, now()).expect("valid"))
                         .collect();
                     let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
-                    batch.push(writer.update(EntityType::AudioTrack, tracks[0].entity_id(), &[("name", json!("U"))]));
+                    batch.push(writer.update(
+                        EntityType::AudioTrack,
+                        tracks[0].entity_id(),
+                        &[("name", json!("U"))],
+                    ));
                     let batch = writer.batch(batch);
                     for outcome in push(&store, owner, batch).await {
                         applied(&outcome);

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Also run the server scenarios on PostgreSQL: a URL whose server may create (and drop) a
+    /// scratch database, e.g. postgres://postgres@127.0.0.1:5432/test.
+    #[arg(long, env = "TRACKFLOW_BENCH_POSTGRES_URL", value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 /// The benchmark scenarios.
@@ -48,7 +52,15 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// Local create+enqueue latency against a bare one-row Diesel insert transaction.
     LocalWrite,
+    /// Sync server push throughput (batches of 1, 100, 500 from 1 and 16 clients) against a
+    /// trivial JSON endpoint on the same server.
+    ServerPush,
+    /// Sync server pull latency and size for 10 changes in a 1,000-row and a 100,000-row
+    /// database, against a trivial JSON endpoint on the same server.
+    ServerPull,
 }
+
+mod server;
 
 /// Latency statistics of one measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +73,8 @@ pub struct Measurement {
     pub p50_us: f64,
     /// 99th percentile latency, microseconds.
     pub p99_us: f64,
-    /// Operations per second over the whole timed run (sequential, one at a time).
+    /// Operations per second: for sequential measurements, calls per second of summed latency;
+    /// for concurrent ones (server push), operations per second of wall-clock time.
     pub per_second: f64,
     /// p50 relative to the scenario's baseline (the baseline itself is 1.0).
     pub ratio_p50: f64,
@@ -104,6 +117,8 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
     for scenario in scenarios {
         reports.push(match scenario {
             Scenario::LocalWrite => local_write(&dir, &args).await?,
+            Scenario::ServerPush => server::push(&dir, &args).await?,
+            Scenario::ServerPull => server::pull(&dir, &args).await?,
         });
     }
     Ok(reports)
@@ -156,7 +171,7 @@ async fn measure_interleaved(args: &BenchArgs, ops: Vec<(&str, Op<'_>)>) -> anyh
 }
 
 /// Percentiles by nearest rank; throughput is sequential: calls per second of summed latency.
-fn summarize(name: &str, mut samples: Vec<Duration>) -> Measurement {
+pub(crate) fn summarize(name: &str, mut samples: Vec<Duration>) -> Measurement {
     let total: Duration = samples.iter().sum();
     samples.sort_unstable();
     let percentile = |p: f64| -> f64 {
