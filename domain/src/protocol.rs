@@ -80,11 +80,13 @@ pub enum MutationOutcome {
         /// The row's new version.
         version: i64,
     },
-    /// Seen before (same id, same content): nothing was applied again. Carries the version the
-    /// first application produced.
+    /// Seen before (same id, same content): nothing was applied again. Replays the first
+    /// result.
     Duplicate {
         /// The version the first application produced.
         version: i64,
+        /// The first result, as answered then (`applied` or `conflict`).
+        first: Box<MutationOutcome>,
     },
     /// Merged against concurrent changes: `lost_fields` were overwritten by newer writes.
     Conflict {

@@ -30,6 +30,18 @@ pub enum ServerConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Runs `$body` with `$conn` bound to the concrete connection of either backend, for the
+/// statements the multi-backend connection cannot express (multi-row inserts).
+macro_rules! on_each_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::server::ServerConnection::Pg($c) => $body,
+            $crate::server::ServerConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_each_backend;
+
 /// Which database a server store uses, parsed from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerDatabase {

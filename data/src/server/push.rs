@@ -7,24 +7,27 @@
 //! a pull trust that no version below the newest it has seen can still appear.
 
 use super::{
-    connection::ServerConnection,
+    connection::{on_each_backend, ServerConnection},
     rows::{find_entity, role_in, wire_state, EntityRow},
     schema::{applied_mutations, entities, memberships, server_meta},
 };
 use crate::error::StoreError;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use trackflow_domain::{
     authorization::{authorize, Access, Relation},
     entities::{AnyEntity, EntityType, Scope},
+    ids::ParseIdError,
     ports::ServerStoreError,
     protocol::{Mutation, MutationOutcome, MutationResult, PushRequest, PushResponse, MAX_PUSH_MUTATIONS},
     sync::{
         field_merge::MergeKind,
         mutation_plan::{plan_mutation, Plan, Refusal, StoredEntity},
     },
-    CollaboratorRole, OperationId, UserId,
+    CollaboratorRole, OperationId, ProjectId, UserId,
 };
+use uuid::Uuid;
 
 /// Why a push transaction was rolled back.
 pub(super) enum PushFailure {
@@ -88,6 +91,12 @@ pub(super) fn check_request(request: &PushRequest) -> Result<(), PushFailure> {
 }
 
 /// Applies `request` for `user`. Call inside a transaction.
+///
+/// The batch works on an in-memory working set: the entities and dedupe records it touches are
+/// read in one query each up front, every mutation is decided against the working set (which
+/// holds the effect of the earlier mutations of the batch), and the results are written at the
+/// end in a few multi-row statements. A push of 500 mutations costs about ten round trips to
+/// the database instead of thousands, which is what PostgreSQL over a network needs.
 pub(super) fn apply(
     conn: &mut ServerConnection,
     user: UserId,
@@ -97,99 +106,264 @@ pub(super) fn apply(
     diesel::update(server_meta::table.find(1))
         .set(server_meta::last_version.eq(server_meta::last_version))
         .execute(conn)?;
-    let mut last_version: i64 =
-        server_meta::table.find(1).select(server_meta::last_version).get_result(conn)?;
+    let last_version: i64 = server_meta::table.find(1).select(server_meta::last_version).get_result(conn)?;
+    let mut batch = Batch::load(conn, user, request, last_version)?;
     let mut results = Vec::with_capacity(request.mutations.len());
     for mutation in &request.mutations {
-        let outcome = apply_one(conn, user, mutation, &mut last_version)?;
+        let outcome = batch.apply_one(mutation)?;
         results.push(MutationResult { id: mutation.id, outcome });
     }
-    diesel::update(server_meta::table.find(1))
-        .set(server_meta::last_version.eq(last_version))
-        .execute(conn)?;
+    batch.write()?;
     Ok(PushResponse { results })
 }
 
-fn apply_one(
-    conn: &mut ServerConnection,
+/// An entity of the working set.
+struct Entry {
+    /// Its state now, in this batch (`None`: it does not exist).
+    stored: Option<StoredEntity>,
+    /// Whether a row for it exists in the database (insert or update when written).
+    in_database: bool,
+    /// Whether the batch changed it.
+    dirty: bool,
+}
+
+/// A dedupe record: the first application's content hash, version and result.
+struct Applied {
+    hash: String,
+    version: i64,
+    outcome: MutationOutcome,
+}
+
+/// The working set of one push.
+struct Batch<'c> {
+    conn: &'c mut ServerConnection,
     user: UserId,
-    mutation: &Mutation,
-    last_version: &mut i64,
-) -> Result<MutationOutcome, PushFailure> {
-    let bad = |code, message| PushFailure::BadInput { code, message, mutation_id: Some(mutation.id) };
-    let hash = content_hash(mutation)?;
-    let user_key = user.to_string();
-    let seen: Option<(String, i64)> = applied_mutations::table
-        .find((&user_key, mutation.id.to_string()))
-        .select((applied_mutations::content_hash, applied_mutations::version))
-        .get_result(conn)
-        .optional()?;
-    if let Some((first_hash, version)) = seen {
-        return Ok(if first_hash == hash {
-            MutationOutcome::Duplicate { version }
-        } else {
-            rejected(
-                "id_reused",
-                format!("mutation {} was already applied with different content", mutation.id),
-            )
-        });
+    last_version: i64,
+    entities: HashMap<Uuid, Entry>,
+    /// The pushing user's role per project, as looked up (cleared when memberships change).
+    roles: HashMap<ProjectId, Option<CollaboratorRole>>,
+    applied: HashMap<OperationId, Applied>,
+    /// Dedupe records to insert, in order.
+    new_records: Vec<(OperationId, i64, String, String)>,
+}
+
+impl<'c> Batch<'c> {
+    /// Reads the batch's entities and earlier dedupe records in one query each.
+    fn load(
+        conn: &'c mut ServerConnection,
+        user: UserId,
+        request: &PushRequest,
+        last_version: i64,
+    ) -> Result<Self, PushFailure> {
+        let ids: Vec<String> = request.mutations.iter().map(|m| m.entity_id.to_string()).collect();
+        let rows: Vec<EntityRow> = entities::table.filter(entities::entity_id.eq_any(&ids)).load(conn)?;
+        let mut entities = HashMap::with_capacity(ids.len());
+        for row in rows {
+            let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
+            entities.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
+        }
+        let mutation_ids: Vec<String> = request.mutations.iter().map(|m| m.id.to_string()).collect();
+        let records: Vec<(String, String, i64, String)> = applied_mutations::table
+            .filter(applied_mutations::user_id.eq(user.to_string()))
+            .filter(applied_mutations::mutation_id.eq_any(&mutation_ids))
+            .select((
+                applied_mutations::mutation_id,
+                applied_mutations::content_hash,
+                applied_mutations::version,
+                applied_mutations::outcome,
+            ))
+            .load(conn)?;
+        let corrupt = |e: String| StoreError::corrupt("applied_mutations", e);
+        let mut applied = HashMap::with_capacity(records.len());
+        for (id, hash, version, outcome) in records {
+            let id: OperationId = id.parse().map_err(|e: ParseIdError| corrupt(e.to_string()))?;
+            let outcome = serde_json::from_str(&outcome).map_err(|e| corrupt(e.to_string()))?;
+            applied.insert(id, Applied { hash, version, outcome });
+        }
+        Ok(Self {
+            conn,
+            user,
+            last_version,
+            entities,
+            roles: HashMap::new(),
+            applied,
+            new_records: Vec::new(),
+        })
     }
 
-    let current = find_entity(conn, mutation.entity_id)?;
-    let plan = match plan_mutation(mutation, current.as_ref()) {
-        Ok(plan) => plan,
-        Err(Refusal::BadInput { code, message }) => return Err(bad(code, message)),
-        Err(Refusal::Rejected { code, message }) => return Ok(rejected(code, message)),
-    };
-    // References first: a change that names an entity the server has never had is malformed,
-    // whoever sends it. (Ids are UUIDs, so this tells a stranger nothing they could guess.)
-    if let Err(refused) = check_references(conn, &plan)? {
-        return match refused {
-            Refused::Bad(code, message) => Err(bad(code, message)),
-            Refused::Rejected(outcome) => Ok(outcome),
+    /// The entity with this id, from the working set or else the database.
+    fn entity(&mut self, id: Uuid) -> Result<Option<&StoredEntity>, StoreError> {
+        if !self.entities.contains_key(&id) {
+            let stored = find_entity(self.conn, id)?;
+            let in_database = stored.is_some();
+            self.entities.insert(id, Entry { stored, in_database, dirty: false });
+        }
+        Ok(self.entities.get(&id).and_then(|e| e.stored.as_ref()))
+    }
+
+    fn role(&mut self, project: ProjectId) -> Result<Option<CollaboratorRole>, StoreError> {
+        if let Some(role) = self.roles.get(&project) {
+            return Ok(*role);
+        }
+        let role = role_in(self.conn, project, self.user)?;
+        self.roles.insert(project, role);
+        Ok(role)
+    }
+
+    fn apply_one(&mut self, mutation: &Mutation) -> Result<MutationOutcome, PushFailure> {
+        let bad = |code, message| PushFailure::BadInput { code, message, mutation_id: Some(mutation.id) };
+        let hash = content_hash(mutation)?;
+        if let Some(first) = self.applied.get(&mutation.id) {
+            return Ok(if first.hash == hash {
+                MutationOutcome::Duplicate { version: first.version, first: Box::new(first.outcome.clone()) }
+            } else {
+                rejected(
+                    "id_reused",
+                    format!("mutation {} was already applied with different content", mutation.id),
+                )
+            });
+        }
+
+        let current = self.entity(mutation.entity_id)?.cloned();
+        let plan = match plan_mutation(mutation, current.as_ref()) {
+            Ok(plan) => plan,
+            Err(Refusal::BadInput { code, message }) => return Err(bad(code, message)),
+            Err(Refusal::Rejected { code, message }) => return Ok(rejected(code, message)),
         };
-    }
-    if let Err(denied) = check_access(conn, user, mutation, &plan)? {
-        return Ok(denied);
-    }
-
-    let changes = plan.changes(current.as_ref());
-    let version = match (&current, changes) {
-        (Some(current), false) => current.version,
-        _ => {
-            *last_version += 1;
-            *last_version
+        // References first: a change that names an entity the server has never had is
+        // malformed, whoever sends it. (Ids are UUIDs, so this tells a stranger nothing they
+        // could guess.)
+        if let Err(refused) = self.check_references(&plan)? {
+            return match refused {
+                Refused::Bad(code, message) => Err(bad(code, message)),
+                Refused::Rejected(outcome) => Ok(outcome),
+            };
         }
-    };
-    let stored =
-        StoredEntity { entity_type: mutation.entity_type, scope: plan.scope, version, state: plan.state };
-    if changes {
-        let row = EntityRow::new(mutation.entity_id, &stored)?;
-        if current.is_some() {
-            diesel::update(entities::table.find(&row.entity_id)).set(&row).execute(conn)?;
+        if let Err(denied) = self.check_access(mutation, &plan)? {
+            return Ok(denied);
+        }
+
+        let changes = plan.changes(current.as_ref());
+        let version = match (&current, changes) {
+            (Some(current), false) => current.version,
+            _ => {
+                self.last_version += 1;
+                self.last_version
+            }
+        };
+        let stored =
+            StoredEntity { entity_type: mutation.entity_type, scope: plan.scope, version, state: plan.state };
+        let outcome = if plan.lost.is_empty() && plan.kind != MergeKind::DeleteWins {
+            MutationOutcome::Applied { version }
         } else {
-            diesel::insert_into(entities::table).values(&row).execute(conn)?;
+            MutationOutcome::Conflict {
+                server: wire_state(mutation.entity_id, &stored),
+                lost_fields: plan.lost,
+            }
+        };
+        if changes {
+            if update_membership(self.conn, plan.before.as_ref(), plan.entity.as_ref(), version)? {
+                self.roles.clear();
+            }
+            let entry = self.entities.get_mut(&mutation.entity_id).expect("looked up above");
+            entry.stored = Some(stored);
+            entry.dirty = true;
         }
-        update_membership(conn, plan.before.as_ref(), plan.entity.as_ref(), version)?;
+        let outcome_json =
+            serde_json::to_string(&outcome).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
+        self.new_records.push((mutation.id, version, hash.clone(), outcome_json));
+        self.applied.insert(mutation.id, Applied { hash, version, outcome: outcome.clone() });
+        Ok(outcome)
     }
 
-    let outcome = if plan.lost.is_empty() && plan.kind != MergeKind::DeleteWins {
-        MutationOutcome::Applied { version }
-    } else {
-        MutationOutcome::Conflict { server: wire_state(mutation.entity_id, &stored), lost_fields: plan.lost }
-    };
-    let outcome_json =
-        serde_json::to_string(&outcome).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
-    diesel::insert_into(applied_mutations::table)
-        .values((
-            applied_mutations::user_id.eq(&user_key),
-            applied_mutations::mutation_id.eq(mutation.id.to_string()),
-            applied_mutations::content_hash.eq(&hash),
-            applied_mutations::version.eq(version),
-            applied_mutations::outcome.eq(outcome_json),
-        ))
-        .execute(conn)?;
-    Ok(outcome)
+    /// Whether the user may make this change. The outer error is the database's; the inner one
+    /// is the rejection to return.
+    fn check_access(
+        &mut self,
+        mutation: &Mutation,
+        plan: &Plan,
+    ) -> Result<Result<(), MutationOutcome>, StoreError> {
+        let relation = match plan.scope {
+            Scope::User(owner) => Relation::Profile { own: owner == self.user, shares_project: false },
+            Scope::Project(project) => {
+                let creating_project = mutation.entity_type == EntityType::Project && plan.before.is_none();
+                match (creating_project, plan.entity.as_ref().and_then(AnyEntity::membership)) {
+                    // Nobody is a member of a project that does not exist yet: its creator is
+                    // judged as the owner it names, and may only name themselves.
+                    (true, Some(grant)) if grant.user_id == self.user => {
+                        Relation::Project(Some(CollaboratorRole::Owner))
+                    }
+                    (true, _) if self.role(project)?.is_none() => {
+                        return Ok(Err(rejected("forbidden", "a project is created by its owner".into())));
+                    }
+                    _ => Relation::Project(self.role(project)?),
+                }
+            }
+        };
+        Ok(authorize(mutation.entity_type, Access::Write(mutation.kind), relation)
+            .map_err(|denied| rejected(denied.code, denied.message)))
+    }
+
+    /// Every reference the change adds must name a live entity of the right type in the same
+    /// scope.
+    fn check_references(&mut self, plan: &Plan) -> Result<Result<(), Refused>, StoreError> {
+        for reference in &plan.new_references {
+            match self.entity(reference.id)? {
+                Some(target) if target.entity_type == reference.entity_type && target.scope == plan.scope => {
+                    if target.state.deleted {
+                        let message = format!("{reference} has been deleted");
+                        return Ok(Err(Refused::Rejected(rejected("reference_deleted", message))));
+                    }
+                }
+                _ => {
+                    return Ok(Err(Refused::Bad("missing_reference", format!("{reference} does not exist"))));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Writes what the batch changed: new rows and dedupe records in multi-row inserts, changed
+    /// rows one update each, and the version counter.
+    fn write(self) -> Result<(), PushFailure> {
+        let mut inserts = Vec::new();
+        for (id, entry) in &self.entities {
+            let (true, Some(stored)) = (entry.dirty, &entry.stored) else { continue };
+            let row = EntityRow::new(*id, stored)?;
+            if entry.in_database {
+                diesel::update(entities::table.find(&row.entity_id)).set(&row).execute(self.conn)?;
+            } else {
+                inserts.push(row);
+            }
+        }
+        // Bounded statement size: SQLite allows 32766 bound values, PostgreSQL 65535.
+        for chunk in inserts.chunks(1000) {
+            on_each_backend!(self.conn, |c| diesel::insert_into(entities::table).values(chunk).execute(c))?;
+        }
+        let user = self.user.to_string();
+        let records: Vec<_> = self
+            .new_records
+            .iter()
+            .map(|(id, version, hash, outcome)| {
+                (
+                    applied_mutations::user_id.eq(&user),
+                    applied_mutations::mutation_id.eq(id.to_string()),
+                    applied_mutations::content_hash.eq(hash),
+                    applied_mutations::version.eq(*version),
+                    applied_mutations::outcome.eq(outcome),
+                )
+            })
+            .collect();
+        for chunk in records.chunks(1000) {
+            on_each_backend!(self.conn, |c| diesel::insert_into(applied_mutations::table)
+                .values(chunk)
+                .execute(c))?;
+        }
+        diesel::update(server_meta::table.find(1))
+            .set(server_meta::last_version.eq(self.last_version))
+            .execute(self.conn)?;
+        Ok(())
+    }
 }
 
 fn rejected(code: &str, message: String) -> MutationOutcome {
@@ -202,57 +376,9 @@ fn content_hash(mutation: &Mutation) -> Result<String, StoreError> {
     Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Whether `user` may make this change. The outer error is the database's; the inner one is the
-/// rejection to return.
-fn check_access(
-    conn: &mut ServerConnection,
-    user: UserId,
-    mutation: &Mutation,
-    plan: &Plan,
-) -> Result<Result<(), MutationOutcome>, StoreError> {
-    let relation = match plan.scope {
-        Scope::User(owner) => Relation::Profile { own: owner == user, shares_project: false },
-        Scope::Project(project) => {
-            let creating_project = mutation.entity_type == EntityType::Project && plan.before.is_none();
-            match (creating_project, plan.entity.as_ref().and_then(AnyEntity::membership)) {
-                // Nobody is a member of a project that does not exist yet: its creator is judged
-                // as the owner it names, and may only name themselves.
-                (true, Some(grant)) if grant.user_id == user => {
-                    Relation::Project(Some(CollaboratorRole::Owner))
-                }
-                (true, _) if role_in(conn, project, user)?.is_none() => {
-                    return Ok(Err(rejected("forbidden", "a project is created by its owner".into())));
-                }
-                _ => Relation::Project(role_in(conn, project, user)?),
-            }
-        }
-    };
-    Ok(authorize(mutation.entity_type, Access::Write(mutation.kind), relation)
-        .map_err(|denied| rejected(denied.code, denied.message)))
-}
-
 enum Refused {
     Bad(&'static str, String),
     Rejected(MutationOutcome),
-}
-
-/// Every reference the change adds must name a live entity of the right type in the same scope.
-fn check_references(conn: &mut ServerConnection, plan: &Plan) -> Result<Result<(), Refused>, StoreError> {
-    for reference in &plan.new_references {
-        let found = find_entity(conn, reference.id)?;
-        match found {
-            Some(target) if target.entity_type == reference.entity_type && target.scope == plan.scope => {
-                if target.state.deleted {
-                    return Ok(Err(Refused::Rejected(rejected(
-                        "reference_deleted",
-                        format!("{reference} has been deleted"),
-                    ))));
-                }
-            }
-            _ => return Ok(Err(Refused::Bad("missing_reference", format!("{reference} does not exist")))),
-        }
-    }
-    Ok(Ok(()))
 }
 
 /// Keeps `memberships` in step with the records that grant access: a project grants its owner,
@@ -263,7 +389,7 @@ fn update_membership(
     before: Option<&AnyEntity>,
     after: Option<&AnyEntity>,
     version: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     // A deleted project keeps its members, so they receive its tombstone; a deleted
     // collaborator record revokes its user's access. The owner's own access never changes
     // through a collaborator record.
@@ -276,13 +402,14 @@ fn update_membership(
                 memberships::table.find((grant.project_id.to_string(), grant.user_id.to_string())),
             )
             .execute(conn)?;
+            return Ok(true);
         }
     }
-    let Some(grant) = after.and_then(AnyEntity::membership) else { return Ok(()) };
+    let Some(grant) = after.and_then(AnyEntity::membership) else { return Ok(false) };
     let key = (grant.project_id.to_string(), grant.user_id.to_string());
     let existing = role_in(conn, grant.project_id, grant.user_id)?;
     match existing {
-        Some(role) if role == grant.role || role == CollaboratorRole::Owner => {}
+        Some(role) if role == grant.role || role == CollaboratorRole::Owner => return Ok(false),
         Some(_) => {
             diesel::update(memberships::table.find((&key.0, &key.1)))
                 .set(memberships::role.eq(grant.role.as_str()))
@@ -299,5 +426,5 @@ fn update_membership(
                 .execute(conn)?;
         }
     }
-    Ok(())
+    Ok(true)
 }

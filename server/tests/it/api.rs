@@ -109,7 +109,12 @@ async fn push_then_pull_over_http() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         again["results"][0],
-        json!({"id": request.mutations[0].id, "status": "duplicate", "version": version})
+        json!({
+            "id": request.mutations[0].id,
+            "status": "duplicate",
+            "version": version,
+            "first": {"status": "applied", "version": version},
+        })
     );
 
     let (changes, cursor) = server.pull_all(&token).await;
