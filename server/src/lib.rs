@@ -1,7 +1,7 @@
 //! # trackflow-server
 //!
 //! The reference TrackFlow sync server: axum over the domain's
-//! [`ServerStore`](trackflow_domain::ports::ServerStore) port. The store is chosen by whoever
+//! [`ServerStore`] port. The store is chosen by whoever
 //! wires the server (the `trackflow` binary uses Diesel on SQLite, or PostgreSQL for several
 //! instances sharing one database).
 //!
