@@ -51,6 +51,12 @@ async fn hash_password(password: String) -> Result<String, ApiFailure> {
     })
 }
 
+/// A hash of no one's password, made once, for log-ins with unknown emails.
+async fn dummy_hash() -> Result<String, ApiFailure> {
+    static DUMMY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    DUMMY.get_or_try_init(|| hash_password("no account has this password".into())).await.cloned()
+}
+
 async fn password_matches(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
@@ -112,12 +118,18 @@ pub(crate) async fn log_in(
     if request.password.len() > MAX_PASSWORD {
         return Err(refused());
     }
-    let account =
-        state.store.find_account(&request.email.trim().to_lowercase()).await?.ok_or_else(refused)?;
-    if !password_matches(request.password, account.password_hash).await {
-        return Err(refused());
+    let account = state.store.find_account(&request.email.trim().to_lowercase()).await?;
+    // An unknown email costs one hash verification too, so timing does not tell which emails
+    // have accounts.
+    let hash = match &account {
+        Some(account) => account.password_hash.clone(),
+        None => dummy_hash().await?,
+    };
+    let matches = password_matches(request.password, hash).await;
+    match account {
+        Some(account) if matches => Ok(Json(issue_token(&state, account.user_id).await?)),
+        _ => Err(refused()),
     }
-    Ok(Json(issue_token(&state, account.user_id).await?))
 }
 
 /// `POST /v1/auth/logout`: the token stops working.
