@@ -670,3 +670,27 @@ async fn postgres_concurrent_pushes_never_skip_a_change() {
     let stores: Vec<Store> = (0..3).map(|_| Arc::new(db.store(4)) as Store).collect();
     concurrent_pushes_never_skip_a_change(stores).await;
 }
+
+/// Server instances starting together on a new PostgreSQL database all come up: migrations run
+/// under an advisory lock, so exactly one applies them and the others find them applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_migrate_once() {
+    let Some(db) = PgDatabase::create("instances_starting_together_migrate_once") else { return };
+    let barrier = Arc::new(std::sync::Barrier::new(4));
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (db.url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                DieselServerStore::open(&url, 1).map(|_| ())
+            })
+        })
+        .collect();
+    for start in starts {
+        start.join().expect("thread").expect("every instance starts");
+    }
+    let store: Store = Arc::new(db.store(1));
+    let (owner, _, project) = owned_project(&store).await;
+    let (changes, _) = pull_from(&store, owner, None, 10).await;
+    assert_eq!(ids(&changes), vec![project.entity_id()]);
+}
