@@ -34,7 +34,12 @@ impl PgDatabase {
     /// A fresh database, or `None` (after saying so) when no PostgreSQL is configured.
     pub fn create(test: &str) -> Option<Self> {
         let Ok(admin_url) = std::env::var("TRACKFLOW_TEST_POSTGRES_URL") else {
-            eprintln!("SKIPPED {test} on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set");
+            // Straight to stderr, past the test harness's output capture, so it is seen.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test} on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set"
+            );
             return None;
         };
         let name = format!("trackflow_test_{}", Uuid::now_v7().simple());
