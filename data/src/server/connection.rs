@@ -101,7 +101,10 @@ fn configure(conn: &mut ServerConnection, busy_timeout_ms: u128) -> QueryResult<
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;"
         )),
-        ServerConnection::Pg(_) => Ok(()),
+        // Pushes look rows up with `= ANY($1)` over up to 500 ids. A generic cached plan is made
+        // before the tables have statistics and then sticks to a sequential scan (measured: one
+        // second per 500-row lookup at 100k rows); custom plans see the array and use the index.
+        ServerConnection::Pg(conn) => conn.batch_execute("SET plan_cache_mode = force_custom_plan"),
     }
 }
 

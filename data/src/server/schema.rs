@@ -51,7 +51,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    applied_mutations (user_id, mutation_id) {
+    applied_mutations (mutation_id, user_id) {
         user_id -> Text,
         mutation_id -> Text,
         content_hash -> Text,

@@ -50,12 +50,13 @@ CREATE TABLE memberships (
 ) WITHOUT ROWID;
 CREATE INDEX memberships_by_user ON memberships (user_id);
 
--- The dedupe record of every applied mutation, written in the same transaction.
+-- The dedupe record of every applied mutation, written in the same transaction. Keyed by the
+-- mutation id first: a push looks up its batch's ids with one `mutation_id IN (...)` range scan.
 CREATE TABLE applied_mutations (
     user_id TEXT NOT NULL,
     mutation_id TEXT NOT NULL,
     content_hash TEXT NOT NULL,
     version BIGINT NOT NULL,
     outcome TEXT NOT NULL,
-    PRIMARY KEY (user_id, mutation_id)
+    PRIMARY KEY (mutation_id, user_id)
 ) WITHOUT ROWID;
