@@ -84,23 +84,19 @@ impl ServerDatabase {
 
 #[derive(Debug)]
 struct Setup {
-    busy_timeout_ms: u128,
+    busy_timeout: Duration,
 }
 
 impl CustomizeConnection<ServerConnection, diesel::r2d2::Error> for Setup {
     fn on_acquire(&self, conn: &mut ServerConnection) -> Result<(), diesel::r2d2::Error> {
-        configure(conn, self.busy_timeout_ms).map_err(diesel::r2d2::Error::QueryError)
+        configure(conn, self.busy_timeout).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
-fn configure(conn: &mut ServerConnection, busy_timeout_ms: u128) -> QueryResult<()> {
+fn configure(conn: &mut ServerConnection, busy_timeout: Duration) -> QueryResult<()> {
     match conn {
-        ServerConnection::Sqlite(conn) => conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {busy_timeout_ms};
-             PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA foreign_keys = ON;"
-        )),
+        // The client store's settings: WAL, synchronous=NORMAL, foreign keys, busy timeout.
+        ServerConnection::Sqlite(conn) => crate::local::configure_connection(conn, busy_timeout),
         // Pushes look rows up with `= ANY($1)` over up to 500 ids. A generic cached plan is made
         // before the tables have statistics and then sticks to a sequential scan (measured: one
         // second per 500-row lookup at 100k rows); custom plans see the array and use the index.
@@ -150,7 +146,6 @@ pub type ServerPool = Pool<Manager>;
 pub fn open(database: &ServerDatabase, max_connections: u32) -> StoreResult<ServerPool> {
     let open_error = |message: String| StoreError::Open { path: database.redacted().into(), message };
     let busy_timeout = Duration::from_secs(5);
-    let busy_timeout_ms = busy_timeout.as_millis();
     let (url, max_connections) = match database {
         ServerDatabase::Postgres(url) => (url.clone(), max_connections),
         ServerDatabase::SqliteFile(path) => {
@@ -170,7 +165,7 @@ pub fn open(database: &ServerDatabase, max_connections: u32) -> StoreResult<Serv
     // would only time out), and migration happens before the pool hands out connections.
     let manager = Manager { postgres: matches!(database, ServerDatabase::Postgres(_)), url };
     let mut conn = manager.establish().map_err(|e| open_error(e.to_string()))?;
-    configure(&mut conn, busy_timeout_ms).map_err(|e| open_error(e.to_string()))?;
+    configure(&mut conn, busy_timeout).map_err(|e| open_error(e.to_string()))?;
     migrate_server(&mut conn, database)?;
 
     let pool = Pool::builder()
@@ -180,7 +175,7 @@ pub fn open(database: &ServerDatabase, max_connections: u32) -> StoreResult<Serv
         .idle_timeout(None)
         .connection_timeout(busy_timeout)
         .test_on_check_out(false)
-        .connection_customizer(Box::new(Setup { busy_timeout_ms }))
+        .connection_customizer(Box::new(Setup { busy_timeout }))
         .build(manager)
         .map_err(|e| open_error(e.to_string()))?;
     // Only now: an in-memory database must not lose its last connection before the pool has one.

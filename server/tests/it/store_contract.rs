@@ -528,15 +528,15 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
     let create = writer.mutation(trackflow_domain::OperationKind::Create, entity_type, fresh.0, fresh.1);
     let update = writer.update(entity_type, target, &[(update.0, update.1)]);
     let delete = writer.delete(entity_type, target);
-    for mutation in [create, update, delete] {
-        let outcome = push(store, actor, writer.batch(vec![mutation])).await;
-        result.push(match &outcome[0] {
-            MutationOutcome::Applied { .. } => '-',
-            MutationOutcome::Rejected { code, .. } if code == "forbidden" || code == "not_found" => 'x',
-            other => panic!("{entity_type} as {role}: unexpected {other:?}"),
-        });
-    }
     result
+        + &try_writes(
+            store,
+            actor,
+            &mut writer,
+            [create, update, delete],
+            &format!("{entity_type} as {role}"),
+        )
+        .await
 }
 
 async fn try_profile(store: &Store, relation: &str) -> String {
@@ -569,12 +569,27 @@ async fn try_profile(store: &Store, relation: &str) -> String {
     );
     let update = writer.update(EntityType::UserProfile, subject.as_uuid(), &[("name", json!("Again"))]);
     let delete = writer.delete(EntityType::UserProfile, subject.as_uuid());
-    for mutation in [create, update, delete] {
+    result
+        + &try_writes(store, actor, &writer, [create, update, delete], &format!("profile as {relation}"))
+            .await
+}
+
+/// Pushes each mutation alone as `actor`: `-` for applied, `x` for refused (`forbidden` or
+/// `not_found`). Anything else fails the test, naming `case`.
+async fn try_writes(
+    store: &Store,
+    actor: UserId,
+    writer: &Writer,
+    mutations: [trackflow_domain::protocol::Mutation; 3],
+    case: &str,
+) -> String {
+    let mut result = String::new();
+    for mutation in mutations {
         let outcome = push(store, actor, writer.batch(vec![mutation])).await;
         result.push(match &outcome[0] {
             MutationOutcome::Applied { .. } => '-',
             MutationOutcome::Rejected { code, .. } if code == "forbidden" || code == "not_found" => 'x',
-            other => panic!("profile as {relation}: unexpected {other:?}"),
+            other => panic!("{case}: unexpected {other:?}"),
         });
     }
     result
