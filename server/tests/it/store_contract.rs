@@ -529,14 +529,8 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
     let update = writer.update(entity_type, target, &[(update.0, update.1)]);
     let delete = writer.delete(entity_type, target);
     result
-        + &try_writes(
-            store,
-            actor,
-            &mut writer,
-            [create, update, delete],
-            &format!("{entity_type} as {role}"),
-        )
-        .await
+        + &try_writes(store, actor, &writer, [create, update, delete], &format!("{entity_type} as {role}"))
+            .await
 }
 
 async fn try_profile(store: &Store, relation: &str) -> String {
