@@ -37,11 +37,20 @@ pub struct ServerConfig {
     pub token_ttl: Duration,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How far ahead of the server's clock a pushed clock reading may be. Clients refuse to
+    /// observe readings further ahead than their own tolerance
+    /// ([`HybridLogicalClock::DEFAULT_MAX_DRIFT_MS`](trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS)),
+    /// so the server must not store any; and one fast clock would otherwise win every merge.
+    pub max_clock_lead: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { token_ttl: Duration::from_secs(30 * 24 * 3600), max_body_bytes: 4 * 1024 * 1024 }
+        Self {
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_clock_lead: Duration::from_millis(trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS),
+        }
     }
 }
 

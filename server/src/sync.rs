@@ -1,6 +1,7 @@
 //! The sync endpoints: push, pull, and health.
 
 use crate::{
+    auth,
     error::ApiFailure,
     extract::{ApiJson, ApiQuery, AuthUser},
     AppState,
@@ -14,7 +15,31 @@ pub(crate) async fn push(
     auth: AuthUser,
     ApiJson(request): ApiJson<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiFailure> {
+    check_clock_lead(&request, &state)?;
     Ok(Json(state.store.push(auth.user, request).await?))
+}
+
+/// Refuses a push carrying a clock reading too far ahead of the server's clock (see
+/// [`ServerConfig::max_clock_lead`](crate::ServerConfig::max_clock_lead)).
+fn check_clock_lead(request: &PushRequest, state: &AppState) -> Result<(), ApiFailure> {
+    let lead = u64::try_from(state.config.max_clock_lead.as_millis()).unwrap_or(u64::MAX);
+    let limit = u64::try_from(auth::now().as_millis()).unwrap_or(0).saturating_add(lead);
+    for (i, mutation) in request.mutations.iter().enumerate() {
+        if let Some((name, change)) = mutation.fields.iter().find(|(_, c)| c.hlc.wall_ms > limit) {
+            let ahead = change.hlc.wall_ms - (limit - lead);
+            return Err(ApiFailure {
+                mutation_id: Some(mutation.id),
+                ..ApiFailure::invalid(
+                    "clock_skew",
+                    format!(
+                        "mutations[{i}].fields.{name}.hlc is {ahead} ms ahead of the server's clock; \
+                         at most {lead} ms is accepted (check the device's clock)"
+                    ),
+                )
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `GET /v1/sync/pull?cursor=..&limit=..`: a page of changes after the cursor.

@@ -113,7 +113,8 @@ struct Writer {
 
 impl Writer {
     fn new() -> Self {
-        Self { node: NodeId::new(), wall_ms: 1_800_000_000_000 }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Self { node: NodeId::new(), wall_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX) }
     }
 
     fn mutation(&mut self, kind: OperationKind, entity: &impl SyncEntity) -> Mutation {

@@ -107,6 +107,16 @@ async fn malformed_pushes_are_refused_by_name() {
             "invalid_request",
             "mutations",
         ),
+        (
+            "clock far ahead of the server",
+            edit(&|b| {
+                let hlc = b["mutations"][0]["fields"]["name"]["hlc"].as_str().expect("hlc").to_owned();
+                b["mutations"][0]["fields"]["name"]["hlc"] = json!(format!("999999999999999{}", &hlc[15..]));
+            }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "clock_skew",
+            "mutations[0].fields.name.hlc",
+        ),
         ("string over its limit", long_name, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "name"),
         (
             "unknown field of the entity",

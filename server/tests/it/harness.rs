@@ -143,7 +143,7 @@ pub struct Writer {
     pub client_id: NodeId,
 }
 
-static WALL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_800_000_000_000);
+static WALL_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Default for Writer {
     fn default() -> Self {
@@ -157,7 +157,16 @@ impl Writer {
     }
 
     pub fn tick(&mut self) -> Hlc {
-        let wall_ms = WALL_MS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // The real time, or just after the last reading if that is later.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let previous = WALL_MS
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or_default();
+        let wall_ms = now.max(previous + 1);
         Hlc { wall_ms, counter: 0, node: self.client_id }
     }
 
