@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 pub mod local;
 mod migrate;
+pub mod remote;
 pub mod server;
 
 pub use clock::SystemClock;
@@ -25,4 +26,5 @@ pub use local::{
     SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
     SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
 };
+pub use remote::{HttpRemote, RemoteOptions};
 pub use server::{DieselServerStore, ServerDatabase};

@@ -7,4 +7,5 @@ mod harness;
 mod api;
 mod bad_input;
 mod openapi;
+mod remote;
 mod store_contract;

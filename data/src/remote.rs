@@ -1,0 +1,275 @@
+//! The sync server as the client reaches it: the domain's [`RemoteDataSource`] over reqwest
+//! (rustls; no system OpenSSL), with timeouts, one connection pool per remote, and every failure
+//! classified for the retry logic:
+//!
+//! - transient: connection refused or cut, timeouts, 5xx, 408 and 429 (with the server's
+//!   `Retry-After`, in seconds or as an HTTP date);
+//! - re-authenticate: 401, or no token stored;
+//! - permanent: every other 4xx, with the server's `{code, message}`.
+
+use async_trait::async_trait;
+use reqwest::{header::RETRY_AFTER, Client, StatusCode};
+use serde::de::DeserializeOwned;
+use shaku::Component;
+use std::{sync::Arc, time::Duration};
+use trackflow_domain::{
+    ports::{RemoteDataSource, RemoteError, SessionStorage},
+    protocol::{ApiError, PullRequest, PullResponse, PushRequest, PushResponse},
+};
+
+/// Timeouts of the HTTP client.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Giving up on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Giving up on a whole request, response included.
+    pub request_timeout: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(5), request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The reqwest remote. Server URL and token come from [`SessionStorage`] on every request, so a
+/// new log-in takes effect at once.
+#[derive(Component)]
+#[shaku(interface = RemoteDataSource)]
+pub struct HttpRemote {
+    /// Where the server URL and the token are kept.
+    #[shaku(inject)]
+    session: Arc<dyn SessionStorage>,
+    /// The HTTP client and its connection pool.
+    client: Client,
+}
+
+impl HttpRemote {
+    /// A remote with its own connection pool.
+    pub fn new(session: Arc<dyn SessionStorage>, options: &RemoteOptions) -> Result<Self, RemoteError> {
+        Ok(Self { session, client: http_client(options)? })
+    }
+
+    /// The parameters shaku needs to build an [`HttpRemote`] component.
+    pub fn parameters(options: &RemoteOptions) -> Result<HttpRemoteParameters, RemoteError> {
+        Ok(HttpRemoteParameters { client: http_client(options)? })
+    }
+
+    /// Where to send, and with which token.
+    async fn target(&self, path: &str) -> Result<(String, String), RemoteError> {
+        let session = self
+            .session
+            .load()
+            .await
+            .map_err(|e| RemoteError::Transient {
+                message: format!("reading the session: {e}"),
+                retry_after_ms: None,
+            })?
+            .ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
+        let base = session.server_url.ok_or_else(|| RemoteError::Permanent {
+            code: "no_server".into(),
+            message: "no sync server is configured".into(),
+        })?;
+        let token = session.access_token.ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
+        Ok((format!("{}{path}", base.trim_end_matches('/')), token.expose().to_owned()))
+    }
+}
+
+fn http_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
+    Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .map_err(|e| RemoteError::Permanent { code: "client".into(), message: e.to_string() })
+}
+
+#[async_trait]
+impl RemoteDataSource for HttpRemote {
+    #[tracing::instrument(skip_all, fields(mutations = request.mutations.len()), err)]
+    async fn push(&self, request: PushRequest) -> Result<PushResponse, RemoteError> {
+        let (url, token) = self.target("/v1/sync/push").await?;
+        let response = self.client.post(url).bearer_auth(token).json(&request).send().await;
+        read(response).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError> {
+        let (url, token) = self.target("/v1/sync/pull").await?;
+        let mut query = vec![("limit", request.limit.to_string())];
+        if let Some(cursor) = request.cursor {
+            query.push(("cursor", cursor));
+        }
+        let response = self.client.get(url).bearer_auth(token).query(&query).send().await;
+        read(response).await
+    }
+}
+
+/// Turns a response (or a transport failure) into the answer or a classified error.
+async fn read<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T, RemoteError> {
+    let response = response.map_err(transport)?;
+    let status = response.status();
+    let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.bytes().await.map_err(transport)?;
+    if status.is_success() {
+        // A success we cannot read is the server's fault, or a response cut short: retry later.
+        return serde_json::from_slice(&body).map_err(|e| RemoteError::Transient {
+            message: format!("unreadable answer from the server: {e}"),
+            retry_after_ms: None,
+        });
+    }
+    Err(classify(status, retry_after.as_deref(), &body, std::time::SystemTime::now()))
+}
+
+/// A failure before a complete response arrived: always worth retrying.
+fn transport(e: reqwest::Error) -> RemoteError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "connection failed"
+    };
+    RemoteError::Transient { message: format!("{what}: {e}"), retry_after_ms: None }
+}
+
+/// Classifies an error status. Pure, so the table of cases is tested without a network.
+pub fn classify(
+    status: StatusCode,
+    retry_after: Option<&str>,
+    body: &[u8],
+    now: std::time::SystemTime,
+) -> RemoteError {
+    let error: Option<ApiError> = serde_json::from_slice(body).ok();
+    let message = error.as_ref().map_or_else(|| status.to_string(), |e| e.message.clone());
+    match status {
+        StatusCode::UNAUTHORIZED => RemoteError::Unauthorized(message),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => RemoteError::Transient {
+            message,
+            retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
+        },
+        s if s.is_server_error() => RemoteError::Transient {
+            message,
+            retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
+        },
+        s => RemoteError::Permanent {
+            code: error.map_or_else(|| format!("http_{}", s.as_u16()), |e| e.code),
+            message,
+        },
+    }
+}
+
+/// `Retry-After` as milliseconds from `now`: delta-seconds or an HTTP date (RFC 9110, 10.2.3).
+fn retry_after_ms(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn statuses_are_classified_for_retry_logic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let body = br#"{"code":"forbidden","message":"viewers cannot change a project"}"#;
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        // (case, status, Retry-After, expected)
+        let cases: Vec<(&str, u16, Option<&str>, RemoteError)> = vec![
+            (
+                "401 re-authenticates",
+                401,
+                None,
+                RemoteError::Unauthorized("viewers cannot change a project".into()),
+            ),
+            (
+                "403 is permanent with the server's code",
+                403,
+                None,
+                RemoteError::Permanent {
+                    code: "forbidden".into(),
+                    message: "viewers cannot change a project".into(),
+                },
+            ),
+            (
+                "422 is permanent",
+                422,
+                None,
+                RemoteError::Permanent {
+                    code: "forbidden".into(),
+                    message: "viewers cannot change a project".into(),
+                },
+            ),
+            (
+                "408 is transient",
+                408,
+                None,
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: None,
+                },
+            ),
+            (
+                "429 honours Retry-After seconds",
+                429,
+                Some("7"),
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: Some(7_000),
+                },
+            ),
+            (
+                "429 honours an HTTP date",
+                429,
+                Some(&date),
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: Some(120_000),
+                },
+            ),
+            (
+                "500 is transient",
+                500,
+                None,
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: None,
+                },
+            ),
+            (
+                "503 with Retry-After",
+                503,
+                Some("2"),
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: Some(2_000),
+                },
+            ),
+            (
+                "garbage Retry-After is ignored",
+                503,
+                Some("soon"),
+                RemoteError::Transient {
+                    message: "viewers cannot change a project".into(),
+                    retry_after_ms: None,
+                },
+            ),
+        ];
+        for (case, status, retry_after, expected) in cases {
+            let got = classify(StatusCode::from_u16(status).expect("status"), retry_after, body, now);
+            assert_eq!(got, expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_api_error_still_classifies() {
+        let got = classify(StatusCode::NOT_FOUND, None, b"<html>", SystemTime::now());
+        assert_eq!(got, RemoteError::Permanent { code: "http_404".into(), message: "404 Not Found".into() });
+        assert!(classify(StatusCode::BAD_GATEWAY, None, b"", SystemTime::now()).is_transient());
+    }
+}
