@@ -5,8 +5,10 @@
 //! that drains the outbox — priorities, causal order, batching, coalescing, retries with
 //! backoff and acknowledgement.
 //!
-//! Today it only names the entity types the registry will cover, so the crate already depends
-//! on the domain and nothing else.
+//! So far it holds the pure decisions of the queue ([`queue`]): coalescing, batch selection by
+//! priority and causality, and the backoff schedule.
+
+pub mod queue;
 
 use trackflow_domain::EntityType;
 

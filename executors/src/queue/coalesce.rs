@@ -1,0 +1,247 @@
+//! Coalescing: unsent operations on one entity become at most one operation before sending.
+//!
+//! - create, then updates → one create carrying the latest value of every field;
+//! - updates → one update with the union of their fields, latest value each;
+//! - create … delete → nothing, and so does every queued operation that depends on that create
+//!   (the children made under an entity the server will never see);
+//! - update … delete → the delete.
+//!
+//! Only operations that were never sent take part: an operation that may have reached the
+//! server keeps its id and content, or a retry would be refused as the same id with other
+//! content. Pure: the processor applies the plan to the outbox in one local transaction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use trackflow_domain::{EntityRef, OperationId, OperationKind, OperationStatus, SyncOperation};
+
+/// What coalescing does to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CoalescePlan {
+    /// Operations rewritten in place: each keeps the id and queue position of the first
+    /// operation of its run and takes the run's combined content.
+    pub rewrite: Vec<SyncOperation>,
+    /// Operations to remove (merged into a rewritten one, or cancelled out).
+    pub remove: Vec<OperationId>,
+}
+
+impl CoalescePlan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.rewrite.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Whether an operation may be merged with others: it has never been sent.
+fn unsent(op: &SyncOperation) -> bool {
+    op.status == OperationStatus::Pending && op.attempts == 0
+}
+
+/// Plans the coalescing of `queue` (all of the outbox, in queue order).
+pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
+    // Runs of consecutive unsent operations per entity. A sent (or failed) operation ends the
+    // entity's run: what comes after it stays after it.
+    let mut runs: Vec<Vec<&SyncOperation>> = Vec::new();
+    let mut open: HashMap<EntityRef, usize> = HashMap::new();
+    for op in queue {
+        if unsent(op) {
+            match open.get(&op.entity) {
+                Some(&run) => runs[run].push(op),
+                None => {
+                    open.insert(op.entity, runs.len());
+                    runs.push(vec![op]);
+                }
+            }
+        } else {
+            open.remove(&op.entity);
+        }
+    }
+
+    let mut plan = CoalescePlan::default();
+    let mut cancelled: HashSet<OperationId> = HashSet::new();
+    for run in runs.iter().filter(|run| run.len() > 1) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        match (first.kind, last.kind) {
+            (OperationKind::Create, OperationKind::Delete) => {
+                cancelled.extend(run.iter().map(|op| op.id));
+            }
+            (_, OperationKind::Delete) => {
+                plan.rewrite.push(SyncOperation { id: first.id, ..last.clone() });
+                plan.remove.extend(run[1..].iter().map(|op| op.id));
+            }
+            _ => {
+                plan.rewrite.push(merged(run));
+                plan.remove.extend(run[1..].iter().map(|op| op.id));
+            }
+        }
+    }
+    // A cancelled create takes with it everything that waits for it, transitively.
+    loop {
+        let more: Vec<OperationId> = queue
+            .iter()
+            .filter(|op| !cancelled.contains(&op.id) && op.depends_on.iter().any(|d| cancelled.contains(d)))
+            .map(|op| op.id)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        cancelled.extend(more);
+    }
+    plan.rewrite.retain(|op| !cancelled.contains(&op.id));
+    plan.remove.retain(|id| !cancelled.contains(id));
+    plan.remove.extend(queue.iter().filter(|op| cancelled.contains(&op.id)).map(|op| op.id));
+    plan
+}
+
+/// A create or update run folded into one operation: the first operation's identity, kind,
+/// base version, dependencies and creation time; every field's latest value; the last clock
+/// reading.
+fn merged(run: &[&SyncOperation]) -> SyncOperation {
+    let first = run[0];
+    let mut fields = BTreeMap::new();
+    let mut depends_on: Vec<OperationId> = Vec::new();
+    for op in run {
+        fields.extend(op.changed_fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for dependency in &op.depends_on {
+            if !depends_on.contains(dependency) {
+                depends_on.push(*dependency);
+            }
+        }
+    }
+    let last = run[run.len() - 1];
+    SyncOperation {
+        changed_fields: fields,
+        hlc: last.hlc,
+        depends_on,
+        // A create stays a create whatever its updates; the most urgent priority of the run wins.
+        priority: run.iter().map(|op| op.priority).min().unwrap_or(first.priority),
+        ..first.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use trackflow_domain::{EntityType, Hlc, NodeId, Timestamp};
+    use uuid::Uuid;
+
+    struct Queue {
+        ops: Vec<SyncOperation>,
+        wall: u64,
+    }
+
+    impl Queue {
+        fn new() -> Self {
+            Self { ops: Vec::new(), wall: 0 }
+        }
+
+        fn push(&mut self, entity: EntityRef, kind: OperationKind, fields: &[(&str, Value)]) -> OperationId {
+            self.wall += 1;
+            let hlc = Hlc { wall_ms: self.wall, counter: 0, node: NodeId::from_uuid(Uuid::nil()) };
+            let fields = fields.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            let op = SyncOperation::new(entity, kind, fields, hlc, 0, vec![], Timestamp(0));
+            let id = op.id;
+            self.ops.push(op);
+            id
+        }
+
+        fn last(&mut self) -> &mut SyncOperation {
+            self.ops.last_mut().expect("an operation")
+        }
+    }
+
+    fn entity(t: EntityType, n: u128) -> EntityRef {
+        EntityRef::new(t, Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn create_then_updates_become_one_create_with_the_latest_values() {
+        let mut q = Queue::new();
+        let p = entity(EntityType::Project, 1);
+        let create = q.push(p, OperationKind::Create, &[("name", json!("A")), ("description", json!(null))]);
+        let u1 = q.push(p, OperationKind::Update, &[("name", json!("B"))]);
+        let u2 = q.push(p, OperationKind::Update, &[("description", json!("D"))]);
+        let plan = coalesce(&q.ops);
+        assert_eq!(plan.remove, vec![u1, u2]);
+        let op = &plan.rewrite[0];
+        assert_eq!((op.id, op.kind), (create, OperationKind::Create));
+        assert_eq!(op.changed_fields["name"].value, json!("B"));
+        assert_eq!(op.changed_fields["description"].value, json!("D"));
+        assert_eq!(op.hlc, q.ops[2].hlc);
+    }
+
+    /// One row per case: the queue (kinds on one entity) and what remains of it.
+    #[test]
+    fn runs_on_one_entity() {
+        use OperationKind::{Create as C, Delete as D, Update as U};
+        // (case, kinds, expected: removed indexes, rewritten kind or none)
+        let cases: Vec<(&str, Vec<OperationKind>, Vec<usize>, Option<OperationKind>)> = vec![
+            ("single create untouched", vec![C], vec![], None),
+            ("updates merge", vec![U, U, U], vec![1, 2], Some(U)),
+            ("create then delete cancel out", vec![C, U, D], vec![0, 1, 2], None),
+            ("update then delete is a delete", vec![U, U, D], vec![1, 2], Some(D)),
+        ];
+        for (case, kinds, removed, rewritten) in cases {
+            let mut q = Queue::new();
+            let e = entity(EntityType::AudioTrack, 9);
+            for kind in &kinds {
+                q.push(e, *kind, &[("name", json!("x"))]);
+            }
+            let plan = coalesce(&q.ops);
+            let expected: Vec<OperationId> = removed.iter().map(|&i| q.ops[i].id).collect();
+            assert_eq!(plan.remove, expected, "{case}");
+            assert_eq!(
+                plan.rewrite.first().map(|op| (op.id, op.kind)),
+                rewritten.map(|k| (q.ops[0].id, k)),
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sent_operation_is_never_merged_and_splits_the_run() {
+        let mut q = Queue::new();
+        let p = entity(EntityType::Project, 1);
+        q.push(p, OperationKind::Update, &[("name", json!("A"))]);
+        q.last().attempts = 1; // sent once; the server may hold it
+        let u2 = q.push(p, OperationKind::Update, &[("name", json!("B"))]);
+        let u3 = q.push(p, OperationKind::Update, &[("name", json!("C"))]);
+        let plan = coalesce(&q.ops);
+        assert_eq!(plan.remove, vec![u3]);
+        assert_eq!(plan.rewrite[0].id, u2);
+        assert_eq!(plan.rewrite[0].changed_fields["name"].value, json!("C"));
+    }
+
+    #[test]
+    fn cancelling_a_create_cancels_what_depends_on_it() {
+        let mut q = Queue::new();
+        let project = entity(EntityType::Project, 1);
+        let track = entity(EntityType::AudioTrack, 2);
+        let comment = entity(EntityType::AudioComment, 3);
+        let other = entity(EntityType::Project, 4);
+        let create = q.push(project, OperationKind::Create, &[("name", json!("P"))]);
+        let track_create = q.push(track, OperationKind::Create, &[("name", json!("T"))]);
+        q.last().depends_on = vec![create];
+        let comment_create = q.push(comment, OperationKind::Create, &[("content", json!("c"))]);
+        q.last().depends_on = vec![track_create];
+        let unrelated = q.push(other, OperationKind::Create, &[("name", json!("O"))]);
+        let delete = q.push(project, OperationKind::Delete, &[]);
+        let plan = coalesce(&q.ops);
+        let mut removed = plan.remove.clone();
+        removed.sort();
+        let mut expected = vec![create, track_create, comment_create, delete];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(!plan.remove.contains(&unrelated) && plan.rewrite.is_empty());
+    }
+
+    #[test]
+    fn merged_priority_is_the_most_urgent() {
+        let mut q = Queue::new();
+        let p = entity(EntityType::Playlist, 1);
+        q.push(p, OperationKind::Update, &[("name", json!("A"))]);
+        q.push(p, OperationKind::Update, &[("name", json!("B"))]);
+        q.last().priority = trackflow_domain::Priority::Critical;
+        let plan = coalesce(&q.ops);
+        assert_eq!(plan.rewrite[0].priority, trackflow_domain::Priority::Critical);
+    }
+}
