@@ -174,7 +174,8 @@ mod tests {
     fn runs_on_one_entity() {
         use OperationKind::{Create as C, Delete as D, Update as U};
         // (case, kinds, expected: removed indexes, rewritten kind or none)
-        let cases: Vec<(&str, Vec<OperationKind>, Vec<usize>, Option<OperationKind>)> = vec![
+        type Case = (&'static str, Vec<OperationKind>, Vec<usize>, Option<OperationKind>);
+        let cases: Vec<Case> = vec![
             ("single create untouched", vec![C], vec![], None),
             ("updates merge", vec![U, U, U], vec![1, 2], Some(U)),
             ("create then delete cancel out", vec![C, U, D], vec![0, 1, 2], None),
