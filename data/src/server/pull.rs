@@ -116,6 +116,12 @@ pub(super) fn pull(
     let scopes = readable_scopes(conn, user).map_err(store_error)?;
 
     // Scopes readable since before the cursor: only rows changed after it. One query for all.
+    // Their rows sit at their own version, so a row is after the cursor when its version is
+    // above the cursor's effective version — or equal to it while the cursor is inside the
+    // group placed there: a fellow member's profile placed at the version of the collaborator
+    // record that made them fellows comes before that record, which lives in a settled scope.
+    let settled_after =
+        if after.version < after.effective { after.effective - 1 } else { after.effective };
     let settled: Vec<String> = scopes
         .iter()
         .filter(|(_, granted)| **granted < after.effective)
@@ -125,7 +131,7 @@ pub(super) fn pull(
     if !settled.is_empty() {
         let changed: Vec<EntityRow> = entities::table
             .filter(entities::scope.eq_any(&settled))
-            .filter(entities::version.gt(after.effective))
+            .filter(entities::version.gt(settled_after))
             .order(entities::version)
             .limit(limit + 1)
             .load(conn)

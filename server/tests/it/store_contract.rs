@@ -96,6 +96,7 @@ contract_tests!(
     references_must_exist_in_the_same_project,
     pull_pages_in_order_without_gaps,
     new_collaborator_receives_existing_content,
+    existing_members_receive_a_new_fellow_and_their_grant,
     unknown_and_expired_cursors_reset,
     authorization_for_every_entity_type_and_role,
 );
@@ -403,6 +404,23 @@ async fn new_collaborator_receives_existing_content(store: Store) {
     applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
     let (next, _) = pull_from(&store, member, Some(cursor), 2).await;
     assert_eq!(ids(&next), vec![tracks[0].entity_id()]);
+}
+
+/// When someone joins, existing members receive the newcomer's older profile (placed at the
+/// grant) and the collaborator record itself, even when a page ends between the two.
+async fn existing_members_receive_a_new_fellow_and_their_grant(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let fellow = account(&store).await;
+    let mut fellow_writer = Writer::new();
+    let profile = UserProfile::new(fellow, "Fellow", "f@example.com", now()).expect("valid");
+    applied(&push(&store, fellow, fellow_writer.creating(&profile)).await[0]);
+    let (_, cursor) = pull_from(&store, owner, None, 10).await;
+    let grant = ProjectCollaborator::new(project.id(), fellow, CollaboratorRole::Editor, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&grant)).await[0]);
+    for limit in [1, 2, 10] {
+        let (changes, _) = pull_from(&store, owner, Some(cursor.clone()), limit).await;
+        assert_eq!(ids(&changes), vec![profile.entity_id(), grant.entity_id()], "pages of {limit}");
+    }
 }
 
 async fn unknown_and_expired_cursors_reset(store: Store) {
