@@ -118,7 +118,12 @@ pub(crate) async fn log_in(
     if request.password.len() > MAX_PASSWORD {
         return Err(refused());
     }
-    let account = state.store.find_account(&request.email.trim().to_lowercase()).await?;
+    // An address that could not have signed up has no account (and must not reach the database
+    // as is: PostgreSQL refuses a NUL byte).
+    let account = match email_address(&request.email) {
+        Ok(email) => state.store.find_account(&email.to_lowercase()).await?,
+        Err(_) => None,
+    };
     // An unknown email costs one hash verification too, so timing does not tell which emails
     // have accounts.
     let hash = match &account {

@@ -85,10 +85,14 @@ impl DieselServerStore {
         F: FnOnce(&mut ServerConnection) -> Result<T, push::PushFailure> + Send + 'static,
         T: Send + 'static,
     {
-        let writer = self.writer.clone();
-        self.with_connection(move |conn| {
-            // A panic while holding the lock leaves no state behind it: the transaction rolled back.
+        let (writer, pool) = (self.writer.clone(), self.pool.clone());
+        run_blocking(move || {
+            // The turn first, then a connection: pushes waiting their turn hold no connection
+            // that pulls and token checks need. A panic while holding the lock leaves nothing
+            // behind it: the transaction rolled back.
             let _turn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut pooled = pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))?;
+            let conn: &mut ServerConnection = &mut pooled;
             conn.transaction(work).map_err(ServerStoreError::from)
         })
         .await
@@ -185,10 +189,13 @@ impl ServerStore for DieselServerStore {
             if horizon <= meta.purged_through {
                 return Ok(0);
             }
-            let removed = diesel::delete(
-                entities::table.filter(entities::deleted.eq(true)).filter(entities::version.le(horizon)),
-            )
-            .execute(conn)?;
+            // Project tombstones stay: their id names a scope that memberships and the
+            // project's other rows still use, and a new create of that id must keep failing.
+            let purgeable = entities::table
+                .filter(entities::deleted.eq(true))
+                .filter(entities::version.le(horizon))
+                .filter(entities::entity_type.ne(trackflow_domain::EntityType::Project.as_str()));
+            let removed = diesel::delete(purgeable).execute(conn)?;
             diesel::update(server_meta::table.find(1))
                 .set(server_meta::purged_through.eq(horizon))
                 .execute(conn)?;

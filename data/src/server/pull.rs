@@ -120,8 +120,7 @@ pub(super) fn pull(
     // above the cursor's effective version — or equal to it while the cursor is inside the
     // group placed there: a fellow member's profile placed at the version of the collaborator
     // record that made them fellows comes before that record, which lives in a settled scope.
-    let settled_after =
-        if after.version < after.effective { after.effective - 1 } else { after.effective };
+    let settled_after = if after.version < after.effective { after.effective - 1 } else { after.effective };
     let settled: Vec<String> = scopes
         .iter()
         .filter(|(_, granted)| **granted < after.effective)

@@ -12,7 +12,7 @@ use super::{
     schema::{applied_mutations, entities, memberships, server_meta},
 };
 use crate::error::StoreError;
-use diesel::prelude::*;
+use diesel::{connection::SimpleConnection, prelude::*};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use trackflow_domain::{
@@ -102,7 +102,12 @@ pub(super) fn apply(
     user: UserId,
     request: &PushRequest,
 ) -> Result<PushResponse, PushFailure> {
-    // First statement: the write lock (see the module docs).
+    // PostgreSQL: the ordering argument needs READ COMMITTED (a waiting push must read the
+    // counter its predecessor committed), whatever the database's default isolation is.
+    if let ServerConnection::Pg(pg) = conn {
+        pg.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+    }
+    // First row statement: the write lock (see the module docs).
     diesel::update(server_meta::table.find(1))
         .set(server_meta::last_version.eq(server_meta::last_version))
         .execute(conn)?;
@@ -162,6 +167,10 @@ impl<'c> Batch<'c> {
             let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
             entities.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
         }
+        // Ids not found are known not to exist: a create need not look again.
+        for m in &request.mutations {
+            entities.entry(m.entity_id).or_insert(Entry { stored: None, in_database: false, dirty: false });
+        }
         let mutation_ids: Vec<String> = request.mutations.iter().map(|m| m.id.to_string()).collect();
         let records: Vec<(String, String, i64, String)> = applied_mutations::table
             .filter(applied_mutations::user_id.eq(user.to_string()))
@@ -199,6 +208,25 @@ impl<'c> Batch<'c> {
             self.entities.insert(id, Entry { stored, in_database, dirty: false });
         }
         Ok(self.entities.get(&id).and_then(|e| e.stored.as_ref()))
+    }
+
+    /// Loads into the working set, in one query, those of `ids` it does not hold yet.
+    fn preload(&mut self, ids: impl Iterator<Item = Uuid>) -> Result<(), StoreError> {
+        let missing: Vec<Uuid> = ids.filter(|id| !self.entities.contains_key(id)).collect();
+        if missing.len() < 2 {
+            return Ok(());
+        }
+        let keys: Vec<String> = missing.iter().map(Uuid::to_string).collect();
+        let rows: Vec<EntityRow> =
+            entities::table.filter(entities::entity_id.eq_any(&keys)).load(self.conn)?;
+        for row in rows {
+            let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
+            self.entities.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
+        }
+        for id in missing {
+            self.entities.entry(id).or_insert(Entry { stored: None, in_database: false, dirty: false });
+        }
+        Ok(())
     }
 
     fn role(&mut self, project: ProjectId) -> Result<Option<CollaboratorRole>, StoreError> {
@@ -300,13 +328,34 @@ impl<'c> Batch<'c> {
                 }
             }
         };
-        Ok(authorize(mutation.entity_type, Access::Write(mutation.kind), relation)
-            .map_err(|denied| rejected(denied.code, denied.message)))
+        if let Err(denied) = authorize(mutation.entity_type, Access::Write(mutation.kind), relation) {
+            return Ok(Err(rejected(denied.code, denied.message)));
+        }
+        // What is new: its recorded author must be the sender, and a user is a member of a
+        // project through one record only.
+        let new = plan.before.is_none() && plan.kind == MergeKind::Created;
+        if let (true, Some(entity)) = (new, plan.entity.as_ref()) {
+            if entity.author().is_some_and(|author| author != self.user) {
+                let message = format!("a {} is created by its author", mutation.entity_type);
+                return Ok(Err(rejected("forbidden", message)));
+            }
+            if let (EntityType::ProjectCollaborator, Some(grant)) =
+                (mutation.entity_type, entity.membership())
+            {
+                if role_in(self.conn, grant.project_id, grant.user_id)?.is_some() {
+                    let message = "this user is already a member of the project".to_owned();
+                    return Ok(Err(rejected("already_exists", message)));
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Every reference the change adds must name a live entity of the right type in the same
     /// scope.
     fn check_references(&mut self, plan: &Plan) -> Result<Result<(), Refused>, StoreError> {
+        // A playlist may name hundreds of tracks: one query, not one each.
+        self.preload(plan.new_references.iter().map(|r| r.id))?;
         for reference in &plan.new_references {
             match self.entity(reference.id)? {
                 Some(target) if target.entity_type == reference.entity_type && target.scope == plan.scope => {

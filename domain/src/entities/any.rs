@@ -97,6 +97,13 @@ macro_rules! any_entity {
                 }
             }
 
+            /// The fields of `entity_type` that may be set once, while null.
+            pub fn set_once_fields(entity_type: EntityType) -> &'static [&'static str] {
+                match entity_type {
+                    $(EntityType::$variant => $variant::SET_ONCE,)+
+                }
+            }
+
             /// The entity's type.
             pub fn entity_type(&self) -> EntityType {
                 match self {
@@ -133,6 +140,19 @@ impl AnyEntity {
             AnyEntity::AudioTrack(e) => Scope::Project(e.project_id()),
             AnyEntity::AudioComment(e) => Scope::Project(e.project_id()),
             AnyEntity::Playlist(e) => Scope::Project(e.project_id()),
+        }
+    }
+
+    /// The user a create must be made by, for entities that record their author: a comment's
+    /// author, a track's uploader. (A project's owner is checked as its grant.)
+    pub fn author(&self) -> Option<UserId> {
+        match self {
+            AnyEntity::AudioComment(e) => Some(e.author_id()),
+            AnyEntity::AudioTrack(e) => Some(e.uploaded_by()),
+            AnyEntity::UserProfile(_)
+            | AnyEntity::Project(_)
+            | AnyEntity::ProjectCollaborator(_)
+            | AnyEntity::Playlist(_) => None,
         }
     }
 

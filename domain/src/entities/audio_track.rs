@@ -148,6 +148,7 @@ impl SyncEntity for AudioTrack {
         &["project_id", "name", "duration_ms", "audio_sha256", "uploaded_by", "created_at"];
     /// The audio hash is not listed: it may be set once, which `patched` decides.
     const IMMUTABLE: &'static [&'static str] = &["project_id", "duration_ms", "uploaded_by", "created_at"];
+    const SET_ONCE: &'static [&'static str] = &["audio_sha256"];
 
     fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
         let f = FieldReader::new(fields, Self::FIELDS)?;

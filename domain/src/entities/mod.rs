@@ -136,6 +136,9 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// The fields only a create may set; an update that changes one is refused.
     const IMMUTABLE: &'static [&'static str];
 
+    /// Fields that may be set once: a write may change them only while they are null.
+    const SET_ONCE: &'static [&'static str] = &[];
+
     /// Rebuilds an entity from wire fields (a pushed create, a merged or pulled row), through
     /// the same validation as its constructors. Unknown, missing and ill-typed fields are
     /// errors that name the field.

@@ -151,12 +151,16 @@ pub fn plan_mutation(mutation: &Mutation, current: Option<&StoredEntity>) -> Res
     })
 }
 
-/// Refuses a write to an existing entity that changes a field only a create may set.
+/// Refuses a write to an existing entity that changes a field only a create may set, or a
+/// set-once field that is already set (a track's audio).
 fn check_immutable(mutation: &Mutation, current: &StoredEntity) -> Result<(), Refusal> {
     let immutable = AnyEntity::immutable_fields(mutation.entity_type);
+    let set_once = AnyEntity::set_once_fields(mutation.entity_type);
     let stored: &BTreeMap<_, _> = &current.state.fields;
     for (name, change) in &mutation.fields {
-        if immutable.contains(&name.as_str()) && stored.get(name).is_some_and(|v| *v != change.value) {
+        let fixed = immutable.contains(&name.as_str())
+            || (set_once.contains(&name.as_str()) && stored.get(name).is_some_and(|v| !v.is_null()));
+        if fixed && stored.get(name).is_some_and(|v| *v != change.value) {
             let code =
                 if mutation.kind == OperationKind::Create { "already_exists" } else { "immutable_field" };
             return Err(Refusal::rejected(code, format!("{name} cannot change after create")));
@@ -338,6 +342,39 @@ mod tests {
         assert!(b.lost.is_empty());
         assert_eq!(b.state.fields["name"], json!("A"));
         assert_eq!(b.state.fields["description"], json!("B"));
+    }
+
+    #[test]
+    fn a_tracks_audio_is_set_once() {
+        let owner = UserId::new();
+        let project = Project::new(owner, "Demo", None, Timestamp(1)).expect("valid");
+        let silent = AudioTrack::new(project.id(), owner, "T", 10, None, Timestamp(1)).expect("valid");
+        let it = silent.entity_ref();
+        let created =
+            plan_mutation(&mutation(OperationKind::Create, it, create_fields(&silent), hlc(1, 1)), None)
+                .expect("create");
+        let stored = |state| StoredEntity {
+            entity_type: EntityType::AudioTrack,
+            scope: created.scope,
+            version: 1,
+            state,
+        };
+        let set =
+            |hash: Value, wall| mutation(OperationKind::Update, it, [("audio_sha256", hash)], hlc(wall, 1));
+        let first = plan_mutation(&set(json!("a".repeat(64)), 2), Some(&stored(created.state.clone())))
+            .expect("first set");
+        let with_audio = stored(first.state);
+        for (case, hash) in [("replaced", json!("b".repeat(64))), ("cleared", Value::Null)] {
+            let refused = plan_mutation(&set(hash, 3), Some(&with_audio));
+            assert!(
+                matches!(refused, Err(Refusal::Rejected { code: "immutable_field", .. })),
+                "{case}: {refused:?}"
+            );
+        }
+        assert!(
+            plan_mutation(&set(json!("a".repeat(64)), 3), Some(&with_audio)).is_ok(),
+            "the same value again"
+        );
     }
 
     #[test]

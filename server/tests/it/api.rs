@@ -37,6 +37,9 @@ async fn sign_up_log_in_and_log_out() {
     for wrong in [
         json!({"email": "ana@example.com", "password": "wrong horse"}),
         json!({"email": "bo@example.com", "password": "correct horse"}),
+        // Not an address at all, or one PostgreSQL cannot even compare: still just refused.
+        json!({"email": "a\u{0}b@example.com", "password": "correct horse"}),
+        json!({"email": "", "password": ""}),
     ] {
         let (status, body) = server.call(Method::POST, "/v1/auth/login", None, Some(&wrong)).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));

@@ -97,6 +97,8 @@ contract_tests!(
     pull_pages_in_order_without_gaps,
     new_collaborator_receives_existing_content,
     existing_members_receive_a_new_fellow_and_their_grant,
+    authors_and_members_cannot_be_forged,
+    purged_projects_cannot_be_taken_over,
     unknown_and_expired_cursors_reset,
     authorization_for_every_entity_type_and_role,
 );
@@ -415,12 +417,74 @@ async fn existing_members_receive_a_new_fellow_and_their_grant(store: Store) {
     let profile = UserProfile::new(fellow, "Fellow", "f@example.com", now()).expect("valid");
     applied(&push(&store, fellow, fellow_writer.creating(&profile)).await[0]);
     let (_, cursor) = pull_from(&store, owner, None, 10).await;
-    let grant = ProjectCollaborator::new(project.id(), fellow, CollaboratorRole::Editor, now()).expect("valid");
+    let grant =
+        ProjectCollaborator::new(project.id(), fellow, CollaboratorRole::Editor, now()).expect("valid");
     applied(&push(&store, owner, writer.creating(&grant)).await[0]);
     for limit in [1, 2, 10] {
         let (changes, _) = pull_from(&store, owner, Some(cursor.clone()), limit).await;
         assert_eq!(ids(&changes), vec![profile.entity_id(), grant.entity_id()], "pages of {limit}");
     }
+}
+
+async fn authors_and_members_cannot_be_forged(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let editor = account(&store).await;
+    let grant =
+        ProjectCollaborator::new(project.id(), editor, CollaboratorRole::Editor, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&grant)).await[0]);
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&track)).await[0]);
+
+    let mut editors = Writer::new();
+    let as_owner = [
+        editors.creating(&AudioTrack::new(project.id(), owner, "Forged", 1, None, now()).expect("valid")),
+        editors.creating(&AudioComment::new(&track, owner, "forged", 0, now()).expect("valid")),
+    ];
+    for request in as_owner {
+        let outcome = push(&store, editor, request).await;
+        assert!(
+            matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "forbidden"),
+            "{outcome:?}"
+        );
+    }
+    let own = AudioComment::new(&track, editor, "mine", 0, now()).expect("valid");
+    applied(&push(&store, editor, editors.creating(&own)).await[0]);
+
+    // One record per member: a second one for the editor, or one for the owner, is refused.
+    for user in [editor, owner] {
+        let again =
+            ProjectCollaborator::new(project.id(), user, CollaboratorRole::Viewer, now()).expect("valid");
+        let outcome = push(&store, owner, writer.creating(&again)).await;
+        assert!(
+            matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "already_exists"),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// Purging tombstones keeps a project's: otherwise a stranger could create a project with the
+/// old id and read what is left inside it.
+async fn purged_projects_cannot_be_taken_over(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let track = AudioTrack::new(project.id(), owner, "secret", 1, None, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&track)).await[0]);
+    let delete = writer.delete(EntityType::Project, project.entity_id());
+    applied(&push(&store, owner, writer.batch(vec![delete])).await[0]);
+    store.purge_tombstones(0).await.expect("purge");
+    let stranger = account(&store).await;
+    let mut fields = project.fields();
+    fields.insert("owner_id".into(), json!(stranger));
+    let mut theirs = Writer::new();
+    let takeover = theirs.mutation(
+        trackflow_domain::OperationKind::Create,
+        EntityType::Project,
+        project.entity_id(),
+        fields,
+    );
+    let outcome = push(&store, stranger, theirs.batch(vec![takeover])).await;
+    assert!(!matches!(outcome[0], MutationOutcome::Applied { .. }), "{outcome:?}");
+    let (seen, _) = pull_from(&store, stranger, None, 100).await;
+    assert!(seen.is_empty(), "{seen:?}");
 }
 
 async fn unknown_and_expired_cursors_reset(store: Store) {
