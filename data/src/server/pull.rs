@@ -38,8 +38,9 @@ impl Position {
     const START: Position = Position { effective: 0, version: 0 };
 }
 
-/// Cursors name the database they came from, so a cursor from another server (or from before a
-/// restore) is recognised and answered with a reset.
+/// Cursors name the database they came from, so a cursor from another server's database is
+/// recognised and answered with a reset. (A restored backup keeps its epoch: see
+/// docs/decisions.md.)
 fn encode_cursor(meta: &Meta, at: Position) -> String {
     format!("{}.{}.{}", meta.epoch, at.effective, at.version)
 }
