@@ -138,8 +138,23 @@ pub(super) fn pull(
             .map_err(|e| store_error(e.into()))?;
         rows.extend(changed.into_iter().map(|r| (Position { effective: r.version, version: r.version }, r)));
     }
-    // Scopes granted at or after the cursor: their whole content, placed at the grant.
-    for (scope, granted) in scopes.iter().filter(|(_, granted)| **granted >= after.effective) {
+    // Scopes granted at or after the cursor: their whole content, placed at the grant. In grant
+    // order, stopping once the page is full of rows placed before the next grant: a first sync
+    // of a user in many projects reads one project's backfill at a time, not all of them on
+    // every page.
+    let mut granted_later: Vec<(Scope, i64)> =
+        scopes.iter().filter(|(_, granted)| **granted >= after.effective).map(|(s, g)| (*s, *g)).collect();
+    granted_later.sort_by_key(|(_, granted)| *granted);
+    for (scope, granted) in &granted_later {
+        if rows.len() > request.limit as usize {
+            rows.sort_by_key(|(at, _)| *at);
+            rows.truncate(request.limit as usize + 1);
+            // The page's last row (and the row that tells `has_more`) lie before anything this
+            // scope holds, which starts at its grant.
+            if rows.last().is_some_and(|(at, _)| at.effective < *granted) {
+                break;
+            }
+        }
         let from = if *granted == after.effective { after.version } else { 0 };
         let backfill: Vec<EntityRow> = entities::table
             .filter(entities::scope.eq(scope.to_string()))

@@ -98,6 +98,7 @@ contract_tests!(
     new_collaborator_receives_existing_content,
     existing_members_receive_a_new_fellow_and_their_grant,
     authors_and_members_cannot_be_forged,
+    a_member_of_many_projects_syncs_everything_once,
     purged_projects_cannot_be_taken_over,
     unknown_and_expired_cursors_reset,
     authorization_for_every_entity_type_and_role,
@@ -423,6 +424,40 @@ async fn existing_members_receive_a_new_fellow_and_their_grant(store: Store) {
     for limit in [1, 2, 10] {
         let (changes, _) = pull_from(&store, owner, Some(cursor.clone()), limit).await;
         assert_eq!(ids(&changes), vec![profile.entity_id(), grant.entity_id()], "pages of {limit}");
+    }
+}
+
+/// A first sync over several projects joined at different times, in small pages: every row
+/// once, and the pages fill up in grant order.
+async fn a_member_of_many_projects_syncs_everything_once(store: Store) {
+    let member = account(&store).await;
+    let mut expected = Vec::new();
+    for n in 0..4 {
+        let (owner, mut writer, project) = owned_project(&store).await;
+        let tracks: Vec<_> = (0..3 + n)
+            .map(|i| AudioTrack::new(project.id(), owner, &format!("T{i}"), 1, None, now()).expect("valid"))
+            .collect();
+        let batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
+        let batch = writer.batch(batch);
+        push(&store, owner, batch).await.iter().for_each(|o| {
+            applied(o);
+        });
+        let grant =
+            ProjectCollaborator::new(project.id(), member, CollaboratorRole::Viewer, now()).expect("valid");
+        applied(&push(&store, owner, writer.creating(&grant)).await[0]);
+        expected.push(project.entity_id());
+        expected.push(grant.entity_id());
+        expected.extend(tracks.iter().map(SyncEntity::entity_id));
+    }
+    for limit in [1, 3, 1000] {
+        let (changes, _) = pull_from(&store, member, None, limit).await;
+        let mut got = ids(&changes);
+        let unique: std::collections::BTreeSet<_> = got.iter().copied().collect();
+        assert_eq!(unique.len(), got.len(), "no row twice (pages of {limit})");
+        got.sort();
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(got, want, "pages of {limit}");
     }
 }
 
