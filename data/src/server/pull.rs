@@ -8,9 +8,10 @@
 //! receives the project's older rows as if they had changed at `g`. The cursor is the last
 //! `(effective version, version)` delivered, so the backfill pages like any other change.
 //!
-//! Cost: one indexed range scan on `(scope, version)` per readable scope, reading only rows
-//! after the cursor, plus one per scope granted since the cursor. It grows with the changes
-//! returned and the user's memberships, not with the size of the database.
+//! Cost: one indexed range scan on `(scope, version)` over the readable scopes, reading only
+//! rows after the cursor, plus, in grant order until the page is full, one per scope granted
+//! since the cursor. It grows with the changes returned and the user's memberships, not with
+//! the size of the database.
 
 use super::{
     connection::ServerConnection,
