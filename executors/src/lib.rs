@@ -6,11 +6,10 @@
 //! backoff and acknowledgement.
 //!
 //! So far it holds the pure decisions of the queue ([`queue`]): coalescing, batch selection by
-//! priority and causality, and the backoff schedule.
+//! priority and causality, and the backoff schedule; and the executors ([`registry`]), which
+//! check each operation against its entity type and turn it into the mutation sent.
 
 pub mod queue;
+pub mod registry;
 
-use trackflow_domain::EntityType;
-
-/// The entity types that upstream sync must cover, in registration order.
-pub const COVERED_ENTITY_TYPES: [EntityType; 6] = EntityType::ALL;
+pub use registry::{EntityExecutor, ExecutorError, ExecutorRegistry, OperationExecutor};

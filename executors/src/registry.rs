@@ -1,0 +1,207 @@
+//! One `OperationExecutor` per entity type, found by the entity type's stable name.
+//!
+//! An executor turns a queued operation into the mutation sent to the server, checking it
+//! against its entity type first: an operation that could never be applied (fields the type
+//! does not have, a create that does not make a valid entity) is refused here, permanently,
+//! instead of making the server refuse the whole batch it travels in.
+//!
+//! Adding an entity type to the engine touches this crate in one place: the
+//! `builtin_executors!` list below.
+
+use std::{collections::HashMap, marker::PhantomData};
+use trackflow_domain::{
+    protocol::Mutation, AudioComment, AudioTrack, EntityType, OperationKind, Playlist, Project,
+    ProjectCollaborator, SyncEntity, SyncOperation, UserProfile,
+};
+
+/// Why an operation cannot be executed. Every variant is permanent: retrying will not help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// No executor is registered under this entity type name.
+    #[error("unknown entity type '{0}'")]
+    UnknownEntityType(String),
+    /// The operation does not fit its entity type.
+    #[error("invalid {entity_type} operation: {reason}")]
+    Invalid {
+        /// The entity type.
+        entity_type: EntityType,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+}
+
+impl ExecutorError {
+    /// Always true: see the type's docs.
+    pub fn is_permanent(&self) -> bool {
+        true
+    }
+}
+
+/// Sends one entity type's operations.
+pub trait OperationExecutor: Send + Sync {
+    /// The entity type this executor handles.
+    fn entity_type(&self) -> EntityType;
+
+    /// The mutation that carries `op` to the server, after checking `op` against the type.
+    fn prepare(&self, op: &SyncOperation) -> Result<Mutation, ExecutorError>;
+}
+
+/// The executor of one [`SyncEntity`] type: its checks come from the type's declared fields
+/// and its validating `from_fields`.
+pub struct EntityExecutor<E>(PhantomData<fn() -> E>);
+
+impl<E> Default for EntityExecutor<E> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<E: SyncEntity> OperationExecutor for EntityExecutor<E> {
+    fn entity_type(&self) -> EntityType {
+        E::ENTITY_TYPE
+    }
+
+    fn prepare(&self, op: &SyncOperation) -> Result<Mutation, ExecutorError> {
+        let invalid = |reason: String| ExecutorError::Invalid { entity_type: E::ENTITY_TYPE, reason };
+        if op.entity.entity_type != E::ENTITY_TYPE {
+            return Err(invalid(format!("the operation is for a {}", op.entity.entity_type)));
+        }
+        if let Some(unknown) = op.changed_fields.keys().find(|name| !E::FIELDS.contains(&name.as_str())) {
+            return Err(invalid(format!("unknown field '{unknown}'")));
+        }
+        match op.kind {
+            OperationKind::Create => {
+                let values = op.changed_fields.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect();
+                E::from_fields(op.entity.id, &values).map_err(|e| invalid(e.to_string()))?;
+            }
+            OperationKind::Update if op.changed_fields.is_empty() => {
+                return Err(invalid("an update that changes nothing".into()));
+            }
+            OperationKind::Update | OperationKind::Delete => {}
+        }
+        Ok(Mutation::from(op))
+    }
+}
+
+/// Executors by entity type name.
+pub struct ExecutorRegistry {
+    executors: HashMap<&'static str, Box<dyn OperationExecutor>>,
+}
+
+macro_rules! builtin_executors {
+    ($($entity:ty),+ $(,)?) => {
+        /// A registry holding the executor of every built-in entity type.
+        pub fn with_builtin_entities() -> Self {
+            let mut registry = Self::empty();
+            $(registry.register(Box::new(EntityExecutor::<$entity>::default()));)+
+            registry
+        }
+    };
+}
+
+impl ExecutorRegistry {
+    /// A registry with no executors.
+    pub fn empty() -> Self {
+        Self { executors: HashMap::new() }
+    }
+
+    builtin_executors!(UserProfile, Project, ProjectCollaborator, AudioTrack, AudioComment, Playlist);
+
+    /// Registers `executor` under its entity type's name, replacing any before it.
+    pub fn register(&mut self, executor: Box<dyn OperationExecutor>) {
+        self.executors.insert(executor.entity_type().as_str(), executor);
+    }
+
+    /// The executor for the entity type named `name`.
+    pub fn get(&self, name: &str) -> Result<&dyn OperationExecutor, ExecutorError> {
+        self.executors
+            .get(name)
+            .map(Box::as_ref)
+            .ok_or_else(|| ExecutorError::UnknownEntityType(name.to_owned()))
+    }
+
+    /// Prepares `op` with its entity type's executor.
+    pub fn prepare(&self, op: &SyncOperation) -> Result<Mutation, ExecutorError> {
+        self.get(op.entity.entity_type.as_str())?.prepare(op)
+    }
+}
+
+impl Default for ExecutorRegistry {
+    fn default() -> Self {
+        Self::with_builtin_entities()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use trackflow_domain::{EntityRef, Hlc, NodeId, Timestamp, UserId};
+
+    fn op(entity: EntityRef, kind: OperationKind, fields: Vec<(&str, serde_json::Value)>) -> SyncOperation {
+        let hlc = Hlc { wall_ms: 1, counter: 0, node: NodeId::new() };
+        let fields = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        SyncOperation::new(entity, kind, fields, hlc, 0, vec![], Timestamp(0))
+    }
+
+    #[test]
+    fn every_entity_type_has_an_executor_under_its_name() {
+        let registry = ExecutorRegistry::default();
+        for entity_type in EntityType::ALL {
+            assert_eq!(registry.get(entity_type.as_str()).map(|e| e.entity_type()), Ok(entity_type));
+        }
+        assert_eq!(
+            registry.get("marker").err(),
+            Some(ExecutorError::UnknownEntityType("marker".into())),
+            "an unknown name is a permanent error"
+        );
+    }
+
+    #[test]
+    fn operations_are_checked_against_their_type() {
+        let registry = ExecutorRegistry::default();
+        let project = Project::new(UserId::new(), "Demo", None, Timestamp(1)).expect("valid");
+        let it = project.entity_ref();
+        let all: Vec<_> = project.fields().into_iter().collect();
+        let create =
+            op(it, OperationKind::Create, all.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
+        let prepared = registry.prepare(&create).expect("a valid create");
+        assert_eq!(
+            (prepared.id, prepared.entity_id, prepared.kind),
+            (create.id, it.id, OperationKind::Create)
+        );
+
+        // (case, operation, what the error mentions)
+        let cases = [
+            ("unknown field", op(it, OperationKind::Update, vec![("colour", json!("red"))]), "colour"),
+            ("create missing a field", op(it, OperationKind::Create, vec![("name", json!("x"))]), "required"),
+            (
+                "invalid value",
+                op(it, OperationKind::Create, {
+                    let mut f: Vec<_> = all.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                    f.retain(|(k, _)| *k != "name");
+                    f.push(("name", json!("")));
+                    f
+                }),
+                "name",
+            ),
+            ("empty update", op(it, OperationKind::Update, vec![]), "changes nothing"),
+        ];
+        for (case, operation, mentions) in cases {
+            let error = registry.prepare(&operation).expect_err(case);
+            assert!(error.is_permanent() && error.to_string().contains(mentions), "{case}: {error}");
+        }
+        let delete = op(it, OperationKind::Delete, vec![]);
+        assert!(registry.prepare(&delete).is_ok());
+    }
+
+    #[test]
+    fn an_executor_refuses_another_types_operation() {
+        let track_executor = EntityExecutor::<AudioTrack>::default();
+        let project = EntityRef::new(EntityType::Project, uuid::Uuid::nil());
+        let error =
+            track_executor.prepare(&op(project, OperationKind::Delete, vec![])).expect_err("wrong type");
+        assert!(error.to_string().contains("for a project"), "{error}");
+    }
+}
