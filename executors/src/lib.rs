@@ -1,13 +1,15 @@
 //! # trackflow-executors
 //!
-//! Upstream sync of TrackFlow Sync: it will hold one `OperationExecutor` per entity type, the
-//! registry that finds an executor by its entity type name, and the `PendingOperationsManager`
-//! that drains the outbox — priorities, causal order, batching, coalescing, retries with
-//! backoff and acknowledgement.
+//! Upstream sync of TrackFlow Sync.
 //!
-//! So far it holds the pure decisions of the queue ([`queue`]): coalescing, batch selection by
-//! priority and causality, and the backoff schedule; and the executors ([`registry`]), which
-//! check each operation against its entity type and turn it into the mutation sent.
+//! What is here now:
+//! - [`registry`]: one [`OperationExecutor`] per entity type, found by the type's name. Each one
+//!   checks an operation against its entity type and turns it into the mutation that is sent.
+//! - [`queue`]: the pure decisions of the queue — coalescing, batch selection by priority
+//!   without breaking causality, and the backoff schedule.
+//!
+//! Still to come: the `PendingOperationsManager`, which applies these decisions to the outbox,
+//! sends batches, acknowledges results, and retries with backoff.
 
 pub mod queue;
 pub mod registry;
