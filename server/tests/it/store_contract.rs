@@ -124,6 +124,11 @@ async fn push(store: &Store, user: UserId, request: PushRequest) -> Vec<Mutation
     store.push(user, request).await.expect("push").results.into_iter().map(|r| r.outcome).collect()
 }
 
+/// Pushes and expects every mutation applied; returns their versions.
+async fn push_applied(store: &Store, user: UserId, request: PushRequest) -> Vec<i64> {
+    push(store, user, request).await.iter().map(applied).collect()
+}
+
 fn applied(outcome: &MutationOutcome) -> i64 {
     match outcome {
         MutationOutcome::Applied { version } => *version,
@@ -338,9 +343,7 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let create = writer.create(&track);
     let delete = writer.delete(EntityType::AudioTrack, track.entity_id());
-    for outcome in push(&store, owner, writer.batch(vec![create, delete])).await {
-        applied(&outcome);
-    }
+    push_applied(&store, owner, writer.batch(vec![create, delete])).await;
     let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
     let outcome = push(&store, owner, writer.creating(&comment)).await;
     assert!(
@@ -355,9 +358,7 @@ async fn pull_pages_in_order_without_gaps(store: Store) {
         .map(|i| AudioTrack::new(project.id(), owner, &format!("T{i}"), 1, None, now()).expect("valid"))
         .collect();
     let batch = tracks.iter().map(|t| writer.create(t)).collect();
-    push(&store, owner, writer.batch(batch)).await.iter().for_each(|o| {
-        applied(o);
-    });
+    push_applied(&store, owner, writer.batch(batch)).await;
     let (changes, cursor) = pull_from(&store, owner, None, 10).await;
     let mut expected = vec![project.entity_id()];
     expected.extend(tracks.iter().map(SyncEntity::entity_id));
@@ -382,9 +383,7 @@ async fn new_collaborator_receives_existing_content(store: Store) {
     let profile = UserProfile::new(owner, "Owner", "owner@example.com", now()).expect("valid");
     let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
     batch.push(writer.create(&profile));
-    push(&store, owner, writer.batch(batch)).await.iter().for_each(|o| {
-        applied(o);
-    });
+    push_applied(&store, owner, writer.batch(batch)).await;
 
     let member = account(&store).await;
     let (before, cursor) = pull_from(&store, member, None, 2).await;
@@ -439,9 +438,7 @@ async fn a_member_of_many_projects_syncs_everything_once(store: Store) {
             .collect();
         let batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
         let batch = writer.batch(batch);
-        push(&store, owner, batch).await.iter().for_each(|o| {
-            applied(o);
-        });
+        push_applied(&store, owner, batch).await;
         let grant =
             ProjectCollaborator::new(project.id(), member, CollaboratorRole::Viewer, now()).expect("valid");
         applied(&push(&store, owner, writer.creating(&grant)).await[0]);
@@ -595,9 +592,7 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
     let batch =
         vec![setup.create(&track), setup.create(&comment), setup.create(&playlist), setup.create(&member)];
     let batch = setup.batch(batch);
-    push(store, owner, batch).await.iter().for_each(|o| {
-        applied(o);
-    });
+    push_applied(store, owner, batch).await;
 
     // "Create" makes another entity of the type in this project; for a project itself, one that
     // names the project's owner as its owner.
@@ -765,9 +760,7 @@ async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
                         &[("name", json!("U"))],
                     ));
                     let batch = writer.batch(batch);
-                    for outcome in push(&store, owner, batch).await {
-                        applied(&outcome);
-                    }
+                    push_applied(&store, owner, batch).await;
                 }
             })
         })
