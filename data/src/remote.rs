@@ -144,14 +144,15 @@ pub fn classify(
     let message = error.as_ref().map_or_else(|| status.to_string(), |e| e.message.clone());
     match status {
         StatusCode::UNAUTHORIZED => RemoteError::Unauthorized(message),
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => RemoteError::Transient {
-            message,
-            retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
-        },
-        s if s.is_server_error() => RemoteError::Transient {
-            message,
-            retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
-        },
+        s if s == StatusCode::TOO_MANY_REQUESTS
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s.is_server_error() =>
+        {
+            RemoteError::Transient {
+                message,
+                retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
+            }
+        }
         s => RemoteError::Permanent {
             code: error.map_or_else(|| format!("http_{}", s.as_u16()), |e| e.code),
             message,

@@ -35,7 +35,7 @@ pub(crate) fn now() -> Timestamp {
 
 /// Hex SHA-256 of a bearer token: what the store keeps and looks up.
 pub(crate) fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 async fn hash_password(password: String) -> Result<String, ApiFailure> {

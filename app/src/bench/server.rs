@@ -5,7 +5,6 @@
 use super::{summarize, BenchArgs, Measurement, Report};
 use anyhow::{bail, Context};
 use axum::{routing::post, Json};
-use diesel::{prelude::*, sql_query};
 use reqwest::{header::CONTENT_TYPE, Client};
 use serde_json::json;
 use std::{
@@ -13,12 +12,12 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use trackflow_data::DieselServerStore;
+use trackflow_data::{server::ScratchDatabase, DieselServerStore};
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{Mutation, PullRequest, PullResponse, PushRequest},
-    sync::{FieldChange, Hlc},
-    AudioTrack, NodeId, OperationId, OperationKind, Project, ProjectId, SyncEntity, Timestamp, UserId,
+    sync::Hlc,
+    AudioTrack, NodeId, OperationKind, Project, ProjectId, SyncEntity, SyncOperation, Timestamp, UserId,
 };
 use trackflow_server::{AppState, ServerConfig};
 
@@ -26,35 +25,17 @@ use trackflow_server::{AppState, ServerConfig};
 struct Database {
     label: &'static str,
     url: String,
-    drop_with: Option<(String, String)>,
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = &self.drop_with {
-            if let Ok(mut conn) = PgConnection::establish(admin) {
-                let _ = sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
-            }
-        }
-    }
+    _scratch: Option<ScratchDatabase>,
 }
 
 fn databases(dir: &Path, args: &BenchArgs, name: &str) -> anyhow::Result<Vec<Database>> {
     let file = dir.join(format!("{name}-server.db"));
     let mut all =
-        vec![Database { label: "sqlite", url: file.to_string_lossy().into_owned(), drop_with: None }];
+        vec![Database { label: "sqlite", url: file.to_string_lossy().into_owned(), _scratch: None }];
     if let Some(admin) = &args.postgres {
-        let scratch = format!("trackflow_bench_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::establish(admin).context("connecting to --postgres")?;
-        sql_query(format!("CREATE DATABASE {scratch}"))
-            .execute(&mut conn)
-            .context("creating a scratch database")?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-        all.push(Database {
-            label: "postgres",
-            url: format!("{base}/{scratch}"),
-            drop_with: Some((admin.clone(), scratch)),
-        });
+        let scratch = ScratchDatabase::create(admin, "trackflow_bench")
+            .context("creating a scratch database on --postgres")?;
+        all.push(Database { label: "postgres", url: scratch.url().to_owned(), _scratch: Some(scratch) });
     }
     Ok(all)
 }
@@ -124,14 +105,9 @@ impl Writer {
             OperationKind::Update => entity.fields().into_iter().filter(|(k, _)| k == "name").collect(),
             _ => entity.fields(),
         };
-        Mutation {
-            id: OperationId::new(),
-            entity_type: entity.entity_ref().entity_type,
-            entity_id: entity.entity_id(),
-            kind,
-            base_version: 0,
-            fields: fields.into_iter().map(|(k, value)| (k, FieldChange { value, hlc })).collect(),
-        }
+        // Built the way a client's outbox builds it.
+        let op = SyncOperation::new(entity.entity_ref(), kind, fields, hlc, 0, vec![], Timestamp(0));
+        Mutation::from(&op)
     }
 
     /// A push of the mutations `build` makes with this writer.

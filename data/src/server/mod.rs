@@ -13,15 +13,21 @@ mod pull;
 mod push;
 mod rows;
 mod schema;
+mod scratch;
 
 pub use connection::{ServerConnection, ServerDatabase, ServerPool, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use scratch::ScratchDatabase;
 
 use crate::{
     blocking::run_blocking,
     error::{StoreError, StoreResult},
 };
 use async_trait::async_trait;
-use diesel::{connection::SimpleConnection, prelude::*, r2d2::R2D2Connection};
+use diesel::{
+    connection::SimpleConnection,
+    prelude::*,
+    r2d2::{PooledConnection, R2D2Connection},
+};
 use schema::{entities, server_meta};
 use std::sync::{Arc, Mutex};
 use trackflow_domain::{
@@ -72,11 +78,7 @@ impl DieselServerStore {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        run_blocking(move || {
-            let mut conn = pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))?;
-            work(&mut conn)
-        })
-        .await
+        run_blocking(move || work(&mut *checkout(&pool)?)).await
     }
 
     /// Runs `work` as the one writer of this process, in a transaction.
@@ -91,12 +93,15 @@ impl DieselServerStore {
             // that pulls and token checks need. A panic while holding the lock leaves nothing
             // behind it: the transaction rolled back.
             let _turn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let mut pooled = pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))?;
-            let conn: &mut ServerConnection = &mut pooled;
-            conn.transaction(work).map_err(ServerStoreError::from)
+            (*checkout(&pool)?).transaction(work).map_err(ServerStoreError::from)
         })
         .await
     }
+}
+
+/// A pooled connection, or the port's error when none comes in time.
+fn checkout(pool: &ServerPool) -> Result<PooledConnection<connection::Manager>, ServerStoreError> {
+    pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))
 }
 
 /// A database failure as the port reports it.

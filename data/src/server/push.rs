@@ -148,8 +148,8 @@ struct Batch<'c> {
     /// The pushing user's role per project, as looked up (cleared when memberships change).
     roles: HashMap<ProjectId, Option<CollaboratorRole>>,
     applied: HashMap<OperationId, Applied>,
-    /// Dedupe records to insert, in order.
-    new_records: Vec<(OperationId, i64, String, String)>,
+    /// Mutations this batch applied, in order: their dedupe records (in `applied`) are new.
+    new_records: Vec<OperationId>,
 }
 
 impl<'c> Batch<'c> {
@@ -160,17 +160,8 @@ impl<'c> Batch<'c> {
         request: &PushRequest,
         last_version: i64,
     ) -> Result<Self, PushFailure> {
-        let ids: Vec<String> = request.mutations.iter().map(|m| m.entity_id.to_string()).collect();
-        let rows: Vec<EntityRow> = entities::table.filter(entities::entity_id.eq_any(&ids)).load(conn)?;
-        let mut entities = HashMap::with_capacity(ids.len());
-        for row in rows {
-            let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
-            entities.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
-        }
-        // Ids not found are known not to exist: a create need not look again.
-        for m in &request.mutations {
-            entities.entry(m.entity_id).or_insert(Entry { stored: None, in_database: false, dirty: false });
-        }
+        let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.entity_id).collect();
+        let entities = fetch_entries(conn, &ids)?;
         let mutation_ids: Vec<String> = request.mutations.iter().map(|m| m.id.to_string()).collect();
         let records: Vec<(String, String, i64, String)> = applied_mutations::table
             .filter(applied_mutations::user_id.eq(user.to_string()))
@@ -213,18 +204,9 @@ impl<'c> Batch<'c> {
     /// Loads into the working set, in one query, those of `ids` it does not hold yet.
     fn preload(&mut self, ids: impl Iterator<Item = Uuid>) -> Result<(), StoreError> {
         let missing: Vec<Uuid> = ids.filter(|id| !self.entities.contains_key(id)).collect();
-        if missing.len() < 2 {
-            return Ok(());
-        }
-        let keys: Vec<String> = missing.iter().map(Uuid::to_string).collect();
-        let rows: Vec<EntityRow> =
-            entities::table.filter(entities::entity_id.eq_any(&keys)).load(self.conn)?;
-        for row in rows {
-            let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
-            self.entities.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
-        }
-        for id in missing {
-            self.entities.entry(id).or_insert(Entry { stored: None, in_database: false, dirty: false });
+        if !missing.is_empty() {
+            let fetched = fetch_entries(self.conn, &missing)?;
+            self.entities.extend(fetched);
         }
         Ok(())
     }
@@ -297,9 +279,7 @@ impl<'c> Batch<'c> {
             entry.stored = Some(stored);
             entry.dirty = true;
         }
-        let outcome_json =
-            serde_json::to_string(&outcome).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
-        self.new_records.push((mutation.id, version, hash.clone(), outcome_json));
+        self.new_records.push(mutation.id);
         self.applied.insert(mutation.id, Applied { hash, version, outcome: outcome.clone() });
         Ok(outcome)
     }
@@ -390,19 +370,19 @@ impl<'c> Batch<'c> {
             on_each_backend!(self.conn, |c| diesel::insert_into(entities::table).values(chunk).execute(c))?;
         }
         let user = self.user.to_string();
-        let records: Vec<_> = self
-            .new_records
-            .iter()
-            .map(|(id, version, hash, outcome)| {
-                (
-                    applied_mutations::user_id.eq(&user),
-                    applied_mutations::mutation_id.eq(id.to_string()),
-                    applied_mutations::content_hash.eq(hash),
-                    applied_mutations::version.eq(*version),
-                    applied_mutations::outcome.eq(outcome),
-                )
-            })
-            .collect();
+        let mut records = Vec::with_capacity(self.new_records.len());
+        for id in &self.new_records {
+            let record = &self.applied[id];
+            let outcome = serde_json::to_string(&record.outcome)
+                .map_err(|e| StoreError::corrupt("applied_mutations", e))?;
+            records.push((
+                applied_mutations::user_id.eq(&user),
+                applied_mutations::mutation_id.eq(id.to_string()),
+                applied_mutations::content_hash.eq(&record.hash),
+                applied_mutations::version.eq(record.version),
+                applied_mutations::outcome.eq(outcome),
+            ));
+        }
         for chunk in records.chunks(1000) {
             on_each_backend!(self.conn, |c| diesel::insert_into(applied_mutations::table)
                 .values(chunk)
@@ -422,7 +402,23 @@ fn rejected(code: &str, message: String) -> MutationOutcome {
 /// Hex SHA-256 of the mutation's canonical JSON (its maps are ordered).
 fn content_hash(mutation: &Mutation) -> Result<String, StoreError> {
     let bytes = serde_json::to_vec(mutation).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The entities with these ids, in one query: those found as stored, the others as known not
+/// to exist (so a create need not look again).
+fn fetch_entries(conn: &mut ServerConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Entry>, StoreError> {
+    let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let rows: Vec<EntityRow> = entities::table.filter(entities::entity_id.eq_any(&keys)).load(conn)?;
+    let mut entries = HashMap::with_capacity(ids.len());
+    for row in rows {
+        let id = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
+        entries.insert(id, Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
+    }
+    for id in ids {
+        entries.entry(*id).or_insert(Entry { stored: None, in_database: false, dirty: false });
+    }
+    Ok(entries)
 }
 
 enum Refused {

@@ -174,8 +174,8 @@ mod tests {
     use super::*;
     use crate::{
         entities::{AudioTrack, Project, SyncEntity},
-        ids::{NodeId, OperationId, UserId},
-        sync::{FieldChange, Hlc},
+        ids::{NodeId, UserId},
+        sync::{Hlc, SyncOperation},
         Timestamp,
     };
     use serde_json::{json, Value};
@@ -191,14 +191,8 @@ mod tests {
         fields: impl IntoIterator<Item = (K, Value)>,
         at: Hlc,
     ) -> Mutation {
-        Mutation {
-            id: OperationId::new(),
-            entity_type: entity.entity_type,
-            entity_id: entity.id,
-            kind,
-            base_version: 0,
-            fields: fields.into_iter().map(|(k, v)| (k.into(), FieldChange { value: v, hlc: at })).collect(),
-        }
+        let fields = fields.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        Mutation::from(&SyncOperation::new(entity, kind, fields, at, 0, vec![], Timestamp(0)))
     }
 
     fn stored(project: &Project, at: Hlc, deleted: bool) -> StoredEntity {

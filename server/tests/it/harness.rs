@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use trackflow_data::DieselServerStore;
 use trackflow_domain::{
     protocol::{Mutation, PushRequest},
-    sync::{FieldChange, Hlc},
-    EntityType, NodeId, OperationId, OperationKind, SyncEntity, UserId,
+    sync::Hlc,
+    EntityRef, EntityType, NodeId, OperationKind, SyncEntity, SyncOperation, Timestamp, UserId,
 };
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use uuid::Uuid;
@@ -178,14 +178,9 @@ impl Writer {
         fields: BTreeMap<String, Value>,
     ) -> Mutation {
         let hlc = self.tick();
-        Mutation {
-            id: OperationId::new(),
-            entity_type,
-            entity_id,
-            kind,
-            base_version: 0,
-            fields: fields.into_iter().map(|(k, value)| (k, FieldChange { value, hlc })).collect(),
-        }
+        // Built the way a client's outbox builds it.
+        let entity = EntityRef::new(entity_type, entity_id);
+        Mutation::from(&SyncOperation::new(entity, kind, fields, hlc, 0, vec![], Timestamp(0)))
     }
 
     pub fn create(&mut self, entity: &impl SyncEntity) -> Mutation {

@@ -5,10 +5,9 @@
 //! each test prints that it was skipped.
 
 use crate::harness::Writer;
-use diesel::{prelude::*, sql_query};
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc};
-use trackflow_data::DieselServerStore;
+use trackflow_data::{server::ScratchDatabase, DieselServerStore};
 use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest},
@@ -25,8 +24,7 @@ pub fn sqlite_store() -> Store {
 
 /// A PostgreSQL database that lives as long as this value.
 pub struct PgDatabase {
-    admin_url: String,
-    name: String,
+    scratch: ScratchDatabase,
     pub url: String,
 }
 
@@ -42,25 +40,12 @@ impl PgDatabase {
             );
             return None;
         };
-        let name = format!("trackflow_test_{}", Uuid::now_v7().simple());
-        let mut conn = PgConnection::establish(&admin_url).expect("connect to TRACKFLOW_TEST_POSTGRES_URL");
-        sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create database");
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        Some(Self { admin_url, name, url })
+        let scratch = ScratchDatabase::create(&admin_url, "trackflow_test").expect("create a test database");
+        Some(Self { url: scratch.url().to_owned(), scratch })
     }
 
     pub fn store(&self, connections: u32) -> DieselServerStore {
-        DieselServerStore::open(&self.url, connections).expect("open postgres store")
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&self.admin_url) {
-            let _ =
-                sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
-        }
+        DieselServerStore::open(self.scratch.url(), connections).expect("open postgres store")
     }
 }
 
