@@ -23,10 +23,11 @@ pub(crate) async fn push(
 /// [`ServerConfig::max_clock_lead`](crate::ServerConfig::max_clock_lead)).
 fn check_clock_lead(request: &PushRequest, state: &AppState) -> Result<(), ApiFailure> {
     let lead = u64::try_from(state.config.max_clock_lead.as_millis()).unwrap_or(u64::MAX);
-    let limit = u64::try_from(auth::now().as_millis()).unwrap_or(0).saturating_add(lead);
+    let now = u64::try_from(auth::now().as_millis()).unwrap_or(0);
+    let limit = now.saturating_add(lead);
     for (i, mutation) in request.mutations.iter().enumerate() {
         if let Some((name, change)) = mutation.fields.iter().find(|(_, c)| c.hlc.wall_ms > limit) {
-            let ahead = change.hlc.wall_ms - (limit - lead);
+            let ahead = change.hlc.wall_ms - now;
             return Err(ApiFailure {
                 mutation_id: Some(mutation.id),
                 ..ApiFailure::invalid(
