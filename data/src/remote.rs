@@ -2,8 +2,10 @@
 //! (rustls; no system OpenSSL), with timeouts, one connection pool per remote, and every failure
 //! classified for the retry logic:
 //!
-//! - transient: connection refused or cut, timeouts, 5xx, 408 and 429 (with the server's
-//!   `Retry-After`, in seconds or as an HTTP date);
+//! - unreachable: no connection could be made (refused, no route, name lookup failed), so the
+//!   request was certainly not delivered;
+//! - transient: connection cut, timeouts, 5xx, 408 and 429 (with the server's `Retry-After`, in
+//!   seconds or as an HTTP date);
 //! - re-authenticate: 401, or no token stored;
 //! - permanent: every other 4xx, with the server's `{code, message}`.
 
@@ -121,15 +123,14 @@ async fn read<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>)
     Err(classify(status, retry_after.as_deref(), &body, std::time::SystemTime::now()))
 }
 
-/// A failure before a complete response arrived: always worth retrying.
+/// A failure before a complete response arrived: always worth retrying. A connection that was
+/// never established means the request was not delivered (unreachable); a timeout or a cut
+/// connection may have delivered it.
 fn transport(e: reqwest::Error) -> RemoteError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "connection failed"
-    };
+    if e.is_connect() {
+        return RemoteError::Unreachable { message: format!("cannot connect: {e}") };
+    }
+    let what = if e.is_timeout() { "timed out" } else { "connection failed" };
     RemoteError::Transient { message: format!("{what}: {e}"), retry_after_ms: None }
 }
 

@@ -13,5 +13,9 @@
 
 pub mod queue;
 pub mod registry;
+pub mod upstream;
 
 pub use registry::{EntityExecutor, ExecutorError, ExecutorRegistry, OperationExecutor};
+pub use upstream::{
+    HealthStatus, PassReport, PendingOperationsManager, UpstreamHealth, UpstreamOptions, UpstreamPorts,
+};

@@ -1,6 +1,7 @@
 //! The client's local store: one SQLite file holding the cache of every entity, the outbox,
 //! sync metadata and conflicts.
 
+mod conflicts;
 mod connection;
 mod field_clock;
 mod outbox;
@@ -9,7 +10,9 @@ mod repositories;
 mod rows;
 pub mod schema;
 mod session;
+mod upstream;
 
+pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
 pub use connection::{configure_connection, MIGRATIONS};
 pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
 pub use repositories::{
@@ -31,6 +34,7 @@ use diesel::{
 };
 use records::WriteClock;
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use tokio::sync::watch;
 use trackflow_domain::{ports::Clock, NodeId, RepositoryError};
 
 /// How to open a [`LocalStore`].
@@ -72,6 +76,8 @@ struct Inner {
     clock: WriteClock,
     path: PathBuf,
     offload: Offload,
+    /// Counts the local writes made through this handle; see [`LocalStore::watch_writes`].
+    writes: watch::Sender<u64>,
 }
 
 impl fmt::Debug for LocalStore {
@@ -97,6 +103,7 @@ impl LocalStore {
                     clock: WriteClock::new(opened.replica, clock),
                     path: options.path,
                     offload: options.offload,
+                    writes: watch::Sender::new(0),
                 }),
             })
         })
@@ -111,6 +118,13 @@ impl LocalStore {
     /// This replica's id, stamped on its clock readings.
     pub fn replica_id(&self) -> NodeId {
         self.inner.clock.replica()
+    }
+
+    /// A receiver that sees a change after every committed local write made through this
+    /// store (any clone of it): what wakes the upstream processor. Writes made by another
+    /// process on the same file are not seen; the processor's idle poll finds those.
+    pub fn watch_writes(&self) -> watch::Receiver<u64> {
+        self.inner.writes.subscribe()
     }
 
     /// Runs `work` with a pooled connection on the blocking pool.
@@ -134,7 +148,11 @@ impl LocalStore {
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report)
+        let result = self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report);
+        if result.is_ok() {
+            self.inner.writes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        result
     }
 
     /// Runs a read and maps the outcome to a port error.

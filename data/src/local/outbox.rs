@@ -4,7 +4,7 @@ use super::{
     field_clock,
     rows::{from_json, parse, to_json},
     schema::pending_operations::{self, dsl},
-    LocalStore,
+    upstream, LocalStore,
 };
 use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
@@ -17,6 +17,7 @@ use shaku::Component;
 use std::collections::BTreeMap;
 use trackflow_domain::{
     ports::{OutboxCounts, PendingOperationsRepository},
+    sync::{CoalescePlan, Settlement},
     EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, RepositoryError, SyncOperation,
     Timestamp,
 };
@@ -27,21 +28,22 @@ const TABLE: &str = "pending_operations";
 #[diesel(table_name = pending_operations, check_for_backend(diesel::sqlite::Sqlite))]
 // NULL for None keeps the INSERT text fixed, so Diesel caches its prepared statement.
 #[diesel(treat_none_as_default_value = false)]
-struct OperationRow {
+pub(crate) struct OperationRow {
     #[diesel(skip_insertion)]
     #[allow(dead_code)]
     seq: i32,
-    id: String,
+    pub(crate) id: String,
     entity_type: String,
     entity_id: String,
-    kind: String,
-    changed_fields: String,
-    field_hlc: String,
-    hlc: String,
+    pub(crate) kind: String,
+    pub(crate) changed_fields: String,
+    pub(crate) field_hlc: String,
+    pub(crate) hlc: String,
     base_version: i64,
-    priority: i32,
-    depends_on: String,
+    pub(crate) priority: i32,
+    pub(crate) depends_on: String,
     attempts: i32,
+    sent: bool,
     next_attempt_at: Option<i64>,
     status: String,
     last_error: Option<String>,
@@ -65,7 +67,7 @@ fn priority_from_rank(rank: i32) -> StoreResult<Priority> {
 }
 
 impl OperationRow {
-    fn encode(op: &SyncOperation) -> StoreResult<Self> {
+    pub(crate) fn encode(op: &SyncOperation) -> StoreResult<Self> {
         // Values and readings are stored apart; readings equal to the operation's own (all of
         // them, until coalescing merges operations) are left out.
         let values: BTreeMap<&str, &Value> =
@@ -85,6 +87,7 @@ impl OperationRow {
             priority: priority_rank(op.priority),
             depends_on: to_json(TABLE, &op.depends_on)?,
             attempts: i32::try_from(op.attempts).unwrap_or(i32::MAX),
+            sent: op.sent,
             next_attempt_at: op.next_attempt_at.map(Timestamp::as_millis),
             status: op.status.as_str().to_owned(),
             last_error: op.last_error.clone(),
@@ -92,7 +95,7 @@ impl OperationRow {
         })
     }
 
-    fn decode(self) -> StoreResult<SyncOperation> {
+    pub(crate) fn decode(self) -> StoreResult<SyncOperation> {
         let hlc: Hlc = parse(TABLE, &self.hlc)?;
         let values: BTreeMap<String, Value> = from_json(TABLE, &self.changed_fields)?;
         let readings: BTreeMap<String, Hlc> = from_json(TABLE, &self.field_hlc)?;
@@ -113,6 +116,7 @@ impl OperationRow {
             priority: priority_from_rank(self.priority)?,
             depends_on: from_json(TABLE, &self.depends_on)?,
             attempts: u32::try_from(self.attempts).unwrap_or(0),
+            sent: self.sent,
             next_attempt_at: self.next_attempt_at.map(Timestamp),
             status: parse(TABLE, &self.status)?,
             last_error: self.last_error,
@@ -211,8 +215,39 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
                         OperationStatus::Failed => counts.failed = n,
                     }
                 }
+                counts.last_error = upstream::last_error(conn)?;
                 Ok(counts)
             })
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(rewrite = plan.rewrite.len(), remove = plan.remove.len()))]
+    async fn apply_coalescing(&self, plan: CoalescePlan) -> Result<bool, RepositoryError> {
+        self.store.read(move |conn| upstream::apply_coalescing(conn, &plan)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(n = ids.len()))]
+    async fn mark_sent(&self, ids: Vec<OperationId>) -> Result<(), RepositoryError> {
+        self.store.read(move |conn| upstream::mark_sent(conn, &ids)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(n = settlements.len()))]
+    async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError> {
+        self.store.read(move |conn| upstream::settle(conn, &settlements)).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn release_in_flight(&self) -> Result<u64, RepositoryError> {
+        self.store.read(upstream::release_in_flight).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn retry_failed(&self, ids: Option<Vec<OperationId>>) -> Result<u64, RepositoryError> {
+        self.store.read(move |conn| upstream::retry_failed(conn, ids.as_deref())).await
+    }
+
+    #[tracing::instrument(skip_all, fields(n = ids.len()))]
+    async fn discard_failed(&self, ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError> {
+        self.store.read(move |conn| upstream::discard_failed(conn, &ids)).await
     }
 }

@@ -126,6 +126,7 @@ diesel::table! {
         priority -> Integer,
         depends_on -> Text,
         attempts -> Integer,
+        sent -> Bool,
         next_attempt_at -> Nullable<BigInt>,
         status -> Text,
         last_error -> Nullable<Text>,

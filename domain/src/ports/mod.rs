@@ -4,6 +4,7 @@
 //! `mock` feature each gets a mockall `Mock...` type.
 
 mod clock;
+mod conflicts;
 mod network;
 mod outbox;
 mod remote;
@@ -12,6 +13,7 @@ mod server_store;
 mod session;
 
 pub use clock::Clock;
+pub use conflicts::ConflictRepository;
 pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
 pub use remote::{RemoteDataSource, RemoteError};
@@ -20,10 +22,12 @@ pub use repositories::{
     ProjectRepository, UserProfileRepository,
 };
 pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
-pub use session::{AccessToken, Session, SessionStorage};
+pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
+#[cfg(any(test, feature = "mock"))]
+pub use conflicts::MockConflictRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use network::MockNetworkMonitor;
 #[cfg(any(test, feature = "mock"))]
@@ -38,4 +42,4 @@ pub use repositories::{
 #[cfg(any(test, feature = "mock"))]
 pub use server_store::MockServerStore;
 #[cfg(any(test, feature = "mock"))]
-pub use session::MockSessionStorage;
+pub use session::{MockReauthenticator, MockSessionStorage};

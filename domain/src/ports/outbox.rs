@@ -1,7 +1,7 @@
 use crate::{
     error::RepositoryError,
     ids::OperationId,
-    sync::{OperationStatus, SyncOperation},
+    sync::{CoalescePlan, OperationStatus, Settlement, SyncOperation},
     time::Timestamp,
 };
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shaku::Interface;
 
 /// How many operations the outbox holds, by status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OutboxCounts {
     /// Waiting to be sent.
     pub pending: u64,
@@ -19,6 +19,9 @@ pub struct OutboxCounts {
     pub failed: u64,
     /// Creation time of the oldest operation not yet acknowledged (pending or in flight).
     pub oldest_pending_at: Option<Timestamp>,
+    /// The most recent error on an operation still waiting to be sent, or else the reason of
+    /// the newest failed operation.
+    pub last_error: Option<String>,
 }
 
 /// The outbox: local changes waiting to reach the server. Operations are written by the
@@ -34,4 +37,27 @@ pub trait PendingOperationsRepository: Interface {
 
     /// Counts by status and the oldest unacknowledged operation's age.
     async fn counts(&self) -> Result<OutboxCounts, RepositoryError>;
+
+    /// Applies a coalescing plan in one transaction. Changes nothing and returns `false` if any
+    /// operation the plan names was sent or removed since the queue was read.
+    async fn apply_coalescing(&self, plan: CoalescePlan) -> Result<bool, RepositoryError>;
+
+    /// Marks operations as going out in a request: in flight, and sent (frozen).
+    async fn mark_sent(&self, ids: Vec<OperationId>) -> Result<(), RepositoryError>;
+
+    /// Records what became of sent operations, in one transaction. An operation that leaves the
+    /// outbox updates its row's version and sync metadata in the same transaction.
+    async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError>;
+
+    /// Returns operations left in flight by a processor that stopped mid-request to pending
+    /// (they stay frozen: the server may hold them). Returns how many.
+    async fn release_in_flight(&self) -> Result<u64, RepositoryError>;
+
+    /// Sends failed operations again from a fresh attempt count: `ids`, or every failed one.
+    /// Returns how many were failed and are pending now.
+    async fn retry_failed(&self, ids: Option<Vec<OperationId>>) -> Result<u64, RepositoryError>;
+
+    /// Drops failed operations for good, with every queued operation that depends on them
+    /// (transitively); their rows keep their local values. Returns the ids removed.
+    async fn discard_failed(&self, ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError>;
 }

@@ -6,7 +6,15 @@ use shaku::Interface;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteError {
-    /// Worth retrying later: connection refused, timeout, 5xx, 429.
+    /// The server could not be reached at all (connection refused, no route, name lookup
+    /// failed): the request was never delivered. Being offline does not use up attempts.
+    #[error("server unreachable: {message}")]
+    Unreachable {
+        /// What failed.
+        message: String,
+    },
+    /// Worth retrying later: timeout, connection cut, 5xx, 408, 429. The request may have
+    /// reached the server.
     #[error("temporary failure: {message}")]
     Transient {
         /// What failed.
@@ -30,7 +38,7 @@ pub enum RemoteError {
 impl RemoteError {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Transient { .. })
+        matches!(self, RemoteError::Transient { .. } | RemoteError::Unreachable { .. })
     }
 }
 

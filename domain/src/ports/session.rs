@@ -56,6 +56,16 @@ pub trait SessionStorage: Interface {
     async fn clear(&self) -> Result<(), RepositoryError>;
 }
 
+/// Gets a fresh token after the server refused the stored one (401).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Reauthenticator: Interface {
+    /// Obtains a token to replace `refused` and stores it through [`SessionStorage`]. Returns
+    /// whether the stored session now holds a different token worth trying; `false` means the
+    /// user has to sign in again.
+    async fn renew(&self, refused: Option<AccessToken>) -> Result<bool, RepositoryError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

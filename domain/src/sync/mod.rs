@@ -8,9 +8,11 @@ mod metadata;
 pub mod mutation_plan;
 mod operation;
 mod state;
+mod upstream;
 
 pub use conflict::{ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
 pub use metadata::SyncMeta;
 pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, SyncOperation};
 pub use state::{SyncPhase, SyncProgress, SyncState};
+pub use upstream::{CoalescePlan, Settlement};

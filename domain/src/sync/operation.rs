@@ -105,8 +105,13 @@ pub struct SyncOperation {
     pub priority: Priority,
     /// Operations that must be acknowledged first (a parent's create).
     pub depends_on: Vec<OperationId>,
-    /// How many sends have failed so far.
+    /// How many sends have failed so far. Failures that certainly never reached the server
+    /// (it was unreachable, or the credentials were refused) do not count.
     pub attempts: u32,
+    /// Whether the operation has ever gone out in a request, so the server may hold it. A sent
+    /// operation's content is frozen: it no longer coalesces, or its retry would carry the same
+    /// id with other content.
+    pub sent: bool,
     /// Not to be sent before this instant (backoff); `None` means now.
     pub next_attempt_at: Option<Timestamp>,
     /// Life-cycle state.
@@ -142,6 +147,7 @@ impl SyncOperation {
             priority: entity.entity_type.default_priority(kind),
             depends_on,
             attempts: 0,
+            sent: false,
             next_attempt_at: None,
             status: OperationStatus::Pending,
             last_error: None,

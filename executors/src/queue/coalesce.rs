@@ -11,28 +11,12 @@
 //! content. Pure: the processor applies the plan to the outbox in one local transaction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+pub use trackflow_domain::sync::CoalescePlan;
 use trackflow_domain::{EntityRef, OperationId, OperationKind, OperationStatus, SyncOperation};
-
-/// What coalescing does to the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CoalescePlan {
-    /// Operations rewritten in place: each keeps the id and queue position of the first
-    /// operation of its run and takes the run's combined content.
-    pub rewrite: Vec<SyncOperation>,
-    /// Operations to remove (merged into a rewritten one, or cancelled out).
-    pub remove: Vec<OperationId>,
-}
-
-impl CoalescePlan {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.rewrite.is_empty() && self.remove.is_empty()
-    }
-}
 
 /// Whether an operation may be merged with others: it has never been sent.
 fn unsent(op: &SyncOperation) -> bool {
-    op.status == OperationStatus::Pending && op.attempts == 0
+    op.status == OperationStatus::Pending && !op.sent
 }
 
 /// Plans the coalescing of `queue` (all of the outbox, in queue order).
@@ -203,7 +187,7 @@ mod tests {
         let mut q = Queue::new();
         let p = entity(EntityType::Project, 1);
         q.push(p, OperationKind::Update, &[("name", json!("A"))]);
-        q.last().attempts = 1; // sent once; the server may hold it
+        q.last().sent = true; // the server may hold it
         let u2 = q.push(p, OperationKind::Update, &[("name", json!("B"))]);
         let u3 = q.push(p, OperationKind::Update, &[("name", json!("C"))]);
         let plan = coalesce(&q.ops);

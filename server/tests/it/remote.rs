@@ -108,7 +108,7 @@ async fn network_failures_are_transient() {
     };
     let error = remote(&closed, user, Some("t"), &fast).pull(pull.clone()).await.expect_err("refused");
     assert!(
-        matches!(error, RemoteError::Transient { ref message, .. } if message.starts_with("cannot connect")),
+        matches!(error, RemoteError::Unreachable { ref message } if message.starts_with("cannot connect")),
         "{error:?}"
     );
 

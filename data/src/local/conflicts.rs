@@ -1,0 +1,104 @@
+//! The `sync_conflicts` table as a [`ConflictRepository`].
+
+use super::{
+    rows::{from_json, parse, to_json},
+    schema::sync_conflicts::dsl,
+    LocalStore,
+};
+use crate::error::StoreResult;
+use async_trait::async_trait;
+use diesel::prelude::*;
+use shaku::Component;
+use trackflow_domain::{ports::ConflictRepository, EntityRef, RepositoryError, SyncConflict, Timestamp};
+
+const TABLE: &str = "sync_conflicts";
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::sync_conflicts, check_for_backend(diesel::sqlite::Sqlite))]
+struct ConflictRow {
+    id: String,
+    entity_type: String,
+    entity_id: String,
+    local_fields: String,
+    remote_fields: String,
+    fields: String,
+    detected_at: i64,
+    resolution: Option<String>,
+    resolved_at: Option<i64>,
+}
+
+impl ConflictRow {
+    fn encode(conflict: &SyncConflict) -> StoreResult<Self> {
+        Ok(Self {
+            id: conflict.id.to_string(),
+            entity_type: conflict.entity.entity_type.as_str().to_owned(),
+            entity_id: conflict.entity.id.to_string(),
+            local_fields: to_json(TABLE, &conflict.local)?,
+            remote_fields: to_json(TABLE, &conflict.remote)?,
+            fields: to_json(TABLE, &conflict.fields)?,
+            detected_at: conflict.detected_at.as_millis(),
+            resolution: conflict.resolution.as_ref().map(|r| to_json(TABLE, r)).transpose()?,
+            resolved_at: None,
+        })
+    }
+
+    fn decode(self) -> StoreResult<SyncConflict> {
+        Ok(SyncConflict {
+            id: parse(TABLE, &self.id)?,
+            entity: EntityRef::new(parse(TABLE, &self.entity_type)?, parse(TABLE, &self.entity_id)?),
+            local: from_json(TABLE, &self.local_fields)?,
+            remote: from_json(TABLE, &self.remote_fields)?,
+            fields: from_json(TABLE, &self.fields)?,
+            detected_at: Timestamp(self.detected_at),
+            resolution: self.resolution.map(|r| from_json(TABLE, &r)).transpose()?,
+        })
+    }
+}
+
+/// Stored conflicts.
+#[derive(Component)]
+#[shaku(interface = ConflictRepository)]
+pub struct SqliteConflictRepository {
+    /// The local database.
+    store: LocalStore,
+}
+
+impl SqliteConflictRepository {
+    /// The conflicts of `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl ConflictRepository for SqliteConflictRepository {
+    #[tracing::instrument(skip_all, fields(id = %conflict.id))]
+    async fn record(&self, conflict: SyncConflict) -> Result<(), RepositoryError> {
+        self.store
+            .read(move |conn| {
+                diesel::insert_or_ignore_into(dsl::sync_conflicts)
+                    .values(ConflictRow::encode(&conflict)?)
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list(&self, unresolved_only: bool) -> Result<Vec<SyncConflict>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let mut query = dsl::sync_conflicts.order((dsl::detected_at, dsl::id)).into_boxed();
+                if unresolved_only {
+                    query = query.filter(dsl::resolution.is_null());
+                }
+                query
+                    .select(ConflictRow::as_select())
+                    .load(conn)?
+                    .into_iter()
+                    .map(ConflictRow::decode)
+                    .collect()
+            })
+            .await
+    }
+}

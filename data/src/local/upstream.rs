@@ -1,0 +1,308 @@
+//! Outbox writes of upstream sync: applying a coalescing plan, marking operations sent, and
+//! settling what the server answered. Each is one `BEGIN IMMEDIATE` transaction; whenever
+//! operations leave the outbox, the rows they changed get their version, `dirty` flag and
+//! `pending_create` brought up to date in the same transaction.
+
+use super::{
+    outbox::OperationRow,
+    records::raise_high_water,
+    schema::{self, pending_operations::dsl},
+};
+use crate::error::{StoreError, StoreResult};
+use diesel::prelude::*;
+use std::collections::{HashMap, HashSet};
+use trackflow_domain::{
+    sync::{CoalescePlan, Settlement},
+    EntityRef, EntityType, OperationId, OperationStatus, SyncOperation, Timestamp,
+};
+
+/// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table.
+macro_rules! with_entity_table {
+    ($entity_type:expr, $t:ident => $body:expr) => {
+        match $entity_type {
+            EntityType::UserProfile => {
+                use schema::user_profiles as $t;
+                $body
+            }
+            EntityType::Project => {
+                use schema::projects as $t;
+                $body
+            }
+            EntityType::ProjectCollaborator => {
+                use schema::project_collaborators as $t;
+                $body
+            }
+            EntityType::AudioTrack => {
+                use schema::audio_tracks as $t;
+                $body
+            }
+            EntityType::AudioComment => {
+                use schema::audio_comments as $t;
+                $body
+            }
+            EntityType::Playlist => {
+                use schema::playlists as $t;
+                $body
+            }
+        }
+    };
+}
+
+fn id_texts(ids: &[OperationId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+/// The queued operations with these ids, in queue order.
+fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<SyncOperation>> {
+    dsl::pending_operations
+        .filter(dsl::id.eq_any(id_texts(ids)))
+        .order(dsl::seq)
+        .select(OperationRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(OperationRow::decode)
+        .collect()
+}
+
+/// Removes `removed` from the outbox (storing the clock floor first, see
+/// [`raise_high_water`]) and brings the rows they changed up to date: `versions` holds the
+/// server version of entities the server acknowledged.
+fn remove(
+    conn: &mut SqliteConnection,
+    removed: &[SyncOperation],
+    versions: &HashMap<EntityRef, i64>,
+) -> StoreResult<()> {
+    let Some(newest) = removed.iter().map(|op| op.hlc).max() else {
+        return Ok(());
+    };
+    raise_high_water(conn, newest)?;
+    let ids: Vec<OperationId> = removed.iter().map(|op| op.id).collect();
+    diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(&ids)))).execute(conn)?;
+
+    // What is still queued, per entity: one pass over the outbox for the whole batch.
+    let remaining: Vec<(String, String, String)> =
+        dsl::pending_operations.select((dsl::id, dsl::entity_type, dsl::entity_id)).load(conn)?;
+    let mut queued_ids: HashSet<String> = HashSet::with_capacity(remaining.len());
+    let mut queued_entities: HashSet<(String, String)> = HashSet::with_capacity(remaining.len());
+    for (id, entity_type, entity_id) in remaining {
+        queued_ids.insert(id);
+        queued_entities.insert((entity_type, entity_id));
+    }
+    let touched: HashSet<EntityRef> = removed.iter().map(|op| op.entity).collect();
+    for entity in touched {
+        let key = (entity.entity_type.as_str().to_owned(), entity.id.to_string());
+        let dirty = queued_entities.contains(&key);
+        settle_row(conn, entity, versions.get(&entity).copied(), dirty, &queued_ids)?;
+    }
+    Ok(())
+}
+
+/// Updates one row's sync metadata after operations on it left the outbox: the acknowledged
+/// `version` (never lowered), whether local changes still wait (`dirty`), and its queued create,
+/// which is cleared once that operation is no longer queued.
+fn settle_row(
+    conn: &mut SqliteConnection,
+    entity: EntityRef,
+    version: Option<i64>,
+    dirty: bool,
+    queued_ids: &HashSet<String>,
+) -> StoreResult<()> {
+    with_entity_table!(entity.entity_type, t => {
+        let key = entity.id.to_string();
+        let Some((stored, pending)): Option<(i64, Option<String>)> = t::table
+            .find(&key)
+            .select((t::version, t::pending_create))
+            .get_result(conn)
+            .optional()?
+        else {
+            return Ok(());
+        };
+        let version = version.map_or(stored, |v| v.max(stored));
+        let pending = pending.filter(|id| queued_ids.contains(id));
+        diesel::update(t::table.find(&key))
+            .set((t::version.eq(version), t::dirty.eq(dirty), t::pending_create.eq(pending)))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Applies `plan` unless an operation it names was sent or removed since the queue was read.
+pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan) -> StoreResult<bool> {
+    conn.immediate_transaction(|conn| {
+        let named: Vec<OperationId> =
+            plan.rewrite.iter().map(|op| op.id).chain(plan.remove.iter().copied()).collect();
+        let current = load(conn, &named)?;
+        let untouched = current.len() == named.len()
+            && current.iter().all(|op| op.status == OperationStatus::Pending && !op.sent);
+        if !untouched {
+            return Ok(false);
+        }
+        for op in &plan.rewrite {
+            let row = OperationRow::encode(op)?;
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq(&row.id)))
+                .set((
+                    dsl::kind.eq(&row.kind),
+                    dsl::changed_fields.eq(&row.changed_fields),
+                    dsl::field_hlc.eq(&row.field_hlc),
+                    dsl::hlc.eq(&row.hlc),
+                    dsl::priority.eq(row.priority),
+                    dsl::depends_on.eq(&row.depends_on),
+                ))
+                .execute(conn)?;
+        }
+        let removed: HashSet<OperationId> = plan.remove.iter().copied().collect();
+        let removed: Vec<SyncOperation> = current.into_iter().filter(|op| removed.contains(&op.id)).collect();
+        remove(conn, &removed, &HashMap::new())?;
+        Ok(true)
+    })
+}
+
+/// Marks operations as going out in a request.
+pub(crate) fn mark_sent(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<()> {
+    diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(ids))))
+        .set((dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records what became of sent operations. Settlements of operations no longer queued (a
+/// concurrent discard) are ignored.
+pub(crate) fn settle(
+    conn: &mut SqliteConnection,
+    settlements: &[(OperationId, Settlement)],
+) -> StoreResult<()> {
+    conn.immediate_transaction(|conn| {
+        let ids: Vec<OperationId> = settlements.iter().map(|(id, _)| *id).collect();
+        let ops: HashMap<OperationId, SyncOperation> =
+            load(conn, &ids)?.into_iter().map(|op| (op.id, op)).collect();
+        let mut removed = Vec::new();
+        let mut versions: HashMap<EntityRef, i64> = HashMap::new();
+        for (id, settlement) in settlements {
+            let Some(op) = ops.get(id) else { continue };
+            let target = dsl::pending_operations.filter(dsl::id.eq(id.to_string()));
+            let acknowledged = match settlement {
+                Settlement::Applied { version } => Some(*version),
+                Settlement::Conflict { server } => Some(server.version),
+                Settlement::Failed { .. } | Settlement::Retry { .. } => None,
+            };
+            if let Some(version) = acknowledged {
+                let entry = versions.entry(op.entity).or_insert(version);
+                *entry = (*entry).max(version);
+                removed.push(op.clone());
+                continue;
+            }
+            match settlement {
+                Settlement::Applied { .. } | Settlement::Conflict { .. } => {}
+                Settlement::Failed { reason } => {
+                    diesel::update(target)
+                        .set((
+                            dsl::status.eq(OperationStatus::Failed.as_str()),
+                            dsl::next_attempt_at.eq(None::<i64>),
+                            dsl::last_error.eq(reason),
+                        ))
+                        .execute(conn)?;
+                }
+                Settlement::Retry { attempts, not_before, error } => {
+                    diesel::update(target)
+                        .set((
+                            dsl::status.eq(OperationStatus::Pending.as_str()),
+                            dsl::attempts.eq(i32::try_from(*attempts).unwrap_or(i32::MAX)),
+                            dsl::next_attempt_at.eq(not_before.map(Timestamp::as_millis)),
+                            dsl::last_error.eq(error),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+        }
+        remove(conn, &removed, &versions)
+    })
+}
+
+/// Returns in-flight operations to pending.
+pub(crate) fn release_in_flight(conn: &mut SqliteConnection) -> StoreResult<u64> {
+    let n =
+        diesel::update(dsl::pending_operations.filter(dsl::status.eq(OperationStatus::InFlight.as_str())))
+            .set(dsl::status.eq(OperationStatus::Pending.as_str()))
+            .execute(conn)?;
+    Ok(n as u64)
+}
+
+/// Sends failed operations again, from a fresh attempt count.
+pub(crate) fn retry_failed(conn: &mut SqliteConnection, ids: Option<&[OperationId]>) -> StoreResult<u64> {
+    let mut target =
+        dsl::pending_operations.filter(dsl::status.eq(OperationStatus::Failed.as_str())).into_boxed();
+    if let Some(ids) = ids {
+        target = target.filter(dsl::id.eq_any(id_texts(ids)));
+    }
+    // A boxed query cannot be an UPDATE target; select the seqs, then update them.
+    let seqs: Vec<i32> = target.select(dsl::seq).load(conn)?;
+    let n = diesel::update(dsl::pending_operations.filter(dsl::seq.eq_any(seqs)))
+        .set((
+            dsl::status.eq(OperationStatus::Pending.as_str()),
+            dsl::attempts.eq(0),
+            dsl::next_attempt_at.eq(None::<i64>),
+            dsl::last_error.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(n as u64)
+}
+
+/// Drops failed operations and what depends on them, transitively.
+pub(crate) fn discard_failed(
+    conn: &mut SqliteConnection,
+    ids: &[OperationId],
+) -> StoreResult<Vec<OperationId>> {
+    conn.immediate_transaction(|conn| {
+        let queue: Vec<SyncOperation> = dsl::pending_operations
+            .order(dsl::seq)
+            .select(OperationRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(OperationRow::decode)
+            .collect::<StoreResult<_>>()?;
+        let mut dropped: HashSet<OperationId> = HashSet::new();
+        for id in ids {
+            match queue.iter().find(|op| op.id == *id) {
+                Some(op) if op.status == OperationStatus::Failed => {
+                    dropped.insert(op.id);
+                }
+                Some(op) => {
+                    return Err(StoreError::Conflict(format!(
+                        "operation {id} is {}, not failed: only failed operations can be discarded",
+                        op.status
+                    )))
+                }
+                None => return Err(StoreError::Conflict(format!("operation {id} is not queued"))),
+            }
+        }
+        loop {
+            let before = dropped.len();
+            for op in &queue {
+                if op.depends_on.iter().any(|d| dropped.contains(d)) {
+                    dropped.insert(op.id);
+                }
+            }
+            if dropped.len() == before {
+                break;
+            }
+        }
+        let removed: Vec<SyncOperation> = queue.into_iter().filter(|op| dropped.contains(&op.id)).collect();
+        remove(conn, &removed, &HashMap::new())?;
+        Ok(removed.into_iter().map(|op| op.id).collect())
+    })
+}
+
+/// The error to show for the outbox: the newest one on an operation still waiting, or else the
+/// newest failed operation's reason.
+pub(crate) fn last_error(conn: &mut SqliteConnection) -> StoreResult<Option<String>> {
+    for status in [OperationStatus::Pending, OperationStatus::Failed] {
+        let newest: Option<i32> = dsl::pending_operations
+            .filter(dsl::status.eq(status.as_str()).and(dsl::last_error.is_not_null()))
+            .select(diesel::dsl::max(dsl::seq))
+            .get_result(conn)?;
+        if let Some(seq) = newest {
+            return Ok(dsl::pending_operations.find(seq).select(dsl::last_error).get_result(conn)?);
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,595 @@
+//! The `PendingOperationsManager`: drains the outbox to the server.
+//!
+//! One pass reads the queue, coalesces what was never sent, and sends batches chosen by
+//! [`next_batch`] until nothing is ready. Each batch is marked sent, pushed, and its results
+//! settled in one local transaction:
+//!
+//! | server answer                         | the operations                                     |
+//! |---------------------------------------|----------------------------------------------------|
+//! | `applied`, or `duplicate` of applied   | leave the outbox; rows take the server version     |
+//! | `conflict` (or a duplicate of one)     | conflict recorded, then as applied                 |
+//! | `rejected` (or a duplicate of one)     | parked as failed with the server's reason          |
+//! | unreachable                           | stay pending, attempts kept; wait for the network  |
+//! | 401                                   | re-authenticate and resend once; else wait, kept   |
+//! | timeout, cut, 5xx, 408, 429           | attempt counted; back off, or fail at the limit    |
+//! | other 4xx for the whole batch          | halve the batch to find the operation refused     |
+//!
+//! Nothing is lost on any path: an operation leaves the outbox only when the server holds it
+//! (or the user discards it), and the server deduplicates on the operation id, so a batch
+//! resent after a lost response comes back as duplicates.
+
+use crate::{
+    queue::{coalesce, next_batch, Backoff, Retry},
+    registry::ExecutorRegistry,
+};
+use serde::Serialize;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+use tokio::sync::{watch, Notify};
+use trackflow_domain::{
+    ports::{
+        Clock, ConflictRepository, OutboxCounts, PendingOperationsRepository, Reauthenticator,
+        RemoteDataSource, RemoteError, SessionStorage,
+    },
+    protocol::{Mutation, MutationOutcome, PushRequest},
+    sync::Settlement,
+    ConflictId, EntityRef, NodeId, OperationId, OperationStatus, RepositoryError, SyncConflict,
+    SyncOperation, Timestamp,
+};
+
+/// How the manager sends.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// Most operations per push (the server takes at most
+    /// [`MAX_PUSH_MUTATIONS`](trackflow_domain::protocol::MAX_PUSH_MUTATIONS)).
+    pub batch_size: usize,
+    /// Retry timing and the attempt limit for failures that may have reached the server.
+    pub backoff: Backoff,
+    /// How often to try again while the server is unreachable (its attempt limit is unused).
+    pub offline_probe: Backoff,
+    /// The longest the processor sleeps with nothing scheduled: it picks up writes made by other
+    /// processes on the same database.
+    pub idle_poll: Duration,
+    /// Health turns unhealthy when the oldest waiting operation is older than this and sending
+    /// fails.
+    pub stale_after: Duration,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            backoff: Backoff::default(),
+            offline_probe: Backoff {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(30),
+                max_attempts: u32::MAX,
+            },
+            idle_poll: Duration::from_secs(30),
+            stale_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why sending is paused until something changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pause {
+    /// The server was unreachable; probe again at `until`.
+    Offline { until: Timestamp, streak: u32, error: String },
+    /// The server refused the credentials and no new ones could be had.
+    SignIn { error: String },
+    /// No server is configured.
+    NotConfigured { error: String },
+}
+
+/// Upstream's condition, for a UI or `trackflow queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Nothing is failing.
+    Healthy,
+    /// Work is failing or retrying, but the queue moves (or waits for the network).
+    Degraded,
+    /// Sync cannot proceed without help: sign-in needed, no server, or the queue has been stuck
+    /// with errors for longer than the configured limit.
+    Unhealthy,
+}
+
+/// What [`PendingOperationsManager::health`] reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamHealth {
+    /// Overall condition.
+    pub status: HealthStatus,
+    /// Operations waiting to be acknowledged (pending or in flight).
+    pub pending: u64,
+    /// Operations parked as failed.
+    pub failed: u64,
+    /// Age of the oldest waiting operation, in milliseconds.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// The most recent error.
+    pub last_error: Option<String>,
+}
+
+/// The health of an outbox with `counts`, at `now`, with sending paused for `pause`.
+fn assess(
+    counts: &OutboxCounts,
+    pause: Option<&Pause>,
+    now: Timestamp,
+    stale_after: Duration,
+) -> UpstreamHealth {
+    let pending = counts.pending + counts.in_flight;
+    let oldest_pending_age_ms =
+        counts.oldest_pending_at.map(|at| u64::try_from(now.as_millis() - at.as_millis()).unwrap_or(0));
+    let pause_error = pause.map(|p| match p {
+        Pause::Offline { error, .. } | Pause::SignIn { error } | Pause::NotConfigured { error } => {
+            error.clone()
+        }
+    });
+    let last_error = pause_error.or_else(|| counts.last_error.clone());
+    let stale = oldest_pending_age_ms.is_some_and(|age| u128::from(age) > stale_after.as_millis());
+    let status = if matches!(pause, Some(Pause::SignIn { .. } | Pause::NotConfigured { .. }))
+        || (stale && last_error.is_some())
+    {
+        HealthStatus::Unhealthy
+    } else if counts.failed > 0 || (pending > 0 && last_error.is_some()) {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Healthy
+    };
+    UpstreamHealth { status, pending, failed: counts.failed, oldest_pending_age_ms, last_error }
+}
+
+/// What one [`PendingOperationsManager::process`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PassReport {
+    /// Push requests made.
+    pub requests: u64,
+    /// Operations the server now holds (applied, duplicates and conflicts).
+    pub acknowledged: u64,
+    /// Operations parked as failed.
+    pub failed: u64,
+    /// Operations scheduled to be sent again.
+    pub retrying: u64,
+    /// When the next pass is due: the earliest backoff or offline probe. `None` when nothing
+    /// waits on a timer.
+    pub next_due: Option<Timestamp>,
+}
+
+/// The services the manager works with.
+pub struct UpstreamPorts {
+    /// The outbox.
+    pub outbox: Arc<dyn PendingOperationsRepository>,
+    /// Where conflicts are recorded.
+    pub conflicts: Arc<dyn ConflictRepository>,
+    /// The server.
+    pub remote: Arc<dyn RemoteDataSource>,
+    /// The session (its token is what a 401 refused).
+    pub session: Arc<dyn SessionStorage>,
+    /// Renews a refused token.
+    pub reauthenticator: Arc<dyn Reauthenticator>,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Drains the outbox to the server: priorities, coalescing, batching, retries with backoff,
+/// failure parking, acknowledgement. See the module docs.
+pub struct PendingOperationsManager {
+    ports: UpstreamPorts,
+    executors: ExecutorRegistry,
+    client_id: NodeId,
+    options: UpstreamOptions,
+    jitter: Box<dyn Fn() -> f64 + Send + Sync>,
+    pause: Mutex<Option<Pause>>,
+    released: AtomicBool,
+    wake: Notify,
+    passes: watch::Sender<u64>,
+}
+
+/// How one push went, for the batch loop.
+enum Sent {
+    /// Results came back (possibly after re-authenticating).
+    Answered,
+    /// Sending is paused; stop the pass.
+    Paused,
+}
+
+impl PendingOperationsManager {
+    /// A manager sending as replica `client_id`.
+    pub fn new(
+        ports: UpstreamPorts,
+        executors: ExecutorRegistry,
+        client_id: NodeId,
+        options: UpstreamOptions,
+    ) -> Self {
+        Self {
+            ports,
+            executors,
+            client_id,
+            options,
+            jitter: Box::new(rand::random::<f64>),
+            pause: Mutex::new(None),
+            released: AtomicBool::new(false),
+            wake: Notify::new(),
+            passes: watch::Sender::new(0),
+        }
+    }
+
+    /// Replaces the jitter source (uniform in `[0, 1)`), so tests can pin the backoff.
+    pub fn with_jitter(mut self, jitter: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
+        self.jitter = Box::new(jitter);
+        self
+    }
+
+    /// Asks for a pass soon: a write was queued. Respects an offline pause.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Lifts any pause and asks for a pass now: the network came back, or the user signed in.
+    pub fn resume(&self) {
+        *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.wake.notify_one();
+    }
+
+    /// A receiver that changes after every pass of [`run`](Self::run).
+    pub fn passes(&self) -> watch::Receiver<u64> {
+        self.passes.subscribe()
+    }
+
+    /// Upstream's health now.
+    pub async fn health(&self) -> Result<UpstreamHealth, RepositoryError> {
+        let counts = self.ports.outbox.counts().await?;
+        let pause = self.current_pause();
+        Ok(assess(&counts, pause.as_ref(), self.ports.clock.now(), self.options.stale_after))
+    }
+
+    /// Runs passes until `shutdown` turns true: after every wake-up, when the earliest backoff
+    /// or offline probe is due, and at least every `idle_poll`.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let wait = match self.process().await {
+                Ok(report) => {
+                    let now = self.ports.clock.now();
+                    report.next_due.map_or(self.options.idle_poll, |due| {
+                        Duration::from_millis(u64::try_from(due.as_millis() - now.as_millis()).unwrap_or(0))
+                            .min(self.options.idle_poll)
+                    })
+                }
+                Err(error) => {
+                    tracing::error!(%error, "upstream pass failed on the local store");
+                    self.options.idle_poll
+                }
+            };
+            self.passes.send_modify(|n| *n += 1);
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn current_pause(&self) -> Option<Pause> {
+        self.pause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_pause(&self, pause: Option<Pause>) {
+        *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = pause;
+    }
+
+    /// One pass: sends every operation that is ready, batch by batch, until none is.
+    pub async fn process(&self) -> Result<PassReport, RepositoryError> {
+        if !self.released.swap(true, Ordering::SeqCst) {
+            // A previous process may have stopped mid-request.
+            self.ports.outbox.release_in_flight().await?;
+        }
+        let mut report = PassReport::default();
+        loop {
+            let now = self.ports.clock.now();
+            match self.current_pause() {
+                Some(Pause::Offline { until, .. }) if until > now => {
+                    report.next_due = Some(until);
+                    return Ok(report);
+                }
+                Some(Pause::SignIn { .. } | Pause::NotConfigured { .. }) => return Ok(report),
+                _ => {}
+            }
+            let mut queue = self.ports.outbox.list(None).await?;
+            let plan = coalesce(&queue);
+            if !plan.is_empty() && self.ports.outbox.apply_coalescing(plan).await? {
+                queue = self.ports.outbox.list(None).await?;
+            }
+            let requests_before = report.requests;
+            let paused = self.drain(&mut queue, &mut report).await?;
+            let now = self.ports.clock.now();
+            report.next_due = queue
+                .iter()
+                .filter(|op| op.status == OperationStatus::Pending)
+                .filter_map(|op| op.next_attempt_at)
+                .filter(|at| *at > now)
+                .min();
+            if paused {
+                if let Some(Pause::Offline { until, .. }) = self.current_pause() {
+                    report.next_due = Some(until);
+                }
+                return Ok(report);
+            }
+            // Nothing was sent: nothing new can have become ready. Otherwise read the queue
+            // again for writes made meanwhile.
+            if report.requests == requests_before {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Sends batches from the in-memory `queue` until none is ready, keeping `queue` in step
+    /// with the outbox. Returns whether sending paused.
+    async fn drain(
+        &self,
+        queue: &mut Vec<SyncOperation>,
+        report: &mut PassReport,
+    ) -> Result<bool, RepositoryError> {
+        loop {
+            let batch = next_batch(queue, self.ports.clock.now(), self.options.batch_size);
+            if batch.is_empty() {
+                return Ok(false);
+            }
+            let settlements = match self.send(&batch, report).await? {
+                (Sent::Answered, settlements) => settlements,
+                (Sent::Paused, settlements) => {
+                    self.apply(queue, settlements, report).await?;
+                    return Ok(true);
+                }
+            };
+            self.apply(queue, settlements, report).await?;
+        }
+    }
+
+    /// Stores `settlements` and mirrors them in the in-memory queue.
+    async fn apply(
+        &self,
+        queue: &mut Vec<SyncOperation>,
+        settlements: Vec<(OperationId, Settlement)>,
+        report: &mut PassReport,
+    ) -> Result<(), RepositoryError> {
+        if settlements.is_empty() {
+            return Ok(());
+        }
+        let by_id: HashMap<OperationId, &Settlement> = settlements.iter().map(|(id, s)| (*id, s)).collect();
+        let mut done: HashSet<OperationId> = HashSet::new();
+        for op in queue.iter_mut() {
+            let Some(settlement) = by_id.get(&op.id) else { continue };
+            match settlement {
+                Settlement::Applied { .. } | Settlement::Conflict { .. } => {
+                    report.acknowledged += 1;
+                    done.insert(op.id);
+                }
+                Settlement::Failed { reason } => {
+                    report.failed += 1;
+                    op.status = OperationStatus::Failed;
+                    op.last_error = Some(reason.clone());
+                }
+                Settlement::Retry { attempts, not_before, error } => {
+                    report.retrying += 1;
+                    op.status = OperationStatus::Pending;
+                    op.attempts = *attempts;
+                    op.next_attempt_at = *not_before;
+                    op.last_error = Some(error.clone());
+                }
+            }
+        }
+        queue.retain(|op| !done.contains(&op.id));
+        self.ports.outbox.settle(settlements).await
+    }
+
+    /// Sends `batch` (bisecting on a refusal of the whole request) and decides each operation's
+    /// settlement.
+    async fn send(
+        &self,
+        batch: &[SyncOperation],
+        report: &mut PassReport,
+    ) -> Result<(Sent, Vec<(OperationId, Settlement)>), RepositoryError> {
+        let mut settlements = Vec::with_capacity(batch.len());
+        // Operations no executor accepts are parked before sending; so is whatever follows
+        // them on their entity in this batch, which stays pending behind them.
+        let mut mutations: Vec<(Mutation, &SyncOperation)> = Vec::with_capacity(batch.len());
+        let mut held: HashSet<EntityRef> = HashSet::new();
+        for op in batch {
+            if held.contains(&op.entity) {
+                continue;
+            }
+            match self.executors.prepare(op) {
+                Ok(mutation) => mutations.push((mutation, op)),
+                Err(error) => {
+                    held.insert(op.entity);
+                    settlements.push((op.id, Settlement::Failed { reason: error.to_string() }));
+                }
+            }
+        }
+        let mut pending: Vec<Vec<(Mutation, &SyncOperation)>> = vec![mutations];
+        while let Some(part) = pending.pop() {
+            let part: Vec<_> = part.into_iter().filter(|(_, op)| !held.contains(&op.entity)).collect();
+            if part.is_empty() {
+                continue;
+            }
+            self.ports.outbox.mark_sent(part.iter().map(|(_, op)| op.id).collect()).await?;
+            let ops: Vec<&SyncOperation> = part.iter().map(|(_, op)| *op).collect();
+            let request = PushRequest {
+                client_id: self.client_id,
+                mutations: part.iter().map(|(m, _)| m.clone()).collect(),
+            };
+            report.requests += 1;
+            match self.push(request).await {
+                Ok(response) => {
+                    self.set_pause(None);
+                    let outcomes: HashMap<OperationId, MutationOutcome> =
+                        response.results.into_iter().map(|r| (r.id, r.outcome)).collect();
+                    for op in ops {
+                        let settlement = match outcomes.get(&op.id) {
+                            Some(outcome) => self.settlement(op, outcome).await?,
+                            None => self.after_transient(op, "the server sent no result for it", None),
+                        };
+                        if matches!(settlement, Settlement::Failed { .. }) {
+                            held.insert(op.entity);
+                        }
+                        settlements.push((op.id, settlement));
+                    }
+                }
+                Err(RemoteError::Permanent { code, message }) if part.len() > 1 => {
+                    // The server refused the whole request because of something in it: halve
+                    // it to find what. Earlier halves go first (popped last-in first-out).
+                    tracing::debug!(%code, %message, n = part.len(), "push refused; bisecting");
+                    let mut part = part;
+                    let right = part.split_off(part.len() / 2);
+                    pending.push(right);
+                    pending.push(part);
+                }
+                Err(RemoteError::Permanent { code, message }) if code == "no_server" => {
+                    self.set_pause(Some(Pause::NotConfigured { error: message.clone() }));
+                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &message))));
+                    settlements.extend(rest(&pending));
+                    return Ok((Sent::Paused, settlements));
+                }
+                Err(RemoteError::Permanent { code, message }) => {
+                    held.insert(ops[0].entity);
+                    settlements
+                        .push((ops[0].id, Settlement::Failed { reason: format!("{code}: {message}") }));
+                }
+                Err(error @ RemoteError::Unreachable { .. }) => {
+                    let streak = match self.current_pause() {
+                        Some(Pause::Offline { streak, .. }) => streak + 1,
+                        _ => 1,
+                    };
+                    let wait =
+                        self.options.offline_probe.ceiling(streak).mul_f64((self.jitter)().clamp(0.0, 1.0));
+                    let until = later(self.ports.clock.now(), wait);
+                    let error = error.to_string();
+                    tracing::info!(%error, retry_in_ms = wait.as_millis(), "server unreachable");
+                    self.set_pause(Some(Pause::Offline { until, streak, error: error.clone() }));
+                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &error))));
+                    settlements.extend(rest(&pending));
+                    return Ok((Sent::Paused, settlements));
+                }
+                Err(error @ RemoteError::Unauthorized(_)) => {
+                    let error = format!("sign-in required: {error}");
+                    tracing::warn!(%error, "upstream paused");
+                    self.set_pause(Some(Pause::SignIn { error: error.clone() }));
+                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &error))));
+                    settlements.extend(rest(&pending));
+                    return Ok((Sent::Paused, settlements));
+                }
+                Err(RemoteError::Transient { message, retry_after_ms }) => {
+                    let retry_after = retry_after_ms.map(Duration::from_millis);
+                    for op in ops {
+                        let settlement = self.after_transient(op, &message, retry_after);
+                        if matches!(settlement, Settlement::Failed { .. }) {
+                            held.insert(op.entity);
+                        }
+                        settlements.push((op.id, settlement));
+                    }
+                }
+                Err(other) => {
+                    // A kind this version does not know: treat it like a transient failure.
+                    let message = other.to_string();
+                    for op in ops {
+                        settlements.push((op.id, self.after_transient(op, &message, None)));
+                    }
+                }
+            }
+        }
+        Ok((Sent::Answered, settlements))
+    }
+
+    /// Pushes, renewing the token once if the server refuses it.
+    async fn push(
+        &self,
+        request: PushRequest,
+    ) -> Result<trackflow_domain::protocol::PushResponse, RemoteError> {
+        let token = self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token);
+        match self.ports.remote.push(request.clone()).await {
+            Err(RemoteError::Unauthorized(message)) => match self.ports.reauthenticator.renew(token).await {
+                Ok(true) => self.ports.remote.push(request).await,
+                Ok(false) => Err(RemoteError::Unauthorized(message)),
+                Err(error) => Err(RemoteError::Unauthorized(format!("{message}; renewing failed: {error}"))),
+            },
+            other => other,
+        }
+    }
+
+    /// The settlement of `op` for the server's `outcome`; records conflicts.
+    async fn settlement(
+        &self,
+        op: &SyncOperation,
+        outcome: &MutationOutcome,
+    ) -> Result<Settlement, RepositoryError> {
+        Ok(match outcome {
+            MutationOutcome::Applied { version } => Settlement::Applied { version: *version },
+            MutationOutcome::Duplicate { version, first } => match first.as_ref() {
+                MutationOutcome::Conflict { .. } | MutationOutcome::Rejected { .. } => {
+                    Box::pin(self.settlement(op, first)).await?
+                }
+                MutationOutcome::Applied { .. } | MutationOutcome::Duplicate { .. } => {
+                    Settlement::Applied { version: *version }
+                }
+            },
+            MutationOutcome::Conflict { server, lost_fields } => {
+                // Recorded before the operation leaves the outbox, keyed by the operation, so a
+                // replayed result records it once.
+                self.ports
+                    .conflicts
+                    .record(SyncConflict {
+                        id: ConflictId::from_uuid(op.id.as_uuid()),
+                        entity: op.entity,
+                        local: op.changed_fields.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect(),
+                        remote: server.fields.clone(),
+                        fields: lost_fields.clone(),
+                        detected_at: self.ports.clock.now(),
+                        resolution: None,
+                    })
+                    .await?;
+                Settlement::Conflict { server: server.clone() }
+            }
+            MutationOutcome::Rejected { code, message } => {
+                Settlement::Failed { reason: format!("{code}: {message}") }
+            }
+        })
+    }
+
+    /// A failure that may have reached the server: counts an attempt, then backs off or parks.
+    fn after_transient(&self, op: &SyncOperation, error: &str, retry_after: Option<Duration>) -> Settlement {
+        let attempts = op.attempts.saturating_add(1);
+        match self.options.backoff.after_failure(attempts, retry_after, (self.jitter)()) {
+            Retry::After(wait) => Settlement::Retry {
+                attempts,
+                not_before: Some(later(self.ports.clock.now(), wait)),
+                error: error.to_owned(),
+            },
+            Retry::GiveUp => {
+                Settlement::Failed { reason: format!("gave up after {attempts} attempts: {error}") }
+            }
+        }
+    }
+}
+
+/// Back to pending with its attempts untouched: the request never counted against it.
+fn kept(op: &SyncOperation, error: &str) -> Settlement {
+    Settlement::Retry { attempts: op.attempts, not_before: op.next_attempt_at, error: error.to_owned() }
+}
+
+/// The parts of a bisected batch not sent yet, back to pending untouched.
+fn rest<'a>(
+    pending: &'a [Vec<(Mutation, &'a SyncOperation)>],
+) -> impl Iterator<Item = (OperationId, Settlement)> + 'a {
+    pending.iter().flatten().map(|(_, op)| (op.id, kept(op, "not sent: the batch was paused")))
+}
+
+/// `at` plus `wait`.
+fn later(at: Timestamp, wait: Duration) -> Timestamp {
+    at.plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+}

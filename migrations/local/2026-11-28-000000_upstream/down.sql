@@ -1,0 +1,1 @@
+ALTER TABLE pending_operations DROP COLUMN sent;
