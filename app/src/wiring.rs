@@ -4,19 +4,23 @@
 //! [`open_local_module`]; the module is then built from ready parts and cannot fail.
 
 use anyhow::Context;
-use shaku::module;
+use shaku::{module, HasComponent};
 use std::{path::Path, sync::Arc};
+use tokio::sync::watch;
 use trackflow_data::{
+    local::SqliteConflictRepositoryParameters,
     local::{
         SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepositoryParameters,
         SqliteCollaboratorRepositoryParameters, SqlitePendingOperationsRepositoryParameters,
         SqlitePlaylistRepositoryParameters, SqliteProjectRepositoryParameters,
         SqliteSessionStorageParameters, SqliteUserProfileRepositoryParameters,
     },
-    LocalStore, LocalStoreOptions, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
-    SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
-    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+    HttpRemote, LocalStore, LocalStoreOptions, RemoteOptions, SessionReload, SqliteAudioCommentRepository,
+    SqliteAudioTrackRepository, SqliteCollaboratorRepository, SqliteConflictRepository,
+    SqlitePendingOperationsRepository, SqlitePlaylistRepository, SqliteProjectRepository,
+    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
 };
+use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 
 /// The file name of the local database inside the data directory.
 pub const DATABASE_FILE: &str = "trackflow.db";
@@ -42,6 +46,9 @@ mod generated {
                 SqliteCollaboratorRepository,
                 SqlitePendingOperationsRepository,
                 SqliteSessionStorage,
+                SqliteConflictRepository,
+                SessionReload,
+                HttpRemote,
             ],
             providers = []
         }
@@ -49,8 +56,9 @@ mod generated {
 }
 
 /// Builds the module over an opened store.
-pub fn local_module(store: &LocalStore) -> LocalModule {
-    LocalModule::builder()
+pub fn local_module(store: &LocalStore) -> anyhow::Result<LocalModule> {
+    let remote = HttpRemote::parameters(&RemoteOptions::default()).context("building the HTTP client")?;
+    Ok(LocalModule::builder()
         .with_component_parameters::<SqliteProjectRepository>(SqliteProjectRepositoryParameters {
             store: store.clone(),
         })
@@ -75,13 +83,77 @@ pub fn local_module(store: &LocalStore) -> LocalModule {
         .with_component_parameters::<SqliteSessionStorage>(SqliteSessionStorageParameters {
             store: store.clone(),
         })
-        .build()
+        .with_component_parameters::<SqliteConflictRepository>(SqliteConflictRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<HttpRemote>(remote)
+        .build())
+}
+
+/// The upstream processor over the module's outbox, remote and session, sending as the
+/// store's replica.
+pub fn upstream_manager(
+    module: &LocalModule,
+    store: &LocalStore,
+    options: UpstreamOptions,
+) -> PendingOperationsManager {
+    let ports = UpstreamPorts {
+        outbox: module.resolve(),
+        conflicts: module.resolve(),
+        remote: module.resolve(),
+        session: module.resolve(),
+        reauthenticator: module.resolve(),
+        clock: module.resolve(),
+    };
+    PendingOperationsManager::new(ports, ExecutorRegistry::default(), store.replica_id(), options)
+}
+
+/// The upstream processor running in the background.
+pub struct UpstreamTask {
+    /// The processor, to wake, resume or ask for health.
+    pub manager: Arc<PendingOperationsManager>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl UpstreamTask {
+    /// Starts `manager` and wakes it after every local write made through `store`.
+    pub fn spawn(manager: PendingOperationsManager, store: &LocalStore) -> Self {
+        let manager = Arc::new(manager);
+        let (shutdown, stop) = watch::channel(false);
+        let runner = {
+            let manager = Arc::clone(&manager);
+            tokio::spawn(async move { manager.run(stop).await })
+        };
+        let waker = {
+            let manager = Arc::clone(&manager);
+            let mut writes = store.watch_writes();
+            tokio::spawn(async move {
+                while writes.changed().await.is_ok() {
+                    manager.wake();
+                }
+            })
+        };
+        Self { manager, shutdown, tasks: vec![runner, waker] }
+    }
+
+    /// Stops the processor after its current pass.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let mut tasks = self.tasks.into_iter();
+        if let Some(runner) = tasks.next() {
+            let _ = runner.await;
+        }
+        for task in tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
 pub async fn open_local_module(data_dir: &Path) -> anyhow::Result<LocalModule> {
     let store = open_store(data_dir).await?;
-    Ok(local_module(&store))
+    local_module(&store)
 }
 
 /// Opens the database in `data_dir`.
@@ -95,7 +167,6 @@ pub async fn open_store(data_dir: &Path) -> anyhow::Result<LocalStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shaku::HasComponent;
     use trackflow_domain::{
         ports::{PendingOperationsRepository, ProjectRepository},
         Project, Timestamp, UserId,

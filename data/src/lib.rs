@@ -1,10 +1,11 @@
 //! # trackflow-data
 //!
-//! The data layer of TrackFlow Sync. Today it holds the client's local store: Diesel on a
-//! SQLite file (WAL) with the cache of every entity, the transactional outbox, per-scope sync
-//! metadata and conflicts, and the offline-first repositories that implement the domain's
-//! ports. The server store (SQLite and PostgreSQL) and the reqwest remote client join it in
-//! later work.
+//! The data layer of TrackFlow Sync:
+//! - [`local`]: the client's local store, Diesel on a SQLite file (WAL) with the cache of every
+//!   entity, the transactional outbox and its upstream bookkeeping, per-scope sync metadata and
+//!   conflicts, and the offline-first repositories that implement the domain's ports;
+//! - [`remote`]: the sync server as the client reaches it, over reqwest;
+//! - [`server`]: the server's store, on SQLite or PostgreSQL.
 //!
 //! Architecture invariant: every Diesel call goes through [`blocking::run_blocking_with`],
 //! which carries the caller's tracing span and takes the work out of async worker duty
@@ -22,9 +23,9 @@ pub mod server;
 pub use clock::SystemClock;
 pub use error::StoreError;
 pub use local::{
-    LocalStore, LocalStoreOptions, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
-    SqliteCollaboratorRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
-    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
+    LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
+    SqliteCollaboratorRepository, SqliteConflictRepository, SqlitePendingOperationsRepository,
+    SqlitePlaylistRepository, SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
 };
 pub use remote::{HttpRemote, RemoteOptions};
 pub use server::{DieselServerStore, ServerDatabase};

@@ -22,7 +22,7 @@ pub use repositories::{
     SqliteProjectRepository, SqliteProjectRepositoryParameters, SqliteUserProfileRepository,
     SqliteUserProfileRepositoryParameters,
 };
-pub use session::{SqliteSessionStorage, SqliteSessionStorageParameters};
+pub use session::{SessionReload, SqliteSessionStorage, SqliteSessionStorageParameters};
 
 use crate::{
     blocking::{run_blocking_with, Offload},

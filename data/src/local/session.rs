@@ -5,8 +5,9 @@ use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use diesel::prelude::*;
 use shaku::Component;
+use std::sync::Arc;
 use trackflow_domain::{
-    ports::{AccessToken, Session, SessionStorage},
+    ports::{AccessToken, Reauthenticator, Session, SessionStorage},
     RepositoryError,
 };
 
@@ -44,6 +45,32 @@ impl From<&Session> for SessionRow {
             server_url: s.server_url.clone(),
             access_token: s.access_token.as_ref().map(|t| t.expose().to_owned()),
         }
+    }
+}
+
+/// The [`Reauthenticator`] of a client that cannot ask for a password in the background: a
+/// refused token is replaced only if the stored session already holds another one (the user
+/// signed in again, from this process or another). Otherwise upstream sync waits for sign-in.
+#[derive(Component)]
+#[shaku(interface = Reauthenticator)]
+pub struct SessionReload {
+    /// Where a new token would have been stored.
+    #[shaku(inject)]
+    session: Arc<dyn SessionStorage>,
+}
+
+impl SessionReload {
+    /// Renewal from `session`.
+    pub fn new(session: Arc<dyn SessionStorage>) -> Self {
+        Self { session }
+    }
+}
+
+#[async_trait]
+impl Reauthenticator for SessionReload {
+    async fn renew(&self, refused: Option<AccessToken>) -> Result<bool, RepositoryError> {
+        let stored = self.session.load().await?.and_then(|s| s.access_token);
+        Ok(stored.is_some() && stored != refused)
     }
 }
 
