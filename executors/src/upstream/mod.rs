@@ -593,3 +593,6 @@ fn rest<'a>(
 fn later(at: Timestamp, wait: Duration) -> Timestamp {
     at.plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,584 @@
+//! The manager against mocked ports: a mockall remote whose answers each test scripts, a
+//! mocked clock the test moves by hand (nothing sleeps), and an in-memory outbox with the
+//! SQLite outbox's semantics.
+
+use super::*;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::sync::atomic::AtomicI64;
+use trackflow_domain::{
+    ports::{
+        MockClock, MockConflictRepository, MockReauthenticator, MockRemoteDataSource, MockSessionStorage,
+    },
+    protocol::{EntityState, MutationResult, PushResponse},
+    sync::CoalescePlan,
+    AudioTrack, EntityType, Hlc, OperationKind, Priority, Project, SyncEntity, UserId,
+};
+
+/// The SQLite outbox's behaviour, in memory.
+#[derive(Default)]
+struct FakeOutbox {
+    ops: Mutex<Vec<SyncOperation>>,
+}
+
+impl FakeOutbox {
+    fn with(ops: Vec<SyncOperation>) -> Arc<Self> {
+        Arc::new(Self { ops: Mutex::new(ops) })
+    }
+
+    fn snapshot(&self) -> Vec<SyncOperation> {
+        self.ops.lock().expect("lock").clone()
+    }
+
+    fn find(&self, id: OperationId) -> SyncOperation {
+        self.snapshot().into_iter().find(|op| op.id == id).expect("queued")
+    }
+}
+
+#[async_trait]
+impl PendingOperationsRepository for FakeOutbox {
+    async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError> {
+        Ok(self.snapshot().into_iter().filter(|op| status.is_none_or(|s| op.status == s)).collect())
+    }
+
+    async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError> {
+        Ok(self.snapshot().into_iter().find(|op| op.id == id))
+    }
+
+    async fn counts(&self) -> Result<OutboxCounts, RepositoryError> {
+        let ops = self.snapshot();
+        let count = |s: OperationStatus| ops.iter().filter(|op| op.status == s).count() as u64;
+        Ok(OutboxCounts {
+            pending: count(OperationStatus::Pending),
+            in_flight: count(OperationStatus::InFlight),
+            failed: count(OperationStatus::Failed),
+            oldest_pending_at: ops
+                .iter()
+                .filter(|op| op.status != OperationStatus::Failed)
+                .map(|op| op.created_at)
+                .min(),
+            last_error: ops.iter().rev().find_map(|op| op.last_error.clone()),
+        })
+    }
+
+    async fn apply_coalescing(&self, plan: CoalescePlan) -> Result<bool, RepositoryError> {
+        let mut ops = self.ops.lock().expect("lock");
+        for op in &plan.rewrite {
+            let slot = ops.iter_mut().find(|o| o.id == op.id).expect("rewritten op queued");
+            *slot = op.clone();
+        }
+        ops.retain(|op| !plan.remove.contains(&op.id));
+        Ok(true)
+    }
+
+    async fn mark_sent(&self, ids: Vec<OperationId>) -> Result<(), RepositoryError> {
+        for op in self.ops.lock().expect("lock").iter_mut().filter(|op| ids.contains(&op.id)) {
+            op.status = OperationStatus::InFlight;
+            op.sent = true;
+        }
+        Ok(())
+    }
+
+    async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError> {
+        let mut ops = self.ops.lock().expect("lock");
+        for (id, settlement) in settlements {
+            let Some(index) = ops.iter().position(|op| op.id == id) else { continue };
+            match settlement {
+                Settlement::Applied { .. } | Settlement::Conflict { .. } => {
+                    ops.remove(index);
+                }
+                Settlement::Failed { reason } => {
+                    ops[index].status = OperationStatus::Failed;
+                    ops[index].last_error = Some(reason);
+                }
+                Settlement::Retry { attempts, not_before, error } => {
+                    let op = &mut ops[index];
+                    (op.status, op.attempts, op.next_attempt_at) =
+                        (OperationStatus::Pending, attempts, not_before);
+                    op.last_error = Some(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_in_flight(&self) -> Result<u64, RepositoryError> {
+        Ok(0)
+    }
+
+    async fn retry_failed(&self, _ids: Option<Vec<OperationId>>) -> Result<u64, RepositoryError> {
+        unreachable!("the manager never retries on its own")
+    }
+
+    async fn discard_failed(&self, _ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError> {
+        unreachable!("the manager never discards on its own")
+    }
+}
+
+/// Time the test moves by hand.
+#[derive(Clone, Default)]
+struct Time(Arc<AtomicI64>);
+
+impl Time {
+    const START: i64 = 1_800_000_000_000;
+
+    fn new() -> Self {
+        Self(Arc::new(AtomicI64::new(Self::START)))
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+
+    fn advance(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+
+    fn mock(&self) -> MockClock {
+        let time = self.clone();
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(move || time.now());
+        clock
+    }
+}
+
+/// Every push the remote received, as the ids it carried.
+type Requests = Arc<Mutex<Vec<Vec<OperationId>>>>;
+
+/// A remote that records each push and answers with `answer`.
+fn remote(
+    mut answer: impl FnMut(&PushRequest) -> Result<PushResponse, RemoteError> + Send + 'static,
+) -> (MockRemoteDataSource, Requests) {
+    let requests: Requests = Arc::default();
+    let seen = Arc::clone(&requests);
+    let mut remote = MockRemoteDataSource::new();
+    remote.expect_push().returning(move |request| {
+        seen.lock().expect("lock").push(request.mutations.iter().map(|m| m.id).collect());
+        answer(&request)
+    });
+    (remote, requests)
+}
+
+/// Applies every mutation.
+fn applied(request: &PushRequest) -> Result<PushResponse, RemoteError> {
+    answer_each(request, |_| MutationOutcome::Applied { version: 1 })
+}
+
+fn answer_each(
+    request: &PushRequest,
+    outcome: impl Fn(&Mutation) -> MutationOutcome,
+) -> Result<PushResponse, RemoteError> {
+    Ok(PushResponse {
+        results: request.mutations.iter().map(|m| MutationResult { id: m.id, outcome: outcome(m) }).collect(),
+    })
+}
+
+fn server_error() -> RemoteError {
+    RemoteError::Transient { message: "500 Internal Server Error".into(), retry_after_ms: None }
+}
+
+struct Setup {
+    outbox: Arc<FakeOutbox>,
+    remote: MockRemoteDataSource,
+    conflicts: MockConflictRepository,
+    reauthenticator: MockReauthenticator,
+    time: Time,
+    options: UpstreamOptions,
+}
+
+impl Setup {
+    fn new(ops: Vec<SyncOperation>, remote: MockRemoteDataSource) -> Self {
+        Self {
+            outbox: FakeOutbox::with(ops),
+            remote,
+            conflicts: MockConflictRepository::new(),
+            reauthenticator: MockReauthenticator::new(),
+            time: Time::new(),
+            options: UpstreamOptions {
+                backoff: Backoff {
+                    base: Duration::from_secs(1),
+                    cap: Duration::from_secs(60),
+                    max_attempts: 3,
+                },
+                ..UpstreamOptions::default()
+            },
+        }
+    }
+
+    fn manager(self) -> (PendingOperationsManager, Arc<FakeOutbox>, Time) {
+        let mut session = MockSessionStorage::new();
+        session.expect_load().returning(|| Ok(None));
+        let ports = UpstreamPorts {
+            outbox: self.outbox.clone(),
+            conflicts: Arc::new(self.conflicts),
+            remote: Arc::new(self.remote),
+            session: Arc::new(session),
+            reauthenticator: Arc::new(self.reauthenticator),
+            clock: Arc::new(self.time.mock()),
+        };
+        let manager =
+            PendingOperationsManager::new(ports, ExecutorRegistry::default(), NodeId::new(), self.options)
+                .with_jitter(|| 0.5);
+        (manager, self.outbox, self.time)
+    }
+}
+
+/// Builds valid operations of a small workload.
+struct Ops {
+    owner: UserId,
+    wall: u64,
+}
+
+impl Ops {
+    fn new() -> Self {
+        Self { owner: UserId::new(), wall: 0 }
+    }
+
+    fn op(
+        &mut self,
+        entity: EntityRef,
+        kind: OperationKind,
+        fields: Vec<(&str, Value)>,
+        deps: Vec<OperationId>,
+    ) -> SyncOperation {
+        self.wall += 1;
+        let hlc = Hlc { wall_ms: self.wall, counter: 0, node: NodeId::from_uuid(uuid::Uuid::nil()) };
+        let fields = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        SyncOperation::new(entity, kind, fields, hlc, 0, deps, Timestamp(Time::START))
+    }
+
+    fn project(&mut self) -> (Project, SyncOperation) {
+        let project = Project::new(self.owner, "Demo", None, Timestamp(1)).expect("valid");
+        let create = self.op(project.entity_ref(), OperationKind::Create, vec![], vec![]);
+        let create = SyncOperation {
+            changed_fields: project
+                .fields()
+                .into_iter()
+                .map(|(k, v)| (k, trackflow_domain::FieldChange { value: v, hlc: create.hlc }))
+                .collect(),
+            ..create
+        };
+        (project, create)
+    }
+
+    fn rename(&mut self, project: &Project, name: &str) -> SyncOperation {
+        self.op(project.entity_ref(), OperationKind::Update, vec![("name", json!(name))], vec![])
+    }
+
+    fn track(&mut self, project: &Project, parent: &SyncOperation) -> SyncOperation {
+        let track =
+            AudioTrack::new(project.id(), self.owner, "Take", 1_000, None, Timestamp(1)).expect("valid");
+        let fields = track.fields().into_iter().collect::<Vec<_>>();
+        let fields = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.op(track.entity_ref(), OperationKind::Create, fields, vec![parent.id])
+    }
+}
+
+#[tokio::test]
+async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgement() {
+    let mut ops = Ops::new();
+    let (p1, create1) = ops.project();
+    let (_, create2) = ops.project();
+    let track = ops.track(&p1, &create1);
+    let (acknowledged, _) = ops.project();
+    let mut low = ops.rename(&acknowledged, "Later");
+    low.priority = Priority::Low;
+    // A low-priority update of an acknowledged project, queued first.
+    let queue = vec![low.clone(), create1.clone(), track.clone(), create2.clone()];
+    let (remote, requests) = remote(applied);
+    let mut setup = Setup::new(queue, remote);
+    setup.options.batch_size = 2;
+    let (manager, outbox, _) = setup.manager();
+
+    let report = manager.process().await.expect("pass");
+    // Batch 1: the two high-priority creates (the track waits for its project). Batch 2: the
+    // track, now that its parent is acknowledged, and the low update.
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        vec![vec![create1.id, create2.id], vec![low.id, track.id]],
+        "urgent first; within a batch, queue order"
+    );
+    assert_eq!((report.requests, report.acknowledged), (2, 4));
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn unsent_operations_on_one_entity_coalesce_before_sending() {
+    let mut ops = Ops::new();
+    let (project, create) = ops.project();
+    let rename1 = ops.rename(&project, "One");
+    let rename2 = ops.rename(&project, "Two");
+    let (remote, requests) = remote(|request| {
+        assert_eq!(request.mutations.len(), 1, "create + updates went as one create");
+        let m = &request.mutations[0];
+        assert_eq!((m.kind, &m.fields["name"].value), (OperationKind::Create, &json!("Two")));
+        applied(request)
+    });
+    let (manager, outbox, _) = Setup::new(vec![create.clone(), rename1, rename2], remote).manager();
+    manager.process().await.expect("pass");
+    assert_eq!(*requests.lock().expect("lock"), vec![vec![create.id]], "the create's id carries the run");
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_on_the_clock_then_park_holding_back_only_dependents() {
+    let mut ops = Ops::new();
+    let (project, create) = ops.project();
+    let track = ops.track(&project, &create);
+    let (_, unrelated) = ops.project();
+    let unrelated_id = unrelated.id;
+    // The server fails every push that carries the project's create.
+    let (remote, requests) = remote(move |request| {
+        if request.mutations.iter().any(|m| m.id == create.id) {
+            Err(server_error())
+        } else {
+            applied(request)
+        }
+    });
+    let mut setup = Setup::new(vec![create.clone(), track.clone()], remote);
+    setup.options.batch_size = 1;
+    let (manager, outbox, time) = setup.manager();
+
+    // Attempt 1 fails: jitter 0.5 of the 1 s ceiling.
+    manager.process().await.expect("pass");
+    let op = outbox.find(create.id);
+    assert_eq!((op.attempts, op.next_attempt_at), (1, Some(time.now().plus_millis(500))));
+    assert!(op.sent && op.status == OperationStatus::Pending);
+
+    // Nothing is due yet: no request, and the pass says when to come back.
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.next_due), (0, Some(time.now().plus_millis(500))));
+
+    // Attempt 2 after the wait: 0.5 of the 2 s ceiling.
+    time.advance(500);
+    manager.process().await.expect("pass");
+    assert_eq!(outbox.find(create.id).next_attempt_at, Some(time.now().plus_millis(1_000)));
+
+    // Attempt 3 is the limit: parked as failed with the reason.
+    outbox.ops.lock().expect("lock").push(unrelated);
+    time.advance(1_000);
+    let report = manager.process().await.expect("pass");
+    let op = outbox.find(create.id);
+    assert_eq!(op.status, OperationStatus::Failed);
+    assert_eq!(op.last_error.as_deref(), Some("gave up after 3 attempts: 500 Internal Server Error"));
+    assert_eq!(report.failed, 1);
+    // The unrelated project went out; the track waits behind its parent.
+    assert!(requests.lock().expect("lock").iter().any(|r| r == &vec![unrelated_id]));
+    assert_eq!(outbox.find(track.id).status, OperationStatus::Pending);
+    assert!(!outbox.find(track.id).sent, "never sent");
+    let health = manager.health().await.expect("health");
+    assert_eq!((health.status, health.failed, health.pending), (HealthStatus::Degraded, 1, 1));
+}
+
+#[tokio::test]
+async fn the_servers_retry_after_is_honoured() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let (remote, _) = remote(|_| {
+        Err(RemoteError::Transient { message: "429 Too Many Requests".into(), retry_after_ms: Some(30_000) })
+    });
+    let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
+    manager.process().await.expect("pass");
+    assert_eq!(outbox.find(create.id).next_attempt_at, Some(time.now().plus_millis(30_000)));
+}
+
+#[tokio::test]
+async fn being_offline_uses_no_attempts_and_waits_for_the_probe_or_a_resume() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let online = Arc::new(AtomicBool::new(false));
+    let reachable = Arc::clone(&online);
+    let (remote, requests) = remote(move |request| {
+        if reachable.load(Ordering::SeqCst) {
+            applied(request)
+        } else {
+            Err(RemoteError::Unreachable { message: "cannot connect: connection refused".into() })
+        }
+    });
+    let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
+
+    let report = manager.process().await.expect("pass");
+    // The first probe is due after 0.5 of the 1 s offline ceiling.
+    assert_eq!(report.next_due, Some(time.now().plus_millis(500)));
+    let op = outbox.find(create.id);
+    assert_eq!((op.attempts, op.status, op.next_attempt_at), (0, OperationStatus::Pending, None));
+    // Many passes while offline: still one request, and no attempt used.
+    for _ in 0..5 {
+        manager.process().await.expect("pass");
+    }
+    assert_eq!(requests.lock().expect("lock").len(), 1);
+    time.advance(500);
+    manager.process().await.expect("pass");
+    // The second probe backs off further: 0.5 of 2 s.
+    assert_eq!(requests.lock().expect("lock").len(), 2);
+    assert_eq!(outbox.find(create.id).attempts, 0);
+    assert_eq!(manager.health().await.expect("health").status, HealthStatus::Degraded);
+
+    // The network is back: resume() sends at once, without waiting for the probe.
+    online.store(true, Ordering::SeqCst);
+    manager.resume();
+    manager.process().await.expect("pass");
+    assert!(outbox.snapshot().is_empty());
+    assert_eq!(manager.health().await.expect("health").status, HealthStatus::Healthy);
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_and_the_batch_sent_again() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let mut first = true;
+    let (remote, requests) = remote(move |request| {
+        if std::mem::take(&mut first) {
+            Err(RemoteError::Unauthorized("token expired".into()))
+        } else {
+            applied(request)
+        }
+    });
+    let mut setup = Setup::new(vec![create.clone()], remote);
+    setup.reauthenticator.expect_renew().times(1).returning(|_| Ok(true));
+    let (manager, outbox, _) = setup.manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 2);
+    assert_eq!(report.acknowledged, 1);
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_new_token_upstream_waits_for_sign_in_and_keeps_everything() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let (remote, requests) = remote(|_| Err(RemoteError::Unauthorized("token expired".into())));
+    let mut setup = Setup::new(vec![create.clone()], remote);
+    setup.reauthenticator.expect_renew().returning(|_| Ok(false));
+    let (manager, outbox, _) = setup.manager();
+    manager.process().await.expect("pass");
+    manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 1, "paused until sign-in");
+    let op = outbox.find(create.id);
+    assert_eq!((op.status, op.attempts), (OperationStatus::Pending, 0));
+    let health = manager.health().await.expect("health");
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    assert!(health.last_error.as_deref().is_some_and(|e| e.starts_with("sign-in required")), "{health:?}");
+}
+
+#[tokio::test]
+async fn conflicts_are_recorded_and_duplicates_count_as_success() {
+    let mut ops = Ops::new();
+    let (project, create) = ops.project();
+    let rename = ops.rename(&project, "Mine");
+    let (create_id, rename_id) = (create.id, rename.id);
+    let server_row = EntityState {
+        entity_type: EntityType::Project,
+        entity_id: project.entity_ref().id,
+        version: 9,
+        deleted: false,
+        fields: [("name".to_owned(), json!("Theirs"))].into(),
+        field_hlc: Default::default(),
+    };
+    let row = server_row.clone();
+    let (remote, _) = remote(move |request| {
+        answer_each(request, |m| {
+            if m.id == create_id {
+                MutationOutcome::Duplicate {
+                    version: 3,
+                    first: Box::new(MutationOutcome::Applied { version: 3 }),
+                }
+            } else {
+                MutationOutcome::Conflict { server: row.clone(), lost_fields: vec!["name".into()] }
+            }
+        })
+    });
+    // The create was sent before (a lost response), so the rename does not merge into it.
+    let mut create = create;
+    create.sent = true;
+    let mut setup = Setup::new(vec![create, rename], remote);
+    setup
+        .conflicts
+        .expect_record()
+        .withf(move |c| {
+            c.id == ConflictId::from_uuid(rename_id.as_uuid())
+                && c.fields == ["name"]
+                && c.local["name"] == json!("Mine")
+                && c.remote["name"] == json!("Theirs")
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    let (manager, outbox, _) = setup.manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!(report.acknowledged, 2);
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_refused_whole_is_halved_until_the_refused_operation_is_found() {
+    let mut ops = Ops::new();
+    let queue: Vec<SyncOperation> = (0..8).map(|_| ops.project().1).collect();
+    let poison = queue[5].id;
+    let (remote, requests) = remote(move |request| {
+        if request.mutations.iter().any(|m| m.id == poison) {
+            Err(RemoteError::Permanent { code: "invalid_field".into(), message: "bad value".into() })
+        } else {
+            applied(request)
+        }
+    });
+    let (manager, outbox, _) = Setup::new(queue.clone(), remote).manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.acknowledged, report.failed), (7, 1));
+    let left = outbox.snapshot();
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].id, left[0].last_error.as_deref()), (poison, Some("invalid_field: bad value")));
+    // 8 refused → 4 clean + 4 refused → 2 refused (→ 1 clean + the poison alone) + 2 clean.
+    let sizes: Vec<usize> = requests.lock().expect("lock").iter().map(Vec::len).collect();
+    assert_eq!(sizes, [8, 4, 4, 2, 1, 1, 2]);
+}
+
+#[tokio::test]
+async fn an_operation_no_executor_accepts_is_parked_without_being_sent() {
+    let mut ops = Ops::new();
+    let (project, create) = ops.project();
+    let bad = ops.op(project.entity_ref(), OperationKind::Update, vec![("colour", json!("red"))], vec![]);
+    let mut create = create;
+    create.sent = true;
+    let (remote, requests) = remote(applied);
+    let (manager, outbox, _) = Setup::new(vec![create.clone(), bad.clone()], remote).manager();
+    manager.process().await.expect("pass");
+    assert_eq!(*requests.lock().expect("lock"), vec![vec![create.id]]);
+    let parked = outbox.find(bad.id);
+    assert_eq!(parked.status, OperationStatus::Failed);
+    assert!(parked.last_error.as_deref().is_some_and(|e| e.contains("colour")), "{parked:?}");
+    assert!(!parked.sent);
+}
+
+#[test]
+fn health_is_judged_from_counts_pauses_and_age() {
+    let now = Timestamp(Time::START);
+    let stale = Duration::from_secs(600);
+    let counts = |pending, failed, age_ms: Option<i64>, error: Option<&str>| OutboxCounts {
+        pending,
+        in_flight: 0,
+        failed,
+        oldest_pending_at: age_ms.map(|a| now.plus_millis(-a)),
+        last_error: error.map(str::to_owned),
+    };
+    let sign_in = Pause::SignIn { error: "sign-in required".into() };
+    let offline = Pause::Offline { until: now, streak: 1, error: "unreachable".into() };
+    // (case, counts, pause, expected)
+    let cases = [
+        ("empty", counts(0, 0, None, None), None, HealthStatus::Healthy),
+        ("moving queue", counts(10, 0, Some(50), None), None, HealthStatus::Healthy),
+        ("retrying", counts(10, 0, Some(50), Some("500")), None, HealthStatus::Degraded),
+        ("failed ops", counts(0, 2, None, Some("forbidden")), None, HealthStatus::Degraded),
+        ("offline", counts(3, 0, Some(50), None), Some(&offline), HealthStatus::Degraded),
+        ("stuck with errors", counts(3, 0, Some(700_000), Some("500")), None, HealthStatus::Unhealthy),
+        ("old but moving", counts(3, 0, Some(700_000), None), None, HealthStatus::Healthy),
+        ("sign-in needed", counts(1, 0, Some(5), None), Some(&sign_in), HealthStatus::Unhealthy),
+    ];
+    for (case, counts, pause, expected) in cases {
+        assert_eq!(assess(&counts, pause, now, stale).status, expected, "{case}");
+    }
+    let report = assess(&counts(3, 1, Some(1_500), None), Some(&offline), now, stale);
+    assert_eq!(
+        (report.pending, report.failed, report.oldest_pending_age_ms, report.last_error.as_deref()),
+        (3, 1, Some(1_500), Some("unreachable"))
+    );
+}
