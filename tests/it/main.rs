@@ -2,4 +2,5 @@
 #![allow(missing_docs)]
 
 mod crash;
+mod proxy;
 mod upstream;

@@ -1,8 +1,13 @@
 //! Upstream sync end to end: a client's outbox drained to a real server over HTTP, through a
 //! fault-injecting TCP proxy.
 
+use crate::proxy::{Fault, Proxy};
 use diesel::{prelude::*, sql_query, sql_types::BigInt};
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tempfile::TempDir;
 use trackflow_data::{
     local::SqliteConflictRepository, DieselServerStore, HttpRemote, LocalStore, LocalStoreOptions,
@@ -11,12 +16,14 @@ use trackflow_data::{
 };
 use trackflow_domain::{
     ports::{
-        AccessToken, AudioTrackRepository, PendingOperationsRepository, ProjectRepository, Session,
+        AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository, Session,
         SessionStorage, UserProfileRepository,
     },
-    AudioTrack, Project, Timestamp, UserId, UserProfile,
+    AudioTrack, OperationStatus, Project, Timestamp, UserId, UserProfile,
 };
-use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
+use trackflow_executors::{
+    ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
+};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 
 /// A sync server on a free port over a SQLite file the test can inspect.
@@ -118,6 +125,16 @@ impl Client {
 
     /// The upstream manager of this client, with `remote` timeouts and `options`.
     pub fn manager(&self, remote: &RemoteOptions, options: UpstreamOptions) -> PendingOperationsManager {
+        self.manager_with_clock(remote, options, Arc::new(SystemClock))
+    }
+
+    /// [`manager`](Self::manager) reading the time from `clock`.
+    pub fn manager_with_clock(
+        &self,
+        remote: &RemoteOptions,
+        options: UpstreamOptions,
+        clock: Arc<dyn Clock>,
+    ) -> PendingOperationsManager {
         let session: Arc<dyn SessionStorage> = self.session.clone();
         let ports = UpstreamPorts {
             outbox: self.outbox.clone(),
@@ -125,7 +142,7 @@ impl Client {
             remote: Arc::new(HttpRemote::new(session.clone(), remote).expect("http client")),
             session: session.clone(),
             reauthenticator: Arc::new(SessionReload::new(session)),
-            clock: Arc::new(SystemClock),
+            clock,
         };
         PendingOperationsManager::new(ports, ExecutorRegistry::default(), self.store.replica_id(), options)
     }
@@ -133,19 +150,58 @@ impl Client {
     /// Queues a profile, `projects` projects and `tracks` tracks in each; returns the number of
     /// operations queued.
     pub async fn write(&self, projects: usize, tracks: usize) -> usize {
-        let now = Timestamp(1_800_000_000_000);
-        let profile = UserProfile::new(self.user, "Tester", "tester@example.com", now).expect("profile");
+        let profile =
+            UserProfile::new(self.user, "Tester", "tester@example.com", WRITTEN_AT).expect("profile");
         self.profiles.create(profile).await.expect("profile");
+        1 + self.write_projects(projects, tracks).await
+    }
+
+    /// Queues `projects` projects and `tracks` tracks in each; returns the number of operations
+    /// queued.
+    pub async fn write_projects(&self, projects: usize, tracks: usize) -> usize {
         for p in 0..projects {
-            let project = Project::new(self.user, &format!("Project {p}"), None, now).expect("project");
+            let project =
+                Project::new(self.user, &format!("Project {p}"), None, WRITTEN_AT).expect("project");
             let project = self.projects.create(project).await.expect("project");
             for t in 0..tracks {
-                let track = AudioTrack::new(project.id(), self.user, &format!("Track {t}"), 1_000, None, now)
-                    .expect("track");
+                let track =
+                    AudioTrack::new(project.id(), self.user, &format!("Track {t}"), 1_000, None, WRITTEN_AT)
+                        .expect("track");
                 self.tracks.create(track).await.expect("track");
             }
         }
-        1 + projects * (1 + tracks)
+        projects * (1 + tracks)
+    }
+
+    /// Asserts the end every test must reach: the outbox holds nothing but `failed` parked
+    /// operations.
+    pub async fn assert_queue_empty(&self, failed: u64) {
+        let counts = self.outbox.counts().await.expect("counts");
+        assert_eq!((counts.pending, counts.in_flight, counts.failed), (0, 0, failed), "{counts:?}");
+    }
+}
+
+/// When the test workloads were made.
+const WRITTEN_AT: Timestamp = Timestamp(1_800_000_000_000);
+
+/// A clock that moves only when the test moves it.
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    /// A clock showing the current time.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new(SystemClock.now())))
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("clock") = at;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock")
     }
 }
 
@@ -161,8 +217,198 @@ async fn a_queue_drains_to_the_server_once() {
 
     let report = manager.process().await.expect("pass");
     assert_eq!(report.acknowledged as i64, queued, "{report:?}");
-    let counts = client.outbox.counts().await.expect("counts");
-    assert_eq!((counts.pending, counts.in_flight, counts.failed), (0, 0, 0));
+    client.assert_queue_empty(0).await;
     assert_eq!(server.applied(), (queued, queued, queued));
-    let _ = Duration::ZERO;
+}
+
+/// The fault tests' workload: a profile, 3 projects, 4 tracks in each.
+const PROJECTS: usize = 3;
+const TRACKS: usize = 4;
+/// The first request carries the profile and the projects; the tracks wait for their
+/// project's acknowledgement and go in the second.
+const FIRST_BATCH: u64 = 1 + PROJECTS as u64;
+/// Jitter pinned to one half: every wait is exactly half its ceiling, and the default backoff
+/// and offline probe ceilings are 1 s on the first failure.
+const FIRST_WAIT_MS: i64 = 500;
+
+/// A client that reaches the server through a [`Proxy`], with a manager on a [`ManualClock`]
+/// and pinned jitter, and the fault tests' workload queued.
+struct Faulty {
+    manager: PendingOperationsManager,
+    client: Client,
+    clock: Arc<ManualClock>,
+    proxy: Proxy,
+    server: Server,
+    queued: i64,
+}
+
+impl Faulty {
+    async fn new(remote: RemoteOptions, options: UpstreamOptions) -> Self {
+        let server = Server::start().await;
+        let proxy = Proxy::start(server.running.addr());
+        let user = UserId::new();
+        let token = server.sign_up(user).await;
+        let client = Client::new(user, &proxy.url(), &token).await;
+        let queued = client.write(PROJECTS, TRACKS).await as i64;
+        let clock = ManualClock::new();
+        let manager = client.manager_with_clock(&remote, options, clock.clone()).with_jitter(|| 0.5);
+        Self { manager, client, clock, proxy, server, queued }
+    }
+
+    async fn pass(&self) -> PassReport {
+        self.manager.process().await.expect("pass")
+    }
+
+    /// When a retry of what failed at `failed_at` is due.
+    fn first_retry(failed_at: Timestamp) -> Timestamp {
+        failed_at.plus_millis(FIRST_WAIT_MS)
+    }
+
+    /// Steps the manager (moving the clock to each due time) until the queue is empty.
+    async fn drain(&self) {
+        for _ in 0..10 {
+            let report = self.pass().await;
+            let counts = self.client.outbox.counts().await.expect("counts");
+            if counts.pending + counts.in_flight == 0 {
+                return;
+            }
+            self.clock.set(report.next_due.unwrap_or_else(|| panic!("stuck: {report:?} {counts:?}")));
+        }
+        panic!("the queue did not drain in 10 passes");
+    }
+
+    /// The end of every fault test: each operation applied exactly once, nothing queued.
+    async fn assert_applied_once(&self) {
+        let n = self.queued;
+        assert_eq!(self.server.applied(), (n, n, n), "(records, distinct ids, versions)");
+        self.client.assert_queue_empty(0).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
+    let t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
+    let start = t.clock.now();
+    t.proxy.inject(Fault::CutAfterRequest);
+
+    let first = t.pass().await;
+    // The server applied the first batch; the client never heard and will send it again.
+    assert_eq!((first.requests, first.acknowledged, first.retrying), (1, 0, FIRST_BATCH), "{first:?}");
+    assert_eq!(first.next_due, Some(Faulty::first_retry(start)));
+    let b = FIRST_BATCH as i64;
+    assert_eq!(t.server.applied(), (b, b, b));
+
+    t.clock.set(Faulty::first_retry(start));
+    let second = t.pass().await;
+    // The resent batch and the tracks: the resent operations came back as duplicates (the
+    // server recorded no second application of them) and left the queue.
+    assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
+    assert_eq!(t.proxy.tally().answered, 3);
+    t.assert_applied_once().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplicates() {
+    let remote = RemoteOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_millis(300),
+    };
+    let t = Faulty::new(remote, UpstreamOptions::default()).await;
+    t.proxy.inject(Fault::Delay(Duration::from_secs(3)));
+
+    let first = t.pass().await;
+    assert_eq!((first.requests, first.acknowledged, first.retrying), (1, 0, FIRST_BATCH), "{first:?}");
+    let sent = t.client.outbox.list(None).await.expect("list");
+    let timed_out = sent.iter().filter(|op| op.attempts == 1).collect::<Vec<_>>();
+    assert_eq!(timed_out.len() as u64, FIRST_BATCH);
+    assert!(timed_out.iter().all(|op| op.last_error.as_deref().is_some_and(|e| e.contains("timed out"))));
+    // The server applied what the client gave up on.
+    t.proxy.server_answered(1).await;
+    let b = FIRST_BATCH as i64;
+    assert_eq!(t.server.applied(), (b, b, b));
+
+    t.drain().await;
+    t.assert_applied_once().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff() {
+    let t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
+    let start = t.clock.now();
+    t.proxy.inject(Fault::Answer500);
+
+    let first = t.pass().await;
+    assert_eq!((first.requests, first.acknowledged, first.retrying), (1, 0, FIRST_BATCH), "{first:?}");
+    assert_eq!(first.next_due, Some(Faulty::first_retry(start)));
+    let sent: Vec<_> =
+        t.client.outbox.list(None).await.expect("list").into_iter().filter(|op| op.sent).collect();
+    assert_eq!(sent.len() as u64, FIRST_BATCH);
+    for op in &sent {
+        assert_eq!((op.status, op.attempts), (OperationStatus::Pending, 1));
+        assert_eq!(op.next_attempt_at, Some(Faulty::first_retry(start)));
+        assert_eq!(op.last_error.as_deref(), Some("injected by the test proxy"));
+    }
+    assert_eq!(t.server.applied(), (0, 0, 0));
+
+    // Nothing goes out before the backoff ends.
+    assert_eq!(t.pass().await.requests, 0);
+    t.clock.set(Faulty::first_retry(start));
+    let second = t.pass().await;
+    assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
+    t.assert_applied_once().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_pauses_without_counting_attempts() {
+    let mut t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
+    let start = t.clock.now();
+    t.proxy.refuse().await;
+
+    let first = t.pass().await;
+    assert_eq!((first.requests, first.acknowledged), (1, 0), "{first:?}");
+    let probe = start.plus_millis(FIRST_WAIT_MS);
+    assert_eq!(first.next_due, Some(probe), "the offline probe");
+    for op in t.client.outbox.list(None).await.expect("list") {
+        assert_eq!((op.status, op.attempts, op.next_attempt_at), (OperationStatus::Pending, 0, None));
+    }
+    // Paused: no request until the probe, even once the server can be reached again.
+    assert_eq!(t.pass().await.requests, 0);
+    t.proxy.heal();
+    assert_eq!(t.pass().await.requests, 0);
+    assert_eq!(t.proxy.tally().accepted, 0);
+
+    t.clock.set(probe);
+    let second = t.pass().await;
+    assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
+    t.assert_applied_once().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_operation_is_parked_and_the_other_999_drain() {
+    let server = Server::start().await;
+    let user = UserId::new();
+    let token = server.sign_up(user).await;
+    let client = Client::new(user, &server.running.url(), &token).await;
+    // 999 good operations (a profile, 499 projects with a track each) and, among them, a
+    // project created in another account's name, which the server always refuses.
+    let mut good = client.write(250, 1).await;
+    let stranger = UserId::new();
+    let poison = Project::new(stranger, "Someone else's", None, WRITTEN_AT).expect("project");
+    client.projects.create(poison.clone()).await.expect("poison");
+    good += client.write_projects(249, 1).await;
+    assert_eq!(good, 999);
+    let manager = client.manager(&RemoteOptions::default(), UpstreamOptions::default());
+
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.acknowledged, report.failed, report.retrying), (999, 1, 0), "{report:?}");
+    let failed = client.outbox.list(Some(OperationStatus::Failed)).await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].entity.id, poison.id().as_uuid());
+    assert_eq!(failed[0].last_error.as_deref(), Some("forbidden: a project is created by its owner"));
+    assert_eq!(server.applied(), (999, 999, 999));
+    client.assert_queue_empty(1).await;
+
+    // Parked: not sent again.
+    let again = manager.process().await.expect("pass");
+    assert_eq!(again.requests, 0, "{again:?}");
 }

@@ -45,6 +45,12 @@ pub struct BenchArgs {
     /// scratch database, e.g. postgres://postgres@127.0.0.1:5432/test.
     #[arg(long, env = "TRACKFLOW_BENCH_POSTGRES_URL", value_name = "URL")]
     pub postgres: Option<String>,
+    /// Operations queued for each upstream drain (upstream-drain).
+    #[arg(long, default_value_t = 10_000)]
+    pub drain_ops: usize,
+    /// Rounds of upstream-drain, each one drain per batch size, in alternating order.
+    #[arg(long, default_value_t = 3)]
+    pub drain_rounds: usize,
 }
 
 /// The benchmark scenarios.
@@ -58,9 +64,13 @@ pub enum Scenario {
     /// Sync server pull latency and size for 10 changes in a 1,000-row and a 100,000-row
     /// database, against a trivial JSON endpoint on the same server.
     ServerPull,
+    /// Upstream drain throughput of `--drain-ops` queued operations to a loopback server,
+    /// batched (500 per request) against one operation per request.
+    UpstreamDrain,
 }
 
 mod server;
+mod upstream;
 
 /// Latency statistics of one measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +129,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::LocalWrite => local_write(&dir, &args).await?,
             Scenario::ServerPush => server::push(&dir, &args).await?,
             Scenario::ServerPull => server::pull(&dir, &args).await?,
+            Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
         });
     }
     Ok(reports)

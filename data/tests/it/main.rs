@@ -4,6 +4,7 @@
 mod model;
 mod repositories;
 mod store;
+mod upstream;
 
 use diesel::{connection::SimpleConnection, prelude::*, sql_types::BigInt};
 use std::{path::Path, sync::Arc};

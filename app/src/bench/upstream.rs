@@ -1,0 +1,282 @@
+//! Upstream drain: a client's outbox of `--drain-ops` operations (default 10,000) sent to a
+//! loopback server by the real `PendingOperationsManager`, batched (the default 500 operations
+//! per request) against one operation per request (the original design), in the same process.
+//!
+//! Every drain gets a fresh server over a fresh SQLite file and a fresh client store, both in the
+//! benchmark directory. The operations are queued through the app's repositories (the shaku
+//! module of `trackflow`) before the clock starts; the timed part is `process()` until a pass
+//! finds nothing to send. A drain that loses, fails or retries an operation, or that leaves the
+//! server with anything but exactly one applied mutation per operation, fails the benchmark.
+
+use super::{summarize, BenchArgs, Measurement, Report};
+use crate::wiring::local_module;
+use anyhow::{bail, ensure, Context};
+use diesel::{prelude::*, sql_query, sql_types::BigInt};
+use shaku::HasComponent;
+use std::{
+    future::Future,
+    path::Path,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use trackflow_data::{DieselServerStore, LocalStore, LocalStoreOptions, SystemClock};
+use trackflow_domain::{
+    ports::{
+        AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository,
+        RemoteDataSource, RemoteError, Session, SessionStorage, UserProfileRepository,
+    },
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+    AudioTrack, Project, UserId, UserProfile,
+};
+use trackflow_executors::{
+    ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
+};
+use trackflow_server::{AppState, RunningServer, ServerConfig};
+
+/// Projects in the workload; every other operation (but the profile) is a track in one of them.
+const PROJECTS: usize = 9;
+/// Pooled server connections: the default of `trackflow server`.
+const SERVER_CONNECTIONS: u32 = 8;
+/// More passes than this means the drain is not converging.
+const MAX_PASSES: usize = 100;
+
+/// One drain: its wall-clock time and the latency of every push request it made.
+struct Drain {
+    elapsed: Duration,
+    requests: Vec<Duration>,
+}
+
+/// The app's HTTP remote, timing every push: a push is the whole round trip (session read,
+/// JSON, HTTP, the server's handler and its transaction).
+struct TimedRemote {
+    inner: Arc<dyn RemoteDataSource>,
+    pushes: Mutex<Vec<Duration>>,
+}
+
+impl TimedRemote {
+    fn take(&self) -> Vec<Duration> {
+        std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+// What `#[async_trait]` expands to (this crate does not depend on async-trait).
+impl RemoteDataSource for TimedRemote {
+    fn push<'life0, 'async_trait>(
+        &'life0 self,
+        request: PushRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<PushResponse, RemoteError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.inner.push(request).await;
+            let took = started.elapsed();
+            self.pushes.lock().unwrap_or_else(|e| e.into_inner()).push(took);
+            result
+        })
+    }
+
+    fn pull<'life0, 'async_trait>(
+        &'life0 self,
+        request: PullRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<PullResponse, RemoteError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.pull(request)
+    }
+}
+
+/// Signs up `user` over HTTP; returns the token.
+async fn sign_up(url: &str, user: UserId) -> anyhow::Result<String> {
+    let email = format!("drain-{}@example.com", uuid::Uuid::now_v7().simple());
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/auth/signup"))
+        .json(&serde_json::json!({"email": email, "password": "benchmark password", "user_id": user}))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("sign-up failed: {}", response.text().await?);
+    }
+    let body: serde_json::Value = response.json().await?;
+    Ok(body["token"].as_str().context("sign-up answered no token")?.to_owned())
+}
+
+/// (mutations recorded, distinct mutation ids, versions issued) in the server's SQLite file.
+fn server_applied(db: &Path) -> anyhow::Result<(i64, i64, i64)> {
+    #[derive(QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        records: i64,
+        #[diesel(sql_type = BigInt)]
+        distinct_ids: i64,
+        #[diesel(sql_type = BigInt)]
+        versions: i64,
+    }
+    let mut conn = SqliteConnection::establish(&db.to_string_lossy())?;
+    let counts: Counts = sql_query(
+        "SELECT (SELECT count(*) FROM applied_mutations) AS records, \
+                (SELECT count(DISTINCT mutation_id) FROM applied_mutations) AS distinct_ids, \
+                (SELECT last_version FROM server_meta) AS versions",
+    )
+    .get_result(&mut conn)?;
+    Ok((counts.records, counts.distinct_ids, counts.versions))
+}
+
+/// Queues `ops` operations through the repositories: the user's profile, [`PROJECTS`] projects,
+/// and the rest as tracks, each project followed by its share of them.
+async fn queue(module: &crate::wiring::LocalModule, user: UserId, ops: usize) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = module.resolve();
+    let profiles: Arc<dyn UserProfileRepository> = module.resolve();
+    let projects: Arc<dyn ProjectRepository> = module.resolve();
+    let tracks: Arc<dyn AudioTrackRepository> = module.resolve();
+    profiles.create(UserProfile::new(user, "Bench", "bench@example.com", clock.now())?).await?;
+    let n_projects = PROJECTS.min(ops - 1);
+    let n_tracks = ops - 1 - n_projects;
+    for p in 0..n_projects {
+        let project =
+            projects.create(Project::new(user, &format!("Project {p}"), None, clock.now())?).await?;
+        // Tracks spread evenly; the first projects take the remainder.
+        let share = n_tracks / n_projects + usize::from(p < n_tracks % n_projects);
+        for t in 0..share {
+            let track =
+                AudioTrack::new(project.id(), user, &format!("Take {t}"), 180_000, None, clock.now())?;
+            tracks.create(track).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues `ops` operations for a fresh server in `dir`, then drains them with `batch_size`.
+async fn drain(dir: &Path, ops: usize, batch_size: usize) -> anyhow::Result<Drain> {
+    std::fs::create_dir_all(dir)?;
+    let server_db = dir.join("server.db");
+    let url = server_db.to_string_lossy().into_owned();
+    let server_store =
+        tokio::task::spawn_blocking(move || DieselServerStore::open(&url, SERVER_CONNECTIONS)).await??;
+    let state = AppState::new(Arc::new(server_store), ServerConfig::default());
+    let server = RunningServer::start("127.0.0.1:0".parse()?, state).await?;
+    let user = UserId::new();
+    let token = sign_up(&server.url(), user).await?;
+
+    let store =
+        LocalStore::open(LocalStoreOptions::new(dir.join("client.db")), Arc::new(SystemClock)).await?;
+    let module = local_module(&store)?;
+    let session: Arc<dyn SessionStorage> = module.resolve();
+    session
+        .save(Session {
+            user_id: user,
+            server_url: Some(server.url()),
+            access_token: Some(AccessToken::new(token)),
+        })
+        .await?;
+    queue(&module, user, ops).await?;
+    let outbox: Arc<dyn PendingOperationsRepository> = module.resolve();
+    let before = outbox.counts().await?;
+    ensure!(before.pending == ops as u64, "queued {} operations, expected {ops}", before.pending);
+
+    let remote = Arc::new(TimedRemote { inner: module.resolve(), pushes: Mutex::new(Vec::new()) });
+    let ports = UpstreamPorts {
+        outbox: outbox.clone(),
+        conflicts: module.resolve(),
+        remote: remote.clone(),
+        session,
+        reauthenticator: module.resolve(),
+        clock: module.resolve(),
+    };
+    let options = UpstreamOptions { batch_size, ..UpstreamOptions::default() };
+    let manager =
+        PendingOperationsManager::new(ports, ExecutorRegistry::default(), store.replica_id(), options);
+
+    let started = Instant::now();
+    let mut total = PassReport::default();
+    for pass in 0.. {
+        ensure!(pass < MAX_PASSES, "the drain did not converge after {MAX_PASSES} passes: {total:?}");
+        let report = manager.process().await?;
+        ensure!(
+            report.failed == 0 && report.retrying == 0,
+            "batch {batch_size}: a pass failed work: {report:?}"
+        );
+        total.requests += report.requests;
+        total.acknowledged += report.acknowledged;
+        if report.requests == 0 {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let after = outbox.counts().await?;
+    ensure!(
+        (after.pending, after.in_flight, after.failed) == (0, 0, 0) && total.acknowledged == ops as u64,
+        "batch {batch_size}: the outbox was not drained: {after:?} after {total:?}"
+    );
+    let requests = remote.take();
+    ensure!(requests.len() as u64 == total.requests, "{} pushes timed, {total:?}", requests.len());
+    server.shutdown().await?;
+    let ops = ops as i64;
+    let applied = tokio::task::spawn_blocking(move || server_applied(&server_db)).await??;
+    ensure!(
+        applied == (ops, ops, ops),
+        "batch {batch_size}: the server holds (records, distinct ids, versions) = {applied:?}, expected {ops} each"
+    );
+    Ok(Drain { elapsed, requests })
+}
+
+/// The scenario: `--drain-rounds` rounds (default 3), each draining with one operation per
+/// request and with batches of the default size, in alternating order.
+pub(super) async fn drain_upstream(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
+    let ops = args.drain_ops;
+    ensure!(ops >= 2, "--drain-ops must be at least 2 (a profile and a project)");
+    let batched = UpstreamOptions::default().batch_size;
+    let modes = [1, batched];
+    let rounds = args.drain_rounds.max(1);
+    let mut runs: Vec<Vec<Drain>> = vec![Vec::new(), Vec::new()];
+    let mut measurements = Vec::new();
+    for round in 0..rounds {
+        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for k in order {
+            let batch = modes[k];
+            let run = drain(&dir.join(format!("drain-{round}-batch-{batch}")), ops, batch).await?;
+            let mut m = summarize(&format!("round {}: batch {batch}", round + 1), run.requests.clone());
+            m.per_second = ops as f64 / run.elapsed.as_secs_f64();
+            runs[k].push(run);
+            measurements.push(m);
+        }
+        // This round's throughput ratio, on the batched row.
+        let [one, many] = [&runs[0], &runs[1]].map(|r| r[round].elapsed.as_secs_f64());
+        let rows = measurements.len();
+        for m in &mut measurements[rows - 2..] {
+            m.ratio_p50 = if m.name.ends_with(&format!("batch {batched}")) { one / many } else { 1.0 };
+        }
+    }
+
+    let median_rate = |drains: &[Drain]| {
+        let mut rates: Vec<f64> = drains.iter().map(|d| ops as f64 / d.elapsed.as_secs_f64()).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let base_rate = median_rate(&runs[0]);
+    for (k, drains) in runs.iter().enumerate() {
+        let batch = modes[k];
+        let requests: Vec<Duration> = drains.iter().flat_map(|d| d.requests.iter().copied()).collect();
+        let in_pushes: Duration = requests.iter().sum();
+        let drained: Duration = drains.iter().map(|d| d.elapsed).sum();
+        let mut m = summarize(&format!("batch {batch}, median of {rounds} [drain ops/s ratio]"), requests);
+        m.per_second = median_rate(drains);
+        m.ratio_p50 = m.per_second / base_rate;
+        measurements.push(m);
+        measurements.push(Measurement {
+            name: format!("batch {batch}: time in push requests / drain time"),
+            samples: 0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            per_second: 0.0,
+            ratio_p50: in_pushes.as_secs_f64() / drained.as_secs_f64(),
+        });
+    }
+    Ok(Report { scenario: "upstream-drain".into(), measurements })
+}

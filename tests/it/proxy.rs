@@ -1,0 +1,215 @@
+//! A small fault-injecting TCP proxy for HTTP/1.1, between a client and the sync server.
+//!
+//! Every connection carries exactly one request: the proxy adds `connection: close` to it, so
+//! the server answers with `connection: close` and shuts the connection, and the client never
+//! reuses one. A fault therefore hits exactly one request. Faults wait in a queue and are taken
+//! one per connection; with none queued, requests pass untouched.
+//!
+//! Refusal is not a per-connection fault (a listener that accepts and then closes is a cut, not
+//! a refusal): [`Proxy::refuse`] closes the listening socket, so connects fail with "connection
+//! refused", and [`Proxy::heal`] listens on the same port again.
+
+use std::{
+    collections::VecDeque,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpSocket, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
+
+/// What happens to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward the request, wait for the server's answer, then hold it this long before
+    /// passing it on (past the client's timeout, the server applied what the client gave up on).
+    Delay(Duration),
+    /// Forward the request and let the server answer, then close the client's connection
+    /// without the answer: the lost acknowledgement.
+    CutAfterRequest,
+    /// Read the request and answer `500` without forwarding it.
+    Answer500,
+}
+
+/// What the proxy has seen so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Requests the server answered, whether or not the answer was passed on.
+    pub answered: u64,
+}
+
+struct Shared {
+    server: SocketAddr,
+    faults: Mutex<VecDeque<Fault>>,
+    tally: watch::Sender<Tally>,
+}
+
+/// The proxy: listens on a free port of 127.0.0.1 and forwards to the server.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// The accept loop; `None` while refusing.
+    accepting: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// A proxy in front of the server at `server`.
+    pub fn start(server: SocketAddr) -> Self {
+        let listener = listen(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Arc::new(Shared {
+            server,
+            faults: Mutex::new(VecDeque::new()),
+            tally: watch::Sender::new(Tally::default()),
+        });
+        let accepting = Some(tokio::spawn(accept(listener, shared.clone())));
+        Self { addr, shared, accepting }
+    }
+
+    /// The URL clients use instead of the server's.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Queues `fault` for the next connection not yet given one.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.lock().expect("faults").push_back(fault);
+    }
+
+    /// Stops listening: connects are refused until [`heal`](Self::heal).
+    pub async fn refuse(&mut self) {
+        if let Some(task) = self.accepting.take() {
+            task.abort();
+            // Once the task has ended its listener is closed.
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port (after [`refuse`](Self::refuse)).
+    pub fn heal(&mut self) {
+        if self.accepting.is_none() {
+            self.accepting = Some(tokio::spawn(accept(listen(self.addr), self.shared.clone())));
+        }
+    }
+
+    /// What the proxy has seen so far.
+    pub fn tally(&self) -> Tally {
+        *self.shared.tally.borrow()
+    }
+
+    /// Waits until the server has answered `n` requests through the proxy (a delayed answer
+    /// may still be on its way when the client has given up).
+    pub async fn server_answered(&self, n: u64) {
+        let mut tally = self.shared.tally.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), tally.wait_for(|t| t.answered >= n))
+            .await
+            .expect("the server did not answer within 10 s")
+            .expect("proxy alive");
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.accepting.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A listener on `addr`. Address reuse lets [`Proxy::heal`] take its port back while the
+/// connections it closed linger in TIME_WAIT.
+fn listen(addr: SocketAddr) -> TcpListener {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket.bind(addr).expect("bind the proxy");
+    socket.listen(64).expect("listen")
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    while let Ok((client, _)) = listener.accept().await {
+        shared.tally.send_modify(|t| t.accepted += 1);
+        let fault = shared.faults.lock().expect("faults").pop_front();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            // A client that gave up makes writing to it fail; that is the point of some faults.
+            let _ = serve(client, fault, &shared).await;
+        });
+    }
+}
+
+/// Handles the one request of `client`, with `fault`.
+async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> io::Result<()> {
+    let request = read_request(&mut client).await?;
+    if fault == Some(Fault::Answer500) {
+        let body = r#"{"code":"internal","message":"injected by the test proxy"}"#;
+        let answer = format!(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(answer.as_bytes()).await?;
+        return client.shutdown().await;
+    }
+    let mut server = TcpStream::connect(shared.server).await?;
+    server.write_all(&request).await?;
+    // The server closes after its answer (`connection: close`), so its end is the answer's.
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer).await?;
+    shared.tally.send_modify(|t| t.answered += 1);
+    match fault {
+        // Dropping `client` closes it with the request read and no answer written.
+        Some(Fault::CutAfterRequest) => return Ok(()),
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Answer500) | None => {}
+    }
+    client.write_all(&answer).await?;
+    client.shutdown().await
+}
+
+/// Reads one request (its head and a `content-length` body) and returns it with its
+/// `connection` header replaced by `connection: close`.
+async fn read_request(client: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if client.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    };
+    let head =
+        std::str::from_utf8(&buf[..head_end]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut lines = head.split("\r\n").filter(|line| !line.is_empty());
+    let mut request = format!("{}\r\n", lines.next().unwrap_or_default());
+    let mut length = 0;
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap_or((line, ""));
+        match name.trim().to_ascii_lowercase().as_str() {
+            "connection" => continue,
+            "transfer-encoding" => return Err(io::Error::other("chunked requests are not supported")),
+            "content-length" => {
+                length = value.trim().parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+            _ => {}
+        }
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("connection: close\r\n\r\n");
+    while buf.len() < head_end + length {
+        if client.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    let mut request = request.into_bytes();
+    request.extend_from_slice(&buf[head_end..head_end + length]);
+    Ok(request)
+}
