@@ -147,6 +147,33 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
 }
 
 #[test]
+fn the_queue_reports_health_and_only_failed_operations_can_be_retried_or_discarded() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let queue = cli.json(&["queue"]);
+    let health = &queue["health"];
+    assert_eq!(
+        (health["status"].as_str(), health["pending"].as_u64(), health["failed"].as_u64()),
+        (Some("healthy"), Some(1), Some(0))
+    );
+    assert!(health["oldest_pending_age_ms"].is_u64(), "{health}");
+    let op = queue["operations"][0]["id"].as_str().expect("op id").to_owned();
+
+    let (code, err) = cli.fails(&["queue", "discard", &op]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("is pending, not failed"), "{err}");
+    assert_eq!(cli.json(&["queue", "retry", "--all"])["retried"], 0);
+    assert_eq!(cli.json(&["queue", "retry", &op])["retried"], 0, "a pending operation is not retried");
+    let (code, err) = cli.fails(&["queue", "retry"]);
+    assert!(code == 2 && err.contains("required"), "{err}");
+    let (code, err) = cli.fails(&["queue", "discard", "not-an-id"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1, "nothing changed");
+    let text = String::from_utf8(cli.run(&["queue"]).stdout).expect("utf-8");
+    assert!(text.starts_with("upstream healthy: 1 pending, 0 in flight, 0 failed"), "{text}");
+}
+
+#[test]
 fn the_demo_runs_offline_and_queues_its_writes() {
     let cli = Cli::new();
     let out = cli.run(&["demo"]);

@@ -3,7 +3,7 @@
 
 use super::{
     output::Printer, Cli, CollaboratorCommand, Command, CommentCommand, PlaylistCommand, ProfileCommand,
-    ProjectCommand, TrackCommand,
+    ProjectCommand, QueueCommand, TrackCommand,
 };
 use crate::wiring::{open_local_module, LocalModule};
 use anyhow::{anyhow, bail, Context};
@@ -20,6 +20,7 @@ use trackflow_domain::{
     PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
     UserProfilePatch,
 };
+use trackflow_executors::{upstream::health_of, UpstreamOptions};
 use uuid::Uuid;
 
 /// Runs a parsed command line.
@@ -47,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Comment(c) => app.comment(c).await,
         Command::Playlist(c) => app.playlist(c).await,
         Command::Collaborator(c) => app.collaborator(c).await,
-        Command::Queue => app.queue().await,
+        Command::Queue(args) => app.queue(args.action).await,
         Command::Bench(_) | Command::Demo | Command::Server(_) => unreachable!("handled above"),
     }
 }
@@ -254,14 +255,46 @@ impl App<'_> {
         }
     }
 
-    async fn queue(&self) -> anyhow::Result<()> {
+    async fn queue(&self, action: Option<QueueCommand>) -> anyhow::Result<()> {
         let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
+        match action {
+            None => {}
+            Some(QueueCommand::Retry { ids, all }) => {
+                let n = outbox.retry_failed(if all { None } else { Some(ids) }).await?;
+                return self
+                    .out
+                    .value(&json!({ "retried": n }), &format!("{n} failed operations will be sent again"));
+            }
+            Some(QueueCommand::Discard { ids }) => {
+                let dropped = outbox.discard_failed(ids).await?;
+                return self.out.value(
+                    &json!({ "discarded": dropped }),
+                    &format!("discarded {} operations (with what depended on them)", dropped.len()),
+                );
+            }
+        }
         let counts = outbox.counts().await?;
+        let health = health_of(&counts, self.now(), UpstreamOptions::default().stale_after);
         let operations = outbox.list(None).await?;
         if self.out.json {
-            return self.out.value(&json!({ "counts": counts, "operations": operations }), "");
+            return self
+                .out
+                .value(&json!({ "health": health, "counts": counts, "operations": operations }), "");
         }
-        println!("{} pending, {} in flight, {} failed", counts.pending, counts.in_flight, counts.failed);
+        let age = health
+            .oldest_pending_age_ms
+            .map(|ms| format!(", oldest {}s old", ms / 1_000))
+            .unwrap_or_default();
+        println!(
+            "upstream {}: {} pending, {} in flight, {} failed{age}",
+            serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
+            counts.pending,
+            counts.in_flight,
+            counts.failed
+        );
+        if let Some(error) = &health.last_error {
+            println!("last error: {error}");
+        }
         self.out.many(&operations, "nothing waiting to sync")
     }
 

@@ -51,8 +51,8 @@ pub enum Command {
     /// Who else works on a project.
     #[command(subcommand)]
     Collaborator(CollaboratorCommand),
-    /// Local changes waiting to be synced.
-    Queue,
+    /// Local changes waiting to be synced, and upstream health; retry or discard failed ones.
+    Queue(QueueArgs),
     /// A guided tour: an offline session writing to the local store (uses --data-dir, or a
     /// fresh temporary directory).
     Demo,
@@ -60,6 +60,35 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Run the sync server until Ctrl-C (or SIGTERM), then finish requests in flight and stop.
     Server(crate::server::ServerArgs),
+}
+
+/// `trackflow queue [retry|discard]`
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// What to do; without one, shows health and every queued operation.
+    #[command(subcommand)]
+    pub action: Option<QueueCommand>,
+}
+
+/// `trackflow queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Send failed operations again, from a fresh attempt count.
+    Retry {
+        /// Operation ids (see `trackflow queue`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<trackflow_domain::OperationId>,
+        /// Every failed operation.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop failed operations for good, with every queued operation that depends on them. The
+    /// local data keeps its values; the server never receives these changes.
+    Discard {
+        /// Operation ids (see `trackflow queue`).
+        #[arg(required = true)]
+        ids: Vec<trackflow_domain::OperationId>,
+    },
 }
 
 /// `trackflow profile ...`

@@ -116,6 +116,12 @@ pub struct UpstreamHealth {
     pub last_error: Option<String>,
 }
 
+/// The health of an outbox with `counts` at `now`, as a process that is not sending sees it
+/// (`trackflow queue` while the app syncs, say): from what the outbox records.
+pub fn health_of(counts: &OutboxCounts, now: Timestamp, stale_after: Duration) -> UpstreamHealth {
+    assess(counts, None, now, stale_after)
+}
+
 /// The health of an outbox with `counts`, at `now`, with sending paused for `pause`.
 fn assess(
     counts: &OutboxCounts,
