@@ -182,4 +182,60 @@ mod tests {
         projects.create(p).await.expect("create");
         assert_eq!(outbox.counts().await.expect("counts").pending, 1);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_write_wakes_the_background_processor_which_drains_it() {
+        use trackflow_domain::ports::{AccessToken, Session, SessionStorage};
+        let server_store =
+            trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
+        let state = trackflow_server::AppState::new(Arc::new(server_store), Default::default());
+        let server = trackflow_server::RunningServer::start("127.0.0.1:0".parse().expect("addr"), state)
+            .await
+            .expect("start");
+        let user = UserId::new();
+        let signup =
+            serde_json::json!({"email": "ana@example.com", "password": "correct horse", "user_id": user});
+        let response: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/auth/signup", server.url()))
+            .json(&signup)
+            .send()
+            .await
+            .expect("sign up")
+            .json()
+            .await
+            .expect("json");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(dir.path()).await.expect("store");
+        let module = local_module(&store).expect("module");
+        let session: Arc<dyn SessionStorage> = module.resolve();
+        let token = response["token"].as_str().expect("token");
+        let signed_in = Session {
+            user_id: user,
+            server_url: Some(server.url()),
+            access_token: Some(AccessToken::new(token)),
+        };
+        session.save(signed_in).await.expect("session");
+        let options =
+            UpstreamOptions { idle_poll: std::time::Duration::from_secs(3_600), ..Default::default() };
+        let task = UpstreamTask::spawn(upstream_manager(&module, &store, options), &store);
+        let mut passes = task.manager.passes();
+
+        let projects: Arc<dyn ProjectRepository> = module.resolve();
+        let outbox: Arc<dyn PendingOperationsRepository> = module.resolve();
+        projects
+            .create(Project::new(user, "Synced", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+        // Only the write can wake the processor before its hour-long idle poll.
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while outbox.counts().await.expect("counts").pending > 0 {
+                passes.changed().await.expect("running");
+            }
+        })
+        .await
+        .expect("drained after the write");
+        task.stop().await;
+        server.shutdown().await.expect("shutdown");
+    }
 }

@@ -1,7 +1,7 @@
 //! Upstream sync end to end: a client's outbox drained to a real server over HTTP, through a
 //! fault-injecting TCP proxy.
 
-use crate::proxy::{Fault, Proxy};
+use crate::proxy::{Fault, Proxy, Tally};
 use diesel::{prelude::*, sql_query, sql_types::BigInt};
 use std::{
     path::PathBuf,
@@ -22,7 +22,7 @@ use trackflow_domain::{
     AudioTrack, OperationStatus, Project, Timestamp, UserId, UserProfile,
 };
 use trackflow_executors::{
-    ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
+    queue::Backoff, ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
 };
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 
@@ -297,13 +297,19 @@ async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
     assert_eq!(first.next_due, Some(Faulty::first_retry(start)));
     let b = FIRST_BATCH as i64;
     assert_eq!(t.server.applied(), (b, b, b));
+    let cut = t.client.outbox.list(None).await.expect("list");
+    assert!(cut
+        .iter()
+        .filter(|op| op.attempts == 1)
+        .all(|op| op.last_error.as_deref().is_some_and(|e| e.starts_with("connection failed"))));
 
     t.clock.set(Faulty::first_retry(start));
     let second = t.pass().await;
     // The resent batch and the tracks: the resent operations came back as duplicates (the
     // server recorded no second application of them) and left the queue.
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
-    assert_eq!(t.proxy.tally().answered, 3);
+    // One connection per request, all three answered by the server.
+    assert_eq!(t.proxy.tally(), Tally { accepted: 3, answered: 3 });
     t.assert_applied_once().await;
 }
 
@@ -313,7 +319,9 @@ async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplica
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_millis(300),
     };
-    let t = Faulty::new(remote, UpstreamOptions::default()).await;
+    // Room for a retry that a slow machine makes time out as well: the queue must still drain.
+    let patient = Backoff { max_attempts: 10, ..Backoff::default() };
+    let t = Faulty::new(remote, UpstreamOptions { backoff: patient, ..Default::default() }).await;
     t.proxy.inject(Fault::Delay(Duration::from_secs(3)));
 
     let first = t.pass().await;
@@ -355,6 +363,7 @@ async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff()
     t.clock.set(Faulty::first_retry(start));
     let second = t.pass().await;
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
+    assert_eq!(t.proxy.tally(), Tally { accepted: 3, answered: 2 });
     t.assert_applied_once().await;
 }
 
@@ -368,9 +377,14 @@ async fn a_refused_connection_pauses_without_counting_attempts() {
     assert_eq!((first.requests, first.acknowledged), (1, 0), "{first:?}");
     let probe = start.plus_millis(FIRST_WAIT_MS);
     assert_eq!(first.next_due, Some(probe), "the offline probe");
-    for op in t.client.outbox.list(None).await.expect("list") {
+    let waiting = t.client.outbox.list(None).await.expect("list");
+    for op in &waiting {
         assert_eq!((op.status, op.attempts, op.next_attempt_at), (OperationStatus::Pending, 0, None));
     }
+    let refused = waiting.iter().filter(|op| op.sent);
+    assert!(refused
+        .map(|op| op.last_error.as_deref())
+        .all(|e| e.is_some_and(|e| e.contains("cannot connect"))));
     // Paused: no request until the probe, even once the server can be reached again.
     assert_eq!(t.pass().await.requests, 0);
     t.proxy.heal();
@@ -380,6 +394,7 @@ async fn a_refused_connection_pauses_without_counting_attempts() {
     t.clock.set(probe);
     let second = t.pass().await;
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
+    assert_eq!(t.proxy.tally(), Tally { accepted: 2, answered: 2 });
     t.assert_applied_once().await;
 }
 

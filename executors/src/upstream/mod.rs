@@ -226,6 +226,12 @@ impl PendingOperationsManager {
         }
     }
 
+    /// Replaces the clock the manager schedules by.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.ports.clock = clock;
+        self
+    }
+
     /// Replaces the jitter source (uniform in `[0, 1)`), so tests can pin the backoff.
     pub fn with_jitter(mut self, jitter: impl Fn() -> f64 + Send + Sync + 'static) -> Self {
         self.jitter = Box::new(jitter);

@@ -582,3 +582,86 @@ fn health_is_judged_from_counts_pauses_and_age() {
         (3, 1, Some(1_500), Some("unreachable"))
     );
 }
+
+/// Time that follows tokio's (paused, auto-advancing) clock, for the run loop.
+fn tokio_clock() -> MockClock {
+    let start = tokio::time::Instant::now();
+    let mut clock = MockClock::new();
+    clock.expect_now().returning(move || {
+        Timestamp(Time::START + i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX))
+    });
+    clock
+}
+
+/// Waits (in tokio time) until the outbox is empty, pass by pass.
+async fn until_drained(manager: &PendingOperationsManager, outbox: &FakeOutbox) {
+    let mut passes = manager.passes();
+    tokio::time::timeout(Duration::from_secs(3_600), async {
+        while !outbox.snapshot().is_empty() {
+            passes.changed().await.expect("manager running");
+        }
+    })
+    .await
+    .expect("drained within the hour");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_processor_retries_when_the_backoff_expires_without_a_new_write() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let sent_at: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+    let times = Arc::clone(&sent_at);
+    let (remote, _) = remote(move |request| {
+        let mut times = times.lock().expect("lock");
+        times.push(tokio::time::Instant::now());
+        if times.len() == 1 {
+            Err(server_error())
+        } else {
+            applied(request)
+        }
+    });
+    let mut setup = Setup::new(vec![create], remote);
+    setup.options.idle_poll = Duration::from_secs(3_600);
+    let outbox = setup.outbox.clone();
+    let (manager, _, _) = setup.manager();
+    let manager = Arc::new(manager.with_clock(Arc::new(tokio_clock())));
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn({
+        let manager = Arc::clone(&manager);
+        async move { manager.run(stopped).await }
+    });
+
+    until_drained(&manager, &outbox).await;
+    let times = sent_at.lock().expect("lock").clone();
+    assert_eq!(times.len(), 2);
+    // The retry came when the backoff (0.5 of 1 s) expired, not at the hour-long idle poll.
+    assert_eq!(times[1] - times[0], Duration::from_millis(500));
+    stop.send(true).expect("stop");
+    runner.await.expect("runner");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wake_runs_a_pass_at_once() {
+    let (remote, requests) = remote(applied);
+    let mut setup = Setup::new(vec![], remote);
+    setup.options.idle_poll = Duration::from_secs(3_600);
+    let outbox = setup.outbox.clone();
+    let (manager, _, _) = setup.manager();
+    let manager = Arc::new(manager);
+    let mut passes = manager.passes();
+    let (stop, stopped) = watch::channel(false);
+    let runner = tokio::spawn({
+        let manager = Arc::clone(&manager);
+        async move { manager.run(stopped).await }
+    });
+    passes.changed().await.expect("first pass");
+
+    let start = tokio::time::Instant::now();
+    outbox.ops.lock().expect("lock").push(Ops::new().project().1);
+    manager.wake();
+    until_drained(&manager, &outbox).await;
+    assert_eq!(requests.lock().expect("lock").len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(1), "woken, not polled: {:?}", start.elapsed());
+    stop.send(true).expect("stop");
+    runner.await.expect("runner");
+}
