@@ -127,11 +127,18 @@ async fn read<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>)
 /// never established means the request was not delivered (unreachable); a timeout or a cut
 /// connection may have delivered it.
 fn transport(e: reqwest::Error) -> RemoteError {
+    // reqwest's own message leaves out the cause ("Connection refused", ...): add the chain.
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(inner) = cause {
+        message = format!("{message}: {inner}");
+        cause = inner.source();
+    }
     if e.is_connect() {
-        return RemoteError::Unreachable { message: format!("cannot connect: {e}") };
+        return RemoteError::Unreachable { message: format!("cannot connect: {message}") };
     }
     let what = if e.is_timeout() { "timed out" } else { "connection failed" };
-    RemoteError::Transient { message: format!("{what}: {e}"), retry_after_ms: None }
+    RemoteError::Transient { message: format!("{what}: {message}"), retry_after_ms: None }
 }
 
 /// Classifies an error status. Pure, so the table of cases is tested without a network.

@@ -7,9 +7,9 @@
 //!   checks an operation against its entity type and turns it into the mutation that is sent.
 //! - [`queue`]: the pure decisions of the queue — coalescing, batch selection by priority
 //!   without breaking causality, and the backoff schedule.
-//!
-//! Still to come: the `PendingOperationsManager`, which applies these decisions to the outbox,
-//! sends batches, acknowledges results, and retries with backoff.
+//! - [`upstream`]: the [`PendingOperationsManager`], which applies these decisions to the outbox,
+//!   sends batches, settles results, retries with backoff, parks failures, re-authenticates,
+//!   reports health, and runs in the background woken by writes, reconnects and timers.
 
 pub mod queue;
 pub mod registry;

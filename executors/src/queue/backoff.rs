@@ -3,8 +3,8 @@
 //! Attempt `n` (1-based) failing transiently waits a uniformly random time in
 //! `[0, min(cap, base · 2^(n-1))]` ("full jitter": clients that failed together do not retry
 //! together), or the server's `Retry-After` if that is longer. After `max_attempts` failures the
-//! operation is parked as failed. Failures while offline are not counted: the processor does not
-//! send while the network monitor says offline.
+//! operation is parked as failed. Failures that certainly never reached the server (it was
+//! unreachable, or refused the credentials) are not counted: the processor pauses instead.
 
 use std::time::Duration;
 
