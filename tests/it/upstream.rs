@@ -45,17 +45,36 @@ impl Server {
 
     /// Signs up a fresh account for `user`; returns its token.
     pub async fn sign_up(&self, user: UserId) -> String {
-        let email = format!("user-{}@example.com", uuid::Uuid::now_v7().simple());
+        self.sign_up_as(user, &format!("user-{}@example.com", uuid::Uuid::now_v7().simple())).await
+    }
+
+    /// Signs up `email` (password "correct horse") for `user`; returns its token.
+    pub async fn sign_up_as(&self, user: UserId, email: &str) -> String {
         let body = serde_json::json!({"email": email, "password": "correct horse", "user_id": user});
-        let response = reqwest::Client::new()
-            .post(format!("{}/v1/auth/signup", self.running.url()))
-            .json(&body)
-            .send()
-            .await
-            .expect("sign up");
-        assert!(response.status().is_success(), "{}", response.status());
-        let body: serde_json::Value = response.json().await.expect("json");
-        body["token"].as_str().expect("token").to_owned()
+        self.auth("signup", None, &body).await
+    }
+
+    /// Logs `email` in again; returns the new token.
+    pub async fn log_in(&self, email: &str) -> String {
+        self.auth("login", None, &serde_json::json!({"email": email, "password": "correct horse"})).await
+    }
+
+    /// Revokes `token`.
+    pub async fn log_out(&self, token: &str) {
+        self.auth("logout", Some(token), &serde_json::json!({})).await;
+    }
+
+    /// Posts to `/v1/auth/<action>`; returns the token in the answer, if any.
+    async fn auth(&self, action: &str, bearer: Option<&str>, body: &serde_json::Value) -> String {
+        let mut request = reqwest::Client::new().post(format!("{}/v1/auth/{action}", self.running.url()));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.json(body).send().await.expect(action);
+        assert!(response.status().is_success(), "{action}: {}", response.status());
+        let text = response.text().await.expect("body");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        body["token"].as_str().unwrap_or_default().to_owned()
     }
 
     /// (mutations recorded, distinct mutation ids, versions issued). A mutation applied twice
@@ -217,6 +236,41 @@ async fn a_queue_drains_to_the_server_once() {
 
     let report = manager.process().await.expect("pass");
     assert_eq!(report.acknowledged as i64, queued, "{report:?}");
+    client.assert_queue_empty(0).await;
+    assert_eq!(server.applied(), (queued, queued, queued));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_pauses_upstream_until_the_user_signs_in_again() {
+    let server = Server::start().await;
+    let user = UserId::new();
+    let email = format!("ana-{}@example.com", uuid::Uuid::now_v7().simple());
+    let token = server.sign_up_as(user, &email).await;
+    let client = Client::new(user, &server.running.url(), &token).await;
+    let queued = client.write(2, 2).await as i64;
+    let manager = client.manager(&RemoteOptions::default(), UpstreamOptions::default());
+    server.log_out(&token).await;
+
+    // 401, and the stored session holds no other token: paused, nothing used up, nothing lost.
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.acknowledged), (1, 0));
+    let health = manager.health().await.expect("health");
+    assert_eq!(health.status, trackflow_executors::HealthStatus::Unhealthy);
+    assert!(health.last_error.as_deref().is_some_and(|e| e.starts_with("sign-in required")), "{health:?}");
+    let ops = client.outbox.list(None).await.expect("list");
+    assert_eq!(ops.len() as i64, queued);
+    assert!(ops.iter().all(|op| op.attempts == 0 && op.status == OperationStatus::Pending));
+    assert_eq!(manager.process().await.expect("pass").requests, 0, "waits for sign-in");
+
+    // The user signs in again (here or in another process): the stored session changes, and
+    // resume() sends the same operations.
+    let fresh = server.log_in(&email).await;
+    let mut session = client.session.load().await.expect("load").expect("session");
+    session.access_token = Some(AccessToken::new(fresh));
+    client.session.save(session).await.expect("save");
+    manager.resume();
+    let report = manager.process().await.expect("pass");
+    assert_eq!(report.acknowledged as i64, queued);
     client.assert_queue_empty(0).await;
     assert_eq!(server.applied(), (queued, queued, queued));
 }
