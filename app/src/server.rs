@@ -42,35 +42,37 @@ pub async fn run(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to learn the port.
     eprintln!("trackflow server listening on http://{addr} (database: {})", store.database().redacted());
     let config = ServerConfig {
         token_ttl: std::time::Duration::from_secs(args.token_days.saturating_mul(24 * 3600)),
         ..ServerConfig::default()
     };
-    trackflow_server::serve(listener, AppState::new(Arc::new(store), config), shutdown_signal()).await?;
+    trackflow_server::serve(listener, AppState::new(Arc::new(store), config), shutdown).await?;
     eprintln!("trackflow server stopped");
     Ok(())
 }
 
-/// Completes on Ctrl-C, or on SIGTERM where there is one.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that completes on Ctrl-C, or on SIGTERM where there is one. The handlers are
+/// installed when this is called, not when the future is first polled: the address line is
+/// printed after it, and a signal sent as soon as that line appears must not find the default
+/// action (which would kill the process without a graceful stop).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        })
     }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

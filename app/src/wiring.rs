@@ -138,13 +138,23 @@ impl UpstreamTask {
     }
 
     /// Stops the processor after its current pass.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        let mut tasks = self.tasks.into_iter();
+        let mut tasks = std::mem::take(&mut self.tasks).into_iter();
         if let Some(runner) = tasks.next() {
             let _ = runner.await;
         }
         for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for UpstreamTask {
+    /// Dropped without [`stop`](Self::stop): the tasks are aborted. Operations of a request cut
+    /// short stay in flight and go back to pending at the next pass of any manager.
+    fn drop(&mut self) {
+        for task in &self.tasks {
             task.abort();
         }
     }

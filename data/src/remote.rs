@@ -4,8 +4,9 @@
 //!
 //! - unreachable: no connection could be made (refused, no route, name lookup failed), so the
 //!   request was certainly not delivered;
-//! - transient: connection cut, timeouts, 5xx, 408 and 429 (with the server's `Retry-After`, in
+//! - busy: 429 and 503, the server declined to process the request (with its `Retry-After`, in
 //!   seconds or as an HTTP date);
+//! - transient: connection cut, timeouts, other 5xx and 408: the request may have been applied;
 //! - re-authenticate: 401, or no token stored;
 //! - permanent: every other 4xx, with the server's `{code, message}`.
 
@@ -71,6 +72,7 @@ impl HttpRemote {
         let base = session.server_url.ok_or_else(|| RemoteError::Permanent {
             code: "no_server".into(),
             message: "no sync server is configured".into(),
+            mutation_id: None,
         })?;
         let token = session.access_token.ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
         Ok((format!("{}{path}", base.trim_end_matches('/')), token.expose().to_owned()))
@@ -83,7 +85,11 @@ fn http_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
         .timeout(options.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
-        .map_err(|e| RemoteError::Permanent { code: "client".into(), message: e.to_string() })
+        .map_err(|e| RemoteError::Permanent {
+            code: "client".into(),
+            message: e.to_string(),
+            mutation_id: None,
+        })
 }
 
 #[async_trait]
@@ -152,18 +158,17 @@ pub fn classify(
     let message = error.as_ref().map_or_else(|| status.to_string(), |e| e.message.clone());
     match status {
         StatusCode::UNAUTHORIZED => RemoteError::Unauthorized(message),
-        s if s == StatusCode::TOO_MANY_REQUESTS
-            || s == StatusCode::REQUEST_TIMEOUT
-            || s.is_server_error() =>
-        {
-            RemoteError::Transient {
-                message,
-                retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
-            }
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+            RemoteError::Busy { message, retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)) }
         }
-        s => RemoteError::Permanent {
-            code: error.map_or_else(|| format!("http_{}", s.as_u16()), |e| e.code),
+        s if s == StatusCode::REQUEST_TIMEOUT || s.is_server_error() => RemoteError::Transient {
             message,
+            retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)),
+        },
+        s => RemoteError::Permanent {
+            code: error.as_ref().map_or_else(|| format!("http_{}", s.as_u16()), |e| e.code.clone()),
+            message,
+            mutation_id: error.and_then(|e| e.mutation_id),
         },
     }
 }
@@ -203,6 +208,7 @@ mod tests {
                 RemoteError::Permanent {
                     code: "forbidden".into(),
                     message: "viewers cannot change a project".into(),
+                    mutation_id: None,
                 },
             ),
             (
@@ -212,6 +218,7 @@ mod tests {
                 RemoteError::Permanent {
                     code: "forbidden".into(),
                     message: "viewers cannot change a project".into(),
+                    mutation_id: None,
                 },
             ),
             (
@@ -227,7 +234,7 @@ mod tests {
                 "429 honours Retry-After seconds",
                 429,
                 Some("7"),
-                RemoteError::Transient {
+                RemoteError::Busy {
                     message: "viewers cannot change a project".into(),
                     retry_after_ms: Some(7_000),
                 },
@@ -236,7 +243,7 @@ mod tests {
                 "429 honours an HTTP date",
                 429,
                 Some(&date),
-                RemoteError::Transient {
+                RemoteError::Busy {
                     message: "viewers cannot change a project".into(),
                     retry_after_ms: Some(120_000),
                 },
@@ -254,14 +261,14 @@ mod tests {
                 "503 with Retry-After",
                 503,
                 Some("2"),
-                RemoteError::Transient {
+                RemoteError::Busy {
                     message: "viewers cannot change a project".into(),
                     retry_after_ms: Some(2_000),
                 },
             ),
             (
                 "garbage Retry-After is ignored",
-                503,
+                502,
                 Some("soon"),
                 RemoteError::Transient {
                     message: "viewers cannot change a project".into(),
@@ -276,9 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_push_names_its_mutation() {
+        let id = trackflow_domain::OperationId::new();
+        let body = format!(r#"{{"code":"invalid_field","message":"name: empty","mutation_id":"{id}"}}"#);
+        let got = classify(StatusCode::UNPROCESSABLE_ENTITY, None, body.as_bytes(), SystemTime::now());
+        assert!(matches!(got, RemoteError::Permanent { mutation_id: Some(m), .. } if m == id), "{got:?}");
+    }
+
+    #[test]
     fn a_body_that_is_not_an_api_error_still_classifies() {
         let got = classify(StatusCode::NOT_FOUND, None, b"<html>", SystemTime::now());
-        assert_eq!(got, RemoteError::Permanent { code: "http_404".into(), message: "404 Not Found".into() });
+        assert_eq!(
+            got,
+            RemoteError::Permanent {
+                code: "http_404".into(),
+                message: "404 Not Found".into(),
+                mutation_id: None
+            }
+        );
         assert!(classify(StatusCode::BAD_GATEWAY, None, b"", SystemTime::now()).is_transient());
     }
 }

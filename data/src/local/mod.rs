@@ -150,9 +150,14 @@ impl LocalStore {
         let inner = Arc::clone(&self.inner);
         let result = self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report);
         if result.is_ok() {
-            self.inner.writes.send_modify(|n| *n = n.wrapping_add(1));
+            self.announce_write();
         }
         result
+    }
+
+    /// Tells [`watch_writes`](Self::watch_writes) receivers that the queue changed.
+    pub(crate) fn announce_write(&self) {
+        self.inner.writes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Runs a read and maps the outcome to a port error.

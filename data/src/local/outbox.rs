@@ -30,8 +30,7 @@ const TABLE: &str = "pending_operations";
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct OperationRow {
     #[diesel(skip_insertion)]
-    #[allow(dead_code)]
-    seq: i32,
+    pub(crate) seq: i32,
     pub(crate) id: String,
     entity_type: String,
     entity_id: String,
@@ -243,11 +242,16 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
 
     #[tracing::instrument(skip_all)]
     async fn retry_failed(&self, ids: Option<Vec<OperationId>>) -> Result<u64, RepositoryError> {
-        self.store.read(move |conn| upstream::retry_failed(conn, ids.as_deref())).await
+        let retried = self.store.read(move |conn| upstream::retry_failed(conn, ids.as_deref())).await?;
+        self.store.announce_write();
+        Ok(retried)
     }
 
     #[tracing::instrument(skip_all, fields(n = ids.len()))]
     async fn discard_failed(&self, ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError> {
-        self.store.read(move |conn| upstream::discard_failed(conn, &ids)).await
+        let discarded = self.store.read(move |conn| upstream::discard_failed(conn, &ids)).await?;
+        // What waited behind the discarded operations may go now.
+        self.store.announce_write();
+        Ok(discarded)
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 use trackflow_domain::{
-    sync::{CoalescePlan, Settlement},
+    sync::{upstream::cascade, CoalescePlan, Settlement},
     EntityRef, EntityType, OperationId, OperationStatus, SyncOperation, Timestamp,
 };
 
@@ -48,14 +48,31 @@ macro_rules! with_entity_table {
     };
 }
 
+/// Most ids bound in one statement: SQLite allows 32,766 variables; lists longer than this are
+/// handled in chunks inside the caller's transaction.
+const CHUNK: usize = 500;
+
 fn id_texts(ids: &[OperationId]) -> Vec<String> {
     ids.iter().map(ToString::to_string).collect()
 }
 
 /// The queued operations with these ids, in queue order.
 fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<SyncOperation>> {
+    let mut ops = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<OperationRow> = dsl::pending_operations
+            .filter(dsl::id.eq_any(id_texts(chunk)))
+            .select(OperationRow::as_select())
+            .load(conn)?;
+        ops.extend(rows);
+    }
+    ops.sort_by_key(|row| row.seq);
+    ops.into_iter().map(OperationRow::decode).collect()
+}
+
+/// The whole queue, in queue order.
+fn load_all(conn: &mut SqliteConnection) -> StoreResult<Vec<SyncOperation>> {
     dsl::pending_operations
-        .filter(dsl::id.eq_any(id_texts(ids)))
         .order(dsl::seq)
         .select(OperationRow::as_select())
         .load(conn)?
@@ -77,7 +94,9 @@ fn remove(
     };
     raise_high_water(conn, newest)?;
     let ids: Vec<OperationId> = removed.iter().map(|op| op.id).collect();
-    diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(&ids)))).execute(conn)?;
+    for chunk in ids.chunks(CHUNK) {
+        diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk)))).execute(conn)?;
+    }
 
     // What is still queued, per entity: one pass over the outbox for the whole batch.
     let remaining: Vec<(String, String, String)> =
@@ -159,10 +178,14 @@ pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan)
 
 /// Marks operations as going out in a request.
 pub(crate) fn mark_sent(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<()> {
-    diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(ids))))
-        .set((dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true)))
-        .execute(conn)?;
-    Ok(())
+    conn.immediate_transaction(|conn| {
+        for chunk in ids.chunks(CHUNK) {
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk))))
+                .set((dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true)))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 /// Records what became of sent operations. Settlements of operations no longer queued (a
@@ -227,65 +250,64 @@ pub(crate) fn release_in_flight(conn: &mut SqliteConnection) -> StoreResult<u64>
     Ok(n as u64)
 }
 
-/// Sends failed operations again, from a fresh attempt count.
+/// Sends failed operations again, from a fresh attempt count: `ids` (each must be failed), or
+/// every failed operation.
 pub(crate) fn retry_failed(conn: &mut SqliteConnection, ids: Option<&[OperationId]>) -> StoreResult<u64> {
-    let mut target =
-        dsl::pending_operations.filter(dsl::status.eq(OperationStatus::Failed.as_str())).into_boxed();
-    if let Some(ids) = ids {
-        target = target.filter(dsl::id.eq_any(id_texts(ids)));
-    }
-    // A boxed query cannot be an UPDATE target; select the seqs, then update them.
-    let seqs: Vec<i32> = target.select(dsl::seq).load(conn)?;
-    let n = diesel::update(dsl::pending_operations.filter(dsl::seq.eq_any(seqs)))
-        .set((
-            dsl::status.eq(OperationStatus::Pending.as_str()),
-            dsl::attempts.eq(0),
-            dsl::next_attempt_at.eq(None::<i64>),
-            dsl::last_error.eq(None::<String>),
-        ))
-        .execute(conn)?;
-    Ok(n as u64)
+    conn.immediate_transaction(|conn| {
+        let failed: Vec<OperationId> = match ids {
+            Some(ids) => {
+                let ops = load(conn, ids)?;
+                require_failed(ids, &ops)?;
+                ids.to_vec()
+            }
+            None => load_all(conn)?
+                .into_iter()
+                .filter(|op| op.status == OperationStatus::Failed)
+                .map(|op| op.id)
+                .collect(),
+        };
+        for chunk in failed.chunks(CHUNK) {
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk))))
+                .set((
+                    dsl::status.eq(OperationStatus::Pending.as_str()),
+                    dsl::attempts.eq(0),
+                    dsl::next_attempt_at.eq(None::<i64>),
+                    dsl::last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
+        }
+        Ok(failed.len() as u64)
+    })
 }
 
-/// Drops failed operations and what depends on them, transitively.
+/// Refuses unless every one of `ids` is queued (in `ops`) and failed.
+fn require_failed(ids: &[OperationId], ops: &[SyncOperation]) -> StoreResult<()> {
+    for id in ids {
+        match ops.iter().find(|op| op.id == *id) {
+            Some(op) if op.status == OperationStatus::Failed => {}
+            Some(op) => {
+                return Err(StoreError::Conflict(format!(
+                    "operation {id} is {}, not failed: only failed operations can be retried or discarded",
+                    op.status
+                )))
+            }
+            None => return Err(StoreError::Conflict(format!("operation {id} is not queued"))),
+        }
+    }
+    Ok(())
+}
+
+/// Drops failed operations and what goes with them ([`cascade`]): later operations on an
+/// entity whose create is dropped, and everything created inside it.
 pub(crate) fn discard_failed(
     conn: &mut SqliteConnection,
     ids: &[OperationId],
 ) -> StoreResult<Vec<OperationId>> {
     conn.immediate_transaction(|conn| {
-        let queue: Vec<SyncOperation> = dsl::pending_operations
-            .order(dsl::seq)
-            .select(OperationRow::as_select())
-            .load(conn)?
-            .into_iter()
-            .map(OperationRow::decode)
-            .collect::<StoreResult<_>>()?;
-        let mut dropped: HashSet<OperationId> = HashSet::new();
-        for id in ids {
-            match queue.iter().find(|op| op.id == *id) {
-                Some(op) if op.status == OperationStatus::Failed => {
-                    dropped.insert(op.id);
-                }
-                Some(op) => {
-                    return Err(StoreError::Conflict(format!(
-                        "operation {id} is {}, not failed: only failed operations can be discarded",
-                        op.status
-                    )))
-                }
-                None => return Err(StoreError::Conflict(format!("operation {id} is not queued"))),
-            }
-        }
-        loop {
-            let before = dropped.len();
-            for op in &queue {
-                if op.depends_on.iter().any(|d| dropped.contains(d)) {
-                    dropped.insert(op.id);
-                }
-            }
-            if dropped.len() == before {
-                break;
-            }
-        }
+        let queue = load_all(conn)?;
+        require_failed(ids, &queue)?;
+        let dropped: HashSet<OperationId> =
+            cascade(&queue, &ids.iter().copied().collect()).into_iter().collect();
         let removed: Vec<SyncOperation> = queue.into_iter().filter(|op| dropped.contains(&op.id)).collect();
         remove(conn, &removed, &HashMap::new())?;
         Ok(removed.into_iter().map(|op| op.id).collect())

@@ -180,6 +180,56 @@ async fn discarding_a_failed_create_drops_what_depends_on_it() {
 }
 
 #[tokio::test]
+async fn discarding_a_failed_create_drops_later_operations_on_its_entity_but_not_mere_references() {
+    let c = Client::new().await;
+    let project = c.project().await;
+    let track = c.track(&project).await;
+    let ids = c.ids().await;
+    c.outbox.settle(vec![(ids[0], Settlement::Applied { version: 1 })]).await.expect("project acknowledged");
+    // A rename of the track and a playlist listing it wait behind the track's create.
+    c.tracks
+        .update(
+            track.id(),
+            trackflow_domain::AudioTrackPatch { name: Some("Take 2".into()), ..Default::default() },
+        )
+        .await
+        .expect("rename");
+    let playlists = trackflow_data::SqlitePlaylistRepository::new(c.fx.store.clone());
+    let playlist =
+        trackflow_domain::Playlist::new(project.id(), "Mix", vec![track.id()], NOW).expect("valid");
+    use trackflow_domain::ports::PlaylistRepository;
+    playlists.create(playlist).await.expect("playlist");
+    let [track_create, rename, playlist_create] = c.ids().await[..] else { panic!("three operations") };
+    c.outbox
+        .settle(vec![(track_create, Settlement::Failed { reason: "rejected".into() })])
+        .await
+        .expect("fail");
+
+    let mut dropped = c.outbox.discard_failed(vec![track_create]).await.expect("discard");
+    dropped.sort();
+    let mut expected = vec![track_create, rename];
+    expected.sort();
+    assert_eq!(
+        dropped, expected,
+        "the rename goes with the create; the playlist stays and will fail visibly"
+    );
+    assert_eq!(c.ids().await, vec![playlist_create]);
+}
+
+#[tokio::test]
+async fn long_id_lists_stay_under_sqlites_variable_limit() {
+    let c = Client::new().await;
+    c.project().await;
+    let many: Vec<OperationId> = (0..40_000).map(|_| OperationId::new()).collect();
+    c.outbox.mark_sent(many.clone()).await.expect("mark 40,000 ids");
+    let settlements = many.iter().map(|id| (*id, Settlement::Applied { version: 1 })).collect();
+    c.outbox.settle(settlements).await.expect("settle 40,000 ids");
+    let plan = CoalescePlan { rewrite: vec![], remove: many.clone() };
+    assert!(!c.outbox.apply_coalescing(plan).await.expect("plan of 40,000 ids"), "unknown ids: refused");
+    assert_eq!(c.ids().await.len(), 1, "the one real operation is untouched");
+}
+
+#[tokio::test]
 async fn coalescing_applies_unless_an_operation_was_sent_meanwhile() {
     let c = Client::new().await;
     let project = c.project().await;

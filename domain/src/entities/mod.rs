@@ -67,6 +67,17 @@ impl EntityType {
         }
     }
 
+    /// The type of the entity an entity of this type lives inside (its `parent()`), if any.
+    pub const fn parent_type(self) -> Option<EntityType> {
+        match self {
+            EntityType::UserProfile | EntityType::Project => None,
+            EntityType::ProjectCollaborator | EntityType::AudioTrack | EntityType::Playlist => {
+                Some(EntityType::Project)
+            }
+            EntityType::AudioComment => Some(EntityType::AudioTrack),
+        }
+    }
+
     /// The upstream priority of an operation on this entity type.
     ///
     /// Deletes and access changes go first (they revoke or remove data others may be looking

@@ -1,4 +1,7 @@
-use crate::protocol::{PullRequest, PullResponse, PushRequest, PushResponse};
+use crate::{
+    ids::OperationId,
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+};
 use async_trait::async_trait;
 use shaku::Interface;
 
@@ -13,7 +16,16 @@ pub enum RemoteError {
         /// What failed.
         message: String,
     },
-    /// Worth retrying later: timeout, connection cut, 5xx, 408, 429. The request may have
+    /// The server declined to process the request now (429, 503): nothing was applied. Retry
+    /// after `retry_after_ms` if given; it uses no attempts.
+    #[error("server busy: {message}")]
+    Busy {
+        /// What the server said.
+        message: String,
+        /// The server's Retry-After, if it sent one.
+        retry_after_ms: Option<u64>,
+    },
+    /// Worth retrying later: timeout, connection cut, 500, 502, 504, 408. The request may have
     /// reached the server.
     #[error("temporary failure: {message}")]
     Transient {
@@ -32,13 +44,18 @@ pub enum RemoteError {
         code: String,
         /// The server's explanation.
         message: String,
+        /// For a refused push: the mutation that caused it, when the server names one.
+        mutation_id: Option<OperationId>,
     },
 }
 
 impl RemoteError {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Transient { .. } | RemoteError::Unreachable { .. })
+        matches!(
+            self,
+            RemoteError::Transient { .. } | RemoteError::Unreachable { .. } | RemoteError::Busy { .. }
+        )
     }
 }
 

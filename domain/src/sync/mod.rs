@@ -8,7 +8,7 @@ mod metadata;
 pub mod mutation_plan;
 mod operation;
 mod state;
-mod upstream;
+pub mod upstream;
 
 pub use conflict::{ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};

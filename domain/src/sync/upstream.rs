@@ -1,8 +1,9 @@
 //! What the upstream processor decides about queued operations, in the form the outbox port
 //! applies: a coalescing plan, and the settlement of each sent operation.
 
-use super::SyncOperation;
-use crate::{ids::OperationId, protocol::EntityState, time::Timestamp};
+use super::{OperationKind, SyncOperation};
+use crate::{entities::EntityRef, ids::OperationId, protocol::EntityState, time::Timestamp};
+use std::collections::HashSet;
 
 /// What coalescing does to the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -50,4 +51,56 @@ pub enum Settlement {
         /// What went wrong, for health reports.
         error: String,
     },
+}
+
+/// What must go from `queue` when the operations `dropped` go (a create cancelled by its delete,
+/// or a failed operation the user discards): the operations on entities whose create is dropped,
+/// and, transitively, everything created inside those entities (a project's tracks, a track's
+/// comments). Returns the ids of `dropped` and of all of those, in queue order.
+///
+/// Only parent links cascade. An operation that merely references a dropped create (a playlist
+/// listing a track) is not in the result: see [`referenced_by_survivors`].
+pub fn cascade(queue: &[SyncOperation], dropped: &HashSet<OperationId>) -> Vec<OperationId> {
+    let mut gone: HashSet<OperationId> = dropped.clone();
+    let mut entities: HashSet<EntityRef> = queue
+        .iter()
+        .filter(|op| gone.contains(&op.id) && op.kind == OperationKind::Create)
+        .map(|op| op.entity)
+        .collect();
+    let creates_of = |entities: &HashSet<EntityRef>| -> HashSet<OperationId> {
+        queue
+            .iter()
+            .filter(|op| op.kind == OperationKind::Create && entities.contains(&op.entity))
+            .map(|op| op.id)
+            .collect()
+    };
+    loop {
+        let dropped_creates = creates_of(&entities);
+        let before = (gone.len(), entities.len());
+        for op in queue {
+            let inside = op.entity.entity_type.parent_type().is_some_and(|parent| {
+                op.depends_on.iter().any(|d| {
+                    dropped_creates.contains(d)
+                        && queue.iter().any(|c| c.id == *d && c.entity.entity_type == parent)
+                })
+            });
+            if inside && op.kind == OperationKind::Create {
+                entities.insert(op.entity);
+            }
+            if inside || entities.contains(&op.entity) {
+                gone.insert(op.id);
+            }
+        }
+        if (gone.len(), entities.len()) == before {
+            break;
+        }
+    }
+    queue.iter().filter(|op| gone.contains(&op.id)).map(|op| op.id).collect()
+}
+
+/// Whether an operation outside `gone` waits for one inside it: removing `gone` would leave it
+/// referencing something the server never receives.
+pub fn referenced_by_survivors(queue: &[SyncOperation], gone: &[OperationId]) -> bool {
+    let gone: HashSet<OperationId> = gone.iter().copied().collect();
+    queue.iter().any(|op| !gone.contains(&op.id) && op.depends_on.iter().any(|d| gone.contains(d)))
 }

@@ -2,15 +2,18 @@
 //!
 //! - create, then updates → one create carrying the latest value of every field;
 //! - updates → one update with the union of their fields, latest value each;
-//! - create … delete → nothing, and so does every queued operation that depends on that create
-//!   (the children made under an entity the server will never see);
-//! - update … delete → the delete.
+//! - create … delete → nothing, and so does every queued operation inside that entity (the
+//!   children made under an entity the server will never see, see
+//!   [`cascade`](trackflow_domain::sync::upstream::cascade)) — unless something that stays refers
+//!   to the entity (a playlist listing the track), in which case the run is left as it is;
+//! - update … delete → the delete, in its own place in the queue.
 //!
 //! Only operations that were never sent take part: an operation that may have reached the
 //! server keeps its id and content, or a retry would be refused as the same id with other
 //! content. Pure: the processor applies the plan to the outbox in one local transaction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use trackflow_domain::sync::upstream::{cascade, referenced_by_survivors};
 pub use trackflow_domain::sync::CoalescePlan;
 use trackflow_domain::{EntityRef, OperationId, OperationKind, OperationStatus, SyncOperation};
 
@@ -45,29 +48,24 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
         let (first, last) = (run[0], run[run.len() - 1]);
         match (first.kind, last.kind) {
             (OperationKind::Create, OperationKind::Delete) => {
-                cancelled.extend(run.iter().map(|op| op.id));
+                let gone = cascade(queue, &run.iter().map(|op| op.id).collect());
+                // Something that stays refers to the entity (a playlist listing the track):
+                // the server must see the create before it and the delete after, so the run
+                // goes as it is.
+                if !referenced_by_survivors(queue, &gone) {
+                    cancelled.extend(gone);
+                }
             }
             (_, OperationKind::Delete) => {
-                plan.rewrite.push(SyncOperation { id: first.id, ..last.clone() });
-                plan.remove.extend(run[1..].iter().map(|op| op.id));
+                // The delete keeps its own place: moving it earlier could put it before an
+                // operation on another entity that still refers to this one.
+                plan.remove.extend(run[..run.len() - 1].iter().map(|op| op.id));
             }
             _ => {
                 plan.rewrite.push(merged(run));
                 plan.remove.extend(run[1..].iter().map(|op| op.id));
             }
         }
-    }
-    // A cancelled create takes with it everything that waits for it, transitively.
-    loop {
-        let more: Vec<OperationId> = queue
-            .iter()
-            .filter(|op| !cancelled.contains(&op.id) && op.depends_on.iter().any(|d| cancelled.contains(d)))
-            .map(|op| op.id)
-            .collect();
-        if more.is_empty() {
-            break;
-        }
-        cancelled.extend(more);
     }
     plan.rewrite.retain(|op| !cancelled.contains(&op.id));
     plan.remove.retain(|id| !cancelled.contains(id));
@@ -163,7 +161,7 @@ mod tests {
             ("single create untouched", vec![C], vec![], None),
             ("updates merge", vec![U, U, U], vec![1, 2], Some(U)),
             ("create then delete cancel out", vec![C, U, D], vec![0, 1, 2], None),
-            ("update then delete is a delete", vec![U, U, D], vec![1, 2], Some(D)),
+            ("update then delete is the delete", vec![U, U, D], vec![0, 1], None),
         ];
         for (case, kinds, removed, rewritten) in cases {
             let mut q = Queue::new();
@@ -217,6 +215,30 @@ mod tests {
         expected.sort();
         assert_eq!(removed, expected);
         assert!(!plan.remove.contains(&unrelated) && plan.rewrite.is_empty());
+    }
+
+    #[test]
+    fn a_create_and_delete_referenced_by_something_that_stays_are_left_alone() {
+        let mut q = Queue::new();
+        let track = entity(EntityType::AudioTrack, 1);
+        let playlist = entity(EntityType::Playlist, 2);
+        let create = q.push(track, OperationKind::Create, &[("name", json!("T"))]);
+        q.push(playlist, OperationKind::Create, &[("track_ids", json!([track.id]))]);
+        q.last().depends_on = vec![create];
+        q.push(track, OperationKind::Delete, &[]);
+        assert!(coalesce(&q.ops).is_empty(), "the playlist must reach the server after the track's create");
+    }
+
+    #[test]
+    fn a_delete_is_not_moved_ahead_of_a_reference_to_its_entity() {
+        let mut q = Queue::new();
+        let track = entity(EntityType::AudioTrack, 1);
+        let playlist = entity(EntityType::Playlist, 2);
+        let rename = q.push(track, OperationKind::Update, &[("name", json!("T2"))]);
+        q.push(playlist, OperationKind::Update, &[("track_ids", json!([track.id]))]);
+        q.push(track, OperationKind::Delete, &[]);
+        let plan = coalesce(&q.ops);
+        assert_eq!((plan.remove, plan.rewrite), (vec![rename], vec![]), "only the rename goes");
     }
 
     #[test]

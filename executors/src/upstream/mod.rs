@@ -4,19 +4,23 @@
 //! [`next_batch`] until nothing is ready. Each batch is marked sent, pushed, and its results
 //! settled in one local transaction:
 //!
-//! | server answer                         | the operations                                     |
-//! |---------------------------------------|----------------------------------------------------|
-//! | `applied`, or `duplicate` of applied   | leave the outbox; rows take the server version     |
-//! | `conflict` (or a duplicate of one)     | conflict recorded, then as applied                 |
-//! | `rejected` (or a duplicate of one)     | parked as failed with the server's reason          |
-//! | unreachable                           | stay pending, attempts kept; wait for the network  |
-//! | 401                                   | re-authenticate and resend once; else wait, kept   |
-//! | timeout, cut, 5xx, 408, 429           | attempt counted; back off, or fail at the limit    |
-//! | other 4xx for the whole batch          | halve the batch to find the operation refused     |
+//! | server answer                          | the operations                                    |
+//! |----------------------------------------|---------------------------------------------------|
+//! | `applied`, or `duplicate` of applied   | leave the outbox; rows take the server version    |
+//! | `conflict` (or a duplicate of one)     | conflict recorded, then as applied                |
+//! | `rejected` (or a duplicate of one)     | parked as failed with the server's reason         |
+//! | unreachable; 429 or 503 (busy)         | stay pending, attempts kept; upstream pauses      |
+//! | 401                                    | re-authenticate and resend once; else pause       |
+//! | timeout, cut, 500, 502, 504, 408       | attempt counted; back off, or fail at the limit   |
+//! | 422 naming a mutation                  | that one parked; the rest sent again              |
+//! | other 4xx for the whole batch          | upstream pauses (unhealthy); nothing is failed    |
+//!
+//! After an operation does not go through, the later operations on its entity in the same batch
+//! are held back unsent.
 //!
 //! Nothing is lost on any path: an operation leaves the outbox only when the server holds it
-//! (or the user discards it), and the server deduplicates on the operation id, so a batch
-//! resent after a lost response comes back as duplicates.
+//! (or the user discards it, or coalescing folds it into another), and the server deduplicates
+//! on the operation id, so a batch resent after a lost response comes back as duplicates.
 
 use crate::{
     queue::{coalesce, next_batch, Backoff, Retry},
@@ -25,16 +29,13 @@ use crate::{
 use serde::Serialize;
 use std::{
     collections::{HashMap, HashSet},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::sync::{watch, Notify};
 use trackflow_domain::{
     ports::{
-        Clock, ConflictRepository, OutboxCounts, PendingOperationsRepository, Reauthenticator,
+        AccessToken, Clock, ConflictRepository, OutboxCounts, PendingOperationsRepository, Reauthenticator,
         RemoteDataSource, RemoteError, SessionStorage,
     },
     protocol::{Mutation, MutationOutcome, PushRequest},
@@ -80,12 +81,30 @@ impl Default for UpstreamOptions {
 /// Why sending is paused until something changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pause {
-    /// The server was unreachable; probe again at `until`.
-    Offline { until: Timestamp, streak: u32, error: String },
-    /// The server refused the credentials and no new ones could be had.
-    SignIn { error: String },
-    /// No server is configured.
+    /// The server was unreachable, busy (429, 503), or refused requests as such (a wrong URL
+    /// answering 404, say): try again at `until`. `streak` counts the pauses in a row, for the
+    /// probe's backoff; `unhealthy` marks a refusal that needs a person.
+    Wait { until: Timestamp, streak: u32, error: String, unhealthy: bool },
+    /// The server refused the credentials (`refused`) and no new ones could be had. Lifted when
+    /// the stored session holds another token.
+    SignIn { error: String, refused: Option<AccessToken> },
+    /// No server is configured. Lifted when the stored session names one.
     NotConfigured { error: String },
+}
+
+impl Pause {
+    fn error(&self) -> &str {
+        match self {
+            Pause::Wait { error, .. } | Pause::SignIn { error, .. } | Pause::NotConfigured { error } => error,
+        }
+    }
+
+    fn needs_help(&self) -> bool {
+        matches!(
+            self,
+            Pause::SignIn { .. } | Pause::NotConfigured { .. } | Pause::Wait { unhealthy: true, .. }
+        )
+    }
 }
 
 /// Upstream's condition, for a UI or `trackflow queue`.
@@ -132,16 +151,9 @@ fn assess(
     let pending = counts.pending + counts.in_flight;
     let oldest_pending_age_ms =
         counts.oldest_pending_at.map(|at| u64::try_from(now.as_millis() - at.as_millis()).unwrap_or(0));
-    let pause_error = pause.map(|p| match p {
-        Pause::Offline { error, .. } | Pause::SignIn { error } | Pause::NotConfigured { error } => {
-            error.clone()
-        }
-    });
-    let last_error = pause_error.or_else(|| counts.last_error.clone());
+    let last_error = pause.map(|p| p.error().to_owned()).or_else(|| counts.last_error.clone());
     let stale = oldest_pending_age_ms.is_some_and(|age| u128::from(age) > stale_after.as_millis());
-    let status = if matches!(pause, Some(Pause::SignIn { .. } | Pause::NotConfigured { .. }))
-        || (stale && last_error.is_some())
-    {
+    let status = if pause.is_some_and(Pause::needs_help) || (stale && last_error.is_some()) {
         HealthStatus::Unhealthy
     } else if counts.failed > 0 || (pending > 0 && last_error.is_some()) {
         HealthStatus::Degraded
@@ -192,7 +204,9 @@ pub struct PendingOperationsManager {
     options: UpstreamOptions,
     jitter: Box<dyn Fn() -> f64 + Send + Sync>,
     pause: Mutex<Option<Pause>>,
-    released: AtomicBool,
+    /// Held for the whole of a pass: passes never overlap, so the in-flight state of the outbox
+    /// is this manager's alone while one runs.
+    pass: tokio::sync::Mutex<()>,
     wake: Notify,
     passes: watch::Sender<u64>,
 }
@@ -220,7 +234,7 @@ impl PendingOperationsManager {
             options,
             jitter: Box::new(rand::random::<f64>),
             pause: Mutex::new(None),
-            released: AtomicBool::new(false),
+            pass: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             passes: watch::Sender::new(0),
         }
@@ -282,7 +296,12 @@ impl PendingOperationsManager {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone: nobody can stop us any more, so stop now.
+                        break;
+                    }
+                }
             }
         }
     }
@@ -297,20 +316,15 @@ impl PendingOperationsManager {
 
     /// One pass: sends every operation that is ready, batch by batch, until none is.
     pub async fn process(&self) -> Result<PassReport, RepositoryError> {
-        if !self.released.swap(true, Ordering::SeqCst) {
-            // A previous process may have stopped mid-request.
-            self.ports.outbox.release_in_flight().await?;
-        }
+        let _one_at_a_time = self.pass.lock().await;
+        // Operations left in flight by a pass that ended early (a local error after sending, or
+        // a process that stopped mid-request) go back to pending. Safe: no other pass runs.
+        self.ports.outbox.release_in_flight().await?;
         let mut report = PassReport::default();
         loop {
-            let now = self.ports.clock.now();
-            match self.current_pause() {
-                Some(Pause::Offline { until, .. }) if until > now => {
-                    report.next_due = Some(until);
-                    return Ok(report);
-                }
-                Some(Pause::SignIn { .. } | Pause::NotConfigured { .. }) => return Ok(report),
-                _ => {}
+            if let Some(until) = self.paused_until().await? {
+                report.next_due = until;
+                return Ok(report);
             }
             let mut queue = self.ports.outbox.list(None).await?;
             let plan = coalesce(&queue);
@@ -327,7 +341,7 @@ impl PendingOperationsManager {
                 .filter(|at| *at > now)
                 .min();
             if paused {
-                if let Some(Pause::Offline { until, .. }) = self.current_pause() {
+                if let Some(Pause::Wait { until, .. }) = self.current_pause() {
                     report.next_due = Some(until);
                 }
                 return Ok(report);
@@ -338,6 +352,29 @@ impl PendingOperationsManager {
                 return Ok(report);
             }
         }
+    }
+
+    /// `Some(when)` while sending is paused: `Some(Some(t))` until `t`, `Some(None)` until
+    /// something changes. Lifts a sign-in or configuration pause the stored session resolves.
+    async fn paused_until(&self) -> Result<Option<Option<Timestamp>>, RepositoryError> {
+        let Some(pause) = self.current_pause() else { return Ok(None) };
+        let still = match &pause {
+            Pause::Wait { until, .. } => {
+                return Ok((*until > self.ports.clock.now()).then_some(Some(*until)));
+            }
+            Pause::SignIn { refused, .. } => {
+                let stored = self.ports.session.load().await?.and_then(|s| s.access_token);
+                stored.is_none() || stored == *refused
+            }
+            Pause::NotConfigured { .. } => {
+                self.ports.session.load().await?.and_then(|s| s.server_url).is_none()
+            }
+        };
+        if still {
+            return Ok(Some(None));
+        }
+        self.set_pause(None);
+        Ok(None)
     }
 
     /// Sends batches from the in-memory `queue` until none is ready, keeping `queue` in step
@@ -400,16 +437,17 @@ impl PendingOperationsManager {
         self.ports.outbox.settle(settlements).await
     }
 
-    /// Sends `batch` (bisecting on a refusal of the whole request) and decides each operation's
-    /// settlement.
+    /// Sends `batch` and decides each operation's settlement. A refusal of the whole request
+    /// that names a mutation parks that one and sends the rest again; a request too large is
+    /// halved. Once an operation of the batch does not go through (failed, retrying or held),
+    /// the operations after it on its entity are held back, unsent, so an entity's operations
+    /// never reach the server out of order.
     async fn send(
         &self,
         batch: &[SyncOperation],
         report: &mut PassReport,
     ) -> Result<(Sent, Vec<(OperationId, Settlement)>), RepositoryError> {
         let mut settlements = Vec::with_capacity(batch.len());
-        // Operations no executor accepts are parked before sending; so is whatever follows
-        // them on their entity in this batch, which stays pending behind them.
         let mut mutations: Vec<(Mutation, &SyncOperation)> = Vec::with_capacity(batch.len());
         let mut held: HashSet<EntityRef> = HashSet::new();
         for op in batch {
@@ -424,98 +462,133 @@ impl PendingOperationsManager {
                 }
             }
         }
-        let mut pending: Vec<Vec<(Mutation, &SyncOperation)>> = vec![mutations];
-        while let Some(part) = pending.pop() {
-            let part: Vec<_> = part.into_iter().filter(|(_, op)| !held.contains(&op.entity)).collect();
+        if mutations.is_empty() {
+            return Ok((Sent::Answered, settlements));
+        }
+        self.ports.outbox.mark_sent(mutations.iter().map(|(_, op)| op.id).collect()).await?;
+        // Parts still to send, last-in first-out: earlier parts are pushed last.
+        let mut parts: Vec<Vec<(Mutation, &SyncOperation)>> = vec![mutations];
+        while let Some(part) = parts.pop() {
+            let (part, skipped): (Vec<_>, Vec<_>) =
+                part.into_iter().partition(|(_, op)| !held.contains(&op.entity));
+            // Marked sent with the batch but held back now: pending again, untouched.
+            settlements
+                .extend(skipped.iter().map(|(_, op)| (op.id, kept(op, "held behind an earlier operation"))));
             if part.is_empty() {
                 continue;
             }
-            self.ports.outbox.mark_sent(part.iter().map(|(_, op)| op.id).collect()).await?;
             let ops: Vec<&SyncOperation> = part.iter().map(|(_, op)| *op).collect();
             let request = PushRequest {
                 client_id: self.client_id,
                 mutations: part.iter().map(|(m, _)| m.clone()).collect(),
             };
             report.requests += 1;
-            match self.push(request).await {
+            let pause = match self.push(request).await {
                 Ok(response) => {
                     self.set_pause(None);
-                    let outcomes: HashMap<OperationId, MutationOutcome> =
+                    let mut outcomes: HashMap<OperationId, MutationOutcome> =
                         response.results.into_iter().map(|r| (r.id, r.outcome)).collect();
                     for op in ops {
-                        let settlement = match outcomes.get(&op.id) {
-                            Some(outcome) => self.settlement(op, outcome).await?,
+                        let settlement = match outcomes.remove(&op.id) {
+                            Some(outcome) => self.settlement(op, &outcome).await?,
                             None => self.after_transient(op, "the server sent no result for it", None),
                         };
-                        if matches!(settlement, Settlement::Failed { .. }) {
+                        if !matches!(settlement, Settlement::Applied { .. } | Settlement::Conflict { .. }) {
                             held.insert(op.entity);
                         }
                         settlements.push((op.id, settlement));
                     }
+                    continue;
                 }
-                Err(RemoteError::Permanent { code, message }) if part.len() > 1 => {
-                    // The server refused the whole request because of something in it: halve
-                    // it to find what. Earlier halves go first (popped last-in first-out).
-                    tracing::debug!(%code, %message, n = part.len(), "push refused; bisecting");
+                Err(RemoteError::Permanent { mutation_id: Some(refused), code, message })
+                    if ops.iter().any(|op| op.id == refused) =>
+                {
+                    // The request was refused because of one mutation, and nothing was stored:
+                    // park that one and send the rest again.
+                    if let Some(op) = ops.iter().find(|op| op.id == refused) {
+                        held.insert(op.entity);
+                        settlements
+                            .push((op.id, Settlement::Failed { reason: format!("{code}: {message}") }));
+                    }
+                    parts.push(part.into_iter().filter(|(_, op)| op.id != refused).collect());
+                    continue;
+                }
+                Err(RemoteError::Permanent { code, .. })
+                    if (code == "body_too_large" || code == "http_413") && part.len() > 1 =>
+                {
                     let mut part = part;
                     let right = part.split_off(part.len() / 2);
-                    pending.push(right);
-                    pending.push(part);
+                    parts.push(right);
+                    parts.push(part);
+                    continue;
                 }
-                Err(RemoteError::Permanent { code, message }) if code == "no_server" => {
-                    self.set_pause(Some(Pause::NotConfigured { error: message.clone() }));
-                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &message))));
-                    settlements.extend(rest(&pending));
-                    return Ok((Sent::Paused, settlements));
+                Err(RemoteError::Permanent { code, message, .. }) if code == "no_server" => {
+                    Pause::NotConfigured { error: message }
                 }
-                Err(RemoteError::Permanent { code, message }) => {
+                Err(RemoteError::Permanent { mutation_id: None, code, message }) if ops.len() == 1 => {
+                    // One mutation refused as a request: as far as anyone can tell, its fault.
                     held.insert(ops[0].entity);
                     settlements
                         .push((ops[0].id, Settlement::Failed { reason: format!("{code}: {message}") }));
+                    continue;
+                }
+                Err(RemoteError::Permanent { code, message, .. }) => {
+                    // A refusal that names no mutation (a wrong URL answering 404, a proxy
+                    // answering 403): not the operations' fault. Wait and probe, loudly.
+                    self.wait_pause(format!("the server refused the request: {code}: {message}"), None, true)
                 }
                 Err(error @ RemoteError::Unreachable { .. }) => {
-                    let streak = match self.current_pause() {
-                        Some(Pause::Offline { streak, .. }) => streak + 1,
-                        _ => 1,
-                    };
-                    let wait =
-                        self.options.offline_probe.ceiling(streak).mul_f64((self.jitter)().clamp(0.0, 1.0));
-                    let until = later(self.ports.clock.now(), wait);
-                    let error = error.to_string();
-                    tracing::info!(%error, retry_in_ms = wait.as_millis(), "server unreachable");
-                    self.set_pause(Some(Pause::Offline { until, streak, error: error.clone() }));
-                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &error))));
-                    settlements.extend(rest(&pending));
-                    return Ok((Sent::Paused, settlements));
+                    self.wait_pause(error.to_string(), None, false)
                 }
-                Err(error @ RemoteError::Unauthorized(_)) => {
-                    let error = format!("sign-in required: {error}");
-                    tracing::warn!(%error, "upstream paused");
-                    self.set_pause(Some(Pause::SignIn { error: error.clone() }));
-                    settlements.extend(ops.iter().map(|op| (op.id, kept(op, &error))));
-                    settlements.extend(rest(&pending));
-                    return Ok((Sent::Paused, settlements));
-                }
+                Err(RemoteError::Busy { message, retry_after_ms }) => self.wait_pause(
+                    format!("server busy: {message}"),
+                    retry_after_ms.map(Duration::from_millis),
+                    false,
+                ),
+                Err(error @ RemoteError::Unauthorized(_)) => Pause::SignIn {
+                    error: format!("sign-in required: {error}"),
+                    refused: self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token),
+                },
                 Err(RemoteError::Transient { message, retry_after_ms }) => {
                     let retry_after = retry_after_ms.map(Duration::from_millis);
                     for op in ops {
-                        let settlement = self.after_transient(op, &message, retry_after);
-                        if matches!(settlement, Settlement::Failed { .. }) {
-                            held.insert(op.entity);
-                        }
-                        settlements.push((op.id, settlement));
+                        held.insert(op.entity);
+                        settlements.push((op.id, self.after_transient(op, &message, retry_after)));
                     }
+                    continue;
                 }
                 Err(other) => {
                     // A kind this version does not know: treat it like a transient failure.
                     let message = other.to_string();
                     for op in ops {
+                        held.insert(op.entity);
                         settlements.push((op.id, self.after_transient(op, &message, None)));
                     }
+                    continue;
                 }
-            }
+            };
+            // Sending pauses: this part and every part not sent yet go back to pending, their
+            // attempts untouched (the request never counted against them).
+            tracing::info!(error = pause.error(), "upstream paused");
+            let error = pause.error().to_owned();
+            settlements.extend(ops.iter().map(|op| (op.id, kept(op, &error))));
+            settlements.extend(parts.iter().flatten().map(|(_, op)| (op.id, kept(op, &error))));
+            self.set_pause(Some(pause));
+            return Ok((Sent::Paused, settlements));
         }
         Ok((Sent::Answered, settlements))
+    }
+
+    /// A timed pause after `error`: the server's `retry_after`, or the next step of the probe's
+    /// backoff, whichever is longer.
+    fn wait_pause(&self, error: String, retry_after: Option<Duration>, unhealthy: bool) -> Pause {
+        let streak = match self.current_pause() {
+            Some(Pause::Wait { streak, .. }) => streak.saturating_add(1),
+            _ => 1,
+        };
+        let probe = self.options.offline_probe.ceiling(streak).mul_f64((self.jitter)().clamp(0.0, 1.0));
+        let wait = retry_after.map_or(probe, |server| server.max(probe));
+        Pause::Wait { until: later(self.ports.clock.now(), wait), streak, error, unhealthy }
     }
 
     /// Pushes, renewing the token once if the server refuses it.
@@ -592,13 +665,6 @@ impl PendingOperationsManager {
 /// Back to pending with its attempts untouched: the request never counted against it.
 fn kept(op: &SyncOperation, error: &str) -> Settlement {
     Settlement::Retry { attempts: op.attempts, not_before: op.next_attempt_at, error: error.to_owned() }
-}
-
-/// The parts of a bisected batch not sent yet, back to pending untouched.
-fn rest<'a>(
-    pending: &'a [Vec<(Mutation, &'a SyncOperation)>],
-) -> impl Iterator<Item = (OperationId, Settlement)> + 'a {
-    pending.iter().flatten().map(|(_, op)| (op.id, kept(op, "not sent: the batch was paused")))
 }
 
 /// `at` plus `wait`.

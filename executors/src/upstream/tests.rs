@@ -5,7 +5,7 @@
 use super::*;
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use trackflow_domain::{
     ports::{
         MockClock, MockConflictRepository, MockReauthenticator, MockRemoteDataSource, MockSessionStorage,
@@ -178,6 +178,7 @@ fn server_error() -> RemoteError {
 }
 
 struct Setup {
+    session: Arc<Mutex<Option<trackflow_domain::ports::Session>>>,
     outbox: Arc<FakeOutbox>,
     remote: MockRemoteDataSource,
     conflicts: MockConflictRepository,
@@ -189,6 +190,7 @@ struct Setup {
 impl Setup {
     fn new(ops: Vec<SyncOperation>, remote: MockRemoteDataSource) -> Self {
         Self {
+            session: Arc::default(),
             outbox: FakeOutbox::with(ops),
             remote,
             conflicts: MockConflictRepository::new(),
@@ -207,7 +209,8 @@ impl Setup {
 
     fn manager(self) -> (PendingOperationsManager, Arc<FakeOutbox>, Time) {
         let mut session = MockSessionStorage::new();
-        session.expect_load().returning(|| Ok(None));
+        let stored = Arc::clone(&self.session);
+        session.expect_load().returning(move || Ok(stored.lock().expect("lock").clone()));
         let ports = UpstreamPorts {
             outbox: self.outbox.clone(),
             conflicts: Arc::new(self.conflicts),
@@ -375,11 +378,12 @@ async fn the_servers_retry_after_is_honoured() {
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let (remote, _) = remote(|_| {
-        Err(RemoteError::Transient { message: "429 Too Many Requests".into(), retry_after_ms: Some(30_000) })
+        Err(RemoteError::Transient { message: "502 Bad Gateway".into(), retry_after_ms: Some(30_000) })
     });
     let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
     manager.process().await.expect("pass");
-    assert_eq!(outbox.find(create.id).next_attempt_at, Some(time.now().plus_millis(30_000)));
+    let op = outbox.find(create.id);
+    assert_eq!((op.attempts, op.next_attempt_at), (1, Some(time.now().plus_millis(30_000))));
 }
 
 #[tokio::test]
@@ -462,6 +466,36 @@ async fn without_a_new_token_upstream_waits_for_sign_in_and_keeps_everything() {
 }
 
 #[tokio::test]
+async fn a_sign_in_pause_lifts_when_the_stored_token_changes() {
+    use trackflow_domain::ports::{AccessToken, Session};
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let (remote, requests) = remote(|request| {
+        if request.mutations.is_empty() {
+            unreachable!()
+        }
+        Err(RemoteError::Unauthorized("token revoked".into()))
+    });
+    let mut setup = Setup::new(vec![create.clone()], remote);
+    setup.reauthenticator.expect_renew().returning(|_| Ok(false));
+    let signed_in = |token: &str| Session {
+        user_id: UserId::new(),
+        server_url: Some("http://server".into()),
+        access_token: Some(AccessToken::new(token)),
+    };
+    *setup.session.lock().expect("lock") = Some(signed_in("old"));
+    let session = Arc::clone(&setup.session);
+    let (manager, _, _) = setup.manager();
+    manager.process().await.expect("pass");
+    manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 1, "paused on the refused token");
+    // The user signs in again, here or in another process: the next pass sends, no resume().
+    *session.lock().expect("lock") = Some(signed_in("new"));
+    manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 2);
+}
+
+#[tokio::test]
 async fn conflicts_are_recorded_and_duplicates_count_as_success() {
     let mut ops = Ops::new();
     let (project, create) = ops.project();
@@ -510,26 +544,92 @@ async fn conflicts_are_recorded_and_duplicates_count_as_success() {
 }
 
 #[tokio::test]
-async fn a_batch_refused_whole_is_halved_until_the_refused_operation_is_found() {
+async fn a_batch_refused_for_one_mutation_parks_it_and_sends_the_rest_again() {
     let mut ops = Ops::new();
-    let queue: Vec<SyncOperation> = (0..8).map(|_| ops.project().1).collect();
-    let poison = queue[5].id;
+    let (project, mut before) = ops.project();
+    before.sent = true; // sent before: stays apart from the rename below
+    let mut queue: Vec<SyncOperation> = (0..6).map(|_| ops.project().1).collect();
+    queue[2].sent = true; // sent before, so the rename behind it does not merge into it
+    let poison = queue[2].id;
+    let behind_poison = {
+        // The poison's own entity has a later operation in the batch: it must not overtake.
+        let poisoned = Project::restore(
+            trackflow_domain::ProjectId::from_uuid(queue[2].entity.id),
+            ops.owner,
+            "Demo",
+            None,
+            Timestamp(1),
+        )
+        .expect("valid");
+        let mut rename = ops.rename(&poisoned, "After");
+        rename.depends_on = vec![];
+        rename
+    };
+    let rename = ops.rename(&project, "Renamed");
+    let mut all = vec![before.clone()];
+    all.extend(queue.clone());
+    all.push(behind_poison.clone());
+    all.push(rename.clone());
     let (remote, requests) = remote(move |request| {
         if request.mutations.iter().any(|m| m.id == poison) {
-            Err(RemoteError::Permanent { code: "invalid_field".into(), message: "bad value".into() })
+            Err(RemoteError::Permanent {
+                code: "invalid_field".into(),
+                message: "bad value".into(),
+                mutation_id: Some(poison),
+            })
         } else {
             applied(request)
         }
     });
-    let (manager, outbox, _) = Setup::new(queue.clone(), remote).manager();
+    let (manager, outbox, _) = Setup::new(all, remote).manager();
     let report = manager.process().await.expect("pass");
-    assert_eq!((report.acknowledged, report.failed), (7, 1));
-    let left = outbox.snapshot();
-    assert_eq!(left.len(), 1);
-    assert_eq!((left[0].id, left[0].last_error.as_deref()), (poison, Some("invalid_field: bad value")));
-    // 8 refused → 4 clean + 4 refused → 2 refused (→ 1 clean + the poison alone) + 2 clean.
+    assert_eq!((report.acknowledged, report.failed), (7, 1), "{report:?}");
     let sizes: Vec<usize> = requests.lock().expect("lock").iter().map(Vec::len).collect();
-    assert_eq!(sizes, [8, 4, 4, 2, 1, 1, 2]);
+    assert_eq!(sizes, [9, 7], "the rest again, without the poison and what is behind it on its entity");
+    let left = outbox.snapshot();
+    let parked: Vec<_> = left.iter().map(|op| (op.id, op.status, op.last_error.clone())).collect();
+    assert_eq!(
+        parked,
+        vec![
+            (poison, OperationStatus::Failed, Some("invalid_field: bad value".to_owned())),
+            (behind_poison.id, OperationStatus::Pending, Some("held behind an earlier operation".to_owned())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_request_refused_without_naming_a_mutation_pauses_and_fails_nothing() {
+    let mut ops = Ops::new();
+    let queue: Vec<SyncOperation> = (0..4).map(|_| ops.project().1).collect();
+    let (remote, requests) = remote(|_| {
+        Err(RemoteError::Permanent {
+            code: "http_404".into(),
+            message: "404 Not Found".into(),
+            mutation_id: None,
+        })
+    });
+    let (manager, outbox, time) = Setup::new(queue, remote).manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.failed, report.next_due), (1, 0, Some(time.now().plus_millis(500))));
+    assert!(outbox.snapshot().iter().all(|op| op.status == OperationStatus::Pending && op.attempts == 0));
+    let health = manager.health().await.expect("health");
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    assert!(health.last_error.as_deref().is_some_and(|e| e.contains("404")), "{health:?}");
+    manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 1, "waits for the probe");
+}
+
+#[tokio::test]
+async fn a_busy_server_is_waited_for_without_using_attempts() {
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let (remote, _) = remote(|_| {
+        Err(RemoteError::Busy { message: "429 Too Many Requests".into(), retry_after_ms: Some(30_000) })
+    });
+    let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!(report.next_due, Some(time.now().plus_millis(30_000)), "the server's Retry-After");
+    assert_eq!(outbox.find(create.id).attempts, 0);
 }
 
 #[tokio::test]
@@ -560,8 +660,9 @@ fn health_is_judged_from_counts_pauses_and_age() {
         oldest_pending_at: age_ms.map(|a| now.plus_millis(-a)),
         last_error: error.map(str::to_owned),
     };
-    let sign_in = Pause::SignIn { error: "sign-in required".into() };
-    let offline = Pause::Offline { until: now, streak: 1, error: "unreachable".into() };
+    let sign_in = Pause::SignIn { error: "sign-in required".into(), refused: None };
+    let offline = Pause::Wait { until: now, streak: 1, error: "unreachable".into(), unhealthy: false };
+    let refused = Pause::Wait { until: now, streak: 1, error: "404".into(), unhealthy: true };
     // (case, counts, pause, expected)
     let cases = [
         ("empty", counts(0, 0, None, None), None, HealthStatus::Healthy),
@@ -572,6 +673,7 @@ fn health_is_judged_from_counts_pauses_and_age() {
         ("stuck with errors", counts(3, 0, Some(700_000), Some("500")), None, HealthStatus::Unhealthy),
         ("old but moving", counts(3, 0, Some(700_000), None), None, HealthStatus::Healthy),
         ("sign-in needed", counts(1, 0, Some(5), None), Some(&sign_in), HealthStatus::Unhealthy),
+        ("requests refused", counts(1, 0, Some(5), None), Some(&refused), HealthStatus::Unhealthy),
     ];
     for (case, counts, pause, expected) in cases {
         assert_eq!(assess(&counts, pause, now, stale).status, expected, "{case}");

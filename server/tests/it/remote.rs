@@ -148,7 +148,7 @@ async fn network_failures_are_transient() {
     })
     .await;
     let error = remote(&busy, user, Some("t"), &fast).pull(pull.clone()).await.expect_err("429");
-    assert_eq!(error, RemoteError::Transient { message: "wait...".into(), retry_after_ms: Some(3_000) });
+    assert_eq!(error, RemoteError::Busy { message: "wait...".into(), retry_after_ms: Some(3_000) });
 
     // A 200 whose body is cut short or is not the protocol: retry later, not a crash.
     let garbled = fake_server(|stream| {
