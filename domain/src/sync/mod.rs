@@ -7,6 +7,7 @@ mod hlc;
 mod metadata;
 pub mod mutation_plan;
 mod operation;
+pub mod resolution;
 mod state;
 pub mod upstream;
 
