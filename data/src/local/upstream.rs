@@ -98,33 +98,40 @@ fn remove(
         diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk)))).execute(conn)?;
     }
 
-    // What is still queued, per entity: one pass over the outbox for the whole batch.
-    let remaining: Vec<(String, String, String)> =
-        dsl::pending_operations.select((dsl::id, dsl::entity_type, dsl::entity_id)).load(conn)?;
-    let mut queued_ids: HashSet<String> = HashSet::with_capacity(remaining.len());
-    let mut queued_entities: HashSet<(String, String)> = HashSet::with_capacity(remaining.len());
-    for (id, entity_type, entity_id) in remaining {
-        queued_ids.insert(id);
-        queued_entities.insert((entity_type, entity_id));
-    }
+    // Which of the touched entities still have operations queued. The outbox has no index by
+    // entity (every local write would pay for one), so this is one scan per batch, filtered by
+    // SQLite: only matching rows come back.
     let touched: HashSet<EntityRef> = removed.iter().map(|op| op.entity).collect();
+    let touched_ids: Vec<String> = touched.iter().map(|e| e.id.to_string()).collect();
+    let mut still_queued: HashSet<(String, String)> = HashSet::new();
+    for chunk in touched_ids.chunks(CHUNK) {
+        let rows: Vec<(String, String)> = dsl::pending_operations
+            .filter(dsl::entity_id.eq_any(chunk))
+            .select((dsl::entity_type, dsl::entity_id))
+            .distinct()
+            .load(conn)?;
+        still_queued.extend(rows);
+    }
+    // A row's queued create is either removed now or still queued (it was cleared when it left
+    // before), so the removed ids tell which to clear.
+    let removed_ids: HashSet<String> = ids.iter().map(ToString::to_string).collect();
     for entity in touched {
         let key = (entity.entity_type.as_str().to_owned(), entity.id.to_string());
-        let dirty = queued_entities.contains(&key);
-        settle_row(conn, entity, versions.get(&entity).copied(), dirty, &queued_ids)?;
+        let dirty = still_queued.contains(&key);
+        settle_row(conn, entity, versions.get(&entity).copied(), dirty, &removed_ids)?;
     }
     Ok(())
 }
 
 /// Updates one row's sync metadata after operations on it left the outbox: the acknowledged
 /// `version` (never lowered), whether local changes still wait (`dirty`), and its queued create,
-/// which is cleared once that operation is no longer queued.
+/// which is cleared if it is among `removed_ids`.
 fn settle_row(
     conn: &mut SqliteConnection,
     entity: EntityRef,
     version: Option<i64>,
     dirty: bool,
-    queued_ids: &HashSet<String>,
+    removed_ids: &HashSet<String>,
 ) -> StoreResult<()> {
     with_entity_table!(entity.entity_type, t => {
         let key = entity.id.to_string();
@@ -137,7 +144,7 @@ fn settle_row(
             return Ok(());
         };
         let version = version.map_or(stored, |v| v.max(stored));
-        let pending = pending.filter(|id| queued_ids.contains(id));
+        let pending = pending.filter(|id| !removed_ids.contains(id));
         diesel::update(t::table.find(&key))
             .set((t::version.eq(version), t::dirty.eq(dirty), t::pending_create.eq(pending)))
             .execute(conn)?;
