@@ -4,7 +4,7 @@
 //! - updates → one update with the union of their fields, latest value each;
 //! - create … delete → nothing, and so does every queued operation inside that entity (the
 //!   children made under an entity the server will never see, see
-//!   [`cascade`](trackflow_domain::sync::upstream::cascade)) — unless something that stays refers
+//!   `trackflow_domain::sync::upstream::cascade`) — unless something that stays refers
 //!   to the entity (a playlist listing the track), in which case the run is left as it is;
 //! - update … delete → the delete, in its own place in the queue.
 //!
