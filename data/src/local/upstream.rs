@@ -6,6 +6,7 @@
 use super::{
     outbox::OperationRow,
     records::raise_high_water,
+    rows::parse,
     schema::{self, pending_operations::dsl},
 };
 use crate::error::{StoreError, StoreResult};
@@ -13,7 +14,7 @@ use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
-    EntityRef, EntityType, OperationId, OperationStatus, SyncOperation, Timestamp,
+    EntityRef, EntityType, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
 };
 
 /// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table.
@@ -48,6 +49,8 @@ macro_rules! with_entity_table {
     };
 }
 
+const TABLE: &str = "pending_operations";
+
 /// Most ids bound in one statement: SQLite allows 32,766 variables; lists longer than this are
 /// handled in chunks inside the caller's transaction.
 const CHUNK: usize = 500;
@@ -70,6 +73,36 @@ fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<Syn
     ops.into_iter().map(OperationRow::decode).collect()
 }
 
+/// What removing an operation needs to know of it.
+struct Removed {
+    id: OperationId,
+    entity: EntityRef,
+    hlc: Hlc,
+}
+
+impl From<&SyncOperation> for Removed {
+    fn from(op: &SyncOperation) -> Self {
+        Self { id: op.id, entity: op.entity, hlc: op.hlc }
+    }
+}
+
+/// The queued operations with these ids, reading only what [`remove`] needs (no field JSON).
+fn load_keys(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<HashMap<OperationId, Removed>> {
+    let mut keys = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<(String, String, String, String)> = dsl::pending_operations
+            .filter(dsl::id.eq_any(id_texts(chunk)))
+            .select((dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
+            .load(conn)?;
+        for (id, entity_type, entity_id, hlc) in rows {
+            let id: OperationId = parse(TABLE, &id)?;
+            let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
+            keys.insert(id, Removed { id, entity, hlc: parse(TABLE, &hlc)? });
+        }
+    }
+    Ok(keys)
+}
+
 /// The whole queue, in queue order.
 fn load_all(conn: &mut SqliteConnection) -> StoreResult<Vec<SyncOperation>> {
     dsl::pending_operations
@@ -86,7 +119,7 @@ fn load_all(conn: &mut SqliteConnection) -> StoreResult<Vec<SyncOperation>> {
 /// server version of entities the server acknowledged.
 fn remove(
     conn: &mut SqliteConnection,
-    removed: &[SyncOperation],
+    removed: &[Removed],
     versions: &HashMap<EntityRef, i64>,
 ) -> StoreResult<()> {
     let Some(newest) = removed.iter().map(|op| op.hlc).max() else {
@@ -177,7 +210,8 @@ pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan)
                 .execute(conn)?;
         }
         let removed: HashSet<OperationId> = plan.remove.iter().copied().collect();
-        let removed: Vec<SyncOperation> = current.into_iter().filter(|op| removed.contains(&op.id)).collect();
+        let removed: Vec<Removed> =
+            current.iter().filter(|op| removed.contains(&op.id)).map(Removed::from).collect();
         remove(conn, &removed, &HashMap::new())?;
         Ok(true)
     })
@@ -203,12 +237,11 @@ pub(crate) fn settle(
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<OperationId> = settlements.iter().map(|(id, _)| *id).collect();
-        let ops: HashMap<OperationId, SyncOperation> =
-            load(conn, &ids)?.into_iter().map(|op| (op.id, op)).collect();
+        let mut ops = load_keys(conn, &ids)?;
         let mut removed = Vec::new();
         let mut versions: HashMap<EntityRef, i64> = HashMap::new();
         for (id, settlement) in settlements {
-            let Some(op) = ops.get(id) else { continue };
+            let Some(op) = ops.remove(id) else { continue };
             let target = dsl::pending_operations.filter(dsl::id.eq(id.to_string()));
             let acknowledged = match settlement {
                 Settlement::Applied { version } => Some(*version),
@@ -218,7 +251,7 @@ pub(crate) fn settle(
             if let Some(version) = acknowledged {
                 let entry = versions.entry(op.entity).or_insert(version);
                 *entry = (*entry).max(version);
-                removed.push(op.clone());
+                removed.push(op);
                 continue;
             }
             match settlement {
@@ -315,7 +348,8 @@ pub(crate) fn discard_failed(
         require_failed(ids, &queue)?;
         let dropped: HashSet<OperationId> =
             cascade(&queue, &ids.iter().copied().collect()).into_iter().collect();
-        let removed: Vec<SyncOperation> = queue.into_iter().filter(|op| dropped.contains(&op.id)).collect();
+        let removed: Vec<Removed> =
+            queue.iter().filter(|op| dropped.contains(&op.id)).map(Removed::from).collect();
         remove(conn, &removed, &HashMap::new())?;
         Ok(removed.into_iter().map(|op| op.id).collect())
     })
