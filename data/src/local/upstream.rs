@@ -76,13 +76,16 @@ fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<Syn
 /// What removing an operation needs to know of it.
 struct Removed {
     id: OperationId,
+    /// The row's key, when it was read: statements by key find the row without scanning the
+    /// outbox (which has no index on `id`, see the migration).
+    seq: Option<i32>,
     entity: EntityRef,
     hlc: Hlc,
 }
 
 impl From<&SyncOperation> for Removed {
     fn from(op: &SyncOperation) -> Self {
-        Self { id: op.id, entity: op.entity, hlc: op.hlc }
+        Self { id: op.id, seq: None, entity: op.entity, hlc: op.hlc }
     }
 }
 
@@ -90,14 +93,14 @@ impl From<&SyncOperation> for Removed {
 fn load_keys(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<HashMap<OperationId, Removed>> {
     let mut keys = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<(String, String, String, String)> = dsl::pending_operations
+        let rows: Vec<(i32, String, String, String, String)> = dsl::pending_operations
             .filter(dsl::id.eq_any(id_texts(chunk)))
-            .select((dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
+            .select((dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
             .load(conn)?;
-        for (id, entity_type, entity_id, hlc) in rows {
+        for (seq, id, entity_type, entity_id, hlc) in rows {
             let id: OperationId = parse(TABLE, &id)?;
             let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
-            keys.insert(id, Removed { id, entity, hlc: parse(TABLE, &hlc)? });
+            keys.insert(id, Removed { id, seq: Some(seq), entity, hlc: parse(TABLE, &hlc)? });
         }
     }
     Ok(keys)
@@ -127,7 +130,13 @@ fn remove(
     };
     raise_high_water(conn, newest)?;
     let ids: Vec<OperationId> = removed.iter().map(|op| op.id).collect();
-    for chunk in ids.chunks(CHUNK) {
+    let (by_key, by_id): (Vec<&Removed>, Vec<&Removed>) = removed.iter().partition(|op| op.seq.is_some());
+    let seqs: Vec<i32> = by_key.iter().filter_map(|op| op.seq).collect();
+    for chunk in seqs.chunks(CHUNK) {
+        diesel::delete(dsl::pending_operations.filter(dsl::seq.eq_any(chunk))).execute(conn)?;
+    }
+    let unkeyed: Vec<OperationId> = by_id.iter().map(|op| op.id).collect();
+    for chunk in unkeyed.chunks(CHUNK) {
         diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk)))).execute(conn)?;
     }
 
@@ -242,7 +251,8 @@ pub(crate) fn settle(
         let mut versions: HashMap<EntityRef, i64> = HashMap::new();
         for (id, settlement) in settlements {
             let Some(op) = ops.remove(id) else { continue };
-            let target = dsl::pending_operations.filter(dsl::id.eq(id.to_string()));
+            // `load_keys` read every row's key.
+            let target = dsl::pending_operations.filter(dsl::seq.eq(op.seq.unwrap_or_default()));
             let acknowledged = match settlement {
                 Settlement::Applied { version } => Some(*version),
                 Settlement::Conflict { server } => Some(server.version),
