@@ -48,9 +48,13 @@ pub struct BenchArgs {
     /// Operations queued for each upstream drain (upstream-drain).
     #[arg(long, default_value_t = 10_000)]
     pub drain_ops: usize,
-    /// Rounds of upstream-drain, each one drain per batch size, in alternating order.
+    /// Rounds of upstream-drain, each one drain per batch size, in an order that rotates.
     #[arg(long, default_value_t = 3)]
     pub drain_rounds: usize,
+    /// Batch sizes upstream-drain compares; the first is the baseline (default: one operation
+    /// per request, then the upstream processor's default batch size).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 500])]
+    pub drain_batch_sizes: Vec<usize>,
 }
 
 /// The benchmark scenarios.
