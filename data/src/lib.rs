@@ -28,4 +28,4 @@ pub use local::{
     SqlitePlaylistRepository, SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
 };
 pub use remote::{HttpRemote, RemoteOptions};
-pub use server::{DieselServerStore, ServerDatabase};
+pub use server::{AppliedCounts, DieselServerStore, ServerDatabase};

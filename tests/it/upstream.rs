@@ -2,9 +2,7 @@
 //! fault-injecting TCP proxy.
 
 use crate::proxy::{Fault, Proxy, Tally};
-use diesel::{prelude::*, sql_query, sql_types::BigInt};
 use std::{
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -29,7 +27,8 @@ use trackflow_server::{AppState, RunningServer, ServerConfig};
 /// A sync server on a free port over a SQLite file the test can inspect.
 pub struct Server {
     pub running: RunningServer,
-    pub db: PathBuf,
+    /// The store behind it, to count what it applied.
+    pub store: Arc<DieselServerStore>,
     _dir: TempDir,
 }
 
@@ -37,10 +36,11 @@ impl Server {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("server.db");
-        let store = DieselServerStore::open(db.to_str().expect("utf-8 path"), 2).expect("server store");
-        let state = AppState::new(Arc::new(store), ServerConfig::default());
+        let store =
+            Arc::new(DieselServerStore::open(db.to_str().expect("utf-8 path"), 2).expect("server store"));
+        let state = AppState::new(store.clone(), ServerConfig::default());
         let running = RunningServer::start("127.0.0.1:0".parse().expect("addr"), state).await.expect("start");
-        Self { running, db, _dir: dir }
+        Self { running, store, _dir: dir }
     }
 
     /// Signs up a fresh account for `user`; returns its token.
@@ -79,24 +79,8 @@ impl Server {
 
     /// (mutations recorded, distinct mutation ids, versions issued). A mutation applied twice
     /// would issue a version without a record of its own.
-    pub fn applied(&self) -> (i64, i64, i64) {
-        #[derive(QueryableByName)]
-        struct Counts {
-            #[diesel(sql_type = BigInt)]
-            records: i64,
-            #[diesel(sql_type = BigInt)]
-            distinct_ids: i64,
-            #[diesel(sql_type = BigInt)]
-            versions: i64,
-        }
-        let mut conn = SqliteConnection::establish(self.db.to_str().expect("utf-8")).expect("open server db");
-        let counts: Counts = sql_query(
-            "SELECT (SELECT count(*) FROM applied_mutations) AS records, \
-                    (SELECT count(DISTINCT mutation_id) FROM applied_mutations) AS distinct_ids, \
-                    (SELECT last_version FROM server_meta) AS versions",
-        )
-        .get_result(&mut conn)
-        .expect("counts");
+    pub async fn applied(&self) -> (i64, i64, i64) {
+        let counts = self.store.applied_counts().await.expect("counts");
         (counts.records, counts.distinct_ids, counts.versions)
     }
 }
@@ -237,7 +221,7 @@ async fn a_queue_drains_to_the_server_once() {
     let report = manager.process().await.expect("pass");
     assert_eq!(report.acknowledged as i64, queued, "{report:?}");
     client.assert_queue_empty(0).await;
-    assert_eq!(server.applied(), (queued, queued, queued));
+    assert_eq!(server.applied().await, (queued, queued, queued));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +256,7 @@ async fn a_revoked_token_pauses_upstream_until_the_user_signs_in_again() {
     let report = manager.process().await.expect("pass");
     assert_eq!(report.acknowledged as i64, queued);
     client.assert_queue_empty(0).await;
-    assert_eq!(server.applied(), (queued, queued, queued));
+    assert_eq!(server.applied().await, (queued, queued, queued));
 }
 
 /// The fault tests' workload: a profile, 3 projects, 4 tracks in each.
@@ -334,7 +318,7 @@ impl Faulty {
     /// The end of every fault test: each operation applied exactly once, nothing queued.
     async fn assert_applied_once(&self) {
         let n = self.queued;
-        assert_eq!(self.server.applied(), (n, n, n), "(records, distinct ids, versions)");
+        assert_eq!(self.server.applied().await, (n, n, n), "(records, distinct ids, versions)");
         self.client.assert_queue_empty(0).await;
     }
 }
@@ -350,7 +334,7 @@ async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
     assert_eq!((first.requests, first.acknowledged, first.retrying), (1, 0, FIRST_BATCH), "{first:?}");
     assert_eq!(first.next_due, Some(Faulty::first_retry(start)));
     let b = FIRST_BATCH as i64;
-    assert_eq!(t.server.applied(), (b, b, b));
+    assert_eq!(t.server.applied().await, (b, b, b));
     let cut = t.client.outbox.list(None).await.expect("list");
     assert!(cut
         .iter()
@@ -387,7 +371,7 @@ async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplica
     // The server applied what the client gave up on.
     t.proxy.server_answered(1).await;
     let b = FIRST_BATCH as i64;
-    assert_eq!(t.server.applied(), (b, b, b));
+    assert_eq!(t.server.applied().await, (b, b, b));
 
     t.drain().await;
     t.assert_applied_once().await;
@@ -410,7 +394,7 @@ async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff()
         assert_eq!(op.next_attempt_at, Some(Faulty::first_retry(start)));
         assert_eq!(op.last_error.as_deref(), Some("injected by the test proxy"));
     }
-    assert_eq!(t.server.applied(), (0, 0, 0));
+    assert_eq!(t.server.applied().await, (0, 0, 0));
 
     // Nothing goes out before the backoff ends.
     assert_eq!(t.pass().await.requests, 0);
@@ -474,7 +458,7 @@ async fn a_poison_operation_is_parked_and_the_other_999_drain() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].entity.id, poison.id().as_uuid());
     assert_eq!(failed[0].last_error.as_deref(), Some("forbidden: a project is created by its owner"));
-    assert_eq!(server.applied(), (999, 999, 999));
+    assert_eq!(server.applied().await, (999, 999, 999));
     client.assert_queue_empty(1).await;
 
     // Parked: not sent again.

@@ -13,7 +13,6 @@
 use super::{summarize, BenchArgs, Measurement, Report};
 use crate::wiring::local_module;
 use anyhow::{bail, ensure, Context};
-use diesel::{prelude::*, sql_query, sql_types::BigInt};
 use shaku::HasComponent;
 use std::{
     future::Future,
@@ -22,9 +21,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use trackflow_data::{
-    local::configure_connection, DieselServerStore, LocalStore, LocalStoreOptions, SystemClock,
-};
+use trackflow_data::{DieselServerStore, LocalStore, LocalStoreOptions, SystemClock};
 use trackflow_domain::{
     ports::{
         AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository,
@@ -110,29 +107,6 @@ async fn sign_up(url: &str, user: UserId) -> anyhow::Result<String> {
     Ok(body["token"].as_str().context("sign-up answered no token")?.to_owned())
 }
 
-/// (mutations recorded, distinct mutation ids, versions issued) in the server's SQLite file.
-fn server_applied(db: &Path) -> anyhow::Result<(i64, i64, i64)> {
-    #[derive(QueryableByName)]
-    struct Counts {
-        #[diesel(sql_type = BigInt)]
-        records: i64,
-        #[diesel(sql_type = BigInt)]
-        distinct_ids: i64,
-        #[diesel(sql_type = BigInt)]
-        versions: i64,
-    }
-    let mut conn = SqliteConnection::establish(&db.to_string_lossy())?;
-    // The server's pool may be checkpointing; wait for it like the stores do.
-    configure_connection(&mut conn, Duration::from_secs(5))?;
-    let counts: Counts = sql_query(
-        "SELECT (SELECT count(*) FROM applied_mutations) AS records, \
-                (SELECT count(DISTINCT mutation_id) FROM applied_mutations) AS distinct_ids, \
-                (SELECT last_version FROM server_meta) AS versions",
-    )
-    .get_result(&mut conn)?;
-    Ok((counts.records, counts.distinct_ids, counts.versions))
-}
-
 /// Queues `ops` operations through the repositories: the user's profile, [`PROJECTS`] projects,
 /// and the rest as tracks, each project followed by its share of them.
 async fn queue(module: &crate::wiring::LocalModule, user: UserId, ops: usize) -> anyhow::Result<()> {
@@ -162,9 +136,10 @@ async fn drain(dir: &Path, ops: usize, batch_size: usize) -> anyhow::Result<Drai
     std::fs::create_dir_all(dir)?;
     let server_db = dir.join("server.db");
     let url = server_db.to_string_lossy().into_owned();
-    let server_store =
-        tokio::task::spawn_blocking(move || DieselServerStore::open(&url, SERVER_CONNECTIONS)).await??;
-    let state = AppState::new(Arc::new(server_store), ServerConfig::default());
+    let server_store = Arc::new(
+        tokio::task::spawn_blocking(move || DieselServerStore::open(&url, SERVER_CONNECTIONS)).await??,
+    );
+    let state = AppState::new(server_store.clone(), ServerConfig::default());
     let server = RunningServer::start("127.0.0.1:0".parse()?, state).await?;
     let user = UserId::new();
     let token = sign_up(&server.url(), user).await?;
@@ -223,9 +198,8 @@ async fn drain(dir: &Path, ops: usize, batch_size: usize) -> anyhow::Result<Drai
     let requests = remote.take();
     ensure!(requests.len() as u64 == total.requests, "{} pushes timed, {total:?}", requests.len());
     let ops = ops as i64;
-    let applied = tokio::task::spawn_blocking(move || server_applied(&server_db))
-        .await?
-        .context("counting the server's applied mutations")?;
+    let counts = server_store.applied_counts().await.context("counting the server's applied mutations")?;
+    let applied = (counts.records, counts.distinct_ids, counts.versions);
     server.shutdown().await?;
     ensure!(
         applied == (ops, ops, ops),

@@ -71,6 +71,25 @@ impl DieselServerStore {
         &self.database
     }
 
+    /// What the store holds of pushes: (mutation records, distinct mutation ids, versions
+    /// issued). Every applied mutation is recorded once and issues one version, so the three
+    /// are equal exactly when nothing was applied twice; tests and benchmarks check it.
+    pub async fn applied_counts(&self) -> Result<AppliedCounts, ServerStoreError> {
+        use diesel::{dsl::count, prelude::*};
+        use schema::{applied_mutations, server_meta};
+        self.with_connection(|conn| {
+            let records: i64 = applied_mutations::table.count().get_result(conn).map_err(db_error)?;
+            let distinct_ids: i64 = applied_mutations::table
+                .select(count(applied_mutations::mutation_id).aggregate_distinct())
+                .get_result(conn)
+                .map_err(db_error)?;
+            let versions: i64 =
+                server_meta::table.select(server_meta::last_version).get_result(conn).map_err(db_error)?;
+            Ok(AppliedCounts { records, distinct_ids, versions })
+        })
+        .await
+    }
+
     /// Runs `work` on a pooled connection, off the async workers.
     async fn with_connection<T, F>(&self, work: F) -> Result<T, ServerStoreError>
     where
@@ -102,6 +121,17 @@ impl DieselServerStore {
 /// A pooled connection, or the port's error when none comes in time.
 fn checkout(pool: &ServerPool) -> Result<PooledConnection<connection::Manager>, ServerStoreError> {
     pool.get().map_err(|e| storage_error(StoreError::Pool(e.to_string())))
+}
+
+/// See [`DieselServerStore::applied_counts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedCounts {
+    /// Mutation records (one per applied mutation and sender).
+    pub records: i64,
+    /// Distinct mutation ids among them.
+    pub distinct_ids: i64,
+    /// Versions the store has issued.
+    pub versions: i64,
 }
 
 /// A database failure as the port reports it.
