@@ -26,9 +26,10 @@ use tokio::{
 /// What happens to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Forward the request, wait for the server's answer, then hold it this long before
-    /// passing it on (past the client's timeout, the server applied what the client gave up on).
-    Delay(Duration),
+    /// Forward the request and let the server answer, then withhold the answer until the
+    /// client gives up and closes its end: a response delayed past the client's timeout, for
+    /// a request the server applied. No timer here: the client's own timeout ends the wait.
+    Withhold,
     /// Forward the request and let the server answer, then close the client's connection
     /// without the answer: the lost acknowledgement.
     CutAfterRequest,
@@ -166,7 +167,11 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
     match fault {
         // Dropping `client` closes it with the request read and no answer written.
         Some(Fault::CutAfterRequest) => return Ok(()),
-        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Withhold) => {
+            // Returns when the client closes (0 bytes) or resets the connection.
+            let _ = client.read(&mut [0u8; 1]).await;
+            return Ok(());
+        }
         Some(Fault::Answer500) | None => {}
     }
     client.write_all(&answer).await?;

@@ -360,7 +360,7 @@ async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplica
     // Room for a retry that a slow machine makes time out as well: the queue must still drain.
     let patient = Backoff { max_attempts: 10, ..Backoff::default() };
     let t = Faulty::new(remote, UpstreamOptions { backoff: patient, ..Default::default() }).await;
-    t.proxy.inject(Fault::Delay(Duration::from_secs(3)));
+    t.proxy.inject(Fault::Withhold);
 
     let first = t.pass().await;
     assert_eq!((first.requests, first.acknowledged, first.retrying), (1, 0, FIRST_BATCH), "{first:?}");
