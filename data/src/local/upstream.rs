@@ -200,8 +200,7 @@ pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan)
         let named: Vec<OperationId> =
             plan.rewrite.iter().map(|op| op.id).chain(plan.remove.iter().copied()).collect();
         let current = load(conn, &named)?;
-        let untouched = current.len() == named.len()
-            && current.iter().all(|op| op.status == OperationStatus::Pending && !op.sent);
+        let untouched = current.len() == named.len() && current.iter().all(SyncOperation::is_unsent);
         if !untouched {
             return Ok(false);
         }

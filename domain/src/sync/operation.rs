@@ -123,6 +123,12 @@ pub struct SyncOperation {
 }
 
 impl SyncOperation {
+    /// Whether coalescing may merge or drop this operation: it is waiting and has never gone
+    /// out in a request, so the server cannot hold it.
+    pub fn is_unsent(&self) -> bool {
+        self.status == OperationStatus::Pending && !self.sent
+    }
+
     /// A fresh pending operation for a local write of `fields` at `hlc`, with the entity type's
     /// default priority.
     pub fn new(

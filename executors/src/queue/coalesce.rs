@@ -15,12 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use trackflow_domain::sync::upstream::{cascade, referenced_by_survivors};
 pub use trackflow_domain::sync::CoalescePlan;
-use trackflow_domain::{EntityRef, OperationId, OperationKind, OperationStatus, SyncOperation};
-
-/// Whether an operation may be merged with others: it has never been sent.
-fn unsent(op: &SyncOperation) -> bool {
-    op.status == OperationStatus::Pending && !op.sent
-}
+use trackflow_domain::{EntityRef, OperationId, OperationKind, SyncOperation};
 
 /// Plans the coalescing of `queue` (all of the outbox, in queue order).
 pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
@@ -29,7 +24,7 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
     let mut runs: Vec<Vec<&SyncOperation>> = Vec::new();
     let mut open: HashMap<EntityRef, usize> = HashMap::new();
     for op in queue {
-        if unsent(op) {
+        if op.is_unsent() {
             match open.get(&op.entity) {
                 Some(&run) => runs[run].push(op),
                 None => {
