@@ -95,9 +95,9 @@ fn http_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
 #[async_trait]
 impl RemoteDataSource for HttpRemote {
     #[tracing::instrument(skip_all, fields(mutations = request.mutations.len()), err)]
-    async fn push(&self, request: PushRequest) -> Result<PushResponse, RemoteError> {
+    async fn push(&self, request: &PushRequest) -> Result<PushResponse, RemoteError> {
         let (url, token) = self.target("/v1/sync/push").await?;
-        let response = self.client.post(url).bearer_auth(token).json(&request).send().await;
+        let response = self.client.post(url).bearer_auth(token).json(request).send().await;
         read(response).await
     }
 

@@ -13,11 +13,10 @@
 use super::{summarize, BenchArgs, Measurement, Report};
 use crate::wiring::local_module;
 use anyhow::{bail, ensure, Context};
+use async_trait::async_trait;
 use shaku::HasComponent;
 use std::{
-    future::Future,
     path::Path,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -61,34 +60,18 @@ impl TimedRemote {
     }
 }
 
-// What `#[async_trait]` expands to (this crate does not depend on async-trait).
+#[async_trait]
 impl RemoteDataSource for TimedRemote {
-    fn push<'life0, 'async_trait>(
-        &'life0 self,
-        request: PushRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<PushResponse, RemoteError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let started = Instant::now();
-            let result = self.inner.push(request).await;
-            let took = started.elapsed();
-            self.pushes.lock().unwrap_or_else(|e| e.into_inner()).push(took);
-            result
-        })
+    async fn push(&self, request: &PushRequest) -> Result<PushResponse, RemoteError> {
+        let started = Instant::now();
+        let result = self.inner.push(request).await;
+        let took = started.elapsed();
+        self.pushes.lock().unwrap_or_else(|e| e.into_inner()).push(took);
+        result
     }
 
-    fn pull<'life0, 'async_trait>(
-        &'life0 self,
-        request: PullRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<PullResponse, RemoteError>> + Send + 'async_trait>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.pull(request)
+    async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError> {
+        self.inner.pull(request).await
     }
 }
 

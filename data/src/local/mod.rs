@@ -78,6 +78,8 @@ struct Inner {
     offload: Offload,
     /// Counts the local writes made through this handle; see [`LocalStore::watch_writes`].
     writes: watch::Sender<u64>,
+    /// Outbox keys of listed operations, shared by the outbox repositories of this store.
+    outbox_keys: upstream::Keys,
 }
 
 impl fmt::Debug for LocalStore {
@@ -104,6 +106,7 @@ impl LocalStore {
                     path: options.path,
                     offload: options.offload,
                     writes: watch::Sender::new(0),
+                    outbox_keys: upstream::Keys::default(),
                 }),
             })
         })
@@ -153,6 +156,11 @@ impl LocalStore {
             self.announce_write();
         }
         result
+    }
+
+    /// The keys of outbox operations listed through this store (see [`upstream::Keys`]).
+    pub(crate) fn outbox_keys(&self) -> &upstream::Keys {
+        &self.inner.outbox_keys
     }
 
     /// Tells [`watch_writes`](Self::watch_writes) receivers that the queue changed.

@@ -161,18 +161,18 @@ impl SqlitePendingOperationsRepository {
 impl PendingOperationsRepository for SqlitePendingOperationsRepository {
     #[tracing::instrument(skip_all)]
     async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError> {
+        let store = self.store.clone();
         self.store
             .read(move |conn| {
                 let mut query = dsl::pending_operations.order(dsl::seq).into_boxed();
                 if let Some(status) = status {
                     query = query.filter(dsl::status.eq(status.as_str()));
                 }
-                query
-                    .select(OperationRow::as_select())
-                    .load(conn)?
-                    .into_iter()
-                    .map(OperationRow::decode)
-                    .collect()
+                let rows: Vec<OperationRow> = query.select(OperationRow::as_select()).load(conn)?;
+                let listed: Vec<(i32, SyncOperation)> =
+                    rows.into_iter().map(|row| Ok((row.seq, row.decode()?))).collect::<StoreResult<_>>()?;
+                store.outbox_keys().remember(listed.iter().map(|(seq, op)| (op.id, *seq)), status.is_none());
+                Ok(listed.into_iter().map(|(_, op)| op).collect())
             })
             .await
     }
@@ -227,12 +227,14 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
 
     #[tracing::instrument(skip_all, fields(n = ids.len()))]
     async fn mark_sent(&self, ids: Vec<OperationId>) -> Result<(), RepositoryError> {
-        self.store.read(move |conn| upstream::mark_sent(conn, &ids)).await
+        let store = self.store.clone();
+        self.store.read(move |conn| upstream::mark_sent(conn, store.outbox_keys(), &ids)).await
     }
 
     #[tracing::instrument(skip_all, fields(n = settlements.len()))]
     async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError> {
-        self.store.read(move |conn| upstream::settle(conn, &settlements)).await
+        let store = self.store.clone();
+        self.store.read(move |conn| upstream::settle(conn, store.outbox_keys(), &settlements)).await
     }
 
     #[tracing::instrument(skip_all)]

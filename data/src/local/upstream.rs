@@ -11,7 +11,10 @@ use super::{
 };
 use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
     EntityRef, EntityType, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
@@ -59,6 +62,42 @@ fn id_texts(ids: &[OperationId]) -> Vec<String> {
     ids.iter().map(ToString::to_string).collect()
 }
 
+/// The outbox keys (`seq`) of operations listed through one store, by operation id.
+///
+/// The outbox has no index on `id`: every local write would pay for one. So a statement naming
+/// operations by id scans the whole outbox, and the upstream processor names a batch of them
+/// twice per request (marking it sent, settling it). It lists the queue first, so the keys are
+/// known: statements find those rows by key, and still require the id to match, so a key gone
+/// stale (its operation removed, the key reused by a later one) matches nothing. Operations
+/// whose key is unknown are found by id, as before.
+#[derive(Debug, Default)]
+pub(crate) struct Keys(Mutex<HashMap<OperationId, i32>>);
+
+impl Keys {
+    /// Records listed keys; a listing of the whole outbox replaces what was known.
+    pub(crate) fn remember(&self, listed: impl Iterator<Item = (OperationId, i32)>, whole: bool) {
+        let mut keys = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if whole {
+            keys.clear();
+        }
+        keys.extend(listed);
+    }
+
+    /// `ids` split into those with a known key (with it) and the rest.
+    fn split(&self, ids: &[OperationId]) -> (Vec<(i32, String)>, Vec<OperationId>) {
+        let keys = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            match keys.get(id) {
+                Some(seq) => known.push((*seq, id.to_string())),
+                None => unknown.push(*id),
+            }
+        }
+        (known, unknown)
+    }
+}
+
 /// The queued operations with these ids, in queue order.
 fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<SyncOperation>> {
     let mut ops = Vec::with_capacity(ids.len());
@@ -90,18 +129,38 @@ impl From<&SyncOperation> for Removed {
 }
 
 /// The queued operations with these ids, reading only what [`remove`] needs (no field JSON).
-fn load_keys(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<HashMap<OperationId, Removed>> {
-    let mut keys = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
-        let rows: Vec<(i32, String, String, String, String)> = dsl::pending_operations
-            .filter(dsl::id.eq_any(id_texts(chunk)))
-            .select((dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
-            .load(conn)?;
-        for (seq, id, entity_type, entity_id, hlc) in rows {
-            let id: OperationId = parse(TABLE, &id)?;
-            let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
-            keys.insert(id, Removed { id, seq: Some(seq), entity, hlc: parse(TABLE, &hlc)? });
-        }
+fn load_keys(
+    conn: &mut SqliteConnection,
+    known: &Keys,
+    ids: &[OperationId],
+) -> StoreResult<HashMap<OperationId, Removed>> {
+    type KeyRow = (i32, String, String, String, String);
+    let columns = (dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc);
+    let (by_key, by_id) = known.split(ids);
+    let mut rows: Vec<KeyRow> = Vec::with_capacity(ids.len());
+    for chunk in by_key.chunks(CHUNK) {
+        let (seqs, ids): (Vec<i32>, Vec<&String>) = chunk.iter().map(|(seq, id)| (*seq, id)).unzip();
+        rows.extend(
+            dsl::pending_operations
+                .filter(dsl::seq.eq_any(seqs))
+                .filter(dsl::id.eq_any(ids))
+                .select(columns)
+                .load::<KeyRow>(conn)?,
+        );
+    }
+    for chunk in by_id.chunks(CHUNK) {
+        rows.extend(
+            dsl::pending_operations
+                .filter(dsl::id.eq_any(id_texts(chunk)))
+                .select(columns)
+                .load::<KeyRow>(conn)?,
+        );
+    }
+    let mut keys = HashMap::with_capacity(rows.len());
+    for (seq, id, entity_type, entity_id, hlc) in rows {
+        let id: OperationId = parse(TABLE, &id)?;
+        let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
+        keys.insert(id, Removed { id, seq: Some(seq), entity, hlc: parse(TABLE, &hlc)? });
     }
     Ok(keys)
 }
@@ -226,11 +285,19 @@ pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan)
 }
 
 /// Marks operations as going out in a request.
-pub(crate) fn mark_sent(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<()> {
+pub(crate) fn mark_sent(conn: &mut SqliteConnection, known: &Keys, ids: &[OperationId]) -> StoreResult<()> {
+    let sent = (dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true));
+    let (by_key, by_id) = known.split(ids);
     conn.immediate_transaction(|conn| {
-        for chunk in ids.chunks(CHUNK) {
+        for chunk in by_key.chunks(CHUNK) {
+            let (seqs, ids): (Vec<i32>, Vec<&String>) = chunk.iter().map(|(seq, id)| (*seq, id)).unzip();
+            diesel::update(dsl::pending_operations.filter(dsl::seq.eq_any(seqs)).filter(dsl::id.eq_any(ids)))
+                .set(sent)
+                .execute(conn)?;
+        }
+        for chunk in by_id.chunks(CHUNK) {
             diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk))))
-                .set((dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true)))
+                .set(sent)
                 .execute(conn)?;
         }
         Ok(())
@@ -241,11 +308,12 @@ pub(crate) fn mark_sent(conn: &mut SqliteConnection, ids: &[OperationId]) -> Sto
 /// concurrent discard) are ignored.
 pub(crate) fn settle(
     conn: &mut SqliteConnection,
+    known: &Keys,
     settlements: &[(OperationId, Settlement)],
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<OperationId> = settlements.iter().map(|(id, _)| *id).collect();
-        let mut ops = load_keys(conn, &ids)?;
+        let mut ops = load_keys(conn, known, &ids)?;
         let mut removed = Vec::new();
         let mut versions: HashMap<EntityRef, i64> = HashMap::new();
         for (id, settlement) in settlements {

@@ -287,3 +287,27 @@ async fn writes_are_announced_to_watchers() {
     assert!(missing.is_err());
     assert!(!writes.has_changed().expect("store alive"), "a refused write does not");
 }
+
+#[tokio::test]
+async fn a_stale_key_never_reaches_the_operation_that_reused_it() {
+    let c = Client::new().await;
+    c.project().await;
+    // Listing remembers the create's key; acknowledging it empties the outbox, so SQLite gives
+    // the next operation the same key.
+    let [first] = c.ids().await[..] else { panic!("one operation") };
+    c.outbox.settle(vec![(first, Settlement::Applied { version: 1 })]).await.expect("settle");
+    let second_project = c.project().await;
+    let key = |id: OperationId| {
+        format!("SELECT COALESCE(MAX(seq), 0) AS n FROM pending_operations WHERE id = '{id}'")
+    };
+    // A listing by status adds to the remembered keys: the first operation's stays, stale.
+    let second = c.outbox.list(Some(OperationStatus::Pending)).await.expect("list")[0].id;
+    assert_eq!(c.fx.count(&key(first)).await, 0);
+    assert_eq!(c.fx.count(&key(second)).await, 1, "the key was reused");
+
+    c.outbox.mark_sent(vec![first]).await.expect("mark");
+    c.outbox.settle(vec![(first, Settlement::Applied { version: 7 })]).await.expect("settle");
+    let op = c.outbox.get(second).await.expect("get").expect("still queued");
+    assert_eq!((op.status, op.sent), (OperationStatus::Pending, false), "not marked by the stale key");
+    assert_eq!(c.row(&second_project).await, (0, 1, 1), "not settled by it either");
+}

@@ -63,8 +63,9 @@ impl RemoteError {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait RemoteDataSource: Interface {
-    /// Sends a batch of mutations.
-    async fn push(&self, request: PushRequest) -> Result<PushResponse, RemoteError>;
+    /// Sends a batch of mutations. Borrowed: a caller that must send it again (after renewing
+    /// its token, say) keeps it.
+    async fn push(&self, request: &PushRequest) -> Result<PushResponse, RemoteError>;
 
     /// Fetches changes after a cursor.
     async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError>;

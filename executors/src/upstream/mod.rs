@@ -379,93 +379,107 @@ impl PendingOperationsManager {
 
     /// Sends batches from the in-memory `queue` until none is ready, keeping `queue` in step
     /// with the outbox. Returns whether sending paused.
+    ///
+    /// The settlements of one batch are stored while the next batch is out, so the client's
+    /// bookkeeping overlaps the server's work. That is safe because the in-memory queue is
+    /// updated before the next batch is chosen: acknowledged operations leave it (what depended
+    /// on them may go, since the server holds them), and operations to retry stay in it as
+    /// [`InFlight`](OperationStatus::InFlight) until their retry is stored, which holds back
+    /// their entity's later operations and their children. The two local transactions never
+    /// overlap: the next batch is marked sent first, and only then is the previous one settled.
     async fn drain(
         &self,
         queue: &mut Vec<SyncOperation>,
         report: &mut PassReport,
     ) -> Result<bool, RepositoryError> {
+        // The previous batch's settlements, not yet stored.
+        let mut unsettled = Vec::new();
         loop {
             let batch = next_batch(queue, self.ports.clock.now(), self.options.batch_size);
             if batch.is_empty() {
+                self.settle(queue, unsettled).await?;
                 return Ok(false);
             }
-            let settlements = match self.send(&batch, report).await? {
-                (Sent::Answered, settlements) => settlements,
-                (Sent::Paused, settlements) => {
-                    self.apply(queue, settlements, report).await?;
-                    return Ok(true);
+            let outgoing = self.prepare(&batch);
+            if !outgoing.mutations.is_empty() {
+                self.ports.outbox.mark_sent(outgoing.mutations.iter().map(|(_, op)| op.id).collect()).await?;
+            }
+            let outbox = Arc::clone(&self.ports.outbox);
+            let settling = tokio::spawn(async move {
+                if unsettled.is_empty() {
+                    return Ok(());
                 }
+                outbox.settle(unsettled).await
+            });
+            let sent = self.send(outgoing, report).await;
+            // Awaited on every path, so no settlement is still being stored when the pass ends.
+            let settled = match settling.await {
+                Ok(settled) => settled,
+                Err(join) => std::panic::resume_unwind(join.into_panic()),
             };
-            self.apply(queue, settlements, report).await?;
+            settled?;
+            released(queue);
+            let (sent, settlements) = sent?;
+            mirror(queue, &settlements, report);
+            unsettled = settlements;
+            if let Sent::Paused = sent {
+                self.settle(queue, unsettled).await?;
+                return Ok(true);
+            }
         }
     }
 
-    /// Stores `settlements` and mirrors them in the in-memory queue.
-    async fn apply(
+    /// Stores `settlements`, already mirrored in `queue`, and marks their retries pending there.
+    async fn settle(
         &self,
-        queue: &mut Vec<SyncOperation>,
+        queue: &mut [SyncOperation],
         settlements: Vec<(OperationId, Settlement)>,
-        report: &mut PassReport,
     ) -> Result<(), RepositoryError> {
         if settlements.is_empty() {
             return Ok(());
         }
-        let by_id: HashMap<OperationId, &Settlement> = settlements.iter().map(|(id, s)| (*id, s)).collect();
-        let mut done: HashSet<OperationId> = HashSet::new();
-        for op in queue.iter_mut() {
-            let Some(settlement) = by_id.get(&op.id) else { continue };
-            match settlement {
-                Settlement::Applied { .. } | Settlement::Conflict { .. } => {
-                    report.acknowledged += 1;
-                    done.insert(op.id);
-                }
-                Settlement::Failed { reason } => {
-                    report.failed += 1;
-                    op.status = OperationStatus::Failed;
-                    op.last_error = Some(reason.clone());
-                }
-                Settlement::Retry { attempts, not_before, error } => {
-                    report.retrying += 1;
-                    op.status = OperationStatus::Pending;
-                    op.attempts = *attempts;
-                    op.next_attempt_at = *not_before;
-                    op.last_error = Some(error.clone());
-                }
-            }
-        }
-        queue.retain(|op| !done.contains(&op.id));
-        self.ports.outbox.settle(settlements).await
+        self.ports.outbox.settle(settlements).await?;
+        released(queue);
+        Ok(())
     }
 
-    /// Sends `batch` and decides each operation's settlement. A refusal of the whole request
-    /// that names a mutation parks that one and sends the rest again; a request too large is
-    /// halved. Once an operation of the batch does not go through (failed, retrying or held),
-    /// the operations after it on its entity are held back, unsent, so an entity's operations
-    /// never reach the server out of order.
-    async fn send(
-        &self,
-        batch: &[SyncOperation],
-        report: &mut PassReport,
-    ) -> Result<(Sent, Vec<(OperationId, Settlement)>), RepositoryError> {
-        let mut settlements = Vec::with_capacity(batch.len());
-        let mut mutations: Vec<(Mutation, &SyncOperation)> = Vec::with_capacity(batch.len());
-        let mut held: HashSet<EntityRef> = HashSet::new();
+    /// Runs each operation of `batch` through its executor: the mutations to send, and failures
+    /// for the operations an executor refused. An entity's operations after a refused one are
+    /// left out, unsent; the ones before it go.
+    fn prepare<'a>(&self, batch: &'a [SyncOperation]) -> Outgoing<'a> {
+        let mut outgoing = Outgoing { mutations: Vec::with_capacity(batch.len()), settlements: Vec::new() };
+        let mut refused: HashSet<EntityRef> = HashSet::new();
         for op in batch {
-            if held.contains(&op.entity) {
+            if refused.contains(&op.entity) {
+                // Left pending, unsent: it must not reach the server before the refused one.
                 continue;
             }
             match self.executors.prepare(op) {
-                Ok(mutation) => mutations.push((mutation, op)),
+                Ok(mutation) => outgoing.mutations.push((mutation, op)),
                 Err(error) => {
-                    held.insert(op.entity);
-                    settlements.push((op.id, Settlement::Failed { reason: error.to_string() }));
+                    refused.insert(op.entity);
+                    outgoing.settlements.push((op.id, Settlement::Failed { reason: error.to_string() }));
                 }
             }
         }
+        outgoing
+    }
+
+    /// Sends `outgoing` (already marked sent) and decides each operation's settlement. A
+    /// refusal of the whole request that names a mutation parks that one and sends the rest
+    /// again; a request too large is halved. Once an operation of the batch does not go through
+    /// (failed, retrying or held), the operations after it on its entity are held back, unsent,
+    /// so an entity's operations never reach the server out of order.
+    async fn send(
+        &self,
+        outgoing: Outgoing<'_>,
+        report: &mut PassReport,
+    ) -> Result<(Sent, Vec<(OperationId, Settlement)>), RepositoryError> {
+        let Outgoing { mutations, mut settlements } = outgoing;
+        let mut held: HashSet<EntityRef> = HashSet::new();
         if mutations.is_empty() {
             return Ok((Sent::Answered, settlements));
         }
-        self.ports.outbox.mark_sent(mutations.iter().map(|(_, op)| op.id).collect()).await?;
         // Parts still to send, last-in first-out: earlier parts are pushed last.
         let mut parts: Vec<Vec<(Mutation, &SyncOperation)>> = vec![mutations];
         while let Some(part) = parts.pop() {
@@ -483,7 +497,7 @@ impl PendingOperationsManager {
                 mutations: part.iter().map(|(m, _)| m.clone()).collect(),
             };
             report.requests += 1;
-            let pause = match self.push(request).await {
+            let pause = match self.push(&request).await {
                 Ok(response) => {
                     self.set_pause(None);
                     let mut outcomes: HashMap<OperationId, MutationOutcome> =
@@ -594,10 +608,10 @@ impl PendingOperationsManager {
     /// Pushes, renewing the token once if the server refuses it.
     async fn push(
         &self,
-        request: PushRequest,
+        request: &PushRequest,
     ) -> Result<trackflow_domain::protocol::PushResponse, RemoteError> {
         let token = self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token);
-        match self.ports.remote.push(request.clone()).await {
+        match self.ports.remote.push(request).await {
             Err(RemoteError::Unauthorized(message)) => match self.ports.reauthenticator.renew(token).await {
                 Ok(true) => self.ports.remote.push(request).await,
                 Ok(false) => Err(RemoteError::Unauthorized(message)),
@@ -659,6 +673,59 @@ impl PendingOperationsManager {
                 Settlement::Failed { reason: format!("gave up after {attempts} attempts: {error}") }
             }
         }
+    }
+}
+
+/// A batch run through the executors, ready to send.
+struct Outgoing<'a> {
+    /// What goes to the server, with the operation each came from.
+    mutations: Vec<(Mutation, &'a SyncOperation)>,
+    /// Operations settled before sending (refused by their executor).
+    settlements: Vec<(OperationId, Settlement)>,
+}
+
+/// Mirrors `settlements` in the in-memory queue: acknowledged operations leave it, failed ones
+/// are marked failed, and retries are marked [`InFlight`](OperationStatus::InFlight) until
+/// they are stored (see [`released`]), so nothing is chosen again before its retry is durable.
+fn mirror(
+    queue: &mut Vec<SyncOperation>,
+    settlements: &[(OperationId, Settlement)],
+    report: &mut PassReport,
+) {
+    if settlements.is_empty() {
+        return;
+    }
+    let by_id: HashMap<OperationId, &Settlement> = settlements.iter().map(|(id, s)| (*id, s)).collect();
+    queue.retain_mut(|op| {
+        let Some(settlement) = by_id.get(&op.id) else { return true };
+        match settlement {
+            Settlement::Applied { .. } | Settlement::Conflict { .. } => {
+                report.acknowledged += 1;
+                return false;
+            }
+            Settlement::Failed { reason } => {
+                report.failed += 1;
+                op.status = OperationStatus::Failed;
+                op.last_error = Some(reason.clone());
+            }
+            Settlement::Retry { attempts, not_before, error } => {
+                report.retrying += 1;
+                op.status = OperationStatus::InFlight;
+                op.attempts = *attempts;
+                op.next_attempt_at = *not_before;
+                op.last_error = Some(error.clone());
+            }
+        }
+        true
+    });
+}
+
+/// Marks pending again, in the in-memory queue, the retries whose settlement is now stored.
+/// Only [`mirror`] leaves operations in flight there: the queue is read after the outbox
+/// released what an earlier pass left in flight.
+fn released(queue: &mut [SyncOperation]) {
+    for op in queue.iter_mut().filter(|op| op.status == OperationStatus::InFlight) {
+        op.status = OperationStatus::Pending;
     }
 }
 

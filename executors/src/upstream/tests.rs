@@ -19,11 +19,20 @@ use trackflow_domain::{
 #[derive(Default)]
 struct FakeOutbox {
     ops: Mutex<Vec<SyncOperation>>,
+    /// `mark_sent` and `settle` calls, in the order they began, with the ids they named.
+    calls: Mutex<Vec<(&'static str, Vec<OperationId>)>>,
+    /// When set, the first `settle` waits (up to five seconds, else it fails) until the
+    /// receiver has counted this many pushes.
+    first_settle_waits_for: Mutex<Option<(watch::Receiver<usize>, usize)>>,
 }
 
 impl FakeOutbox {
     fn with(ops: Vec<SyncOperation>) -> Arc<Self> {
-        Arc::new(Self { ops: Mutex::new(ops) })
+        Arc::new(Self { ops: Mutex::new(ops), ..Self::default() })
+    }
+
+    fn calls(&self) -> Vec<(&'static str, Vec<OperationId>)> {
+        self.calls.lock().expect("lock").clone()
     }
 
     fn snapshot(&self) -> Vec<SyncOperation> {
@@ -72,6 +81,7 @@ impl PendingOperationsRepository for FakeOutbox {
     }
 
     async fn mark_sent(&self, ids: Vec<OperationId>) -> Result<(), RepositoryError> {
+        self.calls.lock().expect("lock").push(("mark_sent", ids.clone()));
         for op in self.ops.lock().expect("lock").iter_mut().filter(|op| ids.contains(&op.id)) {
             op.status = OperationStatus::InFlight;
             op.sent = true;
@@ -80,6 +90,14 @@ impl PendingOperationsRepository for FakeOutbox {
     }
 
     async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError> {
+        self.calls.lock().expect("lock").push(("settle", settlements.iter().map(|(id, _)| *id).collect()));
+        let gate = self.first_settle_waits_for.lock().expect("lock").take();
+        if let Some((mut pushes, wanted)) = gate {
+            tokio::time::timeout(Duration::from_secs(5), pushes.wait_for(|n| *n >= wanted))
+                .await
+                .map_err(|_| RepositoryError::Conflict(format!("push {wanted} never started")))?
+                .map_err(|e| RepositoryError::Conflict(e.to_string()))?;
+        }
         let mut ops = self.ops.lock().expect("lock");
         for (id, settlement) in settlements {
             let Some(index) = ops.iter().position(|op| op.id == id) else { continue };
@@ -154,7 +172,7 @@ fn remote(
     let mut remote = MockRemoteDataSource::new();
     remote.expect_push().returning(move |request| {
         seen.lock().expect("lock").push(request.mutations.iter().map(|m| m.id).collect());
-        answer(&request)
+        answer(request)
     });
     (remote, requests)
 }
@@ -302,6 +320,79 @@ async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgemen
         "urgent first; within a batch, queue order"
     );
     assert_eq!((report.requests, report.acknowledged), (2, 4));
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_while_the_next_one_is_out() {
+    let mut ops = Ops::new();
+    let (_, first) = ops.project();
+    let (_, second) = ops.project();
+    let (pushes, counted) = watch::channel(0_usize);
+    let (remote, requests) = remote(move |request| {
+        pushes.send_modify(|n| *n += 1);
+        applied(request)
+    });
+    let mut setup = Setup::new(vec![first.clone(), second.clone()], remote);
+    setup.options.batch_size = 1;
+    // Settling the first batch cannot finish before the second push starts: were the two
+    // sequential, the pass would fail.
+    *setup.outbox.first_settle_waits_for.lock().expect("lock") = Some((counted, 2));
+    let (manager, outbox, _) = setup.manager();
+
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.acknowledged), (2, 2));
+    assert_eq!(*requests.lock().expect("lock"), vec![vec![first.id], vec![second.id]]);
+    // The local transactions never overlap: the second batch is marked sent before the first
+    // is settled.
+    assert_eq!(
+        outbox.calls(),
+        vec![
+            ("mark_sent", vec![first.id]),
+            ("mark_sent", vec![second.id]),
+            ("settle", vec![first.id]),
+            ("settle", vec![second.id]),
+        ]
+    );
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn a_retry_is_not_sent_again_before_it_is_stored() {
+    let mut ops = Ops::new();
+    let (_, failing) = ops.project();
+    let (_, other) = ops.project();
+    let failing_id = failing.id;
+    let mut failed = false;
+    let (remote, requests) = remote(move |request| {
+        // The first request carrying it fails; the next is answered.
+        if request.mutations[0].id == failing_id && !failed {
+            failed = true;
+            return Err(server_error());
+        }
+        applied(request)
+    });
+    let mut setup = Setup::new(vec![failing.clone(), other.clone()], remote);
+    setup.options.batch_size = 1;
+    let (manager, outbox, _) = setup.manager();
+    // No jitter: the retry is due at once, so only its settlement holds it back.
+    let manager = manager.with_jitter(|| 0.0);
+
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.acknowledged, report.retrying), (2, 1));
+    assert_eq!(*requests.lock().expect("lock"), vec![vec![failing.id], vec![other.id], vec![failing.id]]);
+    assert_eq!(
+        outbox.calls(),
+        vec![
+            ("mark_sent", vec![failing.id]),
+            // The failed one is in flight until its retry is stored, so the other goes next.
+            ("mark_sent", vec![other.id]),
+            ("settle", vec![failing.id]),
+            ("mark_sent", vec![failing.id]),
+            ("settle", vec![other.id]),
+            ("settle", vec![failing.id]),
+        ]
+    );
     assert!(outbox.snapshot().is_empty());
 }
 

@@ -32,7 +32,7 @@ async fn pushes_and_pulls_through_the_real_server() {
     let remote = remote(&server.server.url(), user, Some(&token), &RemoteOptions::default());
     let mut writer = Writer::new();
     let project = Project::new(user, "Album", None, Timestamp(1)).expect("valid");
-    let response = remote.push(writer.creating(&project)).await.expect("push");
+    let response = remote.push(&writer.creating(&project)).await.expect("push");
     assert!(matches!(response.results[0].outcome, MutationOutcome::Applied { .. }), "{response:?}");
     match remote.pull(PullRequest { cursor: None, limit: 10 }).await.expect("pull") {
         PullResponse::Changes { changes, .. } => assert_eq!(changes[0].entity_id, project.entity_id()),
@@ -58,7 +58,7 @@ async fn server_refusals_are_classified() {
     let mut writer = Writer::new();
     let mut request = writer.creating(&Project::new(user, "Album", None, Timestamp(1)).expect("valid"));
     request.mutations[0].fields.remove("name");
-    let error = good.push(request).await.expect_err("422");
+    let error = good.push(&request).await.expect_err("422");
     assert!(matches!(error, RemoteError::Permanent { ref code, .. } if code == "invalid_field"), "{error:?}");
 }
 
