@@ -24,8 +24,9 @@ pub use clock::SystemClock;
 pub use error::StoreError;
 pub use local::{
     LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository, SqliteAudioTrackRepository,
-    SqliteCollaboratorRepository, SqliteConflictRepository, SqlitePendingOperationsRepository,
-    SqlitePlaylistRepository, SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository,
+    SqliteCollaboratorRepository, SqliteConflictRepository, SqliteDownstreamRepository,
+    SqlitePendingOperationsRepository, SqlitePlaylistRepository, SqliteProjectRepository,
+    SqliteSessionStorage, SqliteUserProfileRepository,
 };
 pub use remote::{HttpRemote, RemoteOptions};
 pub use server::{AppliedCounts, DieselServerStore, ServerDatabase};

@@ -1,9 +1,10 @@
 //! # trackflow-usecases
 //!
-//! Downstream sync and coordination of TrackFlow Sync: it will hold the per-entity sync use
-//! cases and the `SyncDataManager` (cursor pulls applied page by page), the conflict
-//! resolution service, the `BackgroundSyncCoordinator` and the `SyncStatusProvider`.
-//!
-//! Today it holds nothing but this description; it depends on the domain only.
+//! Downstream sync of TrackFlow Sync: the [`SyncDataManager`], which pulls a scope's changes
+//! from the server page by page and has each page merged into the local store with its cursor.
+//! The coordinator and the status provider will live here too (see the issues).
 
+mod downstream;
+
+pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions, ALL_SCOPE};
 pub use trackflow_domain::SyncState;

@@ -55,6 +55,14 @@ impl ConflictRow {
     }
 }
 
+/// Stores `conflict` unless its id is stored already.
+pub(crate) fn record(conn: &mut SqliteConnection, conflict: &SyncConflict) -> StoreResult<()> {
+    diesel::insert_or_ignore_into(dsl::sync_conflicts)
+        .values(ConflictRow::encode(conflict)?)
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Stored conflicts.
 #[derive(Component)]
 #[shaku(interface = ConflictRepository)]
@@ -74,14 +82,7 @@ impl SqliteConflictRepository {
 impl ConflictRepository for SqliteConflictRepository {
     #[tracing::instrument(skip_all, fields(id = %conflict.id))]
     async fn record(&self, conflict: SyncConflict) -> Result<(), RepositoryError> {
-        self.store
-            .read(move |conn| {
-                diesel::insert_or_ignore_into(dsl::sync_conflicts)
-                    .values(ConflictRow::encode(&conflict)?)
-                    .execute(conn)?;
-                Ok(())
-            })
-            .await
+        self.store.read(move |conn| record(conn, &conflict)).await
     }
 
     #[tracing::instrument(skip_all)]

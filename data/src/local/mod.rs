@@ -3,6 +3,7 @@
 
 mod conflicts;
 mod connection;
+mod downstream;
 mod field_clock;
 mod outbox;
 mod records;
@@ -14,6 +15,7 @@ mod upstream;
 
 pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
 pub use connection::{configure_connection, MIGRATIONS};
+pub use downstream::{SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters};
 pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
 pub use repositories::{
     SqliteAudioCommentRepository, SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepository,
@@ -156,6 +158,11 @@ impl LocalStore {
             self.announce_write();
         }
         result
+    }
+
+    /// Wall-clock time by the store's clock.
+    pub(crate) fn now(&self) -> trackflow_domain::Timestamp {
+        self.inner.clock.now()
     }
 
     /// The keys of outbox operations listed through this store (see [`upstream::Keys`]).

@@ -61,6 +61,7 @@ fn meta<E: SyncEntity>(
         deleted,
         dirty,
         pending_create: pending_create.map(|id| parse(table, id)).transpose()?,
+        pulled_version: 0,
     })
 }
 
@@ -85,6 +86,7 @@ macro_rules! entity_row {
             pub deleted: bool,
             pub dirty: bool,
             pub pending_create: Option<String>,
+            pub pulled_version: i64,
         }
 
         impl EntityRow for $row {
@@ -100,6 +102,7 @@ macro_rules! entity_row {
                     deleted: record.meta.deleted,
                     dirty: record.meta.dirty,
                     pending_create: record.meta.pending_create.map(|id| id.to_string()),
+                    pulled_version: record.meta.pulled_version,
                 })
             }
 
@@ -107,10 +110,11 @@ macro_rules! entity_row {
                 const TABLE: &str = stringify!($table);
                 let $r = &self;
                 let entity = $decode.map_err(|e| StoreError::corrupt(TABLE, e))?;
-                let meta = meta::<$entity>(
+                let mut meta = meta::<$entity>(
                     TABLE, self.version, &self.field_hlc, self.deleted, self.dirty,
                     self.pending_create.as_deref(),
                 )?;
+                meta.pulled_version = self.pulled_version;
                 Ok(Record { entity, meta })
             }
         }

@@ -30,6 +30,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -45,6 +46,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -60,6 +62,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -77,6 +80,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -94,6 +98,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -109,6 +114,7 @@ diesel::table! {
         deleted -> Bool,
         dirty -> Bool,
         pending_create -> Nullable<Text>,
+        pulled_version -> BigInt,
     }
 }
 
@@ -158,6 +164,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    sync_deferred (entity_type, entity_id) {
+        entity_type -> Text,
+        entity_id -> Text,
+        parent_type -> Text,
+        parent_id -> Text,
+        state -> Text,
+    }
+}
+
+diesel::table! {
+    sync_statistics (scope, entity_type) {
+        scope -> Text,
+        entity_type -> Text,
+        last_sync_at -> BigInt,
+        duration_ms -> BigInt,
+        applied -> BigInt,
+        skipped -> BigInt,
+        conflicts -> BigInt,
+        errors -> BigInt,
+    }
+}
+
+diesel::table! {
     blobs (sha256) {
         sha256 -> Text,
         size_bytes -> BigInt,
@@ -183,5 +212,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     pending_operations,
     sync_metadata,
     sync_conflicts,
+    sync_deferred,
+    sync_statistics,
     blobs,
 );

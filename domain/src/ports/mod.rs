@@ -5,6 +5,7 @@
 
 mod clock;
 mod conflicts;
+mod downstream;
 mod network;
 mod outbox;
 mod remote;
@@ -14,6 +15,9 @@ mod session;
 
 pub use clock::Clock;
 pub use conflicts::ConflictRepository;
+pub use downstream::{
+    ApplyCounts, ConflictPolicies, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL,
+};
 pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
 pub use remote::{RemoteDataSource, RemoteError};
@@ -28,6 +32,8 @@ pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
 pub use conflicts::MockConflictRepository;
+#[cfg(any(test, feature = "mock"))]
+pub use downstream::MockDownstreamRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use network::MockNetworkMonitor;
 #[cfg(any(test, feature = "mock"))]

@@ -21,6 +21,10 @@ pub struct SyncMeta {
     /// The outbox operation that creates this row, until the server acknowledges it. Writes
     /// of children (a track in this project, ...) depend on it.
     pub pending_create: Option<OperationId>,
+    /// The server version of the last state a pull merged into the row: a pulled row at or below
+    /// it is skipped. Kept apart from `version`, which an acknowledgement raises too, although an
+    /// acknowledged row lacks what other replicas wrote before the acknowledged write.
+    pub pulled_version: i64,
 }
 
 impl SyncMeta {
@@ -37,6 +41,7 @@ impl SyncMeta {
             deleted: false,
             dirty: true,
             pending_create: Some(create),
+            pulled_version: 0,
         }
     }
 

@@ -15,5 +15,6 @@ pub use conflict::{ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
 pub use metadata::SyncMeta;
 pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, SyncOperation};
+pub use resolution::{resolve, ConflictPolicy, FieldConflict, LocalRow, Resolution};
 pub use state::{SyncPhase, SyncProgress, SyncState};
 pub use upstream::{CoalescePlan, Settlement};

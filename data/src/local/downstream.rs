@@ -1,0 +1,419 @@
+//! Downstream sync on the client: pulled pages merged into the local tables, each page in one
+//! `BEGIN IMMEDIATE` transaction together with the scope's new cursor, and the per-scope sync
+//! metadata and statistics.
+//!
+//! A pulled row meets the local one through [`resolve`]: fields without an unacknowledged local
+//! edit follow the merge rule (the later clock reading wins), fields with one follow the entity
+//! type's [`ConflictPolicy`]. A row at or below the version the last pull brought
+//! (`pulled_version`) is skipped. A row whose parent is not stored yet (a comment whose track
+//! comes on a later page) is deferred in `sync_deferred` and applied, in the same transaction as
+//! its parent, when the parent arrives: no row ever lands before what it lives inside.
+
+use super::{
+    conflicts,
+    records::LocalEntity,
+    rows::{from_json, parse, to_json, Record},
+    schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
+    LocalStore,
+};
+use crate::error::StoreResult;
+use async_trait::async_trait;
+use diesel::prelude::*;
+use serde_json::Value;
+use shaku::Component;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
+use trackflow_domain::{
+    ports::{
+        ApplyCounts, ConflictPolicies, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL,
+    },
+    protocol::EntityState,
+    sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
+    AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
+    ProjectCollaborator, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
+};
+
+/// Unacknowledged local edits of one entity: the fields queued operations change, and whether
+/// a delete is queued.
+#[derive(Debug, Default)]
+struct Edits {
+    fields: BTreeSet<String>,
+    delete: bool,
+}
+
+/// The unacknowledged edits of the entities in `changes`: one filtered scan of the outbox.
+fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<HashMap<EntityRef, Edits>> {
+    use pending_operations::dsl;
+    let ids: Vec<String> = changes.iter().map(|c| c.entity_id.to_string()).collect();
+    let mut edits: HashMap<EntityRef, Edits> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, String, String, String)> = dsl::pending_operations
+            .filter(dsl::entity_id.eq_any(chunk))
+            .select((dsl::entity_type, dsl::entity_id, dsl::kind, dsl::changed_fields))
+            .load(conn)?;
+        for (entity_type, entity_id, kind, fields) in rows {
+            let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
+            let entry = edits.entry(entity).or_default();
+            if parse::<OperationKind>(TABLE, &kind)? == OperationKind::Delete {
+                entry.delete = true;
+            }
+            let fields: BTreeMap<String, Value> = from_json(TABLE, &fields)?;
+            entry.fields.extend(fields.into_keys());
+        }
+    }
+    Ok(edits)
+}
+
+const TABLE: &str = "pending_operations";
+
+/// Where parents go before children: [`EntityType::ALL`]'s order.
+fn rank(entity_type: EntityType) -> usize {
+    EntityType::ALL.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
+}
+
+/// Applies one page and stores the cursor, in one transaction.
+pub(crate) fn apply_page(
+    conn: &mut SqliteConnection,
+    scope: &str,
+    changes: &[EntityState],
+    next_cursor: &str,
+    policies: &ConflictPolicies,
+    now: Timestamp,
+) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
+    conn.immediate_transaction(|conn| {
+        let edits = edits(conn, changes)?;
+        let mut ordered: Vec<&EntityState> = changes.iter().collect();
+        ordered.sort_by_key(|c| rank(c.entity_type));
+        let mut counts: BTreeMap<EntityType, ApplyCounts> = BTreeMap::new();
+        let none = Edits::default();
+        for state in ordered {
+            let entity = EntityRef::new(state.entity_type, state.entity_id);
+            let edits = edits.get(&entity).unwrap_or(&none);
+            apply_row(conn, state, edits, policies, now, &mut counts)?;
+        }
+        diesel::insert_into(sync_metadata::table)
+            .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
+            .on_conflict(sync_metadata::scope)
+            .do_update()
+            .set(sync_metadata::cursor.eq(next_cursor))
+            .execute(conn)?;
+        Ok(counts)
+    })
+}
+
+/// Applies one pulled row of any type, then what was deferred until it arrived.
+fn apply_row(
+    conn: &mut SqliteConnection,
+    state: &EntityState,
+    edits: &Edits,
+    policies: &ConflictPolicies,
+    now: Timestamp,
+    counts: &mut BTreeMap<EntityType, ApplyCounts>,
+) -> StoreResult<()> {
+    let policy = policies.of(state.entity_type);
+    let outcome = match state.entity_type {
+        EntityType::UserProfile => apply::<UserProfile>(conn, state, edits, policy, now)?,
+        EntityType::Project => apply::<Project>(conn, state, edits, policy, now)?,
+        EntityType::ProjectCollaborator => apply::<ProjectCollaborator>(conn, state, edits, policy, now)?,
+        EntityType::AudioTrack => apply::<AudioTrack>(conn, state, edits, policy, now)?,
+        EntityType::AudioComment => apply::<AudioComment>(conn, state, edits, policy, now)?,
+        EntityType::Playlist => apply::<Playlist>(conn, state, edits, policy, now)?,
+    };
+    counts.entry(state.entity_type).or_default().add(outcome);
+    if outcome.applied > 0 {
+        // Children that arrived before this row: theirs is the state last pulled, and they have
+        // no local edits (they were never stored here).
+        let waiting: Vec<(String, String, String)> = sync_deferred::table
+            .filter(sync_deferred::parent_type.eq(state.entity_type.as_str()))
+            .filter(sync_deferred::parent_id.eq(state.entity_id.to_string()))
+            .select((sync_deferred::entity_type, sync_deferred::entity_id, sync_deferred::state))
+            .load(conn)?;
+        for (entity_type, entity_id, child) in waiting {
+            diesel::delete(sync_deferred::table.find((&entity_type, &entity_id))).execute(conn)?;
+            let child: EntityState = from_json("sync_deferred", &child)?;
+            apply_row(conn, &child, &Edits::default(), policies, now, counts)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges one pulled row into the local row of type `E`.
+fn apply<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    state: &EntityState,
+    edits: &Edits,
+    policy: ConflictPolicy,
+    now: Timestamp,
+) -> StoreResult<ApplyCounts> {
+    let remote = FieldState {
+        fields: state.fields.clone(),
+        field_hlc: state.field_hlc.clone(),
+        deleted: state.deleted,
+    };
+    let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
+    let Some(mut record) = E::find(conn, state.entity_id)? else {
+        if state.deleted {
+            // A row this replica never held, deleted: nothing to store, and nothing of it may
+            // wait any longer.
+            diesel::delete(
+                sync_deferred::table.find((state.entity_type.as_str(), state.entity_id.to_string())),
+            )
+            .execute(conn)?;
+            return Ok(applied);
+        }
+        let entity = E::from_fields(state.entity_id, &state.fields)?;
+        if let Some(parent) = entity.parent() {
+            if !stored(conn, parent)? {
+                defer(conn, state, parent)?;
+                return Ok(ApplyCounts { deferred: 1, ..ApplyCounts::default() });
+            }
+        }
+        let meta = SyncMeta {
+            version: state.version,
+            field_hlc: state.field_hlc.clone(),
+            deleted: false,
+            dirty: false,
+            pending_create: None,
+            pulled_version: state.version,
+        };
+        E::insert(conn, &Record { entity, meta })?;
+        return Ok(applied);
+    };
+    if state.version <= record.meta.pulled_version {
+        return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
+    }
+    let local = FieldState {
+        fields: record.entity.fields(),
+        field_hlc: record.meta.field_hlc.clone(),
+        deleted: record.meta.deleted,
+    };
+    let resolution = resolve(
+        Some(LocalRow { state: &local, unacknowledged: &edits.fields, delete_unacknowledged: edits.delete }),
+        &remote,
+        policy,
+    );
+    if !resolution.state.deleted {
+        record.entity = E::from_fields(state.entity_id, &resolution.state.fields)?;
+    }
+    record.meta.field_hlc = resolution.state.field_hlc;
+    record.meta.deleted = resolution.state.deleted;
+    record.meta.version = record.meta.version.max(state.version);
+    record.meta.pulled_version = state.version;
+    E::save(conn, &record)?;
+    let conflicts = resolution.conflicts.len() as u64;
+    if policy == ConflictPolicy::Manual && !resolution.conflicts.is_empty() {
+        conflicts::record(
+            conn,
+            &SyncConflict {
+                id: ConflictId::new(),
+                entity: EntityRef::new(state.entity_type, state.entity_id),
+                local: resolution.conflicts.iter().map(|c| (c.field.clone(), c.local.clone())).collect(),
+                remote: resolution.conflicts.iter().map(|c| (c.field.clone(), c.remote.clone())).collect(),
+                fields: resolution.conflicts.iter().map(|c| c.field.clone()).collect(),
+                detected_at: now,
+                resolution: None,
+            },
+        )?;
+    }
+    Ok(ApplyCounts { conflicts, ..applied })
+}
+
+/// Whether a row of `entity` is stored, tombstone or not.
+fn stored(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<bool> {
+    let id = entity.id;
+    Ok(match entity.entity_type {
+        EntityType::UserProfile => UserProfile::presence(conn, id)?.is_some(),
+        EntityType::Project => Project::presence(conn, id)?.is_some(),
+        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, id)?.is_some(),
+        EntityType::AudioTrack => AudioTrack::presence(conn, id)?.is_some(),
+        EntityType::AudioComment => AudioComment::presence(conn, id)?.is_some(),
+        EntityType::Playlist => Playlist::presence(conn, id)?.is_some(),
+    })
+}
+
+/// Keeps `state` until `parent` arrives (a newer state of the same row replaces it).
+fn defer(conn: &mut SqliteConnection, state: &EntityState, parent: EntityRef) -> StoreResult<()> {
+    let row = (
+        sync_deferred::entity_type.eq(state.entity_type.as_str()),
+        sync_deferred::entity_id.eq(state.entity_id.to_string()),
+        sync_deferred::parent_type.eq(parent.entity_type.as_str()),
+        sync_deferred::parent_id.eq(parent.id.to_string()),
+        sync_deferred::state.eq(to_json("sync_deferred", state)?),
+    );
+    diesel::replace_into(sync_deferred::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {
+    let row: Option<(Option<String>, Option<i64>, i64)> = sync_metadata::table
+        .find(scope)
+        .select((sync_metadata::cursor, sync_metadata::last_sync_at, sync_metadata::min_interval_ms))
+        .get_result(conn)
+        .optional()?;
+    Ok(match row {
+        Some((cursor, last, interval)) => ScopeSync {
+            scope: scope.to_owned(),
+            cursor,
+            last_sync_at: last.map(Timestamp),
+            min_interval: Duration::from_millis(u64::try_from(interval).unwrap_or(0)),
+        },
+        None => ScopeSync {
+            scope: scope.to_owned(),
+            cursor: None,
+            last_sync_at: None,
+            min_interval: DEFAULT_PULL_INTERVAL,
+        },
+    })
+}
+
+type StatisticsRow = (String, String, i64, i64, i64, i64, i64, i64);
+
+fn decode_statistics(row: StatisticsRow) -> StoreResult<SyncStatistics> {
+    let (scope, entity_type, last_sync_at, duration_ms, applied, skipped, conflicts, errors) = row;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(SyncStatistics {
+        scope,
+        entity_type: parse("sync_statistics", &entity_type)?,
+        last_sync_at: Timestamp(last_sync_at),
+        duration_ms: count(duration_ms),
+        counts: ApplyCounts {
+            applied: count(applied),
+            skipped: count(skipped),
+            conflicts: count(conflicts),
+            deferred: 0,
+        },
+        errors: count(errors),
+    })
+}
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Per-scope sync metadata, statistics, and pulled pages applied to the local tables.
+#[derive(Component)]
+#[shaku(interface = DownstreamRepository)]
+pub struct SqliteDownstreamRepository {
+    /// The local database.
+    store: LocalStore,
+}
+
+impl SqliteDownstreamRepository {
+    /// The downstream side of `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl DownstreamRepository for SqliteDownstreamRepository {
+    async fn scope(&self, scope: &str) -> Result<ScopeSync, RepositoryError> {
+        let scope = scope.to_owned();
+        self.store.read(move |conn| scope_sync(conn, &scope)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(scope, changes = changes.len()))]
+    async fn apply_page(
+        &self,
+        scope: &str,
+        changes: Vec<EntityState>,
+        next_cursor: String,
+        policies: &ConflictPolicies,
+    ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError> {
+        let (scope, policies) = (scope.to_owned(), policies.clone());
+        let now = self.store.now();
+        self.store.read(move |conn| apply_page(conn, &scope, &changes, &next_cursor, &policies, now)).await
+    }
+
+    async fn reset(&self, scope: &str) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        self.store
+            .read(move |conn| {
+                diesel::update(sync_metadata::table.find(&scope))
+                    .set(sync_metadata::cursor.eq(None::<String>))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        scope: &str,
+        at: Timestamp,
+        stats: Vec<SyncStatistics>,
+    ) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::insert_into(sync_metadata::table)
+                        .values((
+                            sync_metadata::scope.eq(&scope),
+                            sync_metadata::last_sync_at.eq(at.as_millis()),
+                        ))
+                        .on_conflict(sync_metadata::scope)
+                        .do_update()
+                        .set(sync_metadata::last_sync_at.eq(at.as_millis()))
+                        .execute(conn)?;
+                    for s in &stats {
+                        let row = (
+                            sync_statistics::scope.eq(&s.scope),
+                            sync_statistics::entity_type.eq(s.entity_type.as_str()),
+                            sync_statistics::last_sync_at.eq(s.last_sync_at.as_millis()),
+                            sync_statistics::duration_ms.eq(signed(s.duration_ms)),
+                            sync_statistics::applied.eq(signed(s.counts.applied)),
+                            sync_statistics::skipped.eq(signed(s.counts.skipped)),
+                            sync_statistics::conflicts.eq(signed(s.counts.conflicts)),
+                            sync_statistics::errors.eq(signed(s.errors)),
+                        );
+                        diesel::replace_into(sync_statistics::table).values(row).execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn failed(&self, scope: &str) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        let now = self.store.now();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    for entity_type in EntityType::ALL {
+                        diesel::insert_into(sync_statistics::table)
+                            .values((
+                                sync_statistics::scope.eq(&scope),
+                                sync_statistics::entity_type.eq(entity_type.as_str()),
+                                sync_statistics::last_sync_at.eq(now.as_millis()),
+                                sync_statistics::duration_ms.eq(0),
+                                sync_statistics::applied.eq(0),
+                                sync_statistics::skipped.eq(0),
+                                sync_statistics::conflicts.eq(0),
+                                sync_statistics::errors.eq(1),
+                            ))
+                            .on_conflict((sync_statistics::scope, sync_statistics::entity_type))
+                            .do_update()
+                            .set(sync_statistics::errors.eq(sync_statistics::errors + 1))
+                            .execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn statistics(&self) -> Result<Vec<SyncStatistics>, RepositoryError> {
+        self.store
+            .read(|conn| {
+                let rows: Vec<StatisticsRow> = sync_statistics::table
+                    .order((sync_statistics::scope, sync_statistics::entity_type))
+                    .load(conn)?;
+                rows.into_iter().map(decode_statistics).collect()
+            })
+            .await
+    }
+}

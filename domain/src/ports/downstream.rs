@@ -1,0 +1,122 @@
+use crate::{
+    entities::EntityType, error::RepositoryError, protocol::EntityState, sync::ConflictPolicy,
+    time::Timestamp,
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use shaku::Interface;
+use std::{collections::BTreeMap, time::Duration};
+
+/// The minimum interval between periodic pulls of a scope, unless configured otherwise.
+pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
+/// Where a scope's pulls stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSync {
+    /// The scope (`all`, `project:<uuid>`, ...).
+    pub scope: String,
+    /// Where the next pull starts; `None` to pull from the start.
+    pub cursor: Option<String>,
+    /// When a pull of the scope last completed.
+    pub last_sync_at: Option<Timestamp>,
+    /// The shortest time between periodic pulls; forced pulls ignore it.
+    pub min_interval: Duration,
+}
+
+impl ScopeSync {
+    /// Whether a periodic pull is due at `now`.
+    pub fn due(&self, now: Timestamp) -> bool {
+        let interval = i64::try_from(self.min_interval.as_millis()).unwrap_or(i64::MAX);
+        self.last_sync_at.is_none_or(|at| now.as_millis().saturating_sub(at.as_millis()) >= interval)
+    }
+}
+
+/// The conflict policy of each entity type; types not named use the default,
+/// [`ConflictPolicy::LastWriterWins`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictPolicies(pub BTreeMap<EntityType, ConflictPolicy>);
+
+impl ConflictPolicies {
+    /// The policy of `entity_type`.
+    pub fn of(&self, entity_type: EntityType) -> ConflictPolicy {
+        self.0.get(&entity_type).copied().unwrap_or_default()
+    }
+}
+
+/// What applying pulled rows did to one entity type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyCounts {
+    /// Rows written (created, merged or tombstoned).
+    pub applied: u64,
+    /// Rows not newer than the local copy: not written.
+    pub skipped: u64,
+    /// Fields both sides changed to different values.
+    pub conflicts: u64,
+    /// Rows kept back until what they live inside arrives.
+    pub deferred: u64,
+}
+
+impl ApplyCounts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: ApplyCounts) {
+        self.applied += other.applied;
+        self.skipped += other.skipped;
+        self.conflicts += other.conflicts;
+        self.deferred += other.deferred;
+    }
+}
+
+/// The statistics of one scope and entity type, as `trackflow status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatistics {
+    /// The scope.
+    pub scope: String,
+    /// The entity type.
+    pub entity_type: EntityType,
+    /// When the last pull of the scope ended.
+    pub last_sync_at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// What it did to rows of this type.
+    pub counts: ApplyCounts,
+    /// Pulls of the scope that failed since the last one that completed.
+    pub errors: u64,
+}
+
+/// The local side of downstream sync: per-scope sync metadata and the application of pulled
+/// pages. Each page is applied in one local transaction together with its cursor.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait DownstreamRepository: Interface {
+    /// The scope's sync metadata (defaults for a scope never pulled).
+    async fn scope(&self, scope: &str) -> Result<ScopeSync, RepositoryError>;
+
+    /// Applies `changes` (one pulled page, in server order) under `policies`, and stores
+    /// `next_cursor` as the scope's cursor, all in one transaction. Rows are merged with local
+    /// data, never blindly overwritten: see [`crate::sync::resolve`].
+    async fn apply_page(
+        &self,
+        scope: &str,
+        changes: Vec<EntityState>,
+        next_cursor: String,
+        policies: &ConflictPolicies,
+    ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError>;
+
+    /// Forgets the scope's cursor (the server answered reset); local data and pending
+    /// operations stay.
+    async fn reset(&self, scope: &str) -> Result<(), RepositoryError>;
+
+    /// Records a completed pull of `scope` at `at` and its statistics.
+    async fn finish(
+        &self,
+        scope: &str,
+        at: Timestamp,
+        stats: Vec<SyncStatistics>,
+    ) -> Result<(), RepositoryError>;
+
+    /// Records a failed pull of `scope` (its cursor and data are untouched).
+    async fn failed(&self, scope: &str) -> Result<(), RepositoryError>;
+
+    /// The statistics of every scope and entity type.
+    async fn statistics(&self) -> Result<Vec<SyncStatistics>, RepositoryError>;
+}

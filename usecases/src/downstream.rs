@@ -1,0 +1,174 @@
+//! The `SyncDataManager`: pulls a scope's changes after its cursor, page by page, and hands each
+//! page to the [`DownstreamRepository`], which merges it into the local tables together with the
+//! new cursor in one transaction. A failed pull leaves cursor and data as they were: every page
+//! applied so far is complete and its cursor stored, and the next pull resumes there.
+
+use serde::Serialize;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use trackflow_domain::{
+    ports::{
+        ApplyCounts, Clock, ConflictPolicies, DownstreamRepository, RemoteDataSource, RemoteError,
+        SyncStatistics,
+    },
+    protocol::{PullRequest, PullResponse, DEFAULT_PULL_LIMIT},
+    EntityType, RepositoryError, Timestamp,
+};
+
+/// The scope of a pull of everything the user may see: the protocol's only scope today.
+pub const ALL_SCOPE: &str = "all";
+
+/// How the manager pulls.
+#[derive(Debug, Clone)]
+pub struct SyncDataOptions {
+    /// Rows per page.
+    pub page_size: u32,
+    /// The shortest time between periodic pulls of a scope; forced pulls ignore it.
+    pub min_interval: Duration,
+    /// The conflict policy of each entity type.
+    pub policies: ConflictPolicies,
+}
+
+impl Default for SyncDataOptions {
+    fn default() -> Self {
+        Self {
+            page_size: DEFAULT_PULL_LIMIT,
+            min_interval: trackflow_domain::ports::DEFAULT_PULL_INTERVAL,
+            policies: ConflictPolicies::default(),
+        }
+    }
+}
+
+/// Why a pull failed. Nothing of the failed page was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The server could not be asked, or refused.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The local store failed.
+    #[error(transparent)]
+    Local(#[from] RepositoryError),
+    /// The server answered reset to a pull from the start.
+    #[error("the server answered reset to a pull from the start")]
+    ResetLoop,
+}
+
+/// What one pull of a scope did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullReport {
+    /// The scope.
+    pub scope: String,
+    /// `false` when the pull was not due (periodic, inside the minimum interval).
+    pub ran: bool,
+    /// Pages applied.
+    pub pages: u64,
+    /// Whether the server answered reset and the scope was pulled again from the start.
+    pub reset: bool,
+    /// What the pages did, per entity type.
+    pub counts: BTreeMap<EntityType, ApplyCounts>,
+}
+
+/// Pulls remote changes into the local store.
+pub struct SyncDataManager {
+    remote: Arc<dyn RemoteDataSource>,
+    store: Arc<dyn DownstreamRepository>,
+    clock: Arc<dyn Clock>,
+    options: SyncDataOptions,
+}
+
+impl SyncDataManager {
+    /// A manager pulling from `remote` into `store`.
+    pub fn new(
+        remote: Arc<dyn RemoteDataSource>,
+        store: Arc<dyn DownstreamRepository>,
+        clock: Arc<dyn Clock>,
+        options: SyncDataOptions,
+    ) -> Self {
+        Self { remote, store, clock, options }
+    }
+
+    /// Pulls everything the user may see: when due, or always if `force`.
+    pub async fn pull(&self, force: bool) -> Result<PullReport, PullError> {
+        self.pull_scope(ALL_SCOPE, force).await
+    }
+
+    /// Pulls `scope` until the server has nothing more: when due, or always if `force`.
+    #[tracing::instrument(skip(self))]
+    pub async fn pull_scope(&self, scope: &str, force: bool) -> Result<PullReport, PullError> {
+        let started = self.clock.now();
+        let mut report = PullReport { scope: scope.to_owned(), ..PullReport::default() };
+        let mut sync = self.store.scope(scope).await?;
+        sync.min_interval = self.options.min_interval;
+        if !force && !sync.due(started) {
+            return Ok(report);
+        }
+        report.ran = true;
+        match self.pages(scope, sync.cursor, &mut report).await {
+            Ok(()) => {
+                let ended = self.clock.now();
+                let stats = statistics(&report, started, ended);
+                self.store.finish(scope, ended, stats).await?;
+                Ok(report)
+            }
+            Err(error) => {
+                tracing::warn!(%error, scope, "pull failed; cursor and data kept");
+                if let Err(recording) = self.store.failed(scope).await {
+                    tracing::warn!(error = %recording, "could not record the failed pull");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Pulls and applies pages from `cursor` until the server has no more.
+    async fn pages(
+        &self,
+        scope: &str,
+        mut cursor: Option<String>,
+        report: &mut PullReport,
+    ) -> Result<(), PullError> {
+        loop {
+            let request = PullRequest { cursor: cursor.clone(), limit: self.options.page_size };
+            match self.remote.pull(request).await? {
+                PullResponse::Changes { changes, next_cursor, has_more } => {
+                    let counts = self
+                        .store
+                        .apply_page(scope, changes, next_cursor.clone(), &self.options.policies)
+                        .await?;
+                    for (entity_type, c) in counts {
+                        report.counts.entry(entity_type).or_default().add(c);
+                    }
+                    report.pages += 1;
+                    cursor = Some(next_cursor);
+                    if !has_more {
+                        return Ok(());
+                    }
+                }
+                PullResponse::Reset if cursor.is_none() => return Err(PullError::ResetLoop),
+                PullResponse::Reset => {
+                    // Start over; what is stored stays, and pulled rows merge into it.
+                    tracing::info!(scope, "the server answered reset; pulling the scope from the start");
+                    self.store.reset(scope).await?;
+                    report.reset = true;
+                    cursor = None;
+                }
+            }
+        }
+    }
+}
+
+/// The statistics of a completed pull, one entry per entity type it touched.
+fn statistics(report: &PullReport, started: Timestamp, ended: Timestamp) -> Vec<SyncStatistics> {
+    let duration_ms = u64::try_from(ended.as_millis() - started.as_millis()).unwrap_or(0);
+    report
+        .counts
+        .iter()
+        .map(|(entity_type, counts)| SyncStatistics {
+            scope: report.scope.clone(),
+            entity_type: *entity_type,
+            last_sync_at: ended,
+            duration_ms,
+            counts: *counts,
+            errors: 0,
+        })
+        .collect()
+}
