@@ -68,6 +68,10 @@ fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<Ha
 
 const TABLE: &str = "pending_operations";
 
+/// The local entity tables.
+const ENTITY_TABLES: [&str; 6] =
+    ["user_profiles", "projects", "project_collaborators", "audio_tracks", "audio_comments", "playlists"];
+
 /// Where parents go before children: [`EntityType::ALL`]'s order.
 fn rank(entity_type: EntityType) -> usize {
     EntityType::ALL.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
@@ -331,10 +335,19 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         let scope = scope.to_owned();
         self.store
             .read(move |conn| {
-                diesel::update(sync_metadata::table.find(&scope))
-                    .set(sync_metadata::cursor.eq(None::<String>))
-                    .execute(conn)?;
-                Ok(())
+                conn.immediate_transaction(|conn| {
+                    diesel::update(sync_metadata::table.find(&scope))
+                        .set(sync_metadata::cursor.eq(None::<String>))
+                        .execute(conn)?;
+                    // A reset may come from another database, whose versions do not compare
+                    // with the ones stored: nothing pulled from the start may be skipped. Rows
+                    // still merge by clock reading, so pulling them again changes nothing that
+                    // is newer here.
+                    for table in ENTITY_TABLES {
+                        diesel::sql_query(format!("UPDATE {table} SET pulled_version = 0")).execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
             })
             .await
     }

@@ -1,0 +1,139 @@
+//! Pulled pages applied to the local store: skipping, deferral of rows that arrive before their
+//! parent, tombstones, manual conflicts and resets.
+
+use super::Fixture;
+use std::collections::BTreeMap;
+use trackflow_data::{local::SqliteConflictRepository, SqliteDownstreamRepository, SqliteProjectRepository};
+use trackflow_domain::{
+    ports::{ConflictPolicies, ConflictRepository, DownstreamRepository, ProjectRepository},
+    protocol::EntityState,
+    sync::ConflictPolicy,
+    AudioComment, AudioTrack, EntityType, Hlc, NodeId, Project, ProjectPatch, SyncEntity, Timestamp, UserId,
+};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+/// `entity` as the server sends it at `version`, every field written at `wall_ms`.
+fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState {
+    let fields = entity.fields();
+    let at = Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(uuid::Uuid::from_u128(7)) };
+    EntityState {
+        entity_type: E::ENTITY_TYPE,
+        entity_id: entity.entity_id(),
+        version,
+        deleted: false,
+        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
+        fields,
+    }
+}
+
+struct Local {
+    fx: Fixture,
+    downstream: SqliteDownstreamRepository,
+    projects: SqliteProjectRepository,
+}
+
+impl Local {
+    async fn new() -> Self {
+        let fx = Fixture::new().await;
+        Self {
+            downstream: SqliteDownstreamRepository::new(fx.store.clone()),
+            projects: SqliteProjectRepository::new(fx.store.clone()),
+            fx,
+        }
+    }
+
+    async fn apply(
+        &self,
+        page: Vec<EntityState>,
+        cursor: &str,
+        policies: &ConflictPolicies,
+    ) -> BTreeMap<EntityType, (u64, u64, u64, u64)> {
+        self.downstream
+            .apply_page("all", page, cursor.into(), policies)
+            .await
+            .expect("apply")
+            .into_iter()
+            .map(|(t, c)| (t, (c.applied, c.skipped, c.conflicts, c.deferred)))
+            .collect()
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.fx.count(&format!("SELECT COUNT(*) AS n FROM {table}")).await
+    }
+}
+
+#[tokio::test]
+async fn a_comment_pulled_before_its_track_waits_for_it() {
+    let local = Local::new().await;
+    let owner = UserId::new();
+    let project = Project::new(owner, "Demo", None, NOW).expect("valid");
+    let track = AudioTrack::new(project.id(), owner, "Take", 1_000, None, NOW).expect("valid");
+    let comment = AudioComment::new(&track, owner, "Nice", 10, NOW).expect("valid");
+    let policies = ConflictPolicies::default();
+
+    // The track changed after the comment was made, so the comment comes first.
+    let first = local.apply(vec![pulled(&project, 1, 1), pulled(&comment, 3, 3)], "c1", &policies).await;
+    assert_eq!(first[&EntityType::AudioComment], (0, 0, 0, 1), "deferred");
+    assert_eq!(local.count("audio_comments").await, 0, "nothing lands before its track");
+    assert_eq!(local.downstream.scope("all").await.expect("scope").cursor.as_deref(), Some("c1"));
+
+    let second = local.apply(vec![pulled(&track, 4, 4)], "c2", &policies).await;
+    assert_eq!(second[&EntityType::AudioTrack], (1, 0, 0, 0));
+    assert_eq!(second[&EntityType::AudioComment], (1, 0, 0, 0), "applied with its track");
+    assert_eq!((local.count("audio_comments").await, local.count("sync_deferred").await), (1, 0));
+}
+
+#[tokio::test]
+async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let policies = ConflictPolicies::default();
+    local.apply(vec![pulled(&project, 5, 5)], "c1", &policies).await;
+    let again = local.apply(vec![pulled(&project, 5, 5)], "c2", &policies).await;
+    assert_eq!(again[&EntityType::Project], (0, 1, 0, 0), "skipped");
+
+    let mut gone = pulled(&project, 6, 6);
+    gone.deleted = true;
+    local.apply(vec![gone], "c3", &policies).await;
+    assert_eq!(local.projects.get(project.id()).await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn a_manual_policy_keeps_the_local_edit_and_stores_both_sides() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let manual = ConflictPolicies(BTreeMap::from([(EntityType::Project, ConflictPolicy::Manual)]));
+    local.apply(vec![pulled(&project, 1, 1)], "c1", &manual).await;
+    // An unacknowledged local rename, then a pulled rename from elsewhere, later by the clock.
+    local
+        .projects
+        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    let theirs =
+        project.patched(&ProjectPatch { name: Some("Theirs".into()), ..Default::default() }).expect("valid");
+    let counts = local.apply(vec![pulled(&theirs, 2, 4_000_000_000_000)], "c2", &manual).await;
+    assert_eq!(counts[&EntityType::Project], (1, 0, 1, 0));
+    assert_eq!(local.projects.get(project.id()).await.expect("get").expect("there").name(), "Mine");
+    let conflicts = SqliteConflictRepository::new(local.fx.store.clone()).list(true).await.expect("list");
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(
+        (conflicts[0].local["name"].as_str(), conflicts[0].remote["name"].as_str()),
+        (Some("Mine"), Some("Theirs"))
+    );
+}
+
+#[tokio::test]
+async fn a_reset_keeps_local_rows_and_pulls_everything_again() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let policies = ConflictPolicies::default();
+    local.apply(vec![pulled(&project, 9, 9)], "c1", &policies).await;
+    local.downstream.reset("all").await.expect("reset");
+    assert_eq!(local.downstream.scope("all").await.expect("scope").cursor, None);
+    assert_eq!(local.count("projects").await, 1, "nothing dropped");
+    // Another database numbers versions from 1: the row is merged again, not skipped.
+    let counts = local.apply(vec![pulled(&project, 1, 9)], "d1", &policies).await;
+    assert_eq!(counts[&EntityType::Project], (1, 0, 0, 0));
+}
