@@ -17,7 +17,7 @@ use shaku::Component;
 use std::{sync::Arc, time::Duration};
 use trackflow_domain::{
     ports::{RemoteDataSource, RemoteError, SessionStorage},
-    protocol::{ApiError, PullRequest, PullResponse, PushRequest, PushResponse},
+    protocol::{ApiError, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
 };
 
 /// Timeouts of the HTTP client.
@@ -108,8 +108,17 @@ impl RemoteDataSource for HttpRemote {
         if let Some(cursor) = request.cursor {
             query.push(("cursor", cursor));
         }
+        if let Some(scope) = request.scope {
+            query.push(("scope", scope));
+        }
         let response = self.client.get(url).bearer_auth(token).query(&query).send().await;
         read(response).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn scopes(&self) -> Result<ScopesResponse, RemoteError> {
+        let (url, token) = self.target("/v1/sync/scopes").await?;
+        read(self.client.get(url).bearer_auth(token).send().await).await
     }
 }
 

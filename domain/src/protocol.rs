@@ -130,6 +130,22 @@ pub struct PullRequest {
     /// Page size, 1 to [`MAX_PULL_LIMIT`].
     #[serde(default = "default_pull_limit")]
     pub limit: u32,
+    /// What to pull: `None` for everything the user may see, [`PEOPLE_SCOPE`] for user
+    /// profiles (the user's own and fellow members'), or `project:<uuid>` for one project and
+    /// everything in it. A cursor belongs to the scope it was pulled with.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The pull scope of the user profiles a user may see.
+pub const PEOPLE_SCOPE: &str = "people";
+
+/// The scopes a user may pull now: [`PEOPLE_SCOPE`], then each readable project as
+/// `project:<uuid>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopesResponse {
+    /// Scope names, to pass as [`PullRequest::scope`].
+    pub scopes: Vec<String>,
 }
 
 /// The page size of a pull that names none.

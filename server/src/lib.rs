@@ -6,7 +6,7 @@
 //! instances sharing one database).
 //!
 //! Endpoints (all under `/v1`, described by the OpenAPI document at `/v1/openapi.json`):
-//! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`.
+//! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`, `sync/scopes`.
 //!
 //! Architecture invariant: this crate knows HTTP and the port, never a database. Client
 //! mistakes get a 4xx with a JSON [`ApiError`](trackflow_domain::protocol::ApiError) body;
@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(auth::log_out))
         .route("/v1/sync/push", post(sync::push))
         .route("/v1/sync/pull", get(sync::pull))
+        .route("/v1/sync/scopes", get(sync::scopes))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)

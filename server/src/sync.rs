@@ -7,7 +7,9 @@ use crate::{
     AppState,
 };
 use axum::{extract::State, http::StatusCode, Json};
-use trackflow_domain::protocol::{HealthResponse, PullRequest, PullResponse, PushRequest, PushResponse};
+use trackflow_domain::protocol::{
+    HealthResponse, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse,
+};
 
 /// `POST /v1/sync/push`: applies the mutations in order and answers one result per mutation.
 pub(crate) async fn push(
@@ -43,13 +45,21 @@ fn check_clock_lead(request: &PushRequest, state: &AppState) -> Result<(), ApiFa
     Ok(())
 }
 
-/// `GET /v1/sync/pull?cursor=..&limit=..`: a page of changes after the cursor.
+/// `GET /v1/sync/pull?cursor=..&limit=..&scope=..`: a page of changes after the cursor.
 pub(crate) async fn pull(
     State(state): State<AppState>,
     auth: AuthUser,
     ApiQuery(request): ApiQuery<PullRequest>,
 ) -> Result<Json<PullResponse>, ApiFailure> {
     Ok(Json(state.store.pull(auth.user, request).await?))
+}
+
+/// `GET /v1/sync/scopes`: the scopes the user may pull now.
+pub(crate) async fn scopes(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<ScopesResponse>, ApiFailure> {
+    Ok(Json(ScopesResponse { scopes: state.store.scopes(auth.user).await? }))
 }
 
 /// `GET /v1/health`: unauthenticated; 200 when the store answers, 503 otherwise.

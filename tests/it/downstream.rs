@@ -11,10 +11,10 @@ use trackflow_domain::{
         AudioTrackRepository, CollaboratorRepository, DownstreamRepository, PendingOperationsRepository,
         ProjectRepository, SessionStorage,
     },
-    CollaboratorRole, EntityType, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
+    AudioTrack, CollaboratorRole, EntityType, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
-use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions, ALL_SCOPE};
+use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions};
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
@@ -38,7 +38,9 @@ impl Client {
         let report = manager.process().await.expect("push");
         assert_eq!((report.failed, report.retrying), (0, 0), "{report:?}");
         self.assert_queue_empty(0).await;
-        self.puller(500).pull(true).await.expect("pull");
+        for (scope, outcome) in self.puller(500).pull(true).await.expect("scopes listed") {
+            outcome.unwrap_or_else(|e| panic!("pull of {scope}: {e}"));
+        }
     }
 
     async fn project(&self, project: &Project) -> Option<Project> {
@@ -150,45 +152,82 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
     let token = server.sign_up(user).await;
     let a = Client::new(user, &server.running.url(), &token).await;
     let b = Client::new(user, &server.running.url(), &token).await;
-    let mut created = Vec::new();
+    let project =
+        a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
+    let mut tracks = Vec::new();
     for name in ["One", "Two", "Three"] {
-        let project = Project::new(user, name, None, NOW).expect("valid");
-        created.push(a.projects.create(project).await.expect("create").id());
+        let track = AudioTrack::new(project.id(), user, name, 1_000, None, NOW).expect("valid");
+        tracks.push(a.tracks.create(track).await.expect("create").id());
     }
     a.sync().await;
-    let mut ids: Vec<String> = created.iter().map(ToString::to_string).collect();
-    ids.sort();
+    let scope = format!("project:{}", project.id());
 
-    // Storing the second project pulled (pages come in push order) fails inside B's database.
-    let downstream = SqliteDownstreamRepository::new(b.store.clone());
-    let second = created[1];
+    // Pages of one row come in push order: the project, then the tracks. Storing the second
+    // track fails inside B's database.
     execute(
         &b.store,
         &format!(
-            "CREATE TRIGGER fail_pull BEFORE INSERT ON projects WHEN NEW.id = '{second}'
-             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+            "CREATE TRIGGER fail_pull BEFORE INSERT ON audio_tracks WHEN NEW.id = '{}'
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            tracks[1]
         ),
     )
     .await;
+    let downstream = SqliteDownstreamRepository::new(b.store.clone());
     let puller = b.puller(1);
-    let failed = puller.pull(true).await;
-    assert!(matches!(failed, Err(PullError::Local(_))), "{failed:?}");
-    let after_failure = downstream.scope(ALL_SCOPE).await.expect("scope");
-    assert!(after_failure.cursor.is_some(), "the first page and its cursor were kept");
+    let outcomes = puller.pull(true).await.expect("scopes listed");
+    let failed = outcomes.iter().find(|(s, _)| *s == scope).map(|(_, outcome)| outcome);
+    assert!(matches!(failed, Some(Err(PullError::Local(_)))), "{outcomes:?}");
+    let after_failure = downstream.scope(&scope).await.expect("scope");
+    assert!(after_failure.cursor.is_some(), "the first pages and their cursor were kept");
     assert_eq!(after_failure.last_sync_at, None, "the pull did not complete");
-    let held = b.projects.list_by_user(user).await.expect("list");
-    assert_eq!(held.len(), 1, "exactly the first page: {held:?}");
+    let held: Vec<_> =
+        b.tracks.list_by_project(project.id()).await.expect("tracks").iter().map(|t| t.id()).collect();
+    assert_eq!(held, tracks[..1], "exactly the pages before the failure");
 
     execute(&b.store, "DROP TRIGGER fail_pull").await;
-    let report = puller.pull(false).await.expect("the next pull completes");
-    assert_eq!(report.counts[&EntityType::Project].applied, 2, "resumed after the first page");
-    let mut held: Vec<String> =
-        b.projects.list_by_user(user).await.expect("list").iter().map(|p| p.id().to_string()).collect();
+    let outcomes = puller.pull(false).await.expect("scopes listed");
+    let report =
+        outcomes.into_iter().find(|(s, _)| *s == scope).expect("the project scope").1.expect("completes");
+    assert_eq!(report.counts[&EntityType::AudioTrack].applied, 2, "resumed after the failure: {report:?}");
+    let mut held: Vec<_> =
+        b.tracks.list_by_project(project.id()).await.expect("tracks").iter().map(|t| t.id()).collect();
     held.sort();
-    assert_eq!(held, ids);
+    tracks.sort();
+    assert_eq!(held, tracks);
     let stats = downstream.statistics().await.expect("statistics");
-    let projects_stats = stats.iter().find(|s| s.entity_type == EntityType::Project).expect("project stats");
-    assert_eq!((projects_stats.counts.applied, projects_stats.errors), (2, 0));
+    let track_stats = stats
+        .iter()
+        .find(|s| s.scope == scope && s.entity_type == EntityType::AudioTrack)
+        .expect("track stats");
+    assert_eq!((track_stats.counts.applied, track_stats.errors), (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval() {
+    let server = Server::start().await;
+    let user = UserId::new();
+    let token = server.sign_up(user).await;
+    let a = Client::new(user, &server.running.url(), &token).await;
+    let b = Client::new(user, &server.running.url(), &token).await;
+    a.write(5, 2).await;
+    a.sync().await;
+    let puller = b.puller(500);
+    let outcomes = puller.pull(false).await.expect("scopes listed");
+    assert_eq!(outcomes.len(), 6, "people and five projects: {outcomes:?}");
+    assert_eq!(outcomes[0].0, "people");
+    for (scope, outcome) in &outcomes {
+        let report = outcome.as_ref().expect("pulled");
+        assert!(report.ran, "{scope}");
+        let expected = if scope == "people" { 1 } else { 3 };
+        assert_eq!(report.counts.values().map(|c| c.applied).sum::<u64>(), expected, "{scope}: {report:?}");
+    }
+    assert_eq!(b.projects.list_by_user(user).await.expect("projects").len(), 5);
+    // Within the minimum interval a periodic pull does nothing; a forced one pulls.
+    let again = puller.pull(false).await.expect("scopes listed");
+    assert!(again.iter().all(|(_, o)| !o.as_ref().expect("ok").ran), "{again:?}");
+    let forced = puller.pull(true).await.expect("scopes listed");
+    assert!(forced.iter().all(|(_, o)| o.as_ref().expect("ok").ran), "{forced:?}");
 }
 
 /// Runs `sql` on `store`'s database.

@@ -3,6 +3,7 @@
 //! new cursor in one transaction. A failed pull leaves cursor and data as they were: every page
 //! applied so far is complete and its cursor stored, and the next pull resumes there.
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use trackflow_domain::{
@@ -10,12 +11,9 @@ use trackflow_domain::{
         ApplyCounts, Clock, ConflictPolicies, DownstreamRepository, RemoteDataSource, RemoteError,
         SyncStatistics,
     },
-    protocol::{PullRequest, PullResponse, DEFAULT_PULL_LIMIT},
+    protocol::{PullRequest, PullResponse, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
     EntityType, RepositoryError, Timestamp,
 };
-
-/// The scope of a pull of everything the user may see: the protocol's only scope today.
-pub const ALL_SCOPE: &str = "all";
 
 /// How the manager pulls.
 #[derive(Debug, Clone)]
@@ -26,6 +24,8 @@ pub struct SyncDataOptions {
     pub min_interval: Duration,
     /// The conflict policy of each entity type.
     pub policies: ConflictPolicies,
+    /// How many project scopes pull at once.
+    pub concurrency: usize,
 }
 
 impl Default for SyncDataOptions {
@@ -34,6 +34,7 @@ impl Default for SyncDataOptions {
             page_size: DEFAULT_PULL_LIMIT,
             min_interval: trackflow_domain::ports::DEFAULT_PULL_INTERVAL,
             policies: ConflictPolicies::default(),
+            concurrency: 4,
         }
     }
 }
@@ -86,9 +87,29 @@ impl SyncDataManager {
         Self { remote, store, clock, options }
     }
 
-    /// Pulls everything the user may see: when due, or always if `force`.
-    pub async fn pull(&self, force: bool) -> Result<PullReport, PullError> {
-        self.pull_scope(ALL_SCOPE, force).await
+    /// Pulls every scope the user may read (when due, or always if `force`): the people scope
+    /// first, then the projects, [`concurrency`](SyncDataOptions::concurrency) at a time. Each
+    /// scope has its own cursor, and one failing leaves the others to complete; the answer holds
+    /// each scope's outcome. Fails as a whole only when the scopes cannot be listed.
+    pub async fn pull(&self, force: bool) -> Result<Vec<(String, Result<PullReport, PullError>)>, PullError> {
+        let scopes = self.remote.scopes().await?.scopes;
+        let (people, projects): (Vec<String>, Vec<String>) =
+            scopes.into_iter().partition(|s| s == PEOPLE_SCOPE);
+        let mut outcomes = Vec::with_capacity(people.len() + projects.len());
+        for scope in people {
+            let outcome = self.pull_scope(&scope, force).await;
+            outcomes.push((scope, outcome));
+        }
+        let concurrent: Vec<(String, Result<PullReport, PullError>)> = stream::iter(projects)
+            .map(|scope| async move {
+                let outcome = self.pull_scope(&scope, force).await;
+                (scope, outcome)
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        outcomes.extend(concurrent);
+        Ok(outcomes)
     }
 
     /// Pulls `scope` until the server has nothing more: when due, or always if `force`.
@@ -127,7 +148,11 @@ impl SyncDataManager {
         report: &mut PullReport,
     ) -> Result<(), PullError> {
         loop {
-            let request = PullRequest { cursor: cursor.clone(), limit: self.options.page_size };
+            let request = PullRequest {
+                cursor: cursor.clone(),
+                limit: self.options.page_size,
+                scope: Some(scope.to_owned()),
+            };
             match self.remote.pull(request).await? {
                 PullResponse::Changes { changes, next_cursor, has_more } => {
                     let counts = self

@@ -6,5 +6,5 @@
 
 mod downstream;
 
-pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions, ALL_SCOPE};
+pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions};
 pub use trackflow_domain::SyncState;

@@ -292,7 +292,11 @@ pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
             // The cursor at the end, then 10 changes after it.
             let mut cursor = None;
             loop {
-                match server.store.pull(user, PullRequest { cursor: cursor.clone(), limit: 1000 }).await? {
+                match server
+                    .store
+                    .pull(user, PullRequest { cursor: cursor.clone(), limit: 1000, scope: None })
+                    .await?
+                {
                     PullResponse::Changes { next_cursor, has_more, .. } => {
                         cursor = Some(next_cursor);
                         if !has_more {

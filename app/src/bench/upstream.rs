@@ -26,7 +26,7 @@ use trackflow_domain::{
         AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository,
         RemoteDataSource, RemoteError, Session, SessionStorage, UserProfileRepository,
     },
-    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
     AudioTrack, Project, UserId, UserProfile,
 };
 use trackflow_executors::{
@@ -72,6 +72,10 @@ impl RemoteDataSource for TimedRemote {
 
     async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError> {
         self.inner.pull(request).await
+    }
+
+    async fn scopes(&self) -> Result<ScopesResponse, RemoteError> {
+        self.inner.scopes().await
     }
 }
 

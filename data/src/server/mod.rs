@@ -239,6 +239,11 @@ impl ServerStore for DieselServerStore {
         .await
     }
 
+    #[tracing::instrument(skip_all, err)]
+    async fn scopes(&self, user: UserId) -> Result<Vec<String>, ServerStoreError> {
+        self.with_connection(move |conn| pull::scopes(conn, user)).await
+    }
+
     async fn ping(&self) -> Result<(), ServerStoreError> {
         self.with_connection(|conn| conn.ping().map_err(db_error)).await
     }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use trackflow_domain::{
     entities::Scope,
     ports::ServerStoreError,
-    protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
+    protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT, PEOPLE_SCOPE},
     ProjectId, UserId,
 };
 
@@ -92,6 +92,46 @@ fn readable_scopes(conn: &mut ServerConnection, user: UserId) -> Result<BTreeMap
     Ok(scopes)
 }
 
+/// The readable scopes a pull of `scope` covers: all of them, the user scopes
+/// ([`PEOPLE_SCOPE`]), or one project.
+fn requested(
+    readable: BTreeMap<Scope, i64>,
+    scope: Option<&str>,
+) -> Result<BTreeMap<Scope, i64>, ServerStoreError> {
+    let Some(name) = scope else { return Ok(readable) };
+    if name == PEOPLE_SCOPE {
+        return Ok(readable.into_iter().filter(|(s, _)| matches!(s, Scope::User(_))).collect());
+    }
+    let invalid = |message: String| ServerStoreError::BadInput {
+        code: "invalid_scope".into(),
+        message,
+        mutation_id: None,
+    };
+    match name.parse::<Scope>() {
+        Ok(wanted @ Scope::Project(_)) => match readable.get(&wanted) {
+            Some(granted) => Ok(BTreeMap::from([(wanted, *granted)])),
+            None => Err(ServerStoreError::BadInput {
+                code: "scope_not_readable".into(),
+                message: format!("scope: {name} is not readable by this user (removed, or never shared)"),
+                mutation_id: None,
+            }),
+        },
+        _ => Err(invalid(format!("scope: must be '{PEOPLE_SCOPE}' or 'project:<uuid>', got '{name}'"))),
+    }
+}
+
+/// The scopes `user` may pull: [`PEOPLE_SCOPE`], then their projects in the order they were
+/// granted.
+pub(super) fn scopes(conn: &mut ServerConnection, user: UserId) -> Result<Vec<String>, ServerStoreError> {
+    let readable = readable_scopes(conn, user).map_err(super::storage_error)?;
+    let mut projects: Vec<(i64, Scope)> =
+        readable.into_iter().filter(|(s, _)| matches!(s, Scope::Project(_))).map(|(s, g)| (g, s)).collect();
+    projects.sort();
+    Ok(std::iter::once(PEOPLE_SCOPE.to_owned())
+        .chain(projects.into_iter().map(|(_, s)| s.to_string()))
+        .collect())
+}
+
 /// Answers a pull. Call inside a read transaction, so every query sees one snapshot.
 pub(super) fn pull(
     conn: &mut ServerConnection,
@@ -115,7 +155,7 @@ pub(super) fn pull(
         },
     };
     let limit = i64::from(request.limit);
-    let scopes = readable_scopes(conn, user).map_err(store_error)?;
+    let scopes = requested(readable_scopes(conn, user).map_err(store_error)?, request.scope.as_deref())?;
 
     // Scopes readable since before the cursor: only rows changed after it. One query for all.
     // Their rows sit at their own version, so a row is after the cursor when its version is

@@ -1,6 +1,6 @@
 use crate::{
     ids::OperationId,
-    protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
+    protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
 };
 use async_trait::async_trait;
 use shaku::Interface;
@@ -69,4 +69,7 @@ pub trait RemoteDataSource: Interface {
 
     /// Fetches changes after a cursor.
     async fn pull(&self, request: PullRequest) -> Result<PullResponse, RemoteError>;
+
+    /// The scopes the user may pull now.
+    async fn scopes(&self) -> Result<ScopesResponse, RemoteError>;
 }

@@ -111,6 +111,9 @@ pub trait ServerStore: Interface {
     /// the removal get a reset. Returns how many rows were removed.
     async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError>;
 
+    /// The scopes `user` may pull now (see [`crate::protocol::ScopesResponse`]).
+    async fn scopes(&self, user: UserId) -> Result<Vec<String>, ServerStoreError>;
+
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), ServerStoreError>;
 }

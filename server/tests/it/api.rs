@@ -93,7 +93,8 @@ async fn sync_endpoints_need_a_valid_token_and_change_nothing_without_one() {
         );
     }
     // Nothing was applied.
-    let seen = server.store.pull(user, PullRequest { cursor: None, limit: 10 }).await.expect("pull");
+    let seen =
+        server.store.pull(user, PullRequest { cursor: None, limit: 10, scope: None }).await.expect("pull");
     assert!(matches!(seen, PullResponse::Changes { ref changes, .. } if changes.is_empty()), "{seen:?}");
 }
 

@@ -19,7 +19,8 @@ fn valid_push(user: UserId) -> Value {
 }
 
 async fn assert_nothing_stored(server: &TestServer, user: UserId) {
-    let seen = server.store.pull(user, PullRequest { cursor: None, limit: 10 }).await.expect("pull");
+    let seen =
+        server.store.pull(user, PullRequest { cursor: None, limit: 10, scope: None }).await.expect("pull");
     assert!(matches!(seen, PullResponse::Changes { ref changes, .. } if changes.is_empty()), "{seen:?}");
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// Every route `trackflow_server::router` serves, with its method (lower case, as OpenAPI
 /// spells operations).
-const ROUTES: [(&str, &str); 7] = [
+const ROUTES: [(&str, &str); 8] = [
     ("/v1/health", "get"),
     ("/v1/openapi.json", "get"),
     ("/v1/auth/signup", "post"),
@@ -23,11 +23,16 @@ const ROUTES: [(&str, &str); 7] = [
     ("/v1/auth/logout", "post"),
     ("/v1/sync/push", "post"),
     ("/v1/sync/pull", "get"),
+    ("/v1/sync/scopes", "get"),
 ];
 
 /// The operations that need a bearer token.
-const SECURED: [(&str, &str); 3] =
-    [("/v1/auth/logout", "post"), ("/v1/sync/push", "post"), ("/v1/sync/pull", "get")];
+const SECURED: [(&str, &str); 4] = [
+    ("/v1/auth/logout", "post"),
+    ("/v1/sync/push", "post"),
+    ("/v1/sync/pull", "get"),
+    ("/v1/sync/scopes", "get"),
+];
 
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -334,6 +339,35 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     let got = server.call(Method::GET, "/v1/sync/pull", None, None).await;
     answer(got, StatusCode::UNAUTHORIZED, Some("unauthorized"));
 
+    // Scopes, and pulls of one scope.
+    let got = server.call(Method::GET, "/v1/sync/scopes", Some(&token), None).await;
+    let scopes = answer(got, StatusCode::OK, None);
+    let scopes: Vec<&str> =
+        scopes["scopes"].as_array().expect("scopes").iter().filter_map(Value::as_str).collect();
+    assert_eq!(scopes.first(), Some(&"people"), "{scopes:?}");
+    let project_scope = scopes.get(1).expect("the user's project");
+    let types = |page: &Value| -> BTreeSet<String> {
+        let changes = page["changes"].as_array().expect("changes");
+        changes.iter().filter_map(|c| c["entity_type"].as_str().map(str::to_owned)).collect()
+    };
+    let got =
+        server.call(Method::GET, &format!("/v1/sync/pull?scope={project_scope}"), Some(&token), None).await;
+    let project_page = answer(got, StatusCode::OK, None);
+    assert!(
+        !types(&project_page).is_empty() && !types(&project_page).contains("user_profile"),
+        "{project_page}"
+    );
+    let got = server.call(Method::GET, "/v1/sync/pull?scope=people", Some(&token), None).await;
+    let people = answer(got, StatusCode::OK, None);
+    assert!(types(&people).iter().all(|t| t == "user_profile"), "{people}");
+    let got = server.call(Method::GET, "/v1/sync/pull?scope=everything", Some(&token), None).await;
+    answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_scope"));
+    let stranger = format!("/v1/sync/pull?scope=project:{}", Uuid::now_v7());
+    let got = server.call(Method::GET, &stranger, Some(&token), None).await;
+    answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("scope_not_readable"));
+    let got = server.call(Method::GET, "/v1/sync/scopes", None, None).await;
+    answer(got, StatusCode::UNAUTHORIZED, Some("unauthorized"));
+
     // Fallbacks: unknown paths and wrong methods.
     answer(server.call(Method::GET, "/v1/nope", None, None).await, StatusCode::NOT_FOUND, Some("not_found"));
     answer(server.call(Method::GET, "/", None, None).await, StatusCode::NOT_FOUND, Some("not_found"));
@@ -404,6 +438,8 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
         ("/v1/sync/pull", "get", 400),
         ("/v1/sync/pull", "get", 401),
         ("/v1/sync/pull", "get", 422),
+        ("/v1/sync/scopes", "get", 200),
+        ("/v1/sync/scopes", "get", 401),
         ("/v1/health", "delete", 405),
         ("/v1/nope", "get", 404),
     ];

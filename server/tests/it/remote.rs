@@ -34,12 +34,15 @@ async fn pushes_and_pulls_through_the_real_server() {
     let project = Project::new(user, "Album", None, Timestamp(1)).expect("valid");
     let response = remote.push(&writer.creating(&project)).await.expect("push");
     assert!(matches!(response.results[0].outcome, MutationOutcome::Applied { .. }), "{response:?}");
-    match remote.pull(PullRequest { cursor: None, limit: 10 }).await.expect("pull") {
+    match remote.pull(PullRequest { cursor: None, limit: 10, scope: None }).await.expect("pull") {
         PullResponse::Changes { changes, .. } => assert_eq!(changes[0].entity_id, project.entity_id()),
         PullResponse::Reset => panic!("unexpected reset"),
     }
     // A cursor with characters that need escaping in a query string still arrives intact.
-    let odd = remote.pull(PullRequest { cursor: Some("a b&c=d".into()), limit: 10 }).await.expect("pull");
+    let odd = remote
+        .pull(PullRequest { cursor: Some("a b&c=d".into()), limit: 10, scope: None })
+        .await
+        .expect("pull");
     assert_eq!(odd, PullResponse::Reset);
 }
 
@@ -48,10 +51,11 @@ async fn server_refusals_are_classified() {
     let server = TestServer::start().await;
     let (user, token) = server.sign_up().await;
     let wrong = remote(&server.server.url(), user, Some("not-a-token"), &RemoteOptions::default());
-    let error = wrong.pull(PullRequest { cursor: None, limit: 10 }).await.expect_err("401");
+    let error = wrong.pull(PullRequest { cursor: None, limit: 10, scope: None }).await.expect_err("401");
     assert!(matches!(error, RemoteError::Unauthorized(_)), "{error:?}");
     let signed_out = remote(&server.server.url(), user, None, &RemoteOptions::default());
-    let error = signed_out.pull(PullRequest { cursor: None, limit: 10 }).await.expect_err("no token");
+    let error =
+        signed_out.pull(PullRequest { cursor: None, limit: 10, scope: None }).await.expect_err("no token");
     assert!(matches!(error, RemoteError::Unauthorized(_)), "{error:?}");
 
     let good = remote(&server.server.url(), user, Some(&token), &RemoteOptions::default());
@@ -99,7 +103,7 @@ async fn network_failures_are_transient() {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_millis(300),
     };
-    let pull = PullRequest { cursor: None, limit: 10 };
+    let pull = PullRequest { cursor: None, limit: 10, scope: None };
 
     // Nobody listens.
     let closed = {

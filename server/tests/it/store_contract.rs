@@ -87,6 +87,7 @@ contract_tests!(
     purged_projects_cannot_be_taken_over,
     unknown_and_expired_cursors_reset,
     authorization_for_every_entity_type_and_role,
+    scoped_pulls_cover_one_scope_each,
 );
 
 fn now() -> Timestamp {
@@ -128,10 +129,25 @@ async fn pull_from(
     cursor: Option<String>,
     limit: u32,
 ) -> (Vec<EntityState>, String) {
+    pull_scope(store, user, None, cursor, limit).await
+}
+
+/// [`pull_from`] for one scope (`None`: everything).
+async fn pull_scope(
+    store: &Store,
+    user: UserId,
+    scope: Option<&str>,
+    cursor: Option<String>,
+    limit: u32,
+) -> (Vec<EntityState>, String) {
     let mut cursor = cursor;
     let mut all = Vec::new();
     loop {
-        match store.pull(user, PullRequest { cursor: cursor.clone(), limit }).await.expect("pull") {
+        match store
+            .pull(user, PullRequest { cursor: cursor.clone(), limit, scope: scope.map(str::to_owned) })
+            .await
+            .expect("pull")
+        {
             PullResponse::Changes { changes, next_cursor, has_more } => {
                 assert!(changes.len() <= limit as usize);
                 all.extend(changes);
@@ -509,7 +525,12 @@ async fn unknown_and_expired_cursors_reset(store: Store) {
     let reset = |cursor: &str| {
         let store = store.clone();
         let cursor = cursor.to_owned();
-        async move { store.pull(owner, PullRequest { cursor: Some(cursor), limit: 10 }).await.expect("pull") }
+        async move {
+            store
+                .pull(owner, PullRequest { cursor: Some(cursor), limit: 10, scope: None })
+                .await
+                .expect("pull")
+        }
     };
     for garbage in ["", "abc", "x.1.1", "1.2", "a.b.c.d"] {
         assert_eq!(reset(garbage).await, PullResponse::Reset, "{garbage:?}");
@@ -526,7 +547,8 @@ async fn unknown_and_expired_cursors_reset(store: Store) {
     assert_eq!(reset(&cursor).await, PullResponse::Reset, "expired");
     let (fresh, _) = pull_from(&store, owner, None, 10).await;
     assert_eq!(ids(&fresh), vec![project.entity_id()], "a full re-sync no longer has the purged tombstone");
-    let error = store.pull(owner, PullRequest { cursor: None, limit: 0 }).await.expect_err("limit 0");
+    let error =
+        store.pull(owner, PullRequest { cursor: None, limit: 0, scope: None }).await.expect_err("limit 0");
     assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "invalid_limit"));
 }
 
@@ -802,4 +824,51 @@ async fn postgres_instances_starting_together_migrate_once() {
     let (owner, _, project) = owned_project(&store).await;
     let (changes, _) = pull_from(&store, owner, None, 10).await;
     assert_eq!(ids(&changes), vec![project.entity_id()]);
+}
+
+/// A pull names one scope: `people` (profiles), or one readable project; the scopes listing
+/// shows a project once it is shared, and a project never shared is refused.
+async fn scoped_pulls_cover_one_scope_each(store: Store) {
+    let (owner, mut writer, first) = owned_project(&store).await;
+    let second = Project::new(owner, "Second", None, now()).expect("valid");
+    let track = AudioTrack::new(second.id(), owner, "Take", 1, None, now()).expect("valid");
+    let profile = UserProfile::new(owner, "Owner", "owner@example.com", now()).expect("valid");
+    let creates = vec![writer.create(&second), writer.create(&track)];
+    push_applied(&store, owner, writer.batch(creates)).await;
+    push_applied(&store, owner, writer.creating(&profile)).await;
+
+    let scopes = store.scopes(owner).await.expect("scopes");
+    assert_eq!(
+        scopes,
+        vec!["people".to_owned(), format!("project:{}", first.id()), format!("project:{}", second.id())]
+    );
+    let (people, _) = pull_scope(&store, owner, Some("people"), None, 1).await;
+    assert_eq!(ids(&people), vec![profile.entity_id()]);
+    let (project, cursor) = pull_scope(&store, owner, Some(&scopes[2]), None, 1).await;
+    assert_eq!(ids(&project), vec![second.entity_id(), track.entity_id()]);
+    let (everything, _) = pull_from(&store, owner, None, 10).await;
+    assert_eq!(everything.len(), 4, "the unscoped pull still covers all");
+
+    // A later change reaches only its scope's cursor.
+    let rename = writer.update(EntityType::AudioTrack, track.entity_id(), &[("name", json!("New"))]);
+    applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
+    let (next, _) = pull_scope(&store, owner, Some(&scopes[2]), Some(cursor), 10).await;
+    assert_eq!(ids(&next), vec![track.entity_id()]);
+
+    let stranger = account(&store).await;
+    assert_eq!(store.scopes(stranger).await.expect("scopes"), vec!["people".to_owned()]);
+    let refused = store
+        .pull(stranger, PullRequest { cursor: None, limit: 10, scope: Some(scopes[1].clone()) })
+        .await
+        .expect_err("not shared");
+    assert!(
+        matches!(&refused, ServerStoreError::BadInput { code, .. } if code == "scope_not_readable"),
+        "{refused:?}"
+    );
+    let grant =
+        ProjectCollaborator::new(first.id(), stranger, CollaboratorRole::Viewer, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&grant)).await[0]);
+    assert_eq!(store.scopes(stranger).await.expect("scopes"), vec!["people".to_owned(), scopes[1].clone()]);
+    let (shared, _) = pull_scope(&store, stranger, Some(&scopes[1]), None, 10).await;
+    assert_eq!(ids(&shared), vec![first.entity_id(), grant.entity_id()]);
 }
