@@ -20,7 +20,7 @@ const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
 impl Client {
     /// The downstream manager of this client, pulling pages of `page_size`.
-    fn puller(&self, page_size: u32) -> SyncDataManager {
+    pub(crate) fn puller(&self, page_size: u32) -> SyncDataManager {
         let session: Arc<dyn SessionStorage> = self.session.clone();
         let remote = Arc::new(HttpRemote::new(session, &RemoteOptions::default()).expect("http client"));
         let store = Arc::new(SqliteDownstreamRepository::new(self.store.clone()));
@@ -33,7 +33,7 @@ impl Client {
     }
 
     /// Pushes everything queued, then pulls everything (forced).
-    async fn sync(&self) {
+    pub(crate) async fn sync(&self) {
         let manager = self.manager(&RemoteOptions::default(), UpstreamOptions::default());
         let report = manager.process().await.expect("push");
         assert_eq!((report.failed, report.retrying), (0, 0), "{report:?}");
