@@ -1,15 +1,22 @@
 //! The `sync_conflicts` table as a [`ConflictRepository`].
 
+use super::records::{overwrite, WriteClock};
 use super::{
     rows::{from_json, parse, to_json},
     schema::sync_conflicts::dsl,
     LocalStore,
 };
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use async_trait::async_trait;
 use diesel::prelude::*;
+use serde_json::Value;
 use shaku::Component;
-use trackflow_domain::{ports::ConflictRepository, EntityRef, RepositoryError, SyncConflict, Timestamp};
+use std::collections::BTreeMap;
+use trackflow_domain::{
+    ports::ConflictRepository, sync::ConflictResolution, AudioComment, AudioTrack, ConflictId, EntityRef,
+    EntityType, Playlist, Project, ProjectCollaborator, RepositoryError, SyncConflict, Timestamp,
+    UserProfile, ValidationError,
+};
 
 const TABLE: &str = "sync_conflicts";
 
@@ -53,6 +60,65 @@ impl ConflictRow {
             resolution: self.resolution.map(|r| from_json(TABLE, &r)).transpose()?,
         })
     }
+}
+
+/// The values `resolution` writes for `conflict`.
+fn chosen(conflict: &SyncConflict, resolution: &ConflictResolution) -> StoreResult<BTreeMap<String, Value>> {
+    Ok(match resolution {
+        ConflictResolution::Mine => conflict.local.clone(),
+        ConflictResolution::Theirs => conflict.remote.clone(),
+        ConflictResolution::Merged(values) => {
+            if let Some(other) = values.keys().find(|k| !conflict.fields.contains(k)) {
+                let reason = format!(
+                    "'{other}' is not in conflict (the conflict is on {})",
+                    conflict.fields.join(", ")
+                );
+                return Err(ValidationError::new("fields", reason).into());
+            }
+            values.clone()
+        }
+    })
+}
+
+/// Resolves conflict `id` (see [`ConflictRepository::resolve`]).
+fn resolve(
+    conn: &mut SqliteConnection,
+    clock: &WriteClock,
+    id: ConflictId,
+    resolution: &ConflictResolution,
+) -> StoreResult<SyncConflict> {
+    conn.immediate_transaction(|conn| {
+        let row: Option<ConflictRow> = dsl::sync_conflicts
+            .find(id.to_string())
+            .select(ConflictRow::as_select())
+            .get_result(conn)
+            .optional()?;
+        let mut conflict =
+            row.ok_or_else(|| StoreError::Conflict(format!("conflict {id} does not exist")))?.decode()?;
+        if conflict.resolution.is_some() {
+            return Err(StoreError::Conflict(format!("conflict {id} is resolved already")));
+        }
+        let values = chosen(&conflict, resolution)?;
+        let entity = conflict.entity.id;
+        match conflict.entity.entity_type {
+            EntityType::UserProfile => overwrite::<UserProfile>(conn, clock, entity, &values).map(drop),
+            EntityType::Project => overwrite::<Project>(conn, clock, entity, &values).map(drop),
+            EntityType::ProjectCollaborator => {
+                overwrite::<ProjectCollaborator>(conn, clock, entity, &values).map(drop)
+            }
+            EntityType::AudioTrack => overwrite::<AudioTrack>(conn, clock, entity, &values).map(drop),
+            EntityType::AudioComment => overwrite::<AudioComment>(conn, clock, entity, &values).map(drop),
+            EntityType::Playlist => overwrite::<Playlist>(conn, clock, entity, &values).map(drop),
+        }?;
+        diesel::update(dsl::sync_conflicts.find(id.to_string()))
+            .set((
+                dsl::resolution.eq(to_json(TABLE, resolution)?),
+                dsl::resolved_at.eq(clock.now().as_millis()),
+            ))
+            .execute(conn)?;
+        conflict.resolution = Some(resolution.clone());
+        Ok(conflict)
+    })
 }
 
 /// Stores `conflict` unless its id is stored already.
@@ -101,5 +167,14 @@ impl ConflictRepository for SqliteConflictRepository {
                     .collect()
             })
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(%id))]
+    async fn resolve(
+        &self,
+        id: ConflictId,
+        resolution: ConflictResolution,
+    ) -> Result<SyncConflict, RepositoryError> {
+        self.store.write(move |conn, clock| resolve(conn, clock, id, &resolution)).await
     }
 }

@@ -11,7 +11,7 @@
 
 use super::{
     conflicts,
-    records::LocalEntity,
+    records::{raise_high_water, LocalEntity},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     LocalStore,
@@ -87,6 +87,11 @@ pub(crate) fn apply_page(
     now: Timestamp,
 ) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
     conn.immediate_transaction(|conn| {
+        // The clock's receive rule: a local write made after this page wins over everything
+        // in it, including fields a policy kept local (their remote readings are not stored).
+        if let Some(newest) = changes.iter().flat_map(|c| c.field_hlc.values()).max() {
+            raise_high_water(conn, *newest)?;
+        }
         let edits = edits(conn, changes)?;
         let mut ordered: Vec<&EntityState> = changes.iter().collect();
         ordered.sort_by_key(|c| rank(c.entity_type));

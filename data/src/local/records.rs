@@ -12,7 +12,8 @@ use super::{
 };
 use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
-use std::sync::Arc;
+use serde_json::Value;
+use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
     entities::changed_fields, ports::Clock, AudioComment, AudioTrack, EntityRef, EntityType, Hlc,
     HybridLogicalClock, NodeId, OperationId, OperationKind, Playlist, Project, ProjectCollaborator,
@@ -342,6 +343,49 @@ pub(crate) fn update<E: LocalEntity>(
         outbox::insert(conn, &op)?;
         Ok(after)
     })
+}
+
+/// Writes `values` over fields of a visible entity and queues an update carrying every one of
+/// them, changed or not, at a new clock reading: the write wins over every earlier write of
+/// those fields on every replica (a resolved conflict). Runs inside the caller's transaction.
+pub(crate) fn overwrite<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    clock: &WriteClock,
+    id: Uuid,
+    values: &BTreeMap<String, Value>,
+) -> StoreResult<E> {
+    let mut record = require_visible::<E>(conn, id)?;
+    clock.follow(&record.meta);
+    let mut fields = record.entity.fields();
+    for (name, value) in values {
+        let Some(current) = fields.get_mut(name) else {
+            return Err(
+                ValidationError::new("fields", format!("{} has no field '{name}'", E::ENTITY_TYPE)).into()
+            );
+        };
+        if E::IMMUTABLE.contains(&name.as_str()) && current != value {
+            let reason = format!("'{name}' is set when the entity is created and never changes");
+            return Err(ValidationError::new("fields", reason).into());
+        }
+        *current = value.clone();
+    }
+    let after = E::from_fields(id, &fields)?;
+    let depends_on = check_references(conn, &after, Some(&record.entity))?;
+    let hlc = clock.tick(conn)?;
+    record.meta.touch(values.keys(), hlc);
+    record.entity = after.clone();
+    E::save(conn, &record)?;
+    let op = SyncOperation::new(
+        after.entity_ref(),
+        OperationKind::Update,
+        values.clone(),
+        hlc,
+        record.meta.version,
+        depends_on,
+        clock.now(),
+    );
+    outbox::insert(conn, &op)?;
+    Ok(after)
 }
 
 /// Tombstones a visible entity and queues its delete. What lies inside it (a project's tracks,

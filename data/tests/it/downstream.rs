@@ -2,13 +2,18 @@
 //! parent, tombstones, manual conflicts and resets.
 
 use super::Fixture;
+use serde_json::json;
 use std::collections::BTreeMap;
 use trackflow_data::{local::SqliteConflictRepository, SqliteDownstreamRepository, SqliteProjectRepository};
 use trackflow_domain::{
-    ports::{ConflictPolicies, ConflictRepository, DownstreamRepository, ProjectRepository},
+    ports::{
+        Clock, ConflictPolicies, ConflictRepository, DownstreamRepository, PendingOperationsRepository,
+        ProjectRepository,
+    },
     protocol::EntityState,
-    sync::ConflictPolicy,
-    AudioComment, AudioTrack, EntityType, Hlc, NodeId, Project, ProjectPatch, SyncEntity, Timestamp, UserId,
+    sync::{ConflictPolicy, ConflictResolution},
+    AudioComment, AudioTrack, EntityType, Hlc, NodeId, Project, ProjectPatch, RepositoryError, SyncEntity,
+    Timestamp, UserId,
 };
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -136,4 +141,54 @@ async fn a_reset_keeps_local_rows_and_pulls_everything_again() {
     // Another database numbers versions from 1: the row is merged again, not skipped.
     let counts = local.apply(vec![pulled(&project, 1, 9)], "d1", &policies).await;
     assert_eq!(counts[&EntityType::Project], (1, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn resolving_a_conflict_writes_the_choice_as_a_new_update_once() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let manual = ConflictPolicies(BTreeMap::from([(EntityType::Project, ConflictPolicy::Manual)]));
+    local.apply(vec![pulled(&project, 1, 1)], "c1", &manual).await;
+    local
+        .projects
+        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    let theirs =
+        project.patched(&ProjectPatch { name: Some("Theirs".into()), ..Default::default() }).expect("valid");
+    // Their write is a second later than ours.
+    let later = u64::try_from(trackflow_data::SystemClock.now().as_millis()).expect("positive") + 1_000;
+    let mut pulled_theirs = pulled(&theirs, 2, later);
+    let their_reading = pulled_theirs.field_hlc["name"];
+    // Their other fields were written long ago: only the pulled name's reading is new.
+    for (field, reading) in &mut pulled_theirs.field_hlc {
+        if field != "name" {
+            reading.wall_ms = 1;
+        }
+    }
+    local.apply(vec![pulled_theirs], "c2", &manual).await;
+    let conflicts = SqliteConflictRepository::new(local.fx.store.clone());
+    let id = conflicts.list(true).await.expect("list")[0].id;
+    let outbox = trackflow_data::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    let queued = outbox.list(None).await.expect("list").len();
+
+    // A merged value may only name fields in conflict; refused, nothing changes.
+    let stray = ConflictResolution::Merged(BTreeMap::from([("description".to_owned(), json!("x"))]));
+    assert!(matches!(conflicts.resolve(id, stray).await, Err(RepositoryError::Validation(_))));
+    assert_eq!(outbox.list(None).await.expect("list").len(), queued);
+
+    // Keeping one's own value must still win at the server: the new write is later than theirs.
+    let resolved = conflicts.resolve(id, ConflictResolution::Mine).await.expect("resolve");
+    assert_eq!(resolved.resolution, Some(ConflictResolution::Mine));
+    assert_eq!(local.projects.get(project.id()).await.expect("get").expect("there").name(), "Mine");
+    let ops = outbox.list(None).await.expect("list");
+    assert_eq!(ops.len(), queued + 1, "the choice is queued as a normal update, although unchanged");
+    let update = ops.last().expect("queued");
+    assert_eq!(update.changed_fields["name"].value, json!("Mine"));
+    assert!(update.hlc > their_reading, "{} after {}", update.hlc, their_reading);
+    assert!(conflicts.list(true).await.expect("list").is_empty());
+    assert!(matches!(
+        conflicts.resolve(id, ConflictResolution::Theirs).await,
+        Err(RepositoryError::Conflict(_))
+    ));
 }

@@ -1,4 +1,8 @@
-use crate::{error::RepositoryError, sync::SyncConflict};
+use crate::{
+    error::RepositoryError,
+    ids::ConflictId,
+    sync::{ConflictResolution, SyncConflict},
+};
 use async_trait::async_trait;
 use shaku::Interface;
 
@@ -13,4 +17,14 @@ pub trait ConflictRepository: Interface {
 
     /// Stored conflicts, oldest first; only the unresolved ones if `unresolved_only`.
     async fn list(&self, unresolved_only: bool) -> Result<Vec<SyncConflict>, RepositoryError>;
+
+    /// Resolves the unresolved conflict `id`: writes the chosen values (the local side's, the
+    /// remote side's, or merged ones naming only the conflict's fields) over the entity and
+    /// queues them as a normal update, which wins over both sides everywhere; marks the
+    /// conflict resolved. One transaction. Returns the resolved conflict.
+    async fn resolve(
+        &self,
+        id: ConflictId,
+        resolution: ConflictResolution,
+    ) -> Result<SyncConflict, RepositoryError>;
 }
