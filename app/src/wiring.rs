@@ -8,17 +8,17 @@ use shaku::{module, HasComponent};
 use std::{path::Path, sync::Arc};
 use tokio::sync::watch;
 use trackflow_data::{
-    local::SqliteConflictRepositoryParameters,
     local::{
         SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepositoryParameters,
         SqliteCollaboratorRepositoryParameters, SqlitePendingOperationsRepositoryParameters,
         SqlitePlaylistRepositoryParameters, SqliteProjectRepositoryParameters,
         SqliteSessionStorageParameters, SqliteUserProfileRepositoryParameters,
     },
+    local::{SqliteConflictRepositoryParameters, SqliteDownstreamRepositoryParameters},
     HttpRemote, LocalStore, LocalStoreOptions, RemoteOptions, SessionReload, SqliteAudioCommentRepository,
     SqliteAudioTrackRepository, SqliteCollaboratorRepository, SqliteConflictRepository,
-    SqlitePendingOperationsRepository, SqlitePlaylistRepository, SqliteProjectRepository,
-    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+    SqliteDownstreamRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
+    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 
@@ -47,6 +47,7 @@ mod generated {
                 SqlitePendingOperationsRepository,
                 SqliteSessionStorage,
                 SqliteConflictRepository,
+                SqliteDownstreamRepository,
                 SessionReload,
                 HttpRemote,
             ],
@@ -84,6 +85,9 @@ pub fn local_module(store: &LocalStore) -> anyhow::Result<LocalModule> {
             store: store.clone(),
         })
         .with_component_parameters::<SqliteConflictRepository>(SqliteConflictRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteDownstreamRepository>(SqliteDownstreamRepositoryParameters {
             store: store.clone(),
         })
         .with_component_parameters::<HttpRemote>(remote)

@@ -265,3 +265,32 @@ fn server_runs_until_interrupted() {
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
     assert!(db.exists(), "the database file was created");
 }
+
+#[test]
+fn status_and_conflicts_report_offline_and_refuse_unknown_conflicts() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let status = cli.json(&["status"]);
+    assert_eq!(
+        (status["upstream"]["pending"].as_u64(), status["open_conflicts"].as_u64()),
+        (Some(1), Some(0)),
+        "{status}"
+    );
+    assert_eq!(status["statistics"], serde_json::json!([]), "never pulled");
+    let text = String::from_utf8(cli.run(&["status"]).stdout).expect("utf-8");
+    assert!(text.contains("0 open conflicts") && text.contains("never pulled"), "{text}");
+    assert_eq!(cli.json(&["conflicts"]), serde_json::json!([]));
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown, "mine"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("does not exist"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown, "--merged", "not json"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("--merged must be a JSON object"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown]);
+    assert!(code == 2 && err.contains("required"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "show", &unknown]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("no conflict"), "{err}");
+}

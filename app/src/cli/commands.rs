@@ -2,7 +2,8 @@
 //! concrete store type.
 
 use super::{
-    output::Printer, Cli, CollaboratorCommand, Command, CommentCommand, PlaylistCommand, ProfileCommand,
+    output::{Line, Printer},
+    Cli, CollaboratorCommand, Command, CommentCommand, ConflictsCommand, PlaylistCommand, ProfileCommand,
     ProjectCommand, QueueCommand, TrackCommand,
 };
 use crate::wiring::{open_local_module, LocalModule};
@@ -12,10 +13,11 @@ use shaku::HasComponent;
 use std::path::PathBuf;
 use trackflow_domain::{
     ports::{
-        AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
-        UserProfileRepository,
+        AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
+        DownstreamRepository, PendingOperationsRepository, PlaylistRepository, ProjectRepository,
+        SessionStorage, UserProfileRepository,
     },
+    sync::ConflictResolution,
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, EntityRef, EntityType, Playlist,
     PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
     UserProfilePatch,
@@ -49,6 +51,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Playlist(c) => app.playlist(c).await,
         Command::Collaborator(c) => app.collaborator(c).await,
         Command::Queue(args) => app.queue(args.action).await,
+        Command::Conflicts(args) => app.conflicts(args.action, args.all).await,
+        Command::Status => app.status().await,
         Command::Bench(_) | Command::Demo | Command::Server(_) => unreachable!("handled above"),
     }
 }
@@ -296,6 +300,63 @@ impl App<'_> {
             println!("last error: {error}");
         }
         self.out.many(&operations, "nothing waiting to sync")
+    }
+
+    async fn conflicts(&self, action: Option<ConflictsCommand>, all: bool) -> anyhow::Result<()> {
+        let conflicts: &dyn ConflictRepository = self.module.resolve_ref();
+        match action {
+            None => self.out.many(&conflicts.list(!all).await?, "no open conflicts"),
+            Some(ConflictsCommand::Show { id }) => {
+                let stored = conflicts.list(false).await?;
+                let conflict =
+                    stored.iter().find(|c| c.id == id).ok_or_else(|| anyhow!("no conflict {id}"))?;
+                if self.out.json {
+                    return self.out.value(conflict, "");
+                }
+                println!("{}", conflict.line());
+                for field in &conflict.fields {
+                    let side = |values: &std::collections::BTreeMap<String, serde_json::Value>| {
+                        values.get(field).map_or_else(|| "(none)".to_owned(), ToString::to_string)
+                    };
+                    println!("  {field}: mine {}  theirs {}", side(&conflict.local), side(&conflict.remote));
+                }
+                Ok(())
+            }
+            Some(ConflictsCommand::Resolve { id, side, merged }) => {
+                let resolution = match (side.as_deref(), merged) {
+                    (_, Some(values)) => ConflictResolution::Merged(serde_json::from_str(&values).context(
+                        "--merged must be a JSON object of field values, e.g. '{\"name\":\"Both\"}'",
+                    )?),
+                    (Some("mine"), None) => ConflictResolution::Mine,
+                    (Some("theirs"), None) => ConflictResolution::Theirs,
+                    (other, None) => bail!("choose mine, theirs or --merged, not {other:?}"),
+                };
+                let resolved = conflicts.resolve(id, resolution).await?;
+                self.out.value(&resolved, &format!("resolved {id}; the chosen values are queued to sync"))
+            }
+        }
+    }
+
+    async fn status(&self) -> anyhow::Result<()> {
+        let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
+        let conflicts: &dyn ConflictRepository = self.module.resolve_ref();
+        let downstream: &dyn DownstreamRepository = self.module.resolve_ref();
+        let counts = outbox.counts().await?;
+        let health = health_of(&counts, self.now(), UpstreamOptions::default().stale_after);
+        let open = conflicts.list(true).await?.len();
+        let statistics = downstream.statistics().await?;
+        if self.out.json {
+            return self
+                .out
+                .value(&json!({ "upstream": health, "open_conflicts": open, "statistics": statistics }), "");
+        }
+        println!(
+            "upstream {}: {} pending, {} failed; {open} open conflicts",
+            serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
+            health.pending,
+            health.failed
+        );
+        self.out.many(&statistics, "never pulled")
     }
 
     async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {

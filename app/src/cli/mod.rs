@@ -53,6 +53,10 @@ pub enum Command {
     Collaborator(CollaboratorCommand),
     /// Local changes waiting to be synced, and upstream health; retry or discard failed ones.
     Queue(QueueArgs),
+    /// Conflicts a manual policy kept for you: list them, show one, resolve one.
+    Conflicts(ConflictsArgs),
+    /// Sync status: the outbox, open conflicts, and what the last pull of each scope did.
+    Status,
     /// A guided tour: an offline session writing to the local store (uses --data-dir, or a
     /// fresh temporary directory).
     Demo,
@@ -88,6 +92,38 @@ pub enum QueueCommand {
         /// Operation ids (see `trackflow queue`).
         #[arg(required = true)]
         ids: Vec<trackflow_domain::OperationId>,
+    },
+}
+
+/// `trackflow conflicts [show|resolve]`
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// What to do; without one, lists the unresolved conflicts.
+    #[command(subcommand)]
+    pub action: Option<ConflictsCommand>,
+    /// List resolved conflicts too.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `trackflow conflicts ...`
+#[derive(Debug, Subcommand)]
+pub enum ConflictsCommand {
+    /// Both sides of one conflict.
+    Show {
+        /// Conflict id (see `trackflow conflicts`).
+        id: trackflow_domain::ConflictId,
+    },
+    /// Settle a conflict: the chosen values are written as a new change, which wins everywhere.
+    Resolve {
+        /// Conflict id.
+        id: trackflow_domain::ConflictId,
+        /// Whose values: `mine` or `theirs`; or give `--merged`.
+        #[arg(value_parser = ["mine", "theirs"], required_unless_present = "merged", conflicts_with = "merged")]
+        side: Option<String>,
+        /// A JSON object of values for the fields in conflict, e.g. '{"name":"Both"}'.
+        #[arg(long)]
+        merged: Option<String>,
     },
 }
 

@@ -3,7 +3,8 @@
 use super::position::format_position;
 use serde::Serialize;
 use trackflow_domain::{
-    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncOperation, UserProfile,
+    ports::SyncStatistics, AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncConflict,
+    SyncOperation, UserProfile,
 };
 
 /// How an item reads on one line.
@@ -48,6 +49,45 @@ impl Line for Playlist {
 impl Line for ProjectCollaborator {
     fn line(&self) -> String {
         format!("{}  user {}  {}", self.id(), self.user_id(), self.role())
+    }
+}
+
+impl Line for SyncConflict {
+    fn line(&self) -> String {
+        let state = match &self.resolution {
+            None => "open".to_owned(),
+            Some(r) => format!(
+                "resolved ({})",
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v["choice"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        };
+        format!(
+            "{}  {} {}  fields {}  {state}",
+            self.id,
+            self.entity.entity_type,
+            self.entity.id,
+            self.fields.join(", ")
+        )
+    }
+}
+
+impl Line for SyncStatistics {
+    fn line(&self) -> String {
+        let c = &self.counts;
+        format!(
+            "{}  {:<20} last pull {} ({} ms): {} applied, {} skipped, {} conflicts, {} errors",
+            self.scope,
+            self.entity_type.as_str(),
+            self.last_sync_at.as_millis(),
+            self.duration_ms,
+            c.applied,
+            c.skipped,
+            c.conflicts,
+            self.errors
+        )
     }
 }
 
