@@ -144,8 +144,18 @@ pub const PEOPLE_SCOPE: &str = "people";
 /// `project:<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopesResponse {
-    /// Scope names, to pass as [`PullRequest::scope`].
-    pub scopes: Vec<String>,
+    /// The scopes, with their heads.
+    pub scopes: Vec<ScopeHead>,
+}
+
+/// A pull scope and where its changes stand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeHead {
+    /// The scope's name, to pass as [`PullRequest::scope`].
+    pub scope: String,
+    /// Changes as the user sees them: any change in the scope, or a new grant of it, changes
+    /// this number. A client that pulled the scope to its end at this head has nothing to pull.
+    pub head: i64,
 }
 
 /// The page size of a pull that names none.

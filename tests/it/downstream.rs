@@ -223,11 +223,29 @@ async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval
         assert_eq!(report.counts.values().map(|c| c.applied).sum::<u64>(), expected, "{scope}: {report:?}");
     }
     assert_eq!(b.projects.list_by_user(user).await.expect("projects").len(), 5);
-    // Within the minimum interval a periodic pull does nothing; a forced one pulls.
-    let again = puller.pull(false).await.expect("scopes listed");
-    assert!(again.iter().all(|(_, o)| !o.as_ref().expect("ok").ran), "{again:?}");
+    // Nothing changed: no scope is asked for, forced or not.
+    let again = puller.pull(true).await.expect("scopes listed");
+    assert!(again.iter().all(|(_, o)| o.as_ref().expect("ok").up_to_date), "{again:?}");
+    // One project changes: only its scope moves. Within the minimum interval a periodic pull
+    // leaves it; a forced one pulls it.
+    let changed = a.projects.list_by_user(user).await.expect("projects").remove(0);
+    a.projects
+        .update(changed.id(), ProjectPatch { name: Some("Moved".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    a.sync().await;
+    let scope = format!("project:{}", changed.id());
+    let periodic = puller.pull(false).await.expect("scopes listed");
+    for (name, outcome) in &periodic {
+        let report = outcome.as_ref().expect("ok");
+        assert_eq!((report.ran, report.up_to_date), (false, *name != scope), "{name}");
+    }
     let forced = puller.pull(true).await.expect("scopes listed");
-    assert!(forced.iter().all(|(_, o)| o.as_ref().expect("ok").ran), "{forced:?}");
+    for (name, outcome) in &forced {
+        let report = outcome.as_ref().expect("ok");
+        assert_eq!((report.ran, report.up_to_date), (*name == scope, *name != scope), "{name}");
+    }
+    assert_eq!(b.project(&changed).await.expect("there").name(), "Moved");
 }
 
 /// Runs `sql` on `store`'s database.

@@ -11,7 +11,7 @@ use trackflow_domain::{
         ApplyCounts, Clock, ConflictPolicies, DownstreamRepository, RemoteDataSource, RemoteError,
         SyncStatistics,
     },
-    protocol::{PullRequest, PullResponse, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
+    protocol::{PullRequest, PullResponse, ScopeHead, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
     EntityType, RepositoryError, Timestamp,
 };
 
@@ -58,8 +58,11 @@ pub enum PullError {
 pub struct PullReport {
     /// The scope.
     pub scope: String,
-    /// `false` when the pull was not due (periodic, inside the minimum interval).
+    /// `false` when the pull was not due (periodic, inside the minimum interval) or the scope
+    /// was up to date.
     pub ran: bool,
+    /// The scope's head had not moved since it was last pulled to the end: nothing was asked.
+    pub up_to_date: bool,
     /// Pages applied.
     pub pages: u64,
     /// Whether the server answered reset and the scope was pulled again from the start.
@@ -90,19 +93,21 @@ impl SyncDataManager {
     /// Pulls every scope the user may read (when due, or always if `force`): the people scope
     /// first, then the projects, [`concurrency`](SyncDataOptions::concurrency) at a time. Each
     /// scope has its own cursor, and one failing leaves the others to complete; the answer holds
-    /// each scope's outcome. Fails as a whole only when the scopes cannot be listed.
+    /// each scope's outcome. A scope whose head has not moved since it was last pulled to the
+    /// end is not asked for: it has nothing new. Fails as a whole only when the scopes cannot
+    /// be listed.
     pub async fn pull(&self, force: bool) -> Result<Vec<(String, Result<PullReport, PullError>)>, PullError> {
         let scopes = self.remote.scopes().await?.scopes;
-        let (people, projects): (Vec<String>, Vec<String>) =
-            scopes.into_iter().partition(|s| s == PEOPLE_SCOPE);
+        let (people, projects): (Vec<ScopeHead>, Vec<ScopeHead>) =
+            scopes.into_iter().partition(|s| s.scope == PEOPLE_SCOPE);
         let mut outcomes = Vec::with_capacity(people.len() + projects.len());
-        for scope in people {
-            let outcome = self.pull_scope(&scope, force).await;
+        for ScopeHead { scope, head } in people {
+            let outcome = self.pull_at(&scope, Some(head), force).await;
             outcomes.push((scope, outcome));
         }
         let concurrent: Vec<(String, Result<PullReport, PullError>)> = stream::iter(projects)
-            .map(|scope| async move {
-                let outcome = self.pull_scope(&scope, force).await;
+            .map(|ScopeHead { scope, head }| async move {
+                let outcome = self.pull_at(&scope, Some(head), force).await;
                 (scope, outcome)
             })
             .buffer_unordered(self.options.concurrency.max(1))
@@ -113,12 +118,21 @@ impl SyncDataManager {
     }
 
     /// Pulls `scope` until the server has nothing more: when due, or always if `force`.
-    #[tracing::instrument(skip(self))]
     pub async fn pull_scope(&self, scope: &str, force: bool) -> Result<PullReport, PullError> {
+        self.pull_at(scope, None, force).await
+    }
+
+    /// [`pull_scope`](Self::pull_scope) for a scope whose server head is `head`, if known.
+    #[tracing::instrument(skip(self))]
+    async fn pull_at(&self, scope: &str, head: Option<i64>, force: bool) -> Result<PullReport, PullError> {
         let started = self.clock.now();
         let mut report = PullReport { scope: scope.to_owned(), ..PullReport::default() };
         let mut sync = self.store.scope(scope).await?;
         sync.min_interval = self.options.min_interval;
+        if head.is_some() && sync.head == head && sync.cursor.is_some() {
+            report.up_to_date = true;
+            return Ok(report);
+        }
         if !force && !sync.due(started) {
             return Ok(report);
         }
@@ -127,7 +141,7 @@ impl SyncDataManager {
             Ok(()) => {
                 let ended = self.clock.now();
                 let stats = statistics(&report, started, ended);
-                self.store.finish(scope, ended, stats).await?;
+                self.store.finish(scope, ended, head, stats).await?;
                 Ok(report)
             }
             Err(error) => {

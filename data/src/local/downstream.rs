@@ -256,23 +256,32 @@ fn defer(conn: &mut SqliteConnection, state: &EntityState, parent: EntityRef) ->
 }
 
 fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {
-    let row: Option<(Option<String>, Option<i64>, i64)> = sync_metadata::table
+    /// cursor, last sync, minimum interval, head
+    type MetadataRow = (Option<String>, Option<i64>, i64, Option<i64>);
+    let row: Option<MetadataRow> = sync_metadata::table
         .find(scope)
-        .select((sync_metadata::cursor, sync_metadata::last_sync_at, sync_metadata::min_interval_ms))
+        .select((
+            sync_metadata::cursor,
+            sync_metadata::last_sync_at,
+            sync_metadata::min_interval_ms,
+            sync_metadata::head,
+        ))
         .get_result(conn)
         .optional()?;
     Ok(match row {
-        Some((cursor, last, interval)) => ScopeSync {
+        Some((cursor, last, interval, head)) => ScopeSync {
             scope: scope.to_owned(),
             cursor,
             last_sync_at: last.map(Timestamp),
             min_interval: Duration::from_millis(u64::try_from(interval).unwrap_or(0)),
+            head,
         },
         None => ScopeSync {
             scope: scope.to_owned(),
             cursor: None,
             last_sync_at: None,
             min_interval: DEFAULT_PULL_INTERVAL,
+            head: None,
         },
     })
 }
@@ -361,6 +370,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         &self,
         scope: &str,
         at: Timestamp,
+        head: Option<i64>,
         stats: Vec<SyncStatistics>,
     ) -> Result<(), RepositoryError> {
         let scope = scope.to_owned();
@@ -371,10 +381,11 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                         .values((
                             sync_metadata::scope.eq(&scope),
                             sync_metadata::last_sync_at.eq(at.as_millis()),
+                            sync_metadata::head.eq(head),
                         ))
                         .on_conflict(sync_metadata::scope)
                         .do_update()
-                        .set(sync_metadata::last_sync_at.eq(at.as_millis()))
+                        .set((sync_metadata::last_sync_at.eq(at.as_millis()), sync_metadata::head.eq(head)))
                         .execute(conn)?;
                     for s in &stats {
                         let row = (

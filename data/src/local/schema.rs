@@ -146,6 +146,7 @@ diesel::table! {
         cursor -> Nullable<Text>,
         last_sync_at -> Nullable<BigInt>,
         min_interval_ms -> BigInt,
+        head -> Nullable<BigInt>,
     }
 }
 

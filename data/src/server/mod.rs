@@ -240,7 +240,10 @@ impl ServerStore for DieselServerStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn scopes(&self, user: UserId) -> Result<Vec<String>, ServerStoreError> {
+    async fn scopes(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<trackflow_domain::protocol::ScopeHead>, ServerStoreError> {
         self.with_connection(move |conn| pull::scopes(conn, user)).await
     }
 

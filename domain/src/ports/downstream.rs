@@ -21,6 +21,9 @@ pub struct ScopeSync {
     pub last_sync_at: Option<Timestamp>,
     /// The shortest time between periodic pulls; forced pulls ignore it.
     pub min_interval: Duration,
+    /// The scope's head when a pull of it last completed (see
+    /// [`ScopeHead`](crate::protocol::ScopeHead)).
+    pub head: Option<i64>,
 }
 
 impl ScopeSync {
@@ -106,11 +109,13 @@ pub trait DownstreamRepository: Interface {
     /// operations stay.
     async fn reset(&self, scope: &str) -> Result<(), RepositoryError>;
 
-    /// Records a completed pull of `scope` at `at` and its statistics.
+    /// Records a completed pull of `scope` at `at`, the scope's `head` it reached (if known),
+    /// and its statistics.
     async fn finish(
         &self,
         scope: &str,
         at: Timestamp,
+        head: Option<i64>,
         stats: Vec<SyncStatistics>,
     ) -> Result<(), RepositoryError>;
 

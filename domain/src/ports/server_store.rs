@@ -111,8 +111,8 @@ pub trait ServerStore: Interface {
     /// the removal get a reset. Returns how many rows were removed.
     async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError>;
 
-    /// The scopes `user` may pull now (see [`crate::protocol::ScopesResponse`]).
-    async fn scopes(&self, user: UserId) -> Result<Vec<String>, ServerStoreError>;
+    /// The scopes `user` may pull now, with their heads (see [`crate::protocol::ScopeHead`]).
+    async fn scopes(&self, user: UserId) -> Result<Vec<crate::protocol::ScopeHead>, ServerStoreError>;
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), ServerStoreError>;

@@ -343,7 +343,7 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     let got = server.call(Method::GET, "/v1/sync/scopes", Some(&token), None).await;
     let scopes = answer(got, StatusCode::OK, None);
     let scopes: Vec<&str> =
-        scopes["scopes"].as_array().expect("scopes").iter().filter_map(Value::as_str).collect();
+        scopes["scopes"].as_array().expect("scopes").iter().filter_map(|s| s["scope"].as_str()).collect();
     assert_eq!(scopes.first(), Some(&"people"), "{scopes:?}");
     let project_scope = scopes.get(1).expect("the user's project");
     let types = |page: &Value| -> BTreeSet<String> {

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use trackflow_data::{server::ScratchDatabase, DieselServerStore};
 use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
-    protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest},
+    protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead},
     AudioComment, AudioTrack, CollaboratorRole, EntityType, Playlist, Project, ProjectCollaborator,
     SyncEntity, Timestamp, UserId, UserProfile,
 };
@@ -837,7 +837,9 @@ async fn scoped_pulls_cover_one_scope_each(store: Store) {
     push_applied(&store, owner, writer.batch(creates)).await;
     push_applied(&store, owner, writer.creating(&profile)).await;
 
-    let scopes = store.scopes(owner).await.expect("scopes");
+    let names = |heads: &[ScopeHead]| heads.iter().map(|h| h.scope.clone()).collect::<Vec<_>>();
+    let heads = store.scopes(owner).await.expect("scopes");
+    let scopes = names(&heads);
     assert_eq!(
         scopes,
         vec!["people".to_owned(), format!("project:{}", first.id()), format!("project:{}", second.id())]
@@ -854,9 +856,14 @@ async fn scoped_pulls_cover_one_scope_each(store: Store) {
     applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
     let (next, _) = pull_scope(&store, owner, Some(&scopes[2]), Some(cursor), 10).await;
     assert_eq!(ids(&next), vec![track.entity_id()]);
+    // Only that scope's head moved.
+    let moved = store.scopes(owner).await.expect("scopes");
+    let changed: Vec<bool> =
+        heads.iter().zip(&moved).map(|(before, after)| before.head != after.head).collect();
+    assert_eq!(changed, vec![false, false, true], "{heads:?} -> {moved:?}");
 
     let stranger = account(&store).await;
-    assert_eq!(store.scopes(stranger).await.expect("scopes"), vec!["people".to_owned()]);
+    assert_eq!(names(&store.scopes(stranger).await.expect("scopes")), vec!["people".to_owned()]);
     let refused = store
         .pull(stranger, PullRequest { cursor: None, limit: 10, scope: Some(scopes[1].clone()) })
         .await
@@ -868,7 +875,8 @@ async fn scoped_pulls_cover_one_scope_each(store: Store) {
     let grant =
         ProjectCollaborator::new(first.id(), stranger, CollaboratorRole::Viewer, now()).expect("valid");
     applied(&push(&store, owner, writer.creating(&grant)).await[0]);
-    assert_eq!(store.scopes(stranger).await.expect("scopes"), vec!["people".to_owned(), scopes[1].clone()]);
+    let shared_heads = store.scopes(stranger).await.expect("scopes");
+    assert_eq!(names(&shared_heads), vec!["people".to_owned(), scopes[1].clone()]);
     let (shared, _) = pull_scope(&store, stranger, Some(&scopes[1]), None, 10).await;
     assert_eq!(ids(&shared), vec![first.entity_id(), grant.entity_id()]);
 }
