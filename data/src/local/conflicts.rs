@@ -64,9 +64,18 @@ impl ConflictRow {
 
 /// The values `resolution` writes for `conflict`.
 fn chosen(conflict: &SyncConflict, resolution: &ConflictResolution) -> StoreResult<BTreeMap<String, Value>> {
+    // Only the fields in conflict: a conflict recorded by a push holds the whole server row,
+    // and writing its other fields again would override later edits of them.
+    let side = |values: &BTreeMap<String, Value>| {
+        values
+            .iter()
+            .filter(|(k, _)| conflict.fields.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
     Ok(match resolution {
-        ConflictResolution::Mine => conflict.local.clone(),
-        ConflictResolution::Theirs => conflict.remote.clone(),
+        ConflictResolution::Mine => side(&conflict.local),
+        ConflictResolution::Theirs => side(&conflict.remote),
         ConflictResolution::Merged(values) => {
             if let Some(other) = values.keys().find(|k| !conflict.fields.contains(k)) {
                 let reason = format!(

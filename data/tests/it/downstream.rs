@@ -192,3 +192,44 @@ async fn resolving_a_conflict_writes_the_choice_as_a_new_update_once() {
         Err(RepositoryError::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn resolving_a_push_conflict_writes_only_the_fields_in_conflict() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    local.apply(vec![pulled(&project, 1, 1)], "c1", &ConflictPolicies::default()).await;
+    // What upstream records for a push whose name lost: the whole server row as the remote
+    // side, the name as the field in conflict.
+    let server_row = project
+        .patched(&ProjectPatch { name: Some("Server".into()), description: Some(Some("Server text".into())) })
+        .expect("valid");
+    let conflicts = SqliteConflictRepository::new(local.fx.store.clone());
+    let id = trackflow_domain::ConflictId::new();
+    conflicts
+        .record(trackflow_domain::SyncConflict {
+            id,
+            entity: project.entity_ref(),
+            local: BTreeMap::from([("name".to_owned(), json!("Mine"))]),
+            remote: server_row.fields(),
+            fields: vec!["name".to_owned()],
+            detected_at: NOW,
+            resolution: None,
+        })
+        .await
+        .expect("record");
+    local
+        .projects
+        .update(
+            project.id(),
+            ProjectPatch { description: Some(Some("Edited here".into())), ..Default::default() },
+        )
+        .await
+        .expect("describe");
+
+    conflicts.resolve(id, ConflictResolution::Theirs).await.expect("resolve");
+    let held = local.projects.get(project.id()).await.expect("get").expect("there");
+    assert_eq!((held.name(), held.description()), ("Server", Some("Edited here")), "only the name was taken");
+    let outbox = trackflow_data::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    let update = outbox.list(None).await.expect("list").pop().expect("queued");
+    assert_eq!(update.changed_fields.keys().collect::<Vec<_>>(), vec!["name"]);
+}
