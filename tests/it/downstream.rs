@@ -53,13 +53,19 @@ impl Client {
     }
 }
 
-/// A server with one user on two devices, both holding `project` after a sync.
-async fn two_devices() -> (Server, Client, Client, Project) {
+/// A server with one user signed in on two devices.
+async fn one_user_two_devices() -> (Server, UserId, Client, Client) {
     let server = Server::start().await;
     let user = UserId::new();
     let token = server.sign_up(user).await;
     let a = Client::new(user, &server.running.url(), &token).await;
     let b = Client::new(user, &server.running.url(), &token).await;
+    (server, user, a, b)
+}
+
+/// [`one_user_two_devices`], both holding `project` after a sync.
+async fn two_devices() -> (Server, Client, Client, Project) {
+    let (server, user, a, b) = one_user_two_devices().await;
     let project =
         a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
     a.sync().await;
@@ -147,11 +153,7 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_completes() {
-    let server = Server::start().await;
-    let user = UserId::new();
-    let token = server.sign_up(user).await;
-    let a = Client::new(user, &server.running.url(), &token).await;
-    let b = Client::new(user, &server.running.url(), &token).await;
+    let (_server, user, a, b) = one_user_two_devices().await;
     let project =
         a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
     let mut tracks = Vec::new();
@@ -205,11 +207,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval() {
-    let server = Server::start().await;
-    let user = UserId::new();
-    let token = server.sign_up(user).await;
-    let a = Client::new(user, &server.running.url(), &token).await;
-    let b = Client::new(user, &server.running.url(), &token).await;
+    let (_server, user, a, b) = one_user_two_devices().await;
     a.write(5, 2).await;
     a.sync().await;
     let puller = b.puller(500);

@@ -318,7 +318,7 @@ pub(crate) fn update<E: LocalEntity>(
     check: Check<E>,
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
-        let mut record = require_visible::<E>(conn, id)?;
+        let record = require_visible::<E>(conn, id)?;
         clock.follow(&record.meta);
         let after = change(&record.entity)?;
         let changed = changed_fields(&record.entity, &after);
@@ -327,21 +327,7 @@ pub(crate) fn update<E: LocalEntity>(
         }
         let depends_on = check_references(conn, &after, Some(&record.entity))?;
         check(conn, &after, Some(&record.entity))?;
-        let hlc = clock.tick(conn)?;
-        record.meta.touch(changed.keys(), hlc);
-        record.entity = after.clone();
-        E::save(conn, &record)?;
-        let op = SyncOperation::new(
-            after.entity_ref(),
-            OperationKind::Update,
-            changed,
-            hlc,
-            record.meta.version,
-            depends_on,
-            clock.now(),
-        );
-        outbox::insert(conn, &op)?;
-        Ok(after)
+        queue_update(conn, clock, record, after, changed, depends_on)
     })
 }
 
@@ -354,7 +340,7 @@ pub(crate) fn overwrite<E: LocalEntity>(
     id: Uuid,
     values: &BTreeMap<String, Value>,
 ) -> StoreResult<E> {
-    let mut record = require_visible::<E>(conn, id)?;
+    let record = require_visible::<E>(conn, id)?;
     clock.follow(&record.meta);
     let mut fields = record.entity.fields();
     for (name, value) in values {
@@ -371,14 +357,27 @@ pub(crate) fn overwrite<E: LocalEntity>(
     }
     let after = E::from_fields(id, &fields)?;
     let depends_on = check_references(conn, &after, Some(&record.entity))?;
+    queue_update(conn, clock, record, after, values.clone(), depends_on)
+}
+
+/// Stores `after` as `record`'s entity with `fields` written at a new reading, and queues the
+/// update that carries them.
+fn queue_update<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    clock: &WriteClock,
+    mut record: Record<E>,
+    after: E,
+    fields: BTreeMap<String, Value>,
+    depends_on: Vec<OperationId>,
+) -> StoreResult<E> {
     let hlc = clock.tick(conn)?;
-    record.meta.touch(values.keys(), hlc);
+    record.meta.touch(fields.keys(), hlc);
     record.entity = after.clone();
     E::save(conn, &record)?;
     let op = SyncOperation::new(
         after.entity_ref(),
         OperationKind::Update,
-        values.clone(),
+        fields,
         hlc,
         record.meta.version,
         depends_on,

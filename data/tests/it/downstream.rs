@@ -104,13 +104,13 @@ async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows(
     assert_eq!(local.projects.get(project.id()).await.expect("get"), None);
 }
 
-#[tokio::test]
-async fn a_manual_policy_keeps_the_local_edit_and_stores_both_sides() {
-    let local = Local::new().await;
+/// A project under the manual policy, pulled at version 1, renamed "Mine" here and not yet
+/// acknowledged. Returns the project, the policies, and the project as renamed "Theirs"
+/// elsewhere.
+async fn renamed_on_both_sides(local: &Local) -> (Project, ConflictPolicies, Project) {
     let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
     let manual = ConflictPolicies(BTreeMap::from([(EntityType::Project, ConflictPolicy::Manual)]));
     local.apply(vec![pulled(&project, 1, 1)], "c1", &manual).await;
-    // An unacknowledged local rename, then a pulled rename from elsewhere, later by the clock.
     local
         .projects
         .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
@@ -118,6 +118,14 @@ async fn a_manual_policy_keeps_the_local_edit_and_stores_both_sides() {
         .expect("rename");
     let theirs =
         project.patched(&ProjectPatch { name: Some("Theirs".into()), ..Default::default() }).expect("valid");
+    (project, manual, theirs)
+}
+
+#[tokio::test]
+async fn a_manual_policy_keeps_the_local_edit_and_stores_both_sides() {
+    let local = Local::new().await;
+    // Their rename is later by the clock.
+    let (project, manual, theirs) = renamed_on_both_sides(&local).await;
     let counts = local.apply(vec![pulled(&theirs, 2, 4_000_000_000_000)], "c2", &manual).await;
     assert_eq!(counts[&EntityType::Project], (1, 0, 1, 0));
     assert_eq!(local.projects.get(project.id()).await.expect("get").expect("there").name(), "Mine");
@@ -146,16 +154,7 @@ async fn a_reset_keeps_local_rows_and_pulls_everything_again() {
 #[tokio::test]
 async fn resolving_a_conflict_writes_the_choice_as_a_new_update_once() {
     let local = Local::new().await;
-    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
-    let manual = ConflictPolicies(BTreeMap::from([(EntityType::Project, ConflictPolicy::Manual)]));
-    local.apply(vec![pulled(&project, 1, 1)], "c1", &manual).await;
-    local
-        .projects
-        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
-        .await
-        .expect("rename");
-    let theirs =
-        project.patched(&ProjectPatch { name: Some("Theirs".into()), ..Default::default() }).expect("valid");
+    let (project, manual, theirs) = renamed_on_both_sides(&local).await;
     // Their write is a second later than ours.
     let later = u64::try_from(trackflow_data::SystemClock.now().as_millis()).expect("positive") + 1_000;
     let mut pulled_theirs = pulled(&theirs, 2, later);
