@@ -11,7 +11,7 @@
 
 use super::{
     conflicts,
-    records::{raise_high_water, LocalEntity},
+    records::{presence, raise_high_water, LocalEntity},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     LocalStore,
@@ -174,7 +174,7 @@ fn apply<E: LocalEntity>(
         }
         let entity = E::from_fields(state.entity_id, &state.fields)?;
         if let Some(parent) = entity.parent() {
-            if !stored(conn, parent)? {
+            if presence(conn, parent)?.is_none() {
                 defer(conn, state, parent)?;
                 return Ok(ApplyCounts { deferred: 1, ..ApplyCounts::default() });
             }
@@ -227,19 +227,6 @@ fn apply<E: LocalEntity>(
         )?;
     }
     Ok(ApplyCounts { conflicts, ..applied })
-}
-
-/// Whether a row of `entity` is stored, tombstone or not.
-fn stored(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<bool> {
-    let id = entity.id;
-    Ok(match entity.entity_type {
-        EntityType::UserProfile => UserProfile::presence(conn, id)?.is_some(),
-        EntityType::Project => Project::presence(conn, id)?.is_some(),
-        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, id)?.is_some(),
-        EntityType::AudioTrack => AudioTrack::presence(conn, id)?.is_some(),
-        EntityType::AudioComment => AudioComment::presence(conn, id)?.is_some(),
-        EntityType::Playlist => Playlist::presence(conn, id)?.is_some(),
-    })
 }
 
 /// Keeps `state` until `parent` arrives (a newer state of the same row replaces it).

@@ -225,20 +225,24 @@ pub(crate) fn visible(
     conn: &mut SqliteConnection,
     entity: EntityRef,
 ) -> StoreResult<Option<Option<OperationId>>> {
-    let presence = match entity.entity_type {
-        EntityType::Project => Project::presence(conn, entity.id)?,
-        EntityType::UserProfile => UserProfile::presence(conn, entity.id)?,
-        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, entity.id)?,
-        EntityType::AudioTrack => AudioTrack::presence(conn, entity.id)?,
-        EntityType::AudioComment => AudioComment::presence(conn, entity.id)?,
-        EntityType::Playlist => Playlist::presence(conn, entity.id)?,
-    };
-    match presence {
+    match presence(conn, entity)? {
         Some(p) if !p.deleted => match p.parent {
             Some(parent) if visible(conn, parent)?.is_none() => Ok(None),
             _ => Ok(Some(p.pending_create)),
         },
         _ => Ok(None),
+    }
+}
+
+/// The flags of `entity`'s row of any type, tombstone or not; `None` if no row is stored.
+pub(crate) fn presence(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<Presence>> {
+    match entity.entity_type {
+        EntityType::Project => Project::presence(conn, entity.id),
+        EntityType::UserProfile => UserProfile::presence(conn, entity.id),
+        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, entity.id),
+        EntityType::AudioTrack => AudioTrack::presence(conn, entity.id),
+        EntityType::AudioComment => AudioComment::presence(conn, entity.id),
+        EntityType::Playlist => Playlist::presence(conn, entity.id),
     }
 }
 
