@@ -4,17 +4,22 @@
 use crate::upstream::{Client, Server};
 use std::sync::Arc;
 use trackflow_data::{
-    HttpRemote, RemoteOptions, SqliteCollaboratorRepository, SqliteDownstreamRepository, SystemClock,
+    HttpRemote, RemoteOptions, SqliteAudioCommentRepository, SqliteCollaboratorRepository,
+    SqliteDownstreamRepository, SystemClock,
 };
 use trackflow_domain::{
     ports::{
-        AudioTrackRepository, CollaboratorRepository, DownstreamRepository, PendingOperationsRepository,
-        ProjectRepository, SessionStorage,
+        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, ConflictPolicies,
+        DownstreamRepository, PendingOperationsRepository, ProjectRepository, RemoteDataSource, ServerStore,
+        SessionStorage,
     },
-    AudioTrack, CollaboratorRole, EntityType, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
+    protocol::{EntityState, PullRequest, PullResponse},
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, Project,
+    ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
 use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions};
+use uuid::Uuid;
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
@@ -47,6 +52,39 @@ impl Client {
         self.projects.get(project.id()).await.expect("get")
     }
 
+    /// Pushes everything queued, and nothing else: the server acknowledges `n` operations.
+    async fn push(&self, n: u64) {
+        let manager = self.manager(&RemoteOptions::default(), UpstreamOptions::default());
+        let report = manager.process().await.expect("push");
+        assert_eq!(report.acknowledged, n, "{report:?}");
+        self.assert_queue_empty(0).await;
+    }
+
+    /// The page of `limit` rows a pull of `scope` after `cursor` (from the start if `None`)
+    /// gets now, not applied.
+    async fn fetch(&self, scope: &str, cursor: Option<&str>, limit: u32) -> Page {
+        let session: Arc<dyn SessionStorage> = self.session.clone();
+        let remote = HttpRemote::new(session, &RemoteOptions::default()).expect("http client");
+        let request = PullRequest { cursor: cursor.map(str::to_owned), limit, scope: Some(scope.to_owned()) };
+        match remote.pull(request).await.expect("pull") {
+            PullResponse::Changes { changes, next_cursor, .. } => Page { changes, cursor: next_cursor },
+            PullResponse::Reset => panic!("reset"),
+        }
+    }
+
+    /// Applies `page` of `scope` as the pull that fetched it would.
+    async fn apply(&self, scope: &str, page: &Page) {
+        SqliteDownstreamRepository::new(self.store.clone())
+            .apply_page(scope, page.changes.clone(), page.cursor.clone(), &ConflictPolicies::default())
+            .await
+            .expect("apply");
+    }
+
+    /// The name this client holds for `project`.
+    async fn name(&self, project: &Project) -> String {
+        self.project(project).await.expect("still there").name().to_owned()
+    }
+
     /// The HLC of the newest queued operation.
     async fn newest_write(&self) -> trackflow_domain::Hlc {
         self.outbox.list(None).await.expect("list").iter().map(|op| op.hlc).max().expect("a queued write")
@@ -72,6 +110,24 @@ async fn two_devices() -> (Server, Client, Client, Project) {
     b.sync().await;
     assert_eq!(b.project(&project).await, Some(project.clone()), "the second device pulled it");
     (server, a, b, project)
+}
+
+/// A pulled page, kept to be applied later.
+struct Page {
+    changes: Vec<EntityState>,
+    cursor: String,
+}
+
+impl Page {
+    /// The text `field` of entity `id` has in this page.
+    fn text(&self, id: Uuid, field: &str) -> Option<&str> {
+        let state = self.changes.iter().find(|c| c.entity_id == id)?;
+        state.fields.get(field)?.as_str()
+    }
+}
+
+fn scope_of(project: &Project) -> String {
+    format!("project:{}", project.id())
 }
 
 fn rename(name: &str) -> ProjectPatch {
@@ -244,6 +300,118 @@ async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval
         assert_eq!((report.ran, report.up_to_date), (*name == scope, *name != scope), "{name}");
     }
     assert_eq!(b.project(&changed).await.expect("there").name(), "Moved");
+}
+
+/// Read-your-writes: pages fetched before an acknowledged write and applied after it (pulls in
+/// flight) do not bring back an older state, nor does the next pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_fetched_before_an_acknowledged_write_does_not_undo_it() {
+    let (_server, a, _b, project) = two_devices().await;
+    let scope = scope_of(&project);
+    let oldest = a.fetch(&scope, None, 500).await;
+    a.projects.update(project.id(), rename("First")).await.expect("rename");
+    a.push(1).await;
+    // Newer than what A last pulled: merged, not skipped for its version.
+    let newer = a.fetch(&scope, None, 500).await;
+    let name_in = |page: &Page| page.text(project.id().as_uuid(), "name").map(str::to_owned);
+    assert_eq!((name_in(&oldest), name_in(&newer)), (Some("Demo".into()), Some("First".into())));
+    a.projects.update(project.id(), rename("Second")).await.expect("rename");
+    a.push(1).await;
+
+    for stale in [&newer, &oldest] {
+        a.apply(&scope, stale).await;
+        assert_eq!(a.name(&project).await, "Second");
+    }
+    a.sync().await;
+    assert_eq!(a.name(&project).await, "Second");
+}
+
+/// Read-your-writes: B, which never pulled A's acknowledged write, edits another field; pulls
+/// bring B's edit and keep A's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_from_another_device_after_an_acknowledged_write_keeps_the_write() {
+    let (_server, a, b, project) = two_devices().await;
+    a.projects.update(project.id(), rename("Named on A")).await.expect("rename");
+    a.push(1).await;
+    b.projects
+        .update(
+            project.id(),
+            ProjectPatch { description: Some(Some("Described on B".into())), ..Default::default() },
+        )
+        .await
+        .expect("describe");
+    b.push(1).await;
+    for device in [&a, &b] {
+        device.sync().await;
+        let held = device.project(&project).await.expect("still there");
+        assert_eq!((held.name(), held.description()), ("Named on A", Some("Described on B")));
+    }
+}
+
+/// Read-your-writes from scratch: a pull the server answers with reset, then a reset followed by
+/// a stale page (nothing is skipped for its version then), still show the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_from_scratch_after_an_acknowledged_write_keeps_it() {
+    let (server, a, _b, project) = two_devices().await;
+    let scope = scope_of(&project);
+    let stale = a.fetch(&scope, None, 500).await;
+    assert_eq!(stale.text(project.id().as_uuid(), "name"), Some("Demo"));
+    a.projects.update(project.id(), rename("Renamed")).await.expect("rename");
+    a.push(1).await;
+    // Every cursor from before the write is now answered with reset.
+    server.store.purge_tombstones(0).await.expect("purge");
+    let puller = a.puller(500);
+    let report = puller.pull_scope(&scope, true).await.expect("pull");
+    assert!(report.reset, "{report:?}");
+    assert_eq!(a.name(&project).await, "Renamed");
+
+    SqliteDownstreamRepository::new(a.store.clone()).reset(&scope).await.expect("reset");
+    a.apply(&scope, &stale).await;
+    assert_eq!(a.name(&project).await, "Renamed");
+    let report = puller.pull_scope(&scope, true).await.expect("pull");
+    assert!(report.reset, "the stale page's cursor is from before the purge: {report:?}");
+    assert_eq!(a.name(&project).await, "Renamed");
+}
+
+/// Read-your-writes for a row kept back until its parent arrives: a stale page landing midway
+/// through a pull does not replace the newer state waiting there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_page_landing_while_a_row_waits_for_its_parent_does_not_undo_a_write() {
+    let (_server, user, a, b) = one_user_two_devices().await;
+    let project =
+        a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
+    let track = AudioTrack::new(project.id(), user, "Take", 1_000, None, NOW).expect("valid");
+    let track = a.tracks.create(track).await.expect("create");
+    let comments = SqliteAudioCommentRepository::new(a.store.clone());
+    let comment = AudioComment::new(&track, user, "Original", 0, NOW).expect("valid");
+    let comment = comments.create(comment).await.expect("create");
+    a.push(3).await;
+    let retitle = |name: &str| AudioTrackPatch { name: Some(name.into()), ..Default::default() };
+    a.tracks.update(track.id(), retitle("Take 2")).await.expect("rename");
+    a.push(1).await;
+    let scope = scope_of(&project);
+    let content_in = |page: &Page| page.text(comment.id().as_uuid(), "content").map(str::to_owned);
+    let has_track = |page: &Page| page.changes.iter().any(|c| c.entity_id == track.id().as_uuid());
+    // Two rows a page: the project and the comment; the track, renamed since, comes after.
+    let stale = b.fetch(&scope, None, 2).await;
+    assert_eq!((content_in(&stale), has_track(&stale)), (Some("Original".into()), false));
+    comments.update(comment.id(), AudioCommentPatch { content: Some("Edited".into()) }).await.expect("edit");
+    a.push(1).await;
+    a.tracks.update(track.id(), retitle("Take 3")).await.expect("rename");
+    a.push(1).await;
+
+    // B pulls two rows a page. The edited comment waits for its track; the stale page (of a pull
+    // of the scope started before the edit) lands; then the track arrives.
+    let first = b.fetch(&scope, None, 2).await;
+    assert_eq!((content_in(&first), has_track(&first)), (Some("Edited".into()), false));
+    b.apply(&scope, &first).await;
+    b.apply(&scope, &stale).await;
+    let second = b.fetch(&scope, Some(&first.cursor), 2).await;
+    assert!(has_track(&second));
+    b.apply(&scope, &second).await;
+    b.sync().await;
+    let held = SqliteAudioCommentRepository::new(b.store.clone()).get(comment.id()).await.expect("get");
+    assert_eq!(held.expect("pulled").content(), "Edited");
 }
 
 /// Runs `sql` on `store`'s database.

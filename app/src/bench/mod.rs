@@ -55,6 +55,16 @@ pub struct BenchArgs {
     /// per request, then the upstream processor's default batch size).
     #[arg(long, value_delimiter = ',', default_values_t = [1, 500])]
     pub drain_batch_sizes: Vec<usize>,
+    /// Rows of the user's data on the server (downstream).
+    #[arg(long, default_value_t = 100_000)]
+    pub downstream_rows: usize,
+    /// Rounds of downstream, each a full fetch, an initial sync into a fresh client, and
+    /// `--downstream-pulls` incremental pulls into it.
+    #[arg(long, default_value_t = 3)]
+    pub downstream_rounds: usize,
+    /// Incremental pulls per downstream round.
+    #[arg(long, default_value_t = 50)]
+    pub downstream_pulls: usize,
 }
 
 /// The benchmark scenarios.
@@ -71,8 +81,14 @@ pub enum Scenario {
     /// Upstream drain throughput of `--drain-ops` queued operations to a loopback server,
     /// batched (500 per request) against one operation per request.
     UpstreamDrain,
+    /// Downstream: an incremental pull of 10 changes into a client holding `--downstream-rows`
+    /// rows and an initial sync of them (rows/s, peak memory), against a full fetch of the
+    /// user's data, with the bytes each moved.
+    Downstream,
 }
 
+mod downstream;
+pub use downstream::{client as downstream_client, ClientArgs};
 mod server;
 mod upstream;
 
@@ -134,6 +150,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::ServerPush => server::push(&dir, &args).await?,
             Scenario::ServerPull => server::pull(&dir, &args).await?,
             Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
+            Scenario::Downstream => downstream::downstream(&dir, &args).await?,
         });
     }
     Ok(reports)

@@ -87,18 +87,18 @@ async fn sign_up(server: &Running) -> anyhow::Result<(UserId, String)> {
 }
 
 /// One client's mutations: its own node id, a clock that only moves forward.
-struct Writer {
+pub(super) struct Writer {
     node: NodeId,
     wall_ms: u64,
 }
 
 impl Writer {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self { node: NodeId::new(), wall_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX) }
     }
 
-    fn mutation(&mut self, kind: OperationKind, entity: &impl SyncEntity) -> Mutation {
+    pub(super) fn mutation(&mut self, kind: OperationKind, entity: &impl SyncEntity) -> Mutation {
         self.wall_ms += 1;
         let hlc = Hlc { wall_ms: self.wall_ms, counter: 0, node: self.node };
         let fields = match kind {
@@ -111,13 +111,13 @@ impl Writer {
     }
 
     /// A push of the mutations `build` makes with this writer.
-    fn request(&mut self, build: impl FnOnce(&mut Self) -> Vec<Mutation>) -> PushRequest {
+    pub(super) fn request(&mut self, build: impl FnOnce(&mut Self) -> Vec<Mutation>) -> PushRequest {
         let mutations = build(self);
         PushRequest { client_id: self.node, mutations }
     }
 }
 
-fn track(project: ProjectId, owner: UserId, i: usize) -> AudioTrack {
+pub(super) fn track(project: ProjectId, owner: UserId, i: usize) -> AudioTrack {
     AudioTrack::new(project, owner, &format!("Track {i}"), 180_000, None, Timestamp(1_800_000_000_000))
         .expect("valid track")
 }

@@ -80,7 +80,7 @@ impl RemoteDataSource for TimedRemote {
 }
 
 /// Signs up `user` over HTTP; returns the token.
-async fn sign_up(url: &str, user: UserId) -> anyhow::Result<String> {
+pub(super) async fn sign_up(url: &str, user: UserId) -> anyhow::Result<String> {
     let email = format!("drain-{}@example.com", uuid::Uuid::now_v7().simple());
     let response = reqwest::Client::new()
         .post(format!("{url}/v1/auth/signup"))

@@ -31,6 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bench(args) = cli.command {
         return crate::bench::run(args, out.json).await;
     }
+    if let Command::BenchClient(args) = cli.command {
+        return crate::bench::downstream_client(args).await;
+    }
     if let Command::Server(args) = cli.command {
         return crate::server::run(args, data_dir(cli.data_dir)?).await;
     }
@@ -53,7 +56,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(args) => app.queue(args.action).await,
         Command::Conflicts(args) => app.conflicts(args.action, args.all).await,
         Command::Status => app.status().await,
-        Command::Bench(_) | Command::Demo | Command::Server(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::BenchClient(_) | Command::Demo | Command::Server(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

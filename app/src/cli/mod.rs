@@ -62,6 +62,9 @@ pub enum Command {
     Demo,
     /// Measure the engine (see docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),
+    /// The client process of `trackflow bench downstream` (not for direct use).
+    #[command(hide = true)]
+    BenchClient(crate::bench::ClientArgs),
     /// Run the sync server until Ctrl-C (or SIGTERM), then finish requests in flight and stop.
     Server(crate::server::ServerArgs),
 }

@@ -11,7 +11,7 @@
 
 use super::{
     conflicts,
-    records::{presence, raise_high_water, LocalEntity},
+    records::{existing, presence, raise_high_water, LocalEntity},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     LocalStore,
@@ -22,7 +22,7 @@ use diesel::prelude::*;
 use serde_json::Value;
 use shaku::Component;
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     time::Duration,
 };
 use trackflow_domain::{
@@ -95,12 +95,23 @@ pub(crate) fn apply_page(
         let edits = edits(conn, changes)?;
         let mut ordered: Vec<&EntityState> = changes.iter().collect();
         ordered.sort_by_key(|c| rank(c.entity_type));
-        let mut counts: BTreeMap<EntityType, ApplyCounts> = BTreeMap::new();
+        let waiting =
+            diesel::select(diesel::dsl::exists(sync_deferred::table.select(sync_deferred::entity_id)))
+                .get_result(conn)?;
+        let mut pass = Pass {
+            policies,
+            now,
+            counts: BTreeMap::new(),
+            stored: HashSet::new(),
+            looked_up: HashSet::new(),
+            waiting,
+        };
+        pass.look_up(conn, changes)?;
         let none = Edits::default();
         for state in ordered {
             let entity = EntityRef::new(state.entity_type, state.entity_id);
             let edits = edits.get(&entity).unwrap_or(&none);
-            apply_row(conn, state, edits, policies, now, &mut counts)?;
+            apply_row(conn, state, edits, &mut pass)?;
         }
         diesel::insert_into(sync_metadata::table)
             .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
@@ -108,8 +119,61 @@ pub(crate) fn apply_page(
             .do_update()
             .set(sync_metadata::cursor.eq(next_cursor))
             .execute(conn)?;
-        Ok(counts)
+        Ok(pass.counts)
     })
+}
+
+/// One page's application: its settings, what it did, and what it learned on the way.
+struct Pass<'a> {
+    policies: &'a ConflictPolicies,
+    now: Timestamp,
+    counts: BTreeMap<EntityType, ApplyCounts>,
+    /// Rows known to be stored (tombstones included): parents need not be looked up twice.
+    stored: HashSet<EntityRef>,
+    /// Rows whose presence was looked up for the whole page at once: stored if in `stored`,
+    /// absent otherwise.
+    looked_up: HashSet<EntityRef>,
+    /// Whether any row may be waiting in `sync_deferred` for one of this page's rows.
+    waiting: bool,
+}
+
+impl Pass<'_> {
+    /// Looks up which of the page's rows are stored, one query per entity type and 500 rows,
+    /// instead of one per row: a first sync brings nothing but new rows.
+    fn look_up(&mut self, conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<()> {
+        for entity_type in EntityType::ALL {
+            let ids: Vec<String> = changes
+                .iter()
+                .filter(|c| c.entity_type == entity_type)
+                .map(|c| c.entity_id.to_string())
+                .collect();
+            for chunk in ids.chunks(500) {
+                for id in existing(conn, entity_type, chunk)? {
+                    self.stored.insert(EntityRef::new(entity_type, parse(entity_type.as_str(), &id)?));
+                }
+            }
+            let page = changes.iter().filter(|c| c.entity_type == entity_type);
+            self.looked_up.extend(page.map(|c| EntityRef::new(entity_type, c.entity_id)));
+        }
+        Ok(())
+    }
+
+    /// Whether `entity` is known to have no row, without asking the database.
+    fn absent(&self, entity: &EntityRef) -> bool {
+        self.looked_up.contains(entity) && !self.stored.contains(entity)
+    }
+
+    /// Whether `parent` is stored (tombstones included).
+    fn stored(&mut self, conn: &mut SqliteConnection, parent: EntityRef) -> StoreResult<bool> {
+        if self.stored.contains(&parent) {
+            return Ok(true);
+        }
+        let stored = presence(conn, parent)?.is_some();
+        if stored {
+            self.stored.insert(parent);
+        }
+        Ok(stored)
+    }
 }
 
 /// Applies one pulled row of any type, then what was deferred until it arrived.
@@ -117,21 +181,21 @@ fn apply_row(
     conn: &mut SqliteConnection,
     state: &EntityState,
     edits: &Edits,
-    policies: &ConflictPolicies,
-    now: Timestamp,
-    counts: &mut BTreeMap<EntityType, ApplyCounts>,
+    pass: &mut Pass<'_>,
 ) -> StoreResult<()> {
-    let policy = policies.of(state.entity_type);
     let outcome = match state.entity_type {
-        EntityType::UserProfile => apply::<UserProfile>(conn, state, edits, policy, now)?,
-        EntityType::Project => apply::<Project>(conn, state, edits, policy, now)?,
-        EntityType::ProjectCollaborator => apply::<ProjectCollaborator>(conn, state, edits, policy, now)?,
-        EntityType::AudioTrack => apply::<AudioTrack>(conn, state, edits, policy, now)?,
-        EntityType::AudioComment => apply::<AudioComment>(conn, state, edits, policy, now)?,
-        EntityType::Playlist => apply::<Playlist>(conn, state, edits, policy, now)?,
+        EntityType::UserProfile => apply::<UserProfile>(conn, state, edits, pass)?,
+        EntityType::Project => apply::<Project>(conn, state, edits, pass)?,
+        EntityType::ProjectCollaborator => apply::<ProjectCollaborator>(conn, state, edits, pass)?,
+        EntityType::AudioTrack => apply::<AudioTrack>(conn, state, edits, pass)?,
+        EntityType::AudioComment => apply::<AudioComment>(conn, state, edits, pass)?,
+        EntityType::Playlist => apply::<Playlist>(conn, state, edits, pass)?,
     };
-    counts.entry(state.entity_type).or_default().add(outcome);
-    if outcome.applied > 0 {
+    pass.counts.entry(state.entity_type).or_default().add(outcome);
+    if outcome.applied > 0 && !state.deleted {
+        pass.stored.insert(EntityRef::new(state.entity_type, state.entity_id));
+    }
+    if outcome.applied > 0 && pass.waiting {
         // Children that arrived before this row: theirs is the state last pulled, and they have
         // no local edits (they were never stored here).
         let waiting: Vec<(String, String, String)> = sync_deferred::table
@@ -142,7 +206,7 @@ fn apply_row(
         for (entity_type, entity_id, child) in waiting {
             diesel::delete(sync_deferred::table.find((&entity_type, &entity_id))).execute(conn)?;
             let child: EntityState = from_json("sync_deferred", &child)?;
-            apply_row(conn, &child, &Edits::default(), policies, now, counts)?;
+            apply_row(conn, &child, &Edits::default(), pass)?;
         }
     }
     Ok(())
@@ -153,16 +217,16 @@ fn apply<E: LocalEntity>(
     conn: &mut SqliteConnection,
     state: &EntityState,
     edits: &Edits,
-    policy: ConflictPolicy,
-    now: Timestamp,
+    pass: &mut Pass<'_>,
 ) -> StoreResult<ApplyCounts> {
-    let remote = FieldState {
-        fields: state.fields.clone(),
-        field_hlc: state.field_hlc.clone(),
-        deleted: state.deleted,
-    };
+    let policy = pass.policies.of(state.entity_type);
     let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
-    let Some(mut record) = E::find(conn, state.entity_id)? else {
+    let found = if pass.absent(&EntityRef::new(state.entity_type, state.entity_id)) {
+        None
+    } else {
+        E::find(conn, state.entity_id)?
+    };
+    let Some(mut record) = found else {
         if state.deleted {
             // A row this replica never held, deleted: nothing to store, and nothing of it may
             // wait any longer.
@@ -174,8 +238,9 @@ fn apply<E: LocalEntity>(
         }
         let entity = E::from_fields(state.entity_id, &state.fields)?;
         if let Some(parent) = entity.parent() {
-            if presence(conn, parent)?.is_none() {
+            if !pass.stored(conn, parent)? {
                 defer(conn, state, parent)?;
+                pass.waiting = true;
                 return Ok(ApplyCounts { deferred: 1, ..ApplyCounts::default() });
             }
         }
@@ -193,6 +258,11 @@ fn apply<E: LocalEntity>(
     if state.version <= record.meta.pulled_version {
         return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
     }
+    let remote = FieldState {
+        fields: state.fields.clone(),
+        field_hlc: state.field_hlc.clone(),
+        deleted: state.deleted,
+    };
     let local = FieldState {
         fields: record.entity.fields(),
         field_hlc: record.meta.field_hlc.clone(),
@@ -221,7 +291,7 @@ fn apply<E: LocalEntity>(
                 local: resolution.conflicts.iter().map(|c| (c.field.clone(), c.local.clone())).collect(),
                 remote: resolution.conflicts.iter().map(|c| (c.field.clone(), c.remote.clone())).collect(),
                 fields: resolution.conflicts.iter().map(|c| c.field.clone()).collect(),
-                detected_at: now,
+                detected_at: pass.now,
                 resolution: None,
             },
         )?;
@@ -229,17 +299,47 @@ fn apply<E: LocalEntity>(
     Ok(ApplyCounts { conflicts, ..applied })
 }
 
-/// Keeps `state` until `parent` arrives (a newer state of the same row replaces it).
+/// Keeps `state` until `parent` arrives. A state of the same row already waiting is merged
+/// with it by the clock, as a stored row would be: two pulls of one scope may overlap, and the
+/// older page may come second.
 fn defer(conn: &mut SqliteConnection, state: &EntityState, parent: EntityRef) -> StoreResult<()> {
+    let key = (state.entity_type.as_str(), state.entity_id.to_string());
+    let waiting: Option<String> =
+        sync_deferred::table.find(key).select(sync_deferred::state).get_result(conn).optional()?;
+    let merged = match waiting {
+        Some(waiting) => merged(&from_json("sync_deferred", &waiting)?, state),
+        None => state.clone(),
+    };
     let row = (
         sync_deferred::entity_type.eq(state.entity_type.as_str()),
         sync_deferred::entity_id.eq(state.entity_id.to_string()),
         sync_deferred::parent_type.eq(parent.entity_type.as_str()),
         sync_deferred::parent_id.eq(parent.id.to_string()),
-        sync_deferred::state.eq(to_json("sync_deferred", state)?),
+        sync_deferred::state.eq(to_json("sync_deferred", &merged)?),
     );
     diesel::replace_into(sync_deferred::table).values(row).execute(conn)?;
     Ok(())
+}
+
+/// Two pulled states of one row merged field by field, the later clock reading winning, as the
+/// server merges writes.
+fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
+    let state = |s: &EntityState| FieldState {
+        fields: s.fields.clone(),
+        field_hlc: s.field_hlc.clone(),
+        deleted: s.deleted,
+    };
+    let (earlier_state, unacknowledged) = (state(earlier), BTreeSet::new());
+    let local =
+        LocalRow { state: &earlier_state, unacknowledged: &unacknowledged, delete_unacknowledged: false };
+    let merged = resolve(Some(local), &state(later), ConflictPolicy::LastWriterWins).state;
+    EntityState {
+        version: earlier.version.max(later.version),
+        deleted: merged.deleted,
+        fields: merged.fields,
+        field_hlc: merged.field_hlc,
+        ..later.clone()
+    }
 }
 
 fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {

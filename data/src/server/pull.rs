@@ -127,13 +127,19 @@ pub(super) fn scopes(conn: &mut ServerConnection, user: UserId) -> Result<Vec<Sc
     let store_error = super::storage_error;
     let readable = readable_scopes(conn, user).map_err(store_error)?;
     let names: Vec<String> = readable.keys().map(ToString::to_string).collect();
-    let newest: Vec<(String, Option<i64>)> = entities::table
-        .filter(entities::scope.eq_any(&names))
-        .group_by(entities::scope)
-        .select((entities::scope, diesel::dsl::max(entities::version)))
-        .load(conn)
-        .map_err(|e| store_error(e.into()))?;
-    let newest: BTreeMap<String, i64> = newest.into_iter().filter_map(|(s, v)| v.map(|v| (s, v))).collect();
+    // One lookup per scope: each is a seek to the end of the (scope, version) index, where a
+    // grouped MAX would read every row of the user's scopes.
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    for name in names {
+        let head: Option<i64> = entities::table
+            .filter(entities::scope.eq(&name))
+            .select(diesel::dsl::max(entities::version))
+            .get_result(conn)
+            .map_err(|e| store_error(e.into()))?;
+        if let Some(head) = head {
+            newest.insert(name, head);
+        }
+    }
     let head =
         |scope: &Scope, granted: i64| newest.get(&scope.to_string()).copied().unwrap_or(0).max(granted);
     let people = readable.iter().filter(|(s, _)| matches!(s, Scope::User(_))).map(|(s, g)| head(s, *g)).max();

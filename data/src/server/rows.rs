@@ -57,9 +57,17 @@ impl EntityRow {
     }
 
     pub fn to_wire(&self) -> StoreResult<EntityState> {
-        let stored = self.decode()?;
         let entity_id = self.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
-        Ok(wire_state(entity_id, &stored))
+        // Moved, not cloned: a pull page decodes a thousand of these.
+        let StoredEntity { entity_type, version, state, .. } = self.decode()?;
+        Ok(EntityState {
+            entity_type,
+            entity_id,
+            version,
+            deleted: state.deleted,
+            fields: state.fields,
+            field_hlc: state.field_hlc,
+        })
     }
 }
 
