@@ -34,7 +34,35 @@ impl Hlc {
 /// and by `ORDER BY`.
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:015}-{:010}-{}", self.wall_ms, self.counter, self.node.as_uuid().simple())
+        match self.text(&mut [0; TEXT_LEN]) {
+            Some(text) => f.write_str(text),
+            None => write!(f, "{:015}-{:010}-{}", self.wall_ms, self.counter, self.node.as_uuid().simple()),
+        }
+    }
+}
+
+/// Length of the text form while the wall time has at most 15 digits (until the year 33658).
+const TEXT_LEN: usize = 15 + 1 + 10 + 1 + 32;
+
+impl Hlc {
+    /// The text form written into `out` without the formatting machinery (readings are
+    /// written by the million during a sync); `None` if the wall time needs more digits.
+    fn text<'a>(&self, out: &'a mut [u8; TEXT_LEN]) -> Option<&'a str> {
+        fn digits(mut n: u64, out: &mut [u8]) {
+            for slot in out.iter_mut().rev() {
+                *slot = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        }
+        if self.wall_ms >= 10u64.pow(15) {
+            return None;
+        }
+        digits(self.wall_ms, &mut out[..15]);
+        out[15] = b'-';
+        digits(u64::from(self.counter), &mut out[16..26]);
+        out[26] = b'-';
+        self.node.as_uuid().simple().encode_lower(&mut out[27..]);
+        std::str::from_utf8(out).ok()
     }
 }
 
@@ -58,7 +86,10 @@ impl FromStr for Hlc {
 
 impl Serialize for Hlc {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self.text(&mut [0; TEXT_LEN]) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -165,6 +196,33 @@ fn bump(wall: u64, counter: u32) -> (u64, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_text_form_is_fixed_width_and_reads_back() {
+        let node = NodeId::from_uuid(Uuid::from_u128(0x01a2_1dc5_234a_74d2_b426_639a_7feb_bbb9));
+        let cases = [
+            (
+                Hlc { wall_ms: 1_795_795_788_630, counter: 0, node },
+                "001795795788630-0000000000-01a21dc5234a74d2b426639a7febbbb9",
+            ),
+            (
+                Hlc { wall_ms: 999_999_999_999_999, counter: u32::MAX, node },
+                "999999999999999-4294967295-01a21dc5234a74d2b426639a7febbbb9",
+            ),
+            // Past 15 digits the wall time widens the text (the formatting fallback).
+            (
+                Hlc { wall_ms: 10u64.pow(15), counter: 7, node },
+                "1000000000000000-0000000007-01a21dc5234a74d2b426639a7febbbb9",
+            ),
+            (Hlc::ZERO, "000000000000000-0000000000-00000000000000000000000000000000"),
+        ];
+        for (hlc, text) in cases {
+            assert_eq!(hlc.to_string(), text);
+            assert_eq!(serde_json::to_string(&hlc).unwrap(), format!("\"{text}\""));
+            assert_eq!(text.parse::<Hlc>(), Ok(hlc));
+            assert_eq!(serde_json::from_str::<Hlc>(&format!("\"{text}\"")).unwrap(), hlc);
+        }
+    }
 
     fn clock() -> HybridLogicalClock {
         HybridLogicalClock::new(NodeId::new())
