@@ -294,3 +294,36 @@ fn status_and_conflicts_report_offline_and_refuse_unknown_conflicts() {
     one_line(&err);
     assert!(code == 1 && err.contains("no conflict"), "{err}");
 }
+
+/// The downstream benchmark end to end at a small size: a client process of its own pulls
+/// everything, then each incremental change, and the benchmark checks every count (it fails if
+/// a row is missing or applied twice).
+#[test]
+fn the_downstream_benchmark_runs_its_client_process_and_checks_the_counts() {
+    let cli = Cli::new();
+    let dir = cli.dir.path().to_string_lossy().into_owned();
+    let args = [
+        "--json",
+        "bench",
+        "downstream",
+        "--dir",
+        &dir,
+        "--downstream-rows",
+        "300",
+        "--downstream-rounds",
+        "1",
+        "--downstream-pulls",
+        "2",
+    ];
+    let out = cli.run(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let names: Vec<&str> = reports[0]["measurements"]
+        .as_array()
+        .expect("measurements")
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("initial sync, 300 rows")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.starts_with("incremental pull")).count(), 2, "{names:?}");
+}

@@ -134,17 +134,15 @@ fn rename(name: &str) -> ProjectPatch {
     ProjectPatch { name: Some(name.into()), ..Default::default() }
 }
 
+fn describe(text: &str) -> ProjectPatch {
+    ProjectPatch { description: Some(Some(text.into())), ..Default::default() }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_edits_of_different_fields_both_survive_on_both_devices() {
     let (_server, a, b, project) = two_devices().await;
     a.projects.update(project.id(), rename("Named on A")).await.expect("rename");
-    b.projects
-        .update(
-            project.id(),
-            ProjectPatch { description: Some(Some("Described on B".into())), ..Default::default() },
-        )
-        .await
-        .expect("describe");
+    b.projects.update(project.id(), describe("Described on B")).await.expect("describe");
     a.sync().await;
     b.sync().await;
     a.sync().await;
@@ -333,13 +331,7 @@ async fn an_edit_from_another_device_after_an_acknowledged_write_keeps_the_write
     let (_server, a, b, project) = two_devices().await;
     a.projects.update(project.id(), rename("Named on A")).await.expect("rename");
     a.push(1).await;
-    b.projects
-        .update(
-            project.id(),
-            ProjectPatch { description: Some(Some("Described on B".into())), ..Default::default() },
-        )
-        .await
-        .expect("describe");
+    b.projects.update(project.id(), describe("Described on B")).await.expect("describe");
     b.push(1).await;
     for device in [&a, &b] {
         device.sync().await;

@@ -27,7 +27,7 @@ use super::{
     server::{track, Writer},
     summarize,
     upstream::sign_up,
-    BenchArgs, Measurement, Report,
+    BenchArgs, Measurement, Report, SERVER_CONNECTIONS,
 };
 use crate::wiring::local_module;
 use anyhow::{bail, ensure, Context};
@@ -66,8 +66,6 @@ const PROJECTS: usize = 10;
 const CHANGES: usize = 10;
 /// Mutations per seeding push.
 const SEED_BATCH: usize = 500;
-/// Pooled server connections: the default of `trackflow server`.
-const SERVER_CONNECTIONS: u32 = 8;
 
 /// A TCP proxy counting the bytes it forwards, both directions together.
 struct CountingProxy {

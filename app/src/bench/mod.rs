@@ -87,6 +87,9 @@ pub enum Scenario {
     Downstream,
 }
 
+/// Pooled server connections of the benchmarks' servers: the default of `trackflow server`.
+const SERVER_CONNECTIONS: u32 = 8;
+
 mod downstream;
 pub use downstream::{client as downstream_client, ClientArgs};
 mod server;

@@ -10,7 +10,7 @@
 //! fails or retries an operation, or that leaves the server with anything but exactly one applied
 //! mutation per operation, fails the benchmark.
 
-use super::{summarize, BenchArgs, Measurement, Report};
+use super::{summarize, BenchArgs, Measurement, Report, SERVER_CONNECTIONS};
 use crate::wiring::local_module;
 use anyhow::{bail, ensure, Context};
 use async_trait::async_trait;
@@ -36,8 +36,6 @@ use trackflow_server::{AppState, RunningServer, ServerConfig};
 
 /// Projects in the workload; every other operation (but the profile) is a track in one of them.
 const PROJECTS: usize = 9;
-/// Pooled server connections: the default of `trackflow server`.
-const SERVER_CONNECTIONS: u32 = 8;
 /// More passes than this means the drain is not converging.
 const MAX_PASSES: usize = 100;
 

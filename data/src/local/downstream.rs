@@ -46,8 +46,14 @@ struct Edits {
 /// The unacknowledged edits of the entities in `changes`: one filtered scan of the outbox.
 fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<HashMap<EntityRef, Edits>> {
     use pending_operations::dsl;
-    let ids: Vec<String> = changes.iter().map(|c| c.entity_id.to_string()).collect();
     let mut edits: HashMap<EntityRef, Edits> = HashMap::new();
+    // An empty outbox (a first sync, or everything pushed) needs no per-row search.
+    if !diesel::select(diesel::dsl::exists(dsl::pending_operations.select(dsl::id)))
+        .get_result::<bool>(conn)?
+    {
+        return Ok(edits);
+    }
+    let ids: Vec<String> = changes.iter().map(|c| c.entity_id.to_string()).collect();
     for chunk in ids.chunks(500) {
         let rows: Vec<(String, String, String, String)> = dsl::pending_operations
             .filter(dsl::entity_id.eq_any(chunk))
