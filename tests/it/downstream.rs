@@ -205,6 +205,47 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
     assert_eq!(b.tracks.list_by_project(project.id()).await.expect("tracks").len(), 3);
 }
 
+/// A collaborator removed from a project stops holding it: the next pull removes the project
+/// and everything in it from that device, and leaves the device's other data alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
+    let server = Server::start().await;
+    let (owner, guest) = (UserId::new(), UserId::new());
+    let owner_token = server.sign_up(owner).await;
+    let guest_token = server.sign_up(guest).await;
+    let a = Client::new(owner, &server.running.url(), &owner_token).await;
+    let b = Client::new(guest, &server.running.url(), &guest_token).await;
+    a.write_projects(1, 3).await;
+    let project = a.projects.list_by_user(owner).await.expect("list").remove(0);
+    let invited = SqliteCollaboratorRepository::new(a.store.clone())
+        .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
+        .await
+        .expect("invite");
+    a.sync().await;
+    b.write_projects(1, 2).await;
+    b.sync().await;
+    assert_eq!(b.tracks.list_by_project(project.id()).await.expect("tracks").len(), 3);
+    let own =
+        b.projects.list_by_user(guest).await.expect("list").into_iter().find(|p| p.id() != project.id());
+    let own = own.expect("B's own project");
+
+    SqliteCollaboratorRepository::new(a.store.clone()).delete(invited.id()).await.expect("remove");
+    a.sync().await;
+    let outcomes = b.puller(500).pull(true).await.expect("scopes");
+    let scope = format!("project:{}", project.id());
+    let removed =
+        outcomes.iter().find(|(s, _)| *s == scope).map(|(_, o)| o.as_ref().expect("forgotten").removed);
+    // The project, its 3 tracks and B's collaborator record.
+    assert_eq!(removed, Some(5), "{outcomes:?}");
+    assert_eq!(b.project(&project).await, None);
+    assert!(b.tracks.list_by_project(project.id()).await.expect("tracks").is_empty());
+    assert_eq!(b.project(&own).await, Some(own.clone()), "B's own project stays");
+    assert_eq!(b.tracks.list_by_project(own.id()).await.expect("tracks").len(), 2);
+    // Forgotten once: the next pull has nothing to remove.
+    let again = b.puller(500).pull(true).await.expect("scopes");
+    assert!(again.iter().all(|(s, _)| *s != scope), "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_completes() {
     let (_server, user, a, b) = one_user_two_devices().await;

@@ -5,14 +5,19 @@
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 use trackflow_domain::{
+    entities::Scope,
     ports::{
         ApplyCounts, Clock, ConflictPolicies, DownstreamRepository, RemoteDataSource, RemoteError,
         SyncStatistics,
     },
     protocol::{PullRequest, PullResponse, ScopeHead, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
-    EntityType, RepositoryError, Timestamp,
+    EntityType, ProjectId, RepositoryError, Timestamp,
 };
 
 /// How the manager pulls.
@@ -67,6 +72,9 @@ pub struct PullReport {
     pub pages: u64,
     /// Whether the server answered reset and the scope was pulled again from the start.
     pub reset: bool,
+    /// Local rows removed because the user can no longer read the scope (a project they were
+    /// removed from, or that is gone).
+    pub removed: u64,
     /// What the pages did, per entity type.
     pub counts: BTreeMap<EntityType, ApplyCounts>,
 }
@@ -98,6 +106,7 @@ impl SyncDataManager {
     /// be listed.
     pub async fn pull(&self, force: bool) -> Result<Vec<(String, Result<PullReport, PullError>)>, PullError> {
         let scopes = self.remote.scopes().await?.scopes;
+        let lost = self.lost(&scopes).await?;
         let (people, projects): (Vec<ScopeHead>, Vec<ScopeHead>) =
             scopes.into_iter().partition(|s| s.scope == PEOPLE_SCOPE);
         let mut outcomes = Vec::with_capacity(people.len() + projects.len());
@@ -114,7 +123,30 @@ impl SyncDataManager {
             .collect()
             .await;
         outcomes.extend(concurrent);
+        for project in lost {
+            let scope = Scope::Project(project).to_string();
+            let outcome = self.store.forget_project(project).await.map_err(PullError::from).map(|removed| {
+                tracing::info!(%scope, removed, "no longer readable; its local rows are removed");
+                PullReport { scope: scope.clone(), ran: true, removed, ..PullReport::default() }
+            });
+            outcomes.push((scope, outcome));
+        }
         Ok(outcomes)
+    }
+
+    /// The projects pulled here before that the server no longer lists for the user: they were
+    /// removed from them, or the projects are gone. This replica must not keep showing them.
+    async fn lost(&self, listed: &[ScopeHead]) -> Result<Vec<ProjectId>, PullError> {
+        let listed: HashSet<&str> = listed.iter().map(|s| s.scope.as_str()).collect();
+        let pulled = self.store.pulled_scopes().await?;
+        Ok(pulled
+            .iter()
+            .filter(|scope| !listed.contains(scope.as_str()))
+            .filter_map(|scope| match scope.parse::<Scope>() {
+                Ok(Scope::Project(project)) => Some(project),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Pulls `scope` until the server has nothing more: when due, or always if `force`.

@@ -258,8 +258,8 @@ const TOKEN_VARIABLE: &str = "TRACKFLOW_BENCH_TOKEN";
 
 /// Options of the hidden `trackflow bench-client` command: the client side of the downstream
 /// scenario. It reads commands from stdin, one per line: `fetch` (the full fetch) or `pull`
-/// (`pull(true)`), and answers each with one JSON line of [`Step`]. The token comes in
-/// `TRACKFLOW_BENCH_TOKEN`.
+/// (`pull(true)`), and answers each with one JSON line (rows, microseconds, memory and CPU
+/// time). The token comes in `TRACKFLOW_BENCH_TOKEN`.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The server's base URL.

@@ -13,7 +13,10 @@ use super::{
     conflicts,
     records::{existing, presence, raise_high_water, LocalEntity},
     rows::{from_json, parse, to_json, Record},
-    schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
+    schema::{
+        audio_comments, audio_tracks, pending_operations, playlists, project_collaborators, projects,
+        sync_deferred, sync_metadata, sync_statistics,
+    },
     LocalStore,
 };
 use crate::error::StoreResult;
@@ -26,13 +29,14 @@ use std::{
     time::Duration,
 };
 use trackflow_domain::{
+    entities::Scope,
     ports::{
         ApplyCounts, ConflictPolicies, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL,
     },
     protocol::EntityState,
     sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
     AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
-    ProjectCollaborator, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
+    ProjectCollaborator, ProjectId, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
 };
 
 /// Unacknowledged local edits of one entity: the fields queued operations change, and whether
@@ -535,6 +539,46 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     .order((sync_statistics::scope, sync_statistics::entity_type))
                     .load(conn)?;
                 rows.into_iter().map(decode_statistics).collect()
+            })
+            .await
+    }
+
+    async fn pulled_scopes(&self) -> Result<Vec<String>, RepositoryError> {
+        self.store.read(|conn| Ok(sync_metadata::table.select(sync_metadata::scope).load(conn)?)).await
+    }
+
+    async fn forget_project(&self, project: ProjectId) -> Result<u64, RepositoryError> {
+        let scope = Scope::Project(project).to_string();
+        let id = project.to_string();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    // Rows waiting for the project or one of its tracks will never be wanted.
+                    let tracks =
+                        audio_tracks::table.filter(audio_tracks::project_id.eq(&id)).select(audio_tracks::id);
+                    diesel::delete(sync_deferred::table.filter(
+                        sync_deferred::parent_id.eq(&id).or(sync_deferred::parent_id.eq_any(tracks)),
+                    ))
+                    .execute(conn)?;
+                    // Children before what they live inside, for the foreign keys.
+                    let removed =
+                        diesel::delete(audio_comments::table.filter(audio_comments::project_id.eq(&id)))
+                            .execute(conn)?
+                            + diesel::delete(playlists::table.filter(playlists::project_id.eq(&id)))
+                                .execute(conn)?
+                            + diesel::delete(audio_tracks::table.filter(audio_tracks::project_id.eq(&id)))
+                                .execute(conn)?
+                            + diesel::delete(
+                                project_collaborators::table
+                                    .filter(project_collaborators::project_id.eq(&id)),
+                            )
+                            .execute(conn)?
+                            + diesel::delete(projects::table.find(&id)).execute(conn)?;
+                    diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
+                    diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
+                        .execute(conn)?;
+                    StoreResult::Ok(removed as u64)
+                })
             })
             .await
     }
