@@ -202,9 +202,6 @@ fn apply_row(
         EntityType::Playlist => apply::<Playlist>(conn, state, edits, pass)?,
     };
     pass.counts.entry(state.entity_type).or_default().add(outcome);
-    if outcome.applied > 0 && !state.deleted {
-        pass.stored.insert(EntityRef::new(state.entity_type, state.entity_id));
-    }
     if outcome.applied > 0 && pass.waiting {
         // Children that arrived before this row: theirs is the state last pulled, and they have
         // no local edits (they were never stored here).
@@ -236,17 +233,23 @@ fn apply<E: LocalEntity>(
     } else {
         E::find(conn, state.entity_id)?
     };
+    let entity_ref = EntityRef::new(state.entity_type, state.entity_id);
     let Some(mut record) = found else {
-        if state.deleted {
-            // A row this replica never held, deleted: nothing to store, and nothing of it may
-            // wait any longer.
-            diesel::delete(
-                sync_deferred::table.find((state.entity_type.as_str(), state.entity_id.to_string())),
-            )
-            .execute(conn)?;
-            return Ok(applied);
-        }
-        let entity = E::from_fields(state.entity_id, &state.fields)?;
+        // A row this replica never held. A tombstone is stored too, hidden, so that an older
+        // state of the row arriving later (two pulls of one scope overlapping) meets it and
+        // stays deleted. A tombstone without whole fields cannot be stored: nothing of the row
+        // may wait any longer, then.
+        let entity = match E::from_fields(state.entity_id, &state.fields) {
+            Ok(entity) => entity,
+            Err(_) if state.deleted => {
+                diesel::delete(
+                    sync_deferred::table.find((state.entity_type.as_str(), state.entity_id.to_string())),
+                )
+                .execute(conn)?;
+                return Ok(applied);
+            }
+            Err(invalid) => return Err(invalid.into()),
+        };
         if let Some(parent) = entity.parent() {
             if !pass.stored(conn, parent)? {
                 defer(conn, state, parent)?;
@@ -257,14 +260,16 @@ fn apply<E: LocalEntity>(
         let meta = SyncMeta {
             version: state.version,
             field_hlc: state.field_hlc.clone(),
-            deleted: false,
+            deleted: state.deleted,
             dirty: false,
             pending_create: None,
             pulled_version: state.version,
         };
         E::insert(conn, &Record { entity, meta })?;
+        pass.stored.insert(entity_ref);
         return Ok(applied);
     };
+    pass.stored.insert(entity_ref);
     if state.version <= record.meta.pulled_version {
         return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
     }

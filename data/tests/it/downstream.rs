@@ -104,6 +104,34 @@ async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows(
     assert_eq!(local.projects.get(project.id()).await.expect("get"), None);
 }
 
+/// A tombstone of a row never held here is kept: an older state of the row, from a pull that
+/// overlapped (fetched earlier, applied later), finds it and stays deleted, whether the parent
+/// was there or the older state had to wait for it.
+#[tokio::test]
+async fn a_row_first_seen_deleted_stays_deleted_when_an_older_state_comes_later() {
+    let local = Local::new().await;
+    let owner = UserId::new();
+    let project = Project::new(owner, "Demo", None, NOW).expect("valid");
+    let track = AudioTrack::new(project.id(), owner, "Take", 1_000, None, NOW).expect("valid");
+    let comment = AudioComment::new(&track, owner, "Nice", 10, NOW).expect("valid");
+    let policies = ConflictPolicies::default();
+    let tombstone = |mut state: EntityState| {
+        state.deleted = true;
+        state
+    };
+    // The comment's tombstone waits for its track; so does its older state, arriving later.
+    local.apply(vec![pulled(&project, 1, 1), tombstone(pulled(&comment, 7, 7))], "c1", &policies).await;
+    local.apply(vec![pulled(&comment, 4, 4)], "c2", &policies).await;
+    // The track's tombstone first, then its older state.
+    local.apply(vec![tombstone(pulled(&track, 8, 8))], "c3", &policies).await;
+    let older = local.apply(vec![pulled(&track, 3, 3)], "c4", &policies).await;
+    assert_eq!(older[&EntityType::AudioTrack], (0, 1, 0, 0), "skipped: the tombstone is newer");
+    let live = |table: &str| format!("SELECT COUNT(*) AS n FROM {table} WHERE deleted = 0");
+    assert_eq!((local.count("audio_tracks").await, local.fx.count(&live("audio_tracks")).await), (1, 0));
+    assert_eq!((local.count("audio_comments").await, local.fx.count(&live("audio_comments")).await), (1, 0));
+    assert_eq!(local.count("sync_deferred").await, 0);
+}
+
 /// A project under the manual policy, pulled at version 1, renamed "Mine" here and not yet
 /// acknowledged. Returns the project, the policies, and the project as renamed "Theirs"
 /// elsewhere.
