@@ -78,10 +78,6 @@ fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<Ha
 
 const TABLE: &str = "pending_operations";
 
-/// The local entity tables.
-const ENTITY_TABLES: [&str; 6] =
-    ["user_profiles", "projects", "project_collaborators", "audio_tracks", "audio_comments", "playlists"];
-
 /// Where parents go before children: [`EntityType::ALL`]'s order.
 fn rank(entity_type: EntityType) -> usize {
     EntityType::ALL.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
@@ -459,8 +455,10 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     // with the ones stored: nothing pulled from the start may be skipped. Rows
                     // still merge by clock reading, so pulling them again changes nothing that
                     // is newer here.
-                    for table in ENTITY_TABLES {
-                        diesel::sql_query(format!("UPDATE {table} SET pulled_version = 0")).execute(conn)?;
+                    for entity_type in EntityType::ALL {
+                        with_entity_table!(entity_type, t => {
+                            diesel::update(t::table).set(t::pulled_version.eq(0)).execute(conn)
+                        })?;
                     }
                     StoreResult::Ok(())
                 })

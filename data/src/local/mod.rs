@@ -1,6 +1,39 @@
 //! The client's local store: one SQLite file holding the cache of every entity, the outbox,
 //! sync metadata and conflicts.
 
+/// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table: the one place
+/// that maps an entity type to its local table.
+macro_rules! with_entity_table {
+    ($entity_type:expr, $t:ident => $body:expr) => {
+        match $entity_type {
+            EntityType::UserProfile => {
+                use $crate::local::schema::user_profiles as $t;
+                $body
+            }
+            EntityType::Project => {
+                use $crate::local::schema::projects as $t;
+                $body
+            }
+            EntityType::ProjectCollaborator => {
+                use $crate::local::schema::project_collaborators as $t;
+                $body
+            }
+            EntityType::AudioTrack => {
+                use $crate::local::schema::audio_tracks as $t;
+                $body
+            }
+            EntityType::AudioComment => {
+                use $crate::local::schema::audio_comments as $t;
+                $body
+            }
+            EntityType::Playlist => {
+                use $crate::local::schema::playlists as $t;
+                $body
+            }
+        }
+    };
+}
+
 mod conflicts;
 mod connection;
 mod downstream;

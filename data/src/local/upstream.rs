@@ -3,12 +3,7 @@
 //! operations leave the outbox, the rows they changed get their version, `dirty` flag and
 //! `pending_create` brought up to date in the same transaction.
 
-use super::{
-    outbox::OperationRow,
-    records::raise_high_water,
-    rows::parse,
-    schema::{self, pending_operations::dsl},
-};
+use super::{outbox::OperationRow, records::raise_high_water, rows::parse, schema::pending_operations::dsl};
 use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
 use std::{
@@ -19,38 +14,6 @@ use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
     EntityRef, EntityType, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
 };
-
-/// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table.
-macro_rules! with_entity_table {
-    ($entity_type:expr, $t:ident => $body:expr) => {
-        match $entity_type {
-            EntityType::UserProfile => {
-                use schema::user_profiles as $t;
-                $body
-            }
-            EntityType::Project => {
-                use schema::projects as $t;
-                $body
-            }
-            EntityType::ProjectCollaborator => {
-                use schema::project_collaborators as $t;
-                $body
-            }
-            EntityType::AudioTrack => {
-                use schema::audio_tracks as $t;
-                $body
-            }
-            EntityType::AudioComment => {
-                use schema::audio_comments as $t;
-                $body
-            }
-            EntityType::Playlist => {
-                use schema::playlists as $t;
-                $body
-            }
-        }
-    };
-}
 
 const TABLE: &str = "pending_operations";
 
