@@ -130,6 +130,17 @@ fn scope_of(project: &Project) -> String {
     format!("project:{}", project.id())
 }
 
+/// Two users, each with one device: (server, owner, guest, owner's device, guest's device).
+async fn owner_and_guest() -> (Server, UserId, UserId, Client, Client) {
+    let server = Server::start().await;
+    let (owner, guest) = (UserId::new(), UserId::new());
+    let owner_token = server.sign_up(owner).await;
+    let guest_token = server.sign_up(guest).await;
+    let a = Client::new(owner, &server.running.url(), &owner_token).await;
+    let b = Client::new(guest, &server.running.url(), &guest_token).await;
+    (server, owner, guest, a, b)
+}
+
 fn rename(name: &str) -> ProjectPatch {
     ProjectPatch { name: Some(name.into()), ..Default::default() }
 }
@@ -182,12 +193,7 @@ async fn a_delete_wins_over_a_concurrent_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
-    let server = Server::start().await;
-    let (owner, guest) = (UserId::new(), UserId::new());
-    let owner_token = server.sign_up(owner).await;
-    let guest_token = server.sign_up(guest).await;
-    let a = Client::new(owner, &server.running.url(), &owner_token).await;
-    let b = Client::new(guest, &server.running.url(), &guest_token).await;
+    let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
     a.sync().await;
     let project = a.projects.list_by_user(owner).await.expect("list").remove(0);
@@ -209,12 +215,7 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
 /// and everything in it from that device, and leaves the device's other data alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
-    let server = Server::start().await;
-    let (owner, guest) = (UserId::new(), UserId::new());
-    let owner_token = server.sign_up(owner).await;
-    let guest_token = server.sign_up(guest).await;
-    let a = Client::new(owner, &server.running.url(), &owner_token).await;
-    let b = Client::new(guest, &server.running.url(), &guest_token).await;
+    let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
     let project = a.projects.list_by_user(owner).await.expect("list").remove(0);
     let invited = SqliteCollaboratorRepository::new(a.store.clone())

@@ -68,13 +68,19 @@ impl Local {
     }
 }
 
-#[tokio::test]
-async fn a_comment_pulled_before_its_track_waits_for_it() {
-    let local = Local::new().await;
+/// A project with a track and a comment on it.
+fn project_track_comment() -> (Project, AudioTrack, AudioComment) {
     let owner = UserId::new();
     let project = Project::new(owner, "Demo", None, NOW).expect("valid");
     let track = AudioTrack::new(project.id(), owner, "Take", 1_000, None, NOW).expect("valid");
     let comment = AudioComment::new(&track, owner, "Nice", 10, NOW).expect("valid");
+    (project, track, comment)
+}
+
+#[tokio::test]
+async fn a_comment_pulled_before_its_track_waits_for_it() {
+    let local = Local::new().await;
+    let (project, track, comment) = project_track_comment();
     let policies = ConflictPolicies::default();
 
     // The track changed after the comment was made, so the comment comes first.
@@ -110,10 +116,7 @@ async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows(
 #[tokio::test]
 async fn a_row_first_seen_deleted_stays_deleted_when_an_older_state_comes_later() {
     let local = Local::new().await;
-    let owner = UserId::new();
-    let project = Project::new(owner, "Demo", None, NOW).expect("valid");
-    let track = AudioTrack::new(project.id(), owner, "Take", 1_000, None, NOW).expect("valid");
-    let comment = AudioComment::new(&track, owner, "Nice", 10, NOW).expect("valid");
+    let (project, track, comment) = project_track_comment();
     let policies = ConflictPolicies::default();
     let tombstone = |mut state: EntityState| {
         state.deleted = true;
