@@ -74,6 +74,12 @@ impl Line for SyncConflict {
     }
 }
 
+/// `at` as people read it (`Sat, 28 Nov 2026 06:31:24 GMT`); `--json` keeps milliseconds.
+fn http_date(at: trackflow_domain::Timestamp) -> String {
+    let millis = u64::try_from(at.as_millis()).unwrap_or(0);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis))
+}
+
 impl Line for SyncStatistics {
     fn line(&self) -> String {
         let c = &self.counts;
@@ -81,7 +87,7 @@ impl Line for SyncStatistics {
             "{}  {:<20} last pull {} ({} ms): {} applied, {} skipped, {} conflicts, {} errors",
             self.scope,
             self.entity_type.as_str(),
-            self.last_sync_at.as_millis(),
+            http_date(self.last_sync_at),
             self.duration_ms,
             c.applied,
             c.skipped,
@@ -147,5 +153,26 @@ impl Printer {
             println!("{human}");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trackflow_domain::{ports::ApplyCounts, EntityType, Timestamp};
+
+    #[test]
+    fn statistics_show_the_last_pull_as_a_date() {
+        let stats = SyncStatistics {
+            scope: "people".into(),
+            entity_type: EntityType::UserProfile,
+            last_sync_at: Timestamp(1_800_000_000_000),
+            duration_ms: 12,
+            counts: ApplyCounts { applied: 3, skipped: 1, conflicts: 0, deferred: 0 },
+            errors: 0,
+        };
+        let line = stats.line();
+        assert!(line.contains("last pull Fri, 15 Jan 2027 08:00:00 GMT (12 ms)"), "{line}");
+        assert!(line.contains("3 applied, 1 skipped"), "{line}");
     }
 }
