@@ -148,18 +148,14 @@ impl Pass<'_> {
     /// instead of one per row: a first sync brings nothing but new rows.
     fn look_up(&mut self, conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<()> {
         for entity_type in EntityType::ALL {
-            let ids: Vec<String> = changes
-                .iter()
-                .filter(|c| c.entity_type == entity_type)
-                .map(|c| c.entity_id.to_string())
-                .collect();
+            let page: Vec<&EntityState> = changes.iter().filter(|c| c.entity_type == entity_type).collect();
+            self.looked_up.extend(page.iter().map(|c| EntityRef::new(entity_type, c.entity_id)));
+            let ids: Vec<String> = page.iter().map(|c| c.entity_id.to_string()).collect();
             for chunk in ids.chunks(500) {
                 for id in existing(conn, entity_type, chunk)? {
                     self.stored.insert(EntityRef::new(entity_type, parse(entity_type.as_str(), &id)?));
                 }
             }
-            let page = changes.iter().filter(|c| c.entity_type == entity_type);
-            self.looked_up.extend(page.map(|c| EntityRef::new(entity_type, c.entity_id)));
         }
         Ok(())
     }
@@ -224,12 +220,8 @@ fn apply<E: LocalEntity>(
 ) -> StoreResult<ApplyCounts> {
     let policy = pass.policies.of(state.entity_type);
     let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
-    let found = if pass.absent(&EntityRef::new(state.entity_type, state.entity_id)) {
-        None
-    } else {
-        E::find(conn, state.entity_id)?
-    };
     let entity_ref = EntityRef::new(state.entity_type, state.entity_id);
+    let found = if pass.absent(&entity_ref) { None } else { E::find(conn, state.entity_id)? };
     let Some(mut record) = found else {
         // A row this replica never held. A tombstone is stored too, hidden, so that an older
         // state of the row arriving later (two pulls of one scope overlapping) meets it and

@@ -107,9 +107,6 @@ pub(crate) trait LocalEntity: SyncEntity {
     /// What visibility and dependency checks need, read without decoding the row: whether it is
     /// a tombstone, its queued create, and its parent.
     fn presence(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Presence>>;
-
-    /// Which of `ids` have a row here (tombstones included): one query for many lookups.
-    fn existing(conn: &mut SqliteConnection, ids: &[String]) -> StoreResult<Vec<String>>;
 }
 
 /// A row's tombstone flag, queued create and parent.
@@ -182,13 +179,6 @@ macro_rules! local_entity {
             }
 
             fn presence($conn: &mut SqliteConnection, $id: Uuid) -> StoreResult<Option<Presence>> $presence
-
-            fn existing(conn: &mut SqliteConnection, ids: &[String]) -> StoreResult<Vec<String>> {
-                Ok(schema::$table::table
-                    .filter(schema::$table::id.eq_any(ids))
-                    .select(schema::$table::id)
-                    .load(conn)?)
-            }
         }
     };
 }
@@ -244,23 +234,17 @@ pub(crate) fn visible(
     }
 }
 
-/// The flags of `entity`'s row of any type, tombstone or not; `None` if no row is stored.
-/// Which of `ids` of `entity_type` have a row here (tombstones included).
+/// Which of `ids` of `entity_type` have a row here (tombstones included): one query for many
+/// lookups.
 pub(crate) fn existing(
     conn: &mut SqliteConnection,
     entity_type: EntityType,
     ids: &[String],
 ) -> StoreResult<Vec<String>> {
-    match entity_type {
-        EntityType::Project => Project::existing(conn, ids),
-        EntityType::UserProfile => UserProfile::existing(conn, ids),
-        EntityType::ProjectCollaborator => ProjectCollaborator::existing(conn, ids),
-        EntityType::AudioTrack => AudioTrack::existing(conn, ids),
-        EntityType::AudioComment => AudioComment::existing(conn, ids),
-        EntityType::Playlist => Playlist::existing(conn, ids),
-    }
+    Ok(with_entity_table!(entity_type, t => t::table.filter(t::id.eq_any(ids)).select(t::id).load(conn))?)
 }
 
+/// The flags of `entity`'s row of any type, tombstone or not; `None` if no row is stored.
 pub(crate) fn presence(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<Presence>> {
     match entity.entity_type {
         EntityType::Project => Project::presence(conn, entity.id),

@@ -122,7 +122,8 @@ fn requested(
 
 /// The scopes `user` may pull, with their heads: [`PEOPLE_SCOPE`], then their projects in the
 /// order they were granted. A head is the largest effective version in the scope (a row's
-/// version, or the grant when later): one grouped, indexed query over the readable scopes.
+/// version, or the grant when later): one seek per readable scope to the end of its
+/// `(scope, version)` index.
 pub(super) fn scopes(conn: &mut ServerConnection, user: UserId) -> Result<Vec<ScopeHead>, ServerStoreError> {
     let store_error = super::storage_error;
     let readable = readable_scopes(conn, user).map_err(store_error)?;
