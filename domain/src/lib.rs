@@ -33,7 +33,7 @@ pub use ids::{
 };
 pub use sync::{
     FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict, SyncMeta,
-    SyncOperation, SyncPhase, SyncState,
+    SyncOperation, SyncPhase, SyncProgress, SyncState,
 };
 pub use time::Timestamp;
 pub use validate::email_address;

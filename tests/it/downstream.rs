@@ -9,16 +9,15 @@ use trackflow_data::{
 };
 use trackflow_domain::{
     ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, ConflictPolicies,
-        DownstreamRepository, PendingOperationsRepository, ProjectRepository, RemoteDataSource, ServerStore,
-        SessionStorage,
+        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, DownstreamRepository,
+        PendingOperationsRepository, ProjectRepository, RemoteDataSource, ServerStore, SessionStorage,
     },
     protocol::{EntityState, PullRequest, PullResponse},
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, Project,
     ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
-use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions};
+use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions, SyncUseCases};
 use uuid::Uuid;
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -75,7 +74,7 @@ impl Client {
     /// Applies `page` of `scope` as the pull that fetched it would.
     async fn apply(&self, scope: &str, page: &Page) {
         SqliteDownstreamRepository::new(self.store.clone())
-            .apply_page(scope, page.changes.clone(), page.cursor.clone(), &ConflictPolicies::default())
+            .apply_page(scope, page.changes.clone(), page.cursor.clone(), SyncUseCases::default().plan())
             .await
             .expect("apply");
     }

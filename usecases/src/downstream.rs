@@ -1,8 +1,9 @@
 //! The `SyncDataManager`: pulls a scope's changes after its cursor, page by page, and hands each
 //! page to the [`DownstreamRepository`], which merges it into the local tables together with the
-//! new cursor in one transaction. A failed pull leaves cursor and data as they were: every page
+//! new cursor in one transaction, as the per-entity sync use cases' plan says. A failed pull leaves cursor and data as they were: every page
 //! applied so far is complete and its cursor stored, and the next pull resumes there.
 
+use crate::entities::SyncUseCases;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::{
@@ -12,10 +13,7 @@ use std::{
 };
 use trackflow_domain::{
     entities::Scope,
-    ports::{
-        ApplyCounts, Clock, ConflictPolicies, DownstreamRepository, RemoteDataSource, RemoteError,
-        SyncStatistics,
-    },
+    ports::{ApplyCounts, Clock, DownstreamRepository, RemoteDataSource, RemoteError, SyncStatistics},
     protocol::{PullRequest, PullResponse, ScopeHead, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
     EntityType, ProjectId, RepositoryError, Timestamp,
 };
@@ -27,8 +25,8 @@ pub struct SyncDataOptions {
     pub page_size: u32,
     /// The shortest time between periodic pulls of a scope; forced pulls ignore it.
     pub min_interval: Duration,
-    /// The conflict policy of each entity type.
-    pub policies: ConflictPolicies,
+    /// The per-entity sync use cases, which decide how each type's rows are applied.
+    pub use_cases: SyncUseCases,
     /// How many project scopes pull at once.
     pub concurrency: usize,
 }
@@ -38,7 +36,7 @@ impl Default for SyncDataOptions {
         Self {
             page_size: DEFAULT_PULL_LIMIT,
             min_interval: trackflow_domain::ports::DEFAULT_PULL_INTERVAL,
-            policies: ConflictPolicies::default(),
+            use_cases: SyncUseCases::default(),
             concurrency: 4,
         }
     }
@@ -203,7 +201,7 @@ impl SyncDataManager {
                 PullResponse::Changes { changes, next_cursor, has_more } => {
                     let counts = self
                         .store
-                        .apply_page(scope, changes, next_cursor.clone(), &self.options.policies)
+                        .apply_page(scope, changes, next_cursor.clone(), self.options.use_cases.plan())
                         .await?;
                     for (entity_type, c) in counts {
                         report.counts.entry(entity_type).or_default().add(c);

@@ -4,10 +4,12 @@
 //!
 //! A pulled row meets the local one through [`resolve`]: fields without an unacknowledged local
 //! edit follow the merge rule (the later clock reading wins), fields with one follow the entity
-//! type's [`ConflictPolicy`]. A row at or below the version the last pull brought
+//! type's [`ConflictPolicy`], as the page's [`ApplyPlan`] says. A row at or below the version the last pull brought
 //! (`pulled_version`) is skipped. A row whose parent is not stored yet (a comment whose track
 //! comes on a later page) is deferred in `sync_deferred` and applied, in the same transaction as
-//! its parent, when the parent arrives: no row ever lands before what it lives inside.
+//! its parent, when the parent arrives: no row ever lands before what it lives inside. Within a
+//! page, rows go in the plan's order of entity types, which the per-entity sync use cases derive
+//! from what each type depends on.
 
 use super::{
     conflicts,
@@ -30,9 +32,7 @@ use std::{
 };
 use trackflow_domain::{
     entities::Scope,
-    ports::{
-        ApplyCounts, ConflictPolicies, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL,
-    },
+    ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
     sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
     AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
@@ -78,18 +78,13 @@ fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<Ha
 
 const TABLE: &str = "pending_operations";
 
-/// Where parents go before children: [`EntityType::ALL`]'s order.
-fn rank(entity_type: EntityType) -> usize {
-    EntityType::ALL.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
-}
-
 /// Applies one page and stores the cursor, in one transaction.
 pub(crate) fn apply_page(
     conn: &mut SqliteConnection,
     scope: &str,
     changes: &[EntityState],
     next_cursor: &str,
-    policies: &ConflictPolicies,
+    plan: &ApplyPlan,
     now: Timestamp,
 ) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
     conn.immediate_transaction(|conn| {
@@ -100,12 +95,12 @@ pub(crate) fn apply_page(
         }
         let edits = edits(conn, changes)?;
         let mut ordered: Vec<&EntityState> = changes.iter().collect();
-        ordered.sort_by_key(|c| rank(c.entity_type));
+        ordered.sort_by_key(|c| plan.rank(c.entity_type));
         let waiting =
             diesel::select(diesel::dsl::exists(sync_deferred::table.select(sync_deferred::entity_id)))
                 .get_result(conn)?;
         let mut pass = Pass {
-            policies,
+            plan,
             now,
             counts: BTreeMap::new(),
             stored: HashSet::new(),
@@ -131,7 +126,7 @@ pub(crate) fn apply_page(
 
 /// One page's application: its settings, what it did, and what it learned on the way.
 struct Pass<'a> {
-    policies: &'a ConflictPolicies,
+    plan: &'a ApplyPlan,
     now: Timestamp,
     counts: BTreeMap<EntityType, ApplyCounts>,
     /// Rows known to be stored (tombstones included): parents need not be looked up twice.
@@ -218,7 +213,7 @@ fn apply<E: LocalEntity>(
     edits: &Edits,
     pass: &mut Pass<'_>,
 ) -> StoreResult<ApplyCounts> {
-    let policy = pass.policies.of(state.entity_type);
+    let policy = pass.plan.policy(state.entity_type);
     let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
     let entity_ref = EntityRef::new(state.entity_type, state.entity_id);
     let found = if pass.absent(&entity_ref) { None } else { E::find(conn, state.entity_id)? };
@@ -428,11 +423,11 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         scope: &str,
         changes: Vec<EntityState>,
         next_cursor: String,
-        policies: &ConflictPolicies,
+        plan: &ApplyPlan,
     ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError> {
-        let (scope, policies) = (scope.to_owned(), policies.clone());
+        let (scope, plan) = (scope.to_owned(), plan.clone());
         let now = self.store.now();
-        self.store.read(move |conn| apply_page(conn, &scope, &changes, &next_cursor, &policies, now)).await
+        self.store.read(move |conn| apply_page(conn, &scope, &changes, &next_cursor, &plan, now)).await
     }
 
     async fn reset(&self, scope: &str) -> Result<(), RepositoryError> {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use trackflow_data::{local::SqliteConflictRepository, SqliteDownstreamRepository, SqliteProjectRepository};
 use trackflow_domain::{
     ports::{
-        Clock, ConflictPolicies, ConflictRepository, DownstreamRepository, PendingOperationsRepository,
-        ProjectRepository,
+        ApplyPlan, Clock, ConflictPolicies, ConflictRepository, DownstreamRepository,
+        PendingOperationsRepository, ProjectRepository,
     },
     protocol::EntityState,
     sync::{ConflictPolicy, ConflictResolution},
@@ -54,8 +54,10 @@ impl Local {
         cursor: &str,
         policies: &ConflictPolicies,
     ) -> BTreeMap<EntityType, (u64, u64, u64, u64)> {
+        // Parents before children, as the sync use cases order them.
+        let plan = ApplyPlan::new(EntityType::ALL.to_vec(), policies.clone()).expect("every type once");
         self.downstream
-            .apply_page("all", page, cursor.into(), policies)
+            .apply_page("all", page, cursor.into(), &plan)
             .await
             .expect("apply")
             .into_iter()

@@ -46,6 +46,50 @@ impl ConflictPolicies {
     }
 }
 
+/// How pulled pages are applied: the order entity types go in within a page (what a row lives
+/// inside or refers to before the row), and each type's conflict policy. The per-entity sync
+/// use cases of `trackflow-usecases` decide both and build the plan; the store follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyPlan {
+    order: Vec<EntityType>,
+    policies: ConflictPolicies,
+}
+
+/// An [`ApplyPlan`] that does not name every entity type exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an apply plan must order every entity type exactly once; {0} is {1}")]
+pub struct IncompletePlan(pub EntityType, pub &'static str);
+
+impl ApplyPlan {
+    /// A plan applying types in `order` under `policies`. Every entity type must appear in
+    /// `order` exactly once.
+    pub fn new(order: Vec<EntityType>, policies: ConflictPolicies) -> Result<Self, IncompletePlan> {
+        for entity_type in EntityType::ALL {
+            match order.iter().filter(|t| **t == entity_type).count() {
+                1 => {}
+                0 => return Err(IncompletePlan(entity_type, "missing")),
+                _ => return Err(IncompletePlan(entity_type, "repeated")),
+            }
+        }
+        Ok(Self { order, policies })
+    }
+
+    /// The entity types, in the order a page applies them.
+    pub fn order(&self) -> &[EntityType] {
+        &self.order
+    }
+
+    /// Where `entity_type` goes in [`order`](Self::order).
+    pub fn rank(&self, entity_type: EntityType) -> usize {
+        self.order.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
+    }
+
+    /// The conflict policy of `entity_type`.
+    pub fn policy(&self, entity_type: EntityType) -> ConflictPolicy {
+        self.policies.of(entity_type)
+    }
+}
+
 /// What applying pulled rows did to one entity type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyCounts {
@@ -94,7 +138,7 @@ pub trait DownstreamRepository: Interface {
     /// The scope's sync metadata (defaults for a scope never pulled).
     async fn scope(&self, scope: &str) -> Result<ScopeSync, RepositoryError>;
 
-    /// Applies `changes` (one pulled page, in server order) under `policies`, and stores
+    /// Applies `changes` (one pulled page, in server order) as `plan` says, and stores
     /// `next_cursor` as the scope's cursor, all in one transaction. Rows are merged with local
     /// data, never blindly overwritten: see [`crate::sync::resolve`].
     async fn apply_page(
@@ -102,7 +146,7 @@ pub trait DownstreamRepository: Interface {
         scope: &str,
         changes: Vec<EntityState>,
         next_cursor: String,
-        policies: &ConflictPolicies,
+        plan: &ApplyPlan,
     ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError>;
 
     /// Forgets the scope's cursor (the server answered reset); local data and pending
@@ -133,4 +177,30 @@ pub trait DownstreamRepository: Interface {
     /// statistics, in one transaction. Queued operations stay: the server refuses them, and the
     /// user sees them as failed. Returns the rows removed.
     async fn forget_project(&self, project: ProjectId) -> Result<u64, RepositoryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_orders_every_entity_type_exactly_once() {
+        let all = EntityType::ALL.to_vec();
+        let without_playlists = all[..5].to_vec();
+        let mut repeated = all.clone();
+        repeated.push(EntityType::Project);
+        let table: [(&str, Vec<EntityType>, Result<(), IncompletePlan>); 3] = [
+            ("every type once", all, Ok(())),
+            ("a type missing", without_playlists, Err(IncompletePlan(EntityType::Playlist, "missing"))),
+            ("a type twice", repeated, Err(IncompletePlan(EntityType::Project, "repeated"))),
+        ];
+        for (name, order, expected) in table {
+            let plan = ApplyPlan::new(order.clone(), ConflictPolicies::default());
+            assert_eq!(plan.as_ref().map(|_| ()).map_err(Clone::clone), expected, "{name}");
+            if let Ok(plan) = plan {
+                assert_eq!(plan.order(), order.as_slice(), "{name}");
+                assert_eq!(plan.rank(order[2]), 2, "{name}");
+            }
+        }
+    }
 }

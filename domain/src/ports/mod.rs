@@ -12,11 +12,13 @@ mod remote;
 mod repositories;
 mod server_store;
 mod session;
+mod sync;
 
 pub use clock::Clock;
 pub use conflicts::ConflictRepository;
 pub use downstream::{
-    ApplyCounts, ConflictPolicies, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL,
+    ApplyCounts, ApplyPlan, ConflictPolicies, DownstreamRepository, IncompletePlan, ScopeSync,
+    SyncStatistics, DEFAULT_PULL_INTERVAL,
 };
 pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
@@ -27,6 +29,10 @@ pub use repositories::{
 };
 pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
 pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
+pub use sync::{
+    DownstreamSync, HealthProbe, NoProgress, PullSummary, PushSummary, SyncError, SyncProgressObserver,
+    UpstreamSync,
+};
 
 #[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
@@ -49,3 +55,5 @@ pub use repositories::{
 pub use server_store::MockServerStore;
 #[cfg(any(test, feature = "mock"))]
 pub use session::{MockReauthenticator, MockSessionStorage};
+#[cfg(any(test, feature = "mock"))]
+pub use sync::{MockDownstreamSync, MockHealthProbe, MockUpstreamSync};
