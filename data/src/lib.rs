@@ -28,5 +28,5 @@ pub use local::{
     SqlitePendingOperationsRepository, SqlitePlaylistRepository, SqliteProjectRepository,
     SqliteSessionStorage, SqliteUserProfileRepository,
 };
-pub use remote::{HttpRemote, RemoteOptions};
+pub use remote::{AuthClient, HttpRemote, RemoteOptions};
 pub use server::{AppliedCounts, DieselServerStore, ServerDatabase};

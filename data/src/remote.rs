@@ -16,8 +16,11 @@ use serde::de::DeserializeOwned;
 use shaku::Component;
 use std::{sync::Arc, time::Duration};
 use trackflow_domain::{
-    ports::{RemoteDataSource, RemoteError, SessionStorage},
-    protocol::{ApiError, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
+    ports::{HealthProbe, RemoteDataSource, RemoteError, SessionStorage},
+    protocol::{
+        ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse, PushRequest,
+        PushResponse, ScopesResponse, SignUpRequest,
+    },
 };
 
 /// Timeouts of the HTTP client.
@@ -60,22 +63,75 @@ impl HttpRemote {
 
     /// Where to send, and with which token.
     async fn target(&self, path: &str) -> Result<(String, String), RemoteError> {
-        let session = self
-            .session
+        let session = self.stored_session().await?;
+        let base = server_url(session.server_url.as_deref())?;
+        let token = session.access_token.ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
+        Ok((format!("{base}{path}"), token.expose().to_owned()))
+    }
+
+    async fn stored_session(&self) -> Result<trackflow_domain::ports::Session, RemoteError> {
+        self.session
             .load()
             .await
             .map_err(|e| RemoteError::Transient {
                 message: format!("reading the session: {e}"),
                 retry_after_ms: None,
             })?
-            .ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
-        let base = session.server_url.ok_or_else(|| RemoteError::Permanent {
-            code: "no_server".into(),
-            message: "no sync server is configured".into(),
-            mutation_id: None,
-        })?;
-        let token = session.access_token.ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))?;
-        Ok((format!("{}{path}", base.trim_end_matches('/')), token.expose().to_owned()))
+            .ok_or_else(|| RemoteError::Unauthorized("not signed in".into()))
+    }
+}
+
+/// The configured server URL without a trailing slash.
+fn server_url(url: Option<&str>) -> Result<&str, RemoteError> {
+    url.map(|u| u.trim_end_matches('/')).ok_or_else(|| RemoteError::Permanent {
+        code: "no_server".into(),
+        message: "no sync server is configured".into(),
+        mutation_id: None,
+    })
+}
+
+#[async_trait]
+impl HealthProbe for HttpRemote {
+    /// Asks the configured server's health endpoint; needs no token.
+    #[tracing::instrument(skip_all, err)]
+    async fn probe(&self) -> Result<(), RemoteError> {
+        let session = self.stored_session().await?;
+        let url = format!("{}/v1/health", server_url(session.server_url.as_deref())?);
+        let health: HealthResponse = read(self.client.get(url).send().await).await?;
+        match health.status.as_str() {
+            "ok" => Ok(()),
+            other => Err(RemoteError::Busy {
+                message: format!("the server reports {other}"),
+                retry_after_ms: None,
+            }),
+        }
+    }
+}
+
+/// Account calls: sign up and log in, against a server URL given outright (no session yet).
+#[derive(Clone)]
+pub struct AuthClient {
+    client: Client,
+}
+
+impl AuthClient {
+    /// A client with its own connection pool.
+    pub fn new(options: &RemoteOptions) -> Result<Self, RemoteError> {
+        Ok(Self { client: http_client(options)? })
+    }
+
+    /// Creates an account on the server at `server`.
+    #[tracing::instrument(skip_all, fields(server), err)]
+    pub async fn sign_up(&self, server: &str, request: &SignUpRequest) -> Result<AuthResponse, RemoteError> {
+        let url = format!("{}/v1/auth/signup", server.trim_end_matches('/'));
+        read(self.client.post(url).json(request).send().await).await
+    }
+
+    /// Logs in to an account on the server at `server`.
+    #[tracing::instrument(skip_all, fields(server), err)]
+    pub async fn log_in(&self, server: &str, request: &LogInRequest) -> Result<AuthResponse, RemoteError> {
+        let url = format!("{}/v1/auth/login", server.trim_end_matches('/'));
+        read(self.client.post(url).json(request).send().await).await
     }
 }
 

@@ -1,19 +1,26 @@
 //! The `SyncDataManager`: pulls a scope's changes after its cursor, page by page, and hands each
 //! page to the [`DownstreamRepository`], which merges it into the local tables together with the
-//! new cursor in one transaction, as the per-entity sync use cases' plan says. A failed pull leaves cursor and data as they were: every page
-//! applied so far is complete and its cursor stored, and the next pull resumes there.
+//! new cursor in one transaction, as the per-entity sync use cases' plan says. A failed pull
+//! leaves cursor and data as they were: every page applied so far is complete and its cursor
+//! stored, and the next pull resumes there.
 
 use crate::entities::SyncUseCases;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, HashSet},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 use trackflow_domain::{
     entities::Scope,
-    ports::{ApplyCounts, Clock, DownstreamRepository, RemoteDataSource, RemoteError, SyncStatistics},
+    ports::{
+        ApplyCounts, Clock, DownstreamRepository, DownstreamSync, NoProgress, PullSummary, RemoteDataSource,
+        RemoteError, SyncError, SyncProgressObserver, SyncStatistics,
+    },
     protocol::{PullRequest, PullResponse, ScopeHead, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
     EntityType, ProjectId, RepositoryError, Timestamp,
 };
@@ -103,18 +110,32 @@ impl SyncDataManager {
     /// end is not asked for: it has nothing new. Fails as a whole only when the scopes cannot
     /// be listed.
     pub async fn pull(&self, force: bool) -> Result<Vec<(String, Result<PullReport, PullError>)>, PullError> {
+        self.pull_with(force, &NoProgress).await
+    }
+
+    /// [`pull`](Self::pull), telling `progress` how many of the listed scopes are done.
+    pub async fn pull_with(
+        &self,
+        force: bool,
+        progress: &dyn SyncProgressObserver,
+    ) -> Result<Vec<(String, Result<PullReport, PullError>)>, PullError> {
         let scopes = self.remote.scopes().await?.scopes;
+        let total = scopes.len() as u64;
+        let done = AtomicU64::new(0);
+        let finished = || progress.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let lost = self.lost(&scopes).await?;
         let (people, projects): (Vec<ScopeHead>, Vec<ScopeHead>) =
             scopes.into_iter().partition(|s| s.scope == PEOPLE_SCOPE);
         let mut outcomes = Vec::with_capacity(people.len() + projects.len());
         for ScopeHead { scope, head } in people {
             let outcome = self.pull_at(&scope, Some(head), force).await;
+            finished();
             outcomes.push((scope, outcome));
         }
         let concurrent: Vec<(String, Result<PullReport, PullError>)> = stream::iter(projects)
             .map(|ScopeHead { scope, head }| async move {
                 let outcome = self.pull_at(&scope, Some(head), force).await;
+                finished();
                 (scope, outcome)
             })
             .buffer_unordered(self.options.concurrency.max(1))
@@ -223,6 +244,50 @@ impl SyncDataManager {
             }
         }
     }
+}
+
+impl From<PullError> for SyncError {
+    fn from(error: PullError) -> Self {
+        match error {
+            PullError::Remote(error) => SyncError::Remote(error),
+            PullError::Local(error) => SyncError::Local(error),
+            PullError::ResetLoop => SyncError::Protocol(PullError::ResetLoop.to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DownstreamSync for SyncDataManager {
+    async fn pull(
+        &self,
+        force: bool,
+        progress: Arc<dyn SyncProgressObserver>,
+    ) -> Result<PullSummary, SyncError> {
+        let outcomes = self.pull_with(force, progress.as_ref()).await?;
+        Ok(summarize(&outcomes))
+    }
+}
+
+/// One summary of every scope's outcome.
+fn summarize(outcomes: &[(String, Result<PullReport, PullError>)]) -> PullSummary {
+    let mut summary = PullSummary::default();
+    for (scope, outcome) in outcomes {
+        match outcome {
+            Ok(report) => {
+                summary.pulled += u64::from(report.ran);
+                for counts in report.counts.values() {
+                    summary.applied += counts.applied;
+                    summary.conflicts += counts.conflicts;
+                }
+            }
+            Err(error) => {
+                summary.failed += 1;
+                summary.unreachable |= matches!(error, PullError::Remote(RemoteError::Unreachable { .. }));
+                summary.first_error.get_or_insert_with(|| format!("{scope}: {error}"));
+            }
+        }
+    }
+    summary
 }
 
 /// The statistics of a completed pull, one entry per entity type it touched.

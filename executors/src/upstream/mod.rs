@@ -35,8 +35,9 @@ use std::{
 use tokio::sync::{watch, Notify};
 use trackflow_domain::{
     ports::{
-        AccessToken, Clock, ConflictRepository, OutboxCounts, PendingOperationsRepository, Reauthenticator,
-        RemoteDataSource, RemoteError, SessionStorage,
+        AccessToken, Clock, ConflictRepository, NoProgress, OutboxCounts, PendingOperationsRepository,
+        PushSummary, Reauthenticator, RemoteDataSource, RemoteError, SessionStorage, SyncError,
+        SyncProgressObserver, UpstreamSync,
     },
     protocol::{Mutation, MutationOutcome, PushRequest},
     sync::Settlement,
@@ -83,8 +84,8 @@ impl Default for UpstreamOptions {
 enum Pause {
     /// The server was unreachable, busy (429, 503), or refused requests as such (a wrong URL
     /// answering 404, say): try again at `until`. `streak` counts the pauses in a row, for the
-    /// probe's backoff; `unhealthy` marks a refusal that needs a person.
-    Wait { until: Timestamp, streak: u32, error: String, unhealthy: bool },
+    /// probe's backoff.
+    Wait { until: Timestamp, streak: u32, error: String, cause: WaitCause },
     /// The server refused the credentials (`refused`) and no new ones could be had. Lifted when
     /// the stored session holds another token.
     SignIn { error: String, refused: Option<AccessToken> },
@@ -102,9 +103,22 @@ impl Pause {
     fn needs_help(&self) -> bool {
         matches!(
             self,
-            Pause::SignIn { .. } | Pause::NotConfigured { .. } | Pause::Wait { unhealthy: true, .. }
+            Pause::SignIn { .. }
+                | Pause::NotConfigured { .. }
+                | Pause::Wait { cause: WaitCause::Refused, .. }
         )
     }
+}
+
+/// Why a timed pause waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitCause {
+    /// The server could not be reached: the client is offline.
+    Unreachable,
+    /// The server asked for time (429, 503).
+    Busy,
+    /// The server refused requests as such: a person must look (a wrong URL, a proxy).
+    Refused,
 }
 
 /// Upstream's condition, for a UI or `trackflow queue`.
@@ -177,6 +191,22 @@ pub struct PassReport {
     /// When the next pass is due: the earliest backoff or offline probe. `None` when nothing
     /// waits on a timer.
     pub next_due: Option<Timestamp>,
+}
+
+/// Tells an observer how far a pass is.
+struct Progress<'a> {
+    observer: &'a dyn SyncProgressObserver,
+    /// Operations through before this read of the queue.
+    before: u64,
+    /// Operations in the queue as read.
+    waiting: u64,
+}
+
+impl Progress<'_> {
+    fn report(&self, report: &PassReport) {
+        let done = report.acknowledged + report.failed;
+        self.observer.progress(done, (self.before + self.waiting).max(done));
+    }
 }
 
 /// The services the manager works with.
@@ -316,6 +346,15 @@ impl PendingOperationsManager {
 
     /// One pass: sends every operation that is ready, batch by batch, until none is.
     pub async fn process(&self) -> Result<PassReport, RepositoryError> {
+        self.process_with(&NoProgress).await
+    }
+
+    /// [`process`](Self::process), telling `progress` how many of the operations waiting at
+    /// the start (and queued meanwhile) are through: acknowledged or parked as failed.
+    pub async fn process_with(
+        &self,
+        progress: &dyn SyncProgressObserver,
+    ) -> Result<PassReport, RepositoryError> {
         let _one_at_a_time = self.pass.lock().await;
         // Operations left in flight by a pass that ended early (a local error after sending, or
         // a process that stopped mid-request) go back to pending. Safe: no other pass runs.
@@ -332,7 +371,12 @@ impl PendingOperationsManager {
                 queue = self.ports.outbox.list(None).await?;
             }
             let requests_before = report.requests;
-            let paused = self.drain(&mut queue, &mut report).await?;
+            let progress = Progress {
+                observer: progress,
+                before: report.acknowledged + report.failed,
+                waiting: queue.len() as u64,
+            };
+            let paused = self.drain(&mut queue, &mut report, &progress).await?;
             let now = self.ports.clock.now();
             report.next_due = queue
                 .iter()
@@ -391,6 +435,7 @@ impl PendingOperationsManager {
         &self,
         queue: &mut Vec<SyncOperation>,
         report: &mut PassReport,
+        progress: &Progress<'_>,
     ) -> Result<bool, RepositoryError> {
         // The previous batch's settlements, not yet stored.
         let mut unsettled = Vec::new();
@@ -421,6 +466,7 @@ impl PendingOperationsManager {
             released(queue);
             let (sent, settlements) = sent?;
             mirror(queue, &settlements, report);
+            progress.report(report);
             unsettled = settlements;
             if let Sent::Paused = sent {
                 self.settle(queue, unsettled).await?;
@@ -549,15 +595,19 @@ impl PendingOperationsManager {
                 Err(RemoteError::Permanent { code, message, .. }) => {
                     // A refusal that names no mutation (a wrong URL answering 404, a proxy
                     // answering 403): not the operations' fault. Wait and probe, loudly.
-                    self.wait_pause(format!("the server refused the request: {code}: {message}"), None, true)
+                    self.wait_pause(
+                        format!("the server refused the request: {code}: {message}"),
+                        None,
+                        WaitCause::Refused,
+                    )
                 }
                 Err(error @ RemoteError::Unreachable { .. }) => {
-                    self.wait_pause(error.to_string(), None, false)
+                    self.wait_pause(error.to_string(), None, WaitCause::Unreachable)
                 }
                 Err(RemoteError::Busy { message, retry_after_ms }) => self.wait_pause(
                     format!("server busy: {message}"),
                     retry_after_ms.map(Duration::from_millis),
-                    false,
+                    WaitCause::Busy,
                 ),
                 Err(error @ RemoteError::Unauthorized(_)) => Pause::SignIn {
                     error: format!("sign-in required: {error}"),
@@ -595,14 +645,14 @@ impl PendingOperationsManager {
 
     /// A timed pause after `error`: the server's `retry_after`, or the next step of the probe's
     /// backoff, whichever is longer.
-    fn wait_pause(&self, error: String, retry_after: Option<Duration>, unhealthy: bool) -> Pause {
+    fn wait_pause(&self, error: String, retry_after: Option<Duration>, cause: WaitCause) -> Pause {
         let streak = match self.current_pause() {
             Some(Pause::Wait { streak, .. }) => streak.saturating_add(1),
             _ => 1,
         };
         let probe = self.options.offline_probe.ceiling(streak).mul_f64((self.jitter)().clamp(0.0, 1.0));
         let wait = retry_after.map_or(probe, |server| server.max(probe));
-        Pause::Wait { until: later(self.ports.clock.now(), wait), streak, error, unhealthy }
+        Pause::Wait { until: later(self.ports.clock.now(), wait), streak, error, cause }
     }
 
     /// Pushes, renewing the token once if the server refuses it.
@@ -687,6 +737,26 @@ struct Outgoing<'a> {
 /// Mirrors `settlements` in the in-memory queue: acknowledged operations leave it, failed ones
 /// are marked failed, and retries are marked [`InFlight`](OperationStatus::InFlight) until
 /// they are stored (see [`released`]), so nothing is chosen again before its retry is durable.
+#[async_trait::async_trait]
+impl UpstreamSync for PendingOperationsManager {
+    async fn push(&self, progress: Arc<dyn SyncProgressObserver>) -> Result<PushSummary, SyncError> {
+        let report = self.process_with(progress.as_ref()).await?;
+        let pause = self.current_pause();
+        Ok(PushSummary {
+            requests: report.requests,
+            acknowledged: report.acknowledged,
+            failed: report.failed,
+            retrying: report.retrying,
+            paused: pause.as_ref().map(|p| p.error().to_owned()),
+            unreachable: matches!(pause, Some(Pause::Wait { cause: WaitCause::Unreachable, .. })),
+        })
+    }
+
+    fn resume(&self) {
+        PendingOperationsManager::resume(self);
+    }
+}
+
 fn mirror(
     queue: &mut Vec<SyncOperation>,
     settlements: &[(OperationId, Settlement)],

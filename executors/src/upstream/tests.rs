@@ -752,8 +752,9 @@ fn health_is_judged_from_counts_pauses_and_age() {
         last_error: error.map(str::to_owned),
     };
     let sign_in = Pause::SignIn { error: "sign-in required".into(), refused: None };
-    let offline = Pause::Wait { until: now, streak: 1, error: "unreachable".into(), unhealthy: false };
-    let refused = Pause::Wait { until: now, streak: 1, error: "404".into(), unhealthy: true };
+    let offline =
+        Pause::Wait { until: now, streak: 1, error: "unreachable".into(), cause: WaitCause::Unreachable };
+    let refused = Pause::Wait { until: now, streak: 1, error: "404".into(), cause: WaitCause::Refused };
     // (case, counts, pause, expected)
     let cases = [
         ("empty", counts(0, 0, None, None), None, HealthStatus::Healthy),
