@@ -21,6 +21,7 @@
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod engine;
 pub mod local_user;
 pub mod server;
 pub mod telemetry;

@@ -24,11 +24,13 @@ use std::{
 use tokio::sync::watch;
 use trackflow_domain::{
     ports::{Clock, DownstreamSync, NetworkMonitor, SessionStorage, SyncError, UpstreamSync},
-    SyncPhase,
+    SyncPhase, SyncState,
 };
 
 /// The key of [`BackgroundSyncCoordinator::force`]'s runs.
 pub const FORCE_KEY: &str = "force";
+/// The key of [`BackgroundSyncCoordinator::sync_now`]'s runs that are not forced.
+pub const MANUAL_KEY: &str = "manual";
 /// The key of the periodic loop's runs.
 pub const PERIODIC_KEY: &str = "periodic";
 /// The key of runs started because the server became reachable.
@@ -124,6 +126,17 @@ impl BackgroundSyncCoordinator {
                 false
             }
         }
+    }
+
+    /// Runs push and pull now (pulling every scope if `force`) and returns the state after
+    /// it. A run already going under the same key is followed up, and that follow-up is the
+    /// one waited for. After [`shutdown`](Self::shutdown), returns the state at once.
+    pub async fn sync_now(&self, force: bool) -> SyncState {
+        let key = if force { FORCE_KEY } else { MANUAL_KEY };
+        self.request(key, force);
+        let mut runs = self.runs();
+        let _ = runs.wait_for(|_| !lock(&self.inner.keys).contains_key(key)).await;
+        self.inner.ports.status.current()
     }
 
     /// The keys whose runs are going or scheduled, in order.

@@ -327,6 +327,21 @@ async fn the_outcome_of_a_run_reaches_the_status() {
     }
 }
 
+#[tokio::test]
+async fn sync_now_waits_for_its_run_and_answers_the_state_after_it() {
+    let mut h = Harness::new(Setup { gated: true, ..Setup::default() });
+    h.coordinator.trigger(MANUAL_KEY);
+    h.entered(1).await;
+    let syncing = {
+        let coordinator = h.coordinator.clone();
+        tokio::spawn(async move { coordinator.sync_now(false).await })
+    };
+    h.gate.add_permits(10);
+    let state = tokio::time::timeout(WAIT, syncing).await.expect("in time").expect("joined");
+    assert_eq!(h.log(), ["push", "pull", "push", "pull"], "the run going, then the one asked for");
+    assert_eq!((state.phase, state.last_successful_sync), (SyncPhase::Idle, Some(NOW)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_the_run_in_flight_and_drops_follow_ups() {
     let mut h = Harness::new(Setup { gated: true, ..Setup::default() });

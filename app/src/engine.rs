@@ -1,0 +1,343 @@
+//! The whole client in one value: the local module (stores and repositories), the upstream
+//! processor, the downstream manager, the reachability monitor, the status provider and the
+//! coordinator, wired over one local store. [`SyncEngine::start`] runs them in the background;
+//! [`SyncEngine::sync_now`] runs one sync and waits for it; [`SyncEngine::shutdown`] stops
+//! everything without losing what was being sent.
+
+use crate::wiring::{local_module, open_store, LocalModule};
+use anyhow::Context;
+use shaku::HasComponent;
+use std::{path::Path, sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinHandle};
+use trackflow_data::{HttpRemote, LocalStore, RemoteOptions};
+use trackflow_domain::{
+    ports::{NetworkMonitor, RemoteDataSource, SessionStorage},
+    SyncState,
+};
+use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
+use trackflow_usecases::{
+    BackgroundSyncCoordinator, CoordinatorPorts, MonitoredRemote, ProbeOptions, ReachabilityMonitor,
+    SyncDataManager, SyncDataOptions, SyncStatusProvider,
+};
+
+/// How the engine syncs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The upstream processor's batching, backoff and polling.
+    pub upstream: UpstreamOptions,
+    /// The downstream manager's pages, intervals, use cases and concurrency.
+    pub downstream: SyncDataOptions,
+    /// How the server is probed while it is away.
+    pub probe: ProbeOptions,
+    /// How often the background loop syncs; `None` for no periodic sync.
+    pub periodic: Option<Duration>,
+    /// Timeouts of the HTTP client.
+    pub remote: RemoteOptions,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            upstream: UpstreamOptions::default(),
+            downstream: SyncDataOptions::default(),
+            probe: ProbeOptions::default(),
+            periodic: Some(Duration::from_secs(60)),
+            remote: RemoteOptions::default(),
+        }
+    }
+}
+
+/// An offline-first client: write through [`module`](Self::module)'s repositories, and the
+/// engine syncs in the background once started.
+pub struct SyncEngine {
+    /// The stores and repositories: every read and write of the app goes through them.
+    pub module: Arc<LocalModule>,
+    store: LocalStore,
+    upstream: Arc<PendingOperationsManager>,
+    coordinator: BackgroundSyncCoordinator,
+    monitor: Arc<ReachabilityMonitor>,
+    status: Arc<SyncStatusProvider>,
+    periodic: Option<Duration>,
+    stop: watch::Sender<bool>,
+    /// Loops that end at `stop`.
+    tasks: Vec<JoinHandle<()>>,
+    /// Wakes upstream after local writes; runs until aborted.
+    waker: Option<JoinHandle<()>>,
+}
+
+impl SyncEngine {
+    /// Opens (creating and migrating if needed) the database in `data_dir` and wires the
+    /// engine over it. Nothing runs until [`start`](Self::start).
+    pub async fn open(data_dir: &Path, options: EngineOptions) -> anyhow::Result<Self> {
+        let store = open_store(data_dir).await?;
+        Self::over(store, options)
+    }
+
+    /// The engine over an opened store.
+    pub fn over(store: LocalStore, options: EngineOptions) -> anyhow::Result<Self> {
+        let module = Arc::new(local_module(&store)?);
+        let session: Arc<dyn SessionStorage> = module.resolve();
+        let http =
+            Arc::new(HttpRemote::new(session.clone(), &options.remote).context("building the HTTP client")?);
+        let monitor = Arc::new(ReachabilityMonitor::new(http.clone(), options.probe));
+        let remote: Arc<dyn RemoteDataSource> = Arc::new(MonitoredRemote::new(http, monitor.clone()));
+        let ports = UpstreamPorts {
+            outbox: module.resolve(),
+            conflicts: module.resolve(),
+            remote: remote.clone(),
+            session: session.clone(),
+            reauthenticator: module.resolve(),
+            clock: module.resolve(),
+        };
+        let upstream = Arc::new(PendingOperationsManager::new(
+            ports,
+            ExecutorRegistry::default(),
+            store.replica_id(),
+            options.upstream,
+        ));
+        let downstream =
+            Arc::new(SyncDataManager::new(remote, module.resolve(), module.resolve(), options.downstream));
+        let status = Arc::new(SyncStatusProvider::new(module.resolve(), module.resolve()));
+        let coordinator = BackgroundSyncCoordinator::new(CoordinatorPorts {
+            upstream: upstream.clone(),
+            downstream,
+            network: monitor.clone(),
+            session,
+            status: status.clone(),
+            clock: module.resolve(),
+        });
+        Ok(Self {
+            module,
+            store,
+            upstream,
+            coordinator,
+            monitor,
+            status,
+            periodic: options.periodic,
+            stop: watch::Sender::new(false),
+            tasks: Vec::new(),
+            waker: None,
+        })
+    }
+
+    /// Starts the background work: the upstream processor (woken by every local write), the
+    /// reachability monitor, the coordinator's periodic loop and its network follower, and a
+    /// first sync if the server is reachable and someone is signed in.
+    pub async fn start(&mut self) {
+        let upstream = Arc::clone(&self.upstream);
+        let stop = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move { upstream.run(stop).await }));
+        let upstream = Arc::clone(&self.upstream);
+        let mut writes = self.store.watch_writes();
+        self.waker = Some(tokio::spawn(async move {
+            while writes.changed().await.is_ok() {
+                upstream.wake();
+            }
+        }));
+        let monitor = Arc::clone(&self.monitor);
+        let stop = self.stop.subscribe();
+        self.tasks.push(tokio::spawn(async move { monitor.run(stop).await }));
+        self.coordinator.follow_network(self.monitor.subscribe());
+        if let Some(interval) = self.periodic {
+            self.coordinator.spawn_periodic(interval);
+        }
+        self.coordinator.trigger_if_ready("start").await;
+    }
+
+    /// Syncs now (push, then pull; every scope if `force`) and returns the state after it.
+    pub async fn sync_now(&self, force: bool) -> SyncState {
+        if !self.monitor.is_online() {
+            // A person asked: look again rather than trust an old absence.
+            self.monitor.check().await;
+        }
+        self.upstream.resume();
+        self.coordinator.sync_now(force).await
+    }
+
+    /// The coordinator, to trigger syncs.
+    pub fn coordinator(&self) -> &BackgroundSyncCoordinator {
+        &self.coordinator
+    }
+
+    /// The status stream.
+    pub fn status(&self) -> watch::Receiver<SyncState> {
+        self.status.watch()
+    }
+
+    /// The status provider (to refresh its counts outside a run).
+    pub fn status_provider(&self) -> &SyncStatusProvider {
+        &self.status
+    }
+
+    /// The upstream processor (health, retries).
+    pub fn upstream(&self) -> &PendingOperationsManager {
+        &self.upstream
+    }
+
+    /// Stops: the coordinator's run in flight finishes, the loops end, and the upstream
+    /// processor ends after its current pass. Whatever was in flight is acknowledged or stays
+    /// queued for the next start; nothing is lost.
+    pub async fn shutdown(mut self) {
+        self.coordinator.shutdown().await;
+        self.stop.send_replace(true);
+        if let Some(waker) = self.waker.take() {
+            waker.abort();
+        }
+        for task in std::mem::take(&mut self.tasks) {
+            // Each ends at the stop signal, after the pass it is in.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SyncEngine {
+    /// Dropped without [`shutdown`](Self::shutdown): the background tasks are aborted.
+    /// Operations of a request cut short stay in flight and go back to pending at the next
+    /// pass of any processor.
+    fn drop(&mut self) {
+        for task in self.tasks.iter().chain(&self.waker) {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trackflow_data::AuthClient;
+    use trackflow_domain::{
+        ports::{AccessToken, PendingOperationsRepository, ProjectRepository, Session},
+        protocol::SignUpRequest,
+        Project, SyncPhase, Timestamp, UserId,
+    };
+
+    /// An in-process server on a memory database.
+    async fn server() -> trackflow_server::RunningServer {
+        let store = trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
+        let state = trackflow_server::AppState::new(Arc::new(store), Default::default());
+        trackflow_server::RunningServer::start("127.0.0.1:0".parse().expect("addr"), state)
+            .await
+            .expect("start")
+    }
+
+    /// An engine in `dir`, signed in to `server` as `user` with `token`.
+    async fn engine(
+        dir: &Path,
+        server: &str,
+        user: UserId,
+        token: &str,
+        options: EngineOptions,
+    ) -> SyncEngine {
+        let engine = SyncEngine::open(dir, options).await.expect("engine");
+        let session: Arc<dyn SessionStorage> = engine.module.resolve();
+        let signed_in = Session {
+            user_id: user,
+            server_url: Some(server.into()),
+            access_token: Some(AccessToken::new(token)),
+        };
+        session.save(signed_in).await.expect("session");
+        engine
+    }
+
+    async fn sign_up(server: &str, user: UserId) -> String {
+        let request = SignUpRequest {
+            email: "ana@example.com".into(),
+            password: "correct horse".into(),
+            user_id: Some(user),
+        };
+        AuthClient::new(&RemoteOptions::default())
+            .expect("client")
+            .sign_up(server, &request)
+            .await
+            .expect("sign up")
+            .token
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_write_wakes_the_background_processor_which_drains_it() {
+        let server = server().await;
+        let user = UserId::new();
+        let token = sign_up(&server.url(), user).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hour = Duration::from_secs(3_600);
+        let options = EngineOptions {
+            upstream: UpstreamOptions { idle_poll: hour, ..Default::default() },
+            periodic: None,
+            ..EngineOptions::default()
+        };
+        let mut engine = engine(dir.path(), &server.url(), user, &token, options).await;
+        engine.start().await;
+        let mut passes = engine.upstream().passes();
+        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
+        projects
+            .create(Project::new(user, "Synced", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+        // Only the write can wake the processor before its hour-long idle poll.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while outbox.counts().await.expect("counts").pending > 0 {
+                passes.changed().await.expect("running");
+            }
+        })
+        .await
+        .expect("drained after the write");
+        engine.shutdown().await;
+        server.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_devices_of_one_user_converge_through_sync_now() {
+        let server = server().await;
+        let user = UserId::new();
+        let token = sign_up(&server.url(), user).await;
+        let (a_dir, b_dir) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let options = || EngineOptions { periodic: None, ..EngineOptions::default() };
+        let a = engine(a_dir.path(), &server.url(), user, &token, options()).await;
+        let b = engine(b_dir.path(), &server.url(), user, &token, options()).await;
+        let project = Project::new(user, "Both devices", None, Timestamp(1)).expect("valid");
+        let a_projects: Arc<dyn ProjectRepository> = a.module.resolve();
+        a_projects.create(project.clone()).await.expect("create");
+
+        let after_a = a.sync_now(false).await;
+        assert_eq!(
+            (after_a.phase, after_a.pending, after_a.last_error.as_deref()),
+            (SyncPhase::Idle, 0, None)
+        );
+        assert!(after_a.last_successful_sync.is_some());
+        let after_b = b.sync_now(false).await;
+        assert_eq!(after_b.phase, SyncPhase::Idle);
+        let b_projects: Arc<dyn ProjectRepository> = b.module.resolve();
+        let pulled = b_projects.get(project.id()).await.expect("get").expect("pulled");
+        assert_eq!(pulled.name(), "Both devices");
+        a.shutdown().await;
+        b.shutdown().await;
+        server.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_with_the_server_gone_reports_offline_and_keeps_the_write() {
+        let server = server().await;
+        let url = server.url();
+        let user = UserId::new();
+        let token = sign_up(&url, user).await;
+        server.shutdown().await.expect("shutdown");
+        let dir = tempfile::tempdir().expect("dir");
+        let options = EngineOptions { periodic: None, ..EngineOptions::default() };
+        let engine = engine(dir.path(), &url, user, &token, options).await;
+        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        projects
+            .create(Project::new(user, "Offline", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+        let state = engine.sync_now(false).await;
+        assert_eq!(state.phase, SyncPhase::Offline);
+        assert!(
+            state.last_error.as_deref().is_some_and(|e| e.contains("unreachable")),
+            "{:?}",
+            state.last_error
+        );
+        assert_eq!(state.pending, 1, "the write waits in the outbox");
+        engine.shutdown().await;
+    }
+}
