@@ -20,6 +20,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod local_user;

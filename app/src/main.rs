@@ -3,6 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    trackflow::telemetry::init();
     trackflow::cli::main()
 }

@@ -127,6 +127,19 @@ impl AuthClient {
         read(self.client.post(url).json(request).send().await).await
     }
 
+    /// Revokes `token` on the server at `server`.
+    #[tracing::instrument(skip_all, fields(server), err)]
+    pub async fn log_out(&self, server: &str, token: &str) -> Result<(), RemoteError> {
+        let url = format!("{}/v1/auth/logout", server.trim_end_matches('/'));
+        let response = self.client.post(url).bearer_auth(token).send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.map_err(transport)?;
+        Err(classify(status, None, &body, std::time::SystemTime::now()))
+    }
+
     /// Logs in to an account on the server at `server`.
     #[tracing::instrument(skip_all, fields(server), err)]
     pub async fn log_in(&self, server: &str, request: &LogInRequest) -> Result<AuthResponse, RemoteError> {

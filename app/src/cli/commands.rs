@@ -6,16 +6,19 @@ use super::{
     Cli, CollaboratorCommand, Command, CommentCommand, ConflictsCommand, PlaylistCommand, ProfileCommand,
     ProjectCommand, QueueCommand, TrackCommand,
 };
-use crate::wiring::{open_local_module, LocalModule};
+use crate::{
+    config::{ConfigFile, Overrides, Settings},
+    wiring::{open_local_module, LocalModule},
+};
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use shaku::HasComponent;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use trackflow_domain::{
     ports::{
         AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
-        DownstreamRepository, PendingOperationsRepository, PlaylistRepository, ProjectRepository,
-        SessionStorage, UserProfileRepository,
+        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
+        UserProfileRepository,
     },
     sync::ConflictResolution,
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, EntityRef, EntityType, Playlist,
@@ -28,24 +31,36 @@ use uuid::Uuid;
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Printer { json: cli.json };
-    if let Command::Bench(args) = cli.command {
-        return crate::bench::run(args, out.json).await;
+    let dir = data_dir(cli.data_dir.clone(), cli.profile.as_deref());
+    let file = match (&cli.config, &dir) {
+        (Some(path), _) => ConfigFile::load(Some(path), Path::new("."))?,
+        (None, Ok(dir)) => ConfigFile::load(None, dir)?,
+        (None, Err(_)) => ConfigFile::default(),
+    };
+    let settings =
+        Settings::resolve(Overrides { server: None, log: cli.log.clone(), log_format: cli.log_format }, file);
+    crate::telemetry::init(&settings.log, settings.log_format);
+    match cli.command {
+        Command::Bench(args) => return crate::bench::run(args, out.json).await,
+        Command::BenchClient(args) => return crate::bench::downstream_client(args).await,
+        Command::Server(args) => return crate::server::run(args, dir?).await,
+        Command::Demo => {
+            let temp = tempfile::tempdir()?;
+            let dir = cli.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
+            let module = open_local_module(&dir).await?;
+            return crate::demo::run(&module).await;
+        }
+        _ => {}
     }
-    if let Command::BenchClient(args) = cli.command {
-        return crate::bench::downstream_client(args).await;
+    let data_dir = dir?;
+    if let Command::Sync { force } = cli.command {
+        return super::sync::sync(&data_dir, &settings, out, force).await;
     }
-    if let Command::Server(args) = cli.command {
-        return crate::server::run(args, data_dir(cli.data_dir)?).await;
+    if let Command::Watch = cli.command {
+        return super::sync::watch(&data_dir, &settings, out).await;
     }
-    if let Command::Demo = cli.command {
-        let temp = tempfile::tempdir()?;
-        let dir = cli.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
-        let module = open_local_module(&dir).await?;
-        return crate::demo::run(&module).await;
-    }
-    let data_dir = data_dir(cli.data_dir)?;
     let module = open_local_module(&data_dir).await?;
-    let app = App { module: &module, out };
+    let app = App { module: &module, out, settings: &settings };
     match cli.command {
         Command::Profile(c) => app.profile(c).await,
         Command::Project(c) => app.project(c).await,
@@ -55,19 +70,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collaborator(c) => app.collaborator(c).await,
         Command::Queue(args) => app.queue(args.action).await,
         Command::Conflicts(args) => app.conflicts(args.action, args.all).await,
+        Command::Signup(args) => app.sign_up(args).await,
+        Command::Login(args) => app.log_in(args).await,
+        Command::Logout => app.log_out().await,
         Command::Status => app.status().await,
-        Command::Bench(_) | Command::BenchClient(_) | Command::Demo | Command::Server(_) => {
+        Command::Bench(_)
+        | Command::BenchClient(_)
+        | Command::Demo
+        | Command::Server(_)
+        | Command::Sync { .. }
+        | Command::Watch => {
             unreachable!("handled above")
         }
     }
 }
 
-fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match flag {
-        Some(dir) => Ok(dir),
+/// The data directory: `--data-dir` or the platform's, and under it `profiles/NAME` for
+/// `--profile NAME`.
+fn data_dir(flag: Option<PathBuf>, profile: Option<&str>) -> anyhow::Result<PathBuf> {
+    let base = match flag {
+        Some(dir) => dir,
         None => directories::ProjectDirs::from("dev", "TrackFlow", "trackflow")
             .map(|dirs| dirs.data_dir().to_path_buf())
-            .ok_or_else(|| anyhow!("no home directory to keep data in; pass --data-dir")),
+            .ok_or_else(|| anyhow!("no home directory to keep data in; pass --data-dir"))?,
+    };
+    match profile {
+        None => Ok(base),
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(base.join("profiles").join(name))
+        }
+        Some(name) => bail!("invalid --profile '{name}': use letters, digits, '-' and '_' (at most 64)"),
     }
 }
 
@@ -81,18 +117,19 @@ fn clearable(value: Option<String>) -> Option<Option<String>> {
     value.map(|v| if v.trim().is_empty() { None } else { Some(v) })
 }
 
-struct App<'a> {
-    module: &'a LocalModule,
-    out: Printer,
+pub(super) struct App<'a> {
+    pub(super) module: &'a LocalModule,
+    pub(super) out: Printer,
+    pub(super) settings: &'a Settings,
 }
 
 impl App<'_> {
-    fn now(&self) -> trackflow_domain::Timestamp {
+    pub(super) fn now(&self) -> trackflow_domain::Timestamp {
         HasComponent::<dyn Clock>::resolve_ref(self.module).now()
     }
 
     /// The user this device acts as; its profile must exist.
-    async fn me(&self) -> anyhow::Result<UserId> {
+    pub(super) async fn me(&self) -> anyhow::Result<UserId> {
         let sessions: &dyn SessionStorage = self.module.resolve_ref();
         let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
         match sessions.load().await? {
@@ -340,28 +377,6 @@ impl App<'_> {
                 self.out.value(&resolved, &format!("resolved {id}; the chosen values are queued to sync"))
             }
         }
-    }
-
-    async fn status(&self) -> anyhow::Result<()> {
-        let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
-        let conflicts: &dyn ConflictRepository = self.module.resolve_ref();
-        let downstream: &dyn DownstreamRepository = self.module.resolve_ref();
-        let counts = outbox.counts().await?;
-        let health = health_of(&counts, self.now(), UpstreamOptions::default().stale_after);
-        let open = conflicts.list(true).await?.len();
-        let statistics = downstream.statistics().await?;
-        if self.out.json {
-            return self
-                .out
-                .value(&json!({ "upstream": health, "open_conflicts": open, "statistics": statistics }), "");
-        }
-        println!(
-            "upstream {}: {} pending, {} failed; {open} open conflicts",
-            serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
-            health.pending,
-            health.failed
-        );
-        self.out.many(&statistics, "never pulled")
     }
 
     async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {

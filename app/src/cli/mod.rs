@@ -1,9 +1,11 @@
 //! The `trackflow` command-line interface. Every entity command works offline against the local
 //! database in `--data-dir`; writes are queued for sync.
 
+mod account;
 mod commands;
 mod output;
 mod position;
+mod sync;
 
 use clap::{Args, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
@@ -20,6 +22,23 @@ pub struct Cli {
     /// Directory of the local database (default: the platform's data directory).
     #[arg(long, global = true, env = "TRACKFLOW_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// A named client of its own, in `profiles/NAME` under the data directory: several
+    /// clients (users or devices) side by side on one machine.
+    #[arg(long, global = true, env = "TRACKFLOW_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The config file (default: `config.toml` in the data directory, if there is one).
+    #[arg(long, global = true, env = "TRACKFLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, in `RUST_LOG` syntax (default: off).
+    #[arg(long, global = true, env = "TRACKFLOW_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log format.
+    #[arg(long, global = true, env = "TRACKFLOW_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<crate::config::LogFormat>,
 
     /// Print results as JSON.
     #[arg(long, global = true)]
@@ -55,7 +74,23 @@ pub enum Command {
     Queue(QueueArgs),
     /// Conflicts a manual policy kept for you: list them, show one, resolve one.
     Conflicts(ConflictsArgs),
-    /// Sync status: the outbox, open conflicts, and what the last pull of each scope did.
+    /// Create an account on a sync server for this device's user, and sign in.
+    Signup(AuthArgs),
+    /// Sign in to an existing account: a second device of yours, or after `logout`.
+    Login(AuthArgs),
+    /// Sign out: the token is revoked; queued changes stay and sync after the next login.
+    Logout,
+    /// Sync now: push what is queued, then pull what changed.
+    Sync {
+        /// Pull every scope, even those pulled within their minimum interval.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Keep syncing in the background and print the sync state whenever it changes, until
+    /// Ctrl-C.
+    Watch,
+    /// Sync status: the sync state, the outbox, open conflicts, and what the last pull of each
+    /// scope did.
     Status,
     /// A guided tour: an offline session writing to the local store (uses --data-dir, or a
     /// fresh temporary directory).
@@ -67,6 +102,21 @@ pub enum Command {
     BenchClient(crate::bench::ClientArgs),
     /// Run the sync server until Ctrl-C (or SIGTERM), then finish requests in flight and stop.
     Server(crate::server::ServerArgs),
+}
+
+/// `trackflow signup` and `trackflow login`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The sync server's URL (default: the config file's `server`, or the last one used).
+    #[arg(long, env = "TRACKFLOW_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The account's email (signup defaults to your profile's).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input (else `TRACKFLOW_PASSWORD`,
+    /// else a prompt on the terminal). It is never printed or logged.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `trackflow queue [retry|discard]`

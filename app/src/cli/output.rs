@@ -75,7 +75,7 @@ impl Line for SyncConflict {
 }
 
 /// `at` as people read it (`Sat, 28 Nov 2026 06:31:24 GMT`); `--json` keeps milliseconds.
-fn http_date(at: trackflow_domain::Timestamp) -> String {
+pub(super) fn http_date(at: trackflow_domain::Timestamp) -> String {
     let millis = u64::try_from(at.as_millis()).unwrap_or(0);
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis))
 }
