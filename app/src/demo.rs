@@ -1,110 +1,261 @@
-//! `trackflow demo`: a guided tour of what works today — an offline session of a music
-//! collaborator, every write landing in the local database and the outbox at once.
+//! `trackflow demo`: the whole engine on one machine. An in-process sync server on a temporary
+//! SQLite database; two musicians, each with a client of their own (own local database, own
+//! network link to the server); one of them offline for a while, writing on both sides,
+//! including edits of the same field; reconnection, sync, and a check that every client ends
+//! holding exactly what the server holds. It exits non-zero unless they all do.
 
-use crate::wiring::LocalModule;
+use crate::{
+    engine::{EngineOptions, SyncEngine},
+    link::Link,
+    snapshot::Snapshot,
+};
+use anyhow::{bail, ensure, Context};
 use shaku::HasComponent;
-use std::time::Instant;
+use std::{path::Path, sync::Arc, time::Instant};
+use trackflow_data::{AuthClient, DieselServerStore, HttpRemote, RemoteOptions};
 use trackflow_domain::{
     ports::{
-        AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
-        UserProfileRepository,
+        AccessToken, AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
+        ProjectRepository, Session, SessionStorage,
     },
-    AudioComment, AudioTrack, CollaboratorRole, OperationKind, Playlist, Project, ProjectCollaborator,
-    ProjectPatch, UserId,
+    protocol::SignUpRequest,
+    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, Project, ProjectCollaborator, ProjectId,
+    ProjectPatch, SyncPhase, SyncState, UserId,
 };
+use trackflow_server::{AppState, RunningServer, ServerConfig};
 
-/// Runs the tour against `module` and prints what happens.
-pub async fn run(module: &LocalModule) -> anyhow::Result<()> {
-    let clock: &dyn Clock = module.resolve_ref();
-    let sessions: &dyn SessionStorage = module.resolve_ref();
-    let profiles: &dyn UserProfileRepository = module.resolve_ref();
-    let projects: &dyn ProjectRepository = module.resolve_ref();
-    let tracks: &dyn AudioTrackRepository = module.resolve_ref();
-    let comments: &dyn AudioCommentRepository = module.resolve_ref();
-    let playlists: &dyn PlaylistRepository = module.resolve_ref();
-    let members: &dyn CollaboratorRepository = module.resolve_ref();
-    let outbox: &dyn PendingOperationsRepository = module.resolve_ref();
+/// One musician: their client and its link to the server.
+struct Musician {
+    name: &'static str,
+    user: UserId,
+    engine: SyncEngine,
+    link: Link,
+}
 
-    println!("TrackFlow Sync demo — offline-first writes (no server involved yet)\n");
-    let started = Instant::now();
-    let existing = match sessions.load().await? {
-        Some(session) => profiles.get(session.user_id).await?,
-        None => None,
-    };
-    let me = match existing {
-        Some(profile) => profile.id(),
-        None => {
-            let profile = crate::local_user::create(module, "Demo Producer", "producer@example.com").await?;
-            println!("• created profile {} <{}>", profile.name(), profile.email());
-            profile.id()
-        }
-    };
-
-    let project = projects
-        .create(Project::new(me, "Night Drive EP", Some("Four tracks, one late night"), clock.now())?)
-        .await?;
-    println!("• created project \"{}\"", project.name());
-
-    let mut added = Vec::new();
-    for (name, seconds) in [("Intro", 72), ("Neon Streets", 215), ("Afterglow", 198)] {
-        let track = tracks
-            .create(AudioTrack::new(project.id(), me, name, seconds * 1_000, None, clock.now())?)
-            .await?;
-        println!("• added track \"{}\" ({})", track.name(), crate::cli::format_position(track.duration_ms()));
-        added.push(track);
+impl Musician {
+    /// A client in `dir`, with a profile, an account on `server`, and a session through a
+    /// link of its own.
+    async fn join(
+        name: &'static str,
+        email: &str,
+        dir: &Path,
+        server: &RunningServer,
+    ) -> anyhow::Result<Self> {
+        let options = EngineOptions { periodic: None, ..EngineOptions::default() };
+        let engine = SyncEngine::open(dir, options).await?;
+        let profile = crate::local_user::create(&engine.module, name, email).await?;
+        let user = profile.id();
+        let request =
+            SignUpRequest { email: email.into(), password: "demo password".into(), user_id: Some(user) };
+        let token = AuthClient::new(&RemoteOptions::default())?
+            .sign_up(&server.url(), &request)
+            .await
+            .with_context(|| format!("signing {name} up"))?
+            .token;
+        let link = Link::start(server.addr()).await?;
+        let session = Session {
+            user_id: user,
+            server_url: Some(link.url()),
+            access_token: Some(AccessToken::new(token)),
+        };
+        HasComponent::<dyn SessionStorage>::resolve_ref(engine.module.as_ref()).save(session).await?;
+        Ok(Self { name, user, engine, link })
     }
 
-    let comment = comments
-        .create(AudioComment::new(&added[1], me, "Bass drops too early here", 63_500, clock.now())?)
+    fn projects(&self) -> &dyn ProjectRepository {
+        self.engine.module.resolve_ref()
+    }
+
+    fn tracks(&self) -> &dyn AudioTrackRepository {
+        self.engine.module.resolve_ref()
+    }
+
+    fn comments(&self) -> &dyn AudioCommentRepository {
+        self.engine.module.resolve_ref()
+    }
+
+    fn now(&self) -> trackflow_domain::Timestamp {
+        HasComponent::<dyn Clock>::resolve_ref(self.engine.module.as_ref()).now()
+    }
+
+    /// Syncs and says how it went.
+    async fn sync(&self) -> SyncState {
+        let state = self.engine.sync_now().await;
+        let outcome = match state.phase {
+            SyncPhase::Offline => format!("offline, {} changes wait in the outbox", state.pending),
+            SyncPhase::Error => format!("failed: {}", state.last_error.as_deref().unwrap_or("?")),
+            _ => format!("synced, {} pending", state.pending),
+        };
+        println!("  ⇅ {} syncs: {outcome}", self.name);
+        state
+    }
+
+    /// What this client shows of `project`, in a few lines.
+    async fn show(&self, project: ProjectId) -> anyhow::Result<()> {
+        let Some(p) = self.projects().get(project).await? else {
+            println!("  {}: the project is not here", self.name);
+            return Ok(());
+        };
+        println!(
+            "  {}'s client: \"{}\" — {}",
+            self.name,
+            p.name(),
+            p.description().unwrap_or("(no description)")
+        );
+        for track in self.tracks().list_by_project(project).await? {
+            let comments = self.comments().list_by_track(track.id()).await?;
+            println!(
+                "      track \"{}\" [{}]{}",
+                track.name(),
+                crate::cli::format_position(track.duration_ms()),
+                comments
+                    .iter()
+                    .map(|c| format!(
+                        ", comment @{}: {}",
+                        crate::cli::format_position(c.timestamp_ms()),
+                        c.content()
+                    ))
+                    .collect::<String>()
+            );
+        }
+        Ok(())
+    }
+
+    /// Compares this client with what the server shows its user.
+    async fn check(&self) -> anyhow::Result<usize> {
+        let session: Arc<dyn SessionStorage> = self.engine.module.resolve();
+        let remote = HttpRemote::new(session, &RemoteOptions::default())?;
+        let server = Snapshot::of_server(&remote).await?;
+        let client = Snapshot::of_client(&self.engine.module, self.user).await?;
+        let differences = client.differences(&server);
+        if !differences.is_empty() {
+            bail!("{}'s client differs from the server: {}", self.name, differences.join("; "));
+        }
+        println!(
+            "  ✓ {}'s client holds exactly what the server shows {}: {} rows",
+            self.name,
+            self.name,
+            client.len()
+        );
+        Ok(client.len())
+    }
+}
+
+/// Runs the demo in `dir` (which must be empty or absent), or in a temporary directory.
+pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = match dir {
+        Some(dir) => {
+            ensure!(
+                !dir.exists() || std::fs::read_dir(dir)?.next().is_none(),
+                "the demo needs an empty directory; {} is not",
+                dir.display()
+            );
+            dir.to_path_buf()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let started = Instant::now();
+    println!("TrackFlow Sync demo: two musicians, one sync server, one of them offline for a while\n");
+
+    let database = dir.join("server.db").to_string_lossy().into_owned();
+    let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&database, 4)).await??;
+    let state = AppState::new(Arc::new(store), ServerConfig::default());
+    let server = RunningServer::start("127.0.0.1:0".parse()?, state).await?;
+    println!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
+    let profiles = dir.join("profiles");
+    let ana = Musician::join("Ana", "ana@example.com", &profiles.join("ana"), &server).await?;
+    let ben = Musician::join("Ben", "ben@example.com", &profiles.join("ben"), &server).await?;
+    println!("   Ana and Ben each have a client with its own local database, and an account.\n");
+
+    println!("2. Ana starts a project and invites Ben.");
+    let project = ana
+        .projects()
+        .create(Project::new(ana.user, "Night Drive EP", Some("Demos for the EP"), ana.now())?)
+        .await?;
+    let mut intro = None;
+    for (name, seconds) in [("Intro", 72), ("Neon Streets", 215)] {
+        let track = ana
+            .tracks()
+            .create(AudioTrack::new(project.id(), ana.user, name, seconds * 1_000, None, ana.now())?)
+            .await?;
+        intro.get_or_insert(track);
+    }
+    let intro = intro.context("a track")?;
+    let members: &dyn CollaboratorRepository = ana.engine.module.resolve_ref();
+    members
+        .create(ProjectCollaborator::new(project.id(), ben.user, CollaboratorRole::Editor, ana.now())?)
         .await?;
     println!(
-        "• commented at {} on \"{}\": {}",
-        crate::cli::format_position(comment.timestamp_ms()),
-        added[1].name(),
-        comment.content()
+        "   Ana wrote a project, two tracks and Ben's invitation locally; nothing has left her machine yet."
     );
-    match AudioComment::new(&added[0], me, "Past the end", 90_000, clock.now()) {
-        Err(e) => println!("• refused a comment past the end of \"{}\": {e}", added[0].name()),
-        Ok(_) => anyhow::bail!("a comment past the end of a track was accepted"),
-    }
+    ana.sync().await;
+    ben.sync().await;
+    ben.show(project.id()).await?;
 
-    let order = vec![added[2].id(), added[0].id(), added[1].id()];
-    let playlist =
-        playlists.create(Playlist::new(project.id(), "Listening order", order, clock.now())?).await?;
-    println!("• created playlist \"{}\" with {} tracks", playlist.name(), playlist.track_ids().len());
-
-    let guest = UserId::new();
-    members
-        .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, clock.now())?)
-        .await?;
-    println!("• invited user {guest} as editor");
-
-    let project = projects
+    println!("\n3. Ben's network goes down. Both keep working.");
+    ben.link.cut().await;
+    let neon =
+        ben.tracks().list_by_project(project.id()).await?.into_iter().find(|t| t.name() == "Neon Streets");
+    let neon = neon.context("Ben has Neon Streets")?;
+    ben.projects()
         .update(
             project.id(),
-            ProjectPatch { name: Some("Night Drive EP (mix 2)".into()), ..Default::default() },
+            ProjectPatch { name: Some("Night Drive (Ben's mix)".into()), ..Default::default() },
         )
         .await?;
-    println!("• renamed the project to \"{}\" (only the changed field is queued)", project.name());
-    tracks.delete(added[0].id()).await?;
-    println!("• deleted track \"{}\" (a tombstone; reads no longer show it)", added[0].name());
-    let elapsed = started.elapsed();
+    ben.tracks()
+        .update(
+            intro.id(),
+            AudioTrackPatch { name: Some("Intro (longer fade)".into()), ..Default::default() },
+        )
+        .await?;
+    ben.comments()
+        .create(AudioComment::new(&neon, ben.user, "Bass comes in late here", 63_000, ben.now())?)
+        .await?;
+    println!("   Ben, offline: renames the project to \"Night Drive (Ben's mix)\", renames Intro, comments on Neon Streets.");
+    let offline = ben.sync().await;
+    ensure!(offline.phase == SyncPhase::Offline, "Ben's sync should find the server unreachable");
+    ana.projects()
+        .update(
+            project.id(),
+            ProjectPatch {
+                name: Some("Night Drive EP (final)".into()),
+                description: Some(Some("Four tracks, one late night".into())),
+            },
+        )
+        .await?;
+    ana.tracks()
+        .create(AudioTrack::new(project.id(), ana.user, "Afterglow", 198_000, None, ana.now())?)
+        .await?;
+    println!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description, adds Afterglow.");
+    ana.sync().await;
 
-    let counts = outbox.counts().await?;
-    let queued = outbox.list(None).await?;
-    println!("\nAll of that took {:.1} ms and touched no network.", elapsed.as_secs_f64() * 1e3);
-    println!("The outbox now holds {} operations waiting for the sync server:", counts.pending);
-    for op in queued.iter().rev().take(4).rev() {
-        let fields: Vec<&str> = op.changed_fields.keys().map(String::as_str).collect();
-        let detail = match op.kind {
-            OperationKind::Update => format!(" fields [{}]", fields.join(", ")),
-            _ => String::new(),
-        };
-        println!("  {:<8} {:<6} {}{detail}", op.priority, op.kind, op.entity);
-    }
-    println!("  ... and {} more. See them all with `trackflow queue`.", queued.len().saturating_sub(4));
-    let live = tracks.list_by_project(project.id()).await?;
-    println!("\nProject \"{}\" now lists {} live tracks.", project.name(), live.len());
+    println!("\n4. Ben's network comes back.");
+    ben.link.restore().await?;
+    ben.sync().await;
+    ana.sync().await;
+    println!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
+    println!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
+    println!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
+
+    println!("5. Where everyone ended:");
+    ana.show(project.id()).await?;
+    ben.show(project.id()).await?;
+    let names = (
+        ana.projects().get(project.id()).await?.map(|p| p.name().to_owned()),
+        ben.projects().get(project.id()).await?.map(|p| p.name().to_owned()),
+    );
+    ensure!(
+        names.0.as_deref() == Some("Night Drive EP (final)") && names.0 == names.1,
+        "the later rename should win on both clients, found {names:?}"
+    );
+    ana.check().await?;
+    ben.check().await?;
+    println!("\nDone in {:.1} s. Every client matches the server.", started.elapsed().as_secs_f64());
+    ana.engine.shutdown().await;
+    ben.engine.shutdown().await;
+    server.shutdown().await?;
     Ok(())
 }

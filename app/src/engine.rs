@@ -144,14 +144,15 @@ impl SyncEngine {
         self.coordinator.trigger_if_ready("start").await;
     }
 
-    /// Syncs now (push, then pull; every scope if `force`) and returns the state after it.
-    pub async fn sync_now(&self, force: bool) -> SyncState {
+    /// Syncs now (push, then pull every scope that changed, whatever its interval) and
+    /// returns the state after it.
+    pub async fn sync_now(&self) -> SyncState {
         if !self.monitor.is_online() {
             // A person asked: look again rather than trust an old absence.
             self.monitor.check().await;
         }
         self.upstream.resume();
-        self.coordinator.sync_now(force).await
+        self.coordinator.sync_now().await
     }
 
     /// The coordinator, to trigger syncs.
@@ -299,13 +300,13 @@ mod tests {
         let a_projects: Arc<dyn ProjectRepository> = a.module.resolve();
         a_projects.create(project.clone()).await.expect("create");
 
-        let after_a = a.sync_now(false).await;
+        let after_a = a.sync_now().await;
         assert_eq!(
             (after_a.phase, after_a.pending, after_a.last_error.as_deref()),
             (SyncPhase::Idle, 0, None)
         );
         assert!(after_a.last_successful_sync.is_some());
-        let after_b = b.sync_now(false).await;
+        let after_b = b.sync_now().await;
         assert_eq!(after_b.phase, SyncPhase::Idle);
         let b_projects: Arc<dyn ProjectRepository> = b.module.resolve();
         let pulled = b_projects.get(project.id()).await.expect("get").expect("pulled");
@@ -330,7 +331,7 @@ mod tests {
             .create(Project::new(user, "Offline", None, Timestamp(1)).expect("valid"))
             .await
             .expect("create");
-        let state = engine.sync_now(false).await;
+        let state = engine.sync_now().await;
         assert_eq!(state.phase, SyncPhase::Offline);
         assert!(
             state.last_error.as_deref().is_some_and(|e| e.contains("unreachable")),

@@ -13,9 +13,7 @@ pub mod entities;
 mod network;
 mod status;
 
-pub use coordinator::{
-    BackgroundSyncCoordinator, CoordinatorPorts, FORCE_KEY, MANUAL_KEY, NETWORK_KEY, PERIODIC_KEY,
-};
+pub use coordinator::{BackgroundSyncCoordinator, CoordinatorPorts, FORCE_KEY, NETWORK_KEY, PERIODIC_KEY};
 pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions};
 pub use entities::{EntitySyncUseCase, SyncUseCases};
 pub use network::{probe_delay, MonitoredRemote, ProbeOptions, ReachabilityMonitor};

@@ -29,25 +29,20 @@ use super::{
     upstream::sign_up,
     BenchArgs, Measurement, Report, SERVER_CONNECTIONS,
 };
-use crate::wiring::local_module;
+use crate::{link::Link, wiring::local_module};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use futures_util::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use shaku::HasComponent;
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
-    net::{TcpListener, TcpStream},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
 };
 use trackflow_data::{DieselServerStore, LocalStore, LocalStoreOptions, SystemClock};
@@ -66,65 +61,6 @@ const PROJECTS: usize = 10;
 const CHANGES: usize = 10;
 /// Mutations per seeding push.
 const SEED_BATCH: usize = 500;
-
-/// A TCP proxy counting the bytes it forwards, both directions together.
-struct CountingProxy {
-    url: String,
-    bytes: Arc<AtomicU64>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl CountingProxy {
-    async fn start(target: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let bytes = Arc::new(AtomicU64::new(0));
-        let counter = bytes.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(target).await else { return };
-                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
-                    let (from_client, to_client) = inbound.into_split();
-                    let (from_server, to_server) = outbound.into_split();
-                    tokio::join!(
-                        forward(from_client, to_server, &counter),
-                        forward(from_server, to_client, &counter)
-                    );
-                });
-            }
-        });
-        Ok(Self { url, bytes, accept })
-    }
-
-    /// Bytes forwarded so far.
-    fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// Copies `from` to `to` until either side closes, counting what passes.
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    counter: &AtomicU64,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(n) = from.read(&mut buffer).await {
-        if n == 0 || to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-    let _ = to.shutdown().await;
-}
 
 /// Resident memory of this process: (now, peak since the last [`reset_peak_memory`]), in
 /// bytes, from /proc (Linux only; `None` elsewhere).
@@ -159,7 +95,7 @@ fn reset_peak_memory() -> bool {
 struct Seeded {
     server: RunningServer,
     store: Arc<DieselServerStore>,
-    proxy: CountingProxy,
+    proxy: Link,
     user: UserId,
     token: String,
     /// Rows the user may read.
@@ -185,7 +121,7 @@ async fn seed(dir: &Path, rows: usize) -> anyhow::Result<Seeded> {
     let server =
         RunningServer::start("127.0.0.1:0".parse()?, AppState::new(store.clone(), ServerConfig::default()))
             .await?;
-    let proxy = CountingProxy::start(server.addr()).await?;
+    let proxy = Link::start(server.addr()).await?;
     let user = UserId::new();
     let token = sign_up(&server.url(), user).await?;
 
@@ -369,7 +305,7 @@ impl ClientProcess {
     async fn start(seeded: &Seeded, dir: &Path) -> anyhow::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("bench-client")
-            .args(["--url", &seeded.proxy.url, "--user", &seeded.user.to_string()])
+            .args(["--url", &seeded.proxy.url(), "--user", &seeded.user.to_string()])
             .arg("--dir")
             .arg(dir)
             .env(TOKEN_VARIABLE, &seeded.token)
@@ -385,7 +321,7 @@ impl ClientProcess {
 
     /// Runs one command in the client, measuring the bytes that crossed the proxy and the CPU
     /// time of this process (the server's side) meanwhile.
-    async fn run(&mut self, proxy: &CountingProxy, command: &str) -> anyhow::Result<(Step, Run)> {
+    async fn run(&mut self, proxy: &Link, command: &str) -> anyhow::Result<(Step, Run)> {
         let (bytes_before, cpu_before) = (proxy.bytes(), cpu_time());
         self.stdin.write_all(format!("{command}\n").as_bytes()).await?;
         self.stdin.flush().await?;

@@ -44,17 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => return crate::bench::run(args, out.json).await,
         Command::BenchClient(args) => return crate::bench::downstream_client(args).await,
         Command::Server(args) => return crate::server::run(args, dir?).await,
-        Command::Demo => {
-            let temp = tempfile::tempdir()?;
-            let dir = cli.data_dir.unwrap_or_else(|| temp.path().to_path_buf());
-            let module = open_local_module(&dir).await?;
-            return crate::demo::run(&module).await;
-        }
+        Command::Demo => return crate::demo::run(cli.data_dir.as_deref()).await,
         _ => {}
     }
     let data_dir = dir?;
-    if let Command::Sync { force } = cli.command {
-        return super::sync::sync(&data_dir, &settings, out, force).await;
+    if let Command::Sync = cli.command {
+        return super::sync::sync(&data_dir, &settings, out).await;
     }
     if let Command::Watch = cli.command {
         return super::sync::watch(&data_dir, &settings, out).await;
@@ -78,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchClient(_)
         | Command::Demo
         | Command::Server(_)
-        | Command::Sync { .. }
+        | Command::Sync
         | Command::Watch => {
             unreachable!("handled above")
         }

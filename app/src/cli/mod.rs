@@ -80,20 +80,18 @@ pub enum Command {
     Login(AuthArgs),
     /// Sign out: the token is revoked; queued changes stay and sync after the next login.
     Logout,
-    /// Sync now: push what is queued, then pull what changed.
-    Sync {
-        /// Pull every scope, even those pulled within their minimum interval.
-        #[arg(long)]
-        force: bool,
-    },
+    /// Sync now: push what is queued, then pull what changed (minimum intervals apply to
+    /// background syncs only).
+    Sync,
     /// Keep syncing in the background and print the sync state whenever it changes, until
     /// Ctrl-C.
     Watch,
     /// Sync status: the sync state, the outbox, open conflicts, and what the last pull of each
     /// scope did.
     Status,
-    /// A guided tour: an offline session writing to the local store (uses --data-dir, or a
-    /// fresh temporary directory).
+    /// The main job on one machine: a sync server and two musicians' clients, one offline for a
+    /// while, conflicting edits, reconnection, and a check that every client matches the server
+    /// (in --data-dir if given and empty, else a temporary directory).
     Demo,
     /// Measure the engine (see docs/PERFORMANCE.md).
     Bench(crate::bench::BenchArgs),

@@ -45,17 +45,13 @@ async fn require_sign_in(engine: &SyncEngine) -> anyhow::Result<()> {
     }
 }
 
-/// `trackflow sync`: one push and pull, with a progress bar on a terminal while it is long.
-pub(super) async fn sync(
-    data_dir: &Path,
-    settings: &Settings,
-    out: Printer,
-    force: bool,
-) -> anyhow::Result<()> {
+/// `trackflow sync`: one push and pull of every scope that changed (a person asked: intervals
+/// do not apply), with a progress bar on a terminal while it is long.
+pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
     let engine = SyncEngine::open(data_dir, options(settings, None)).await?;
     require_sign_in(&engine).await?;
     let bar = (!out.json).then(|| progress_bar(engine.status()));
-    let state = engine.sync_now(force).await;
+    let state = engine.sync_now().await;
     if let Some(bar) = bar {
         bar.abort();
     }

@@ -27,10 +27,9 @@ use trackflow_domain::{
     SyncPhase, SyncState,
 };
 
-/// The key of [`BackgroundSyncCoordinator::force`]'s runs.
+/// The key of [`BackgroundSyncCoordinator::force`]'s and
+/// [`sync_now`](BackgroundSyncCoordinator::sync_now)'s runs.
 pub const FORCE_KEY: &str = "force";
-/// The key of [`BackgroundSyncCoordinator::sync_now`]'s runs that are not forced.
-pub const MANUAL_KEY: &str = "manual";
 /// The key of the periodic loop's runs.
 pub const PERIODIC_KEY: &str = "periodic";
 /// The key of runs started because the server became reachable.
@@ -111,13 +110,17 @@ impl BackgroundSyncCoordinator {
     /// [`trigger`](Self::trigger)s only if the server is reachable and someone is signed in
     /// (with a server and a token). Returns whether it did.
     pub async fn trigger_if_ready(&self, key: &str) -> bool {
+        self.request_if_ready(key, false).await
+    }
+
+    async fn request_if_ready(&self, key: &str, force: bool) -> bool {
         if !self.inner.ports.network.is_online() {
             self.inner.ports.status.enter(SyncPhase::Offline);
             return false;
         }
         match self.inner.ports.session.load().await {
             Ok(Some(session)) if session.server_url.is_some() && session.access_token.is_some() => {
-                self.trigger(key);
+                self.request(key, force);
                 true
             }
             Ok(_) => false,
@@ -128,14 +131,14 @@ impl BackgroundSyncCoordinator {
         }
     }
 
-    /// Runs push and pull now (pulling every scope if `force`) and returns the state after
-    /// it. A run already going under the same key is followed up, and that follow-up is the
-    /// one waited for. After [`shutdown`](Self::shutdown), returns the state at once.
-    pub async fn sync_now(&self, force: bool) -> SyncState {
-        let key = if force { FORCE_KEY } else { MANUAL_KEY };
-        self.request(key, force);
+    /// Runs push and pull now, as [`force`](Self::force) does (a person asked, as with
+    /// pull-to-refresh: intervals do not apply), and returns the state after it. A run already
+    /// going under the same key is followed up, and that follow-up is the one waited for. After
+    /// [`shutdown`](Self::shutdown), returns the state at once.
+    pub async fn sync_now(&self) -> SyncState {
+        self.request(FORCE_KEY, true);
         let mut runs = self.runs();
-        let _ = runs.wait_for(|_| !lock(&self.inner.keys).contains_key(key)).await;
+        let _ = runs.wait_for(|_| !lock(&self.inner.keys).contains_key(FORCE_KEY)).await;
         self.inner.ports.status.current()
     }
 
@@ -169,7 +172,8 @@ impl BackgroundSyncCoordinator {
     }
 
     /// Starts a loop that follows the server's reachability: when it comes back, upstream's
-    /// pause is lifted and a run is triggered; while it is away, the state says offline.
+    /// pause is lifted and a forced run is triggered (what changed meanwhile is wanted now, not
+    /// at the next interval); while it is away, the state says offline.
     pub fn follow_network(&self, mut online: watch::Receiver<bool>) {
         let this = self.clone();
         let mut stop = self.inner.stop.subscribe();
@@ -185,7 +189,7 @@ impl BackgroundSyncCoordinator {
                         if now_online && !was_online {
                             tracing::info!("the server is reachable again; syncing");
                             this.inner.ports.upstream.resume();
-                            this.trigger_if_ready(NETWORK_KEY).await;
+                            this.request_if_ready(NETWORK_KEY, true).await;
                         } else if !now_online {
                             this.inner.ports.status.enter(SyncPhase::Offline);
                         }

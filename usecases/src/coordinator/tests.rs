@@ -330,15 +330,15 @@ async fn the_outcome_of_a_run_reaches_the_status() {
 #[tokio::test]
 async fn sync_now_waits_for_its_run_and_answers_the_state_after_it() {
     let mut h = Harness::new(Setup { gated: true, ..Setup::default() });
-    h.coordinator.trigger(MANUAL_KEY);
+    h.coordinator.trigger(FORCE_KEY);
     h.entered(1).await;
     let syncing = {
         let coordinator = h.coordinator.clone();
-        tokio::spawn(async move { coordinator.sync_now(false).await })
+        tokio::spawn(async move { coordinator.sync_now().await })
     };
     h.gate.add_permits(10);
     let state = tokio::time::timeout(WAIT, syncing).await.expect("in time").expect("joined");
-    assert_eq!(h.log(), ["push", "pull", "push", "pull"], "the run going, then the one asked for");
+    assert_eq!(h.log(), ["push", "pull", "push", "pull(force)"], "the run going, then the one asked for");
     assert_eq!((state.phase, state.last_successful_sync), (SyncPhase::Idle, Some(NOW)));
 }
 
@@ -396,7 +396,7 @@ async fn the_server_coming_back_lifts_the_upstream_pause_and_syncs() {
     online.send_replace(true);
     h.runs(1).await;
     assert_eq!(h.upstream.resumed.load(Ordering::SeqCst), 1);
-    assert_eq!(h.log(), ["push", "pull"]);
+    assert_eq!(h.log(), ["push", "pull(force)"], "what changed while away is pulled now");
     online.send_replace(false);
     let mut states = h.status.watch();
     tokio::time::timeout(WAIT, states.wait_for(|s| s.phase == SyncPhase::Offline))
