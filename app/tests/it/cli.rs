@@ -1,6 +1,5 @@
 //! The `trackflow` binary, run as a user would: offline commands against a temporary data
 //! directory, JSON output, and one-line errors with non-zero exit codes.
-#![allow(missing_docs)]
 
 use std::process::{Command, Output};
 
@@ -14,13 +13,19 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_trackflow"))
+        self.command(args).output().expect("run trackflow")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trackflow"));
+        command
             .arg("--data-dir")
             .arg(self.dir.path())
             .args(args)
             .env_remove("TRACKFLOW_LOG")
-            .output()
-            .expect("run trackflow")
+            .env_remove("TRACKFLOW_PASSWORD")
+            .env_remove("TRACKFLOW_SERVER");
+        command
     }
 
     /// Runs a command that must succeed and returns its JSON output.
@@ -175,14 +180,25 @@ fn the_queue_reports_health_and_only_failed_operations_can_be_retried_or_discard
 }
 
 #[test]
-fn the_demo_runs_offline_and_queues_its_writes() {
+fn the_demo_ends_with_every_client_matching_the_server() {
     let cli = Cli::new();
     let out = cli.run(&["demo"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("touched no network"), "{text}");
-    // The demo used --data-dir, so its writes are there to inspect.
-    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 10);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Ben syncs: offline, 3 changes wait in the outbox"), "{text}");
+    for name in ["Ana", "Ben"] {
+        assert!(
+            text.contains(&format!("✓ {name}'s client holds exactly what the server shows {name}")),
+            "{text}"
+        );
+    }
+    // The demo used --data-dir, so each client is there to inspect, as a profile.
+    let projects = cli.json(&["--profile", "ben", "project", "list"]);
+    assert_eq!(projects[0]["name"], "Night Drive EP (final)", "{projects}");
+    // And it refuses to run over what it left.
+    let (code, err) = cli.fails(&["demo"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("needs an empty directory"), "{err}");
 }
 
 #[test]

@@ -1,0 +1,200 @@
+//! Two users' clients as `--profile`s of the real binary, against a real server process:
+//! sign-up, an invitation, offline writes on both sides while the server is down, the server
+//! back on the same port and database, and convergence read through `--json`.
+
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+/// A `trackflow server` process.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    /// Starts a server on `listen` over the database file `db` and waits for its address.
+    fn start(db: &Path, listen: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trackflow"))
+            .args(["server", "--listen", listen, "--db"])
+            .arg(db)
+            .env_remove("TRACKFLOW_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let first = received.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it the hard way: the clients find nobody listening.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One client: a profile in a shared data directory.
+struct Profile<'a> {
+    dir: &'a Path,
+    name: &'static str,
+}
+
+impl Profile<'_> {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trackflow"))
+            .arg("--data-dir")
+            .arg(self.dir)
+            .args(["--profile", self.name])
+            .args(args)
+            .env_remove("TRACKFLOW_LOG")
+            .env_remove("TRACKFLOW_PASSWORD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run trackflow");
+        if let Some(input) = stdin {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("output")
+    }
+
+    /// A command that must succeed, read through `--json`.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all, None);
+        assert!(out.status.success(), "{} {args:?}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    fn sign_up(&self, server: &str) -> Value {
+        let out = self
+            .run(&["--json", "signup", "--server", server, "--password-stdin"], Some("a long password\n"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", self.name);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("a long password"),
+            "the password is never printed"
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// `sync` while the server is down: one line, non-zero, and the writes still queued.
+    fn sync_offline(&self) {
+        let out = self.run(&["sync"], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", self.name);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("unreachable"), "{stderr}");
+    }
+
+    /// What this client shows of `project`: the project and its tracks.
+    fn view(&self, project: &str) -> (Value, Value) {
+        (self.json(&["project", "show", project]), self.json(&["track", "list", "--project", project]))
+    }
+}
+
+#[test]
+fn two_profiles_write_offline_reconnect_and_converge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("server.db");
+    let server = ServerProcess::start(&db, "127.0.0.1:0");
+    let (url, addr) = (server.url(), server.addr.clone());
+    let clients = dir.path().join("clients");
+    let ana = Profile { dir: &clients, name: "ana" };
+    let ben = Profile { dir: &clients, name: "ben" };
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let ben_id = ben.json(&["profile", "create", "--name", "Ben", "--email", "ben@example.com"])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(ana.sign_up(&url)["queued"], 1, "the profile waits to be sent");
+    ben.sign_up(&url);
+
+    let project =
+        ana.json(&["project", "create", "--name", "Night Drive"])["id"].as_str().expect("id").to_owned();
+    ana.json(&["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"]);
+    let synced = ana.json(&["sync"]);
+    assert_eq!((synced["phase"].as_str(), synced["pending"].as_u64()), (Some("idle"), Some(0)), "{synced}");
+    ben.json(&["sync"]);
+    assert_eq!(ben.json(&["project", "show", &project])["name"], "Night Drive");
+
+    // The server goes away; both keep working.
+    server.kill();
+    ana.json(&["project", "update", &project, "--description", "Four tracks, one night"]);
+    ben.json(&["track", "add", "--project", &project, "--name", "Intro", "--duration", "1:12"]);
+    ana.sync_offline();
+    ben.sync_offline();
+    let status = ben.json(&["status"]);
+    assert_eq!(
+        (status["state"]["phase"].as_str(), status["state"]["pending"].as_u64()),
+        (Some("offline"), Some(1)),
+        "{status}"
+    );
+
+    // Back on the same address and database.
+    let _server = ServerProcess::start(&db, &addr);
+    ben.json(&["sync"]);
+    ana.json(&["sync"]);
+    let (ana_view, ben_view) = (ana.view(&project), ben.view(&project));
+    assert_eq!(ana_view.0["description"], "Four tracks, one night");
+    assert_eq!(ana_view.1.as_array().map(Vec::len), Some(1), "Ben's track reached Ana");
+    ben.json(&["sync"]);
+    assert_eq!(ana.view(&project), ben.view(&project), "both clients show the same project and tracks");
+    for client in [&ana, &ben] {
+        let state = &client.json(&["status"])["state"];
+        assert_eq!((state["phase"].as_str(), state["pending"].as_u64()), (Some("idle"), Some(0)), "{state}");
+    }
+    assert!(ben_view.1.as_array().is_some_and(|t| t.len() == 1));
+}
+
+#[test]
+fn sync_without_login_says_how_to_log_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let alone = Profile { dir: dir.path(), name: "alone" };
+    let out = alone.run(&["sync"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not logged in") && stderr.contains("trackflow login"), "{stderr}");
+    let out = alone
+        .run(&["login", "--server", "ftp://nowhere", "--email", "a@b.c", "--password-stdin"], Some("pw\n"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("must start with http"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_trackflow"))
+        .args(["--profile", "../escape", "status"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --profile"));
+}
