@@ -161,8 +161,9 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
 
     let database = dir.join("server.db").to_string_lossy().into_owned();
     let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&database, 4)).await??;
-    let state = AppState::new(Arc::new(store), ServerConfig::default());
-    let server = RunningServer::start("127.0.0.1:0".parse()?, state).await?;
+    let module = crate::wiring::server_module(store, ServerConfig::default());
+    let state: Arc<AppState> = module.resolve();
+    let server = RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;
     println!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
     let profiles = dir.join("profiles");
     let ana = Musician::join("Ana", "ana@example.com", &profiles.join("ana"), &server).await?;

@@ -4,20 +4,15 @@
 //! [`SyncEngine::sync_now`] runs one sync and waits for it; [`SyncEngine::shutdown`] stops
 //! everything without losing what was being sent.
 
-use crate::wiring::{local_module, open_store, LocalModule};
-use anyhow::Context;
+use crate::wiring::{client_module_with, open_store, ClientModule};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
-use trackflow_data::{HttpRemote, LocalStore, RemoteOptions};
-use trackflow_domain::{
-    ports::{NetworkMonitor, RemoteDataSource, SessionStorage},
-    SyncState,
-};
-use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
+use trackflow_data::{LocalStore, RemoteOptions};
+use trackflow_domain::{ports::NetworkMonitor, SyncState};
+use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_usecases::{
-    BackgroundSyncCoordinator, CoordinatorPorts, MonitoredRemote, ProbeOptions, ReachabilityMonitor,
-    SyncDataManager, SyncDataOptions, SyncStatusProvider,
+    BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncStatusProvider,
 };
 
 /// How the engine syncs.
@@ -51,7 +46,7 @@ impl Default for EngineOptions {
 /// engine syncs in the background once started.
 pub struct SyncEngine {
     /// The stores and repositories: every read and write of the app goes through them.
-    pub module: Arc<LocalModule>,
+    pub module: Arc<ClientModule>,
     store: LocalStore,
     upstream: Arc<PendingOperationsManager>,
     coordinator: BackgroundSyncCoordinator,
@@ -73,46 +68,16 @@ impl SyncEngine {
         Self::over(store, options)
     }
 
-    /// The engine over an opened store.
+    /// The engine over an opened store: everything resolved from its [`ClientModule`].
     pub fn over(store: LocalStore, options: EngineOptions) -> anyhow::Result<Self> {
-        let module = Arc::new(local_module(&store)?);
-        let session: Arc<dyn SessionStorage> = module.resolve();
-        let http =
-            Arc::new(HttpRemote::new(session.clone(), &options.remote).context("building the HTTP client")?);
-        let monitor = Arc::new(ReachabilityMonitor::new(http.clone(), options.probe));
-        let remote: Arc<dyn RemoteDataSource> = Arc::new(MonitoredRemote::new(http, monitor.clone()));
-        let ports = UpstreamPorts {
-            outbox: module.resolve(),
-            conflicts: module.resolve(),
-            remote: remote.clone(),
-            session: session.clone(),
-            reauthenticator: module.resolve(),
-            clock: module.resolve(),
-        };
-        let upstream = Arc::new(PendingOperationsManager::new(
-            ports,
-            ExecutorRegistry::default(),
-            store.replica_id(),
-            options.upstream,
-        ));
-        let downstream =
-            Arc::new(SyncDataManager::new(remote, module.resolve(), module.resolve(), options.downstream));
-        let status = Arc::new(SyncStatusProvider::new(module.resolve(), module.resolve()));
-        let coordinator = BackgroundSyncCoordinator::new(CoordinatorPorts {
-            upstream: upstream.clone(),
-            downstream,
-            network: monitor.clone(),
-            session,
-            status: status.clone(),
-            clock: module.resolve(),
-        });
+        let module = Arc::new(client_module_with(&store, &options)?);
         Ok(Self {
+            upstream: module.resolve(),
+            coordinator: HasComponent::<BackgroundSyncCoordinator>::resolve_ref(module.as_ref()).clone(),
+            monitor: module.resolve(),
+            status: module.resolve(),
             module,
             store,
-            upstream,
-            coordinator,
-            monitor,
-            status,
             periodic: options.periodic,
             stop: watch::Sender::new(false),
             tasks: Vec::new(),
@@ -206,6 +171,7 @@ impl Drop for SyncEngine {
 mod tests {
     use super::*;
     use trackflow_data::AuthClient;
+    use trackflow_domain::ports::SessionStorage;
     use trackflow_domain::{
         ports::{AccessToken, PendingOperationsRepository, ProjectRepository, Session},
         protocol::SignUpRequest,

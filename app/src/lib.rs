@@ -11,7 +11,7 @@
 //! use shaku::HasComponent;
 //! use trackflow_domain::{ports::ProjectRepository, Project, Timestamp, UserId};
 //!
-//! let module = trackflow::wiring::open_local_module(std::path::Path::new("./data")).await?;
+//! let module = trackflow::wiring::open_client_module(std::path::Path::new("./data")).await?;
 //! let projects: &dyn ProjectRepository = module.resolve_ref();
 //! let project = Project::new(UserId::new(), "Demo", None, Timestamp(0))?;
 //! projects.create(project).await?; // stored and queued; no network involved

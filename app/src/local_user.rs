@@ -1,6 +1,6 @@
 //! This device's user.
 
-use crate::wiring::LocalModule;
+use crate::wiring::ClientModule;
 use anyhow::bail;
 use shaku::HasComponent;
 use trackflow_domain::{
@@ -15,7 +15,7 @@ use trackflow_domain::{
 /// steps leaves a session without a profile, and running this again finishes it with the same
 /// user id; two setups racing end with one user (the loser's profile create fails as a
 /// duplicate), never with a second, orphaned user queued for sync.
-pub async fn create(module: &LocalModule, name: &str, email: &str) -> anyhow::Result<UserProfile> {
+pub async fn create(module: &ClientModule, name: &str, email: &str) -> anyhow::Result<UserProfile> {
     let clock: &dyn Clock = module.resolve_ref();
     let profiles: &dyn UserProfileRepository = module.resolve_ref();
     let sessions: &dyn SessionStorage = module.resolve_ref();

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use shaku::HasComponent;
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use trackflow_data::DieselServerStore;
 use trackflow_server::{AppState, ServerConfig};
@@ -49,7 +50,9 @@ pub async fn run(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         token_ttl: std::time::Duration::from_secs(args.token_days.saturating_mul(24 * 3600)),
         ..ServerConfig::default()
     };
-    trackflow_server::serve(listener, AppState::new(Arc::new(store), config), shutdown).await?;
+    let module = crate::wiring::server_module(store, config);
+    let state: Arc<AppState> = module.resolve();
+    trackflow_server::serve(listener, state.as_ref().clone(), shutdown).await?;
     eprintln!("trackflow server stopped");
     Ok(())
 }

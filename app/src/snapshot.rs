@@ -2,7 +2,7 @@
 //! The demo and the end-to-end tests compare each client's snapshot with the server's, so
 //! convergence is checked, not assumed.
 
-use crate::wiring::LocalModule;
+use crate::wiring::ClientModule;
 use serde_json::Value;
 use shaku::HasComponent;
 use std::collections::BTreeMap;
@@ -58,7 +58,7 @@ impl Snapshot {
 
     /// What `user`'s client shows through its repositories: profiles, and the projects the
     /// user may see with everything in them.
-    pub async fn of_client(module: &LocalModule, user: UserId) -> anyhow::Result<Self> {
+    pub async fn of_client(module: &ClientModule, user: UserId) -> anyhow::Result<Self> {
         let profiles: &dyn UserProfileRepository = module.resolve_ref();
         let projects: &dyn ProjectRepository = module.resolve_ref();
         let members: &dyn CollaboratorRepository = module.resolve_ref();

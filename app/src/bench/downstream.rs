@@ -29,7 +29,7 @@ use super::{
     upstream::sign_up,
     BenchArgs, Measurement, Report, SERVER_CONNECTIONS,
 };
-use crate::{link::Link, wiring::local_module};
+use crate::{link::Link, wiring::client_module};
 use anyhow::{bail, ensure, Context};
 use clap::Args;
 use futures_util::{stream, StreamExt};
@@ -230,7 +230,7 @@ pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let store =
         LocalStore::open(LocalStoreOptions::new(args.dir.join("client.db")), Arc::new(SystemClock)).await?;
-    let module = local_module(&store)?;
+    let module = client_module(&store)?;
     let session: Arc<dyn SessionStorage> = module.resolve();
     session
         .save(Session {

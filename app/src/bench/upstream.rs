@@ -11,7 +11,7 @@
 //! mutation per operation, fails the benchmark.
 
 use super::{summarize, BenchArgs, Measurement, Report, SERVER_CONNECTIONS};
-use crate::wiring::local_module;
+use crate::wiring::client_module;
 use anyhow::{bail, ensure, Context};
 use async_trait::async_trait;
 use shaku::HasComponent;
@@ -94,7 +94,7 @@ pub(super) async fn sign_up(url: &str, user: UserId) -> anyhow::Result<String> {
 
 /// Queues `ops` operations through the repositories: the user's profile, [`PROJECTS`] projects,
 /// and the rest as tracks, each project followed by its share of them.
-async fn queue(module: &crate::wiring::LocalModule, user: UserId, ops: usize) -> anyhow::Result<()> {
+async fn queue(module: &crate::wiring::ClientModule, user: UserId, ops: usize) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = module.resolve();
     let profiles: Arc<dyn UserProfileRepository> = module.resolve();
     let projects: Arc<dyn ProjectRepository> = module.resolve();
@@ -131,7 +131,7 @@ async fn drain(dir: &Path, ops: usize, batch_size: usize) -> anyhow::Result<Drai
 
     let store =
         LocalStore::open(LocalStoreOptions::new(dir.join("client.db")), Arc::new(SystemClock)).await?;
-    let module = local_module(&store)?;
+    let module = client_module(&store)?;
     let session: Arc<dyn SessionStorage> = module.resolve();
     session
         .save(Session {

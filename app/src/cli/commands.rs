@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     config::{ConfigFile, Overrides, Settings},
-    wiring::{open_local_module, LocalModule},
+    wiring::{open_client_module, ClientModule},
 };
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
@@ -54,7 +54,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Watch = cli.command {
         return super::sync::watch(&data_dir, &settings, out).await;
     }
-    let module = open_local_module(&data_dir).await?;
+    let module = open_client_module(&data_dir).await?;
     let app = App { module: &module, out, settings: &settings };
     match cli.command {
         Command::Profile(c) => app.profile(c).await,
@@ -113,7 +113,7 @@ fn clearable(value: Option<String>) -> Option<Option<String>> {
 }
 
 pub(super) struct App<'a> {
-    pub(super) module: &'a LocalModule,
+    pub(super) module: &'a ClientModule,
     pub(super) out: Printer,
     pub(super) settings: &'a Settings,
 }

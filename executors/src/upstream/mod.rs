@@ -229,7 +229,7 @@ pub struct UpstreamPorts {
 /// failure parking, acknowledgement. See the module docs.
 pub struct PendingOperationsManager {
     ports: UpstreamPorts,
-    executors: ExecutorRegistry,
+    executors: Arc<ExecutorRegistry>,
     client_id: NodeId,
     options: UpstreamOptions,
     jitter: Box<dyn Fn() -> f64 + Send + Sync>,
@@ -253,13 +253,13 @@ impl PendingOperationsManager {
     /// A manager sending as replica `client_id`.
     pub fn new(
         ports: UpstreamPorts,
-        executors: ExecutorRegistry,
+        executors: impl Into<Arc<ExecutorRegistry>>,
         client_id: NodeId,
         options: UpstreamOptions,
     ) -> Self {
         Self {
             ports,
-            executors,
+            executors: executors.into(),
             client_id,
             options,
             jitter: Box::new(rand::random::<f64>),

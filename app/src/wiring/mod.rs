@@ -1,0 +1,227 @@
+//! Dependency injection: the shaku modules. [`ClientModule`] holds every client component —
+//! the clock, the repositories, the outbox, the session, the remote, the executor registry,
+//! the upstream processor, the per-entity sync use cases, the downstream manager, the
+//! reachability monitor, the status provider and the coordinator — over one local store.
+//! [`ServerModule`] holds the server's store and state.
+//!
+//! Async and fallible setup (opening the database, running migrations, building HTTP clients)
+//! happens first, in [`open_client_module`] and [`client_module_with`]; the module is then
+//! built from ready parts and cannot fail.
+
+mod client;
+mod server;
+
+pub use client::{DownstreamParameters, MonitorParameters, Required, UpstreamParameters};
+pub use server::{server_module, ServerModule};
+
+use crate::engine::EngineOptions;
+use anyhow::Context;
+use shaku::module;
+use std::{path::Path, sync::Arc};
+use trackflow_data::{
+    local::{
+        SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepositoryParameters,
+        SqliteCollaboratorRepositoryParameters, SqlitePendingOperationsRepositoryParameters,
+        SqlitePlaylistRepositoryParameters, SqliteProjectRepositoryParameters,
+        SqliteSessionStorageParameters, SqliteUserProfileRepositoryParameters,
+    },
+    local::{SqliteConflictRepositoryParameters, SqliteDownstreamRepositoryParameters},
+    HttpRemote, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository,
+    SqliteAudioTrackRepository, SqliteCollaboratorRepository, SqliteConflictRepository,
+    SqliteDownstreamRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
+    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+};
+use trackflow_domain::ports::{HealthProbe, SessionStorage};
+use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
+use trackflow_usecases::{
+    BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, SyncDataManager, SyncStatusProvider,
+    SyncUseCases,
+};
+
+/// The file name of the local database inside the data directory.
+pub const DATABASE_FILE: &str = "trackflow.db";
+
+/// Everything a client needs, offline and syncing, over one local store. Build it with
+/// [`client_module`] or [`client_module_with`].
+pub use generated::ClientModule;
+
+mod generated {
+    // shaku's macro generates items without doc comments.
+    #![allow(missing_docs)]
+    use super::*;
+
+    module! {
+        pub ClientModule {
+            components = [
+                SystemClock,
+                SqliteProjectRepository,
+                SqliteAudioTrackRepository,
+                SqliteAudioCommentRepository,
+                SqliteUserProfileRepository,
+                SqlitePlaylistRepository,
+                SqliteCollaboratorRepository,
+                SqlitePendingOperationsRepository,
+                SqliteSessionStorage,
+                SqliteConflictRepository,
+                SqliteDownstreamRepository,
+                SessionReload,
+                HttpRemote,
+                ReachabilityMonitor,
+                MonitoredRemote,
+                ExecutorRegistry,
+                PendingOperationsManager,
+                SyncUseCases,
+                SyncDataManager,
+                SyncStatusProvider,
+                BackgroundSyncCoordinator,
+            ],
+            providers = []
+        }
+    }
+}
+
+/// Builds the module over an opened store, with the default options.
+pub fn client_module(store: &LocalStore) -> anyhow::Result<ClientModule> {
+    client_module_with(store, &EngineOptions::default())
+}
+
+/// Builds the module over an opened store, syncing as `options` say.
+pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow::Result<ClientModule> {
+    let remote = HttpRemote::parameters(&options.remote).context("building the HTTP client")?;
+    let session: Arc<dyn SessionStorage> = Arc::new(SqliteSessionStorage::new(store.clone()));
+    let probe: Arc<dyn HealthProbe> =
+        Arc::new(HttpRemote::new(session, &options.remote).context("building the HTTP client")?);
+    Ok(ClientModule::builder()
+        .with_component_parameters::<ReachabilityMonitor>(MonitorParameters {
+            options: options.probe,
+            probe: Required(Some(probe)),
+        })
+        .with_component_parameters::<PendingOperationsManager>(UpstreamParameters {
+            options: options.upstream.clone(),
+            client_id: Required(Some(store.replica_id())),
+        })
+        .with_component_parameters::<SyncUseCases>(options.downstream.use_cases.clone())
+        .with_component_parameters::<SyncDataManager>(DownstreamParameters {
+            options: options.downstream.clone(),
+        })
+        .with_component_parameters::<SqliteProjectRepository>(SqliteProjectRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteAudioTrackRepository>(SqliteAudioTrackRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteAudioCommentRepository>(SqliteAudioCommentRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteUserProfileRepository>(SqliteUserProfileRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqlitePlaylistRepository>(SqlitePlaylistRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteCollaboratorRepository>(SqliteCollaboratorRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqlitePendingOperationsRepository>(
+            SqlitePendingOperationsRepositoryParameters { store: store.clone() },
+        )
+        .with_component_parameters::<SqliteSessionStorage>(SqliteSessionStorageParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteConflictRepository>(SqliteConflictRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<SqliteDownstreamRepository>(SqliteDownstreamRepositoryParameters {
+            store: store.clone(),
+        })
+        .with_component_parameters::<HttpRemote>(remote)
+        .build())
+}
+
+/// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
+pub async fn open_client_module(data_dir: &Path) -> anyhow::Result<ClientModule> {
+    let store = open_store(data_dir).await?;
+    client_module(&store)
+}
+
+/// Opens the database in `data_dir`.
+pub async fn open_store(data_dir: &Path) -> anyhow::Result<LocalStore> {
+    let path = data_dir.join(DATABASE_FILE);
+    LocalStore::open(LocalStoreOptions::new(&path), Arc::new(SystemClock))
+        .await
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shaku::HasComponent;
+    use trackflow_domain::{
+        ports::{PendingOperationsRepository, ProjectRepository},
+        Project, Timestamp, UserId,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_modules_resolve_every_component_with_real_parameters() {
+        use trackflow_domain::ports::{
+            AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
+            DownstreamRepository, NetworkMonitor as _, PlaylistRepository, Reauthenticator, RemoteDataSource,
+            ServerStore, UserProfileRepository,
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open_store(dir.path()).await.expect("store");
+        let options = EngineOptions { periodic: None, ..EngineOptions::default() };
+        let module = client_module_with(&store, &options).expect("module");
+        // Every port and component, each resolved once.
+        let _: Arc<dyn Clock> = module.resolve();
+        let _: Arc<dyn ProjectRepository> = module.resolve();
+        let _: Arc<dyn AudioTrackRepository> = module.resolve();
+        let _: Arc<dyn AudioCommentRepository> = module.resolve();
+        let _: Arc<dyn UserProfileRepository> = module.resolve();
+        let _: Arc<dyn PlaylistRepository> = module.resolve();
+        let _: Arc<dyn CollaboratorRepository> = module.resolve();
+        let _: Arc<dyn PendingOperationsRepository> = module.resolve();
+        let _: Arc<dyn SessionStorage> = module.resolve();
+        let _: Arc<dyn ConflictRepository> = module.resolve();
+        let _: Arc<dyn DownstreamRepository> = module.resolve();
+        let _: Arc<dyn Reauthenticator> = module.resolve();
+        let _: Arc<dyn RemoteDataSource> = module.resolve();
+        let _: Arc<MonitoredRemote> = module.resolve();
+        let registry: Arc<ExecutorRegistry> = module.resolve();
+        for entity_type in trackflow_domain::EntityType::ALL {
+            assert!(registry.get(entity_type.as_str()).is_ok(), "an executor for {entity_type}");
+        }
+        let use_cases: Arc<SyncUseCases> = module.resolve();
+        assert_eq!(use_cases.by_type().len(), 6);
+        let _: Arc<SyncDataManager> = module.resolve();
+        let monitor: Arc<ReachabilityMonitor> = module.resolve();
+        assert!(monitor.is_online(), "optimistic until a request fails");
+        let status: Arc<SyncStatusProvider> = module.resolve();
+        // The managers and the coordinator share the module's components.
+        let upstream: Arc<PendingOperationsManager> = module.resolve();
+        assert_eq!(upstream.health().await.expect("health").pending, 0);
+        let coordinator: &BackgroundSyncCoordinator = module.resolve_ref();
+        assert!(coordinator.ongoing().is_empty());
+        // No session: the coordinator's run finds nothing to do and says so in the status.
+        assert!(!coordinator.trigger_if_ready("test").await, "nobody is signed in");
+        assert_eq!(status.current(), trackflow_domain::SyncState::default());
+
+        let server_store =
+            trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
+        let server = server_module(server_store, trackflow_server::ServerConfig::default());
+        let store: Arc<dyn ServerStore> = server.resolve();
+        store.ping().await.expect("the server's store answers");
+        let _: Arc<trackflow_server::AppState> = server.resolve();
+    }
+
+    #[tokio::test]
+    async fn the_module_resolves_repositories_that_share_one_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let module = open_client_module(dir.path()).await.expect("module");
+        let projects: Arc<dyn ProjectRepository> = module.resolve();
+        let outbox: Arc<dyn PendingOperationsRepository> = module.resolve();
+        let p = Project::new(UserId::new(), "Wired", None, Timestamp(1)).expect("valid");
+        projects.create(p).await.expect("create");
+        assert_eq!(outbox.counts().await.expect("counts").pending, 1);
+    }
+}
