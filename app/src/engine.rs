@@ -56,8 +56,8 @@ pub struct SyncEngine {
     stop: watch::Sender<bool>,
     /// Loops that end at `stop`.
     tasks: Vec<JoinHandle<()>>,
-    /// Wakes upstream after local writes; runs until aborted.
-    waker: Option<JoinHandle<()>>,
+    /// Followers of local writes and upstream passes; they run until aborted.
+    followers: Vec<JoinHandle<()>>,
 }
 
 impl SyncEngine {
@@ -81,22 +81,38 @@ impl SyncEngine {
             periodic: options.periodic,
             stop: watch::Sender::new(false),
             tasks: Vec::new(),
-            waker: None,
+            followers: Vec::new(),
         })
     }
 
     /// Starts the background work: the upstream processor (woken by every local write), the
-    /// reachability monitor, the coordinator's periodic loop and its network follower, and a
-    /// first sync if the server is reachable and someone is signed in.
+    /// reachability monitor, the coordinator's periodic loop and its network follower, status
+    /// counts that follow writes and pushes, and a first sync if the server is reachable and
+    /// someone is signed in.
     pub async fn start(&mut self) {
         let upstream = Arc::clone(&self.upstream);
         let stop = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move { upstream.run(stop).await }));
         let upstream = Arc::clone(&self.upstream);
         let mut writes = self.store.watch_writes();
-        self.waker = Some(tokio::spawn(async move {
+        self.followers.push(tokio::spawn(async move {
             while writes.changed().await.is_ok() {
                 upstream.wake();
+            }
+        }));
+        // The status counts pending work as it is written and as upstream sends it, not only
+        // when a coordinated run ends.
+        let (status, mut passes, mut writes) =
+            (Arc::clone(&self.status), self.upstream.passes(), self.store.watch_writes());
+        self.followers.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = passes.changed() => if changed.is_err() { break },
+                    changed = writes.changed() => if changed.is_err() { break },
+                }
+                if let Err(error) = status.refresh_counts().await {
+                    tracing::warn!(%error, "could not count pending operations");
+                }
             }
         }));
         let monitor = Arc::clone(&self.monitor);
@@ -146,8 +162,8 @@ impl SyncEngine {
     pub async fn shutdown(mut self) {
         self.coordinator.shutdown().await;
         self.stop.send_replace(true);
-        if let Some(waker) = self.waker.take() {
-            waker.abort();
+        for follower in std::mem::take(&mut self.followers) {
+            follower.abort();
         }
         for task in std::mem::take(&mut self.tasks) {
             // Each ends at the stop signal, after the pass it is in.
@@ -161,7 +177,7 @@ impl Drop for SyncEngine {
     /// Operations of a request cut short stay in flight and go back to pending at the next
     /// pass of any processor.
     fn drop(&mut self) {
-        for task in self.tasks.iter().chain(&self.waker) {
+        for task in self.tasks.iter().chain(&self.followers) {
             task.abort();
         }
     }
