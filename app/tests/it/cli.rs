@@ -231,35 +231,14 @@ fn an_interrupted_profile_setup_is_finished_not_duplicated() {
 #[test]
 fn server_runs_until_interrupted() {
     use std::{
-        io::{BufRead, BufReader, Read, Write},
+        io::{Read, Write},
         net::TcpStream,
-        process::Stdio,
-        sync::mpsc,
         time::Duration,
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("server.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trackflow"))
-        .args(["server", "--listen", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .env_remove("TRACKFLOW_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let (lines, received) = mpsc::channel();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let first = received.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {first:?}"))
-        .to_owned();
+    let server = crate::server_process::ServerProcess::start(&db, "127.0.0.1:0");
+    let addr = server.addr.clone();
 
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
@@ -269,15 +248,8 @@ fn server_runs_until_interrupted() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"status\":\"ok\""), "{response}");
 
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let (done, exited) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait());
-    });
-    let exit = exited.recv_timeout(Duration::from_secs(30)).expect("stops after SIGINT").expect("wait");
+    let (exit, rest) = server.interrupt();
     assert!(exit.success(), "{exit:?}");
-    let rest: Vec<String> = received.iter().collect(); // ends at EOF: the process has exited
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
     assert!(db.exists(), "the database file was created");
 }

@@ -3,4 +3,5 @@
 #![allow(missing_docs)]
 
 mod cli;
+mod server_process;
 mod two_clients;

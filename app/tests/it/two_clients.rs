@@ -2,65 +2,13 @@
 //! sign-up, an invitation, offline writes on both sides while the server is down, the server
 //! back on the same port and database, and convergence read through `--json`.
 
+use crate::server_process::ServerProcess;
 use serde_json::Value;
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::Path,
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
-    time::Duration,
+    process::{Command, Output, Stdio},
 };
-
-/// A `trackflow server` process.
-struct ServerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServerProcess {
-    /// Starts a server on `listen` over the database file `db` and waits for its address.
-    fn start(db: &Path, listen: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trackflow"))
-            .args(["server", "--listen", listen, "--db"])
-            .arg(db)
-            .env_remove("TRACKFLOW_LOG")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let stderr = child.stderr.take().expect("stderr");
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let first = received.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
-        let addr = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
-        Self { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops it the hard way: the clients find nobody listening.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One client: a profile in a shared data directory.
 struct Profile<'a> {
