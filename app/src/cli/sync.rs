@@ -23,6 +23,9 @@ use trackflow_domain::{
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
 use trackflow_usecases::{ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncUseCases};
 
+/// How often `trackflow watch` looks for writes made by other processes.
+const WATCH_IDLE_POLL: Duration = Duration::from_secs(2);
+
 /// The engine options the settings ask for.
 fn options(settings: &Settings, periodic: Option<Duration>) -> EngineOptions {
     EngineOptions {
@@ -123,7 +126,11 @@ impl Line for SyncState {
 
 /// `trackflow watch`: the engine in the foreground, syncing on its own, printing each state.
 pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
-    let mut engine = SyncEngine::open(data_dir, options(settings, Some(settings.sync_interval))).await?;
+    let mut options = options(settings, Some(settings.sync_interval));
+    // Writes made by other processes (another `trackflow` command) wake nothing here: the
+    // processor finds them at its idle poll, so poll often while someone watches.
+    options.upstream.idle_poll = WATCH_IDLE_POLL;
+    let mut engine = SyncEngine::open(data_dir, options).await?;
     require_sign_in(&engine).await?;
     let mut states = engine.status();
     engine.status_provider().refresh_counts().await?;
