@@ -734,9 +734,7 @@ struct Outgoing<'a> {
     settlements: Vec<(OperationId, Settlement)>,
 }
 
-/// Mirrors `settlements` in the in-memory queue: acknowledged operations leave it, failed ones
-/// are marked failed, and retries are marked [`InFlight`](OperationStatus::InFlight) until
-/// they are stored (see [`released`]), so nothing is chosen again before its retry is durable.
+/// The manager as the coordinator drives it: a pass, and the pause it ended in.
 #[async_trait::async_trait]
 impl UpstreamSync for PendingOperationsManager {
     async fn push(&self, progress: Arc<dyn SyncProgressObserver>) -> Result<PushSummary, SyncError> {
@@ -757,6 +755,9 @@ impl UpstreamSync for PendingOperationsManager {
     }
 }
 
+/// Mirrors `settlements` in the in-memory queue: acknowledged operations leave it, failed ones
+/// are marked failed, and retries are marked [`InFlight`](OperationStatus::InFlight) until
+/// they are stored (see [`released`]), so nothing is chosen again before its retry is durable.
 fn mirror(
     queue: &mut Vec<SyncOperation>,
     settlements: &[(OperationId, Settlement)],
