@@ -152,8 +152,8 @@ mod tests {
             assert_eq!(registry.get(entity_type.as_str()).map(|e| e.entity_type()), Ok(entity_type));
         }
         assert_eq!(
-            registry.get("marker").err(),
-            Some(ExecutorError::UnknownEntityType("marker".into())),
+            registry.get("no_such_entity").err(),
+            Some(ExecutorError::UnknownEntityType("no_such_entity".into())),
             "an unknown name is a permanent error"
         );
     }

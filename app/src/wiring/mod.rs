@@ -192,7 +192,7 @@ mod tests {
             assert!(registry.get(entity_type.as_str()).is_ok(), "an executor for {entity_type}");
         }
         let use_cases: Arc<SyncUseCases> = module.resolve();
-        assert_eq!(use_cases.by_type().len(), 6);
+        assert_eq!(use_cases.by_type().len(), trackflow_domain::EntityType::ALL.len());
         let _: Arc<SyncDataManager> = module.resolve();
         let monitor: Arc<ReachabilityMonitor> = module.resolve();
         assert!(monitor.is_online(), "optimistic until a request fails");
