@@ -3,6 +3,7 @@
 //! probing its health endpoint with backoff. Its watch stream is what the coordinator follows
 //! to sync as soon as the server is back.
 
+use crate::coordinator::stopped;
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -107,11 +108,6 @@ async fn offline(online: &mut watch::Receiver<bool>) {
         // The monitor is gone; nothing will change again.
         std::future::pending::<()>().await;
     }
-}
-
-/// Returns once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// A remote that tells the monitor how each request went.

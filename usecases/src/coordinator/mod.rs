@@ -336,8 +336,10 @@ impl Outcome {
     }
 }
 
-/// Returns once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+/// Returns once `stop` turns true (or its sender is gone). The loops of the coordinator and of
+/// the reachability monitor end on it; it drops the borrowed value at once (a held `Ref` would
+/// block the sender), which `wait_for` inside `select!` would not.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
