@@ -9,7 +9,7 @@ use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use trackflow_data::{LocalStore, RemoteOptions};
-use trackflow_domain::{ports::NetworkMonitor, SyncState};
+use trackflow_domain::SyncState;
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncStatusProvider,
@@ -128,11 +128,6 @@ impl SyncEngine {
     /// Syncs now (push, then pull every scope that changed, whatever its interval) and
     /// returns the state after it.
     pub async fn sync_now(&self) -> SyncState {
-        if !self.monitor.is_online() {
-            // A person asked: look again rather than trust an old absence.
-            self.monitor.check().await;
-        }
-        self.upstream.resume();
         self.coordinator.sync_now().await
     }
 

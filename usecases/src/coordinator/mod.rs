@@ -135,7 +135,15 @@ impl BackgroundSyncCoordinator {
     /// pull-to-refresh: intervals do not apply), and returns the state after it. A run already
     /// going under the same key is followed up, and that follow-up is the one waited for. After
     /// [`shutdown`](Self::shutdown), returns the state at once.
+    ///
+    /// A person asked, so an old absence of the server is not trusted: reachability is checked
+    /// again, and any upstream pause lifted, before the run.
     pub async fn sync_now(&self) -> SyncState {
+        let ports = &self.inner.ports;
+        if !ports.network.is_online() {
+            ports.network.check().await;
+        }
+        ports.upstream.resume();
         self.request(FORCE_KEY, true);
         let mut runs = self.runs();
         let _ = runs.wait_for(|_| !lock(&self.inner.keys).contains_key(FORCE_KEY)).await;

@@ -340,6 +340,7 @@ async fn sync_now_waits_for_its_run_and_answers_the_state_after_it() {
     let state = tokio::time::timeout(WAIT, syncing).await.expect("in time").expect("joined");
     assert_eq!(h.log(), ["push", "pull", "push", "pull(force)"], "the run going, then the one asked for");
     assert_eq!((state.phase, state.last_successful_sync), (SyncPhase::Idle, Some(NOW)));
+    assert_eq!(h.upstream.resumed.load(Ordering::SeqCst), 1, "a person asked: any pause is lifted");
 }
 
 #[tokio::test(start_paused = true)]
