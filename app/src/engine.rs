@@ -56,7 +56,7 @@ pub struct SyncEngine {
     stop: watch::Sender<bool>,
     /// Loops that end at `stop`.
     tasks: Vec<JoinHandle<()>>,
-    /// Followers of local writes and upstream passes; they run until aborted.
+    /// The follower of local writes and upstream passes; it runs until aborted.
     followers: Vec<JoinHandle<()>>,
 }
 
@@ -93,22 +93,20 @@ impl SyncEngine {
         let upstream = Arc::clone(&self.upstream);
         let stop = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move { upstream.run(stop).await }));
-        let upstream = Arc::clone(&self.upstream);
-        let mut writes = self.store.watch_writes();
-        self.followers.push(tokio::spawn(async move {
-            while writes.changed().await.is_ok() {
-                upstream.wake();
-            }
-        }));
-        // The status counts pending work as it is written and as upstream sends it, not only
-        // when a coordinated run ends.
-        let (status, mut passes, mut writes) =
-            (Arc::clone(&self.status), self.upstream.passes(), self.store.watch_writes());
+        // A local write wakes the processor; the status counts pending work as it is written
+        // and as upstream sends it, not only when a coordinated run ends.
+        let (upstream, status) = (Arc::clone(&self.upstream), Arc::clone(&self.status));
+        let (mut passes, mut writes) = (self.upstream.passes(), self.store.watch_writes());
         self.followers.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    changed = writes.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        upstream.wake();
+                    }
                     changed = passes.changed() => if changed.is_err() { break },
-                    changed = writes.changed() => if changed.is_err() { break },
                 }
                 if let Err(error) = status.refresh_counts().await {
                     tracing::warn!(%error, "could not count pending operations");
