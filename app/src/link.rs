@@ -54,13 +54,21 @@ impl Link {
 
     /// Cuts the link: open connections are dropped and, once this returns, new ones refused.
     pub async fn cut(&self) {
-        self.up.send_replace(false);
-        let accept = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(accept) = accept {
-            accept.abort();
+        if let Some(accept) = self.stop() {
             // Ends once the listener is dropped: the port refuses from then on.
             let _ = accept.await;
         }
+    }
+
+    /// Ends the open connections and aborts the accepting task, which is returned so that a
+    /// caller may wait for its listener to close.
+    fn stop(&self) -> Option<JoinHandle<()>> {
+        self.up.send_replace(false);
+        let accept = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(accept) = &accept {
+            accept.abort();
+        }
+        accept
     }
 
     /// Restores a cut link on the same address.
@@ -99,10 +107,7 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        self.up.send_replace(false);
-        if let Some(accept) = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            accept.abort();
-        }
+        self.stop();
     }
 }
 
