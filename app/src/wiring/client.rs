@@ -129,23 +129,17 @@ impl Component<ClientModule> for SyncUseCases {
     }
 }
 
-/// Parameters of the [`SyncDataManager`] component: its [`SyncDataOptions`]. The manager
-/// applies pages with the module's [`SyncUseCases`], which
-/// [`client_module_with`](super::client_module_with) builds from the same options.
-#[derive(Default)]
-pub struct DownstreamParameters {
-    /// Pages, intervals and concurrency.
-    pub options: SyncDataOptions,
-}
-
 impl Component<ClientModule> for SyncDataManager {
     type Interface = SyncDataManager;
-    type Parameters = DownstreamParameters;
+    /// Pages, intervals and concurrency. The manager applies pages with the module's
+    /// [`SyncUseCases`] (which [`client_module_with`](super::client_module_with) builds from
+    /// these same options), so that one set of use cases serves the whole module.
+    type Parameters = SyncDataOptions;
 
-    fn build(context: &mut ModuleBuildContext<ClientModule>, params: DownstreamParameters) -> Box<Self> {
+    fn build(context: &mut ModuleBuildContext<ClientModule>, options: SyncDataOptions) -> Box<Self> {
         let remote: Arc<MonitoredRemote> = get(context);
         let use_cases = get::<SyncUseCases>(context).as_ref().clone();
-        let options = SyncDataOptions { use_cases, ..params.options };
+        let options = SyncDataOptions { use_cases, ..options };
         let store = get::<dyn DownstreamRepository>(context);
         Box::new(SyncDataManager::new(remote, store, get::<dyn Clock>(context), options))
     }

@@ -11,7 +11,7 @@
 mod client;
 mod server;
 
-pub use client::{DownstreamParameters, MonitorParameters, Required, UpstreamParameters};
+pub use client::{MonitorParameters, Required, UpstreamParameters};
 pub use server::{server_module, ServerModule};
 
 use crate::engine::EngineOptions;
@@ -101,9 +101,7 @@ pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow
             client_id: Required(Some(store.replica_id())),
         })
         .with_component_parameters::<SyncUseCases>(options.downstream.use_cases.clone())
-        .with_component_parameters::<SyncDataManager>(DownstreamParameters {
-            options: options.downstream.clone(),
-        })
+        .with_component_parameters::<SyncDataManager>(options.downstream.clone())
         .with_component_parameters::<SqliteProjectRepository>(SqliteProjectRepositoryParameters {
             store: store.clone(),
         })
