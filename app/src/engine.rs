@@ -8,11 +8,12 @@ use crate::wiring::{client_module_with, open_store, ClientModule};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
-use trackflow_data::{LocalStore, RemoteOptions};
+use trackflow_data::{local::BlobCacheOptions, LocalStore, RemoteOptions};
 use trackflow_domain::SyncState;
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_usecases::{
-    BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncStatusProvider,
+    BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
+    SyncStatusProvider,
 };
 
 /// How the engine syncs.
@@ -28,6 +29,11 @@ pub struct EngineOptions {
     pub periodic: Option<Duration>,
     /// Timeouts of the HTTP client.
     pub remote: RemoteOptions,
+    /// Whether to follow the server's event stream and pull as soon as it pokes.
+    pub realtime: bool,
+    /// Where the audio cache lives and its cap; `None` for the directory beside the database
+    /// and the default cap.
+    pub blob_cache: Option<BlobCacheOptions>,
 }
 
 impl Default for EngineOptions {
@@ -38,6 +44,8 @@ impl Default for EngineOptions {
             probe: ProbeOptions::default(),
             periodic: Some(Duration::from_secs(60)),
             remote: RemoteOptions::default(),
+            realtime: true,
+            blob_cache: None,
         }
     }
 }
@@ -52,6 +60,7 @@ pub struct SyncEngine {
     coordinator: BackgroundSyncCoordinator,
     monitor: Arc<ReachabilityMonitor>,
     status: Arc<SyncStatusProvider>,
+    realtime: Option<Arc<RealtimeListener>>,
     periodic: Option<Duration>,
     stop: watch::Sender<bool>,
     /// Loops that end at `stop`.
@@ -76,6 +85,7 @@ impl SyncEngine {
             coordinator: HasComponent::<BackgroundSyncCoordinator>::resolve_ref(module.as_ref()).clone(),
             monitor: module.resolve(),
             status: module.resolve(),
+            realtime: options.realtime.then(|| module.resolve()),
             module,
             store,
             periodic: options.periodic,
@@ -86,9 +96,9 @@ impl SyncEngine {
     }
 
     /// Starts the background work: the upstream processor (woken by every local write), the
-    /// reachability monitor, the coordinator's periodic loop and its network follower, status
-    /// counts that follow writes and pushes, and a first sync if the server is reachable and
-    /// someone is signed in.
+    /// reachability monitor, the coordinator's periodic loop and its network follower, the
+    /// event-stream listener, status counts that follow writes and pushes, and a first sync if
+    /// the server is reachable and someone is signed in.
     pub async fn start(&mut self) {
         let upstream = Arc::clone(&self.upstream);
         let stop = self.stop.subscribe();
@@ -120,7 +130,16 @@ impl SyncEngine {
         if let Some(interval) = self.periodic {
             self.coordinator.spawn_periodic(interval);
         }
+        if let Some(realtime) = &self.realtime {
+            let (realtime, stop) = (Arc::clone(realtime), self.stop.subscribe());
+            self.tasks.push(tokio::spawn(async move { realtime.run(stop).await }));
+        }
         self.coordinator.trigger_if_ready("start").await;
+    }
+
+    /// The event-stream listener, if realtime is on.
+    pub fn realtime(&self) -> Option<&RealtimeListener> {
+        self.realtime.as_deref()
     }
 
     /// Syncs now (push, then pull every scope that changed, whatever its interval) and

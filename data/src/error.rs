@@ -56,6 +56,16 @@ pub enum StoreError {
     /// The write contradicts stored state.
     #[error("{0}")]
     Conflict(String),
+    /// A file of the audio cache could not be read or written.
+    #[error("{action} {path}: {message}")]
+    File {
+        /// What was being done (`reading`, `writing`, ...).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's explanation.
+        message: String,
+    },
 }
 
 /// Shorthand for store results.

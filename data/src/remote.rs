@@ -16,11 +16,15 @@ use serde::de::DeserializeOwned;
 use shaku::Component;
 use std::{sync::Arc, time::Duration};
 use trackflow_domain::{
-    ports::{HealthProbe, RemoteDataSource, RemoteError, SessionStorage},
+    ports::{
+        BlobRemote, EventSource, EventStream, HealthProbe, RemoteDataSource, RemoteError, ServerEvent,
+        SessionStorage,
+    },
     protocol::{
         ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse, PushRequest,
         PushResponse, ScopesResponse, SignUpRequest,
     },
+    AudioTrackId, BlobHash,
 };
 
 /// Timeouts of the HTTP client.
@@ -48,17 +52,19 @@ pub struct HttpRemote {
     session: Arc<dyn SessionStorage>,
     /// The HTTP client and its connection pool.
     client: Client,
+    /// The client for blob transfers: no limit on a whole request, one between reads.
+    blob_client: Client,
 }
 
 impl HttpRemote {
     /// A remote with its own connection pool.
     pub fn new(session: Arc<dyn SessionStorage>, options: &RemoteOptions) -> Result<Self, RemoteError> {
-        Ok(Self { session, client: http_client(options)? })
+        Ok(Self { session, client: http_client(options)?, blob_client: blob_client(options)? })
     }
 
     /// The parameters shaku needs to build an [`HttpRemote`] component.
     pub fn parameters(options: &RemoteOptions) -> Result<HttpRemoteParameters, RemoteError> {
-        Ok(HttpRemoteParameters { client: http_client(options)? })
+        Ok(HttpRemoteParameters { client: http_client(options)?, blob_client: blob_client(options)? })
     }
 
     /// Where to send, and with which token.
@@ -136,8 +142,7 @@ impl AuthClient {
         if status.is_success() {
             return Ok(());
         }
-        let body = response.bytes().await.map_err(transport)?;
-        Err(classify(status, None, &body, std::time::SystemTime::now()))
+        Err(failure(response, status).await)
     }
 
     /// Logs in to an account on the server at `server`.
@@ -149,9 +154,17 @@ impl AuthClient {
 }
 
 fn http_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
-    Client::builder()
+    build_client(Client::builder().timeout(options.request_timeout), options)
+}
+
+/// A client whose requests may take as long as they keep moving.
+fn blob_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
+    build_client(Client::builder().read_timeout(options.request_timeout), options)
+}
+
+fn build_client(builder: reqwest::ClientBuilder, options: &RemoteOptions) -> Result<Client, RemoteError> {
+    builder
         .connect_timeout(options.connect_timeout)
-        .timeout(options.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .map_err(|e| RemoteError::Permanent {
@@ -192,24 +205,175 @@ impl RemoteDataSource for HttpRemote {
 }
 
 /// Turns a response (or a transport failure) into the answer or a classified error.
+/// Blob transfers stream: their bodies never sit in memory whole, and their time limit is
+/// between reads, not on the whole transfer (a 50 MB file on a slow link takes minutes).
+#[async_trait]
+impl BlobRemote for HttpRemote {
+    #[tracing::instrument(skip_all, fields(%hash), err)]
+    async fn has_blob(&self, hash: &BlobHash) -> Result<bool, RemoteError> {
+        let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
+        let response = self.client.head(url).bearer_auth(token).send().await.map_err(transport)?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            status => Err(failure(response, status).await),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(%hash), err)]
+    async fn upload_blob(&self, hash: &BlobHash, file: std::path::PathBuf) -> Result<(), RemoteError> {
+        let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
+        let local = |e: std::io::Error| RemoteError::Permanent {
+            code: "local_file".into(),
+            message: format!("reading {}: {e}", file.display()),
+            mutation_id: None,
+        };
+        let opened = tokio::fs::File::open(&file).await.map_err(local)?;
+        let size = opened.metadata().await.map_err(local)?.len();
+        let response = self
+            .blob_client
+            .put(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::from(opened))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(failure(response, status).await)
+    }
+
+    #[tracing::instrument(skip_all, fields(%track), err)]
+    async fn download_audio(
+        &self,
+        track: AudioTrackId,
+        into: std::path::PathBuf,
+    ) -> Result<u64, RemoteError> {
+        use tokio::io::AsyncWriteExt;
+        let (url, token) = self.target(&format!("/v1/tracks/{track}/audio")).await?;
+        let mut response = self.blob_client.get(url).bearer_auth(token).send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failure(response, status).await);
+        }
+        let local = |e: std::io::Error| RemoteError::Permanent {
+            code: "local_file".into(),
+            message: format!("writing {}: {e}", into.display()),
+            mutation_id: None,
+        };
+        if let Some(dir) = into.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(local)?;
+        }
+        let mut output = tokio::fs::File::create(&into).await.map_err(local)?;
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            output.write_all(&chunk).await.map_err(local)?;
+            written += chunk.len() as u64;
+        }
+        output.sync_all().await.map_err(local)?;
+        Ok(written)
+    }
+}
+
+/// The event stream over a long-lived GET, parsed by eventsource-stream. No time limit on the
+/// whole request (it lasts as long as the connection); the server's keep-alive comments every
+/// 15 s keep the between-reads limit from firing on a healthy stream.
+#[async_trait]
+impl EventSource for HttpRemote {
+    #[tracing::instrument(skip_all, err)]
+    async fn connect(&self) -> Result<Box<dyn EventStream>, RemoteError> {
+        use eventsource_stream::Eventsource;
+        let (url, token) = self.target("/v1/events").await?;
+        let response = self
+            .blob_client
+            .get(url)
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failure(response, status).await);
+        }
+        Ok(Box::new(SseStream { events: Box::pin(response.bytes_stream().eventsource()) }))
+    }
+}
+
+type RawEvents = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// An open event stream.
+struct SseStream {
+    events: RawEvents,
+}
+
+#[async_trait]
+impl EventStream for SseStream {
+    async fn next(&mut self) -> Option<Result<ServerEvent, RemoteError>> {
+        use futures_util::StreamExt;
+        loop {
+            let event = match self.events.next().await? {
+                Ok(event) => event,
+                Err(error) => {
+                    return Some(Err(RemoteError::Transient {
+                        message: format!("event stream: {error}"),
+                        retry_after_ms: None,
+                    }))
+                }
+            };
+            match event.event.as_str() {
+                "ready" => return Some(Ok(ServerEvent::Ready)),
+                "poke" => {
+                    return Some(serde_json::from_str(&event.data).map(ServerEvent::Poke).map_err(|e| {
+                        RemoteError::Transient {
+                            message: format!("unreadable poke: {e}"),
+                            retry_after_ms: None,
+                        }
+                    }))
+                }
+                // Events a newer server sends that this client does not know.
+                _ => continue,
+            }
+        }
+    }
+}
+
+/// The error an unsuccessful answer stands for.
+async fn failure(response: reqwest::Response, status: StatusCode) -> RemoteError {
+    let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match response.bytes().await {
+        Ok(body) => classify(status, retry_after.as_deref(), &body, std::time::SystemTime::now()),
+        Err(error) => transport(error),
+    }
+}
+
 async fn read<T: DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T, RemoteError> {
     let response = response.map_err(transport)?;
     let status = response.status();
-    let retry_after = response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = response.bytes().await.map_err(transport)?;
-    if status.is_success() {
-        // A success we cannot read is the server's fault, or a response cut short: retry later.
-        return serde_json::from_slice(&body).map_err(|e| RemoteError::Transient {
-            message: format!("unreadable answer from the server: {e}"),
-            retry_after_ms: None,
-        });
+    if !status.is_success() {
+        return Err(failure(response, status).await);
     }
-    Err(classify(status, retry_after.as_deref(), &body, std::time::SystemTime::now()))
+    let body = response.bytes().await.map_err(transport)?;
+    // A success we cannot read is the server's fault, or a response cut short: retry later.
+    serde_json::from_slice(&body).map_err(|e| RemoteError::Transient {
+        message: format!("unreadable answer from the server: {e}"),
+        retry_after_ms: None,
+    })
 }
 
-/// A failure before a complete response arrived: always worth retrying. A connection that was
-/// never established means the request was not delivered (unreachable); a timeout or a cut
-/// connection may have delivered it.
 fn transport(e: reqwest::Error) -> RemoteError {
     // reqwest's own message leaves out the cause ("Connection refused", ...): add the chain.
     let mut message = e.to_string();

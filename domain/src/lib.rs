@@ -12,6 +12,7 @@
 //! for tests in other crates.
 
 pub mod authorization;
+pub mod blob;
 pub mod entities;
 pub mod error;
 pub mod ids;
@@ -21,6 +22,7 @@ pub mod sync;
 pub mod time;
 mod validate;
 
+pub use blob::{BlobHash, CachedBlob, EvictionReport};
 pub use entities::{
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityRef, EntityType,
     Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch,

@@ -314,3 +314,27 @@ mod tests {
         assert!(serde_json::from_value::<PullResponse>(json!({"status": "gone"})).is_err());
     }
 }
+
+/// A change notice on the event stream (`GET /v1/events`, event `poke`): changes up to
+/// `version` exist in `scopes`. It names where to look, never the data: the client pulls.
+/// Between server instances it travels with every changed scope; each instance passes on to a
+/// user only the scopes that user may read. `scopes: None` means "any scope": pull everything
+/// (after the stream missed pokes, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poke {
+    /// The newest version the change produced.
+    pub version: i64,
+    /// The changed scopes (`project:<uuid>`, `user:<uuid>`), or `None` for all.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The answer to a blob upload (`PUT /v1/blobs/{sha256}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobStored {
+    /// The blob's name.
+    pub sha256: String,
+    /// Its length.
+    pub size_bytes: u64,
+    /// Whether this request stored it (`false`: the server had it already).
+    pub created: bool,
+}

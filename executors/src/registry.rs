@@ -79,6 +79,9 @@ impl<E: SyncEntity> OperationExecutor for EntityExecutor<E> {
                 return Err(invalid("an update that changes nothing".into()));
             }
             OperationKind::Update | OperationKind::Delete => {}
+            OperationKind::Upload => {
+                return Err(invalid("an upload is not a mutation: the processor streams its file".into()));
+            }
         }
         Ok(Mutation::from(op))
     }

@@ -6,29 +6,36 @@
 //! instances sharing one database).
 //!
 //! Endpoints (all under `/v1`, described by the OpenAPI document at `/v1/openapi.json`):
-//! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`, `sync/scopes`.
+//! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`, `sync/scopes`,
+//! `events` (server-sent pokes), `blobs/{sha256}` (audio uploads) and `tracks/{id}/audio`
+//! (downloads); and `/metrics` for Prometheus.
 //!
 //! Architecture invariant: this crate knows HTTP and the port, never a database. Client
 //! mistakes get a 4xx with a JSON [`ApiError`](trackflow_domain::protocol::ApiError) body;
 //! nothing a client sends makes it answer 5xx or panic.
 
 mod auth;
+mod blobs;
 mod error;
+pub mod events;
 mod extract;
+mod metrics;
 mod openapi;
 mod sync;
 
 pub use error::ApiFailure;
+pub use events::{LocalPokeRelay, PokeHub};
+pub use metrics::Metrics;
 pub use openapi::OPENAPI_JSON;
 pub use trackflow_domain::protocol;
 
 use axum::{
-    routing::{get, post},
+    routing::{get, head, post},
     Router,
 };
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use trackflow_domain::ports::ServerStore;
+use trackflow_domain::ports::{BlobStorage, PokeRelay, ServerStore};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -42,6 +49,8 @@ pub struct ServerConfig {
     /// ([`HybridLogicalClock::DEFAULT_MAX_DRIFT_MS`](trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS)),
     /// so the server must not store any; and one fast clock would otherwise win every merge.
     pub max_clock_lead: Duration,
+    /// The largest audio file accepted, in bytes.
+    pub max_blob_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +59,7 @@ impl Default for ServerConfig {
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             max_body_bytes: 4 * 1024 * 1024,
             max_clock_lead: Duration::from_millis(trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS),
+            max_blob_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -59,12 +69,43 @@ impl Default for ServerConfig {
 pub struct AppState {
     store: Arc<dyn ServerStore>,
     config: Arc<ServerConfig>,
+    /// Where audio is kept; `None` on a server that stores no audio (it refuses tracks that
+    /// name any).
+    blobs: Option<Arc<dyn BlobStorage>>,
+    pokes: Arc<PokeHub>,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// State over `store`.
+    /// State over `store`, storing no audio, poking only its own event streams. Call it on a
+    /// tokio runtime: the poke hub subscribes at once.
     pub fn new(store: Arc<dyn ServerStore>, config: ServerConfig) -> Self {
-        Self { store, config: Arc::new(config) }
+        Self::with_relay(store, config, Arc::new(LocalPokeRelay::default()))
+    }
+
+    /// State over `store` receiving pokes through `relay` (every instance sharing the
+    /// database, say).
+    pub fn with_relay(store: Arc<dyn ServerStore>, config: ServerConfig, relay: Arc<dyn PokeRelay>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let pokes = PokeHub::new(relay, Arc::clone(&store));
+        pokes.observe(metrics.clone());
+        Self { store, config: Arc::new(config), blobs: None, pokes, metrics }
+    }
+
+    /// This state storing audio in `blobs`.
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStorage>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Event streams open on this instance now.
+    pub fn event_streams(&self) -> usize {
+        self.pokes.streams()
     }
 }
 
@@ -79,8 +120,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/push", post(sync::push))
         .route("/v1/sync/pull", get(sync::pull))
         .route("/v1/sync/scopes", get(sync::scopes))
+        .route("/v1/events", get(events::events))
+        .route("/v1/blobs/{sha256}", head(blobs::exists).put(blobs::upload))
+        .route("/v1/tracks/{track_id}/audio", get(blobs::audio))
+        .route("/metrics", get(metrics::document))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }
 

@@ -7,8 +7,10 @@ use crate::{
     AppState,
 };
 use axum::{extract::State, http::StatusCode, Json};
+use std::sync::Arc;
 use trackflow_domain::protocol::{
-    HealthResponse, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse,
+    HealthResponse, MutationOutcome, Poke, PullRequest, PullResponse, PushRequest, PushResponse,
+    ScopesResponse,
 };
 
 /// `POST /v1/sync/push`: applies the mutations in order and answers one result per mutation.
@@ -18,7 +20,40 @@ pub(crate) async fn push(
     ApiJson(request): ApiJson<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiFailure> {
     check_clock_lead(&request, &state)?;
-    Ok(Json(state.store.push(auth.user, request).await?))
+    crate::blobs::missing_audio(&state, &request).await?;
+    let ids: Vec<_> = request.mutations.iter().map(|m| m.entity_id).collect();
+    let response = state.store.push(auth.user, request).await?;
+    state.metrics.pushed(&response);
+    let changed: Vec<_> = response
+        .results
+        .iter()
+        .zip(ids)
+        .filter_map(|(result, id)| changed_version(&result.outcome).map(|version| (id, version)))
+        .collect();
+    if let Some(version) = changed.iter().map(|(_, v)| *v).max() {
+        // Poked after the commit, off the response's path.
+        let (store, pokes) = (Arc::clone(&state.store), Arc::clone(&state.pokes));
+        tokio::spawn(async move {
+            let scopes = match store.scopes_of(changed.into_iter().map(|(id, _)| id).collect()).await {
+                Ok(scopes) => Some(scopes.iter().map(ToString::to_string).collect()),
+                Err(error) => {
+                    tracing::warn!(%error, "the scopes of a push could not be looked up; poking all");
+                    None
+                }
+            };
+            pokes.publish(Poke { version, scopes }).await;
+        });
+    }
+    Ok(Json(response))
+}
+
+/// The version a mutation's outcome wrote, if it wrote one now.
+fn changed_version(outcome: &MutationOutcome) -> Option<i64> {
+    match outcome {
+        MutationOutcome::Applied { version } => Some(*version),
+        MutationOutcome::Conflict { server, .. } => Some(server.version),
+        MutationOutcome::Duplicate { .. } | MutationOutcome::Rejected { .. } => None,
+    }
 }
 
 /// Refuses a push carrying a clock reading too far ahead of the server's clock (see
@@ -51,7 +86,10 @@ pub(crate) async fn pull(
     auth: AuthUser,
     ApiQuery(request): ApiQuery<PullRequest>,
 ) -> Result<Json<PullResponse>, ApiFailure> {
-    Ok(Json(state.store.pull(auth.user, request).await?))
+    let started = std::time::Instant::now();
+    let response = state.store.pull(auth.user, request).await?;
+    state.metrics.pulled(started.elapsed());
+    Ok(Json(response))
 }
 
 /// `GET /v1/sync/scopes`: the scopes the user may pull now.

@@ -8,9 +8,10 @@ use std::{
 };
 use tempfile::TempDir;
 use trackflow_data::{
-    local::SqliteConflictRepository, DieselServerStore, HttpRemote, LocalStore, LocalStoreOptions,
-    RemoteOptions, SessionReload, SqliteAudioTrackRepository, SqlitePendingOperationsRepository,
-    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+    local::{BlobCacheOptions, SqliteBlobCache, SqliteConflictRepository},
+    DieselServerStore, HttpRemote, LocalStore, LocalStoreOptions, RemoteOptions, SessionReload,
+    SqliteAudioTrackRepository, SqlitePendingOperationsRepository, SqliteProjectRepository,
+    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
 };
 use trackflow_domain::{
     ports::{
@@ -139,10 +140,13 @@ impl Client {
         clock: Arc<dyn Clock>,
     ) -> PendingOperationsManager {
         let session: Arc<dyn SessionStorage> = self.session.clone();
+        let http = Arc::new(HttpRemote::new(session.clone(), remote).expect("http client"));
         let ports = UpstreamPorts {
             outbox: self.outbox.clone(),
             conflicts: Arc::new(SqliteConflictRepository::new(self.store.clone())),
-            remote: Arc::new(HttpRemote::new(session.clone(), remote).expect("http client")),
+            remote: http.clone(),
+            blobs: Arc::new(SqliteBlobCache::new(self.store.clone(), BlobCacheOptions::beside(&self.store))),
+            blob_remote: http,
             session: session.clone(),
             reauthenticator: Arc::new(SessionReload::new(session)),
             clock,

@@ -20,7 +20,9 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use trackflow_data::{DieselServerStore, LocalStore, LocalStoreOptions, SystemClock};
+use trackflow_data::{
+    DieselServerStore, HttpRemote, LocalStore, LocalStoreOptions, RemoteOptions, SystemClock,
+};
 use trackflow_domain::{
     ports::{
         AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository,
@@ -150,6 +152,8 @@ async fn drain(dir: &Path, ops: usize, batch_size: usize) -> anyhow::Result<Drai
         outbox: outbox.clone(),
         conflicts: module.resolve(),
         remote: remote.clone(),
+        blobs: module.resolve(),
+        blob_remote: Arc::new(HttpRemote::new(session.clone(), &RemoteOptions::default())?),
         session,
         reauthenticator: module.resolve(),
         clock: module.resolve(),

@@ -8,15 +8,15 @@ use shaku::{Component, HasComponent, ModuleBuildContext};
 use std::sync::Arc;
 use trackflow_domain::{
     ports::{
-        Clock, ConflictRepository, DownstreamRepository, HealthProbe, PendingOperationsRepository,
-        Reauthenticator, RemoteDataSource, SessionStorage,
+        BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository, EventSource, HealthProbe,
+        PendingOperationsRepository, Reauthenticator, RemoteDataSource, SessionStorage,
     },
     NodeId,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, CoordinatorPorts, MonitoredRemote, ProbeOptions, ReachabilityMonitor,
-    SyncDataManager, SyncDataOptions, SyncStatusProvider, SyncUseCases,
+    RealtimeListener, SyncDataManager, SyncDataOptions, SyncStatusProvider, SyncUseCases,
 };
 
 /// A parameter that has no sensible default: the module's builder must be given it.
@@ -93,6 +93,8 @@ pub struct UpstreamParameters {
     pub options: UpstreamOptions,
     /// The replica the manager sends as (the local store's).
     pub client_id: Required<NodeId>,
+    /// Where uploads go: the server's blob endpoints.
+    pub blob_remote: Required<Arc<dyn BlobRemote>>,
 }
 
 impl Component<ClientModule> for PendingOperationsManager {
@@ -105,6 +107,8 @@ impl Component<ClientModule> for PendingOperationsManager {
             outbox: get::<dyn PendingOperationsRepository>(context),
             conflicts: get::<dyn ConflictRepository>(context),
             remote,
+            blobs: get::<dyn BlobCache>(context),
+            blob_remote: params.blob_remote.take("the blob remote"),
             session: get::<dyn SessionStorage>(context),
             reauthenticator: get::<dyn Reauthenticator>(context),
             clock: get::<dyn Clock>(context),
@@ -171,5 +175,24 @@ impl Component<ClientModule> for BackgroundSyncCoordinator {
             status: get::<SyncStatusProvider>(context),
             clock: get::<dyn Clock>(context),
         }))
+    }
+}
+
+/// Parameters of the [`RealtimeListener`] component.
+#[derive(Default)]
+pub struct RealtimeParameters {
+    /// The server's event stream.
+    pub events: Required<Arc<dyn EventSource>>,
+    /// Reconnection backoff.
+    pub backoff: ProbeOptions,
+}
+
+impl Component<ClientModule> for RealtimeListener {
+    type Interface = RealtimeListener;
+    type Parameters = RealtimeParameters;
+
+    fn build(context: &mut ModuleBuildContext<ClientModule>, params: RealtimeParameters) -> Box<Self> {
+        let coordinator = get::<BackgroundSyncCoordinator>(context).as_ref().clone();
+        Box::new(RealtimeListener::new(params.events.take("an event source"), coordinator, params.backoff))
     }
 }

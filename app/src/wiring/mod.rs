@@ -11,7 +11,7 @@
 mod client;
 mod server;
 
-pub use client::{MonitorParameters, Required, UpstreamParameters};
+pub use client::{MonitorParameters, RealtimeParameters, Required, UpstreamParameters};
 pub use server::{server_module, ServerModule};
 
 use crate::engine::EngineOptions;
@@ -20,22 +20,25 @@ use shaku::module;
 use std::{path::Path, sync::Arc};
 use trackflow_data::{
     local::{
+        BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepositoryParameters,
+        SqliteDownstreamRepositoryParameters,
+    },
+    local::{
         SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepositoryParameters,
         SqliteCollaboratorRepositoryParameters, SqlitePendingOperationsRepositoryParameters,
         SqlitePlaylistRepositoryParameters, SqliteProjectRepositoryParameters,
         SqliteSessionStorageParameters, SqliteUserProfileRepositoryParameters,
     },
-    local::{SqliteConflictRepositoryParameters, SqliteDownstreamRepositoryParameters},
     HttpRemote, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository,
     SqliteAudioTrackRepository, SqliteCollaboratorRepository, SqliteConflictRepository,
     SqliteDownstreamRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
     SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
 };
-use trackflow_domain::ports::{HealthProbe, SessionStorage};
+use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_usecases::{
-    BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, SyncDataManager, SyncStatusProvider,
-    SyncUseCases,
+    BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener, SyncDataManager,
+    SyncStatusProvider, SyncUseCases,
 };
 
 /// The file name of the local database inside the data directory.
@@ -64,6 +67,7 @@ mod generated {
                 SqliteSessionStorage,
                 SqliteConflictRepository,
                 SqliteDownstreamRepository,
+                SqliteBlobCache,
                 SessionReload,
                 HttpRemote,
                 ReachabilityMonitor,
@@ -74,6 +78,7 @@ mod generated {
                 SyncDataManager,
                 SyncStatusProvider,
                 BackgroundSyncCoordinator,
+                RealtimeListener,
             ],
             providers = []
         }
@@ -89,8 +94,13 @@ pub fn client_module(store: &LocalStore) -> anyhow::Result<ClientModule> {
 pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow::Result<ClientModule> {
     let remote = HttpRemote::parameters(&options.remote).context("building the HTTP client")?;
     let session: Arc<dyn SessionStorage> = Arc::new(SqliteSessionStorage::new(store.clone()));
-    let probe: Arc<dyn HealthProbe> =
-        Arc::new(HttpRemote::new(session, &options.remote).context("building the HTTP client")?);
+    // One more client for what the module's remote does not offer under its interface: the
+    // health probe, blob transfers and the event stream.
+    let http = Arc::new(HttpRemote::new(session, &options.remote).context("building the HTTP client")?);
+    let probe: Arc<dyn HealthProbe> = http.clone();
+    let blob_remote: Arc<dyn BlobRemote> = http.clone();
+    let events: Arc<dyn EventSource> = http;
+    let blob_cache = options.blob_cache.clone().unwrap_or_else(|| BlobCacheOptions::beside(store));
     Ok(ClientModule::builder()
         .with_component_parameters::<ReachabilityMonitor>(MonitorParameters {
             options: options.probe,
@@ -99,6 +109,15 @@ pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow
         .with_component_parameters::<PendingOperationsManager>(UpstreamParameters {
             options: options.upstream.clone(),
             client_id: Required(Some(store.replica_id())),
+            blob_remote: Required(Some(blob_remote)),
+        })
+        .with_component_parameters::<RealtimeListener>(RealtimeParameters {
+            events: Required(Some(events)),
+            backoff: options.probe,
+        })
+        .with_component_parameters::<SqliteBlobCache>(SqliteBlobCacheParameters {
+            store: store.clone(),
+            options: blob_cache,
         })
         .with_component_parameters::<SyncUseCases>(options.downstream.use_cases.clone())
         .with_component_parameters::<SyncDataManager>(options.downstream.clone())

@@ -34,6 +34,7 @@ macro_rules! with_entity_table {
     };
 }
 
+mod blobs;
 mod conflicts;
 mod connection;
 mod downstream;
@@ -46,6 +47,7 @@ pub mod schema;
 mod session;
 mod upstream;
 
+pub use blobs::{hash_file, BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters};
 pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
 pub use connection::{configure_connection, MIGRATIONS};
 pub use downstream::{SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters};

@@ -278,12 +278,19 @@ fn check_references<E: SyncEntity>(
 }
 
 /// An extra, entity-specific check run inside the write transaction, given the new state and,
-/// for an update, the state before it.
-pub(crate) type Check<E> = fn(&mut SqliteConnection, &E, Option<&E>) -> StoreResult<()>;
+/// for an update, the state before it. It may queue operations the write needs first (a
+/// track's audio upload) and returns them: the write's operation depends on them.
+pub(crate) type Check<E> =
+    fn(&mut SqliteConnection, &WriteClock, &E, Option<&E>) -> StoreResult<Vec<OperationId>>;
 
-/// A check that accepts everything.
-pub(crate) fn no_check<E>(_: &mut SqliteConnection, _: &E, _: Option<&E>) -> StoreResult<()> {
-    Ok(())
+/// A check that accepts everything and needs nothing first.
+pub(crate) fn no_check<E>(
+    _: &mut SqliteConnection,
+    _: &WriteClock,
+    _: &E,
+    _: Option<&E>,
+) -> StoreResult<Vec<OperationId>> {
+    Ok(Vec::new())
 }
 
 /// Stores a new entity and queues its create.
@@ -295,8 +302,8 @@ pub(crate) fn create<E: LocalEntity>(
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
-        let depends_on = check_references(conn, &entity, None)?;
-        check(conn, &entity, None)?;
+        let mut depends_on = check_references(conn, &entity, None)?;
+        depends_on.extend(check(conn, clock, &entity, None)?);
         let hlc = clock.tick(conn)?;
         let op = SyncOperation::new(
             entity_ref,
@@ -339,8 +346,8 @@ pub(crate) fn update<E: LocalEntity>(
         if changed.is_empty() {
             return Ok(after);
         }
-        let depends_on = check_references(conn, &after, Some(&record.entity))?;
-        check(conn, &after, Some(&record.entity))?;
+        let mut depends_on = check_references(conn, &after, Some(&record.entity))?;
+        depends_on.extend(check(conn, clock, &after, Some(&record.entity))?);
         queue_update(conn, clock, record, after, changed, depends_on)
     })
 }

@@ -3,7 +3,8 @@
 //! entity — its lists and its extra checks.
 
 use super::{
-    records::{no_check, require_visible},
+    blobs::audio_upload,
+    records::{no_check, require_visible, WriteClock},
     rows::{AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow},
     schema::{audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles},
     LocalStore,
@@ -18,9 +19,9 @@ use trackflow_domain::{
         ProjectRepository, UserProfileRepository,
     },
     AudioComment, AudioCommentId, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch,
-    CollaboratorId, EntityRef, EntityType, Playlist, PlaylistId, PlaylistPatch, Project, ProjectCollaborator,
-    ProjectCollaboratorPatch, ProjectId, ProjectPatch, RepositoryError, UserId, UserProfile,
-    UserProfilePatch, ValidationError,
+    CollaboratorId, EntityRef, EntityType, OperationId, Playlist, PlaylistId, PlaylistPatch, Project,
+    ProjectCollaborator, ProjectCollaboratorPatch, ProjectId, ProjectPatch, RepositoryError, UserId,
+    UserProfile, UserProfilePatch, ValidationError,
 };
 
 /// Declares a repository component holding the store, with a plain constructor for code that
@@ -115,12 +116,12 @@ impl ProjectRepository for SqliteProjectRepository {
 impl AudioTrackRepository for SqliteAudioTrackRepository {
     #[tracing::instrument(skip_all, fields(id = %track.id()))]
     async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError> {
-        self.store.create_entity(track, no_check).await
+        self.store.create_entity(track, audio_upload).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
     async fn update(&self, id: AudioTrackId, patch: AudioTrackPatch) -> Result<AudioTrack, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |t: &AudioTrack| t.patched(&patch), no_check).await
+        self.store.update_entity(id.as_uuid(), move |t: &AudioTrack| t.patched(&patch), audio_upload).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]
@@ -151,11 +152,13 @@ impl AudioTrackRepository for SqliteAudioTrackRepository {
 /// A comment's position must lie within its track as stored.
 fn check_comment(
     conn: &mut SqliteConnection,
+    _clock: &WriteClock,
     comment: &AudioComment,
     _before: Option<&AudioComment>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<OperationId>> {
     let track = require_visible::<AudioTrack>(conn, comment.track_id().as_uuid())?;
-    comment.check_track(&track.entity).map_err(StoreError::from)
+    comment.check_track(&track.entity)?;
+    Ok(Vec::new())
 }
 
 #[async_trait]
@@ -239,9 +242,10 @@ impl UserProfileRepository for SqliteUserProfileRepository {
 /// Tracks it already held may have been deleted since; they stay until the playlist is edited.
 fn check_playlist(
     conn: &mut SqliteConnection,
+    _clock: &WriteClock,
     playlist: &Playlist,
     before: Option<&Playlist>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<OperationId>> {
     let held = before.map(Playlist::track_ids).unwrap_or_default();
     for track_id in playlist.track_ids().iter().filter(|t| !held.contains(t)) {
         let track = require_visible::<AudioTrack>(conn, track_id.as_uuid())?;
@@ -253,7 +257,7 @@ fn check_playlist(
             .into());
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 #[async_trait]
@@ -296,9 +300,10 @@ impl PlaylistRepository for SqlitePlaylistRepository {
 /// A user joins a project at most once, and the owner is never a collaborator.
 fn check_membership(
     conn: &mut SqliteConnection,
+    _clock: &WriteClock,
     member: &ProjectCollaborator,
     _before: Option<&ProjectCollaborator>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<OperationId>> {
     let project = require_visible::<Project>(conn, member.project_id().as_uuid())?;
     if project.entity.owner_id() == member.user_id() {
         return Err(ValidationError::new("user_id", "is the project's owner").into());
@@ -317,7 +322,7 @@ fn check_membership(
             member.project_id()
         )));
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 #[async_trait]

@@ -193,6 +193,10 @@ diesel::table! {
         size_bytes -> BigInt,
         path -> Text,
         created_at -> BigInt,
+        last_used_at -> BigInt,
+        pinned -> Bool,
+        uploaded -> Bool,
+        upload_op -> Nullable<Text>,
     }
 }
 

@@ -8,14 +8,19 @@
 //! - `accounts`: accounts and hashed bearer tokens.
 
 mod accounts;
+mod audience;
+mod blobs;
 mod connection;
+mod notify;
 mod pull;
 mod push;
 mod rows;
 mod schema;
 mod scratch;
 
+pub use blobs::FsBlobStorage;
 pub use connection::{ServerConnection, ServerDatabase, ServerPool, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use notify::PgPokeRelay;
 pub use scratch::ScratchDatabase;
 
 use crate::{
@@ -29,11 +34,15 @@ use diesel::{
     r2d2::{PooledConnection, R2D2Connection},
 };
 use schema::{entities, server_meta};
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+};
 use trackflow_domain::{
+    entities::Scope,
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
-    Timestamp, UserId,
+    AudioTrackId, BlobHash, Timestamp, UserId,
 };
 
 /// The server store. Cheap to clone; clones share the pool.
@@ -69,6 +78,15 @@ impl DieselServerStore {
     /// Which database this store uses.
     pub fn database(&self) -> &ServerDatabase {
         &self.database
+    }
+
+    /// On PostgreSQL, a relay carrying pokes between every instance on this database (it
+    /// starts listening at once); `None` on SQLite, where one instance owns the database.
+    pub fn poke_relay(&self) -> Option<PgPokeRelay> {
+        match self.database.as_ref() {
+            ServerDatabase::Postgres(url) => Some(PgPokeRelay::start(self.clone(), url.clone())),
+            _ => None,
+        }
     }
 
     /// What the store holds of pushes: (mutation records, distinct mutation ids, versions
@@ -245,6 +263,27 @@ impl ServerStore for DieselServerStore {
         user: UserId,
     ) -> Result<Vec<trackflow_domain::protocol::ScopeHead>, ServerStoreError> {
         self.with_connection(move |conn| pull::scopes(conn, user)).await
+    }
+
+    async fn scopes_of(&self, ids: Vec<uuid::Uuid>) -> Result<BTreeSet<Scope>, ServerStoreError> {
+        self.with_connection(move |conn| audience::scopes_of(conn, &ids).map_err(storage_error)).await
+    }
+
+    async fn audience(
+        &self,
+        scopes: BTreeSet<Scope>,
+    ) -> Result<BTreeMap<Scope, BTreeSet<UserId>>, ServerStoreError> {
+        self.with_connection(move |conn| audience::audience(conn, &scopes).map_err(storage_error)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(%user, %track), err)]
+    async fn track_audio(
+        &self,
+        user: UserId,
+        track: AudioTrackId,
+    ) -> Result<Option<BlobHash>, ServerStoreError> {
+        self.with_connection(move |conn| audience::track_audio(conn, user, track).map_err(storage_error))
+            .await
     }
 
     async fn ping(&self) -> Result<(), ServerStoreError> {

@@ -62,7 +62,10 @@ fn decode_cursor(meta: &Meta, cursor: &str) -> Option<Position> {
 }
 
 /// The scopes `user` may read, with the version from which each is readable.
-fn readable_scopes(conn: &mut ServerConnection, user: UserId) -> Result<BTreeMap<Scope, i64>, StoreError> {
+pub(super) fn readable_scopes(
+    conn: &mut ServerConnection,
+    user: UserId,
+) -> Result<BTreeMap<Scope, i64>, StoreError> {
     let corrupt = |e: uuid::Error| StoreError::corrupt("memberships", e);
     let mut scopes = BTreeMap::from([(Scope::User(user), 0)]);
     let mine: Vec<(String, i64)> = memberships::table

@@ -3,25 +3,31 @@
 //! shaku. Every port is `Interface` (so `Send + Sync + 'static`), async, and mockable: with the
 //! `mock` feature each gets a mockall `Mock...` type.
 
+mod blobs;
 mod clock;
 mod conflicts;
 mod downstream;
+mod events;
 mod network;
 mod outbox;
+mod pokes;
 mod remote;
 mod repositories;
 mod server_store;
 mod session;
 mod sync;
 
+pub use blobs::{BlobCache, BlobReader, BlobRemote, BlobStorage, BlobStorageError, BlobWriter};
 pub use clock::Clock;
 pub use conflicts::ConflictRepository;
 pub use downstream::{
     ApplyCounts, ApplyPlan, ConflictPolicies, DownstreamRepository, IncompletePlan, ScopeSync,
     SyncStatistics, DEFAULT_PULL_INTERVAL,
 };
+pub use events::{EventSource, EventStream, ServerEvent};
 pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
+pub use pokes::{PokeHandler, PokeRelay};
 pub use remote::{RemoteDataSource, RemoteError};
 pub use repositories::{
     AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
@@ -35,15 +41,21 @@ pub use sync::{
 };
 
 #[cfg(any(test, feature = "mock"))]
+pub use blobs::{MockBlobCache, MockBlobRemote, MockBlobStorage};
+#[cfg(any(test, feature = "mock"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mock"))]
 pub use conflicts::MockConflictRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use downstream::MockDownstreamRepository;
 #[cfg(any(test, feature = "mock"))]
+pub use events::MockEventSource;
+#[cfg(any(test, feature = "mock"))]
 pub use network::MockNetworkMonitor;
 #[cfg(any(test, feature = "mock"))]
 pub use outbox::MockPendingOperationsRepository;
+#[cfg(any(test, feature = "mock"))]
+pub use pokes::MockPokeRelay;
 #[cfg(any(test, feature = "mock"))]
 pub use remote::MockRemoteDataSource;
 #[cfg(any(test, feature = "mock"))]

@@ -1,11 +1,17 @@
 use crate::{
-    ids::{OperationId, UserId},
+    blob::BlobHash,
+    entities::Scope,
+    ids::{AudioTrackId, OperationId, UserId},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
     time::Timestamp,
 };
 use async_trait::async_trait;
 use shaku::Interface;
-use std::fmt;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
+use uuid::Uuid;
 
 /// An account as the server stores it: the password only as an argon2 hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -116,4 +122,20 @@ pub trait ServerStore: Interface {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), ServerStoreError>;
+
+    /// The scopes the entities `ids` belong to (what a push changed, for its pokes).
+    async fn scopes_of(&self, ids: Vec<Uuid>) -> Result<BTreeSet<Scope>, ServerStoreError>;
+
+    /// Who may read each of `scopes` now: whom a poke about them may reach.
+    async fn audience(
+        &self,
+        scopes: BTreeSet<Scope>,
+    ) -> Result<BTreeMap<Scope, BTreeSet<UserId>>, ServerStoreError>;
+
+    /// The audio of `track`, if `user` may read the track and it is alive and has audio.
+    async fn track_audio(
+        &self,
+        user: UserId,
+        track: AudioTrackId,
+    ) -> Result<Option<BlobHash>, ServerStoreError>;
 }

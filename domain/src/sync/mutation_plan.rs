@@ -109,6 +109,12 @@ pub fn plan_mutation(mutation: &Mutation, current: Option<&StoredEntity>) -> Res
         _ => None,
     };
     let change = match mutation.kind {
+        OperationKind::Upload => {
+            return Err(Refusal::bad(
+                "invalid_request",
+                format!("kind: 'upload' is not a mutation ({what}): audio goes to PUT /v1/blobs/{{sha256}}"),
+            ));
+        }
         OperationKind::Delete => {
             let current = current.ok_or_else(|| Refusal::rejected("not_found", format!("no such {what}")))?;
             let merged = merge(Some(&current.state), Change::Delete);

@@ -16,6 +16,11 @@ pub enum OperationKind {
     Update,
     /// The entity was deleted.
     Delete,
+    /// The entity's audio file (the blob named by the operation's `audio_sha256` field) goes to
+    /// the server's blob store. Never a mutation: the processor streams the file, and what
+    /// refers to the audio depends on this operation, so the server never holds a track whose
+    /// audio it lacks.
+    Upload,
 }
 
 /// Upstream priority. Variants are declared most urgent first, so `Ord` sorts them in
@@ -73,7 +78,7 @@ macro_rules! stable_names {
     };
 }
 
-stable_names!(OperationKind { Create => "create", Update => "update", Delete => "delete" });
+stable_names!(OperationKind { Create => "create", Update => "update", Delete => "delete", Upload => "upload" });
 stable_names!(Priority { Critical => "critical", High => "high", Medium => "medium", Low => "low" });
 stable_names!(OperationStatus { Pending => "pending", InFlight => "in_flight", Failed => "failed" });
 
@@ -179,7 +184,8 @@ mod tests {
 
     #[test]
     fn stable_names_round_trip() {
-        for k in [OperationKind::Create, OperationKind::Update, OperationKind::Delete] {
+        for k in [OperationKind::Create, OperationKind::Update, OperationKind::Delete, OperationKind::Upload]
+        {
             assert_eq!(k.as_str().parse::<OperationKind>(), Ok(k));
         }
         for s in [OperationStatus::Pending, OperationStatus::InFlight, OperationStatus::Failed] {

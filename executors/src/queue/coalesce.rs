@@ -8,6 +8,9 @@
 //!   to the entity (a playlist listing the track), in which case the run is left as it is;
 //! - update … delete → the delete, in its own place in the queue.
 //!
+//! Audio uploads never merge: they stay as they are, in their place, and go with a cancelled
+//! track only if no other track waits for the same upload.
+//!
 //! Only operations that were never sent take part: an operation that may have reached the
 //! server keeps its id and content, or a retry would be refused as the same id with other
 //! content. Pure: the processor applies the plan to the outbox in one local transaction.
@@ -23,7 +26,7 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
     // entity's run: what comes after it stays after it.
     let mut runs: Vec<Vec<&SyncOperation>> = Vec::new();
     let mut open: HashMap<EntityRef, usize> = HashMap::new();
-    for op in queue {
+    for op in queue.iter().filter(|op| op.kind != OperationKind::Upload) {
         if op.is_unsent() {
             match open.get(&op.entity) {
                 Some(&run) => runs[run].push(op),
@@ -43,7 +46,7 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
         let (first, last) = (run[0], run[run.len() - 1]);
         match (first.kind, last.kind) {
             (OperationKind::Create, OperationKind::Delete) => {
-                let gone = cascade(queue, &run.iter().map(|op| op.id).collect());
+                let gone = shared_uploads_kept(queue, cascade(queue, &run.iter().map(|op| op.id).collect()));
                 // Something that stays refers to the entity (a playlist listing the track):
                 // the server must see the create before it and the delete after, so the run
                 // goes as it is.
@@ -66,6 +69,21 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
     plan.remove.retain(|id| !cancelled.contains(id));
     plan.remove.extend(queue.iter().filter(|op| cancelled.contains(&op.id)).map(|op| op.id));
     plan
+}
+
+/// `gone` without the uploads that operations outside it still depend on (another track
+/// with the same audio).
+fn shared_uploads_kept(queue: &[SyncOperation], mut gone: Vec<OperationId>) -> Vec<OperationId> {
+    let leaving: HashSet<OperationId> = gone.iter().copied().collect();
+    let needed: HashSet<OperationId> = queue
+        .iter()
+        .filter(|op| !leaving.contains(&op.id))
+        .flat_map(|op| op.depends_on.iter().copied())
+        .collect();
+    let uploads: HashSet<OperationId> =
+        queue.iter().filter(|op| op.kind == OperationKind::Upload).map(|op| op.id).collect();
+    gone.retain(|id| !(uploads.contains(id) && needed.contains(id)));
+    gone
 }
 
 /// A create or update run folded into one operation: the first operation's identity, kind,

@@ -18,6 +18,11 @@
 //! After an operation does not go through, the later operations on its entity in the same batch
 //! are held back unsent.
 //!
+//! Audio uploads ([`OperationKind::Upload`]) are outbox operations too, but never mutations: the
+//! file streams from the local cache to the server's blob store (skipped if the server holds it
+//! already) before the batch's push, and the track that names the audio depends on the upload,
+//! so it is pushed only once the server has the file. Their failures settle as above.
+//!
 //! Nothing is lost on any path: an operation leaves the outbox only when the server holds it
 //! (or the user discards it, or coalescing folds it into another), and the server deduplicates
 //! on the operation id, so a batch resent after a lost response comes back as duplicates.
@@ -35,14 +40,14 @@ use std::{
 use tokio::sync::{watch, Notify};
 use trackflow_domain::{
     ports::{
-        AccessToken, Clock, ConflictRepository, NoProgress, OutboxCounts, PendingOperationsRepository,
-        PushSummary, Reauthenticator, RemoteDataSource, RemoteError, SessionStorage, SyncError,
-        SyncProgressObserver, UpstreamSync,
+        AccessToken, BlobCache, BlobRemote, Clock, ConflictRepository, NoProgress, OutboxCounts,
+        PendingOperationsRepository, PushSummary, Reauthenticator, RemoteDataSource, RemoteError,
+        SessionStorage, SyncError, SyncProgressObserver, UpstreamSync,
     },
     protocol::{Mutation, MutationOutcome, PushRequest},
     sync::Settlement,
-    ConflictId, EntityRef, NodeId, OperationId, OperationStatus, RepositoryError, SyncConflict,
-    SyncOperation, Timestamp,
+    BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, OperationStatus, RepositoryError,
+    SyncConflict, SyncOperation, Timestamp,
 };
 
 /// How the manager sends.
@@ -180,7 +185,7 @@ fn assess(
 /// What one [`PendingOperationsManager::process`] call did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PassReport {
-    /// Push requests made.
+    /// Requests made: pushes and uploads.
     pub requests: u64,
     /// Operations the server now holds (applied, duplicates and conflicts).
     pub acknowledged: u64,
@@ -217,6 +222,10 @@ pub struct UpstreamPorts {
     pub conflicts: Arc<dyn ConflictRepository>,
     /// The server.
     pub remote: Arc<dyn RemoteDataSource>,
+    /// The local audio cache, where uploads read their files.
+    pub blobs: Arc<dyn BlobCache>,
+    /// The server's blob store.
+    pub blob_remote: Arc<dyn BlobRemote>,
     /// The session (its token is what a 401 refused).
     pub session: Arc<dyn SessionStorage>,
     /// Renews a refused token.
@@ -446,8 +455,14 @@ impl PendingOperationsManager {
                 return Ok(false);
             }
             let outgoing = self.prepare(&batch);
-            if !outgoing.mutations.is_empty() {
-                self.ports.outbox.mark_sent(outgoing.mutations.iter().map(|(_, op)| op.id).collect()).await?;
+            let going: Vec<OperationId> = outgoing
+                .uploads
+                .iter()
+                .map(|op| op.id)
+                .chain(outgoing.mutations.iter().map(|(_, op)| op.id))
+                .collect();
+            if !going.is_empty() {
+                self.ports.outbox.mark_sent(going).await?;
             }
             let outbox = Arc::clone(&self.ports.outbox);
             let settling = tokio::spawn(async move {
@@ -489,15 +504,23 @@ impl PendingOperationsManager {
         Ok(())
     }
 
-    /// Runs each operation of `batch` through its executor: the mutations to send, and failures
-    /// for the operations an executor refused. An entity's operations after a refused one are
-    /// left out, unsent; the ones before it go.
+    /// Runs each operation of `batch` through its executor: the uploads and mutations to send,
+    /// and failures for the operations an executor refused. An entity's operations after a
+    /// refused one are left out, unsent; the ones before it go.
     fn prepare<'a>(&self, batch: &'a [SyncOperation]) -> Outgoing<'a> {
-        let mut outgoing = Outgoing { mutations: Vec::with_capacity(batch.len()), settlements: Vec::new() };
+        let mut outgoing = Outgoing {
+            uploads: Vec::new(),
+            mutations: Vec::with_capacity(batch.len()),
+            settlements: Vec::new(),
+        };
         let mut refused: HashSet<EntityRef> = HashSet::new();
         for op in batch {
             if refused.contains(&op.entity) {
                 // Left pending, unsent: it must not reach the server before the refused one.
+                continue;
+            }
+            if op.kind == OperationKind::Upload {
+                outgoing.uploads.push(op);
                 continue;
             }
             match self.executors.prepare(op) {
@@ -521,8 +544,27 @@ impl PendingOperationsManager {
         outgoing: Outgoing<'_>,
         report: &mut PassReport,
     ) -> Result<(Sent, Vec<(OperationId, Settlement)>), RepositoryError> {
-        let Outgoing { mutations, mut settlements } = outgoing;
+        let Outgoing { uploads, mutations, mut settlements } = outgoing;
         let mut held: HashSet<EntityRef> = HashSet::new();
+        for (i, op) in uploads.iter().enumerate() {
+            report.requests += 1;
+            match self.upload(op).await? {
+                Ok(settlement) => {
+                    if !matches!(settlement, Settlement::Applied { .. }) {
+                        held.insert(op.entity);
+                    }
+                    settlements.push((op.id, settlement));
+                }
+                Err(pause) => {
+                    tracing::info!(error = pause.error(), "upstream paused");
+                    let error = pause.error().to_owned();
+                    settlements.extend(uploads[i..].iter().map(|op| (op.id, kept(op, &error))));
+                    settlements.extend(mutations.iter().map(|(_, op)| (op.id, kept(op, &error))));
+                    self.set_pause(Some(pause));
+                    return Ok((Sent::Paused, settlements));
+                }
+            }
+        }
         if mutations.is_empty() {
             return Ok((Sent::Answered, settlements));
         }
@@ -582,8 +624,8 @@ impl PendingOperationsManager {
                     parts.push(part);
                     continue;
                 }
-                Err(RemoteError::Permanent { code, message, .. }) if code == "no_server" => {
-                    Pause::NotConfigured { error: message }
+                Err(error @ RemoteError::Permanent { .. }) if is_no_server(&error) => {
+                    self.pause_for(error).await
                 }
                 Err(RemoteError::Permanent { mutation_id: None, code, message }) if ops.len() == 1 => {
                     // One mutation refused as a request: as far as anyone can tell, its fault.
@@ -601,18 +643,11 @@ impl PendingOperationsManager {
                         WaitCause::Refused,
                     )
                 }
-                Err(error @ RemoteError::Unreachable { .. }) => {
-                    self.wait_pause(error.to_string(), None, WaitCause::Unreachable)
-                }
-                Err(RemoteError::Busy { message, retry_after_ms }) => self.wait_pause(
-                    format!("server busy: {message}"),
-                    retry_after_ms.map(Duration::from_millis),
-                    WaitCause::Busy,
-                ),
-                Err(error @ RemoteError::Unauthorized(_)) => Pause::SignIn {
-                    error: format!("sign-in required: {error}"),
-                    refused: self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token),
-                },
+                Err(
+                    error @ (RemoteError::Unreachable { .. }
+                    | RemoteError::Busy { .. }
+                    | RemoteError::Unauthorized(_)),
+                ) => self.pause_for(error).await,
                 Err(RemoteError::Transient { message, retry_after_ms }) => {
                     let retry_after = retry_after_ms.map(Duration::from_millis);
                     for op in ops {
@@ -660,15 +695,88 @@ impl PendingOperationsManager {
         &self,
         request: &PushRequest,
     ) -> Result<trackflow_domain::protocol::PushResponse, RemoteError> {
+        self.authorized(|| self.ports.remote.push(request)).await
+    }
+
+    /// Makes a request with `call`, renewing the token once if the server refuses it.
+    async fn authorized<T, F, R>(&self, call: F) -> Result<T, RemoteError>
+    where
+        F: Fn() -> R,
+        R: std::future::Future<Output = Result<T, RemoteError>>,
+    {
         let token = self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token);
-        match self.ports.remote.push(request).await {
+        match call().await {
             Err(RemoteError::Unauthorized(message)) => match self.ports.reauthenticator.renew(token).await {
-                Ok(true) => self.ports.remote.push(request).await,
+                Ok(true) => call().await,
                 Ok(false) => Err(RemoteError::Unauthorized(message)),
                 Err(error) => Err(RemoteError::Unauthorized(format!("{message}; renewing failed: {error}"))),
             },
             other => other,
         }
+    }
+
+    /// The pause a failure of a whole request calls for: the server unreachable or busy, the
+    /// credentials refused, or no server configured. A kind of failure this version does not
+    /// know waits and probes, as a refusal does.
+    async fn pause_for(&self, error: RemoteError) -> Pause {
+        match error {
+            RemoteError::Unreachable { .. } => {
+                self.wait_pause(error.to_string(), None, WaitCause::Unreachable)
+            }
+            RemoteError::Busy { message, retry_after_ms } => self.wait_pause(
+                format!("server busy: {message}"),
+                retry_after_ms.map(Duration::from_millis),
+                WaitCause::Busy,
+            ),
+            RemoteError::Unauthorized(_) => Pause::SignIn {
+                error: format!("sign-in required: {error}"),
+                refused: self.ports.session.load().await.ok().flatten().and_then(|s| s.access_token),
+            },
+            RemoteError::Permanent { message, .. } if is_no_server(&error) => {
+                Pause::NotConfigured { error: message }
+            }
+            other => self.wait_pause(other.to_string(), None, WaitCause::Refused),
+        }
+    }
+
+    /// Streams one upload operation's file to the server unless the server holds it already.
+    /// `Ok` carries the settlement; `Err` the pause that stops the pass (nothing was counted
+    /// against the operation).
+    async fn upload(&self, op: &SyncOperation) -> Result<Result<Settlement, Pause>, RepositoryError> {
+        let named = op.changed_fields.get("audio_sha256").and_then(|c| c.value.as_str());
+        let Some(hash) = named.and_then(|h| BlobHash::parse(h).ok()) else {
+            return Ok(Ok(Settlement::Failed {
+                reason: "an upload that names no valid audio_sha256".into(),
+            }));
+        };
+        let Some(file) = self.ports.blobs.open(&hash).await? else {
+            return Ok(Ok(Settlement::Failed {
+                reason: format!("the audio file {hash} is no longer in the local cache"),
+            }));
+        };
+        let sent = self
+            .authorized(|| async {
+                if self.ports.blob_remote.has_blob(&hash).await? {
+                    return Ok(());
+                }
+                self.ports.blob_remote.upload_blob(&hash, file.clone()).await
+            })
+            .await;
+        Ok(match sent {
+            Ok(()) => {
+                self.set_pause(None);
+                self.ports.blobs.mark_uploaded(&hash).await?;
+                // An upload changes no row: version 0 never lowers the track's.
+                Ok(Settlement::Applied { version: 0 })
+            }
+            Err(RemoteError::Transient { message, retry_after_ms }) => {
+                Ok(self.after_transient(op, &message, retry_after_ms.map(Duration::from_millis)))
+            }
+            Err(RemoteError::Permanent { code, message, .. }) if code != "no_server" => {
+                Ok(Settlement::Failed { reason: format!("upload refused: {code}: {message}") })
+            }
+            Err(error) => Err(self.pause_for(error).await),
+        })
     }
 
     /// The settlement of `op` for the server's `outcome`; records conflicts.
@@ -726,8 +834,15 @@ impl PendingOperationsManager {
     }
 }
 
+/// Whether `error` says no server is configured.
+fn is_no_server(error: &RemoteError) -> bool {
+    matches!(error, RemoteError::Permanent { code, .. } if code == "no_server")
+}
+
 /// A batch run through the executors, ready to send.
 struct Outgoing<'a> {
+    /// Audio files to upload first.
+    uploads: Vec<&'a SyncOperation>,
     /// What goes to the server, with the operation each came from.
     mutations: Vec<(Mutation, &'a SyncOperation)>,
     /// Operations settled before sending (refused by their executor).

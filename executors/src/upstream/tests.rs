@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use trackflow_domain::{
     ports::{
-        MockClock, MockConflictRepository, MockReauthenticator, MockRemoteDataSource, MockSessionStorage,
+        MockBlobCache, MockBlobRemote, MockClock, MockConflictRepository, MockReauthenticator,
+        MockRemoteDataSource, MockSessionStorage,
     },
     protocol::{EntityState, MutationResult, PushResponse},
     sync::CoalescePlan,
@@ -233,6 +234,8 @@ impl Setup {
             outbox: self.outbox.clone(),
             conflicts: Arc::new(self.conflicts),
             remote: Arc::new(self.remote),
+            blobs: Arc::new(MockBlobCache::new()),
+            blob_remote: Arc::new(MockBlobRemote::new()),
             session: Arc::new(session),
             reauthenticator: Arc::new(self.reauthenticator),
             clock: Arc::new(self.time.mock()),

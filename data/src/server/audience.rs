@@ -1,0 +1,94 @@
+//! Who may see a change, for realtime pokes, and which audio a reader may fetch.
+//!
+//! A project scope is read by its members (the owner is a member too). A user scope, a profile,
+//! is read by the user and by everyone who shares a project with them, as in `pull`.
+
+use super::{
+    connection::ServerConnection,
+    pull::readable_scopes,
+    rows::find_entity,
+    schema::{entities, memberships},
+};
+use crate::error::{StoreError, StoreResult};
+use diesel::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, EntityType, UserId};
+use uuid::Uuid;
+
+/// The scopes the entities `ids` belong to.
+pub(super) fn scopes_of(conn: &mut ServerConnection, ids: &[Uuid]) -> StoreResult<BTreeSet<Scope>> {
+    let mut scopes = BTreeSet::new();
+    for chunk in ids.chunks(500) {
+        let names: Vec<String> = entities::table
+            .filter(entities::entity_id.eq_any(chunk.iter().map(Uuid::to_string)))
+            .select(entities::scope)
+            .distinct()
+            .load(conn)?;
+        for name in names {
+            scopes.insert(name.parse().map_err(|e| StoreError::corrupt("entities", e))?);
+        }
+    }
+    Ok(scopes)
+}
+
+/// The readers of each of `scopes`.
+pub(super) fn audience(
+    conn: &mut ServerConnection,
+    scopes: &BTreeSet<Scope>,
+) -> StoreResult<BTreeMap<Scope, BTreeSet<UserId>>> {
+    let corrupt = |e: uuid::Error| StoreError::corrupt("memberships", e);
+    let mut readers: BTreeMap<Scope, BTreeSet<UserId>> = BTreeMap::new();
+    let projects: Vec<String> = scopes
+        .iter()
+        .filter_map(|s| match s {
+            Scope::Project(id) => Some(id.to_string()),
+            Scope::User(_) => None,
+        })
+        .collect();
+    for chunk in projects.chunks(500) {
+        let members: Vec<(String, String)> = memberships::table
+            .filter(memberships::project_id.eq_any(chunk))
+            .select((memberships::project_id, memberships::user_id))
+            .load(conn)?;
+        for (project, user) in members {
+            let scope =
+                Scope::Project(trackflow_domain::ProjectId::from_uuid(project.parse().map_err(corrupt)?));
+            readers.entry(scope).or_default().insert(UserId::from_uuid(user.parse().map_err(corrupt)?));
+        }
+    }
+    for scope in scopes {
+        let Scope::User(user) = scope else { continue };
+        let mut people = BTreeSet::from([*user]);
+        let shared: Vec<String> = memberships::table
+            .filter(memberships::user_id.eq(user.to_string()))
+            .select(memberships::project_id)
+            .load(conn)?;
+        let fellows: Vec<String> = memberships::table
+            .filter(memberships::project_id.eq_any(shared))
+            .select(memberships::user_id)
+            .distinct()
+            .load(conn)?;
+        for fellow in fellows {
+            people.insert(UserId::from_uuid(fellow.parse().map_err(corrupt)?));
+        }
+        readers.insert(*scope, people);
+    }
+    Ok(readers)
+}
+
+/// The audio of `track`, if `user` may read the track and it is alive and has audio.
+pub(super) fn track_audio(
+    conn: &mut ServerConnection,
+    user: UserId,
+    track: AudioTrackId,
+) -> StoreResult<Option<BlobHash>> {
+    let Some(stored) = find_entity(conn, track.as_uuid())? else { return Ok(None) };
+    if stored.entity_type != EntityType::AudioTrack || stored.state.deleted {
+        return Ok(None);
+    }
+    if !readable_scopes(conn, user)?.contains_key(&stored.scope) {
+        return Ok(None);
+    }
+    let hash = stored.state.fields.get("audio_sha256").and_then(|v| v.as_str());
+    Ok(hash.and_then(|h| BlobHash::parse(h).ok()))
+}

@@ -1,0 +1,111 @@
+use crate::{
+    blob::{BlobHash, CachedBlob, EvictionReport},
+    error::RepositoryError,
+    ids::AudioTrackId,
+    ports::RemoteError,
+};
+use async_trait::async_trait;
+use shaku::Interface;
+use std::path::PathBuf;
+
+/// The client's local audio cache: content-addressed files with a size cap. Blobs the server
+/// does not hold yet and pinned blobs are never evicted; the rest go least recently used first.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait BlobCache: Interface {
+    /// Copies the file at `source` into the cache, hashing it on the way (memory does not grow
+    /// with its size), and records it as not yet on the server. A file the cache holds already
+    /// is not copied again.
+    async fn import(&self, source: PathBuf) -> Result<CachedBlob, RepositoryError>;
+
+    /// The cached file named `hash`, marked as just used; `None` if the cache lacks it.
+    async fn open(&self, hash: &BlobHash) -> Result<Option<PathBuf>, RepositoryError>;
+
+    /// A fresh path in the cache's staging area for a download to write into. Nothing staged is
+    /// ever read as a blob until [`adopt`](Self::adopt) checked it.
+    fn staging_path(&self) -> PathBuf;
+
+    /// Moves a staged download into the cache if its bytes hash to `hash`, then evicts down to
+    /// the cap. A mismatch removes the staged file and is a validation error on `sha256`.
+    async fn adopt(&self, staged: PathBuf, hash: &BlobHash) -> Result<CachedBlob, RepositoryError>;
+
+    /// Records that the server holds `hash`: from now on it may be evicted.
+    async fn mark_uploaded(&self, hash: &BlobHash) -> Result<(), RepositoryError>;
+
+    /// Pins or unpins a cached blob. Returns whether the cache holds it.
+    async fn set_pinned(&self, hash: &BlobHash, pinned: bool) -> Result<bool, RepositoryError>;
+
+    /// Every cached blob, most recently used first.
+    async fn list(&self) -> Result<Vec<CachedBlob>, RepositoryError>;
+
+    /// Removes least recently used blobs, never pinned or unuploaded ones, until the cache fits
+    /// its cap (or nothing more may go).
+    async fn evict(&self) -> Result<EvictionReport, RepositoryError>;
+}
+
+/// The server's blob endpoints, as the client reaches them.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait BlobRemote: Interface {
+    /// Whether the server holds `hash` already (then it is not sent again).
+    async fn has_blob(&self, hash: &BlobHash) -> Result<bool, RemoteError>;
+
+    /// Streams the file at `file` to the server under `hash`. The server checks the bytes
+    /// against the name and keeps nothing of an upload that fails or is cut.
+    async fn upload_blob(&self, hash: &BlobHash, file: PathBuf) -> Result<(), RemoteError>;
+
+    /// Streams the audio of `track` into the file `into` (created or truncated). Returns the
+    /// number of bytes written. The caller checks them against the track's hash.
+    async fn download_audio(&self, track: AudioTrackId, into: PathBuf) -> Result<u64, RemoteError>;
+}
+
+/// Failures of the server's blob storage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("blob storage: {message}")]
+pub struct BlobStorageError {
+    /// What failed.
+    pub message: String,
+}
+
+impl BlobStorageError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+/// Where the server keeps blobs. The sync code sees only this port: the filesystem
+/// implementation can be swapped for an object store without touching it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait BlobStorage: Interface {
+    /// The size of the stored blob `hash`, or `None` if it is not stored.
+    async fn size_of(&self, hash: &BlobHash) -> Result<Option<u64>, BlobStorageError>;
+
+    /// Starts writing the blob `hash`. Nothing is visible under `hash` until the writer is
+    /// committed; a writer dropped uncommitted leaves nothing behind.
+    async fn begin(&self, hash: &BlobHash) -> Result<Box<dyn BlobWriter>, BlobStorageError>;
+
+    /// Opens the stored blob `hash` for reading, or `None` if it is not stored.
+    async fn open(&self, hash: &BlobHash) -> Result<Option<Box<dyn BlobReader>>, BlobStorageError>;
+}
+
+/// A blob being written. The caller checks the bytes against the name before committing.
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends `chunk`.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobStorageError>;
+
+    /// Makes the written bytes durable and visible under the blob's name, at once.
+    async fn commit(self: Box<Self>) -> Result<(), BlobStorageError>;
+}
+
+/// A stored blob being read.
+#[async_trait]
+pub trait BlobReader: Send {
+    /// The blob's length in bytes.
+    fn size(&self) -> u64;
+
+    /// The next chunk, or `None` at the end.
+    async fn read(&mut self) -> Result<Option<Vec<u8>>, BlobStorageError>;
+}
