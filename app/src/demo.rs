@@ -12,6 +12,7 @@ use crate::{
 use anyhow::{bail, ensure, Context};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Instant};
+use trackflow_data::server::FsBlobStorage;
 use trackflow_data::{AuthClient, DieselServerStore, HttpRemote, RemoteOptions};
 use trackflow_domain::{
     ports::{
@@ -161,7 +162,8 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
 
     let database = dir.join("server.db").to_string_lossy().into_owned();
     let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&database, 4)).await??;
-    let module = crate::wiring::server_module(store, ServerConfig::default());
+    let blobs = Arc::new(FsBlobStorage::open(dir.join("server.blobs"))?);
+    let module = crate::wiring::server_module(store, blobs, ServerConfig::default());
     let state: Arc<AppState> = module.resolve();
     let server = RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;
     println!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use shaku::HasComponent;
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
-use trackflow_data::DieselServerStore;
+use trackflow_data::{server::FsBlobStorage, DieselServerStore, ServerDatabase};
 use trackflow_server::{AppState, ServerConfig};
 
 /// The server's database file in the data directory when `--db` is not given.
@@ -27,6 +27,13 @@ pub struct ServerArgs {
     /// Days a bearer token stays valid.
     #[arg(long, default_value_t = 30)]
     pub token_days: u64,
+    /// Directory for audio files (default: beside a SQLite database file, else
+    /// trackflow-blobs in --data-dir). Instances sharing a PostgreSQL database must share it.
+    #[arg(long, env = "TRACKFLOW_SERVER_BLOBS", value_name = "DIR")]
+    pub blobs: Option<PathBuf>,
+    /// Largest audio file accepted, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub max_blob_mib: u64,
 }
 
 /// Opens the store, serves until Ctrl-C or SIGTERM, then drains requests in flight.
@@ -36,25 +43,45 @@ pub async fn run(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         None => data_dir.join(SERVER_DATABASE_FILE).to_string_lossy().into_owned(),
     };
     let connections = args.connections;
-    let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&url, connections))
-        .await
-        .context("opening the database")??;
+    let blob_dir = args.blobs.unwrap_or_else(|| default_blob_dir(&url, &data_dir));
+    let (store, blobs) = tokio::task::spawn_blocking(move || {
+        let store = DieselServerStore::open(&url, connections)?;
+        let blobs =
+            FsBlobStorage::open(&blob_dir).with_context(|| format!("opening {}", blob_dir.display()))?;
+        anyhow::Ok((store, blobs))
+    })
+    .await
+    .context("opening the database")??;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
     // Scripts and tests read this line to learn the port.
-    eprintln!("trackflow server listening on http://{addr} (database: {})", store.database().redacted());
+    eprintln!(
+        "trackflow server listening on http://{addr} (database: {}, audio: {})",
+        store.database().redacted(),
+        blobs.dir().display()
+    );
     let config = ServerConfig {
         token_ttl: std::time::Duration::from_secs(args.token_days.saturating_mul(24 * 3600)),
+        max_blob_bytes: args.max_blob_mib.saturating_mul(1024 * 1024),
         ..ServerConfig::default()
     };
-    let module = crate::wiring::server_module(store, config);
+    let module = crate::wiring::server_module(store, Arc::new(blobs), config);
     let state: Arc<AppState> = module.resolve();
     trackflow_server::serve(listener, state.as_ref().clone(), shutdown).await?;
     eprintln!("trackflow server stopped");
     Ok(())
+}
+
+/// Audio beside a SQLite file (`server.db` → `server.blobs/`); in the data directory for a
+/// PostgreSQL or in-memory database.
+fn default_blob_dir(url: &str, data_dir: &std::path::Path) -> PathBuf {
+    match ServerDatabase::parse(url) {
+        ServerDatabase::SqliteFile(path) => path.with_extension("blobs"),
+        _ => data_dir.join("trackflow-blobs"),
+    }
 }
 
 /// A future that completes on Ctrl-C, or on SIGTERM where there is one. The handlers are

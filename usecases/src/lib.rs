@@ -8,6 +8,7 @@
 //! [`RealtimeListener`], which pulls when the server's event stream pokes, and the
 //! [`SyncStatusProvider`], which tells a UI what is happening.
 
+mod audio;
 mod coordinator;
 mod downstream;
 pub mod entities;
@@ -15,6 +16,7 @@ mod network;
 mod realtime;
 mod status;
 
+pub use audio::{AudioError, AudioFiles};
 pub use coordinator::{BackgroundSyncCoordinator, CoordinatorPorts, FORCE_KEY, NETWORK_KEY, PERIODIC_KEY};
 pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions};
 pub use entities::{EntitySyncUseCase, SyncUseCases};

@@ -21,7 +21,7 @@ use trackflow_domain::{
         UserProfileRepository,
     },
     sync::ConflictResolution,
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, EntityRef, EntityType, Playlist,
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, BlobHash, EntityRef, EntityType, Playlist,
     PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
     UserProfilePatch,
 };
@@ -119,6 +119,11 @@ pub(super) struct App<'a> {
 }
 
 impl App<'_> {
+    /// Tracks' audio files.
+    fn audio(&self) -> &trackflow_usecases::AudioFiles {
+        self.module.resolve_ref()
+    }
+
     pub(super) fn now(&self) -> trackflow_domain::Timestamp {
         HasComponent::<dyn Clock>::resolve_ref(self.module).now()
     }
@@ -190,16 +195,39 @@ impl App<'_> {
     async fn track(&self, command: TrackCommand) -> anyhow::Result<()> {
         let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
         match command {
-            TrackCommand::Add { project, name, duration, sha256 } => {
+            TrackCommand::Add { project, file, name, duration } => {
+                let name = match (&name, &file) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(file)) => {
+                        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+                    }
+                    (None, None) => anyhow::bail!("give --name, or an audio file to name the track after"),
+                };
+                let audio = match file {
+                    Some(file) => Some(self.audio().import(file).await?.hash),
+                    None => None,
+                };
                 let track = AudioTrack::new(
                     project,
                     self.me().await?,
                     &name,
                     duration,
-                    sha256.as_deref(),
+                    audio.as_ref().map(BlobHash::as_str),
                     self.now(),
                 )?;
                 self.out.one(&tracks.create(track).await?)
+            }
+            TrackCommand::Fetch { id } => {
+                let path = self.audio().fetch(id).await?;
+                self.out.value(&json!({ "track": id, "path": path }), &path.display().to_string())
+            }
+            TrackCommand::Pin { id } => {
+                self.audio().pin(id, true).await?;
+                self.out.value(&json!({ "pinned": id }), &format!("pinned the audio of track {id}"))
+            }
+            TrackCommand::Unpin { id } => {
+                self.audio().pin(id, false).await?;
+                self.out.value(&json!({ "unpinned": id }), &format!("unpinned the audio of track {id}"))
             }
             TrackCommand::List { project } => {
                 self.require_project(project).await?;

@@ -253,20 +253,34 @@ pub enum ProjectCommand {
 /// `trackflow track ...`
 #[derive(Debug, Subcommand)]
 pub enum TrackCommand {
-    /// Add a track to a project.
+    /// Add a track to a project, with its audio file: the file is copied into the local audio
+    /// cache and uploaded before the track reaches the server.
     Add {
         /// Project id.
-        #[arg(long)]
         project: ProjectId,
-        /// Name.
+        /// The audio file (none: a track whose audio comes later).
+        file: Option<PathBuf>,
+        /// Name (default: the file's name without its extension).
         #[arg(long)]
-        name: String,
+        name: Option<String>,
         /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25).
         #[arg(long, value_parser = parse_position)]
         duration: i64,
-        /// SHA-256 of the audio file, if already known.
-        #[arg(long)]
-        sha256: Option<String>,
+    },
+    /// Print the local path of a track's audio, downloading it into the cache if needed.
+    Fetch {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Keep a track's audio in the cache whatever its size cap (fetching it first).
+    Pin {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Let a track's audio be evicted again.
+    Unpin {
+        /// Track id.
+        id: AudioTrackId,
     },
     /// List a project's tracks.
     List {

@@ -8,15 +8,17 @@ use shaku::{Component, HasComponent, ModuleBuildContext};
 use std::sync::Arc;
 use trackflow_domain::{
     ports::{
-        BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository, EventSource, HealthProbe,
-        PendingOperationsRepository, Reauthenticator, RemoteDataSource, SessionStorage,
+        AudioTrackRepository, BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository,
+        EventSource, HealthProbe, PendingOperationsRepository, Reauthenticator, RemoteDataSource,
+        SessionStorage,
     },
     NodeId,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 use trackflow_usecases::{
-    BackgroundSyncCoordinator, CoordinatorPorts, MonitoredRemote, ProbeOptions, ReachabilityMonitor,
-    RealtimeListener, SyncDataManager, SyncDataOptions, SyncStatusProvider, SyncUseCases,
+    AudioFiles, BackgroundSyncCoordinator, CoordinatorPorts, MonitoredRemote, ProbeOptions,
+    ReachabilityMonitor, RealtimeListener, SyncDataManager, SyncDataOptions, SyncStatusProvider,
+    SyncUseCases,
 };
 
 /// A parameter that has no sensible default: the module's builder must be given it.
@@ -31,7 +33,7 @@ impl<T> Default for Required<T> {
 }
 
 impl<T> Required<T> {
-    fn take(self, what: &str) -> T {
+    pub(super) fn take(self, what: &str) -> T {
         self.0.unwrap_or_else(|| {
             panic!("ClientModule was built without {what}; use wiring::client_module_with")
         })
@@ -194,5 +196,22 @@ impl Component<ClientModule> for RealtimeListener {
     fn build(context: &mut ModuleBuildContext<ClientModule>, params: RealtimeParameters) -> Box<Self> {
         let coordinator = get::<BackgroundSyncCoordinator>(context).as_ref().clone();
         Box::new(RealtimeListener::new(params.events.take("an event source"), coordinator, params.backoff))
+    }
+}
+
+impl Component<ClientModule> for AudioFiles {
+    type Interface = AudioFiles;
+    /// The server's blob endpoints.
+    type Parameters = Required<Arc<dyn BlobRemote>>;
+
+    fn build(
+        context: &mut ModuleBuildContext<ClientModule>,
+        remote: Required<Arc<dyn BlobRemote>>,
+    ) -> Box<Self> {
+        Box::new(AudioFiles::new(
+            get::<dyn AudioTrackRepository>(context),
+            get::<dyn BlobCache>(context),
+            remote.take("the blob remote"),
+        ))
     }
 }

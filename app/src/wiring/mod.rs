@@ -37,8 +37,8 @@ use trackflow_data::{
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_usecases::{
-    BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener, SyncDataManager,
-    SyncStatusProvider, SyncUseCases,
+    AudioFiles, BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener,
+    SyncDataManager, SyncStatusProvider, SyncUseCases,
 };
 
 /// The file name of the local database inside the data directory.
@@ -79,6 +79,7 @@ mod generated {
                 SyncStatusProvider,
                 BackgroundSyncCoordinator,
                 RealtimeListener,
+                AudioFiles,
             ],
             providers = []
         }
@@ -109,8 +110,9 @@ pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow
         .with_component_parameters::<PendingOperationsManager>(UpstreamParameters {
             options: options.upstream.clone(),
             client_id: Required(Some(store.replica_id())),
-            blob_remote: Required(Some(blob_remote)),
+            blob_remote: Required(Some(blob_remote.clone())),
         })
+        .with_component_parameters::<AudioFiles>(Required(Some(blob_remote)))
         .with_component_parameters::<RealtimeListener>(RealtimeParameters {
             events: Required(Some(events)),
             backoff: options.probe,
@@ -225,7 +227,9 @@ mod tests {
 
         let server_store =
             trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
-        let server = server_module(server_store, trackflow_server::ServerConfig::default());
+        let blobs =
+            Arc::new(trackflow_data::server::FsBlobStorage::open(dir.path().join("blobs")).expect("blobs"));
+        let server = server_module(server_store, blobs, trackflow_server::ServerConfig::default());
         let store: Arc<dyn ServerStore> = server.resolve();
         store.ping().await.expect("the server's store answers");
         let _: Arc<trackflow_server::AppState> = server.resolve();

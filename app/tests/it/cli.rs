@@ -61,7 +61,7 @@ fn an_offline_session_from_profile_to_playlist() {
     let project = cli.json(&["project", "create", "--name", "First EP", "--description", "demo"]);
     assert_eq!(project["owner_id"], me["id"]);
     let p = id(&project);
-    let intro = cli.json(&["track", "add", "--project", &p, "--name", "Intro", "--duration", "1:30"]);
+    let intro = cli.json(&["track", "add", &p, "--name", "Intro", "--duration", "1:30"]);
     assert_eq!(intro["duration_ms"], 90_000);
     let t = id(&intro);
     let comment = cli.json(&["comment", "add", "--track", &t, "--at", "0:45.5", "--text", "nice"]);
@@ -111,30 +111,12 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
         ),
         (&["project", "create", "--name", "   "], 1, "invalid name"),
         (
-            &[
-                "track",
-                "add",
-                "--project",
-                "01a21dc5-0000-7000-8000-000000000000",
-                "--name",
-                "x",
-                "--duration",
-                "soon",
-            ],
+            &["track", "add", "01a21dc5-0000-7000-8000-000000000000", "--name", "x", "--duration", "soon"],
             2,
             "is not a time",
         ),
         (
-            &[
-                "track",
-                "add",
-                "--project",
-                "01a21dc5-0000-7000-8000-000000000000",
-                "--name",
-                "x",
-                "--duration",
-                "10",
-            ],
+            &["track", "add", "01a21dc5-0000-7000-8000-000000000000", "--name", "x", "--duration", "10"],
             1,
             "not found",
         ),

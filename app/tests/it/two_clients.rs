@@ -101,7 +101,7 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     // The server goes away; both keep working.
     server.kill();
     ana.json(&["project", "update", &project, "--description", "Four tracks, one night"]);
-    ben.json(&["track", "add", "--project", &project, "--name", "Intro", "--duration", "1:12"]);
+    ben.json(&["track", "add", &project, "--name", "Intro", "--duration", "1:12"]);
     ana.sync_offline();
     ben.sync_offline();
     let status = ben.json(&["status"]);

@@ -3,7 +3,7 @@
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
-use trackflow_data::DieselServerStore;
+use trackflow_data::{server::FsBlobStorage, DieselServerStore};
 use trackflow_domain::{
     protocol::{Mutation, PushRequest},
     sync::Hlc,
@@ -18,6 +18,10 @@ pub struct TestServer {
     /// The store behind it, to check what a refused request left behind.
     pub store: Arc<DieselServerStore>,
     pub client: Client,
+    /// Where the server keeps audio.
+    pub blobs: tempfile::TempDir,
+    /// The server's state (a clone: the counters are shared).
+    pub state: AppState,
     /// Every response body seen, by (method, route template, status): the OpenAPI test checks
     /// them all against the document.
     pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
@@ -46,10 +50,13 @@ impl TestServer {
     pub async fn with_config(config: ServerConfig) -> Self {
         init_logs();
         let store = Arc::new(DieselServerStore::open("sqlite::memory:", 1).expect("open store"));
-        let state = AppState::new(store.clone(), config);
-        let server = RunningServer::start("127.0.0.1:0".parse().expect("addr"), state).await.expect("start");
+        let blobs = tempfile::tempdir().expect("blob dir");
+        let storage = FsBlobStorage::open(blobs.path()).expect("blob storage");
+        let state = AppState::new(store.clone(), config).with_blobs(Arc::new(storage));
+        let server =
+            RunningServer::start("127.0.0.1:0".parse().expect("addr"), state.clone()).await.expect("start");
         let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        Self { server, store, client, seen: Arc::default() }
+        Self { server, store, client, blobs, state, seen: Arc::default() }
     }
 
     /// Sends a request; `body` is sent as JSON when given. Records the response.

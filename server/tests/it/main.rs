@@ -6,6 +6,8 @@ mod harness;
 
 mod api;
 mod bad_input;
+mod blobs;
+mod events;
 mod openapi;
 mod remote;
 mod store_contract;

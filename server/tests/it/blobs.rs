@@ -1,0 +1,214 @@
+//! Audio blobs over HTTP: uploads checked against their name, deduplicated, limited; downloads
+//! only for readers of the track; no track stored without its audio.
+
+use crate::harness::{TestServer, Writer};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use trackflow_domain::{
+    AudioTrack, BlobHash, CollaboratorRole, EntityType, Project, ProjectCollaborator, Timestamp, UserId,
+};
+use trackflow_server::ServerConfig;
+
+fn hash_of(bytes: &[u8]) -> BlobHash {
+    BlobHash::from_digest(Sha256::digest(bytes).into())
+}
+
+/// Deterministic bytes that look like nothing in particular.
+fn audio(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+impl TestServer {
+    async fn put_blob(&self, token: &str, name: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let path = format!("/v1/blobs/{name}");
+        let response = self
+            .client
+            .put(format!("{}{path}", self.server.url()))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        self.record(Method::PUT, "/v1/blobs/{sha256}", response).await
+    }
+
+    async fn head_blob(&self, token: &str, hash: &BlobHash) -> StatusCode {
+        let response = self
+            .client
+            .head(format!("{}/v1/blobs/{hash}", self.server.url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("head");
+        response.status()
+    }
+
+    async fn get_audio(&self, token: &str, track: &AudioTrack) -> (StatusCode, Vec<u8>) {
+        let response = self
+            .client
+            .get(format!("{}/v1/tracks/{}/audio", self.server.url(), track.id()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("download");
+        let status = response.status();
+        (status, response.bytes().await.expect("body").to_vec())
+    }
+}
+
+/// A project of `owner` with one track whose audio is `hash`, pushed.
+async fn project_with_track(
+    server: &TestServer,
+    token: &str,
+    owner: UserId,
+    hash: &BlobHash,
+) -> (Project, AudioTrack) {
+    let mut writer = Writer::new();
+    let project = Project::new(owner, "EP", None, Timestamp(1)).expect("project");
+    let track = AudioTrack::new(project.id(), owner, "Intro", 90_000, Some(hash.as_str()), Timestamp(1))
+        .expect("track");
+    let mutations = vec![writer.create(&project), writer.create(&track)];
+    let push = writer.batch(mutations);
+    let (status, body) = server.push(token, &push).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["results"].as_array().expect("results").iter().all(|r| r["status"] == "applied"), "{body}");
+    (project, track)
+}
+
+#[tokio::test]
+async fn an_upload_is_stored_once_under_its_hash_and_readers_of_the_track_download_it() {
+    let server = TestServer::start().await;
+    let (owner, token) = server.sign_up().await;
+    let bytes = audio(300_000, 7);
+    let hash = hash_of(&bytes);
+    assert_eq!(server.head_blob(&token, &hash).await, StatusCode::NOT_FOUND);
+
+    let (status, body) = server.put_blob(&token, hash.as_str(), bytes.clone()).await;
+    assert_eq!(
+        (status, body["created"].as_bool(), body["size_bytes"].as_u64()),
+        (StatusCode::CREATED, Some(true), Some(300_000)),
+        "{body}"
+    );
+    assert_eq!(server.head_blob(&token, &hash).await, StatusCode::OK);
+    // The same file again is not stored again.
+    let (status, body) = server.put_blob(&token, hash.as_str(), bytes.clone()).await;
+    assert_eq!((status, body["created"].as_bool()), (StatusCode::OK, Some(false)), "{body}");
+
+    let (project, track) = project_with_track(&server, &token, owner, &hash).await;
+    let (status, downloaded) = server.get_audio(&token, &track).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hash_of(&downloaded), hash, "the download is the upload, byte for byte");
+
+    // A stranger may not fetch it; a viewer added to the project may.
+    let (viewer, viewer_token) = server.sign_up().await;
+    assert_eq!(server.get_audio(&viewer_token, &track).await.0, StatusCode::NOT_FOUND);
+    let mut writer = Writer::new();
+    let share = ProjectCollaborator::new(project.id(), viewer, CollaboratorRole::Viewer, Timestamp(2))
+        .expect("share");
+    let (status, body) = server.push(&token, &writer.creating(&share)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, downloaded) = server.get_audio(&viewer_token, &track).await;
+    assert_eq!((status, hash_of(&downloaded)), (StatusCode::OK, hash));
+}
+
+#[tokio::test]
+async fn a_corrupted_or_oversized_upload_is_refused_and_leaves_nothing() {
+    let server =
+        TestServer::with_config(ServerConfig { max_blob_bytes: 100_000, ..ServerConfig::default() }).await;
+    let (_, token) = server.sign_up().await;
+    let bytes = audio(50_000, 1);
+    let hash = hash_of(&bytes);
+    let mut corrupted = bytes.clone();
+    corrupted[25_000] ^= 0xff;
+    let (status, body) = server.put_blob(&token, hash.as_str(), corrupted).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch")),
+        "{body}"
+    );
+    assert_eq!(server.head_blob(&token, &hash).await, StatusCode::NOT_FOUND, "nothing stored");
+
+    let large = audio(100_001, 2);
+    let (status, body) = server.put_blob(&token, hash_of(&large).as_str(), large.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("blob_too_large")),
+        "{body}"
+    );
+    assert_eq!(server.head_blob(&token, &hash_of(&large)).await, StatusCode::NOT_FOUND);
+
+    let (status, body) = server.put_blob(&token, "not-a-hash", bytes.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_hash")),
+        "{body}"
+    );
+    let (status, _) = server.put_blob(&token, hash.as_str(), bytes).await;
+    assert_eq!(status, StatusCode::CREATED, "the intact file still goes in");
+    let staged = std::fs::read_dir(server.blobs.path().join("staging")).expect("staging").count();
+    assert_eq!(staged, 0, "refused uploads left staged files");
+}
+
+#[tokio::test]
+async fn an_upload_cut_midway_is_invisible_and_can_be_sent_again_whole() {
+    let server = TestServer::start().await;
+    let (_, token) = server.sign_up().await;
+    let bytes = audio(200_000, 3);
+    let hash = hash_of(&bytes);
+    // Half the body over a raw connection, then the connection closes.
+    let addr = server.server.addr();
+    let head = format!(
+        "PUT /v1/blobs/{hash} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    let cut = tokio::task::spawn_blocking(move || {
+        let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+        socket.write_all(head.as_bytes()).expect("head");
+        socket.write_all(&bytes[..100_000]).expect("half");
+        socket.shutdown(std::net::Shutdown::Write).expect("cut");
+        // The server answers (400) or just closes; either way the connection ends.
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        bytes
+    });
+    let bytes = cut.await.expect("cut upload");
+    assert_eq!(
+        server.head_blob(&token, &hash).await,
+        StatusCode::NOT_FOUND,
+        "a half upload is never visible"
+    );
+    let (status, body) = server.put_blob(&token, hash.as_str(), bytes.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let blob = std::fs::read(server.blobs.path().join(&hash.as_str()[..2]).join(hash.as_str()))
+        .expect("stored file");
+    assert_eq!(hash_of(&blob), hash);
+}
+
+#[tokio::test]
+async fn a_track_naming_audio_the_server_lacks_is_refused() {
+    let server = TestServer::start().await;
+    let (owner, token) = server.sign_up().await;
+    let mut writer = Writer::new();
+    let project = Project::new(owner, "EP", None, Timestamp(1)).expect("project");
+    let (status, _) = server.push(&token, &writer.creating(&project)).await;
+    assert_eq!(status, StatusCode::OK);
+    let hash = hash_of(b"never uploaded");
+    let track = AudioTrack::new(project.id(), owner, "Ghost", 1_000, Some(hash.as_str()), Timestamp(1))
+        .expect("track");
+    let push = writer.creating(&track);
+    let (status, body) = server.push(&token, &push).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("missing_blob")),
+        "{body}"
+    );
+    assert_eq!(body["mutation_id"], serde_json::json!(push.mutations[0].id));
+    let (changes, _) = server.pull_all(&token).await;
+    assert!(
+        changes.iter().all(|c| c["entity_type"] != EntityType::AudioTrack.as_str()),
+        "no track was stored: {changes:?}"
+    );
+}
