@@ -205,14 +205,20 @@ mod tests {
         protocol::SignUpRequest,
         Project, SyncPhase, Timestamp, UserId,
     };
+    use trackflow_usecases::ProbeOptions;
 
-    /// An in-process server on a memory database.
+    /// An in-process server on a memory database, keeping audio in a fresh directory.
     async fn server() -> trackflow_server::RunningServer {
-        let store = trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
-        let state = trackflow_server::AppState::new(Arc::new(store), Default::default());
-        trackflow_server::RunningServer::start("127.0.0.1:0".parse().expect("addr"), state)
-            .await
-            .expect("start")
+        server_on("sqlite::memory:", &tempfile::tempdir().expect("blobs").keep(), "127.0.0.1:0").await
+    }
+
+    /// An in-process server on `db`, keeping audio in `blobs`, listening on `addr`.
+    async fn server_on(db: &str, blobs: &Path, addr: &str) -> trackflow_server::RunningServer {
+        let store = trackflow_data::DieselServerStore::open(db, 1).expect("server store");
+        let blobs = trackflow_data::server::FsBlobStorage::open(blobs).expect("blob storage");
+        let state =
+            trackflow_server::AppState::new(Arc::new(store), Default::default()).with_blobs(Arc::new(blobs));
+        trackflow_server::RunningServer::start(addr.parse().expect("addr"), state).await.expect("start")
     }
 
     /// An engine in `dir`, signed in to `server` as `user` with `token`.
@@ -334,5 +340,130 @@ mod tests {
         );
         assert_eq!(state.pending, 1, "the write waits in the outbox");
         engine.shutdown().await;
+    }
+
+    /// Options for engines that sync only when told to or poked: no periodic loop, no idle
+    /// polling within a test's time.
+    fn quiet() -> EngineOptions {
+        let hour = Duration::from_secs(3_600);
+        EngineOptions {
+            upstream: UpstreamOptions { idle_poll: hour, ..Default::default() },
+            periodic: None,
+            probe: ProbeOptions { first: Duration::from_millis(20), cap: Duration::from_millis(200) },
+            ..EngineOptions::default()
+        }
+    }
+
+    /// Waits (at most 20 s) until `done` holds, re-checking after every coordinated run of
+    /// `engine`.
+    async fn until<F, R>(engine: &SyncEngine, what: &str, mut done: F)
+    where
+        F: FnMut() -> R,
+        R: std::future::Future<Output = bool>,
+    {
+        let mut runs = engine.coordinator().runs();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !done().await {
+                runs.changed().await.expect("coordinator alive");
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+    }
+
+    async fn wait_connected(engine: &SyncEngine, connected: bool) {
+        let mut state = engine.realtime().expect("realtime on").connected();
+        tokio::time::timeout(Duration::from_secs(20), state.wait_for(|c| *c == connected))
+            .await
+            .expect("the stream's state in time")
+            .expect("listener alive");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audio_goes_up_before_its_track_and_another_device_fetches_it_on_demand() {
+        use trackflow_domain::{ports::AudioTrackRepository, AudioTrack};
+        use trackflow_usecases::AudioFiles;
+        let server = server().await;
+        let user = UserId::new();
+        let token = sign_up(&server.url(), user).await;
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let a = engine(dir_a.path(), &server.url(), user, &token, quiet()).await;
+        let b = engine(dir_b.path(), &server.url(), user, &token, quiet()).await;
+
+        let file = dir_a.path().join("intro.wav");
+        let bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).expect("audio file");
+        let projects: Arc<dyn ProjectRepository> = a.module.resolve();
+        let project = projects
+            .create(Project::new(user, "EP", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+        let audio: &AudioFiles = a.module.resolve_ref();
+        let blob = audio.import(file).await.expect("import");
+        let tracks: Arc<dyn AudioTrackRepository> = a.module.resolve();
+        let track =
+            AudioTrack::new(project.id(), user, "Intro", 90_000, Some(blob.hash.as_str()), Timestamp(2))
+                .expect("valid");
+        let track = tracks.create(track).await.expect("create");
+        // The server refuses a track naming audio it lacks: this sync succeeds only if the
+        // upload went first.
+        let state = a.sync_now().await;
+        assert_eq!((state.phase, state.pending, state.failed), (SyncPhase::Idle, 0, 0), "{state:?}");
+
+        b.sync_now().await;
+        let audio_b: &AudioFiles = b.module.resolve_ref();
+        let fetched = audio_b.fetch(track.id()).await.expect("fetch");
+        assert_eq!(std::fs::read(&fetched).expect("read"), bytes, "the same bytes arrive");
+        // A second fetch is served from the cache.
+        assert_eq!(audio_b.fetch(track.id()).await.expect("fetch again"), fetched);
+        a.shutdown().await;
+        b.shutdown().await;
+        server.shutdown().await.expect("shutdown");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poke_brings_another_devices_write_and_the_stream_survives_a_server_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("server.db").to_string_lossy().into_owned();
+        let blobs = dir.path().join("server.blobs");
+        let server = server_on(&db, &blobs, "127.0.0.1:0").await;
+        let (addr, url) = (server.addr().to_string(), server.url());
+        let user = UserId::new();
+        let token = sign_up(&url, user).await;
+        let (dir_a, dir_b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let mut a = engine(dir_a.path(), &url, user, &token, quiet()).await;
+        let mut b = engine(dir_b.path(), &url, user, &token, quiet()).await;
+        a.start().await;
+        b.start().await;
+        wait_connected(&b, true).await;
+
+        let (projects_a, projects_b): (Arc<dyn ProjectRepository>, Arc<dyn ProjectRepository>) =
+            (a.module.resolve(), b.module.resolve());
+        let first = projects_a
+            .create(Project::new(user, "Poked", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+        // B neither polls nor was asked: only the poke can bring it.
+        until(&b, "B holds A's project", || async {
+            projects_b.get(first.id()).await.expect("get").is_some()
+        })
+        .await;
+
+        server.shutdown().await.expect("shutdown");
+        wait_connected(&b, false).await;
+        let server = server_on(&db, &blobs, &addr).await;
+        wait_connected(&b, true).await;
+        wait_connected(&a, true).await;
+        let second = projects_a
+            .create(Project::new(user, "After restart", None, Timestamp(2)).expect("valid"))
+            .await
+            .expect("create");
+        until(&b, "B holds the write made after the restart", || async {
+            projects_b.get(second.id()).await.expect("get").is_some()
+        })
+        .await;
+        a.shutdown().await;
+        b.shutdown().await;
+        server.shutdown().await.expect("shutdown");
     }
 }

@@ -58,6 +58,9 @@ pub struct PokeHub {
     relay: Arc<dyn PokeRelay>,
     sender: broadcast::Sender<Arc<Delivery>>,
     observer: Mutex<Arc<dyn StreamObserver>>,
+    /// Turns true when the server stops: open streams end, so a graceful shutdown does not
+    /// wait forever on connections that never finish by themselves.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// How many deliveries a stream may fall behind before it is told to pull everything.
@@ -68,8 +71,12 @@ impl PokeHub {
     /// the current tokio runtime.
     pub fn new(relay: Arc<dyn PokeRelay>, store: Arc<dyn ServerStore>) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BACKLOG);
-        let hub =
-            Arc::new(Self { relay: Arc::clone(&relay), sender, observer: Mutex::new(Arc::new(Unobserved)) });
+        let hub = Arc::new(Self {
+            relay: Arc::clone(&relay),
+            sender,
+            observer: Mutex::new(Arc::new(Unobserved)),
+            closing: tokio::sync::watch::Sender::new(false),
+        });
         let runtime = tokio::runtime::Handle::current();
         let weak = Arc::downgrade(&hub);
         let handler: PokeHandler = Arc::new(move |poke: Poke| {
@@ -102,6 +109,13 @@ impl PokeHub {
         if let Err(error) = self.relay.publish(poke).await {
             tracing::warn!(%error, "a poke could not be published");
         }
+    }
+
+    /// Ends every open stream and refuses none: called when the server stops accepting, so
+    /// the connections the streams hold can finish. (Clients reconnect to another instance,
+    /// or to this one when it is back.)
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Event streams open on this instance now.
@@ -163,29 +177,35 @@ pub(crate) async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let hub = Arc::clone(&state.pokes);
     let receiver = hub.sender.subscribe();
+    let closing = hub.closing.subscribe();
     let observer = hub.observer.lock().unwrap_or_else(|e| e.into_inner()).clone();
     observer.streams_changed(1);
     let open = Open { observer };
     let user = auth.user;
     tracing::debug!(%user, "event stream opened");
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let pokes = stream::unfold((receiver, open), move |(mut receiver, open)| async move {
-        loop {
-            let poke = match receiver.recv().await {
-                Ok(delivery) => match &delivery.readers {
-                    None => Poke { version: delivery.version, scopes: None },
-                    Some(readers) => match readers.get(&user) {
-                        Some(scopes) => Poke { version: delivery.version, scopes: Some(scopes.clone()) },
-                        None => continue,
+    let pokes =
+        stream::unfold((receiver, closing, open), move |(mut receiver, mut closing, open)| async move {
+            loop {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    _ = closing.wait_for(|closed| *closed) => return None,
+                };
+                let poke = match received {
+                    Ok(delivery) => match &delivery.readers {
+                        None => Poke { version: delivery.version, scopes: None },
+                        Some(readers) => match readers.get(&user) {
+                            Some(scopes) => Poke { version: delivery.version, scopes: Some(scopes.clone()) },
+                            None => continue,
+                        },
                     },
-                },
-                Err(broadcast::error::RecvError::Lagged(_)) => Poke { version: 0, scopes: None },
-                Err(broadcast::error::RecvError::Closed) => return None,
-            };
-            let event = Event::default().event("poke").json_data(&poke).unwrap_or_default();
-            return Some((Ok(event), (receiver, open)));
-        }
-    });
+                    Err(broadcast::error::RecvError::Lagged(_)) => Poke { version: 0, scopes: None },
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                let event = Event::default().event("poke").json_data(&poke).unwrap_or_default();
+                return Some((Ok(event), (receiver, closing, open)));
+            }
+        });
     Sse::new(stream::StreamExt::chain(ready, pokes))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

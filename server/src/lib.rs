@@ -137,6 +137,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let pokes = Arc::clone(&state.pokes);
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams never end by themselves; the graceful stop would wait on them.
+        pokes.close();
+    };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 

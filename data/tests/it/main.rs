@@ -1,6 +1,7 @@
 //! Integration tests of the local store, on temporary database files.
 #![allow(missing_docs)]
 
+mod blobs;
 mod downstream;
 mod model;
 mod repositories;
