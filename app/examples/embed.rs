@@ -8,7 +8,7 @@
 use shaku::HasComponent;
 use std::{sync::Arc, time::Duration};
 use trackflow::engine::{EngineOptions, SyncEngine};
-use trackflow_data::{AuthClient, DieselServerStore, RemoteOptions};
+use trackflow_data::{server::FsBlobStorage, AuthClient, DieselServerStore, RemoteOptions};
 use trackflow_domain::{
     ports::{AccessToken, Clock, ProjectRepository, Session, SessionStorage},
     protocol::SignUpRequest,
@@ -19,7 +19,9 @@ use trackflow_domain::{
 async fn main() -> anyhow::Result<()> {
     // A sync server for the example (your program uses its own).
     let server_store = DieselServerStore::open("sqlite::memory:", 1)?;
-    let module = trackflow::wiring::server_module(server_store, Default::default());
+    let server_files = tempfile::tempdir()?;
+    let audio = Arc::new(FsBlobStorage::open(server_files.path())?);
+    let module = trackflow::wiring::server_module(server_store, audio, Default::default());
     let state: Arc<trackflow_server::AppState> = module.resolve();
     let server =
         trackflow_server::RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;

@@ -64,7 +64,7 @@ const SEED_BATCH: usize = 500;
 
 /// Resident memory of this process: (now, peak since the last [`reset_peak_memory`]), in
 /// bytes, from /proc (Linux only; `None` elsewhere).
-fn memory() -> Option<(u64, u64)> {
+pub(super) fn memory() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -87,7 +87,7 @@ fn cpu_time() -> Option<u64> {
 }
 
 /// Starts a new peak of resident memory at the current size (proc(5), clear_refs value 5).
-fn reset_peak_memory() -> bool {
+pub(super) fn reset_peak_memory() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
@@ -376,7 +376,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 

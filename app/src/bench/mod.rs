@@ -65,6 +65,18 @@ pub struct BenchArgs {
     /// Incremental pulls per downstream round.
     #[arg(long, default_value_t = 50)]
     pub downstream_pulls: usize,
+    /// Renames timed per mode of propagation (each reaches 9 clients).
+    #[arg(long, default_value_t = 30)]
+    pub propagation_writes: usize,
+    /// The polling baseline's interval (propagation).
+    #[arg(long, default_value_t = 1_000)]
+    pub poll_interval_ms: u64,
+    /// Size of the audio file (audio).
+    #[arg(long, default_value_t = 50)]
+    pub audio_mib: usize,
+    /// Uploads and downloads timed (audio).
+    #[arg(long, default_value_t = 3)]
+    pub audio_rounds: usize,
 }
 
 /// The benchmark scenarios.
@@ -85,6 +97,12 @@ pub enum Scenario {
     /// rows and an initial sync of them (rows/s, peak memory), against a full fetch of the
     /// user's data, with the bytes each moved.
     Downstream,
+    /// Change propagation from a write on one client to nine others: realtime pokes against
+    /// periodic polling.
+    Propagation,
+    /// Upload and download of a `--audio-mib` file with peak memory, against a copy on disk.
+    /// Run it alone (`trackflow bench audio`) for a peak that is the transfer's own.
+    Audio,
 }
 
 /// Pooled server connections of the benchmarks' servers: the default of `trackflow server`.
@@ -92,6 +110,7 @@ const SERVER_CONNECTIONS: u32 = 8;
 
 mod downstream;
 pub use downstream::{client as downstream_client, ClientArgs};
+mod realtime;
 mod server;
 mod upstream;
 
@@ -154,6 +173,8 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::ServerPull => server::pull(&dir, &args).await?,
             Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
             Scenario::Downstream => downstream::downstream(&dir, &args).await?,
+            Scenario::Propagation => realtime::propagation(&dir, &args).await?,
+            Scenario::Audio => realtime::audio(&dir, &args).await?,
         });
     }
     Ok(reports)

@@ -3,5 +3,6 @@
 #![allow(missing_docs)]
 
 mod cli;
+mod scale_out;
 mod server_process;
 mod two_clients;

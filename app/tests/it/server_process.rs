@@ -19,9 +19,14 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// Starts a server on `listen` over the database file `db` and waits for its address.
     pub(crate) fn start(db: &Path, listen: &str) -> Self {
+        Self::start_with(&["--listen".as_ref(), listen.as_ref(), "--db".as_ref(), db.as_os_str()])
+    }
+
+    /// Starts `trackflow server` with `args` and waits for its address.
+    pub(crate) fn start_with(args: &[&std::ffi::OsStr]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trackflow"))
-            .args(["server", "--listen", listen, "--db"])
-            .arg(db)
+            .arg("server")
+            .args(args)
             .env_remove("TRACKFLOW_LOG")
             .stderr(Stdio::piped())
             .spawn()
