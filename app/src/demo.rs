@@ -67,6 +67,10 @@ impl Musician {
         self.engine.module.resolve_ref()
     }
 
+    fn audio(&self) -> &trackflow_usecases::AudioFiles {
+        self.engine.module.resolve_ref()
+    }
+
     fn tracks(&self) -> &dyn AudioTrackRepository {
         self.engine.module.resolve_ref()
     }
@@ -229,10 +233,22 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
             },
         )
         .await?;
-    ana.tracks()
-        .create(AudioTrack::new(project.id(), ana.user, "Afterglow", 198_000, None, ana.now())?)
+    let recording = dir.join("afterglow.wav");
+    write_recording(&recording, 2 * 1024 * 1024)?;
+    let audio = ana.audio().import(recording.clone()).await?;
+    let afterglow = ana
+        .tracks()
+        .create(AudioTrack::new(
+            project.id(),
+            ana.user,
+            "Afterglow",
+            198_000,
+            Some(audio.hash.as_str()),
+            ana.now(),
+        )?)
         .await?;
-    println!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description, adds Afterglow.");
+    println!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description,");
+    println!("   adds Afterglow with its recording (2 MiB; uploaded before the track, as the track depends on it).");
     ana.sync().await;
 
     println!("\n4. Ben's network comes back.");
@@ -242,6 +258,13 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     println!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
     println!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
     println!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
+    let fetched = ben.audio().fetch(afterglow.id()).await?;
+    let (hash, size) = trackflow_data::local::hash_file(&fetched).await?;
+    ensure!(hash == audio.hash, "Ben's copy of Afterglow's audio differs from Ana's recording");
+    println!(
+        "   Ben plays Afterglow: its audio downloads on demand into his cache ({:.1} MiB, same SHA-256).\n",
+        size as f64 / 1048576.0
+    );
 
     println!("5. Where everyone ended:");
     ana.show(project.id()).await?;
@@ -261,4 +284,27 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     ben.engine.shutdown().await;
     server.shutdown().await?;
     Ok(())
+}
+
+/// Writes `len` bytes standing in for a recording to `path`, in chunks: noise, so nothing
+/// compresses it away, and memory stays flat however long it is.
+pub(crate) fn write_recording(path: &Path, len: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state: u32 = 0x2545_f491;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut written = 0;
+    while written < len {
+        for byte in &mut chunk {
+            // xorshift32
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *byte = state as u8;
+        }
+        let n = chunk.len().min(len - written);
+        out.write_all(&chunk[..n])?;
+        written += n;
+    }
+    out.flush()
 }

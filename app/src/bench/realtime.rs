@@ -191,7 +191,7 @@ pub(super) async fn audio(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report
     let user = UserId::new();
     let token = sign_up(&url, user).await?;
     let source = dir.join("take.wav");
-    write_audio(&source, size)?;
+    crate::demo::write_recording(&source, size)?;
     let mut copies = Vec::new();
     let mut uploads = Vec::new();
     let mut downloads = Vec::new();
@@ -301,29 +301,6 @@ pub(super) async fn audio(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report
         ),
     ];
     Ok(super::with_ratios("audio", measurements))
-}
-
-/// Writes `size` bytes of noise-like audio to `path`, in chunks.
-fn write_audio(path: &Path, size: usize) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut state: u32 = 0x1234_5678;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let mut written = 0;
-    while written < size {
-        for byte in &mut chunk {
-            // xorshift: cheap bytes that do not compress.
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            *byte = state as u8;
-        }
-        let n = chunk.len().min(size - written);
-        out.write_all(&chunk[..n])?;
-        written += n;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 /// Makes `path`'s first byte depend on `round`, so every round uploads a new blob.
