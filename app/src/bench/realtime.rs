@@ -137,6 +137,10 @@ async fn propagate(
     }
     let mut samples = Vec::with_capacity(writes * RECEIVERS);
     for i in 1..=writes {
+        // A write comes at any moment of the polling cycle, not just after a poll: without the
+        // pause, each write would follow the previous arrival, i.e. a poll, and wait a whole
+        // interval.
+        tokio::time::sleep(poll.mul_f64(phase(i))).await;
         let name = format!("v{i}");
         let started = Instant::now();
         projects
@@ -172,6 +176,12 @@ pub(super) async fn propagation(dir: &Path, args: &BenchArgs) -> anyhow::Result<
     let realtime = propagate(&dir.join("realtime"), true, poll, args.propagation_writes).await?;
     measurements.push(summary("realtime pokes, write to 9 clients [arrivals/s]", realtime));
     Ok(super::with_ratios("propagation", measurements))
+}
+
+/// A fraction in [0, 1) that spreads evenly as `i` grows (the golden ratio's fractional part):
+/// the same phases in both modes, without a random source.
+fn phase(i: usize) -> f64 {
+    (i as f64 * 0.618_033_988_749_895).fract()
 }
 
 /// [`summarize`] with the 95th percentile in the name: it is the target's figure.

@@ -59,7 +59,7 @@ pub struct SqliteBlobCache {
 }
 
 /// How much of a file is read or written at once: memory does not grow with the file.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 impl SqliteBlobCache {
     /// A cache over `store`, as `options` say.

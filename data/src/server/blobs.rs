@@ -120,7 +120,7 @@ struct FsBlobReader {
 }
 
 /// How much is read at once.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 #[async_trait]
 impl BlobReader for FsBlobReader {

@@ -200,6 +200,8 @@ struct Setup {
     session: Arc<Mutex<Option<trackflow_domain::ports::Session>>>,
     outbox: Arc<FakeOutbox>,
     remote: MockRemoteDataSource,
+    blobs: MockBlobCache,
+    blob_remote: MockBlobRemote,
     conflicts: MockConflictRepository,
     reauthenticator: MockReauthenticator,
     time: Time,
@@ -212,6 +214,8 @@ impl Setup {
             session: Arc::default(),
             outbox: FakeOutbox::with(ops),
             remote,
+            blobs: MockBlobCache::new(),
+            blob_remote: MockBlobRemote::new(),
             conflicts: MockConflictRepository::new(),
             reauthenticator: MockReauthenticator::new(),
             time: Time::new(),
@@ -234,8 +238,8 @@ impl Setup {
             outbox: self.outbox.clone(),
             conflicts: Arc::new(self.conflicts),
             remote: Arc::new(self.remote),
-            blobs: Arc::new(MockBlobCache::new()),
-            blob_remote: Arc::new(MockBlobRemote::new()),
+            blobs: Arc::new(self.blobs),
+            blob_remote: Arc::new(self.blob_remote),
             session: Arc::new(session),
             reauthenticator: Arc::new(self.reauthenticator),
             clock: Arc::new(self.time.mock()),
@@ -861,4 +865,106 @@ async fn a_wake_runs_a_pass_at_once() {
     assert!(start.elapsed() < Duration::from_secs(1), "woken, not polled: {:?}", start.elapsed());
     stop.send(true).expect("stop");
     runner.await.expect("runner");
+}
+
+/// A track naming audio, created after its upload: (upload, create).
+fn track_with_audio(
+    ops: &mut Ops,
+    project: &Project,
+    parent: &SyncOperation,
+    hash: &str,
+) -> (SyncOperation, SyncOperation) {
+    let track =
+        AudioTrack::new(project.id(), ops.owner, "Take", 1_000, Some(hash), Timestamp(1)).expect("valid");
+    let upload =
+        ops.op(track.entity_ref(), OperationKind::Upload, vec![("audio_sha256", json!(hash))], vec![]);
+    let fields = track.fields().into_iter().collect::<Vec<_>>();
+    let fields = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let create = ops.op(track.entity_ref(), OperationKind::Create, fields, vec![parent.id, upload.id]);
+    (upload, create)
+}
+
+#[tokio::test]
+async fn audio_goes_up_before_its_track_and_a_cut_upload_is_sent_again_whole() {
+    let mut ops = Ops::new();
+    let (project, create_project) = ops.project();
+    let hash = "ab".repeat(32);
+    let (upload, create_track) = track_with_audio(&mut ops, &project, &create_project, &hash);
+    let (remote, requests) = remote(applied);
+    let mut setup = Setup::new(vec![create_project.clone(), upload.clone(), create_track.clone()], remote);
+    setup.blobs.expect_open().returning(|_| Ok(Some(std::path::PathBuf::from("/cache/ab"))));
+    setup.blobs.expect_mark_uploaded().times(1).returning(|_| Ok(()));
+    setup.blob_remote.expect_has_blob().returning(|_| Ok(false));
+    let cut = Arc::new(AtomicBool::new(true));
+    let first_cut = Arc::clone(&cut);
+    setup.blob_remote.expect_upload_blob().times(2).returning(move |_, file| {
+        assert_eq!(file, std::path::PathBuf::from("/cache/ab"), "uploads read the cached file");
+        if first_cut.swap(false, Ordering::SeqCst) {
+            Err(RemoteError::Transient { message: "connection cut mid-upload".into(), retry_after_ms: None })
+        } else {
+            Ok(())
+        }
+    });
+    let (manager, outbox, time) = setup.manager();
+
+    let report = manager.process().await.expect("pass");
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        vec![vec![create_project.id]],
+        "the track waits for its audio"
+    );
+    assert_eq!(report.retrying, 1, "{report:?}");
+    let waiting = outbox.find(upload.id);
+    assert_eq!((waiting.status, waiting.attempts), (OperationStatus::Pending, 1));
+    assert!(outbox.snapshot().iter().any(|op| op.id == create_track.id));
+
+    time.advance(60_000);
+    let report = manager.process().await.expect("pass");
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        vec![vec![create_project.id], vec![create_track.id]],
+        "once the audio is up, the track goes"
+    );
+    assert_eq!(report.acknowledged, 2, "{report:?}");
+    assert!(outbox.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn audio_the_server_holds_is_not_sent_again_and_a_refused_upload_holds_its_track() {
+    let mut ops = Ops::new();
+    let (project, create_project) = ops.project();
+    let (held, create_held) = track_with_audio(&mut ops, &project, &create_project, &"ab".repeat(32));
+    let (refused, create_refused) = track_with_audio(&mut ops, &project, &create_project, &"cd".repeat(32));
+    let queue = vec![
+        create_project.clone(),
+        held.clone(),
+        create_held.clone(),
+        refused.clone(),
+        create_refused.clone(),
+    ];
+    let (remote, requests) = remote(applied);
+    let mut setup = Setup::new(queue, remote);
+    setup.blobs.expect_open().returning(|hash| Ok(Some(std::path::PathBuf::from(format!("/cache/{hash}")))));
+    setup.blobs.expect_mark_uploaded().times(1).returning(|_| Ok(()));
+    setup.blob_remote.expect_has_blob().returning(|hash| Ok(hash.as_str().starts_with("ab")));
+    setup.blob_remote.expect_upload_blob().times(1).returning(|_, _| {
+        Err(RemoteError::Permanent {
+            code: "blob_too_large".into(),
+            message: "the blob is larger than 268435456 bytes".into(),
+            mutation_id: None,
+        })
+    });
+    let (manager, outbox, _) = setup.manager();
+
+    let report = manager.process().await.expect("pass");
+    assert_eq!(
+        *requests.lock().expect("lock"),
+        vec![vec![create_project.id], vec![create_held.id]],
+        "the held audio is not uploaded again; its track goes"
+    );
+    assert_eq!((report.acknowledged, report.failed), (3, 1), "{report:?}");
+    let parked = outbox.find(refused.id);
+    assert_eq!(parked.status, OperationStatus::Failed);
+    assert!(parked.last_error.as_deref().is_some_and(|e| e.contains("blob_too_large")), "{parked:?}");
+    assert_eq!(outbox.find(create_refused.id).status, OperationStatus::Pending, "its track waits, unsent");
 }
