@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use trackflow::engine::{EngineOptions, SyncEngine};
 use trackflow_data::{server::FsBlobStorage, AuthClient, DieselServerStore, RemoteOptions};
 use trackflow_domain::{
-    ports::{AccessToken, Clock, ProjectRepository, Session, SessionStorage},
+    ports::{Clock, ProjectRepository},
     protocol::SignUpRequest,
     Project,
 };
@@ -38,12 +38,7 @@ async fn main() -> anyhow::Result<()> {
         user_id: Some(me.id()),
     };
     let account = AuthClient::new(&RemoteOptions::default())?.sign_up(&server.url(), &request).await?;
-    let session = Session {
-        user_id: me.id(),
-        server_url: Some(server.url()),
-        access_token: Some(AccessToken::new(account.token)),
-    };
-    HasComponent::<dyn SessionStorage>::resolve_ref(engine.module.as_ref()).save(session).await?;
+    engine.sign_in(me.id(), &server.url(), &account.token).await?;
 
     // 3. Start syncing in the background, then write: the write returns before any network.
     engine.start().await;

@@ -9,7 +9,10 @@ use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use trackflow_data::{local::BlobCacheOptions, LocalStore, RemoteOptions};
-use trackflow_domain::SyncState;
+use trackflow_domain::{
+    ports::{AccessToken, Session, SessionStorage},
+    RepositoryError, SyncState, UserId,
+};
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
@@ -142,6 +145,20 @@ impl SyncEngine {
         self.realtime.as_deref()
     }
 
+    /// Stores the session that lets the engine sync: `user`, signed in to the server at
+    /// `server` with the bearer `token` (what `trackflow login` stores). Takes effect at the
+    /// next request.
+    pub async fn sign_in(&self, user: UserId, server: &str, token: &str) -> Result<(), RepositoryError> {
+        let session: &dyn SessionStorage = self.module.resolve_ref();
+        session
+            .save(Session {
+                user_id: user,
+                server_url: Some(server.to_owned()),
+                access_token: Some(AccessToken::new(token)),
+            })
+            .await
+    }
+
     /// Syncs now (push, then pull every scope that changed, whatever its interval) and
     /// returns the state after it.
     pub async fn sync_now(&self) -> SyncState {
@@ -199,9 +216,8 @@ impl Drop for SyncEngine {
 mod tests {
     use super::*;
     use trackflow_data::AuthClient;
-    use trackflow_domain::ports::SessionStorage;
     use trackflow_domain::{
-        ports::{AccessToken, PendingOperationsRepository, ProjectRepository, Session},
+        ports::{PendingOperationsRepository, ProjectRepository},
         protocol::SignUpRequest,
         Project, SyncPhase, Timestamp, UserId,
     };
@@ -230,13 +246,7 @@ mod tests {
         options: EngineOptions,
     ) -> SyncEngine {
         let engine = SyncEngine::open(dir, options).await.expect("engine");
-        let session: Arc<dyn SessionStorage> = engine.module.resolve();
-        let signed_in = Session {
-            user_id: user,
-            server_url: Some(server.into()),
-            access_token: Some(AccessToken::new(token)),
-        };
-        session.save(signed_in).await.expect("session");
+        engine.sign_in(user, server, token).await.expect("session");
         engine
     }
 

@@ -6,7 +6,11 @@
 //! its audio, nobody else. The push endpoint refuses a track naming audio this server lacks
 //! ([`missing_audio`]), so no track is ever stored without its file.
 
-use crate::{error::ApiFailure, extract::AuthUser, AppState};
+use crate::{
+    error::ApiFailure,
+    extract::{declared_length, too_large, AuthUser},
+    AppState,
+};
 use axum::{
     body::Body,
     extract::{Path, Request, State},
@@ -70,16 +74,8 @@ pub(crate) async fn upload(
     let hash = parse_hash(&sha256)?;
     let storage = storage(&state)?;
     let limit = state.config.max_blob_bytes;
-    let too_large = || {
-        ApiFailure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "blob_too_large",
-            format!("the blob is larger than {limit} bytes"),
-        )
-    };
-    let declared =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
+    let too_large = || too_large("blob_too_large", "blob", limit);
+    if declared_length(&request).is_some_and(|length| length > limit) {
         return Err(too_large());
     }
     if let Some(size) = storage.size_of(&hash).await.map_err(storage_failure)? {

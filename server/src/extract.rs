@@ -29,21 +29,23 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             ));
         }
         let limit = state.config.max_body_bytes;
-        let too_large = || {
-            ApiFailure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body is larger than {limit} bytes"),
-            )
-        };
-        let declared =
-            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > limit) {
+        let too_large = || too_large("body_too_large", "body", limit as u64);
+        if declared_length(&req).is_some_and(|length| length > limit as u64) {
             return Err(too_large());
         }
         let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body length the request declares (`Content-Length`), if it declares one.
+pub(crate) fn declared_length(request: &Request) -> Option<u64> {
+    request.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// 413 with `code`: the `what` is larger than `limit` bytes.
+pub(crate) fn too_large(code: &str, what: &str, limit: u64) -> ApiFailure {
+    ApiFailure::new(StatusCode::PAYLOAD_TOO_LARGE, code, format!("the {what} is larger than {limit} bytes"))
 }
 
 /// Parses JSON, naming the path of the value at fault.

@@ -26,9 +26,7 @@ use std::{
 };
 use trackflow_data::{server::FsBlobStorage, DieselServerStore};
 use trackflow_domain::{
-    ports::{
-        AccessToken, AudioTrackRepository, CollaboratorRepository, ProjectRepository, Session, SessionStorage,
-    },
+    ports::{AudioTrackRepository, CollaboratorRepository, ProjectRepository},
     AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
@@ -58,14 +56,7 @@ async fn client(
     options: EngineOptions,
 ) -> anyhow::Result<SyncEngine> {
     let engine = SyncEngine::open(dir, options).await?;
-    let session: Arc<dyn SessionStorage> = engine.module.resolve();
-    session
-        .save(Session {
-            user_id: user,
-            server_url: Some(server.to_owned()),
-            access_token: Some(AccessToken::new(token)),
-        })
-        .await?;
+    engine.sign_in(user, server, token).await?;
     Ok(engine)
 }
 
