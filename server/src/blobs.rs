@@ -4,7 +4,9 @@
 //! only after its bytes matched its name, and an upload that is too large, does not match, or
 //! is cut leaves nothing behind. Downloads go by track: whoever may read the track may fetch
 //! its audio, nobody else. The push endpoint refuses a track naming audio this server lacks
-//! ([`missing_audio`]), so no track is ever stored without its file.
+//! ([`missing_audio`]), so no track is ever stored without its file. A user may name only audio
+//! they uploaded themselves (the server checked its bytes): knowing a hash grants nothing, so
+//! `HEAD` answers 404 and `PUT` reads the whole body for a blob someone else uploaded.
 
 use crate::{
     error::ApiFailure,
@@ -24,14 +26,13 @@ use std::sync::Arc;
 use trackflow_domain::{
     ports::{BlobStorage, BlobStorageError},
     protocol::{BlobStored, PushRequest},
-    AudioTrackId, BlobHash, EntityType, OperationKind,
+    AudioTrackId, BlobHash, EntityType, OperationKind, UserId,
 };
 
-/// The storage, or 503 on a server configured without one.
+/// The storage, or `422 no_audio_storage` on a server configured without one (permanent: the
+/// client parks that upload instead of waiting for the whole server).
 fn storage(state: &AppState) -> Result<&Arc<dyn BlobStorage>, ApiFailure> {
-    state.blobs.as_ref().ok_or_else(|| {
-        ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "this server stores no audio")
-    })
+    state.blobs.as_ref().ok_or_else(|| ApiFailure::invalid("no_audio_storage", "this server stores no audio"))
 }
 
 fn parse_hash(text: &str) -> Result<BlobHash, ApiFailure> {
@@ -49,16 +50,20 @@ fn storage_failure(error: BlobStorageError) -> ApiFailure {
     )
 }
 
-/// `HEAD /v1/blobs/{sha256}`: 200 with the length if the server holds the blob, else 404.
+/// `HEAD /v1/blobs/{sha256}`: 200 with the length if the server holds the blob and this user
+/// uploaded it, else 404. Whether someone else uploaded the same bytes is never told.
 pub(crate) async fn exists(
     State(state): State<AppState>,
-    _auth: AuthUser,
+    auth: AuthUser,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiFailure> {
     let hash = parse_hash(&sha256)?;
-    match storage(&state)?.size_of(&hash).await.map_err(storage_failure)? {
-        Some(size) => Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response()),
-        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    let size = storage(&state)?.size_of(&hash).await.map_err(storage_failure)?;
+    match size {
+        Some(size) if state.store.may_use_blob(auth.user, hash).await? => {
+            Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response())
+        }
+        _ => Ok(StatusCode::NOT_FOUND.into_response()),
     }
 }
 
@@ -78,13 +83,21 @@ pub(crate) async fn upload(
     if declared_length(&request).is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    if let Some(size) = storage.size_of(&hash).await.map_err(storage_failure)? {
-        return Ok((
-            StatusCode::OK,
-            Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created: false }),
-        ));
+    let stored = storage.size_of(&hash).await.map_err(storage_failure)?;
+    if let Some(size) = stored {
+        if state.store.may_use_blob(auth.user, hash.clone()).await? {
+            return Ok((
+                StatusCode::OK,
+                Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created: false }),
+            ));
+        }
     }
-    let mut writer = storage.begin(&hash).await.map_err(storage_failure)?;
+    // Someone else's upload of the same bytes does not spare this user from proving they hold
+    // them: the body is hashed either way, and written only if the server lacks the blob.
+    let mut writer = match stored {
+        Some(_) => None,
+        None => Some(storage.begin(&hash).await.map_err(storage_failure)?),
+    };
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut body = request.into_body().into_data_stream();
@@ -102,7 +115,9 @@ pub(crate) async fn upload(
             return Err(too_large());
         }
         hasher.update(&chunk);
-        writer.write(&chunk).await.map_err(storage_failure)?;
+        if let Some(writer) = writer.as_mut() {
+            writer.write(&chunk).await.map_err(storage_failure)?;
+        }
     }
     let actual = BlobHash::from_digest(hasher.finalize().into());
     if actual != hash {
@@ -111,10 +126,15 @@ pub(crate) async fn upload(
             format!("sha256: the body hashes to {actual}, not {hash}; nothing was stored"),
         ));
     }
-    writer.commit().await.map_err(storage_failure)?;
+    let created = writer.is_some();
+    if let Some(writer) = writer {
+        writer.commit().await.map_err(storage_failure)?;
+    }
+    state.store.grant_blob(auth.user, hash.clone(), crate::auth::now()).await?;
     state.metrics.blob_bytes_in(size);
-    tracing::info!(user = %auth.user, %hash, size, "blob stored");
-    Ok((StatusCode::CREATED, Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created: true })))
+    tracing::info!(user = %auth.user, %hash, size, created, "blob received");
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created })))
 }
 
 /// `GET /v1/tracks/{track_id}/audio`: the track's audio, streamed, to a user who may read the
@@ -153,9 +173,14 @@ pub(crate) async fn audio(
     Ok(response)
 }
 
-/// Refuses a push whose tracks name audio this server does not hold, naming the first such
-/// mutation: the client uploads audio before the track that uses it.
-pub(crate) async fn missing_audio(state: &AppState, request: &PushRequest) -> Result<(), ApiFailure> {
+/// Refuses a push whose tracks name audio the pushing user has not uploaded (or this server does
+/// not hold), naming the first such mutation: the client uploads audio before the track that
+/// uses it, and knowing a hash is not enough to name someone else's file.
+pub(crate) async fn missing_audio(
+    state: &AppState,
+    user: UserId,
+    request: &PushRequest,
+) -> Result<(), ApiFailure> {
     for (i, mutation) in request.mutations.iter().enumerate() {
         let writes = matches!(mutation.kind, OperationKind::Create | OperationKind::Update);
         if mutation.entity_type != EntityType::AudioTrack || !writes {
@@ -169,12 +194,14 @@ pub(crate) async fn missing_audio(state: &AppState, request: &PushRequest) -> Re
             Some(storage) => storage.size_of(&hash).await.map_err(storage_failure)?.is_some(),
             None => false,
         };
-        if !held {
+        if !held || !state.store.may_use_blob(user, hash.clone()).await? {
             return Err(ApiFailure {
                 mutation_id: Some(mutation.id),
                 ..ApiFailure::invalid(
                     "missing_blob",
-                    format!("mutations[{i}].fields.audio_sha256: the server holds no blob {hash}; upload it first"),
+                    format!(
+                        "mutations[{i}].fields.audio_sha256: this user has uploaded no blob {hash}; upload it first"
+                    ),
                 )
             });
         }

@@ -20,7 +20,7 @@ pub(crate) async fn push(
     ApiJson(request): ApiJson<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiFailure> {
     check_clock_lead(&request, &state)?;
-    crate::blobs::missing_audio(&state, &request).await?;
+    crate::blobs::missing_audio(&state, auth.user, &request).await?;
     let ids: Vec<_> = request.mutations.iter().map(|m| m.entity_id).collect();
     let response = state.store.push(auth.user, request).await?;
     state.metrics.pushed(&response);
@@ -34,14 +34,15 @@ pub(crate) async fn push(
         // Poked after the commit, off the response's path.
         let (store, pokes) = (Arc::clone(&state.store), Arc::clone(&state.pokes));
         tokio::spawn(async move {
-            let scopes = match store.scopes_of(changed.into_iter().map(|(id, _)| id).collect()).await {
-                Ok(scopes) => Some(scopes.iter().map(ToString::to_string).collect()),
-                Err(error) => {
-                    tracing::warn!(%error, "the scopes of a push could not be looked up; poking all");
-                    None
+            match store.scopes_of(changed.into_iter().map(|(id, _)| id).collect()).await {
+                Ok(scopes) => {
+                    let scopes = Some(scopes.iter().map(ToString::to_string).collect());
+                    pokes.publish(Poke { version, scopes }).await;
                 }
-            };
-            pokes.publish(Poke { version, scopes }).await;
+                // Not poking everyone instead: that would tell strangers when writes happen.
+                // Clients still pull periodically.
+                Err(error) => tracing::warn!(%error, "the scopes of a push could not be looked up; no poke"),
+            }
         });
     }
     Ok(Json(response))

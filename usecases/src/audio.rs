@@ -85,7 +85,11 @@ impl AudioFiles {
             self.fetch(id).await?;
         }
         let hash = self.hash_of(id).await?;
-        self.cache.set_pinned(&hash, pinned).await?;
+        if !self.cache.set_pinned(&hash, pinned).await? && pinned {
+            return Err(AudioError::Local(RepositoryError::Conflict(format!(
+                "the audio of track {id} left the cache before it could be pinned; try again"
+            ))));
+        }
         Ok(())
     }
 

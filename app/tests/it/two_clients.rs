@@ -1,6 +1,7 @@
 //! Two users' clients as `--profile`s of the real binary, against a real server process:
-//! sign-up, an invitation, offline writes on both sides while the server is down, the server
-//! back on the same port and database, and convergence read through `--json`.
+//! sign-up, an invitation, offline writes on both sides while the server is down (one of them a
+//! track with its audio file), the server back on the same port and database, convergence read
+//! through `--json`, and the audio fetched on the other side.
 
 use crate::server_process::ServerProcess;
 use serde_json::Value;
@@ -101,14 +102,20 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     // The server goes away; both keep working.
     server.kill();
     ana.json(&["project", "update", &project, "--description", "Four tracks, one night"]);
-    ben.json(&["track", "add", &project, "--name", "Intro", "--duration", "1:12"]);
+    // Ben records a track: its audio file goes into his cache; the upload waits with the track.
+    let recording = dir.path().join("Intro.wav");
+    let audio: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&recording, &audio).expect("recording");
+    let intro =
+        ben.json(&["track", "add", &project, recording.to_str().expect("path"), "--duration", "1:12"]);
+    assert_eq!(intro["name"], "Intro", "named after the file");
     ana.sync_offline();
     ben.sync_offline();
     let status = ben.json(&["status"]);
     assert_eq!(
         (status["state"]["phase"].as_str(), status["state"]["pending"].as_u64()),
-        (Some("offline"), Some(1)),
-        "{status}"
+        (Some("offline"), Some(2)),
+        "the audio's upload and the track wait: {status}"
     );
 
     // Back on the same address and database.
@@ -125,6 +132,11 @@ fn two_profiles_write_offline_reconnect_and_converge() {
         assert_eq!((state["phase"].as_str(), state["pending"].as_u64()), (Some("idle"), Some(0)), "{state}");
     }
     assert!(ben_view.1.as_array().is_some_and(|t| t.len() == 1));
+
+    // Ana plays it: the audio comes down on demand, the same bytes.
+    let fetched = ana.json(&["track", "fetch", intro["id"].as_str().expect("id")]);
+    let path = fetched["path"].as_str().expect("path");
+    assert_eq!(std::fs::read(path).expect("fetched file"), audio, "Ana holds Ben's recording");
 }
 
 #[test]

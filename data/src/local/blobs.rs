@@ -76,7 +76,9 @@ impl SqliteBlobCache {
     }
 
     /// Moves the verified staged file into place and records it; `uploaded` says whether the
-    /// server holds it (a download) or not (an import).
+    /// server holds it (a download) or not (an import). The rename happens inside the write
+    /// transaction, and eviction unlinks inside its own: SQLite's write lock orders the two,
+    /// across processes sharing the cache, so a file is never unlinked under a fresh row.
     async fn settle_in(
         &self,
         staged: &Path,
@@ -84,8 +86,7 @@ impl SqliteBlobCache {
         size: u64,
         uploaded: bool,
     ) -> StoreResult<CachedBlob> {
-        let target = self.file_of(hash);
-        tokio::fs::rename(staged, &target).await.map_err(|e| file_error("placing", &target, &e))?;
+        let (staged, target) = (staged.to_owned(), self.file_of(hash));
         let now = self.store.now().as_millis();
         let row = BlobRow {
             sha256: hash.to_string(),
@@ -100,6 +101,7 @@ impl SqliteBlobCache {
         self.store
             .with_connection(move |conn| {
                 conn.immediate_transaction(|conn| {
+                    std::fs::rename(&staged, &target).map_err(|e| file_error("placing", &target, &e))?;
                     let existing: Option<BlobRow> =
                         blobs::table.find(&row.sha256).select(BlobRow::as_select()).first(conn).optional()?;
                     let stored = match existing {
@@ -127,9 +129,8 @@ impl SqliteBlobCache {
     }
 
     async fn run_eviction(&self) -> StoreResult<EvictionReport> {
-        let cap = self.options.cap_bytes;
-        let (report, gone) = self
-            .store
+        let (cap, dir) = (self.options.cap_bytes, self.options.dir.clone());
+        self.store
             .with_connection(move |conn| {
                 conn.immediate_transaction(|conn| {
                     let rows: Vec<BlobRow> = blobs::table
@@ -138,30 +139,25 @@ impl SqliteBlobCache {
                         .load(conn)?;
                     let mut remaining: u64 = rows.iter().map(|r| r.size()).sum();
                     let mut report = EvictionReport::default();
-                    let mut gone = Vec::new();
                     for row in rows.iter().filter(|r| r.uploaded && !r.pinned) {
                         if remaining <= cap {
                             break;
                         }
                         diesel::delete(blobs::table.find(&row.sha256)).execute(conn)?;
+                        let path = dir.join(&row.path);
+                        if let Err(error) = std::fs::remove_file(&path) {
+                            // Gone already, or stuck: either way no row names it any more.
+                            tracing::warn!(path = %path.display(), %error, "evicted blob file could not be removed");
+                        }
                         remaining -= row.size();
                         report.removed += 1;
                         report.freed_bytes += row.size();
-                        gone.push(row.path.clone());
                     }
                     report.remaining_bytes = remaining;
-                    Ok((report, gone))
+                    Ok(report)
                 })
             })
-            .await?;
-        // The rows are gone first: a file without a row is never handed out.
-        for name in gone {
-            let path = self.options.dir.join(name);
-            if let Err(error) = tokio::fs::remove_file(&path).await {
-                tracing::warn!(path = %path.display(), %error, "evicted blob file could not be removed");
-            }
-        }
-        Ok(report)
+            .await
     }
 }
 
@@ -183,18 +179,29 @@ impl BlobCache for SqliteBlobCache {
     async fn open(&self, hash: &BlobHash) -> Result<Option<PathBuf>, RepositoryError> {
         let key = hash.to_string();
         let now = self.store.now().as_millis();
+        let dir = self.options.dir.clone();
         let found = self
             .store
             .with_connection(move |conn| {
-                let path: Option<String> =
-                    blobs::table.find(&key).select(blobs::path).first(conn).optional()?;
-                if path.is_some() {
+                conn.immediate_transaction(|conn| {
+                    let name: Option<String> =
+                        blobs::table.find(&key).select(blobs::path).first(conn).optional()?;
+                    let Some(name) = name else { return Ok(None) };
+                    let path = dir.join(name);
+                    if !path.exists() {
+                        // Removed behind the cache's back: a miss, so it is fetched again. The
+                        // row of a blob the server lacks stays, for the user to see.
+                        tracing::warn!(path = %path.display(), "a cached blob's file is missing");
+                        diesel::delete(blobs::table.find(&key).filter(blobs::uploaded.eq(true)))
+                            .execute(conn)?;
+                        return Ok(None);
+                    }
                     diesel::update(blobs::table.find(&key)).set(blobs::last_used_at.eq(now)).execute(conn)?;
-                }
-                Ok(path)
+                    Ok(Some(path))
+                })
             })
             .await?;
-        Ok(found.map(|name| self.options.dir.join(name)))
+        Ok(found)
     }
 
     fn staging_path(&self) -> PathBuf {

@@ -1,4 +1,5 @@
-//! Who may see a change, for realtime pokes, and which audio a reader may fetch.
+//! Who may see a change, for realtime pokes; which audio a reader may fetch; and which audio a
+//! user may name in a track (only what they uploaded themselves: knowing a hash is not enough).
 //!
 //! A project scope is read by its members (the owner is a member too). A user scope, a profile,
 //! is read by the user and by everyone who shares a project with them, as in `pull`.
@@ -7,7 +8,7 @@ use super::{
     connection::ServerConnection,
     pull::readable_scopes,
     rows::find_entity,
-    schema::{entities, memberships},
+    schema::{blob_grants, entities, memberships},
 };
 use crate::error::{StoreError, StoreResult};
 use diesel::prelude::*;
@@ -91,4 +92,41 @@ pub(super) fn track_audio(
     }
     let hash = stored.state.fields.get("audio_sha256").and_then(|v| v.as_str());
     Ok(hash.and_then(|h| BlobHash::parse(h).ok()))
+}
+
+/// Records that `user` uploaded (and the server verified) the blob `hash`. Idempotent.
+pub(super) fn grant_blob(
+    conn: &mut ServerConnection,
+    user: UserId,
+    hash: &BlobHash,
+    now: i64,
+) -> StoreResult<()> {
+    if may_use_blob(conn, user, hash)? {
+        return Ok(());
+    }
+    let inserted = diesel::insert_into(blob_grants::table)
+        .values((
+            blob_grants::sha256.eq(hash.as_str()),
+            blob_grants::user_id.eq(user.to_string()),
+            blob_grants::granted_at.eq(now),
+        ))
+        .execute(conn);
+    match inserted {
+        // A concurrent upload of the same file by the same user granted it first.
+        Ok(_)
+        | Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `user` proved to hold the blob `hash`.
+pub(super) fn may_use_blob(conn: &mut ServerConnection, user: UserId, hash: &BlobHash) -> StoreResult<bool> {
+    let found: i64 = blob_grants::table
+        .filter(blob_grants::user_id.eq(user.to_string()))
+        .filter(blob_grants::sha256.eq(hash.as_str()))
+        .count()
+        .get_result(conn)?;
+    Ok(found > 0)
 }

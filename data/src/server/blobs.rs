@@ -1,7 +1,9 @@
 //! The server's blob storage on the filesystem, behind the domain's [`BlobStorage`] port:
-//! `<dir>/<first two digits>/<hash>`. A blob is written under `<dir>/staging/` and renamed into
-//! place on commit, after an fsync, so a reader sees a whole blob or none; a writer dropped
-//! before committing removes its staged file. An object store would implement the same port.
+//! `<dir>/<first two digits>/<hash>`. A blob is written under `<dir>/staging/<instance>/` and
+//! renamed into place on commit, after an fsync of the file and then of its directory, so a
+//! reader sees a whole blob or none, and a blob a track was accepted for survives a power loss;
+//! a writer dropped before committing removes its staged file. Several instances may share the
+//! directory: each stages in its own folder. An object store would implement the same port.
 
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -15,19 +17,29 @@ use trackflow_domain::{
 #[derive(Debug, Clone)]
 pub struct FsBlobStorage {
     dir: PathBuf,
+    /// This instance's staging folder.
+    staging: PathBuf,
 }
 
+/// Staged files older than this belong to an instance that stopped mid-upload.
+const ABANDONED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl FsBlobStorage {
-    /// Storage under `dir`, created (with its staging directory) if missing. Staged files left
-    /// by a process that stopped mid-upload are removed. Blocking: call it before serving.
+    /// Storage under `dir`, created (with this instance's staging folder) if missing. Staging
+    /// folders untouched for a day, left by instances that stopped mid-upload, are removed.
+    /// Blocking: call it before serving.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, BlobStorageError> {
         let dir = dir.into();
-        let staging = dir.join("staging");
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| io_error("clearing", &staging, &e))?;
-        }
+        let all_staging = dir.join("staging");
+        sweep_abandoned(&all_staging);
+        let staging = all_staging.join(uuid::Uuid::now_v7().to_string());
         std::fs::create_dir_all(&staging).map_err(|e| io_error("creating", &staging, &e))?;
-        Ok(Self { dir })
+        Ok(Self { dir, staging })
+    }
+
+    /// This instance's staging folder.
+    pub fn staging_dir(&self) -> &Path {
+        &self.staging
     }
 
     /// The directory.
@@ -52,7 +64,7 @@ impl BlobStorage for FsBlobStorage {
     }
 
     async fn begin(&self, hash: &BlobHash) -> Result<Box<dyn BlobWriter>, BlobStorageError> {
-        let staged = self.dir.join("staging").join(format!("{hash}.{}", uuid::Uuid::now_v7()));
+        let staged = self.staging.join(format!("{hash}.{}", uuid::Uuid::now_v7()));
         let file = tokio::fs::File::create(&staged).await.map_err(|e| io_error("creating", &staged, &e))?;
         Ok(Box::new(FsBlobWriter { file: Some(file), staged, target: self.path_of(hash) }))
     }
@@ -97,6 +109,11 @@ impl BlobWriter for FsBlobWriter {
             let _ = std::fs::remove_file(&self.staged);
             return Err(io_error("placing", &self.target, &e));
         }
+        // The rename itself is durable only once its directory is.
+        if let Some(dir) = self.target.parent() {
+            let synced = async { tokio::fs::File::open(dir).await?.sync_all().await }.await;
+            synced.map_err(|e| io_error("syncing", dir, &e))?;
+        }
         Ok(())
     }
 }
@@ -136,6 +153,29 @@ impl BlobReader for FsBlobReader {
         }
         chunk.truncate(n);
         Ok(Some(chunk))
+    }
+}
+
+/// Removes staging folders (and stray files) under `staging` untouched for [`ABANDONED`].
+/// Best effort: another instance may be working in there, so errors are only logged.
+fn sweep_abandoned(staging: &Path) {
+    let Ok(entries) = std::fs::read_dir(staging) else { return };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > ABANDONED);
+        if !old {
+            continue;
+        }
+        let path = entry.path();
+        let removed =
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if let Err(error) = removed {
+            tracing::warn!(path = %path.display(), %error, "an abandoned staging entry could not be removed");
+        }
     }
 }
 

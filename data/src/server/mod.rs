@@ -276,6 +276,18 @@ impl ServerStore for DieselServerStore {
         self.with_connection(move |conn| audience::audience(conn, &scopes).map_err(storage_error)).await
     }
 
+    async fn grant_blob(&self, user: UserId, hash: BlobHash, now: Timestamp) -> Result<(), ServerStoreError> {
+        self.with_connection(move |conn| {
+            audience::grant_blob(conn, user, &hash, now.as_millis()).map_err(storage_error)
+        })
+        .await
+    }
+
+    async fn may_use_blob(&self, user: UserId, hash: BlobHash) -> Result<bool, ServerStoreError> {
+        self.with_connection(move |conn| audience::may_use_blob(conn, user, &hash).map_err(storage_error))
+            .await
+    }
+
     #[tracing::instrument(skip_all, fields(%user, %track), err)]
     async fn track_audio(
         &self,

@@ -7,8 +7,9 @@
 //! blocking, so the thread checks every [`POLL`]; that bounds the added latency.
 //!
 //! NOTIFY payloads are limited to 8000 bytes: a poke naming too many scopes travels as
-//! "any scope". A lost listening connection is re-established with backoff, and then every
-//! subscriber is told "any scope" once, for the pokes that may have been missed meanwhile.
+//! "any scope". A lost listening connection (found by a failed read, or by a `SELECT 1` every
+//! 30 s) is re-established with backoff, and then every subscriber is told "any scope" once,
+//! for the pokes that may have been missed meanwhile.
 
 use super::{connection::ServerConnection, storage_error, DieselServerStore};
 use crate::blocking::run_blocking;
@@ -31,6 +32,9 @@ pub const CHANNEL: &str = "trackflow_pokes";
 
 /// How often the listening thread looks for notifications.
 pub const POLL: Duration = Duration::from_millis(5);
+
+/// How often the listening connection is checked with a query.
+const LIVENESS: Duration = Duration::from_secs(30);
 
 /// The largest payload sent; PostgreSQL refuses more than 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
@@ -129,7 +133,17 @@ fn listen(url: &str, handlers: &Mutex<Vec<PokeHandler>>, stop: &AtomicBool) {
         }
         first = false;
         tracing::debug!("listening for pokes");
+        let mut checked = std::time::Instant::now();
         'connected: while !stop.load(Ordering::Relaxed) {
+            // A connection cut without a word (a failover, a NAT timeout) reports nothing to a
+            // non-blocking read: a query every so often finds out.
+            if checked.elapsed() >= LIVENESS {
+                if let Err(error) = diesel::sql_query("SELECT 1").execute(&mut conn) {
+                    tracing::warn!(%error, "LISTEN connection dead; reconnecting");
+                    break 'connected;
+                }
+                checked = std::time::Instant::now();
+            }
             for notification in conn.notifications_iter() {
                 match notification {
                     Ok(n) => match serde_json::from_str::<Poke>(&n.payload) {

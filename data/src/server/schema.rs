@@ -60,7 +60,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    blob_grants (user_id, sha256) {
+        sha256 -> Text,
+        user_id -> Text,
+        granted_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    blob_grants,
     server_meta,
     accounts,
     auth_tokens,

@@ -132,6 +132,13 @@ pub trait ServerStore: Interface {
         scopes: BTreeSet<Scope>,
     ) -> Result<BTreeMap<Scope, BTreeSet<UserId>>, ServerStoreError>;
 
+    /// Records that `user` proved to hold the blob `hash` (they uploaded its bytes and the server
+    /// checked them): from now on their tracks may name it.
+    async fn grant_blob(&self, user: UserId, hash: BlobHash, now: Timestamp) -> Result<(), ServerStoreError>;
+
+    /// Whether `user` may name the blob `hash` in a track: they uploaded it themselves.
+    async fn may_use_blob(&self, user: UserId, hash: BlobHash) -> Result<bool, ServerStoreError>;
+
     /// The audio of `track`, if `user` may read the track and it is alive and has audio.
     async fn track_audio(
         &self,

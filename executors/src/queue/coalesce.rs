@@ -8,8 +8,9 @@
 //!   to the entity (a playlist listing the track), in which case the run is left as it is;
 //! - update … delete → the delete, in its own place in the queue.
 //!
-//! Audio uploads never merge: they stay as they are, in their place, and go with a cancelled
-//! track only if no other track waits for the same upload.
+//! Audio uploads never merge and end their entity's run: they stay as they are, in their place,
+//! and go with a cancelled track only if they were never sent and no other track waits for the
+//! same upload.
 //!
 //! Only operations that were never sent take part: an operation that may have reached the
 //! server keeps its id and content, or a retry would be refused as the same id with other
@@ -26,8 +27,11 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
     // entity's run: what comes after it stays after it.
     let mut runs: Vec<Vec<&SyncOperation>> = Vec::new();
     let mut open: HashMap<EntityRef, usize> = HashMap::new();
-    for op in queue.iter().filter(|op| op.kind != OperationKind::Upload) {
-        if op.is_unsent() {
+    for op in queue {
+        // An upload ends its entity's run like a sent operation: what comes after it (the
+        // update that names the audio) must not fold into what came before (a create that
+        // would then wait on an upload queued behind it).
+        if op.is_unsent() && op.kind != OperationKind::Upload {
             match open.get(&op.entity) {
                 Some(&run) => runs[run].push(op),
                 None => {
@@ -72,7 +76,8 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
 }
 
 /// `gone` without the uploads that operations outside it still depend on (another track
-/// with the same audio).
+/// with the same audio), or that were sent (the outbox refuses to drop a sent operation, and the
+/// whole plan with it; a sent upload finishes harmlessly).
 fn shared_uploads_kept(queue: &[SyncOperation], mut gone: Vec<OperationId>) -> Vec<OperationId> {
     let leaving: HashSet<OperationId> = gone.iter().copied().collect();
     let needed: HashSet<OperationId> = queue
@@ -80,9 +85,12 @@ fn shared_uploads_kept(queue: &[SyncOperation], mut gone: Vec<OperationId>) -> V
         .filter(|op| !leaving.contains(&op.id))
         .flat_map(|op| op.depends_on.iter().copied())
         .collect();
-    let uploads: HashSet<OperationId> =
-        queue.iter().filter(|op| op.kind == OperationKind::Upload).map(|op| op.id).collect();
-    gone.retain(|id| !(uploads.contains(id) && needed.contains(id)));
+    let kept: HashSet<OperationId> = queue
+        .iter()
+        .filter(|op| op.kind == OperationKind::Upload && (needed.contains(&op.id) || !op.is_unsent()))
+        .map(|op| op.id)
+        .collect();
+    gone.retain(|id| !kept.contains(id));
     gone
 }
 

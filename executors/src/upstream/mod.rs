@@ -749,19 +749,22 @@ impl PendingOperationsManager {
                 reason: "an upload that names no valid audio_sha256".into(),
             }));
         };
-        let Some(file) = self.ports.blobs.open(&hash).await? else {
-            return Ok(Ok(Settlement::Failed {
-                reason: format!("the audio file {hash} is no longer in the local cache"),
-            }));
-        };
-        let sent = self
-            .authorized(|| async {
-                if self.ports.blob_remote.has_blob(&hash).await? {
-                    return Ok(());
+        // The server may hold it already (another track, an earlier attempt): then the local
+        // copy is not even needed.
+        let sent = match self.authorized(|| self.ports.blob_remote.has_blob(&hash)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => match self.ports.blobs.open(&hash).await? {
+                Some(file) => {
+                    self.authorized(|| self.ports.blob_remote.upload_blob(&hash, file.clone())).await
                 }
-                self.ports.blob_remote.upload_blob(&hash, file.clone()).await
-            })
-            .await;
+                None => {
+                    return Ok(Ok(Settlement::Failed {
+                        reason: format!("the audio file {hash} is no longer in the local cache"),
+                    }))
+                }
+            },
+            Err(error) => Err(error),
+        };
         Ok(match sent {
             Ok(()) => {
                 self.set_pause(None);

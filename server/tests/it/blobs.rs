@@ -114,6 +114,47 @@ async fn an_upload_is_stored_once_under_its_hash_and_readers_of_the_track_downlo
 }
 
 #[tokio::test]
+async fn knowing_a_hash_grants_nothing_until_the_bytes_are_sent() {
+    let server = TestServer::start().await;
+    let (owner, token) = server.sign_up().await;
+    let bytes = audio(80_000, 5);
+    let hash = hash_of(&bytes);
+    let (status, _) = server.put_blob(&token, hash.as_str(), bytes.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    project_with_track(&server, &token, owner, &hash).await;
+
+    // A stranger who learned the hash: the blob does not exist for them, and a track of their
+    // own naming it (to download it through) is refused.
+    let (stranger, stranger_token) = server.sign_up().await;
+    assert_eq!(server.head_blob(&stranger_token, &hash).await, StatusCode::NOT_FOUND);
+    let mut writer = Writer::new();
+    let project = Project::new(stranger, "Mine", None, Timestamp(1)).expect("project");
+    let track = AudioTrack::new(project.id(), stranger, "Stolen", 1_000, Some(hash.as_str()), Timestamp(1))
+        .expect("track");
+    let (status, _) = server.push(&stranger_token, &writer.creating(&project)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = server.push(&stranger_token, &writer.creating(&track)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("missing_blob")),
+        "{body}"
+    );
+    // Wrong bytes under the name prove nothing.
+    let (status, body) = server.put_blob(&stranger_token, hash.as_str(), audio(80_000, 6)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch")),
+        "{body}"
+    );
+    // Sending the bytes does: stored once, now theirs to name too.
+    let (status, body) = server.put_blob(&stranger_token, hash.as_str(), bytes).await;
+    assert_eq!((status, body["created"].as_bool()), (StatusCode::OK, Some(false)), "{body}");
+    assert_eq!(server.head_blob(&stranger_token, &hash).await, StatusCode::OK);
+    let (status, body) = server.push(&stranger_token, &writer.creating(&track)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn a_corrupted_or_oversized_upload_is_refused_and_leaves_nothing() {
     let server =
         TestServer::with_config(ServerConfig { max_blob_bytes: 100_000, ..ServerConfig::default() }).await;
@@ -147,7 +188,12 @@ async fn a_corrupted_or_oversized_upload_is_refused_and_leaves_nothing() {
     );
     let (status, _) = server.put_blob(&token, hash.as_str(), bytes).await;
     assert_eq!(status, StatusCode::CREATED, "the intact file still goes in");
-    let staged = std::fs::read_dir(server.blobs.path().join("staging")).expect("staging").count();
+    let staging = server.blobs.path().join("staging");
+    let staged: usize = std::fs::read_dir(&staging)
+        .expect("staging")
+        .flatten()
+        .map(|instance| std::fs::read_dir(instance.path()).expect("instance staging").count())
+        .sum();
     assert_eq!(staged, 0, "refused uploads left staged files");
 }
 
