@@ -52,19 +52,31 @@ pub struct HttpRemote {
     session: Arc<dyn SessionStorage>,
     /// The HTTP client and its connection pool.
     client: Client,
-    /// The client for blob transfers: no limit on a whole request, one between reads.
+    /// The client for downloads and the event stream: no limit on a whole request, one
+    /// between reads.
     blob_client: Client,
+    /// The limit on an ordinary request, which uploads extend with their size.
+    request_timeout: Duration,
 }
 
 impl HttpRemote {
     /// A remote with its own connection pool.
     pub fn new(session: Arc<dyn SessionStorage>, options: &RemoteOptions) -> Result<Self, RemoteError> {
-        Ok(Self { session, client: http_client(options)?, blob_client: blob_client(options)? })
+        Ok(Self {
+            session,
+            client: http_client(options)?,
+            blob_client: blob_client(options)?,
+            request_timeout: options.request_timeout,
+        })
     }
 
     /// The parameters shaku needs to build an [`HttpRemote`] component.
     pub fn parameters(options: &RemoteOptions) -> Result<HttpRemoteParameters, RemoteError> {
-        Ok(HttpRemoteParameters { client: http_client(options)?, blob_client: blob_client(options)? })
+        Ok(HttpRemoteParameters {
+            client: http_client(options)?,
+            blob_client: blob_client(options)?,
+            request_timeout: options.request_timeout,
+        })
     }
 
     /// Where to send, and with which token.
@@ -230,9 +242,13 @@ impl BlobRemote for HttpRemote {
         };
         let opened = tokio::fs::File::open(&file).await.map_err(local)?;
         let size = opened.metadata().await.map_err(local)?.len();
+        // The server answers once the whole body is stored, so a limit between reads would
+        // time the whole upload: the limit grows with the file instead, at a floor rate.
+        let limit = self.request_timeout + Duration::from_secs(size / UPLOAD_FLOOR_BYTES_PER_S);
         let response = self
-            .blob_client
+            .client
             .put(url)
+            .timeout(limit)
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
@@ -357,6 +373,9 @@ impl EventStream for SseStream {
 /// How much of a file an upload reads at once: large enough that the per-chunk costs (a read,
 /// a body frame) vanish, small enough that memory stays flat.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The slowest upload allowed to finish: 64 KiB/s (a 50 MB file may take 13 minutes).
+const UPLOAD_FLOOR_BYTES_PER_S: u64 = 64 * 1024;
 
 /// The error an unsuccessful answer stands for.
 async fn failure(response: reqwest::Response, status: StatusCode) -> RemoteError {

@@ -157,6 +157,39 @@ mod tests {
     }
 
     #[test]
+    fn an_upload_ends_its_entitys_run_and_goes_with_a_cancelled_track_only_if_unsent_and_unshared() {
+        let hash = json!("ab".repeat(32));
+        // A track created, then given audio: the update depends on the upload queued between.
+        let mut q = Queue::new();
+        let t = entity(EntityType::AudioTrack, 1);
+        q.push(t, OperationKind::Create, &[("name", json!("Take"))]);
+        let upload = q.push(t, OperationKind::Upload, &[("audio_sha256", hash.clone())]);
+        q.push(t, OperationKind::Update, &[("audio_sha256", hash.clone())]);
+        q.last().depends_on.push(upload);
+        assert!(coalesce(&q.ops).is_empty(), "nothing folds across the upload");
+
+        // Created with audio, then deleted before anything was sent: all of it goes.
+        let mut q = Queue::new();
+        let upload = q.push(t, OperationKind::Upload, &[("audio_sha256", hash.clone())]);
+        q.push(t, OperationKind::Create, &[("name", json!("Take"))]);
+        q.last().depends_on.push(upload);
+        q.push(t, OperationKind::Delete, &[]);
+        let all: Vec<OperationId> = q.ops.iter().map(|op| op.id).collect();
+        assert_eq!(coalesce(&q.ops).remove, all);
+
+        // Another track waits for the same upload: it stays.
+        let other = entity(EntityType::AudioTrack, 2);
+        q.push(other, OperationKind::Create, &[("name", json!("Take 2"))]);
+        q.last().depends_on.push(upload);
+        assert_eq!(coalesce(&q.ops).remove, all[1..].to_vec(), "the shared upload stays");
+
+        // The upload already went out once: it stays, or the outbox would refuse the plan.
+        q.ops.pop();
+        q.ops[0].sent = true;
+        assert_eq!(coalesce(&q.ops).remove, all[1..].to_vec(), "a sent upload stays");
+    }
+
+    #[test]
     fn create_then_updates_become_one_create_with_the_latest_values() {
         let mut q = Queue::new();
         let p = entity(EntityType::Project, 1);
