@@ -235,11 +235,7 @@ impl BlobRemote for HttpRemote {
     #[tracing::instrument(skip_all, fields(%hash), err)]
     async fn upload_blob(&self, hash: &BlobHash, file: std::path::PathBuf) -> Result<(), RemoteError> {
         let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
-        let local = |e: std::io::Error| RemoteError::Permanent {
-            code: "local_file".into(),
-            message: format!("reading {}: {e}", file.display()),
-            mutation_id: None,
-        };
+        let local = |e: std::io::Error| local_file("reading", &file, &e);
         let opened = tokio::fs::File::open(&file).await.map_err(local)?;
         let size = opened.metadata().await.map_err(local)?.len();
         // The server answers once the whole body is stored, so a limit between reads would
@@ -279,11 +275,7 @@ impl BlobRemote for HttpRemote {
         if !status.is_success() {
             return Err(failure(response, status).await);
         }
-        let local = |e: std::io::Error| RemoteError::Permanent {
-            code: "local_file".into(),
-            message: format!("writing {}: {e}", into.display()),
-            mutation_id: None,
-        };
+        let local = |e: std::io::Error| local_file("writing", &into, &e);
         if let Some(dir) = into.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(local)?;
         }
@@ -376,6 +368,15 @@ const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// The slowest upload allowed to finish: 64 KiB/s (a 50 MB file may take 13 minutes).
 const UPLOAD_FLOOR_BYTES_PER_S: u64 = 64 * 1024;
+
+/// A local file of a transfer could not be read or written: retrying will not help.
+fn local_file(action: &str, path: &std::path::Path, error: &std::io::Error) -> RemoteError {
+    RemoteError::Permanent {
+        code: "local_file".into(),
+        message: format!("{action} {}: {error}", path.display()),
+        mutation_id: None,
+    }
+}
 
 /// The error an unsuccessful answer stands for.
 async fn failure(response: reqwest::Response, status: StatusCode) -> RemoteError {

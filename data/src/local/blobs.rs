@@ -323,26 +323,14 @@ pub(crate) fn audio_upload(
 
 /// Copies `source` to `target` (created, with its directory), hashing on the way.
 async fn copy_hashing(source: &Path, target: &Path) -> StoreResult<(BlobHash, u64)> {
-    let mut input = tokio::fs::File::open(source).await.map_err(|e| file_error("reading", source, &e))?;
     if let Some(dir) = target.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(|e| file_error("creating", dir, &e))?;
     }
     let mut output = tokio::fs::File::create(target).await.map_err(|e| file_error("writing", target, &e))?;
     let copied: StoreResult<(BlobHash, u64)> = async {
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; CHUNK];
-        let mut size = 0u64;
-        loop {
-            let n = input.read(&mut buffer).await.map_err(|e| file_error("reading", source, &e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            output.write_all(&buffer[..n]).await.map_err(|e| file_error("writing", target, &e))?;
-            size += n as u64;
-        }
+        let hashed = read_hashing(source, Some((&mut output, target))).await?;
         output.sync_all().await.map_err(|e| file_error("writing", target, &e))?;
-        Ok((BlobHash::from_digest(hasher.finalize().into()), size))
+        Ok(hashed)
     }
     .await;
     if copied.is_err() {
@@ -353,16 +341,28 @@ async fn copy_hashing(source: &Path, target: &Path) -> StoreResult<(BlobHash, u6
 
 /// The hash and length of the file at `path`, read in chunks.
 pub async fn hash_file(path: &Path) -> StoreResult<(BlobHash, u64)> {
-    let mut input = tokio::fs::File::open(path).await.map_err(|e| file_error("reading", path, &e))?;
+    read_hashing(path, None).await
+}
+
+/// Reads the file at `source` to its end in chunks, hashing it, and writes each chunk to `copy`
+/// (the file and its path, for errors) when given one.
+async fn read_hashing(
+    source: &Path,
+    mut copy: Option<(&mut tokio::fs::File, &Path)>,
+) -> StoreResult<(BlobHash, u64)> {
+    let mut input = tokio::fs::File::open(source).await.map_err(|e| file_error("reading", source, &e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; CHUNK];
     let mut size = 0u64;
     loop {
-        let n = input.read(&mut buffer).await.map_err(|e| file_error("reading", path, &e))?;
+        let n = input.read(&mut buffer).await.map_err(|e| file_error("reading", source, &e))?;
         if n == 0 {
             return Ok((BlobHash::from_digest(hasher.finalize().into()), size));
         }
         hasher.update(&buffer[..n]);
+        if let Some((output, target)) = copy.as_mut() {
+            output.write_all(&buffer[..n]).await.map_err(|e| file_error("writing", target, &e))?;
+        }
         size += n as u64;
     }
 }
