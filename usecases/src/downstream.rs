@@ -15,6 +15,8 @@ use std::{
     },
     time::Duration,
 };
+use tokio_util::task::AbortOnDropHandle;
+use tracing::Instrument;
 use trackflow_domain::{
     entities::Scope,
     ports::{
@@ -205,21 +207,22 @@ impl SyncDataManager {
         }
     }
 
-    /// Pulls and applies pages from `cursor` until the server has no more.
+    /// Pulls and applies pages from `cursor` until the server has no more. The next page is
+    /// asked for as soon as a page's answer names it, and fetched while this one is applied: the
+    /// server and the decoding of its answer work on other threads meanwhile, so a long pull
+    /// costs about the slower of the two rather than their sum. Nothing of a fetched page is
+    /// stored until it is applied; a failure drops (and so cancels) the fetch in flight.
     async fn pages(
         &self,
         scope: &str,
         mut cursor: Option<String>,
         report: &mut PullReport,
     ) -> Result<(), PullError> {
+        let mut next = self.fetch(scope, cursor.clone());
         loop {
-            let request = PullRequest {
-                cursor: cursor.clone(),
-                limit: self.options.page_size,
-                scope: Some(scope.to_owned()),
-            };
-            match self.remote.pull(request).await? {
+            match next.await? {
                 PullResponse::Changes { changes, next_cursor, has_more } => {
+                    let following = has_more.then(|| self.fetch(scope, Some(next_cursor.clone())));
                     let counts = self
                         .store
                         .apply_page(scope, changes, next_cursor.clone(), self.options.use_cases.plan())
@@ -229,8 +232,9 @@ impl SyncDataManager {
                     }
                     report.pages += 1;
                     cursor = Some(next_cursor);
-                    if !has_more {
-                        return Ok(());
+                    match following {
+                        Some(following) => next = following,
+                        None => return Ok(()),
                     }
                 }
                 PullResponse::Reset if cursor.is_none() => return Err(PullError::ResetLoop),
@@ -240,9 +244,42 @@ impl SyncDataManager {
                     self.store.reset(scope).await?;
                     report.reset = true;
                     cursor = None;
+                    next = self.fetch(scope, None);
                 }
             }
         }
+    }
+
+    /// Starts fetching the page of `scope` after `cursor` in a task of its own, in the caller's
+    /// span. Dropping the answer cancels the fetch.
+    fn fetch(&self, scope: &str, cursor: Option<String>) -> PageFetch {
+        let remote = Arc::clone(&self.remote);
+        let request = PullRequest { cursor, limit: self.options.page_size, scope: Some(scope.to_owned()) };
+        PageFetch(AbortOnDropHandle::new(tokio::spawn(
+            async move { remote.pull(request).await }.in_current_span(),
+        )))
+    }
+}
+
+/// A page being fetched (see [`SyncDataManager::fetch`]); awaiting it gives the server's answer.
+struct PageFetch(AbortOnDropHandle<Result<PullResponse, RemoteError>>);
+
+impl std::future::IntoFuture for PageFetch {
+    type Output = Result<PullResponse, RemoteError>;
+    type IntoFuture = futures_util::future::BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.0.await {
+                Ok(answer) => answer,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                // Only a runtime shutting down cancels a fetch that is still awaited.
+                Err(join) => Err(RemoteError::Transient {
+                    message: format!("the page fetch was cancelled: {join}"),
+                    retry_after_ms: None,
+                }),
+            }
+        })
     }
 }
 
@@ -305,4 +342,94 @@ fn statistics(report: &PullReport, started: Timestamp, ended: Timestamp) -> Vec<
             errors: 0,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use trackflow_domain::ports::{MockClock, MockDownstreamRepository, MockRemoteDataSource, ScopeSync};
+
+    const SCOPE: &str = "project:00000000-0000-0000-0000-000000000001";
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn page(next_cursor: &str, has_more: bool) -> PullResponse {
+        PullResponse::Changes { changes: Vec::new(), next_cursor: next_cursor.into(), has_more }
+    }
+
+    /// A store that has never pulled the scope.
+    fn never_pulled() -> MockDownstreamRepository {
+        let mut store = MockDownstreamRepository::new();
+        store.expect_scope().returning(|scope| {
+            Ok(ScopeSync {
+                scope: scope.to_owned(),
+                cursor: None,
+                last_sync_at: None,
+                min_interval: Duration::ZERO,
+                head: None,
+            })
+        });
+        store
+    }
+
+    fn manager(remote: MockRemoteDataSource, store: MockDownstreamRepository) -> SyncDataManager {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(Timestamp(1_800_000_000_000));
+        SyncDataManager::new(Arc::new(remote), Arc::new(store), Arc::new(clock), SyncDataOptions::default())
+    }
+
+    /// A scope of two pages: the first is applied only once the second has been asked for,
+    /// which can happen only if the manager fetches it while the first is being applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_page_is_fetched_while_a_page_is_applied() {
+        let (asked, asked_for) = mpsc::channel::<Option<String>>();
+        let mut remote = MockRemoteDataSource::new();
+        remote.expect_pull().times(2).returning(move |request| {
+            let answer = match request.cursor.as_deref() {
+                None => page("1", true),
+                _ => page("2", false),
+            };
+            asked.send(request.cursor).expect("the test is waiting");
+            Ok(answer)
+        });
+        let mut store = never_pulled();
+        store.expect_apply_page().times(2).returning(move |_, _, next_cursor, _| {
+            if next_cursor == "1" {
+                // Blocks this page's application until the second request has gone out.
+                let first = asked_for.recv_timeout(WAIT).expect("the first page was asked for");
+                assert_eq!(first, None);
+                let second = asked_for.recv_timeout(WAIT).expect("the second page was asked for meanwhile");
+                assert_eq!(second.as_deref(), Some("1"));
+            }
+            Ok(BTreeMap::new())
+        });
+        store.expect_finish().times(1).returning(|_, _, _, _| Ok(()));
+        let manager = manager(remote, store);
+
+        let report = manager.pull_scope(SCOPE, true).await.expect("the pull completes");
+        assert_eq!(report.pages, 2);
+    }
+
+    /// A page that fails to apply ends the pull with its error, although the next page was
+    /// already being fetched: no later page is applied, and the pull does not finish.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_failing_to_apply_ends_the_pull_and_nothing_after_it_is_applied() {
+        let mut remote = MockRemoteDataSource::new();
+        remote.expect_pull().returning(|request| {
+            Ok(match request.cursor.as_deref() {
+                None => page("1", true),
+                _ => page("2", false),
+            })
+        });
+        let mut store = never_pulled();
+        store.expect_apply_page().times(1).returning(|_, _, _, _| {
+            Err(RepositoryError::Storage { message: "injected failure".into(), transient: false })
+        });
+        store.expect_failed().times(1).returning(|_| Ok(()));
+        store.expect_finish().never();
+        let manager = manager(remote, store);
+
+        let error = manager.pull_scope(SCOPE, true).await.expect_err("the pull fails");
+        assert!(matches!(error, PullError::Local(RepositoryError::Storage { .. })), "{error:?}");
+    }
 }
