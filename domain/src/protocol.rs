@@ -67,8 +67,113 @@ pub struct EntityState {
     pub deleted: bool,
     /// All fields.
     pub fields: BTreeMap<String, Value>,
-    /// When each field was last written.
+    /// When each field was last written. On the wire each reading appears once, with the
+    /// fields it stamps (see [`readings_by_field`]).
+    #[serde(with = "readings_by_field")]
     pub field_hlc: BTreeMap<String, Hlc>,
+}
+
+/// The wire form of [`EntityState::field_hlc`]: each clock reading once, with the fields it
+/// stamps, `{"<reading>": ["description", "name"]}`. The fields of a row written at once share
+/// one reading, so a pulled row carries it once instead of once per field; a page of new rows
+/// is about half the size and its readings are parsed once a row. The form that maps each
+/// field to its reading, `{"name": "<reading>"}`, is read too: each entry is taken by what its
+/// value is, a list of fields or a reading.
+pub mod readings_by_field {
+    use super::Hlc;
+    use serde::{
+        de::{self, MapAccess, SeqAccess, Visitor},
+        Deserialize, Deserializer, Serializer,
+    };
+    use std::{collections::BTreeMap, fmt};
+
+    /// Writes the grouped form, readings in clock order and each one's fields in name order.
+    pub fn serialize<S: Serializer>(
+        readings: &BTreeMap<String, Hlc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        // A row has few distinct readings (usually one): a list searched in place beats a map.
+        let mut groups: Vec<(Hlc, Vec<&str>)> = Vec::new();
+        for (field, hlc) in readings {
+            match groups.iter_mut().find(|(reading, _)| reading == hlc) {
+                Some((_, fields)) => fields.push(field),
+                None => groups.push((*hlc, vec![field])),
+            }
+        }
+        groups.sort_unstable_by_key(|(reading, _)| *reading);
+        serializer.collect_map(groups)
+    }
+
+    /// Reads either form; a field given two readings is refused.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, Hlc>, D::Error> {
+        deserializer.deserialize_map(Readings)
+    }
+
+    struct Readings;
+
+    impl<'de> Visitor<'de> for Readings {
+        type Value = BTreeMap<String, Hlc>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("clock readings, each with the fields it stamps")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut readings = BTreeMap::new();
+            let mut stamp = |field: String, hlc: Hlc| match readings.insert(field, hlc) {
+                Some(_) => Err(de::Error::custom("a field is given two clock readings")),
+                None => Ok(()),
+            };
+            while let Some(key) = map.next_key::<String>()? {
+                match map.next_value::<Entry>()? {
+                    Entry::Fields(fields) => {
+                        let hlc: Hlc = key.parse().map_err(de::Error::custom)?;
+                        for field in fields {
+                            stamp(field, hlc)?;
+                        }
+                    }
+                    Entry::Reading(hlc) => stamp(key, hlc)?,
+                }
+            }
+            Ok(readings)
+        }
+    }
+
+    /// One entry's value: the fields a reading stamps, or one field's reading.
+    enum Entry {
+        Fields(Vec<String>),
+        Reading(Hlc),
+    }
+
+    impl<'de> Deserialize<'de> for Entry {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct EntryVisitor;
+
+            impl<'de> Visitor<'de> for EntryVisitor {
+                type Value = Entry;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a list of field names or a clock reading")
+                }
+
+                fn visit_str<E: de::Error>(self, text: &str) -> Result<Entry, E> {
+                    text.parse().map(Entry::Reading).map_err(E::custom)
+                }
+
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+                    let mut fields = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                    while let Some(field) = seq.next_element()? {
+                        fields.push(field);
+                    }
+                    Ok(Entry::Fields(fields))
+                }
+            }
+
+            deserializer.deserialize_any(EntryVisitor)
+        }
+    }
 }
 
 /// The result of one mutation.
@@ -312,6 +417,64 @@ mod tests {
         let missing = serde_json::from_value::<PullResponse>(json!({"status": "changes", "changes": []}));
         assert!(missing.unwrap_err().to_string().contains("next_cursor"));
         assert!(serde_json::from_value::<PullResponse>(json!({"status": "gone"})).is_err());
+    }
+
+    /// `field_hlc` as the wire carries it: a value of what [`readings_by_field`] reads.
+    fn readings(value: Value) -> Result<BTreeMap<String, Hlc>, String> {
+        let mut state = json!({
+            "entity_type": "project", "entity_id": Uuid::nil(), "version": 1, "deleted": false,
+            "fields": {},
+        });
+        state["field_hlc"] = value;
+        serde_json::from_value::<EntityState>(state).map(|s| s.field_hlc).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn field_readings_travel_grouped_and_both_forms_are_read() {
+        let node = NodeId::from_uuid(Uuid::from_u128(0xab));
+        let (early, late) = (Hlc { wall_ms: 5, counter: 0, node }, Hlc { wall_ms: 9, counter: 1, node });
+        let stamped = |pairs: &[(&str, Hlc)]| -> BTreeMap<String, Hlc> {
+            pairs.iter().map(|(field, hlc)| ((*field).to_owned(), *hlc)).collect()
+        };
+        let three = stamped(&[("name", late), ("description", early), ("owner_id", early)]);
+        let (e, l) = (early.to_string(), late.to_string());
+
+        // Written grouped: readings in clock order, each one's fields in name order.
+        let mut state = EntityState {
+            entity_type: EntityType::Project,
+            entity_id: Uuid::nil(),
+            version: 1,
+            deleted: false,
+            fields: BTreeMap::new(),
+            field_hlc: three.clone(),
+        };
+        let written = serde_json::to_value(&state).unwrap();
+        assert_eq!(written["field_hlc"], json!({ &e: ["description", "owner_id"], &l: ["name"] }));
+        assert_eq!(written["field_hlc"].as_object().unwrap().keys().collect::<Vec<_>>(), [&e, &l]);
+        assert_eq!(serde_json::from_value::<EntityState>(written).unwrap(), state);
+        state.field_hlc.clear();
+        assert_eq!(serde_json::to_value(&state).unwrap()["field_hlc"], json!({}));
+
+        let cases: Vec<(&str, Value, Result<BTreeMap<String, Hlc>, &str>)> = vec![
+            ("grouped", json!({ &e: ["description", "owner_id"], &l: ["name"] }), Ok(three.clone())),
+            ("per field", json!({"name": &l, "description": &e, "owner_id": &e}), Ok(three.clone())),
+            ("mixed", json!({ &e: ["description", "owner_id"], "name": &l }), Ok(three)),
+            ("empty", json!({}), Ok(BTreeMap::new())),
+            ("a reading with no fields", json!({ &e: [] }), Ok(BTreeMap::new())),
+            ("a field under two readings", json!({ &e: ["name"], &l: ["name"] }), Err("two clock readings")),
+            ("a field twice", json!({ &e: ["name", "name"] }), Err("two clock readings")),
+            ("a bad reading as key", json!({"yesterday": ["name"]}), Err("invalid hybrid logical clock")),
+            ("a bad reading as value", json!({"name": "yesterday"}), Err("invalid hybrid logical clock")),
+            ("a number", json!({"name": 5}), Err("a list of field names or a clock reading")),
+            ("not an object", json!(["name"]), Err("clock readings")),
+        ];
+        for (case, value, expected) in cases {
+            match (readings(value), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{case}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{case}: {got}"),
+                (got, want) => panic!("{case}: got {got:?}, expected {want:?}"),
+            }
+        }
     }
 }
 
