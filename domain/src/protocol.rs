@@ -419,8 +419,10 @@ mod tests {
         assert!(serde_json::from_value::<PullResponse>(json!({"status": "gone"})).is_err());
     }
 
+    type Readings = BTreeMap<String, Hlc>;
+
     /// `field_hlc` as the wire carries it: a value of what [`readings_by_field`] reads.
-    fn readings(value: Value) -> Result<BTreeMap<String, Hlc>, String> {
+    fn readings(value: Value) -> Result<Readings, String> {
         let mut state = json!({
             "entity_type": "project", "entity_id": Uuid::nil(), "version": 1, "deleted": false,
             "fields": {},
@@ -433,7 +435,7 @@ mod tests {
     fn field_readings_travel_grouped_and_both_forms_are_read() {
         let node = NodeId::from_uuid(Uuid::from_u128(0xab));
         let (early, late) = (Hlc { wall_ms: 5, counter: 0, node }, Hlc { wall_ms: 9, counter: 1, node });
-        let stamped = |pairs: &[(&str, Hlc)]| -> BTreeMap<String, Hlc> {
+        let stamped = |pairs: &[(&str, Hlc)]| -> Readings {
             pairs.iter().map(|(field, hlc)| ((*field).to_owned(), *hlc)).collect()
         };
         let three = stamped(&[("name", late), ("description", early), ("owner_id", early)]);
@@ -455,7 +457,7 @@ mod tests {
         state.field_hlc.clear();
         assert_eq!(serde_json::to_value(&state).unwrap()["field_hlc"], json!({}));
 
-        let cases: Vec<(&str, Value, Result<BTreeMap<String, Hlc>, &str>)> = vec![
+        let cases: Vec<(&str, Value, Result<Readings, &str>)> = vec![
             ("grouped", json!({ &e: ["description", "owner_id"], &l: ["name"] }), Ok(three.clone())),
             ("per field", json!({"name": &l, "description": &e, "owner_id": &e}), Ok(three.clone())),
             ("mixed", json!({ &e: ["description", "owner_id"], "name": &l }), Ok(three)),
