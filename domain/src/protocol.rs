@@ -163,7 +163,7 @@ pub mod readings_by_field {
                 }
 
                 fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
-                    let mut fields = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                    let mut fields = Vec::new();
                     while let Some(field) = seq.next_element()? {
                         fields.push(field);
                     }

@@ -220,7 +220,7 @@ impl SyncDataManager {
     ) -> Result<(), PullError> {
         let mut next = self.fetch(scope, cursor.clone());
         loop {
-            match next.await? {
+            match next.answer().await? {
                 PullResponse::Changes { changes, next_cursor, has_more } => {
                     let following = has_more.then(|| self.fetch(scope, Some(next_cursor.clone())));
                     let counts = self
@@ -261,25 +261,21 @@ impl SyncDataManager {
     }
 }
 
-/// A page being fetched (see [`SyncDataManager::fetch`]); awaiting it gives the server's answer.
+/// A page being fetched (see [`SyncDataManager::fetch`]).
 struct PageFetch(AbortOnDropHandle<Result<PullResponse, RemoteError>>);
 
-impl std::future::IntoFuture for PageFetch {
-    type Output = Result<PullResponse, RemoteError>;
-    type IntoFuture = futures_util::future::BoxFuture<'static, Self::Output>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            match self.0.await {
-                Ok(answer) => answer,
-                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-                // Only a runtime shutting down cancels a fetch that is still awaited.
-                Err(join) => Err(RemoteError::Transient {
-                    message: format!("the page fetch was cancelled: {join}"),
-                    retry_after_ms: None,
-                }),
-            }
-        })
+impl PageFetch {
+    /// The server's answer, once it has come.
+    async fn answer(self) -> Result<PullResponse, RemoteError> {
+        match self.0.await {
+            Ok(answer) => answer,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Only a runtime shutting down cancels a fetch that is still awaited.
+            Err(join) => Err(RemoteError::Transient {
+                message: format!("the page fetch was cancelled: {join}"),
+                retry_after_ms: None,
+            }),
+        }
     }
 }
 
