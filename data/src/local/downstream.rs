@@ -13,7 +13,7 @@
 
 use super::{
     conflicts,
-    records::{existing, presence, raise_high_water, LocalEntity},
+    records::{existing, presence, raise_high_water, LocalEntity, NewRows},
     rows::{from_json, parse, to_json, Record},
     schema::{
         audio_comments, audio_tracks, pending_operations, playlists, project_collaborators, projects,
@@ -38,6 +38,7 @@ use trackflow_domain::{
     AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
     ProjectCollaborator, ProjectId, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
 };
+use uuid::Uuid;
 
 /// Unacknowledged local edits of one entity: the fields queued operations change, and whether
 /// a delete is queued.
@@ -106,6 +107,7 @@ pub(crate) fn apply_page(
             stored: HashSet::new(),
             looked_up: HashSet::new(),
             waiting,
+            new_rows: NewRows::default(),
         };
         pass.look_up(conn, changes)?;
         let none = Edits::default();
@@ -114,6 +116,7 @@ pub(crate) fn apply_page(
             let edits = edits.get(&entity).unwrap_or(&none);
             apply_row(conn, state, edits, &mut pass)?;
         }
+        pass.insert_new_rows(conn)?;
         diesel::insert_into(sync_metadata::table)
             .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
             .on_conflict(sync_metadata::scope)
@@ -136,20 +139,27 @@ struct Pass<'a> {
     looked_up: HashSet<EntityRef>,
     /// Whether any row may be waiting in `sync_deferred` for one of this page's rows.
     waiting: bool,
+    /// Rows this replica never held, not inserted yet: they go in many to a statement, before
+    /// anything reads or overwrites a stored row.
+    new_rows: NewRows,
 }
 
 impl Pass<'_> {
-    /// Looks up which of the page's rows are stored, one query per entity type and 500 rows,
-    /// instead of one per row: a first sync brings nothing but new rows.
+    /// Looks up which of the page's rows, and of the parents they name, are stored: one query
+    /// per entity type instead of one per row. A first sync brings nothing but new rows, whose
+    /// parents mostly came on earlier pages.
     fn look_up(&mut self, conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<()> {
+        let rows = changes.iter().map(|c| EntityRef::new(c.entity_type, c.entity_id));
+        let parents = changes.iter().filter_map(|c| c.entity_type.parent_in(&c.fields));
+        self.looked_up.extend(rows.chain(parents));
         for entity_type in EntityType::ALL {
-            let page: Vec<&EntityState> = changes.iter().filter(|c| c.entity_type == entity_type).collect();
-            self.looked_up.extend(page.iter().map(|c| EntityRef::new(entity_type, c.entity_id)));
-            let ids: Vec<String> = page.iter().map(|c| c.entity_id.to_string()).collect();
-            for chunk in ids.chunks(500) {
-                for id in existing(conn, entity_type, chunk)? {
-                    self.stored.insert(EntityRef::new(entity_type, parse(entity_type.as_str(), &id)?));
-                }
+            let ids: Vec<Uuid> =
+                self.looked_up.iter().filter(|e| e.entity_type == entity_type).map(|e| e.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for id in existing(conn, entity_type, &ids)? {
+                self.stored.insert(EntityRef::new(entity_type, id));
             }
         }
         Ok(())
@@ -165,11 +175,19 @@ impl Pass<'_> {
         if self.stored.contains(&parent) {
             return Ok(true);
         }
+        if self.absent(&parent) {
+            return Ok(false);
+        }
         let stored = presence(conn, parent)?.is_some();
         if stored {
             self.stored.insert(parent);
         }
         Ok(stored)
+    }
+
+    /// Inserts the new rows gathered so far.
+    fn insert_new_rows(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        self.new_rows.insert(conn)
     }
 }
 
@@ -216,7 +234,12 @@ fn apply<E: LocalEntity>(
     let policy = pass.plan.policy(state.entity_type);
     let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
     let entity_ref = EntityRef::new(state.entity_type, state.entity_id);
-    let found = if pass.absent(&entity_ref) { None } else { E::find(conn, state.entity_id)? };
+    let found = if pass.absent(&entity_ref) {
+        None
+    } else {
+        pass.insert_new_rows(conn)?;
+        E::find(conn, state.entity_id)?
+    };
     let Some(mut record) = found else {
         // A row this replica never held. A tombstone is stored too, hidden, so that an older
         // state of the row arriving later (two pulls of one scope overlapping) meets it and
@@ -248,7 +271,7 @@ fn apply<E: LocalEntity>(
             pending_create: None,
             pulled_version: state.version,
         };
-        E::insert(conn, &Record { entity, meta })?;
+        pass.new_rows.push(&Record { entity, meta })?;
         pass.stored.insert(entity_ref);
         return Ok(applied);
     };

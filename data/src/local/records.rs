@@ -101,12 +101,56 @@ pub(crate) trait LocalEntity: SyncEntity {
     fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>>;
     /// Inserts a new row.
     fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
+    /// Inserts new rows, many to a statement.
+    fn insert_all(conn: &mut SqliteConnection, rows: &[Self::Row]) -> StoreResult<()>;
+    /// This type's rows in `rows`.
+    fn new_rows(rows: &mut NewRows) -> &mut Vec<Self::Row>;
     /// Overwrites an existing row.
     fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
 
     /// What visibility and dependency checks need, read without decoding the row: whether it is
     /// a tombstone, its queued create, and its parent.
     fn presence(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Presence>>;
+}
+
+/// New rows of every entity type, gathered to be inserted many to a statement
+/// ([`LocalEntity::insert_all`]).
+#[derive(Default)]
+pub(crate) struct NewRows {
+    profiles: Vec<UserProfileRow>,
+    projects: Vec<ProjectRow>,
+    collaborators: Vec<CollaboratorRow>,
+    tracks: Vec<AudioTrackRow>,
+    comments: Vec<AudioCommentRow>,
+    playlists: Vec<PlaylistRow>,
+}
+
+impl NewRows {
+    /// Queues `record` for insertion.
+    pub fn push<E: LocalEntity>(&mut self, record: &Record<E>) -> StoreResult<()> {
+        E::new_rows(self).push(E::Row::encode(record)?);
+        Ok(())
+    }
+
+    /// Inserts every queued row, parents' types first ([`EntityType::ALL`]), as the tables'
+    /// foreign keys need.
+    pub fn insert(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        fn insert<E: LocalEntity>(conn: &mut SqliteConnection, rows: &mut NewRows) -> StoreResult<()> {
+            let rows = std::mem::take(E::new_rows(rows));
+            E::insert_all(conn, &rows)
+        }
+        for entity_type in EntityType::ALL {
+            match entity_type {
+                EntityType::UserProfile => insert::<UserProfile>(conn, self)?,
+                EntityType::Project => insert::<Project>(conn, self)?,
+                EntityType::ProjectCollaborator => insert::<ProjectCollaborator>(conn, self)?,
+                EntityType::AudioTrack => insert::<AudioTrack>(conn, self)?,
+                EntityType::AudioComment => insert::<AudioComment>(conn, self)?,
+                EntityType::Playlist => insert::<Playlist>(conn, self)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A row's tombstone flag, queued create and parent.
@@ -126,8 +170,8 @@ impl Presence {
 /// Implements [`LocalEntity`] for an entity over its table; `parent: column => type` names the
 /// column holding the id of the entity it lives inside.
 macro_rules! local_entity {
-    ($entity:ty, $row:ty, $table:ident) => {
-        local_entity!(@impl $entity, $row, $table, |conn, id| {
+    ($entity:ty, $row:ty, $table:ident, $rows:ident) => {
+        local_entity!(@impl $entity, $row, $table, $rows, |conn, id| {
             let row: Option<(bool, Option<String>)> = schema::$table::table
                 .find(id.to_string())
                 .select((schema::$table::deleted, schema::$table::pending_create))
@@ -136,8 +180,8 @@ macro_rules! local_entity {
             row.map(|(deleted, pending)| Presence::new(deleted, pending, None)).transpose()
         });
     };
-    ($entity:ty, $row:ty, $table:ident, parent: $column:ident => $parent:expr) => {
-        local_entity!(@impl $entity, $row, $table, |conn, id| {
+    ($entity:ty, $row:ty, $table:ident, $rows:ident, parent: $column:ident => $parent:expr) => {
+        local_entity!(@impl $entity, $row, $table, $rows, |conn, id| {
             let row: Option<(bool, Option<String>, String)> = schema::$table::table
                 .find(id.to_string())
                 .select((schema::$table::deleted, schema::$table::pending_create, schema::$table::$column))
@@ -150,7 +194,7 @@ macro_rules! local_entity {
             .transpose()
         });
     };
-    (@impl $entity:ty, $row:ty, $table:ident, |$conn:ident, $id:ident| $presence:block) => {
+    (@impl $entity:ty, $row:ty, $table:ident, $rows:ident, |$conn:ident, $id:ident| $presence:block) => {
         impl LocalEntity for $entity {
             type Row = $row;
 
@@ -172,6 +216,30 @@ macro_rules! local_entity {
                 Ok(())
             }
 
+            fn insert_all(conn: &mut SqliteConnection, rows: &[$row]) -> StoreResult<()> {
+                /// Inserts `rows` N to a statement and returns the rest (fewer than N). Each N
+                /// is one prepared statement, kept in Diesel's statement cache.
+                fn by<'r, const N: usize>(
+                    conn: &mut SqliteConnection,
+                    rows: &'r [$row],
+                ) -> StoreResult<&'r [$row]> {
+                    let mut chunks = rows.chunks_exact(N);
+                    for chunk in &mut chunks {
+                        let chunk: &[$row; N] = chunk.try_into().expect("chunks_exact yields N rows");
+                        diesel::insert_into(schema::$table::table).values(chunk).execute(conn)?;
+                    }
+                    Ok(chunks.remainder())
+                }
+                let rest = by::<64>(conn, rows)?;
+                let rest = by::<8>(conn, rest)?;
+                by::<1>(conn, rest)?;
+                Ok(())
+            }
+
+            fn new_rows(rows: &mut NewRows) -> &mut Vec<$row> {
+                &mut rows.$rows
+            }
+
             fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
                 let id = record.entity.entity_id().to_string();
                 diesel::update(schema::$table::table.find(id)).set(<$row>::encode(record)?).execute(conn)?;
@@ -183,12 +251,12 @@ macro_rules! local_entity {
     };
 }
 
-local_entity!(Project, ProjectRow, projects);
-local_entity!(UserProfile, UserProfileRow, user_profiles);
-local_entity!(ProjectCollaborator, CollaboratorRow, project_collaborators, parent: project_id => EntityType::Project);
-local_entity!(AudioTrack, AudioTrackRow, audio_tracks, parent: project_id => EntityType::Project);
-local_entity!(AudioComment, AudioCommentRow, audio_comments, parent: track_id => EntityType::AudioTrack);
-local_entity!(Playlist, PlaylistRow, playlists, parent: project_id => EntityType::Project);
+local_entity!(Project, ProjectRow, projects, projects);
+local_entity!(UserProfile, UserProfileRow, user_profiles, profiles);
+local_entity!(ProjectCollaborator, CollaboratorRow, project_collaborators, collaborators, parent: project_id => EntityType::Project);
+local_entity!(AudioTrack, AudioTrackRow, audio_tracks, tracks, parent: project_id => EntityType::Project);
+local_entity!(AudioComment, AudioCommentRow, audio_comments, comments, parent: track_id => EntityType::AudioTrack);
+local_entity!(Playlist, PlaylistRow, playlists, playlists, parent: project_id => EntityType::Project);
 
 /// Decodes loaded rows into entities.
 pub(crate) fn decode_all<R: EntityRow>(rows: Vec<R>) -> StoreResult<Vec<R::Entity>> {
@@ -239,9 +307,17 @@ pub(crate) fn visible(
 pub(crate) fn existing(
     conn: &mut SqliteConnection,
     entity_type: EntityType,
-    ids: &[String],
-) -> StoreResult<Vec<String>> {
-    Ok(with_entity_table!(entity_type, t => t::table.filter(t::id.eq_any(ids)).select(t::id).load(conn))?)
+    ids: &[Uuid],
+) -> StoreResult<Vec<Uuid>> {
+    // The ids go in as one JSON array, not an `IN` list of a parameter each: the statement's
+    // text is then the same however many there are, so it is prepared once and cached.
+    let ids = serde_json::to_string(ids).map_err(|e| StoreError::corrupt(entity_type.as_str(), e))?;
+    let listed = diesel::dsl::sql::<diesel::sql_types::Bool>("id IN (SELECT value FROM json_each(")
+        .bind::<diesel::sql_types::Text, _>(ids)
+        .sql("))");
+    let found: Vec<String> =
+        with_entity_table!(entity_type, t => t::table.filter(listed).select(t::id).load(conn))?;
+    found.iter().map(|id| parse(entity_type.as_str(), id)).collect()
 }
 
 /// The flags of `entity`'s row of any type, tombstone or not; `None` if no row is stored.

@@ -98,6 +98,58 @@ async fn a_comment_pulled_before_its_track_waits_for_it() {
 }
 
 #[tokio::test]
+async fn a_comment_waiting_for_its_track_and_also_on_the_page_is_stored_once_merged() {
+    let local = Local::new().await;
+    let (project, track, comment) = project_track_comment();
+    let policies = ConflictPolicies::default();
+    local.apply(vec![pulled(&project, 1, 1), pulled(&comment, 3, 3)], "c1", &policies).await;
+
+    // Two pulls of the scope overlapped: this page brings the track, which releases the waiting
+    // comment, and a later state of that comment.
+    let edited = comment
+        .patched(&trackflow_domain::AudioCommentPatch { content: Some("Edited".into()) })
+        .expect("valid");
+    let counts = local.apply(vec![pulled(&edited, 5, 5), pulled(&track, 4, 4)], "c2", &policies).await;
+    assert_eq!(counts[&EntityType::AudioComment], (2, 0, 0, 0), "released, then merged");
+    assert_eq!(local.count("audio_comments").await, 1);
+    let edited_rows =
+        "SELECT COUNT(*) AS n FROM audio_comments WHERE content = 'Edited' AND pulled_version = 5";
+    assert_eq!(local.fx.count(edited_rows).await, 1, "the later state won");
+    assert_eq!(local.count("sync_deferred").await, 0);
+}
+
+#[tokio::test]
+async fn big_pages_land_whole_whatever_order_their_rows_come_in() {
+    let local = Local::new().await;
+    let owner = UserId::new();
+    let project = Project::new(owner, "Demo", None, NOW).expect("valid");
+    // Counts that are not multiples of the insert statements' batch sizes.
+    let tracks: Vec<AudioTrack> = (0..101)
+        .map(|t| AudioTrack::new(project.id(), owner, &format!("Take {t}"), 1_000, None, NOW).expect("valid"))
+        .collect();
+    let comment = |c: usize| {
+        AudioComment::new(&tracks[c % tracks.len()], owner, &format!("Comment {c}"), 10, NOW).expect("valid")
+    };
+    let policies = ConflictPolicies::default();
+
+    // Children before parents on the page: the rows still go in parents first.
+    let mut first: Vec<EntityState> = (0..75).map(|c| pulled(&comment(c), 10, 10)).collect();
+    first.extend(tracks.iter().map(|t| pulled(t, 5, 5)));
+    first.push(pulled(&project, 1, 1));
+    let counts = local.apply(first, "c1", &policies).await;
+    assert_eq!(counts[&EntityType::Project], (1, 0, 0, 0));
+    assert_eq!(counts[&EntityType::AudioTrack], (101, 0, 0, 0));
+    assert_eq!(counts[&EntityType::AudioComment], (75, 0, 0, 0), "none deferred");
+
+    // Comments whose tracks came on the earlier page.
+    let second: Vec<EntityState> = (75..150).map(|c| pulled(&comment(c), 11, 11)).collect();
+    let counts = local.apply(second, "c2", &policies).await;
+    assert_eq!(counts[&EntityType::AudioComment], (75, 0, 0, 0), "none deferred");
+    assert_eq!((local.count("audio_tracks").await, local.count("audio_comments").await), (101, 150));
+    assert_eq!(local.count("sync_deferred").await, 0);
+}
+
+#[tokio::test]
 async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows() {
     let local = Local::new().await;
     let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");

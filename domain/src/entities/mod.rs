@@ -78,6 +78,19 @@ impl EntityType {
         }
     }
 
+    /// The parent that wire `fields` of an entity of this type name, read without building the
+    /// entity: `None` if the type has no parent or the fields do not name a valid one (building
+    /// the entity then reports why).
+    pub fn parent_in(self, fields: &BTreeMap<String, Value>) -> Option<EntityRef> {
+        let field = match self {
+            EntityType::UserProfile | EntityType::Project => return None,
+            EntityType::ProjectCollaborator | EntityType::AudioTrack | EntityType::Playlist => "project_id",
+            EntityType::AudioComment => "track_id",
+        };
+        let id = fields.get(field)?.as_str()?.parse().ok()?;
+        Some(EntityRef::new(self.parent_type()?, id))
+    }
+
     /// The upstream priority of an operation on this entity type.
     ///
     /// Deletes and access changes go first (they revoke or remove data others may be looking
@@ -247,6 +260,7 @@ mod tests {
         assert!(E::IMMUTABLE.iter().all(|f| E::FIELDS.contains(f)), "{}", E::ENTITY_TYPE);
         let rebuilt = E::from_fields(entity.entity_id(), &fields).expect("round trip");
         assert_eq!(&rebuilt, entity);
+        assert_eq!(E::ENTITY_TYPE.parent_in(&fields), entity.parent(), "{}: parent_in", E::ENTITY_TYPE);
     }
 
     #[test]
@@ -271,6 +285,26 @@ mod tests {
         check_round_trip(&comment);
         check_round_trip(&playlist);
         check_round_trip(&member);
+    }
+
+    #[test]
+    fn a_parent_is_read_from_wire_fields_only_when_they_name_a_valid_one() {
+        let now = crate::Timestamp(0);
+        let project = Project::new(crate::ids::UserId::new(), "Demo", None, now).expect("valid");
+        let track = AudioTrack::new(project.id(), project.owner_id(), "T", 9_000, None, now).expect("valid");
+        let with = |value: Option<Value>| {
+            let mut fields = track.fields();
+            match value {
+                Some(v) => fields.insert("project_id".to_owned(), v),
+                None => fields.remove("project_id"),
+            };
+            EntityType::AudioTrack.parent_in(&fields)
+        };
+        assert_eq!(with(None), None, "missing");
+        assert_eq!(with(Some(Value::from("x"))), None, "not a uuid");
+        assert_eq!(with(Some(Value::from(5))), None, "not a string");
+        assert_eq!(with(Some(Value::from(project.id().to_string()))), track.parent());
+        assert_eq!(EntityType::Project.parent_in(&project.fields()), None, "a project has no parent");
     }
 
     #[test]
