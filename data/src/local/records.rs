@@ -5,8 +5,8 @@
 use super::{
     outbox,
     rows::{
-        parse, AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow, Record,
-        UserProfileRow,
+        parse, to_json, AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow,
+        Record, UserProfileRow,
     },
     schema,
 };
@@ -311,7 +311,7 @@ pub(crate) fn existing(
 ) -> StoreResult<Vec<Uuid>> {
     // The ids go in as one JSON array, not an `IN` list of a parameter each: the statement's
     // text is then the same however many there are, so it is prepared once and cached.
-    let ids = serde_json::to_string(ids).map_err(|e| StoreError::corrupt(entity_type.as_str(), e))?;
+    let ids = to_json(entity_type.as_str(), &ids)?;
     let listed = diesel::dsl::sql::<diesel::sql_types::Bool>("id IN (SELECT value FROM json_each(")
         .bind::<diesel::sql_types::Text, _>(ids)
         .sql("))");
