@@ -2,18 +2,20 @@
 //! start it, and write through its repositories. Writes return at once; the engine pushes them,
 //! pulls what others wrote, and reports on its status stream.
 //!
-//! Run with `cargo run -p trackflow --example embed`. It starts a sync server in this process
-//! so that it runs anywhere; a real program would point at its own server instead.
+//! Run with `cargo run -p trackflow-client --example embed`. It starts a sync server in this process
+//! so that it runs anywhere (the server is one of this crate's dev-dependencies, not something
+//! an embedding program compiles); a real program would point at its own server instead.
 
 use shaku::HasComponent;
 use std::{sync::Arc, time::Duration};
-use trackflow::engine::{EngineOptions, SyncEngine};
-use trackflow_data::{server::FsBlobStorage, AuthClient, DieselServerStore, RemoteOptions};
+use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
     ports::{Clock, ProjectRepository},
     protocol::SignUpRequest,
     Project,
 };
+use trackflow_remote::{AuthClient, RemoteOptions};
+use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,15 +23,13 @@ async fn main() -> anyhow::Result<()> {
     let server_store = DieselServerStore::open("sqlite::memory:", 1)?;
     let server_files = tempfile::tempdir()?;
     let audio = Arc::new(FsBlobStorage::open(server_files.path())?);
-    let module = trackflow::wiring::server_module(server_store, audio, Default::default());
-    let state: Arc<trackflow_server::AppState> = module.resolve();
-    let server =
-        trackflow_server::RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;
+    let state = trackflow_server::AppState::new(Arc::new(server_store), Default::default()).with_blobs(audio);
+    let server = trackflow_server::RunningServer::start("127.0.0.1:0".parse()?, state).await?;
 
     // 1. The engine over a local database: every read and write goes here first.
     let data = tempfile::tempdir()?;
     let mut engine = SyncEngine::open(data.path(), EngineOptions::default()).await?;
-    let me = trackflow::local_user::create(&engine.module, "Ana", "ana@example.com").await?;
+    let me = trackflow_client::local_user::create(&engine.module, "Ana", "ana@example.com").await?;
 
     // 2. An account on the server, and the session that lets the engine sync.
     let request = SignUpRequest {

@@ -8,12 +8,13 @@ use crate::wiring::{client_module_with, open_store, ClientModule};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
-use trackflow_data::{local::BlobCacheOptions, LocalStore, RemoteOptions};
 use trackflow_domain::{
     ports::{AccessToken, Session, SessionStorage},
     RepositoryError, SyncState, UserId,
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
+use trackflow_remote::RemoteOptions;
+use trackflow_store::{BlobCacheOptions, LocalStore};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
     SyncStatusProvider,
@@ -215,12 +216,12 @@ impl Drop for SyncEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_data::AuthClient;
     use trackflow_domain::{
         ports::{PendingOperationsRepository, ProjectRepository},
         protocol::SignUpRequest,
         Project, SyncPhase, Timestamp, UserId,
     };
+    use trackflow_remote::AuthClient;
     use trackflow_usecases::ProbeOptions;
 
     /// An in-process server on a memory database, keeping audio in a fresh directory.
@@ -230,8 +231,8 @@ mod tests {
 
     /// An in-process server on `db`, keeping audio in `blobs`, listening on `addr`.
     async fn server_on(db: &str, blobs: &Path, addr: &str) -> trackflow_server::RunningServer {
-        let store = trackflow_data::DieselServerStore::open(db, 1).expect("server store");
-        let blobs = trackflow_data::server::FsBlobStorage::open(blobs).expect("blob storage");
+        let store = trackflow_server_store::DieselServerStore::open(db, 1).expect("server store");
+        let blobs = trackflow_server_store::FsBlobStorage::open(blobs).expect("blob storage");
         let state =
             trackflow_server::AppState::new(Arc::new(store), Default::default()).with_blobs(Arc::new(blobs));
         trackflow_server::RunningServer::start(addr.parse().expect("addr"), state).await.expect("start")

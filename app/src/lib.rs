@@ -1,8 +1,9 @@
-//! # trackflow
+//! # trackflow-client
 //!
-//! The TrackFlow Sync application crate: the only place that names concrete types. It wires
-//! the layers with shaku ([`wiring`]), sets up telemetry ([`telemetry`]), and holds the
-//! `trackflow` command-line interface ([`cli`]) and its benchmark command ([`bench`](mod@bench)).
+//! The TrackFlow Sync client an application embeds: the local store, the HTTP remote, upstream
+//! and downstream sync, the coordinator and the status stream, wired with shaku
+//! ([`wiring::ClientModule`]) and run together by [`engine::SyncEngine`]. It compiles no server,
+//! no command-line interface and no PostgreSQL driver.
 //!
 //! Embedding the engine in another Rust program looks like this:
 //!
@@ -11,21 +12,17 @@
 //! use shaku::HasComponent;
 //! use trackflow_domain::{ports::ProjectRepository, Project, Timestamp, UserId};
 //!
-//! let module = trackflow::wiring::open_client_module(std::path::Path::new("./data")).await?;
+//! let module = trackflow_client::wiring::open_client_module(std::path::Path::new("./data")).await?;
 //! let projects: &dyn ProjectRepository = module.resolve_ref();
 //! let project = Project::new(UserId::new(), "Demo", None, Timestamp(0))?;
 //! projects.create(project).await?; // stored and queued; no network involved
 //! # Ok(()) }
 //! ```
+//!
+//! `app/examples/embed.rs` runs a whole engine against a server.
 
-pub mod bench;
-pub mod cli;
-pub mod config;
-pub mod demo;
 pub mod engine;
-pub mod link;
 pub mod local_user;
-pub mod server;
-pub mod snapshot;
-pub mod telemetry;
 pub mod wiring;
+
+pub use engine::{EngineOptions, SyncEngine};

@@ -3,10 +3,6 @@
 
 use crate::upstream::{Client, Server};
 use std::sync::Arc;
-use trackflow_data::{
-    HttpRemote, RemoteOptions, SqliteAudioCommentRepository, SqliteCollaboratorRepository,
-    SqliteDownstreamRepository, SystemClock,
-};
 use trackflow_domain::{
     ports::{
         AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, DownstreamRepository,
@@ -17,6 +13,10 @@ use trackflow_domain::{
     ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
+use trackflow_remote::{HttpRemote, RemoteOptions};
+use trackflow_store::{
+    SqliteAudioCommentRepository, SqliteCollaboratorRepository, SqliteDownstreamRepository, SystemClock,
+};
 use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions, SyncUseCases};
 use uuid::Uuid;
 
@@ -448,7 +448,7 @@ async fn a_stale_page_landing_while_a_row_waits_for_its_parent_does_not_undo_a_w
 }
 
 /// Runs `sql` on `store`'s database.
-async fn execute(store: &trackflow_data::LocalStore, sql: &str) {
+async fn execute(store: &trackflow_store::LocalStore, sql: &str) {
     let sql = sql.to_owned();
     store
         .with_connection(move |conn| {

@@ -1,6 +1,7 @@
 //! Reliability suites across real processes.
 #![allow(missing_docs)]
 
+mod architecture;
 mod convergence;
 mod crash;
 mod downstream;

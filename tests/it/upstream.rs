@@ -7,12 +7,6 @@ use std::{
     time::Duration,
 };
 use tempfile::TempDir;
-use trackflow_data::{
-    local::{BlobCacheOptions, SqliteBlobCache, SqliteConflictRepository},
-    DieselServerStore, HttpRemote, LocalStore, LocalStoreOptions, RemoteOptions, SessionReload,
-    SqliteAudioTrackRepository, SqlitePendingOperationsRepository, SqliteProjectRepository,
-    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
-};
 use trackflow_domain::{
     ports::{
         AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository, Session,
@@ -23,7 +17,14 @@ use trackflow_domain::{
 use trackflow_executors::{
     queue::Backoff, ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
 };
+use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
+use trackflow_server_store::DieselServerStore;
+use trackflow_store::{
+    BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioTrackRepository,
+    SqliteBlobCache, SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteProjectRepository,
+    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+};
 
 /// A sync server on a free port over a SQLite file the test can inspect.
 pub struct Server {

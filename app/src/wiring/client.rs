@@ -33,7 +33,8 @@ impl<T> Default for Required<T> {
 }
 
 impl<T> Required<T> {
-    pub(super) fn take(self, what: &str) -> T {
+    /// The value; panics naming `what` if the builder was not given it.
+    pub fn take(self, what: &str) -> T {
         self.0.unwrap_or_else(|| {
             panic!("ClientModule was built without {what}; use wiring::client_module_with")
         })

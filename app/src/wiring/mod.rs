@@ -2,40 +2,33 @@
 //! the clock, the repositories, the outbox, the session, the remote, the executor registry,
 //! the upstream processor, the per-entity sync use cases, the downstream manager, the
 //! reachability monitor, the status provider and the coordinator — over one local store.
-//! [`ServerModule`] holds the server's store and state.
 //!
 //! Async and fallible setup (opening the database, running migrations, building HTTP clients)
 //! happens first, in [`open_client_module`] and [`client_module_with`]; the module is then
 //! built from ready parts and cannot fail.
 
 mod client;
-mod server;
 
 pub use client::{MonitorParameters, RealtimeParameters, Required, UpstreamParameters};
-pub use server::{server_module, ServerModule};
 
 use crate::engine::EngineOptions;
 use anyhow::Context;
 use shaku::module;
 use std::{path::Path, sync::Arc};
-use trackflow_data::{
-    local::{
-        BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepositoryParameters,
-        SqliteDownstreamRepositoryParameters,
-    },
-    local::{
-        SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepositoryParameters,
-        SqliteCollaboratorRepositoryParameters, SqlitePendingOperationsRepositoryParameters,
-        SqlitePlaylistRepositoryParameters, SqliteProjectRepositoryParameters,
-        SqliteSessionStorageParameters, SqliteUserProfileRepositoryParameters,
-    },
-    HttpRemote, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository,
-    SqliteAudioTrackRepository, SqliteCollaboratorRepository, SqliteConflictRepository,
-    SqliteDownstreamRepository, SqlitePendingOperationsRepository, SqlitePlaylistRepository,
-    SqliteProjectRepository, SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
-};
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
+use trackflow_remote::HttpRemote;
+use trackflow_store::{
+    BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository,
+    SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepository, SqliteAudioTrackRepositoryParameters,
+    SqliteBlobCache, SqliteBlobCacheParameters, SqliteCollaboratorRepository,
+    SqliteCollaboratorRepositoryParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
+    SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
+    SqlitePendingOperationsRepositoryParameters, SqlitePlaylistRepository,
+    SqlitePlaylistRepositoryParameters, SqliteProjectRepository, SqliteProjectRepositoryParameters,
+    SqliteSessionStorage, SqliteSessionStorageParameters, SqliteUserProfileRepository,
+    SqliteUserProfileRepositoryParameters, SystemClock,
+};
 use trackflow_usecases::{
     AudioFiles, BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener,
     SyncDataManager, SyncStatusProvider, SyncUseCases,
@@ -185,7 +178,7 @@ mod tests {
         use trackflow_domain::ports::{
             AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
             DownstreamRepository, NetworkMonitor as _, PlaylistRepository, Reauthenticator, RemoteDataSource,
-            ServerStore, UserProfileRepository,
+            UserProfileRepository,
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open_store(dir.path()).await.expect("store");
@@ -224,15 +217,6 @@ mod tests {
         // No session: the coordinator's run finds nothing to do and says so in the status.
         assert!(!coordinator.trigger_if_ready("test").await, "nobody is signed in");
         assert_eq!(status.current(), trackflow_domain::SyncState::default());
-
-        let server_store =
-            trackflow_data::DieselServerStore::open("sqlite::memory:", 1).expect("server store");
-        let blobs =
-            Arc::new(trackflow_data::server::FsBlobStorage::open(dir.path().join("blobs")).expect("blobs"));
-        let server = server_module(server_store, blobs, trackflow_server::ServerConfig::default());
-        let store: Arc<dyn ServerStore> = server.resolve();
-        store.ping().await.expect("the server's store answers");
-        let _: Arc<trackflow_server::AppState> = server.resolve();
     }
 
     #[tokio::test]

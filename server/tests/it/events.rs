@@ -4,12 +4,12 @@
 use crate::harness::{TestServer, Writer};
 use reqwest::StatusCode;
 use std::{sync::Arc, time::Duration};
-use trackflow_data::{HttpRemote, RemoteOptions};
 use trackflow_domain::{
     ports::{AccessToken, EventSource, EventStream, MockSessionStorage, ServerEvent, Session},
     protocol::Poke,
     CollaboratorRole, Project, ProjectCollaborator, Timestamp, UserId, UserProfile,
 };
+use trackflow_remote::{HttpRemote, RemoteOptions};
 
 /// The stream of `user`, opened through the client's own event source, past its `ready`.
 async fn open_stream(server: &TestServer, user: UserId, token: &str) -> Box<dyn EventStream> {

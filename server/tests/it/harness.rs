@@ -3,13 +3,13 @@
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
-use trackflow_data::{server::FsBlobStorage, DieselServerStore};
 use trackflow_domain::{
     protocol::{Mutation, PushRequest},
     sync::Hlc,
     EntityRef, EntityType, NodeId, OperationKind, SyncEntity, SyncOperation, Timestamp, UserId,
 };
 use trackflow_server::{AppState, RunningServer, ServerConfig};
+use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 use uuid::Uuid;
 
 /// A server on a free port over a fresh in-memory store.

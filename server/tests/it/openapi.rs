@@ -478,6 +478,12 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
 fn the_document_is_consistent() {
     let spec = Spec::served();
     assert_eq!(spec.operations(), expected_operations());
+    let entity_types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(
+        spec.doc["components"]["schemas"]["EntityType"]["enum"],
+        json!(entity_types),
+        "the document's entity types are the registry's, in its order"
+    );
     let schemas = spec.doc["components"]["schemas"].as_object().expect("schemas");
     for name in schemas.keys() {
         spec.validator(&Spec::schema(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

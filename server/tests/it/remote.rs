@@ -1,4 +1,4 @@
-//! The client's reqwest remote (`trackflow_data::HttpRemote`) against the real server, and
+//! The client's reqwest remote (`trackflow_remote::HttpRemote`) against the real server, and
 //! against small hand-made servers that fail in the ways networks do.
 
 use crate::harness::{TestServer, Writer};
@@ -7,12 +7,12 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
 };
-use trackflow_data::{HttpRemote, RemoteOptions};
 use trackflow_domain::{
     ports::{AccessToken, MockSessionStorage, RemoteDataSource, RemoteError, Session},
     protocol::{MutationOutcome, PullRequest, PullResponse},
     Project, SyncEntity, Timestamp, UserId,
 };
+use trackflow_remote::{HttpRemote, RemoteOptions};
 
 fn remote(url: &str, user: UserId, token: Option<&str>, options: &RemoteOptions) -> HttpRemote {
     let session = Session {

@@ -7,13 +7,13 @@
 use crate::harness::Writer;
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc};
-use trackflow_data::{server::ScratchDatabase, DieselServerStore};
 use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead},
     AudioComment, AudioTrack, CollaboratorRole, EntityType, Playlist, Project, ProjectCollaborator,
     SyncEntity, Timestamp, UserId, UserProfile,
 };
+use trackflow_server_store::{DieselServerStore, ScratchDatabase};
 use uuid::Uuid;
 
 pub type Store = Arc<dyn ServerStore>;

@@ -6,12 +6,12 @@
 use anyhow::Context;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{io::Write, sync::Arc};
-use trackflow_data::{
-    LocalStore, LocalStoreOptions, SqliteAudioTrackRepository, SqliteProjectRepository, SystemClock,
-};
 use trackflow_domain::{
     ports::{AudioTrackRepository, ProjectRepository},
     AudioTrack, Project, ProjectId, ProjectPatch, Timestamp, UserId,
+};
+use trackflow_store::{
+    LocalStore, LocalStoreOptions, SqliteAudioTrackRepository, SqliteProjectRepository, SystemClock,
 };
 use trackflow_tests::Ack;
 

@@ -1,0 +1,52 @@
+//! The `trackflow-bench` command: `trackflow-bench [--json] [SCENARIO...]` runs the benchmarks
+//! (see docs/PERFORMANCE.md); `trackflow-bench client` is the client process of the downstream
+//! scenario, started by the benchmark itself.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use trackflow_bench::{BenchArgs, ClientArgs};
+
+/// Measure TrackFlow Sync: every scenario runs its baseline in the same process.
+#[derive(Debug, Parser)]
+#[command(name = "trackflow-bench", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Print the reports as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The scenarios and their sizes.
+    #[command(flatten)]
+    bench: BenchArgs,
+    /// Internal commands.
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// The client process of the downstream scenario (not for direct use).
+    #[command(hide = true)]
+    Client(ClientArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match cli.internal {
+                    Some(Internal::Client(args)) => trackflow_bench::downstream_client(args).await,
+                    None => trackflow_bench::run(cli.bench, cli.json).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Server scenarios: the real server on a local port, driven over HTTP by clients in the same
+//! process, on SQLite and (with `--postgres`) on PostgreSQL. Each report's baseline is a trivial
+//! JSON endpoint added to the same server, so the ratios show what sync costs beyond HTTP.
+
+use super::{summarize, BenchArgs, Measurement, Report};
+use anyhow::{bail, Context};
+use axum::{routing::post, Json};
+use reqwest::{header::CONTENT_TYPE, Client};
+use serde_json::json;
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use trackflow_domain::{
+    ports::ServerStore,
+    protocol::{Mutation, PullRequest, PullResponse, PushRequest},
+    sync::Hlc,
+    AudioTrack, NodeId, OperationKind, Project, ProjectId, SyncEntity, SyncOperation, Timestamp, UserId,
+};
+use trackflow_server::{AppState, ServerConfig};
+use trackflow_server_store::{DieselServerStore, ScratchDatabase};
+
+/// A database for one backend's run; a PostgreSQL scratch database is dropped afterwards.
+struct Database {
+    label: &'static str,
+    url: String,
+    _scratch: Option<ScratchDatabase>,
+}
+
+fn databases(dir: &Path, args: &BenchArgs, name: &str) -> anyhow::Result<Vec<Database>> {
+    let file = dir.join(format!("{name}-server.db"));
+    let mut all =
+        vec![Database { label: "sqlite", url: file.to_string_lossy().into_owned(), _scratch: None }];
+    if let Some(admin) = &args.postgres {
+        let scratch = ScratchDatabase::create(admin, "trackflow_bench")
+            .context("creating a scratch database on --postgres")?;
+        all.push(Database { label: "postgres", url: scratch.url().to_owned(), _scratch: Some(scratch) });
+    }
+    Ok(all)
+}
+
+/// The server with one extra route, `POST /bench/noop`, that answers `{"ok": true}` without
+/// reading the body: the transport baseline.
+struct Running {
+    url: String,
+    store: Arc<DieselServerStore>,
+    client: Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(database: &Database) -> anyhow::Result<Running> {
+    let url = database.url.clone();
+    let store = Arc::new(tokio::task::spawn_blocking(move || DieselServerStore::open(&url, 16)).await??);
+    let state = AppState::new(store.clone(), ServerConfig::default());
+    let app =
+        trackflow_server::router(state).route("/bench/noop", post(|| async { Json(json!({"ok": true})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let client = Client::builder().pool_max_idle_per_host(64).build()?;
+    Ok(Running { url: format!("http://{addr}"), store, client, stop })
+}
+
+/// Signs up a user over HTTP; returns (user, token).
+async fn sign_up(server: &Running) -> anyhow::Result<(UserId, String)> {
+    let email = format!("bench-{}@example.com", uuid::Uuid::now_v7().simple());
+    let response = server
+        .client
+        .post(format!("{}/v1/auth/signup", server.url))
+        .json(&json!({"email": email, "password": "benchmark password"}))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("sign-up failed: {}", response.text().await?);
+    }
+    let body: serde_json::Value = response.json().await?;
+    let user = serde_json::from_value(body["user_id"].clone())?;
+    Ok((user, body["token"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// One client's mutations: its own node id, a clock that only moves forward.
+pub(super) struct Writer {
+    node: NodeId,
+    wall_ms: u64,
+}
+
+impl Writer {
+    pub(super) fn new() -> Self {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Self { node: NodeId::new(), wall_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX) }
+    }
+
+    pub(super) fn mutation(&mut self, kind: OperationKind, entity: &impl SyncEntity) -> Mutation {
+        self.wall_ms += 1;
+        let hlc = Hlc { wall_ms: self.wall_ms, counter: 0, node: self.node };
+        let fields = match kind {
+            OperationKind::Update => entity.fields().into_iter().filter(|(k, _)| k == "name").collect(),
+            _ => entity.fields(),
+        };
+        // Built the way a client's outbox builds it.
+        let op = SyncOperation::new(entity.entity_ref(), kind, fields, hlc, 0, vec![], Timestamp(0));
+        Mutation::from(&op)
+    }
+
+    /// A push of the mutations `build` makes with this writer.
+    pub(super) fn request(&mut self, build: impl FnOnce(&mut Self) -> Vec<Mutation>) -> PushRequest {
+        let mutations = build(self);
+        PushRequest { client_id: self.node, mutations }
+    }
+}
+
+pub(super) fn track(project: ProjectId, owner: UserId, i: usize) -> AudioTrack {
+    AudioTrack::new(project, owner, &format!("Track {i}"), 180_000, None, Timestamp(1_800_000_000_000))
+        .expect("valid track")
+}
+
+async fn post_bytes(server: &Running, path: &str, token: &str, body: Vec<u8>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = server
+        .client
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(token)
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.bytes().await?;
+    if !status.is_success() {
+        bail!("{path}: {status}: {}", String::from_utf8_lossy(&text));
+    }
+    Ok(started.elapsed())
+}
+
+/// Runs `clients` concurrent clients, each sending its list of bodies to `path` in turn.
+/// Returns every request's latency and the wall-clock time of the whole run.
+async fn concurrent(
+    server: &Arc<Running>,
+    path: &'static str,
+    work: Vec<(String, Vec<Vec<u8>>)>,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let started = Instant::now();
+    let tasks: Vec<_> = work
+        .into_iter()
+        .map(|(token, bodies)| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(bodies.len());
+                for body in bodies {
+                    latencies.push(post_bytes(&server, path, &token, body).await?);
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// Push throughput: batches of 1, 100 and 500 track creates from 1 and 16 clients.
+pub(super) async fn push(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut measurements = Vec::new();
+    for database in databases(dir, args, "push")? {
+        let server = Arc::new(start(&database).await?);
+        let mut users = Vec::new();
+        for _ in 0..16 {
+            let (user, token) = sign_up(&server).await?;
+            let mut writer = Writer::new();
+            let project = Project::new(user, "Bench", None, Timestamp(1_800_000_000_000))?;
+            let body =
+                serde_json::to_vec(&writer.request(|w| vec![w.mutation(OperationKind::Create, &project)]))?;
+            post_bytes(&server, "/v1/sync/push", &token, body).await?;
+            users.push((user, token, writer, project.id()));
+        }
+        for clients in [1usize, 16] {
+            // Transport baseline: the same number of concurrent clients, a trivial endpoint.
+            let noop: Vec<_> = users
+                .iter()
+                .take(clients)
+                .map(|(_, token, ..)| (token.clone(), vec![b"{}".to_vec(); 2000 / clients]))
+                .collect();
+            let (latencies, wall) = concurrent(&server, "/bench/noop", noop).await?;
+            let count = latencies.len();
+            let mut baseline = summarize(
+                &format!("{} noop request, {clients} client(s) [req/s]", database.label),
+                latencies,
+            );
+            baseline.per_second = count as f64 / wall.as_secs_f64();
+            let base_p50 = baseline.p50_us;
+            measurements.push(baseline);
+            for batch in [1usize, 100, 500] {
+                let total_mutations = match batch {
+                    1 => 2_000,
+                    100 => 20_000,
+                    _ => 40_000,
+                };
+                let requests_per_client = (total_mutations / batch / clients).max(1);
+                let mut work = Vec::new();
+                for (user, token, writer, project) in users.iter_mut().take(clients) {
+                    let mut bodies = Vec::with_capacity(requests_per_client);
+                    for r in 0..requests_per_client {
+                        let request = writer.request(|w| {
+                            (0..batch)
+                                .map(|i| {
+                                    w.mutation(OperationKind::Create, &track(*project, *user, r * batch + i))
+                                })
+                                .collect()
+                        });
+                        bodies.push(serde_json::to_vec(&request)?);
+                    }
+                    work.push((token.clone(), bodies));
+                }
+                let (latencies, wall) = concurrent(&server, "/v1/sync/push", work).await?;
+                let mutations = latencies.len() * batch;
+                let mut m = summarize(
+                    &format!("{} push batch {batch}, {clients} client(s) [mutations/s]", database.label),
+                    latencies,
+                );
+                m.per_second = mutations as f64 / wall.as_secs_f64();
+                m.ratio_p50 = m.p50_us / base_p50;
+                measurements.push(m);
+            }
+        }
+        let Running { stop, .. } =
+            Arc::try_unwrap(server).map_err(|_| anyhow::anyhow!("server still shared"))?;
+        let _ = stop.send(());
+    }
+    // Ratios are per concurrency level against that level's noop request; keep them as set.
+    Ok(Report { scenario: "server-push".into(), measurements })
+}
+
+/// Pull latency for 10 changes after the cursor, in databases of 1,000 and 100,000 rows.
+pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
+    let mut measurements = Vec::new();
+    for database in databases(dir, args, "pull")? {
+        let server = Arc::new(start(&database).await?);
+        let (user, token) = sign_up(&server).await?;
+        let mut writer = Writer::new();
+        let project = Project::new(user, "Mine", None, Timestamp(1_800_000_000_000))?;
+        server
+            .store
+            .push(user, writer.request(|w| vec![w.mutation(OperationKind::Create, &project)]))
+            .await?;
+        // Strangers' projects: half of every database belongs to people this user never sees.
+        let mut strangers = Vec::new();
+        for _ in 0..10 {
+            let stranger = UserId::new();
+            let mut w = Writer::new();
+            let p = Project::new(stranger, "Theirs", None, Timestamp(1_800_000_000_000))?;
+            server.store.push(stranger, w.request(|w| vec![w.mutation(OperationKind::Create, &p)])).await?;
+            strangers.push((stranger, w, p.id()));
+        }
+        let mut rows = 11usize;
+        let mut mine = Vec::new();
+        let mut latencies_by_size = Vec::new();
+        for size in [1_000usize, 100_000] {
+            // Grow the database to `size` rows: half in this user's project, half elsewhere.
+            let mut k = rows;
+            while rows < size {
+                let n = (size - rows).min(500);
+                let owner_turn = (rows / 500) % 2 == 0;
+                let request = if owner_turn {
+                    let tracks: Vec<_> = (0..n).map(|i| track(project.id(), user, k + i)).collect();
+                    let request = writer
+                        .request(|w| tracks.iter().map(|t| w.mutation(OperationKind::Create, t)).collect());
+                    mine.extend(tracks);
+                    (user, request)
+                } else {
+                    let (stranger, w, p) = &mut strangers[(rows / 1000) % 10];
+                    let request = w.request(|w| {
+                        (0..n)
+                            .map(|i| w.mutation(OperationKind::Create, &track(*p, *stranger, k + i)))
+                            .collect()
+                    });
+                    (*stranger, request)
+                };
+                server.store.push(request.0, request.1).await?;
+                rows += n;
+                k += n;
+            }
+            // The cursor at the end, then 10 changes after it.
+            let mut cursor = None;
+            loop {
+                match server
+                    .store
+                    .pull(user, PullRequest { cursor: cursor.clone(), limit: 1000, scope: None })
+                    .await?
+                {
+                    PullResponse::Changes { next_cursor, has_more, .. } => {
+                        cursor = Some(next_cursor);
+                        if !has_more {
+                            break;
+                        }
+                    }
+                    PullResponse::Reset => bail!("unexpected reset"),
+                }
+            }
+            let updates = writer.request(|w| {
+                mine.iter().rev().take(10).map(|t| w.mutation(OperationKind::Update, t)).collect()
+            });
+            server.store.push(user, updates).await?;
+            let cursor = cursor.unwrap_or_default();
+            let url = format!("{}/v1/sync/pull?cursor={cursor}&limit=500", server.url);
+            let noop_url = format!("{}/bench/noop", server.url);
+            let mut pulls = Vec::with_capacity(args.iterations);
+            let mut noops = Vec::with_capacity(args.iterations);
+            let mut bytes = 0usize;
+            for i in 0..args.warmup + args.iterations {
+                let started = Instant::now();
+                let response = server.client.get(&url).bearer_auth(&token).send().await?;
+                let body = response.bytes().await?;
+                let took = started.elapsed();
+                let started = Instant::now();
+                server
+                    .client
+                    .post(&noop_url)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body("{}")
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                let noop_took = started.elapsed();
+                if i >= args.warmup {
+                    pulls.push(took);
+                    noops.push(noop_took);
+                    bytes = body.len();
+                }
+                if i == 0 {
+                    let parsed: serde_json::Value = serde_json::from_slice(&body)?;
+                    let n = parsed["changes"].as_array().map_or(0, Vec::len);
+                    if n != 10 {
+                        bail!("expected 10 changes, got {n}: {parsed}");
+                    }
+                }
+            }
+            let noop = summarize(&format!("{} noop request ({size} rows)", database.label), noops);
+            let mut m =
+                summarize(&format!("{} pull 10 changes, {size} rows ({bytes} bytes)", database.label), pulls);
+            m.ratio_p50 = m.p50_us / noop.p50_us;
+            latencies_by_size.push(m.p50_us);
+            measurements.push(noop);
+            measurements.push(m);
+        }
+        if let [small, large] = latencies_by_size[..] {
+            measurements.push(Measurement {
+                name: format!("{} pull p50 at 100,000 rows / at 1,000 rows", database.label),
+                samples: 0,
+                p50_us: large,
+                p99_us: 0.0,
+                per_second: 0.0,
+                ratio_p50: large / small,
+            });
+        }
+        let Running { stop, .. } =
+            Arc::try_unwrap(server).map_err(|_| anyhow::anyhow!("server still shared"))?;
+        let _ = stop.send(());
+    }
+    Ok(Report { scenario: "server-pull".into(), measurements })
+}

@@ -1,0 +1,479 @@
+//! The `trackflow` command-line interface. Every entity command works offline against the local
+//! database in `--data-dir`; writes are queued for sync.
+
+mod account;
+mod commands;
+mod output;
+mod position;
+mod sync;
+
+use clap::{Args, Parser, Subcommand};
+use std::{path::PathBuf, process::ExitCode};
+use trackflow_domain::{
+    AudioCommentId, AudioTrackId, CollaboratorId, CollaboratorRole, PlaylistId, ProjectId, UserId,
+};
+
+pub use position::{format_position, parse_position};
+
+/// TrackFlow Sync: offline-first music collaboration.
+#[derive(Debug, Parser)]
+#[command(name = "trackflow", version, about)]
+pub struct Cli {
+    /// Directory of the local database (default: the platform's data directory).
+    #[arg(long, global = true, env = "TRACKFLOW_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// A named client of its own, in `profiles/NAME` under the data directory: several
+    /// clients (users or devices) side by side on one machine.
+    #[arg(long, global = true, env = "TRACKFLOW_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The config file (default: `config.toml` in the data directory, if there is one).
+    #[arg(long, global = true, env = "TRACKFLOW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, in `RUST_LOG` syntax (default: off).
+    #[arg(long, global = true, env = "TRACKFLOW_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Log format.
+    #[arg(long, global = true, env = "TRACKFLOW_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<crate::config::LogFormat>,
+
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Your user profile (create it first: every other write is made as this user).
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Projects you own or collaborate on.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Audio tracks of a project.
+    #[command(subcommand)]
+    Track(TrackCommand),
+    /// Comments at positions in a track.
+    #[command(subcommand)]
+    Comment(CommentCommand),
+    /// Playlists of a project.
+    #[command(subcommand)]
+    Playlist(PlaylistCommand),
+    /// Who else works on a project.
+    #[command(subcommand)]
+    Collaborator(CollaboratorCommand),
+    /// Local changes waiting to be synced, and upstream health; retry or discard failed ones.
+    Queue(QueueArgs),
+    /// Conflicts a manual policy kept for you: list them, show one, resolve one.
+    Conflicts(ConflictsArgs),
+    /// Create an account on a sync server for this device's user, and sign in.
+    Signup(AuthArgs),
+    /// Sign in to an existing account: a second device of yours, or after `logout`.
+    Login(AuthArgs),
+    /// Sign out: the token is revoked; queued changes stay and sync after the next login.
+    Logout,
+    /// Sync now: push what is queued, then pull what changed (minimum intervals apply to
+    /// background syncs only).
+    Sync,
+    /// Keep syncing in the background and print the sync state whenever it changes, until
+    /// Ctrl-C.
+    Watch,
+    /// Sync status: the sync state, the outbox, open conflicts, and what the last pull of each
+    /// scope did.
+    Status,
+    /// The main job on one machine: a sync server and two musicians' clients, one offline for a
+    /// while, conflicting edits, reconnection, and a check that every client matches the server
+    /// (in --data-dir if given and empty, else a temporary directory).
+    Demo,
+    /// Run the sync server until Ctrl-C (or SIGTERM), then finish requests in flight and stop.
+    Server(crate::server::ServerArgs),
+}
+
+/// `trackflow signup` and `trackflow login`.
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The sync server's URL (default: the config file's `server`, or the last one used).
+    #[arg(long, env = "TRACKFLOW_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The account's email (signup defaults to your profile's).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input (else `TRACKFLOW_PASSWORD`,
+    /// else a prompt on the terminal). It is never printed or logged.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `trackflow queue [retry|discard]`
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// What to do; without one, shows health and every queued operation.
+    #[command(subcommand)]
+    pub action: Option<QueueCommand>,
+}
+
+/// `trackflow queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Send failed operations again, from a fresh attempt count.
+    Retry {
+        /// Operation ids (see `trackflow queue`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<trackflow_domain::OperationId>,
+        /// Every failed operation.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop failed operations for good, with every queued operation that depends on them. The
+    /// local data keeps its values; the server never receives these changes.
+    Discard {
+        /// Operation ids (see `trackflow queue`).
+        #[arg(required = true)]
+        ids: Vec<trackflow_domain::OperationId>,
+    },
+}
+
+/// `trackflow conflicts [show|resolve]`
+#[derive(Debug, Args)]
+pub struct ConflictsArgs {
+    /// What to do; without one, lists the unresolved conflicts.
+    #[command(subcommand)]
+    pub action: Option<ConflictsCommand>,
+    /// List resolved conflicts too.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `trackflow conflicts ...`
+#[derive(Debug, Subcommand)]
+pub enum ConflictsCommand {
+    /// Both sides of one conflict.
+    Show {
+        /// Conflict id (see `trackflow conflicts`).
+        id: trackflow_domain::ConflictId,
+    },
+    /// Settle a conflict: the chosen values are written as a new change, which wins everywhere.
+    Resolve {
+        /// Conflict id.
+        id: trackflow_domain::ConflictId,
+        /// Whose values: `mine` or `theirs`; or give `--merged`.
+        #[arg(value_parser = ["mine", "theirs"], required_unless_present = "merged", conflicts_with = "merged")]
+        side: Option<String>,
+        /// A JSON object of values for the fields in conflict, e.g. '{"name":"Both"}'.
+        #[arg(long)]
+        merged: Option<String>,
+    },
+}
+
+/// `trackflow profile ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create this device's user.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Email address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Show your profile.
+    Show,
+    /// Change your profile.
+    Update(ProfileUpdate),
+}
+
+/// Fields of `trackflow profile update`.
+#[derive(Debug, Args)]
+pub struct ProfileUpdate {
+    /// New display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// New avatar URL ("" clears it).
+    #[arg(long)]
+    pub avatar_url: Option<String>,
+    /// New creative role, e.g. producer ("" clears it).
+    #[arg(long)]
+    pub creative_role: Option<String>,
+}
+
+/// `trackflow project ...`
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project you own.
+    Create {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List your projects.
+    List,
+    /// Show one project.
+    Show {
+        /// Project id.
+        id: ProjectId,
+    },
+    /// Rename or re-describe a project.
+    Update {
+        /// Project id.
+        id: ProjectId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New description ("" clears it).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a project and everything in it.
+    Delete {
+        /// Project id.
+        id: ProjectId,
+    },
+}
+
+/// `trackflow track ...`
+#[derive(Debug, Subcommand)]
+pub enum TrackCommand {
+    /// Add a track to a project, with its audio file: the file is copied into the local audio
+    /// cache and uploaded before the track reaches the server.
+    Add {
+        /// Project id.
+        project: ProjectId,
+        /// The audio file (none: a track whose audio comes later).
+        file: Option<PathBuf>,
+        /// Name (default: the file's name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25).
+        #[arg(long, value_parser = parse_position)]
+        duration: i64,
+    },
+    /// Print the local path of a track's audio, downloading it into the cache if needed.
+    Fetch {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Keep a track's audio in the cache whatever its size cap (fetching it first).
+    Pin {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Let a track's audio be evicted again.
+    Unpin {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// List a project's tracks.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Show one track.
+    Show {
+        /// Track id.
+        id: AudioTrackId,
+    },
+    /// Rename a track, or attach its audio once uploaded.
+    Update {
+        /// Track id.
+        id: AudioTrackId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// SHA-256 of the audio file, for a track that has none yet.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Delete a track and its comments.
+    Delete {
+        /// Track id.
+        id: AudioTrackId,
+    },
+}
+
+/// `trackflow comment ...`
+#[derive(Debug, Subcommand)]
+pub enum CommentCommand {
+    /// Comment on a track at a position.
+    Add {
+        /// Track id.
+        #[arg(long)]
+        track: AudioTrackId,
+        /// Position: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 1:05).
+        #[arg(long, value_parser = parse_position)]
+        at: i64,
+        /// The comment.
+        #[arg(long)]
+        text: String,
+    },
+    /// List a track's comments by position.
+    List {
+        /// Track id.
+        #[arg(long)]
+        track: AudioTrackId,
+    },
+    /// Show one comment.
+    Show {
+        /// Comment id.
+        id: AudioCommentId,
+    },
+    /// Edit a comment's text.
+    Update {
+        /// Comment id.
+        id: AudioCommentId,
+        /// New text.
+        #[arg(long)]
+        text: String,
+    },
+    /// Delete a comment.
+    Delete {
+        /// Comment id.
+        id: AudioCommentId,
+    },
+}
+
+/// `trackflow playlist ...`
+#[derive(Debug, Subcommand)]
+pub enum PlaylistCommand {
+    /// Create a playlist in a project.
+    Create {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Tracks in play order (repeat the flag).
+        #[arg(long = "track")]
+        tracks: Vec<AudioTrackId>,
+    },
+    /// List a project's playlists.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Show one playlist.
+    Show {
+        /// Playlist id.
+        id: PlaylistId,
+    },
+    /// Rename a playlist or replace its track order.
+    Update {
+        /// Playlist id.
+        id: PlaylistId,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New track order, replacing the old one (repeat the flag).
+        #[arg(long = "track", conflicts_with = "clear_tracks")]
+        tracks: Option<Vec<AudioTrackId>>,
+        /// Remove every track.
+        #[arg(long)]
+        clear_tracks: bool,
+    },
+    /// Delete a playlist.
+    Delete {
+        /// Playlist id.
+        id: PlaylistId,
+    },
+}
+
+/// `trackflow collaborator ...`
+#[derive(Debug, Subcommand)]
+pub enum CollaboratorCommand {
+    /// Invite a user to a project you own.
+    Add {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+        /// The user's id.
+        #[arg(long)]
+        user: UserId,
+        /// editor or viewer.
+        #[arg(long)]
+        role: CollaboratorRole,
+    },
+    /// List a project's collaborators.
+    List {
+        /// Project id.
+        #[arg(long)]
+        project: ProjectId,
+    },
+    /// Change a collaborator's role.
+    Update {
+        /// Membership id.
+        id: CollaboratorId,
+        /// editor or viewer.
+        #[arg(long)]
+        role: CollaboratorRole,
+    },
+    /// Remove a collaborator.
+    Remove {
+        /// Membership id.
+        id: CollaboratorId,
+    },
+}
+
+/// Exit status for a usage error (bad flag or value), as clap uses.
+const USAGE_ERROR: u8 = 2;
+/// Exit status for any other failure.
+const FAILURE: u8 = 1;
+
+/// Parses the command line, runs the command, and turns any failure into one line on stderr
+/// and a non-zero exit status.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::Error::from(err)),
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.use_stderr() { ExitCode::from(USAGE_ERROR) } else { ExitCode::SUCCESS };
+    }
+    // clap's own rendering spans several lines (usage, hints); keep the one that says what
+    // is wrong.
+    let rendered = err.render().to_string();
+    let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    eprintln!("{}", line.trim());
+    ExitCode::from(USAGE_ERROR)
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    // `{:#}` joins the cause chain with ": " on one line.
+    let message = format!("{err:#}").replace('\n', " ");
+    eprintln!("error: {message}");
+    ExitCode::from(FAILURE)
+}

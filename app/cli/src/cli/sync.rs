@@ -1,0 +1,228 @@
+//! `trackflow sync`, `watch` and `status`: the sync engine seen from the command line.
+
+use super::{
+    commands::App,
+    output::{Line, Printer},
+};
+use crate::config::Settings;
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use shaku::HasComponent;
+use std::{path::Path, time::Duration};
+use tokio::sync::watch;
+use trackflow_client::engine::{EngineOptions, SyncEngine};
+use trackflow_domain::{
+    ports::{
+        ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository, SessionStorage,
+    },
+    SyncPhase, SyncState,
+};
+use trackflow_executors::{upstream::health_of, UpstreamOptions};
+use trackflow_usecases::{ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncUseCases};
+
+/// How often `trackflow watch` looks for writes made by other processes.
+const WATCH_IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// The engine options the settings ask for.
+fn options(settings: &Settings, periodic: Option<Duration>) -> EngineOptions {
+    EngineOptions {
+        downstream: SyncDataOptions {
+            min_interval: settings.min_pull_interval,
+            use_cases: SyncUseCases::standard(&settings.policies),
+            ..SyncDataOptions::default()
+        },
+        periodic,
+        ..EngineOptions::default()
+    }
+}
+
+/// Refuses to sync without a server and a token, with the command that fixes it.
+async fn require_sign_in(engine: &SyncEngine) -> anyhow::Result<()> {
+    let sessions: &dyn SessionStorage = engine.module.resolve_ref();
+    match sessions.load().await? {
+        Some(session) if session.access_token.is_some() && session.server_url.is_some() => Ok(()),
+        _ => bail!("not logged in: run `trackflow signup --server URL` or `trackflow login --server URL`"),
+    }
+}
+
+/// `trackflow sync`: one push and pull of every scope that changed (a person asked: intervals
+/// do not apply), with a progress bar on a terminal while it is long.
+pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
+    let engine = SyncEngine::open(data_dir, options(settings, None)).await?;
+    require_sign_in(&engine).await?;
+    let bar = (!out.json).then(|| progress_bar(engine.status()));
+    let state = engine.sync_now().await;
+    if let Some(bar) = bar {
+        bar.abort();
+    }
+    engine.shutdown().await;
+    match state.phase {
+        SyncPhase::Offline => bail!("{}", state.last_error.as_deref().unwrap_or("server unreachable")),
+        SyncPhase::Error => bail!("sync failed: {}", state.last_error.as_deref().unwrap_or("unknown error")),
+        _ => out.value(&state, &state.line()),
+    }
+}
+
+/// Draws the progress of pushes and pulls on stderr (nothing when it is not a terminal).
+fn progress_bar(mut states: watch::Receiver<SyncState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{msg:8} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            match state.progress {
+                // Short syncs finish before a bar would help.
+                Some(progress) if progress.total >= 2 => {
+                    bar.set_message(phase_name(state.phase));
+                    bar.set_length(progress.total);
+                    bar.set_position(progress.done);
+                }
+                _ => {}
+            }
+        }
+        bar.finish_and_clear();
+    })
+}
+
+fn phase_name(phase: SyncPhase) -> &'static str {
+    match phase {
+        SyncPhase::Idle => "idle",
+        SyncPhase::Pushing => "pushing",
+        SyncPhase::Pulling => "pulling",
+        SyncPhase::Offline => "offline",
+        SyncPhase::Error => "error",
+    }
+}
+
+impl Line for SyncState {
+    fn line(&self) -> String {
+        let mut line = format!(
+            "{}: {} pending, {} failed, {} open conflicts",
+            phase_name(self.phase),
+            self.pending,
+            self.failed,
+            self.conflicts
+        );
+        if let Some(progress) = self.progress {
+            line.push_str(&format!(", {} of {} done", progress.done, progress.total));
+        }
+        match self.last_successful_sync {
+            Some(at) => line.push_str(&format!("; last synced {}", super::output::http_date(at))),
+            None => line.push_str("; never synced"),
+        }
+        if let Some(error) = &self.last_error {
+            line.push_str(&format!("; last error: {error}"));
+        }
+        line
+    }
+}
+
+/// `trackflow watch`: the engine in the foreground, syncing on its own, printing each state.
+pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
+    let mut options = options(settings, Some(settings.sync_interval));
+    // Writes made by other processes (another `trackflow` command) wake nothing here: the
+    // processor finds them at its idle poll, so poll often while someone watches.
+    options.upstream.idle_poll = WATCH_IDLE_POLL;
+    let mut engine = SyncEngine::open(data_dir, options).await?;
+    require_sign_in(&engine).await?;
+    let mut states = engine.status();
+    engine.status_provider().refresh_counts().await?;
+    print_state(out, &states.borrow_and_update())?;
+    engine.start().await;
+    loop {
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let state = states.borrow_and_update().clone();
+                print_state(out, &state)?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    engine.shutdown().await;
+    Ok(())
+}
+
+fn print_state(out: Printer, state: &SyncState) -> anyhow::Result<()> {
+    if out.json {
+        // One object per line, for scripts reading the stream.
+        println!("{}", serde_json::to_string(state)?);
+    } else {
+        println!("{}", state.line());
+    }
+    Ok(())
+}
+
+impl App<'_> {
+    /// `trackflow status`: the sync state as this data directory records it (the phase from a
+    /// quick look at the server when signed in), the outbox, conflicts and pull statistics.
+    pub(super) async fn status(&self) -> anyhow::Result<()> {
+        let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
+        let conflicts: &dyn ConflictRepository = self.module.resolve_ref();
+        let downstream: &dyn DownstreamRepository = self.module.resolve_ref();
+        let sessions: &dyn SessionStorage = self.module.resolve_ref();
+        let counts = outbox.counts().await?;
+        let health = health_of(&counts, self.now(), UpstreamOptions::default().stale_after);
+        let open = conflicts.list(true).await?.len();
+        let statistics = downstream.statistics().await?;
+        let session = sessions.load().await?;
+        let signed_in = session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some());
+        let phase =
+            if signed_in && !self.server_answers().await { SyncPhase::Offline } else { SyncPhase::Idle };
+        let state = SyncState {
+            phase,
+            pending: health.pending,
+            failed: health.failed,
+            conflicts: open as u64,
+            last_successful_sync: statistics.iter().map(|s| s.last_sync_at).max(),
+            last_error: health.last_error.clone(),
+            progress: None,
+        };
+        let server = session.as_ref().and_then(|s| s.server_url.clone());
+        if self.out.json {
+            return self.out.value(
+                &json!({
+                    "state": state,
+                    "signed_in": signed_in,
+                    "server": server,
+                    "user_id": session.as_ref().map(|s| s.user_id),
+                    "upstream": health,
+                    "open_conflicts": open,
+                    "statistics": statistics,
+                }),
+                "",
+            );
+        }
+        match (&server, signed_in) {
+            (Some(server), true) => println!("signed in at {server}"),
+            _ => println!("not logged in (offline only)"),
+        }
+        println!("{}", state.line());
+        println!(
+            "upstream {}: {} pending, {} failed; {open} open conflicts",
+            serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
+            health.pending,
+            health.failed
+        );
+        self.out.many(&statistics, "never pulled")
+    }
+
+    /// Whether the configured server answers its health check within a couple of seconds.
+    async fn server_answers(&self) -> bool {
+        let options = trackflow_remote::RemoteOptions {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(3),
+        };
+        let Ok(http) = trackflow_remote::HttpRemote::new(self.module.resolve(), &options) else {
+            return false;
+        };
+        ReachabilityMonitor::new(std::sync::Arc::new(http), ProbeOptions::default()).check().await
+    }
+}

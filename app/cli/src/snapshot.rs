@@ -1,0 +1,147 @@
+//! What a replica holds, as one comparable value: every live row by entity, with its fields.
+//! The demo and the end-to-end tests compare each client's snapshot with the server's, so
+//! convergence is checked, not assumed.
+
+use serde_json::Value;
+use shaku::HasComponent;
+use std::collections::BTreeMap;
+use trackflow_client::wiring::ClientModule;
+use trackflow_domain::{
+    ports::{
+        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
+        ProjectRepository, RemoteDataSource, UserProfileRepository,
+    },
+    protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
+    EntityRef, SyncEntity, UserId,
+};
+
+/// Every live row of a replica, by entity, with its synced fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot(pub BTreeMap<EntityRef, BTreeMap<String, Value>>);
+
+impl Snapshot {
+    fn add<E: SyncEntity>(&mut self, entity: &E) {
+        self.0.insert(entity.entity_ref(), entity.fields());
+    }
+
+    /// What the server shows the signed-in user of `remote`: every scope pulled from the
+    /// start, tombstones left out.
+    pub async fn of_server(remote: &dyn RemoteDataSource) -> anyhow::Result<Self> {
+        let mut snapshot = Self::default();
+        for scope in remote.scopes().await?.scopes {
+            let mut cursor = None;
+            loop {
+                let request = PullRequest { cursor, limit: MAX_PULL_LIMIT, scope: Some(scope.scope.clone()) };
+                match remote.pull(request).await? {
+                    PullResponse::Changes { changes, next_cursor, has_more } => {
+                        for state in changes {
+                            let entity = EntityRef::new(state.entity_type, state.entity_id);
+                            if state.deleted {
+                                snapshot.0.remove(&entity);
+                            } else {
+                                snapshot.0.insert(entity, state.fields);
+                            }
+                        }
+                        if !has_more {
+                            break;
+                        }
+                        cursor = Some(next_cursor);
+                    }
+                    PullResponse::Reset => {
+                        anyhow::bail!("the server answered reset to a pull from the start")
+                    }
+                }
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// What `user`'s client shows through its repositories: profiles, and the projects the
+    /// user may see with everything in them.
+    pub async fn of_client(module: &ClientModule, user: UserId) -> anyhow::Result<Self> {
+        let profiles: &dyn UserProfileRepository = module.resolve_ref();
+        let projects: &dyn ProjectRepository = module.resolve_ref();
+        let members: &dyn CollaboratorRepository = module.resolve_ref();
+        let tracks: &dyn AudioTrackRepository = module.resolve_ref();
+        let comments: &dyn AudioCommentRepository = module.resolve_ref();
+        let playlists: &dyn PlaylistRepository = module.resolve_ref();
+        let mut snapshot = Self::default();
+        for profile in profiles.list().await? {
+            snapshot.add(&profile);
+        }
+        for project in projects.list_by_user(user).await? {
+            snapshot.add(&project);
+            for member in members.list_by_project(project.id()).await? {
+                snapshot.add(&member);
+            }
+            for playlist in playlists.list_by_project(project.id()).await? {
+                snapshot.add(&playlist);
+            }
+            for track in tracks.list_by_project(project.id()).await? {
+                snapshot.add(&track);
+                for comment in comments.list_by_track(track.id()).await? {
+                    snapshot.add(&comment);
+                }
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// The rows that differ from `other`, one line each (empty when the two are equal).
+    pub fn differences(&self, other: &Snapshot) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (entity, fields) in &self.0 {
+            match other.0.get(entity) {
+                None => lines.push(format!("{entity}: only here")),
+                Some(theirs) if theirs != fields => {
+                    let fields: Vec<&str> = fields
+                        .iter()
+                        .filter(|(name, value)| theirs.get(*name) != Some(*value))
+                        .map(|(name, _)| name.as_str())
+                        .collect();
+                    lines.push(format!("{entity}: fields {} differ", fields.join(", ")));
+                }
+                Some(_) => {}
+            }
+        }
+        lines
+            .extend(other.0.keys().filter(|e| !self.0.contains_key(e)).map(|e| format!("{e}: missing here")));
+        lines
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use trackflow_domain::EntityType;
+    use uuid::Uuid;
+
+    #[test]
+    fn differences_name_each_row_and_field_that_disagrees() {
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let row = |name: &str| BTreeMap::from([("name".to_owned(), json!(name)), ("n".to_owned(), json!(1))]);
+        let project = |id| EntityRef::new(EntityType::Project, id);
+        let here = Snapshot(BTreeMap::from([(project(a), row("A")), (project(b), row("B"))]));
+        let there = Snapshot(BTreeMap::from([(project(a), row("A2")), (project(c), row("C"))]));
+        assert_eq!(
+            here.differences(&there),
+            [
+                format!("project {a}: fields name differ"),
+                format!("project {b}: only here"),
+                format!("project {c}: missing here")
+            ]
+        );
+        assert!(here.differences(&here.clone()).is_empty());
+    }
+}

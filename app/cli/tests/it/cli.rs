@@ -1,0 +1,266 @@
+//! The `trackflow` binary, run as a user would: offline commands against a temporary data
+//! directory, JSON output, and one-line errors with non-zero exit codes.
+
+use std::process::{Command, Output};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run trackflow")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_trackflow"));
+        command
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("TRACKFLOW_LOG")
+            .env_remove("TRACKFLOW_PASSWORD")
+            .env_remove("TRACKFLOW_SERVER");
+        command
+    }
+
+    /// Runs a command that must succeed and returns its JSON output.
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    /// Runs a command that must fail; returns (exit code, stderr).
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} unexpectedly succeeded");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn id(value: &serde_json::Value) -> String {
+    value["id"].as_str().expect("id").to_owned()
+}
+
+fn one_line(stderr: &str) {
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected, got: {stderr:?}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn an_offline_session_from_profile_to_playlist() {
+    let cli = Cli::new();
+    let me = cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let project = cli.json(&["project", "create", "--name", "First EP", "--description", "demo"]);
+    assert_eq!(project["owner_id"], me["id"]);
+    let p = id(&project);
+    let intro = cli.json(&["track", "add", &p, "--name", "Intro", "--duration", "1:30"]);
+    assert_eq!(intro["duration_ms"], 90_000);
+    let t = id(&intro);
+    let comment = cli.json(&["comment", "add", "--track", &t, "--at", "0:45.5", "--text", "nice"]);
+    assert_eq!(comment["timestamp_ms"], 45_500);
+    let playlist = cli.json(&["playlist", "create", "--project", &p, "--name", "Mix", "--track", &t]);
+    assert_eq!(playlist["track_ids"], serde_json::json!([t]));
+    let renamed = cli.json(&["project", "update", &p, "--name", "Renamed EP"]);
+    assert_eq!(renamed["name"], "Renamed EP");
+    assert_eq!(renamed["description"], "demo", "fields not named stay");
+
+    let listed = cli.json(&["project", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert_eq!(cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len), Some(1));
+    assert_eq!(cli.json(&["comment", "list", "--track", &t]).as_array().map(Vec::len), Some(1));
+
+    let queue = cli.json(&["queue"]);
+    assert_eq!(queue["counts"]["pending"], 6, "profile, project, track, comment, playlist, rename");
+    let kinds: Vec<&str> = queue["operations"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["create", "create", "create", "create", "create", "update"]);
+
+    cli.json(&["track", "delete", &t]);
+    assert_eq!(cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len), Some(0));
+    let human = cli.run(&["project", "show", &p]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("Renamed EP"));
+}
+
+#[test]
+fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
+    let cli = Cli::new();
+    let (code, err) = cli.fails(&["project", "create", "--name", "Orphan"]);
+    assert_eq!(code, 1);
+    one_line(&err);
+    assert!(err.contains("trackflow profile create"), "{err}");
+
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let table: [(&[&str], i32, &str); 7] = [
+        (&["project", "show", "not-an-id"], 2, "invalid project id"),
+        (
+            &["project", "show", "01a21dc5-0000-7000-8000-000000000000"],
+            1,
+            "project 01a21dc5-0000-7000-8000-000000000000 not found",
+        ),
+        (&["project", "create", "--name", "   "], 1, "invalid name"),
+        (
+            &["track", "add", "01a21dc5-0000-7000-8000-000000000000", "--name", "x", "--duration", "soon"],
+            2,
+            "is not a time",
+        ),
+        (
+            &["track", "add", "01a21dc5-0000-7000-8000-000000000000", "--name", "x", "--duration", "10"],
+            1,
+            "not found",
+        ),
+        (&["profile", "update", "--email", "nope"], 1, "invalid email"),
+        (&["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (args, expected_code, expected_text) in table {
+        let (code, err) = cli.fails(args);
+        assert_eq!(code, expected_code, "{args:?}: {err}");
+        one_line(&err);
+        assert!(err.contains(expected_text), "{args:?}: {err}");
+    }
+    // Nothing was queued by the failed commands: only the profile's create.
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1);
+}
+
+#[test]
+fn the_queue_reports_health_and_only_failed_operations_can_be_retried_or_discarded() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let queue = cli.json(&["queue"]);
+    let health = &queue["health"];
+    assert_eq!(
+        (health["status"].as_str(), health["pending"].as_u64(), health["failed"].as_u64()),
+        (Some("healthy"), Some(1), Some(0))
+    );
+    assert!(health["oldest_pending_age_ms"].is_u64(), "{health}");
+    let op = queue["operations"][0]["id"].as_str().expect("op id").to_owned();
+
+    let (code, err) = cli.fails(&["queue", "discard", &op]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("is pending, not failed"), "{err}");
+    assert_eq!(cli.json(&["queue", "retry", "--all"])["retried"], 0);
+    let (code, err) = cli.fails(&["queue", "retry", &op]);
+    assert!(code == 1 && err.contains("is pending, not failed"), "a pending operation is not retried: {err}");
+    let (code, err) = cli.fails(&["queue", "retry"]);
+    assert!(code == 2 && err.contains("required"), "{err}");
+    let (code, err) = cli.fails(&["queue", "discard", "not-an-id"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1, "nothing changed");
+    let text = String::from_utf8(cli.run(&["queue"]).stdout).expect("utf-8");
+    assert!(text.starts_with("upstream healthy: 1 pending, 0 in flight, 0 failed"), "{text}");
+}
+
+#[test]
+fn the_demo_ends_with_every_client_matching_the_server() {
+    let cli = Cli::new();
+    let out = cli.run(&["demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Ben syncs: offline, 3 changes wait in the outbox"), "{text}");
+    for name in ["Ana", "Ben"] {
+        assert!(
+            text.contains(&format!("✓ {name}'s client holds exactly what the server shows {name}")),
+            "{text}"
+        );
+    }
+    // The demo used --data-dir, so each client is there to inspect, as a profile.
+    let projects = cli.json(&["--profile", "ben", "project", "list"]);
+    assert_eq!(projects[0]["name"], "Night Drive EP (final)", "{projects}");
+    // And it refuses to run over what it left.
+    let (code, err) = cli.fails(&["demo"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("needs an empty directory"), "{err}");
+}
+
+#[test]
+fn an_interrupted_profile_setup_is_finished_not_duplicated() {
+    use diesel::{connection::SimpleConnection, Connection};
+    let cli = Cli::new();
+    // Initialise the database, then leave a session without its profile, as a setup killed
+    // between its two steps would.
+    cli.fails(&["profile", "show"]);
+    let user = "01a21dc5-0000-7000-8000-00000000abcd";
+    let db = cli.dir.path().join("trackflow.db");
+    let mut conn = diesel::SqliteConnection::establish(&db.to_string_lossy()).expect("open db");
+    conn.batch_execute(&format!("INSERT INTO session (id, user_id) VALUES (1, '{user}')")).expect("session");
+
+    let (code, err) = cli.fails(&["project", "create", "--name", "Too early"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("profile setup was interrupted"), "{err}");
+
+    let me = cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    assert_eq!(me["id"], user, "the interrupted setup's user is completed");
+    let (code, err) = cli.fails(&["profile", "create", "--name", "Bo", "--email", "bo@example.com"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already has a profile"), "{err}");
+    assert_eq!(cli.json(&["queue"])["counts"]["pending"], 1, "one profile, queued once");
+}
+
+/// `trackflow server` as a real process: it reports where it listens, answers health, and on
+/// SIGINT (Ctrl-C) finishes and exits 0.
+#[cfg(unix)]
+#[test]
+fn server_runs_until_interrupted() {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+        time::Duration,
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("server.db");
+    let server = crate::server_process::ServerProcess::start(&db, "127.0.0.1:0");
+    let addr = server.addr.clone();
+
+    let mut stream = TcpStream::connect(&addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(b"GET /v1/health HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"ok\""), "{response}");
+
+    let (exit, rest) = server.interrupt();
+    assert!(exit.success(), "{exit:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+    assert!(db.exists(), "the database file was created");
+}
+
+#[test]
+fn status_and_conflicts_report_offline_and_refuse_unknown_conflicts() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let status = cli.json(&["status"]);
+    assert_eq!(
+        (status["upstream"]["pending"].as_u64(), status["open_conflicts"].as_u64()),
+        (Some(1), Some(0)),
+        "{status}"
+    );
+    assert_eq!(status["statistics"], serde_json::json!([]), "never pulled");
+    let text = String::from_utf8(cli.run(&["status"]).stdout).expect("utf-8");
+    assert!(text.contains("0 open conflicts") && text.contains("never pulled"), "{text}");
+    assert_eq!(cli.json(&["conflicts"]), serde_json::json!([]));
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown, "mine"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("does not exist"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown, "--merged", "not json"]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("--merged must be a JSON object"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "resolve", &unknown]);
+    assert!(code == 2 && err.contains("required"), "{err}");
+    let (code, err) = cli.fails(&["conflicts", "show", &unknown]);
+    one_line(&err);
+    assert!(code == 1 && err.contains("no conflict"), "{err}");
+}

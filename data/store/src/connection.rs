@@ -1,0 +1,101 @@
+//! Opening the database: connection settings, the pool, migrations and replica identity.
+
+use super::{schema::local_settings, LocalStoreOptions};
+use diesel::{
+    prelude::*,
+    r2d2::{ConnectionManager, CustomizeConnection, Pool},
+};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use std::path::Path;
+use trackflow_db::{
+    error::{StoreError, StoreResult},
+    migrate::MigrateError,
+    sqlite::configure_connection,
+};
+use trackflow_domain::NodeId;
+
+/// The client schema migrations (migrations/local), embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/local");
+
+pub(super) struct Opened {
+    pub pool: Pool<ConnectionManager<SqliteConnection>>,
+    pub replica: NodeId,
+}
+
+#[derive(Debug)]
+struct Pragmas {
+    busy_timeout: std::time::Duration,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        configure_connection(conn, self.busy_timeout).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
+    let path = &options.path;
+    let open_error = |message: String| StoreError::Open { path: path.clone(), message };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+    }
+    let url = path.to_str().ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
+
+    // One direct connection first: it reports the real reason if the file cannot be opened
+    // (r2d2 would only time out), and it migrates before the pool hands out connections.
+    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
+    configure_connection(&mut conn, options.busy_timeout).map_err(|e| open_error(e.to_string()))?;
+    migrate(&mut conn, path)?;
+    let replica = replica_id(&mut conn)?;
+    // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a
+    // write transaction, so a concurrent raise cannot be overwritten with an older value.
+    conn.immediate_transaction(|conn| match super::outbox::newest_hlc(conn)? {
+        Some(newest) => super::records::raise_high_water(conn, newest),
+        None => Ok(()),
+    })?;
+    drop(conn);
+
+    let pool = Pool::builder()
+        .max_size(options.max_connections.max(1))
+        .min_idle(Some(1))
+        // Connections are local files; a `SELECT 1` on every checkout buys nothing.
+        .test_on_check_out(false)
+        .connection_timeout(options.busy_timeout.max(std::time::Duration::from_secs(1)))
+        .connection_customizer(Box::new(Pragmas { busy_timeout: options.busy_timeout }))
+        .build(ConnectionManager::<SqliteConnection>::new(url))
+        .map_err(|e| open_error(e.to_string()))?;
+    Ok(Opened { pool, replica })
+}
+
+/// Applies pending migrations, refusing a file that holds migrations this build does not know
+/// (it was written by a newer build). Check and migration share one write transaction, so two
+/// processes opening a new file at once cannot both migrate it.
+fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
+    conn.immediate_transaction(|conn| {
+        trackflow_db::migrate::apply(conn, MIGRATIONS).map_err(|e| match e {
+            MigrateError::Newer { found, known } => {
+                StoreError::NewerSchema { path: path.to_owned(), found, known }
+            }
+            MigrateError::Failed(message) => StoreError::Migration(message),
+        })
+    })
+}
+
+/// This replica's id, created on first open.
+fn replica_id(conn: &mut SqliteConnection) -> StoreResult<NodeId> {
+    const KEY: &str = "replica_id";
+    conn.immediate_transaction(|conn| {
+        let stored: Option<String> =
+            local_settings::table.find(KEY).select(local_settings::value).get_result(conn).optional()?;
+        match stored {
+            Some(text) => text.parse().map_err(|e| StoreError::corrupt("local_settings", e)),
+            None => {
+                let id = NodeId::new();
+                diesel::insert_into(local_settings::table)
+                    .values((local_settings::key.eq(KEY), local_settings::value.eq(id.to_string())))
+                    .execute(conn)?;
+                Ok(id)
+            }
+        }
+    })
+}

@@ -1,0 +1,598 @@
+//! Downstream sync on the client: pulled pages merged into the local tables, each page in one
+//! `BEGIN IMMEDIATE` transaction together with the scope's new cursor, and the per-scope sync
+//! metadata and statistics.
+//!
+//! A pulled row meets the local one through [`resolve`]: fields without an unacknowledged local
+//! edit follow the merge rule (the later clock reading wins), fields with one follow the entity
+//! type's [`ConflictPolicy`], as the page's [`ApplyPlan`] says. A row at or below the version the last pull brought
+//! (`pulled_version`) is skipped. A row whose parent is not stored yet (a comment whose track
+//! comes on a later page) is deferred in `sync_deferred` and applied, in the same transaction as
+//! its parent, when the parent arrives: no row ever lands before what it lives inside. Within a
+//! page, rows go in the plan's order of entity types, which the per-entity sync use cases derive
+//! from what each type depends on.
+
+use super::{
+    conflicts,
+    records::{existing, presence, raise_high_water, LocalEntity, NewRows},
+    rows::{from_json, parse, to_json, Record},
+    schema::{
+        audio_comments, audio_tracks, pending_operations, playlists, project_collaborators, projects,
+        sync_deferred, sync_metadata, sync_statistics,
+    },
+    LocalStore,
+};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use serde_json::Value;
+use shaku::Component;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    time::Duration,
+};
+use trackflow_db::error::StoreResult;
+use trackflow_domain::{
+    entities::Scope,
+    ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
+    protocol::EntityState,
+    sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
+    AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
+    ProjectCollaborator, ProjectId, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
+};
+use uuid::Uuid;
+
+/// Unacknowledged local edits of one entity: the fields queued operations change, and whether
+/// a delete is queued.
+#[derive(Debug, Default)]
+struct Edits {
+    fields: BTreeSet<String>,
+    delete: bool,
+}
+
+/// The unacknowledged edits of the entities in `changes`: one filtered scan of the outbox.
+fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<HashMap<EntityRef, Edits>> {
+    use pending_operations::dsl;
+    let mut edits: HashMap<EntityRef, Edits> = HashMap::new();
+    // An empty outbox (a first sync, or everything pushed) needs no per-row search.
+    if !diesel::select(diesel::dsl::exists(dsl::pending_operations.select(dsl::id)))
+        .get_result::<bool>(conn)?
+    {
+        return Ok(edits);
+    }
+    let ids: Vec<String> = changes.iter().map(|c| c.entity_id.to_string()).collect();
+    for chunk in ids.chunks(500) {
+        let rows: Vec<(String, String, String, String)> = dsl::pending_operations
+            .filter(dsl::entity_id.eq_any(chunk))
+            .select((dsl::entity_type, dsl::entity_id, dsl::kind, dsl::changed_fields))
+            .load(conn)?;
+        for (entity_type, entity_id, kind, fields) in rows {
+            let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
+            let entry = edits.entry(entity).or_default();
+            if parse::<OperationKind>(TABLE, &kind)? == OperationKind::Delete {
+                entry.delete = true;
+            }
+            let fields: BTreeMap<String, Value> = from_json(TABLE, &fields)?;
+            entry.fields.extend(fields.into_keys());
+        }
+    }
+    Ok(edits)
+}
+
+const TABLE: &str = "pending_operations";
+
+/// Applies one page and stores the cursor, in one transaction.
+pub(crate) fn apply_page(
+    conn: &mut SqliteConnection,
+    scope: &str,
+    changes: &[EntityState],
+    next_cursor: &str,
+    plan: &ApplyPlan,
+    now: Timestamp,
+) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
+    conn.immediate_transaction(|conn| {
+        // The clock's receive rule: a local write made after this page wins over everything
+        // in it, including fields a policy kept local (their remote readings are not stored).
+        if let Some(newest) = changes.iter().flat_map(|c| c.field_hlc.values()).max() {
+            raise_high_water(conn, *newest)?;
+        }
+        let edits = edits(conn, changes)?;
+        let mut ordered: Vec<&EntityState> = changes.iter().collect();
+        ordered.sort_by_key(|c| plan.rank(c.entity_type));
+        let waiting =
+            diesel::select(diesel::dsl::exists(sync_deferred::table.select(sync_deferred::entity_id)))
+                .get_result(conn)?;
+        let mut pass = Pass {
+            plan,
+            now,
+            counts: BTreeMap::new(),
+            stored: HashSet::new(),
+            looked_up: HashSet::new(),
+            waiting,
+            new_rows: NewRows::default(),
+        };
+        pass.look_up(conn, changes)?;
+        let none = Edits::default();
+        for state in ordered {
+            let entity = EntityRef::new(state.entity_type, state.entity_id);
+            let edits = edits.get(&entity).unwrap_or(&none);
+            apply_row(conn, state, edits, &mut pass)?;
+        }
+        pass.insert_new_rows(conn)?;
+        diesel::insert_into(sync_metadata::table)
+            .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
+            .on_conflict(sync_metadata::scope)
+            .do_update()
+            .set(sync_metadata::cursor.eq(next_cursor))
+            .execute(conn)?;
+        Ok(pass.counts)
+    })
+}
+
+/// One page's application: its settings, what it did, and what it learned on the way.
+struct Pass<'a> {
+    plan: &'a ApplyPlan,
+    now: Timestamp,
+    counts: BTreeMap<EntityType, ApplyCounts>,
+    /// Rows known to be stored (tombstones included): parents need not be looked up twice.
+    stored: HashSet<EntityRef>,
+    /// Rows whose presence was looked up for the whole page at once: stored if in `stored`,
+    /// absent otherwise.
+    looked_up: HashSet<EntityRef>,
+    /// Whether any row may be waiting in `sync_deferred` for one of this page's rows.
+    waiting: bool,
+    /// Rows this replica never held, not inserted yet: they go in many to a statement, before
+    /// anything reads or overwrites a stored row.
+    new_rows: NewRows,
+}
+
+impl Pass<'_> {
+    /// Looks up which of the page's rows, and of the parents they name, are stored: one query
+    /// per entity type instead of one per row. A first sync brings nothing but new rows, whose
+    /// parents mostly came on earlier pages.
+    fn look_up(&mut self, conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<()> {
+        let rows = changes.iter().map(|c| EntityRef::new(c.entity_type, c.entity_id));
+        let parents = changes.iter().filter_map(|c| c.entity_type.parent_in(&c.fields));
+        self.looked_up.extend(rows.chain(parents));
+        for entity_type in EntityType::ALL {
+            let ids: Vec<Uuid> =
+                self.looked_up.iter().filter(|e| e.entity_type == entity_type).map(|e| e.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for id in existing(conn, entity_type, &ids)? {
+                self.stored.insert(EntityRef::new(entity_type, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `entity` is known to have no row, without asking the database.
+    fn absent(&self, entity: &EntityRef) -> bool {
+        self.looked_up.contains(entity) && !self.stored.contains(entity)
+    }
+
+    /// Whether `parent` is stored (tombstones included).
+    fn stored(&mut self, conn: &mut SqliteConnection, parent: EntityRef) -> StoreResult<bool> {
+        if self.stored.contains(&parent) {
+            return Ok(true);
+        }
+        if self.absent(&parent) {
+            return Ok(false);
+        }
+        let stored = presence(conn, parent)?.is_some();
+        if stored {
+            self.stored.insert(parent);
+        }
+        Ok(stored)
+    }
+
+    /// Inserts the new rows gathered so far.
+    fn insert_new_rows(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        self.new_rows.insert(conn)
+    }
+}
+
+/// Applies one pulled row of any type, then what was deferred until it arrived.
+fn apply_row(
+    conn: &mut SqliteConnection,
+    state: &EntityState,
+    edits: &Edits,
+    pass: &mut Pass<'_>,
+) -> StoreResult<()> {
+    let outcome = match state.entity_type {
+        EntityType::UserProfile => apply::<UserProfile>(conn, state, edits, pass)?,
+        EntityType::Project => apply::<Project>(conn, state, edits, pass)?,
+        EntityType::ProjectCollaborator => apply::<ProjectCollaborator>(conn, state, edits, pass)?,
+        EntityType::AudioTrack => apply::<AudioTrack>(conn, state, edits, pass)?,
+        EntityType::AudioComment => apply::<AudioComment>(conn, state, edits, pass)?,
+        EntityType::Playlist => apply::<Playlist>(conn, state, edits, pass)?,
+    };
+    pass.counts.entry(state.entity_type).or_default().add(outcome);
+    if outcome.applied > 0 && pass.waiting {
+        // Children that arrived before this row: theirs is the state last pulled, and they have
+        // no local edits (they were never stored here).
+        let waiting: Vec<(String, String, String)> = sync_deferred::table
+            .filter(sync_deferred::parent_type.eq(state.entity_type.as_str()))
+            .filter(sync_deferred::parent_id.eq(state.entity_id.to_string()))
+            .select((sync_deferred::entity_type, sync_deferred::entity_id, sync_deferred::state))
+            .load(conn)?;
+        for (entity_type, entity_id, child) in waiting {
+            diesel::delete(sync_deferred::table.find((&entity_type, &entity_id))).execute(conn)?;
+            let child: EntityState = from_json("sync_deferred", &child)?;
+            apply_row(conn, &child, &Edits::default(), pass)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges one pulled row into the local row of type `E`.
+fn apply<E: LocalEntity>(
+    conn: &mut SqliteConnection,
+    state: &EntityState,
+    edits: &Edits,
+    pass: &mut Pass<'_>,
+) -> StoreResult<ApplyCounts> {
+    let policy = pass.plan.policy(state.entity_type);
+    let applied = ApplyCounts { applied: 1, ..ApplyCounts::default() };
+    let entity_ref = EntityRef::new(state.entity_type, state.entity_id);
+    let found = if pass.absent(&entity_ref) {
+        None
+    } else {
+        pass.insert_new_rows(conn)?;
+        E::find(conn, state.entity_id)?
+    };
+    let Some(mut record) = found else {
+        // A row this replica never held. A tombstone is stored too, hidden, so that an older
+        // state of the row arriving later (two pulls of one scope overlapping) meets it and
+        // stays deleted. A tombstone without whole fields cannot be stored: nothing of the row
+        // may wait any longer, then.
+        let entity = match E::from_fields(state.entity_id, &state.fields) {
+            Ok(entity) => entity,
+            Err(_) if state.deleted => {
+                diesel::delete(
+                    sync_deferred::table.find((state.entity_type.as_str(), state.entity_id.to_string())),
+                )
+                .execute(conn)?;
+                return Ok(applied);
+            }
+            Err(invalid) => return Err(invalid.into()),
+        };
+        if let Some(parent) = entity.parent() {
+            if !pass.stored(conn, parent)? {
+                defer(conn, state, parent)?;
+                pass.waiting = true;
+                return Ok(ApplyCounts { deferred: 1, ..ApplyCounts::default() });
+            }
+        }
+        let meta = SyncMeta {
+            version: state.version,
+            field_hlc: state.field_hlc.clone(),
+            deleted: state.deleted,
+            dirty: false,
+            pending_create: None,
+            pulled_version: state.version,
+        };
+        pass.new_rows.push(&Record { entity, meta })?;
+        pass.stored.insert(entity_ref);
+        return Ok(applied);
+    };
+    pass.stored.insert(entity_ref);
+    if state.version <= record.meta.pulled_version {
+        return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
+    }
+    let remote = FieldState {
+        fields: state.fields.clone(),
+        field_hlc: state.field_hlc.clone(),
+        deleted: state.deleted,
+    };
+    let local = FieldState {
+        fields: record.entity.fields(),
+        field_hlc: record.meta.field_hlc.clone(),
+        deleted: record.meta.deleted,
+    };
+    let resolution = resolve(
+        Some(LocalRow { state: &local, unacknowledged: &edits.fields, delete_unacknowledged: edits.delete }),
+        &remote,
+        policy,
+    );
+    if !resolution.state.deleted {
+        record.entity = E::from_fields(state.entity_id, &resolution.state.fields)?;
+    }
+    record.meta.field_hlc = resolution.state.field_hlc;
+    record.meta.deleted = resolution.state.deleted;
+    record.meta.version = record.meta.version.max(state.version);
+    record.meta.pulled_version = state.version;
+    E::save(conn, &record)?;
+    let conflicts = resolution.conflicts.len() as u64;
+    if policy == ConflictPolicy::Manual && !resolution.conflicts.is_empty() {
+        conflicts::record(
+            conn,
+            &SyncConflict {
+                id: ConflictId::new(),
+                entity: EntityRef::new(state.entity_type, state.entity_id),
+                local: resolution.conflicts.iter().map(|c| (c.field.clone(), c.local.clone())).collect(),
+                remote: resolution.conflicts.iter().map(|c| (c.field.clone(), c.remote.clone())).collect(),
+                fields: resolution.conflicts.iter().map(|c| c.field.clone()).collect(),
+                detected_at: pass.now,
+                resolution: None,
+            },
+        )?;
+    }
+    Ok(ApplyCounts { conflicts, ..applied })
+}
+
+/// Keeps `state` until `parent` arrives. A state of the same row already waiting is merged
+/// with it by the clock, as a stored row would be: two pulls of one scope may overlap, and the
+/// older page may come second.
+fn defer(conn: &mut SqliteConnection, state: &EntityState, parent: EntityRef) -> StoreResult<()> {
+    let key = (state.entity_type.as_str(), state.entity_id.to_string());
+    let waiting: Option<String> =
+        sync_deferred::table.find(key).select(sync_deferred::state).get_result(conn).optional()?;
+    let merged = match waiting {
+        Some(waiting) => merged(&from_json("sync_deferred", &waiting)?, state),
+        None => state.clone(),
+    };
+    let row = (
+        sync_deferred::entity_type.eq(state.entity_type.as_str()),
+        sync_deferred::entity_id.eq(state.entity_id.to_string()),
+        sync_deferred::parent_type.eq(parent.entity_type.as_str()),
+        sync_deferred::parent_id.eq(parent.id.to_string()),
+        sync_deferred::state.eq(to_json("sync_deferred", &merged)?),
+    );
+    diesel::replace_into(sync_deferred::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// Two pulled states of one row merged field by field, the later clock reading winning, as the
+/// server merges writes.
+fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
+    let state = |s: &EntityState| FieldState {
+        fields: s.fields.clone(),
+        field_hlc: s.field_hlc.clone(),
+        deleted: s.deleted,
+    };
+    let (earlier_state, unacknowledged) = (state(earlier), BTreeSet::new());
+    let local =
+        LocalRow { state: &earlier_state, unacknowledged: &unacknowledged, delete_unacknowledged: false };
+    let merged = resolve(Some(local), &state(later), ConflictPolicy::LastWriterWins).state;
+    EntityState {
+        version: earlier.version.max(later.version),
+        deleted: merged.deleted,
+        fields: merged.fields,
+        field_hlc: merged.field_hlc,
+        ..later.clone()
+    }
+}
+
+fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {
+    /// cursor, last sync, minimum interval, head
+    type MetadataRow = (Option<String>, Option<i64>, i64, Option<i64>);
+    let row: Option<MetadataRow> = sync_metadata::table
+        .find(scope)
+        .select((
+            sync_metadata::cursor,
+            sync_metadata::last_sync_at,
+            sync_metadata::min_interval_ms,
+            sync_metadata::head,
+        ))
+        .get_result(conn)
+        .optional()?;
+    Ok(match row {
+        Some((cursor, last, interval, head)) => ScopeSync {
+            scope: scope.to_owned(),
+            cursor,
+            last_sync_at: last.map(Timestamp),
+            min_interval: Duration::from_millis(u64::try_from(interval).unwrap_or(0)),
+            head,
+        },
+        None => ScopeSync {
+            scope: scope.to_owned(),
+            cursor: None,
+            last_sync_at: None,
+            min_interval: DEFAULT_PULL_INTERVAL,
+            head: None,
+        },
+    })
+}
+
+type StatisticsRow = (String, String, i64, i64, i64, i64, i64, i64);
+
+fn decode_statistics(row: StatisticsRow) -> StoreResult<SyncStatistics> {
+    let (scope, entity_type, last_sync_at, duration_ms, applied, skipped, conflicts, errors) = row;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(SyncStatistics {
+        scope,
+        entity_type: parse("sync_statistics", &entity_type)?,
+        last_sync_at: Timestamp(last_sync_at),
+        duration_ms: count(duration_ms),
+        counts: ApplyCounts {
+            applied: count(applied),
+            skipped: count(skipped),
+            conflicts: count(conflicts),
+            deferred: 0,
+        },
+        errors: count(errors),
+    })
+}
+
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Per-scope sync metadata, statistics, and pulled pages applied to the local tables.
+#[derive(Component)]
+#[shaku(interface = DownstreamRepository)]
+pub struct SqliteDownstreamRepository {
+    /// The local database.
+    store: LocalStore,
+}
+
+impl SqliteDownstreamRepository {
+    /// The downstream side of `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl DownstreamRepository for SqliteDownstreamRepository {
+    async fn scope(&self, scope: &str) -> Result<ScopeSync, RepositoryError> {
+        let scope = scope.to_owned();
+        self.store.read(move |conn| scope_sync(conn, &scope)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(scope, changes = changes.len()))]
+    async fn apply_page(
+        &self,
+        scope: &str,
+        changes: Vec<EntityState>,
+        next_cursor: String,
+        plan: &ApplyPlan,
+    ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError> {
+        let (scope, plan) = (scope.to_owned(), plan.clone());
+        let now = self.store.now();
+        self.store.read(move |conn| apply_page(conn, &scope, &changes, &next_cursor, &plan, now)).await
+    }
+
+    async fn reset(&self, scope: &str) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::update(sync_metadata::table.find(&scope))
+                        .set(sync_metadata::cursor.eq(None::<String>))
+                        .execute(conn)?;
+                    // A reset may come from another database, whose versions do not compare
+                    // with the ones stored: nothing pulled from the start may be skipped. Rows
+                    // still merge by clock reading, so pulling them again changes nothing that
+                    // is newer here.
+                    for entity_type in EntityType::ALL {
+                        with_entity_table!(entity_type, t => {
+                            diesel::update(t::table).set(t::pulled_version.eq(0)).execute(conn)
+                        })?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        scope: &str,
+        at: Timestamp,
+        head: Option<i64>,
+        stats: Vec<SyncStatistics>,
+    ) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::insert_into(sync_metadata::table)
+                        .values((
+                            sync_metadata::scope.eq(&scope),
+                            sync_metadata::last_sync_at.eq(at.as_millis()),
+                            sync_metadata::head.eq(head),
+                        ))
+                        .on_conflict(sync_metadata::scope)
+                        .do_update()
+                        .set((sync_metadata::last_sync_at.eq(at.as_millis()), sync_metadata::head.eq(head)))
+                        .execute(conn)?;
+                    for s in &stats {
+                        let row = (
+                            sync_statistics::scope.eq(&s.scope),
+                            sync_statistics::entity_type.eq(s.entity_type.as_str()),
+                            sync_statistics::last_sync_at.eq(s.last_sync_at.as_millis()),
+                            sync_statistics::duration_ms.eq(signed(s.duration_ms)),
+                            sync_statistics::applied.eq(signed(s.counts.applied)),
+                            sync_statistics::skipped.eq(signed(s.counts.skipped)),
+                            sync_statistics::conflicts.eq(signed(s.counts.conflicts)),
+                            sync_statistics::errors.eq(signed(s.errors)),
+                        );
+                        diesel::replace_into(sync_statistics::table).values(row).execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn failed(&self, scope: &str) -> Result<(), RepositoryError> {
+        let scope = scope.to_owned();
+        let now = self.store.now();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    for entity_type in EntityType::ALL {
+                        diesel::insert_into(sync_statistics::table)
+                            .values((
+                                sync_statistics::scope.eq(&scope),
+                                sync_statistics::entity_type.eq(entity_type.as_str()),
+                                sync_statistics::last_sync_at.eq(now.as_millis()),
+                                sync_statistics::duration_ms.eq(0),
+                                sync_statistics::applied.eq(0),
+                                sync_statistics::skipped.eq(0),
+                                sync_statistics::conflicts.eq(0),
+                                sync_statistics::errors.eq(1),
+                            ))
+                            .on_conflict((sync_statistics::scope, sync_statistics::entity_type))
+                            .do_update()
+                            .set(sync_statistics::errors.eq(sync_statistics::errors + 1))
+                            .execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn statistics(&self) -> Result<Vec<SyncStatistics>, RepositoryError> {
+        self.store
+            .read(|conn| {
+                let rows: Vec<StatisticsRow> = sync_statistics::table
+                    .order((sync_statistics::scope, sync_statistics::entity_type))
+                    .load(conn)?;
+                rows.into_iter().map(decode_statistics).collect()
+            })
+            .await
+    }
+
+    async fn pulled_scopes(&self) -> Result<Vec<String>, RepositoryError> {
+        self.store.read(|conn| Ok(sync_metadata::table.select(sync_metadata::scope).load(conn)?)).await
+    }
+
+    async fn forget_project(&self, project: ProjectId) -> Result<u64, RepositoryError> {
+        let scope = Scope::Project(project).to_string();
+        let id = project.to_string();
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    // Rows waiting for the project or one of its tracks will never be wanted.
+                    let tracks =
+                        audio_tracks::table.filter(audio_tracks::project_id.eq(&id)).select(audio_tracks::id);
+                    diesel::delete(sync_deferred::table.filter(
+                        sync_deferred::parent_id.eq(&id).or(sync_deferred::parent_id.eq_any(tracks)),
+                    ))
+                    .execute(conn)?;
+                    // Children before what they live inside, for the foreign keys.
+                    let removed =
+                        diesel::delete(audio_comments::table.filter(audio_comments::project_id.eq(&id)))
+                            .execute(conn)?
+                            + diesel::delete(playlists::table.filter(playlists::project_id.eq(&id)))
+                                .execute(conn)?
+                            + diesel::delete(audio_tracks::table.filter(audio_tracks::project_id.eq(&id)))
+                                .execute(conn)?
+                            + diesel::delete(
+                                project_collaborators::table
+                                    .filter(project_collaborators::project_id.eq(&id)),
+                            )
+                            .execute(conn)?
+                            + diesel::delete(projects::table.find(&id)).execute(conn)?;
+                    diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
+                    diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
+                        .execute(conn)?;
+                    StoreResult::Ok(removed as u64)
+                })
+            })
+            .await
+    }
+}

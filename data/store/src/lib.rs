@@ -1,0 +1,238 @@
+//! # trackflow-store
+//!
+//! The client's local store: one SQLite file (WAL) holding the cache of every entity, the
+//! transactional outbox and its upstream bookkeeping, per-scope sync metadata, conflicts and
+//! the audio cache, and the offline-first repositories that implement the domain's ports.
+//! Every Diesel call runs through `trackflow_db::blocking`.
+
+/// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table: the one place
+/// that maps an entity type to its local table.
+macro_rules! with_entity_table {
+    ($entity_type:expr, $t:ident => $body:expr) => {
+        match $entity_type {
+            EntityType::UserProfile => {
+                use $crate::schema::user_profiles as $t;
+                $body
+            }
+            EntityType::Project => {
+                use $crate::schema::projects as $t;
+                $body
+            }
+            EntityType::ProjectCollaborator => {
+                use $crate::schema::project_collaborators as $t;
+                $body
+            }
+            EntityType::AudioTrack => {
+                use $crate::schema::audio_tracks as $t;
+                $body
+            }
+            EntityType::AudioComment => {
+                use $crate::schema::audio_comments as $t;
+                $body
+            }
+            EntityType::Playlist => {
+                use $crate::schema::playlists as $t;
+                $body
+            }
+        }
+    };
+}
+
+mod blobs;
+mod clock;
+mod conflicts;
+mod connection;
+mod downstream;
+mod field_clock;
+mod outbox;
+mod records;
+mod repositories;
+mod rows;
+pub mod schema;
+mod session;
+mod upstream;
+
+pub use blobs::{hash_file, BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters};
+pub use clock::SystemClock;
+pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
+pub use connection::MIGRATIONS;
+pub use downstream::{SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters};
+pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
+pub use repositories::{
+    SqliteAudioCommentRepository, SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepository,
+    SqliteAudioTrackRepositoryParameters, SqliteCollaboratorRepository,
+    SqliteCollaboratorRepositoryParameters, SqlitePlaylistRepository, SqlitePlaylistRepositoryParameters,
+    SqliteProjectRepository, SqliteProjectRepositoryParameters, SqliteUserProfileRepository,
+    SqliteUserProfileRepositoryParameters,
+};
+pub use session::{SessionReload, SqliteSessionStorage, SqliteSessionStorageParameters};
+pub use trackflow_db::sqlite::configure_connection;
+pub use trackflow_db::{blocking::Offload, StoreError};
+
+use diesel::{
+    r2d2::{ConnectionManager, Pool},
+    SqliteConnection,
+};
+use records::WriteClock;
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use tokio::sync::watch;
+use trackflow_db::{blocking::run_blocking_with, error::StoreResult};
+use trackflow_domain::{ports::Clock, NodeId, RepositoryError};
+
+/// How to open a [`LocalStore`].
+#[derive(Debug, Clone)]
+pub struct LocalStoreOptions {
+    /// The database file; created (with its directory) if missing.
+    pub path: PathBuf,
+    /// Most pooled connections. SQLite serialises writers anyway; more connections only help
+    /// concurrent readers.
+    pub max_connections: u32,
+    /// How long a statement waits for another connection's write lock before failing.
+    pub busy_timeout: Duration,
+    /// How database work leaves the async worker (see [`Offload`]). Use
+    /// [`Offload::SpawnBlocking`] when calling the store from inside a tokio `LocalSet`.
+    pub offload: Offload,
+}
+
+impl LocalStoreOptions {
+    /// Defaults for the database file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            offload: Offload::Auto,
+        }
+    }
+}
+
+/// A handle on the local database. Cheap to clone; every clone shares one pool and one hybrid
+/// logical clock.
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    clock: WriteClock,
+    path: PathBuf,
+    offload: Offload,
+    /// Counts the local writes made through this handle; see [`LocalStore::watch_writes`].
+    writes: watch::Sender<u64>,
+    /// Outbox keys of listed operations, shared by the outbox repositories of this store.
+    outbox_keys: upstream::Keys,
+}
+
+impl fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("path", &self.inner.path)
+            .field("replica", &self.inner.clock.replica())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the database at `options.path`, applies pending migrations,
+    /// and loads this replica's identity. Fails with [`StoreError::NewerSchema`] if a newer
+    /// build has migrated the file.
+    #[tracing::instrument(skip_all, fields(path = %options.path.display()))]
+    pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        run_blocking_with(options.offload, move || {
+            let opened = connection::open(&options)?;
+            Ok(Self {
+                inner: Arc::new(Inner {
+                    pool: opened.pool,
+                    clock: WriteClock::new(opened.replica, clock),
+                    path: options.path,
+                    offload: options.offload,
+                    writes: watch::Sender::new(0),
+                    outbox_keys: upstream::Keys::default(),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &std::path::Path {
+        &self.inner.path
+    }
+
+    /// This replica's id, stamped on its clock readings.
+    pub fn replica_id(&self) -> NodeId {
+        self.inner.clock.replica()
+    }
+
+    /// A receiver that sees a change after every committed local write made through this
+    /// store (any clone of it): what wakes the upstream processor. Writes made by another
+    /// process on the same file are not seen; the processor's idle poll finds those.
+    pub fn watch_writes(&self) -> watch::Receiver<u64> {
+        self.inner.writes.subscribe()
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool.
+    pub async fn with_connection<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut SqliteConnection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        run_blocking_with(self.inner.offload, move || {
+            let mut conn = inner.pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+    }
+
+    /// Runs a write that needs the clock, and maps the outcome to a port error.
+    async fn write<T, F>(&self, work: F) -> Result<T, RepositoryError>
+    where
+        F: FnOnce(&mut SqliteConnection, &WriteClock) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let result = self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report);
+        if result.is_ok() {
+            self.announce_write();
+        }
+        result
+    }
+
+    /// Wall-clock time by the store's clock.
+    pub(crate) fn now(&self) -> trackflow_domain::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The keys of outbox operations listed through this store (see [`upstream::Keys`]).
+    pub(crate) fn outbox_keys(&self) -> &upstream::Keys {
+        &self.inner.outbox_keys
+    }
+
+    /// Tells [`watch_writes`](Self::watch_writes) receivers that the queue changed.
+    pub(crate) fn announce_write(&self) {
+        self.inner.writes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Runs a read and maps the outcome to a port error.
+    async fn read<T, F>(&self, work: F) -> Result<T, RepositoryError>
+    where
+        F: FnOnce(&mut SqliteConnection) -> StoreResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.with_connection(work).await.map_err(report)
+    }
+}
+
+/// Logs a failure at the level it deserves and converts it for the ports: a missing entity or
+/// an invalid input is the caller's business (debug); the store failing is an error.
+fn report(error: StoreError) -> RepositoryError {
+    match &error {
+        StoreError::NotFound(_) | StoreError::Validation(_) | StoreError::Conflict(_) => {
+            tracing::debug!(%error, "refused");
+        }
+        _ => tracing::error!(%error, "local store failure"),
+    }
+    error.into()
+}

@@ -1,0 +1,411 @@
+//! Outbox writes of upstream sync: applying a coalescing plan, marking operations sent, and
+//! settling what the server answered. Each is one `BEGIN IMMEDIATE` transaction; whenever
+//! operations leave the outbox, the rows they changed get their version, `dirty` flag and
+//! `pending_create` brought up to date in the same transaction.
+
+use super::{outbox::OperationRow, records::raise_high_water, rows::parse, schema::pending_operations::dsl};
+use diesel::prelude::*;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+use trackflow_db::error::{StoreError, StoreResult};
+use trackflow_domain::{
+    sync::{upstream::cascade, CoalescePlan, Settlement},
+    EntityRef, EntityType, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
+};
+
+const TABLE: &str = "pending_operations";
+
+/// Most ids bound in one statement: SQLite allows 32,766 variables; lists longer than this are
+/// handled in chunks inside the caller's transaction.
+const CHUNK: usize = 500;
+
+fn id_texts(ids: &[OperationId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+/// The outbox keys (`seq`) of operations listed through one store, by operation id.
+///
+/// The outbox has no index on `id`: every local write would pay for one. So a statement naming
+/// operations by id scans the whole outbox, and the upstream processor names a batch of them
+/// twice per request (marking it sent, settling it). It lists the queue first, so the keys are
+/// known: statements find those rows by key, and still require the id to match, so a key gone
+/// stale (its operation removed, the key reused by a later one) matches nothing. Operations
+/// whose key is unknown are found by id, as before.
+#[derive(Debug, Default)]
+pub(crate) struct Keys(Mutex<HashMap<OperationId, i32>>);
+
+impl Keys {
+    /// Records listed keys; a listing of the whole outbox replaces what was known.
+    pub(crate) fn remember(&self, listed: impl Iterator<Item = (OperationId, i32)>, whole: bool) {
+        let mut keys = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if whole {
+            keys.clear();
+        }
+        keys.extend(listed);
+    }
+
+    /// `ids` split into those with a known key (with it) and the rest.
+    fn split(&self, ids: &[OperationId]) -> (Vec<(i32, String)>, Vec<OperationId>) {
+        let keys = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            match keys.get(id) {
+                Some(seq) => known.push((*seq, id.to_string())),
+                None => unknown.push(*id),
+            }
+        }
+        (known, unknown)
+    }
+}
+
+/// The queued operations with these ids, in queue order.
+fn load(conn: &mut SqliteConnection, ids: &[OperationId]) -> StoreResult<Vec<SyncOperation>> {
+    let mut ops = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows: Vec<OperationRow> = dsl::pending_operations
+            .filter(dsl::id.eq_any(id_texts(chunk)))
+            .select(OperationRow::as_select())
+            .load(conn)?;
+        ops.extend(rows);
+    }
+    ops.sort_by_key(|row| row.seq);
+    ops.into_iter().map(OperationRow::decode).collect()
+}
+
+/// What removing an operation needs to know of it.
+struct Removed {
+    id: OperationId,
+    /// The row's key, when it was read: statements by key find the row without scanning the
+    /// outbox (which has no index on `id`, see the migration).
+    seq: Option<i32>,
+    entity: EntityRef,
+    hlc: Hlc,
+}
+
+impl From<&SyncOperation> for Removed {
+    fn from(op: &SyncOperation) -> Self {
+        Self { id: op.id, seq: None, entity: op.entity, hlc: op.hlc }
+    }
+}
+
+/// The queued operations with these ids, reading only what [`remove`] needs (no field JSON).
+fn load_keys(
+    conn: &mut SqliteConnection,
+    known: &Keys,
+    ids: &[OperationId],
+) -> StoreResult<HashMap<OperationId, Removed>> {
+    type KeyRow = (i32, String, String, String, String);
+    let columns = (dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc);
+    let (by_key, by_id) = known.split(ids);
+    let mut rows: Vec<KeyRow> = Vec::with_capacity(ids.len());
+    for chunk in by_key.chunks(CHUNK) {
+        let (seqs, ids): (Vec<i32>, Vec<&String>) = chunk.iter().map(|(seq, id)| (*seq, id)).unzip();
+        rows.extend(
+            dsl::pending_operations
+                .filter(dsl::seq.eq_any(seqs))
+                .filter(dsl::id.eq_any(ids))
+                .select(columns)
+                .load::<KeyRow>(conn)?,
+        );
+    }
+    for chunk in by_id.chunks(CHUNK) {
+        rows.extend(
+            dsl::pending_operations
+                .filter(dsl::id.eq_any(id_texts(chunk)))
+                .select(columns)
+                .load::<KeyRow>(conn)?,
+        );
+    }
+    let mut keys = HashMap::with_capacity(rows.len());
+    for (seq, id, entity_type, entity_id, hlc) in rows {
+        let id: OperationId = parse(TABLE, &id)?;
+        let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
+        keys.insert(id, Removed { id, seq: Some(seq), entity, hlc: parse(TABLE, &hlc)? });
+    }
+    Ok(keys)
+}
+
+/// The whole queue, in queue order.
+fn load_all(conn: &mut SqliteConnection) -> StoreResult<Vec<SyncOperation>> {
+    dsl::pending_operations
+        .order(dsl::seq)
+        .select(OperationRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(OperationRow::decode)
+        .collect()
+}
+
+/// Removes `removed` from the outbox (storing the clock floor first, see
+/// [`raise_high_water`]) and brings the rows they changed up to date: `versions` holds the
+/// server version of entities the server acknowledged.
+fn remove(
+    conn: &mut SqliteConnection,
+    removed: &[Removed],
+    versions: &HashMap<EntityRef, i64>,
+) -> StoreResult<()> {
+    let Some(newest) = removed.iter().map(|op| op.hlc).max() else {
+        return Ok(());
+    };
+    raise_high_water(conn, newest)?;
+    let ids: Vec<OperationId> = removed.iter().map(|op| op.id).collect();
+    let (by_key, by_id): (Vec<&Removed>, Vec<&Removed>) = removed.iter().partition(|op| op.seq.is_some());
+    let seqs: Vec<i32> = by_key.iter().filter_map(|op| op.seq).collect();
+    for chunk in seqs.chunks(CHUNK) {
+        diesel::delete(dsl::pending_operations.filter(dsl::seq.eq_any(chunk))).execute(conn)?;
+    }
+    let unkeyed: Vec<OperationId> = by_id.iter().map(|op| op.id).collect();
+    for chunk in unkeyed.chunks(CHUNK) {
+        diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk)))).execute(conn)?;
+    }
+
+    // Which of the touched entities still have operations queued. The outbox has no index by
+    // entity (every local write would pay for one), so this is one scan per batch, filtered by
+    // SQLite: only matching rows come back.
+    let touched: HashSet<EntityRef> = removed.iter().map(|op| op.entity).collect();
+    let touched_ids: Vec<String> = touched.iter().map(|e| e.id.to_string()).collect();
+    let mut still_queued: HashSet<(String, String)> = HashSet::new();
+    for chunk in touched_ids.chunks(CHUNK) {
+        let rows: Vec<(String, String)> = dsl::pending_operations
+            .filter(dsl::entity_id.eq_any(chunk))
+            .select((dsl::entity_type, dsl::entity_id))
+            .distinct()
+            .load(conn)?;
+        still_queued.extend(rows);
+    }
+    // A row's queued create is either removed now or still queued (it was cleared when it left
+    // before), so the removed ids tell which to clear.
+    let removed_ids: HashSet<String> = ids.iter().map(ToString::to_string).collect();
+    for entity in touched {
+        let key = (entity.entity_type.as_str().to_owned(), entity.id.to_string());
+        let dirty = still_queued.contains(&key);
+        settle_row(conn, entity, versions.get(&entity).copied(), dirty, &removed_ids)?;
+    }
+    Ok(())
+}
+
+/// Updates one row's sync metadata after operations on it left the outbox: the acknowledged
+/// `version` (never lowered), whether local changes still wait (`dirty`), and its queued create,
+/// which is cleared if it is among `removed_ids`.
+fn settle_row(
+    conn: &mut SqliteConnection,
+    entity: EntityRef,
+    version: Option<i64>,
+    dirty: bool,
+    removed_ids: &HashSet<String>,
+) -> StoreResult<()> {
+    with_entity_table!(entity.entity_type, t => {
+        let key = entity.id.to_string();
+        let Some((stored, pending)): Option<(i64, Option<String>)> = t::table
+            .find(&key)
+            .select((t::version, t::pending_create))
+            .get_result(conn)
+            .optional()?
+        else {
+            return Ok(());
+        };
+        let version = version.map_or(stored, |v| v.max(stored));
+        let pending = pending.filter(|id| !removed_ids.contains(id));
+        diesel::update(t::table.find(&key))
+            .set((t::version.eq(version), t::dirty.eq(dirty), t::pending_create.eq(pending)))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Applies `plan` unless an operation it names was sent or removed since the queue was read.
+pub(crate) fn apply_coalescing(conn: &mut SqliteConnection, plan: &CoalescePlan) -> StoreResult<bool> {
+    conn.immediate_transaction(|conn| {
+        let named: Vec<OperationId> =
+            plan.rewrite.iter().map(|op| op.id).chain(plan.remove.iter().copied()).collect();
+        let current = load(conn, &named)?;
+        let untouched = current.len() == named.len() && current.iter().all(SyncOperation::is_unsent);
+        if !untouched {
+            return Ok(false);
+        }
+        for op in &plan.rewrite {
+            let row = OperationRow::encode(op)?;
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq(&row.id)))
+                .set((
+                    dsl::kind.eq(&row.kind),
+                    dsl::changed_fields.eq(&row.changed_fields),
+                    dsl::field_hlc.eq(&row.field_hlc),
+                    dsl::hlc.eq(&row.hlc),
+                    dsl::priority.eq(row.priority),
+                    dsl::depends_on.eq(&row.depends_on),
+                ))
+                .execute(conn)?;
+        }
+        let removed: HashSet<OperationId> = plan.remove.iter().copied().collect();
+        let removed: Vec<Removed> =
+            current.iter().filter(|op| removed.contains(&op.id)).map(Removed::from).collect();
+        remove(conn, &removed, &HashMap::new())?;
+        Ok(true)
+    })
+}
+
+/// Marks operations as going out in a request.
+pub(crate) fn mark_sent(conn: &mut SqliteConnection, known: &Keys, ids: &[OperationId]) -> StoreResult<()> {
+    let sent = (dsl::status.eq(OperationStatus::InFlight.as_str()), dsl::sent.eq(true));
+    let (by_key, by_id) = known.split(ids);
+    conn.immediate_transaction(|conn| {
+        for chunk in by_key.chunks(CHUNK) {
+            let (seqs, ids): (Vec<i32>, Vec<&String>) = chunk.iter().map(|(seq, id)| (*seq, id)).unzip();
+            diesel::update(dsl::pending_operations.filter(dsl::seq.eq_any(seqs)).filter(dsl::id.eq_any(ids)))
+                .set(sent)
+                .execute(conn)?;
+        }
+        for chunk in by_id.chunks(CHUNK) {
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk))))
+                .set(sent)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// Records what became of sent operations. Settlements of operations no longer queued (a
+/// concurrent discard) are ignored.
+pub(crate) fn settle(
+    conn: &mut SqliteConnection,
+    known: &Keys,
+    settlements: &[(OperationId, Settlement)],
+) -> StoreResult<()> {
+    conn.immediate_transaction(|conn| {
+        let ids: Vec<OperationId> = settlements.iter().map(|(id, _)| *id).collect();
+        let mut ops = load_keys(conn, known, &ids)?;
+        let mut removed = Vec::new();
+        let mut versions: HashMap<EntityRef, i64> = HashMap::new();
+        for (id, settlement) in settlements {
+            let Some(op) = ops.remove(id) else { continue };
+            // `load_keys` read every row's key.
+            let target = dsl::pending_operations.filter(dsl::seq.eq(op.seq.unwrap_or_default()));
+            let acknowledged = match settlement {
+                Settlement::Applied { version } => Some(*version),
+                Settlement::Conflict { server } => Some(server.version),
+                Settlement::Failed { .. } | Settlement::Retry { .. } => None,
+            };
+            if let Some(version) = acknowledged {
+                let entry = versions.entry(op.entity).or_insert(version);
+                *entry = (*entry).max(version);
+                removed.push(op);
+                continue;
+            }
+            match settlement {
+                Settlement::Applied { .. } | Settlement::Conflict { .. } => {}
+                Settlement::Failed { reason } => {
+                    diesel::update(target)
+                        .set((
+                            dsl::status.eq(OperationStatus::Failed.as_str()),
+                            dsl::next_attempt_at.eq(None::<i64>),
+                            dsl::last_error.eq(reason),
+                        ))
+                        .execute(conn)?;
+                }
+                Settlement::Retry { attempts, not_before, error } => {
+                    diesel::update(target)
+                        .set((
+                            dsl::status.eq(OperationStatus::Pending.as_str()),
+                            dsl::attempts.eq(i32::try_from(*attempts).unwrap_or(i32::MAX)),
+                            dsl::next_attempt_at.eq(not_before.map(Timestamp::as_millis)),
+                            dsl::last_error.eq(error),
+                        ))
+                        .execute(conn)?;
+                }
+            }
+        }
+        remove(conn, &removed, &versions)
+    })
+}
+
+/// Returns in-flight operations to pending.
+pub(crate) fn release_in_flight(conn: &mut SqliteConnection) -> StoreResult<u64> {
+    let n =
+        diesel::update(dsl::pending_operations.filter(dsl::status.eq(OperationStatus::InFlight.as_str())))
+            .set(dsl::status.eq(OperationStatus::Pending.as_str()))
+            .execute(conn)?;
+    Ok(n as u64)
+}
+
+/// Sends failed operations again, from a fresh attempt count: `ids` (each must be failed), or
+/// every failed operation.
+pub(crate) fn retry_failed(conn: &mut SqliteConnection, ids: Option<&[OperationId]>) -> StoreResult<u64> {
+    conn.immediate_transaction(|conn| {
+        let failed: Vec<OperationId> = match ids {
+            Some(ids) => {
+                let ops = load(conn, ids)?;
+                require_failed(ids, &ops)?;
+                ids.to_vec()
+            }
+            None => load_all(conn)?
+                .into_iter()
+                .filter(|op| op.status == OperationStatus::Failed)
+                .map(|op| op.id)
+                .collect(),
+        };
+        for chunk in failed.chunks(CHUNK) {
+            diesel::update(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk))))
+                .set((
+                    dsl::status.eq(OperationStatus::Pending.as_str()),
+                    dsl::attempts.eq(0),
+                    dsl::next_attempt_at.eq(None::<i64>),
+                    dsl::last_error.eq(None::<String>),
+                ))
+                .execute(conn)?;
+        }
+        Ok(failed.len() as u64)
+    })
+}
+
+/// Refuses unless every one of `ids` is queued (in `ops`) and failed.
+fn require_failed(ids: &[OperationId], ops: &[SyncOperation]) -> StoreResult<()> {
+    for id in ids {
+        match ops.iter().find(|op| op.id == *id) {
+            Some(op) if op.status == OperationStatus::Failed => {}
+            Some(op) => {
+                return Err(StoreError::Conflict(format!(
+                    "operation {id} is {}, not failed: only failed operations can be retried or discarded",
+                    op.status
+                )))
+            }
+            None => return Err(StoreError::Conflict(format!("operation {id} is not queued"))),
+        }
+    }
+    Ok(())
+}
+
+/// Drops failed operations and what goes with them ([`cascade`]): later operations on an
+/// entity whose create is dropped, and everything created inside it.
+pub(crate) fn discard_failed(
+    conn: &mut SqliteConnection,
+    ids: &[OperationId],
+) -> StoreResult<Vec<OperationId>> {
+    conn.immediate_transaction(|conn| {
+        let queue = load_all(conn)?;
+        require_failed(ids, &queue)?;
+        let dropped: HashSet<OperationId> =
+            cascade(&queue, &ids.iter().copied().collect()).into_iter().collect();
+        let removed: Vec<Removed> =
+            queue.iter().filter(|op| dropped.contains(&op.id)).map(Removed::from).collect();
+        remove(conn, &removed, &HashMap::new())?;
+        Ok(removed.into_iter().map(|op| op.id).collect())
+    })
+}
+
+/// The error to show for the outbox: the newest one on an operation still waiting, or else the
+/// newest failed operation's reason.
+pub(crate) fn last_error(conn: &mut SqliteConnection) -> StoreResult<Option<String>> {
+    for status in [OperationStatus::Pending, OperationStatus::Failed] {
+        let newest: Option<i32> = dsl::pending_operations
+            .filter(dsl::status.eq(status.as_str()).and(dsl::last_error.is_not_null()))
+            .select(diesel::dsl::max(dsl::seq))
+            .get_result(conn)?;
+        if let Some(seq) = newest {
+            return Ok(dsl::pending_operations.find(seq).select(dsl::last_error).get_result(conn)?);
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,111 @@
+//! Opening the store: connection settings, migrations and schema versions.
+
+use super::{count, execute, open, Fixture};
+use diesel::{prelude::*, sql_types::Text};
+use std::sync::{Arc, Barrier};
+use trackflow_store::{LocalStore, LocalStoreOptions, StoreError, SystemClock};
+
+#[derive(QueryableByName)]
+struct Setting {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+fn pragma(conn: &mut SqliteConnection, name: &str, column: &str) -> String {
+    diesel::sql_query(format!("SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"))
+        .get_result::<Setting>(conn)
+        .expect("read pragma")
+        .value
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pooled_connection_gets_the_sqlite_settings() {
+    let fx = Fixture::new().await;
+    // All four tasks hold their connection until every one has one, so the pool must hand
+    // out four distinct connections (its maximum).
+    let all_connected = Arc::new(Barrier::new(4));
+    let mut checks = Vec::new();
+    for _ in 0..4 {
+        let (store, all_connected) = (fx.store.clone(), Arc::clone(&all_connected));
+        checks.push(tokio::spawn(async move {
+            store
+                .with_connection(move |conn| {
+                    all_connected.wait();
+                    Ok([
+                        pragma(conn, "journal_mode", "journal_mode"),
+                        pragma(conn, "synchronous", "synchronous"),
+                        pragma(conn, "foreign_keys", "foreign_keys"),
+                        pragma(conn, "busy_timeout", "timeout"),
+                    ])
+                })
+                .await
+                .expect("connection")
+        }));
+    }
+    for check in checks {
+        let settings = check.await.expect("task");
+        assert_eq!(
+            settings,
+            ["wal", "1", "1", "5000"],
+            "WAL, synchronous=NORMAL, foreign keys, 5 s busy timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrations_create_every_table() {
+    let fx = Fixture::new().await;
+    for table in [
+        "user_profiles",
+        "projects",
+        "project_collaborators",
+        "audio_tracks",
+        "audio_comments",
+        "playlists",
+        "pending_operations",
+        "sync_metadata",
+        "sync_conflicts",
+        "blobs",
+        "session",
+    ] {
+        let n = fx
+            .count(&format!(
+                "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            ))
+            .await;
+        assert_eq!(n, 1, "table {table}");
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_build_is_refused_with_a_clear_error() {
+    let fx = Fixture::new().await;
+    execute(&fx.store, "INSERT INTO __diesel_schema_migrations (version) VALUES ('20990101000000')").await;
+    drop(fx.store.clone());
+    let err = LocalStore::open(LocalStoreOptions::new(fx.db_path()), Arc::new(SystemClock))
+        .await
+        .expect_err("a newer schema must be refused");
+    assert!(matches!(err, StoreError::NewerSchema { ref found, .. } if found == "20990101000000"), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("newer TrackFlow") && message.contains("Upgrade"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unopenable_path_is_a_clear_error() {
+    let fx = Fixture::new().await;
+    let blocker = fx.dir.path().join("file");
+    std::fs::write(&blocker, b"not a directory").expect("write");
+    let err = LocalStore::open(LocalStoreOptions::new(blocker.join("local.db")), Arc::new(SystemClock))
+        .await
+        .expect_err("a file is in the way of the directory");
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_replica_id_survives_reopening() {
+    let fx = Fixture::new().await;
+    let first = fx.store.replica_id();
+    let again = open(&fx.db_path()).await;
+    assert_eq!(again.replica_id(), first);
+    assert_eq!(count(&again, "SELECT COUNT(*) AS n FROM local_settings").await, 1);
+}
