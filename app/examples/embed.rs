@@ -6,20 +6,23 @@
 //! so that it runs anywhere (the server is one of this crate's dev-dependencies, not something
 //! an embedding program compiles); a real program would point at its own server instead.
 
-use shaku::HasComponent;
 use std::{sync::Arc, time::Duration};
-use trackflow_client::engine::{EngineOptions, SyncEngine};
-use trackflow_domain::{
-    ports::{Clock, ProjectRepository},
-    protocol::SignUpRequest,
-    Project,
+use trackflow_client::{
+    domain::{
+        ports::{Clock, ProjectRepository},
+        protocol::SignUpRequest,
+        Project,
+    },
+    remote::{AuthClient, RemoteOptions},
+    shaku::HasComponent,
+    EngineOptions, SyncEngine,
 };
-use trackflow_remote::{AuthClient, RemoteOptions};
 use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // A sync server for the example (your program uses its own).
+    // A sync server for the example (your program uses its own; this one comes from the
+    // crate's dev-dependencies).
     let server_store = DieselServerStore::open("sqlite::memory:", 1)?;
     let server_files = tempfile::tempdir()?;
     let audio = Arc::new(FsBlobStorage::open(server_files.path())?);

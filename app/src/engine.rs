@@ -83,8 +83,16 @@ impl SyncEngine {
 
     /// The engine over an opened store: everything resolved from its [`ClientModule`].
     pub fn over(store: LocalStore, options: EngineOptions) -> anyhow::Result<Self> {
-        let module = Arc::new(client_module_with(&store, &options)?);
-        Ok(Self {
+        let module = client_module_with(&store, &options)?;
+        Ok(Self::with_module(store, module, options))
+    }
+
+    /// The engine over a module a program built itself over `store`, usually from
+    /// [`client_module_builder`](crate::wiring::client_module_builder) with components of its
+    /// own in place of some of ours. `options` must be the ones the module was built with.
+    pub fn with_module(store: LocalStore, module: ClientModule, options: EngineOptions) -> Self {
+        let module = Arc::new(module);
+        Self {
             upstream: module.resolve(),
             coordinator: HasComponent::<BackgroundSyncCoordinator>::resolve_ref(module.as_ref()).clone(),
             monitor: module.resolve(),
@@ -96,7 +104,7 @@ impl SyncEngine {
             stop: watch::Sender::new(false),
             tasks: Vec::new(),
             followers: Vec::new(),
-        })
+        }
     }
 
     /// Starts the background work: the upstream processor (woken by every local write), the
@@ -216,9 +224,11 @@ impl Drop for SyncEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use trackflow_domain::{
-        ports::{PendingOperationsRepository, ProjectRepository},
+        ports::{PendingOperationsRepository, ProjectRepository, RemoteDataSource, RemoteError},
         protocol::SignUpRequest,
+        protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
         Project, SyncPhase, Timestamp, UserId,
     };
     use trackflow_remote::AuthClient;
@@ -350,6 +360,55 @@ mod tests {
             state.last_error
         );
         assert_eq!(state.pending, 1, "the write waits in the outbox");
+        engine.shutdown().await;
+    }
+
+    /// A remote of the program's own: it counts the pushes it is given and answers "busy".
+    struct CountingRemote(Arc<AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl RemoteDataSource for CountingRemote {
+        async fn push(&self, _: &PushRequest) -> Result<PushResponse, RemoteError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(RemoteError::Busy { message: "the program's remote".into(), retry_after_ms: None })
+        }
+
+        async fn pull(&self, _: PullRequest) -> Result<PullResponse, RemoteError> {
+            Err(RemoteError::Unreachable { message: "pushes only".into() })
+        }
+
+        async fn scopes(&self) -> Result<ScopesResponse, RemoteError> {
+            Err(RemoteError::Unreachable { message: "pushes only".into() })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_program_puts_a_component_of_its_own_in_place_through_the_module_builder() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open_store(dir.path()).await.expect("store");
+        let pushes = Arc::new(AtomicUsize::new(0));
+        let module = crate::wiring::client_module_builder(&store, &quiet())
+            .expect("builder")
+            .with_component_override::<dyn RemoteDataSource>(Box::new(CountingRemote(pushes.clone())))
+            .build();
+        let engine = SyncEngine::with_module(store, module, quiet());
+        let user = UserId::new();
+        engine.sign_in(user, "http://127.0.0.1:9", "token").await.expect("session");
+        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
+        projects
+            .create(Project::new(user, "Mine", None, Timestamp(1)).expect("valid"))
+            .await
+            .expect("create");
+
+        let report = engine.upstream().process().await.expect("a pass");
+        assert_eq!(
+            pushes.load(Ordering::SeqCst),
+            1,
+            "the upstream processor pushed through the program's remote"
+        );
+        assert_eq!((report.acknowledged, report.failed), (0, 0), "{report:?}");
+        assert_eq!(outbox.counts().await.expect("counts").pending, 1, "busy: the write stays queued");
         engine.shutdown().await;
     }
 

@@ -9,8 +9,8 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use shaku::HasComponent;
-//! use trackflow_domain::{ports::ProjectRepository, Project, Timestamp, UserId};
+//! use trackflow_client::domain::{ports::ProjectRepository, Project, Timestamp, UserId};
+//! use trackflow_client::shaku::HasComponent;
 //!
 //! let module = trackflow_client::wiring::open_client_module(std::path::Path::new("./data")).await?;
 //! let projects: &dyn ProjectRepository = module.resolve_ref();
@@ -26,3 +26,13 @@ pub mod local_user;
 pub mod wiring;
 
 pub use engine::{EngineOptions, SyncEngine};
+
+// The crates an embedding program works with, re-exported so that `trackflow-client` is its one
+// dependency: the domain's entities and ports, shaku to resolve them, the option types of the
+// store, the remote and the sync machinery.
+pub use shaku;
+pub use trackflow_domain as domain;
+pub use trackflow_executors as executors;
+pub use trackflow_remote as remote;
+pub use trackflow_store as store;
+pub use trackflow_usecases as usecases;

@@ -4,8 +4,26 @@
 //! reachability monitor, the status provider and the coordinator — over one local store.
 //!
 //! Async and fallible setup (opening the database, running migrations, building HTTP clients)
-//! happens first, in [`open_client_module`] and [`client_module_with`]; the module is then
+//! happens first, in [`open_client_module`] and [`client_module_builder`]; the module is then
 //! built from ready parts and cannot fail.
+//!
+//! A program puts a component of its own in place of one of the module's through the builder,
+//! before building: any port the module resolves can be overridden, and every component that
+//! uses the port gets the program's.
+//!
+//! ```no_run
+//! # async fn example(my_remote: Box<dyn trackflow_domain::ports::RemoteDataSource>) -> anyhow::Result<()> {
+//! use trackflow_client::{wiring, EngineOptions, SyncEngine};
+//! use trackflow_domain::ports::RemoteDataSource;
+//!
+//! let options = EngineOptions::default();
+//! let store = wiring::open_store(std::path::Path::new("./data")).await?;
+//! let module = wiring::client_module_builder(&store, &options)?
+//!     .with_component_override::<dyn RemoteDataSource>(my_remote)
+//!     .build();
+//! let engine = SyncEngine::with_module(store, module, options);
+//! # Ok(()) }
+//! ```
 
 mod client;
 
@@ -13,7 +31,7 @@ pub use client::{MonitorParameters, RealtimeParameters, Required, UpstreamParame
 
 use crate::engine::EngineOptions;
 use anyhow::Context;
-use shaku::module;
+use shaku::{module, ModuleBuilder};
 use std::{path::Path, sync::Arc};
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
@@ -86,6 +104,15 @@ pub fn client_module(store: &LocalStore) -> anyhow::Result<ClientModule> {
 
 /// Builds the module over an opened store, syncing as `options` say.
 pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow::Result<ClientModule> {
+    Ok(client_module_builder(store, options)?.build())
+}
+
+/// The module's builder over an opened store, given every parameter `options` say: override
+/// components on it (`with_component_override::<dyn Port>(...)`), then `build` it.
+pub fn client_module_builder(
+    store: &LocalStore,
+    options: &EngineOptions,
+) -> anyhow::Result<ModuleBuilder<ClientModule>> {
     let remote = HttpRemote::parameters(&options.remote).context("building the HTTP client")?;
     let session: Arc<dyn SessionStorage> = Arc::new(SqliteSessionStorage::new(store.clone()));
     // One more client for what the module's remote does not offer under its interface: the
@@ -146,8 +173,7 @@ pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow
         .with_component_parameters::<SqliteDownstreamRepository>(SqliteDownstreamRepositoryParameters {
             store: store.clone(),
         })
-        .with_component_parameters::<HttpRemote>(remote)
-        .build())
+        .with_component_parameters::<HttpRemote>(remote))
 }
 
 /// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
