@@ -1,11 +1,11 @@
 //! Who may read and write what: the rules the sync server enforces on every push and pull.
 //!
 //! Pure decisions over the facts a store looks up (the user's role in the entity's project, or
-//! whether a profile is the user's own), so one table-driven test covers every entity type
-//! against every role.
+//! whether a profile is the user's own) and what each type declares (its [`ScopeKind`] and
+//! [`WriteRule`]), so one table-driven test covers every entity type against every role.
 
 use crate::{
-    entities::{CollaboratorRole, EntityType},
+    entities::{CollaboratorRole, EntityType, ScopeKind, WriteRule},
     sync::OperationKind,
 };
 use serde::{Deserialize, Serialize};
@@ -77,32 +77,43 @@ impl fmt::Display for Pretty {
 ///   project itself; viewers write nothing.
 /// - Only the owner deletes the project and adds, changes or removes collaborators.
 pub fn authorize(entity_type: EntityType, access: Access, relation: Relation) -> Result<(), Denied> {
-    use CollaboratorRole::{Editor, Owner, Viewer};
-    use OperationKind::Delete;
+    use CollaboratorRole::Viewer;
     let kind = match access {
         Access::Read => None,
         Access::Write(kind) => Some(kind),
     };
-    match (entity_type, relation) {
-        (EntityType::UserProfile, Relation::Profile { own: true, .. }) => Ok(()),
-        (EntityType::UserProfile, Relation::Profile { own: false, shares_project }) => match kind {
+    match (entity_type.scope_kind(), relation) {
+        (ScopeKind::User, Relation::Profile { own: true, .. }) => Ok(()),
+        (ScopeKind::User, Relation::Profile { own: false, shares_project }) => match kind {
             None if shares_project => Ok(()),
             None => Err(Denied::hidden(entity_type)),
-            Some(_) => Err(Denied::forbidden("only its owner changes a profile")),
+            Some(_) => Err(Denied::forbidden(format!("only its owner changes a {}", Pretty(entity_type)))),
         },
-        (EntityType::UserProfile, Relation::Project(_)) | (_, Relation::Profile { .. }) => {
+        (ScopeKind::User, Relation::Project(_)) | (ScopeKind::Project, Relation::Profile { .. }) => {
             Err(Denied::forbidden(format!("a {} is not judged that way", Pretty(entity_type))))
         }
-        (_, Relation::Project(None)) => Err(Denied::hidden(entity_type)),
-        (_, Relation::Project(Some(_))) if kind.is_none() => Ok(()),
-        (_, Relation::Project(Some(Viewer))) => Err(Denied::forbidden("viewers cannot change a project")),
-        (EntityType::Project, Relation::Project(Some(Editor))) if kind == Some(Delete) => {
-            Err(Denied::forbidden("only the owner deletes a project"))
+        (ScopeKind::Project, Relation::Project(None)) => Err(Denied::hidden(entity_type)),
+        (ScopeKind::Project, Relation::Project(Some(role))) => match kind {
+            None => Ok(()),
+            Some(_) if role == Viewer => Err(Denied::forbidden("viewers cannot change a project")),
+            // Roles order owner < editor < viewer: a role at or before the least one writes.
+            Some(kind) if role <= entity_type.write_rule().least(kind) => Ok(()),
+            Some(kind) => Err(Denied::forbidden(owner_only(entity_type, kind))),
+        },
+    }
+}
+
+/// Why a member who is not the owner may not make a write the type reserves for the owner.
+fn owner_only(entity_type: EntityType, kind: OperationKind) -> String {
+    let everything = entity_type.write_rule() == WriteRule::OWNER;
+    match kind {
+        // "manages": a type whose every write is the owner's is the owner's to manage.
+        _ if everything => format!("only the owner manages {}s", Pretty(entity_type)),
+        OperationKind::Delete => format!("only the owner deletes a {}", Pretty(entity_type)),
+        OperationKind::Create | OperationKind::Upload => {
+            format!("only the owner creates a {}", Pretty(entity_type))
         }
-        (EntityType::ProjectCollaborator, Relation::Project(Some(Editor))) => {
-            Err(Denied::forbidden("only the owner manages collaborators"))
-        }
-        (_, Relation::Project(Some(Owner | Editor))) => Ok(()),
+        OperationKind::Update => format!("only the owner changes a {}", Pretty(entity_type)),
     }
 }
 
@@ -125,6 +136,8 @@ mod tests {
             (EntityType::AudioComment, ["----", "----", "-FFF", "NNNN"]),
             (EntityType::Playlist, ["----", "----", "-FFF", "NNNN"]),
         ];
+        let in_projects = EntityType::ALL.iter().filter(|t| t.scope_kind() == ScopeKind::Project).count();
+        assert_eq!(table.len(), in_projects, "a row for every type kept in a project");
         let accesses = [
             Access::Read,
             Access::Write(OperationKind::Create),
@@ -169,6 +182,25 @@ mod tests {
                 assert_eq!(got, want, "profile {access:?} as {name}");
             }
         }
+    }
+
+    #[test]
+    fn a_refusal_says_what_only_the_owner_may_do() {
+        let editor = Relation::Project(Some(Editor));
+        let message = |entity_type, kind| {
+            authorize(entity_type, Access::Write(kind), editor).expect_err("refused").message
+        };
+        assert_eq!(message(EntityType::Project, OperationKind::Delete), "only the owner deletes a project");
+        assert_eq!(
+            message(EntityType::ProjectCollaborator, OperationKind::Create),
+            "only the owner manages project collaborators"
+        );
+        let viewer = authorize(
+            EntityType::AudioTrack,
+            Access::Write(OperationKind::Update),
+            Relation::Project(Some(Viewer)),
+        );
+        assert_eq!(viewer.expect_err("refused").message, "viewers cannot change a project");
     }
 
     #[test]

@@ -5,13 +5,12 @@
 //! does not have, a create that does not make a valid entity) is refused here, permanently,
 //! instead of making the server refuse the whole batch it travels in.
 //!
-//! Adding an entity type to the engine touches this crate in one place: the
-//! `builtin_executors!` list below.
+//! Every registered entity type gets its [`EntityExecutor`], made from its declaration: adding
+//! a type touches nothing here.
 
 use std::{collections::HashMap, marker::PhantomData};
 use trackflow_domain::{
-    protocol::Mutation, AudioComment, AudioTrack, EntityType, OperationKind, Playlist, Project,
-    ProjectCollaborator, SyncEntity, SyncOperation, UserProfile,
+    entities::EntityVisitor, protocol::Mutation, EntityType, OperationKind, SyncEntity, SyncOperation,
 };
 
 /// Why an operation cannot be executed. Every variant is permanent: retrying will not help.
@@ -92,15 +91,15 @@ pub struct ExecutorRegistry {
     executors: HashMap<&'static str, Box<dyn OperationExecutor>>,
 }
 
-macro_rules! builtin_executors {
-    ($($entity:ty),+ $(,)?) => {
-        /// A registry holding the executor of every built-in entity type.
-        pub fn with_builtin_entities() -> Self {
-            let mut registry = Self::empty();
-            $(registry.register(Box::new(EntityExecutor::<$entity>::default()));)+
-            registry
-        }
-    };
+/// Makes the [`EntityExecutor`] of a registered type.
+struct MakeExecutor;
+
+impl EntityVisitor for MakeExecutor {
+    type Output = Box<dyn OperationExecutor>;
+
+    fn visit<E: SyncEntity>(self) -> Box<dyn OperationExecutor> {
+        Box::new(EntityExecutor::<E>::default())
+    }
 }
 
 impl ExecutorRegistry {
@@ -109,7 +108,14 @@ impl ExecutorRegistry {
         Self { executors: HashMap::new() }
     }
 
-    builtin_executors!(UserProfile, Project, ProjectCollaborator, AudioTrack, AudioComment, Playlist);
+    /// A registry holding the executor of every registered entity type.
+    pub fn with_registered_entities() -> Self {
+        let mut registry = Self::empty();
+        for entity_type in EntityType::ALL {
+            registry.register(entity_type.visit(MakeExecutor));
+        }
+        registry
+    }
 
     /// Registers `executor` under its entity type's name, replacing any before it.
     pub fn register(&mut self, executor: Box<dyn OperationExecutor>) {
@@ -132,7 +138,7 @@ impl ExecutorRegistry {
 
 impl Default for ExecutorRegistry {
     fn default() -> Self {
-        Self::with_builtin_entities()
+        Self::with_registered_entities()
     }
 }
 
@@ -140,7 +146,7 @@ impl Default for ExecutorRegistry {
 mod tests {
     use super::*;
     use serde_json::json;
-    use trackflow_domain::{EntityRef, Hlc, NodeId, Timestamp, UserId};
+    use trackflow_domain::{AudioTrack, EntityRef, Hlc, NodeId, Project, Timestamp, UserId};
 
     fn op(entity: EntityRef, kind: OperationKind, fields: Vec<(&str, serde_json::Value)>) -> SyncOperation {
         let hlc = Hlc { wall_ms: 1, counter: 0, node: NodeId::new() };

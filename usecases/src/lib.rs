@@ -19,7 +19,7 @@ mod status;
 pub use audio::{AudioError, AudioFiles};
 pub use coordinator::{BackgroundSyncCoordinator, CoordinatorPorts, FORCE_KEY, NETWORK_KEY, PERIODIC_KEY};
 pub use downstream::{PullError, PullReport, SyncDataManager, SyncDataOptions};
-pub use entities::{EntitySyncUseCase, SyncUseCases};
+pub use entities::{DeclaredUseCase, EntitySyncUseCase, SyncUseCases};
 pub use network::{probe_delay, MonitoredRemote, ProbeOptions, ReachabilityMonitor};
 pub use realtime::RealtimeListener;
 pub use status::SyncStatusProvider;

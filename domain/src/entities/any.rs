@@ -1,20 +1,21 @@
-//! Any entity, chosen by its type name at run time: what the sync server works with, since a
-//! push carries entities of every type in one batch.
-//!
-//! Adding an entity type means adding one line to the `any_entity!` list and one arm to
-//! [`AnyEntity::scope`] and [`AnyEntity::membership`].
+//! Scopes and memberships: the units of read access and the grants that open them. Every
+//! entity belongs to a scope (its declaration says how it finds it), and some entities grant
+//! membership of a project scope.
 
-use super::{
-    AudioComment, AudioTrack, CollaboratorRole, EntityRef, EntityType, Playlist, Project,
-    ProjectCollaborator, SyncEntity, UserProfile,
-};
-use crate::{
-    error::ValidationError,
-    ids::{ProjectId, UserId},
-};
-use serde_json::Value;
-use std::{collections::BTreeMap, fmt, str::FromStr};
+use super::CollaboratorRole;
+use crate::ids::{ProjectId, UserId};
+use std::{fmt, str::FromStr};
 use uuid::Uuid;
+
+/// The kinds of scope, as a type declares where its entities belong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    /// A user's own records: the user reads and writes them; people who share a project with
+    /// the user read them.
+    User,
+    /// A project and everything inside it: members read, and write as their role allows.
+    Project,
+}
 
 /// The unit of read access on the server: a user's own records, or one project and everything
 /// inside it. Every stored row belongs to exactly one scope, and pulls are computed per scope.
@@ -24,6 +25,16 @@ pub enum Scope {
     User(UserId),
     /// A project, its tracks, comments, playlists and collaborators.
     Project(ProjectId),
+}
+
+impl Scope {
+    /// Its kind.
+    pub fn kind(&self) -> ScopeKind {
+        match self {
+            Scope::User(_) => ScopeKind::User,
+            Scope::Project(_) => ScopeKind::Project,
+        }
+    }
 }
 
 impl fmt::Display for Scope {
@@ -67,116 +78,13 @@ pub struct Membership {
     pub role: CollaboratorRole,
 }
 
-macro_rules! any_entity {
-    ($($variant:ident),+ $(,)?) => {
-        /// One entity of any type.
-        #[derive(Debug, Clone, PartialEq)]
-        pub enum AnyEntity {
-            $(
-                #[doc = concat!("A [`", stringify!($variant), "`].")]
-                $variant($variant),
-            )+
-        }
-
-        impl AnyEntity {
-            /// Rebuilds an entity of `entity_type` from wire fields, through its validation.
-            pub fn from_fields(
-                entity_type: EntityType,
-                id: Uuid,
-                fields: &BTreeMap<String, Value>,
-            ) -> Result<Self, ValidationError> {
-                match entity_type {
-                    $(EntityType::$variant => $variant::from_fields(id, fields).map(AnyEntity::$variant),)+
-                }
-            }
-
-            /// The fields of `entity_type` that only a create may set.
-            pub fn immutable_fields(entity_type: EntityType) -> &'static [&'static str] {
-                match entity_type {
-                    $(EntityType::$variant => $variant::IMMUTABLE,)+
-                }
-            }
-
-            /// The fields of `entity_type` that may be set once, while null.
-            pub fn set_once_fields(entity_type: EntityType) -> &'static [&'static str] {
-                match entity_type {
-                    $(EntityType::$variant => $variant::SET_ONCE,)+
-                }
-            }
-
-            /// The entity's type.
-            pub fn entity_type(&self) -> EntityType {
-                match self {
-                    $(AnyEntity::$variant(_) => EntityType::$variant,)+
-                }
-            }
-
-            /// The entities this one refers to.
-            pub fn references(&self) -> Vec<EntityRef> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.references(),)+
-                }
-            }
-
-            /// The entity's fields in wire form.
-            pub fn fields(&self) -> BTreeMap<String, Value> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.fields(),)+
-                }
-            }
-        }
-    };
-}
-
-any_entity!(UserProfile, Project, ProjectCollaborator, AudioTrack, AudioComment, Playlist);
-
-impl AnyEntity {
-    /// The scope the entity belongs to.
-    pub fn scope(&self) -> Scope {
-        match self {
-            AnyEntity::UserProfile(e) => Scope::User(e.id()),
-            AnyEntity::Project(e) => Scope::Project(e.id()),
-            AnyEntity::ProjectCollaborator(e) => Scope::Project(e.project_id()),
-            AnyEntity::AudioTrack(e) => Scope::Project(e.project_id()),
-            AnyEntity::AudioComment(e) => Scope::Project(e.project_id()),
-            AnyEntity::Playlist(e) => Scope::Project(e.project_id()),
-        }
-    }
-
-    /// The user a create must be made by, for entities that record their author: a comment's
-    /// author, a track's uploader. (A project's owner is checked as its grant.)
-    pub fn author(&self) -> Option<UserId> {
-        match self {
-            AnyEntity::AudioComment(e) => Some(e.author_id()),
-            AnyEntity::AudioTrack(e) => Some(e.uploaded_by()),
-            AnyEntity::UserProfile(_)
-            | AnyEntity::Project(_)
-            | AnyEntity::ProjectCollaborator(_)
-            | AnyEntity::Playlist(_) => None,
-        }
-    }
-
-    /// The project access this entity grants, if any.
-    pub fn membership(&self) -> Option<Membership> {
-        match self {
-            AnyEntity::Project(e) => {
-                Some(Membership { project_id: e.id(), user_id: e.owner_id(), role: CollaboratorRole::Owner })
-            }
-            AnyEntity::ProjectCollaborator(e) => {
-                Some(Membership { project_id: e.project_id(), user_id: e.user_id(), role: e.role() })
-            }
-            AnyEntity::UserProfile(_)
-            | AnyEntity::AudioTrack(_)
-            | AnyEntity::AudioComment(_)
-            | AnyEntity::Playlist(_) => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
+    use crate::{
+        entities::{AnyEntity, AudioTrack, EntityType, Project, ProjectCollaborator, SyncEntity},
+        Timestamp,
+    };
 
     #[test]
     fn scopes_round_trip_through_their_names() {

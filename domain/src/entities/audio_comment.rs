@@ -1,7 +1,8 @@
-use super::{AudioTrack, EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{AudioTrack, EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioCommentId, AudioTrackId, ProjectId, UserId},
+    sync::Priority,
     time::Timestamp,
     validate::required_text,
 };
@@ -143,6 +144,10 @@ impl AudioComment {
 
 impl SyncEntity for AudioComment {
     const ENTITY_TYPE: EntityType = EntityType::AudioComment;
+    const NAME: &'static str = "audio_comment";
+    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::AudioTrack, field: "track_id" });
+    const SCOPE: ScopeKind = ScopeKind::Project;
+    const PRIORITY: Priority = Priority::Medium;
     const FIELDS: &'static [&'static str] =
         &["project_id", "track_id", "author_id", "content", "timestamp_ms", "created_at"];
     const IMMUTABLE: &'static [&'static str] =
@@ -159,6 +164,14 @@ impl SyncEntity for AudioComment {
             f.required("timestamp_ms")?,
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Project(self.project_id)
+    }
+
+    fn author(&self) -> Option<UserId> {
+        Some(self.author_id)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -1,7 +1,8 @@
-use super::{EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioTrackId, ProjectId, UserId},
+    sync::Priority,
     time::Timestamp,
     validate::required_text,
 };
@@ -144,6 +145,10 @@ impl AudioTrack {
 
 impl SyncEntity for AudioTrack {
     const ENTITY_TYPE: EntityType = EntityType::AudioTrack;
+    const NAME: &'static str = "audio_track";
+    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
+    const SCOPE: ScopeKind = ScopeKind::Project;
+    const PRIORITY: Priority = Priority::Medium;
     const FIELDS: &'static [&'static str] =
         &["project_id", "name", "duration_ms", "audio_sha256", "uploaded_by", "created_at"];
     /// The audio hash is not listed: it may be set once, which `patched` decides.
@@ -161,6 +166,14 @@ impl SyncEntity for AudioTrack {
             f.optional::<String>("audio_sha256")?.as_deref(),
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Project(self.project_id)
+    }
+
+    fn author(&self) -> Option<UserId> {
+        Some(self.uploaded_by)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -1,7 +1,10 @@
-use super::{EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{
+    EntityRef, EntityType, FieldReader, Membership, Parent, Scope, ScopeKind, SyncEntity, WriteRule,
+};
 use crate::{
     error::ValidationError,
     ids::{CollaboratorId, ProjectId, UserId},
+    sync::Priority,
     time::Timestamp,
 };
 use serde::{Deserialize, Serialize};
@@ -142,6 +145,11 @@ impl ProjectCollaborator {
 
 impl SyncEntity for ProjectCollaborator {
     const ENTITY_TYPE: EntityType = EntityType::ProjectCollaborator;
+    const NAME: &'static str = "project_collaborator";
+    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
+    const SCOPE: ScopeKind = ScopeKind::Project;
+    const WRITE: WriteRule = WriteRule::OWNER;
+    const PRIORITY: Priority = Priority::Critical;
     const FIELDS: &'static [&'static str] = &["project_id", "user_id", "role", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["project_id", "user_id", "created_at"];
 
@@ -154,6 +162,14 @@ impl SyncEntity for ProjectCollaborator {
             f.required("role")?,
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Project(self.project_id)
+    }
+
+    fn membership(&self) -> Option<Membership> {
+        Some(Membership { project_id: self.project_id, user_id: self.user_id, role: self.role })
     }
 
     fn entity_id(&self) -> Uuid {

@@ -6,75 +6,34 @@ mod audio_track;
 mod collaborator;
 mod playlist;
 mod project;
+mod registry;
 mod user_profile;
 
-pub use any::{AnyEntity, Membership, ParseScopeError, Scope};
+pub use any::{Membership, ParseScopeError, Scope, ScopeKind};
 pub use audio_comment::{AudioComment, AudioCommentPatch};
 pub use audio_track::{AudioTrack, AudioTrackPatch};
 pub use collaborator::{CollaboratorRole, ProjectCollaborator, ProjectCollaboratorPatch};
 pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
+pub use registry::{AnyEntity, EntityType, EntityVisitor, Parent, WriteRule};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
     error::ValidationError,
-    sync::{OperationKind, Priority},
+    ids::UserId,
+    sync::{ConflictPolicy, Priority},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{collections::BTreeMap, fmt, str::FromStr};
 use uuid::Uuid;
 
-/// The kinds of synced entity. The string form (`project`, `audio_track`, ...) is stable: it is
-/// stored in the outbox, sent on the wire and used as the executor registry key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntityType {
-    /// [`UserProfile`]
-    UserProfile,
-    /// [`Project`]
-    Project,
-    /// [`ProjectCollaborator`]
-    ProjectCollaborator,
-    /// [`AudioTrack`]
-    AudioTrack,
-    /// [`AudioComment`]
-    AudioComment,
-    /// [`Playlist`]
-    Playlist,
-}
-
 impl EntityType {
-    /// Every entity type, parents before children.
-    pub const ALL: [EntityType; 6] = [
-        EntityType::UserProfile,
-        EntityType::Project,
-        EntityType::ProjectCollaborator,
-        EntityType::AudioTrack,
-        EntityType::AudioComment,
-        EntityType::Playlist,
-    ];
-
-    /// The stable name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EntityType::UserProfile => "user_profile",
-            EntityType::Project => "project",
-            EntityType::ProjectCollaborator => "project_collaborator",
-            EntityType::AudioTrack => "audio_track",
-            EntityType::AudioComment => "audio_comment",
-            EntityType::Playlist => "playlist",
-        }
-    }
-
-    /// The type of the entity an entity of this type lives inside (its `parent()`), if any.
+    /// The type of the entity an entity of this type lives inside, if any.
     pub const fn parent_type(self) -> Option<EntityType> {
-        match self {
-            EntityType::UserProfile | EntityType::Project => None,
-            EntityType::ProjectCollaborator | EntityType::AudioTrack | EntityType::Playlist => {
-                Some(EntityType::Project)
-            }
-            EntityType::AudioComment => Some(EntityType::AudioTrack),
+        match self.parent() {
+            Some(parent) => Some(parent.entity_type),
+            None => None,
         }
     }
 
@@ -82,28 +41,18 @@ impl EntityType {
     /// entity: `None` if the type has no parent or the fields do not name a valid one (building
     /// the entity then reports why).
     pub fn parent_in(self, fields: &BTreeMap<String, Value>) -> Option<EntityRef> {
-        let field = match self {
-            EntityType::UserProfile | EntityType::Project => return None,
-            EntityType::ProjectCollaborator | EntityType::AudioTrack | EntityType::Playlist => "project_id",
-            EntityType::AudioComment => "track_id",
-        };
-        let id = fields.get(field)?.as_str()?.parse().ok()?;
-        Some(EntityRef::new(self.parent_type()?, id))
+        let parent = self.parent()?;
+        let id = fields.get(parent.field)?.as_str()?.parse().ok()?;
+        Some(EntityRef::new(parent.entity_type, id))
     }
 
-    /// The upstream priority of an operation on this entity type.
-    ///
-    /// Deletes and access changes go first (they revoke or remove data others may be looking
-    /// at); projects and profiles next because other work waits on them; tracks and comments
-    /// are the bulk of the traffic; playlists are cosmetic. Causality still overrides priority:
-    /// a child never overtakes its parent's create.
-    pub const fn default_priority(self, kind: OperationKind) -> Priority {
-        match (self, kind) {
-            (_, OperationKind::Delete) | (EntityType::ProjectCollaborator, _) => Priority::Critical,
-            (EntityType::Project | EntityType::UserProfile, _) => Priority::High,
-            (EntityType::AudioTrack | EntityType::AudioComment, _) => Priority::Medium,
-            (EntityType::Playlist, _) => Priority::Low,
-        }
+    /// The types whose rows must be in place before this type's: its parent's and those it
+    /// refers to.
+    pub fn depends_on(self) -> Vec<EntityType> {
+        let mut types: Vec<EntityType> =
+            self.parent_type().into_iter().chain(self.refers_to().iter().copied()).collect();
+        types.dedup();
+        types
     }
 }
 
@@ -148,11 +97,36 @@ impl fmt::Display for EntityRef {
     }
 }
 
-/// What every synced entity offers the sync engine, so repositories, the outbox and merge code
-/// can be written once for all entity types.
+/// A synced type's declaration: everything the sync engine needs to know about it, so that
+/// repositories, the outbox, merge, authorization and the apply order are written once for all
+/// types. A type is declared here, in its own file, and listed once in the registry
+/// (`entities/registry.rs`).
 pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// This entity's type.
     const ENTITY_TYPE: EntityType;
+
+    /// The stable name (`project`, `audio_track`): stored in the outbox, sent on the wire.
+    const NAME: &'static str;
+
+    /// What it lives inside (hidden and deleted with it), if anything.
+    const PARENT: Option<Parent> = None;
+
+    /// The types, besides its parent's, whose entities it may refer to (which must exist
+    /// first): a playlist's tracks.
+    const REFERS_TO: &'static [EntityType] = &[];
+
+    /// The kind of scope it belongs to: a user's own records, or a project.
+    const SCOPE: ScopeKind;
+
+    /// Who may write it, when it lives in a project.
+    const WRITE: WriteRule = WriteRule::MEMBERS;
+
+    /// The upstream priority of its creates and updates (deletes are always critical).
+    const PRIORITY: Priority;
+
+    /// How a pulled change meets an unacknowledged local edit, unless the app configures
+    /// another policy.
+    const POLICY: ConflictPolicy = ConflictPolicy::LastWriterWins;
 
     /// The names of its synced fields (everything [`SyncEntity::fields`] returns).
     const FIELDS: &'static [&'static str];
@@ -178,6 +152,20 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// The entity this one lives inside, if any: a track's project, a comment's track. An
     /// entity is visible only while its parent is; deleting a project hides what it contains.
     fn parent(&self) -> Option<EntityRef>;
+
+    /// The scope it belongs to (for pulls, pokes and authorization).
+    fn scope(&self) -> Scope;
+
+    /// The project access it grants, if any: a project grants its owner, a collaborator record
+    /// its user.
+    fn membership(&self) -> Option<Membership> {
+        None
+    }
+
+    /// The user a create must be made by, for entities that record their author.
+    fn author(&self) -> Option<UserId> {
+        None
+    }
 
     /// A reference to this entity.
     fn entity_ref(&self) -> EntityRef {
@@ -261,6 +249,21 @@ mod tests {
         let rebuilt = E::from_fields(entity.entity_id(), &fields).expect("round trip");
         assert_eq!(&rebuilt, entity);
         assert_eq!(E::ENTITY_TYPE.parent_in(&fields), entity.parent(), "{}: parent_in", E::ENTITY_TYPE);
+        assert_eq!(entity.scope().kind(), E::SCOPE, "{}: the declared scope kind", E::ENTITY_TYPE);
+        assert_eq!(
+            E::ENTITY_TYPE.as_str(),
+            E::NAME,
+            "{}: the registry reads the declaration",
+            E::ENTITY_TYPE
+        );
+        let referred: Vec<EntityType> = entity.references().iter().map(|r| r.entity_type).collect();
+        for entity_type in referred {
+            assert!(
+                E::ENTITY_TYPE.depends_on().contains(&entity_type),
+                "{}: {entity_type} declared",
+                E::ENTITY_TYPE
+            );
+        }
     }
 
     #[test]
@@ -290,7 +293,7 @@ mod tests {
     #[test]
     fn a_parent_is_read_from_wire_fields_only_when_they_name_a_valid_one() {
         let now = crate::Timestamp(0);
-        let project = Project::new(crate::ids::UserId::new(), "Demo", None, now).expect("valid");
+        let project = Project::new(UserId::new(), "Demo", None, now).expect("valid");
         let track = AudioTrack::new(project.id(), project.owner_id(), "T", 9_000, None, now).expect("valid");
         let with = |value: Option<Value>| {
             let mut fields = track.fields();
@@ -309,8 +312,7 @@ mod tests {
 
     #[test]
     fn bad_wire_fields_name_the_field() {
-        let project =
-            Project::new(crate::ids::UserId::new(), "Demo", None, crate::Timestamp(0)).expect("valid");
+        let project = Project::new(UserId::new(), "Demo", None, crate::Timestamp(0)).expect("valid");
         let id = project.entity_id();
         let with = |name: &str, value: Option<Value>| {
             let mut fields = project.fields();
@@ -338,8 +340,8 @@ mod tests {
 
     #[test]
     fn priorities_follow_the_documented_table() {
+        use crate::sync::OperationKind as K;
         use EntityType as T;
-        use OperationKind as K;
         let table = [
             ("any delete is critical", T::Playlist, K::Delete, Priority::Critical),
             ("access changes are critical", T::ProjectCollaborator, K::Create, Priority::Critical),

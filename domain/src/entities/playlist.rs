@@ -1,7 +1,8 @@
-use super::{EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::{AudioTrackId, PlaylistId, ProjectId},
+    sync::Priority,
     time::Timestamp,
     validate::required_text,
 };
@@ -104,6 +105,11 @@ impl Playlist {
 
 impl SyncEntity for Playlist {
     const ENTITY_TYPE: EntityType = EntityType::Playlist;
+    const NAME: &'static str = "playlist";
+    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
+    const REFERS_TO: &'static [EntityType] = &[EntityType::AudioTrack];
+    const SCOPE: ScopeKind = ScopeKind::Project;
+    const PRIORITY: Priority = Priority::Low;
     const FIELDS: &'static [&'static str] = &["project_id", "name", "track_ids", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["project_id", "created_at"];
 
@@ -116,6 +122,10 @@ impl SyncEntity for Playlist {
             f.optional("track_ids")?.unwrap_or_default(),
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Project(self.project_id)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -1,7 +1,10 @@
-use super::{EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{
+    CollaboratorRole, EntityRef, EntityType, FieldReader, Membership, Scope, ScopeKind, SyncEntity, WriteRule,
+};
 use crate::{
     error::ValidationError,
     ids::{ProjectId, UserId},
+    sync::Priority,
     time::Timestamp,
     validate::{optional_text, required_text},
 };
@@ -102,6 +105,10 @@ impl Project {
 
 impl SyncEntity for Project {
     const ENTITY_TYPE: EntityType = EntityType::Project;
+    const NAME: &'static str = "project";
+    const SCOPE: ScopeKind = ScopeKind::Project;
+    const WRITE: WriteRule = WriteRule { delete: CollaboratorRole::Owner, ..WriteRule::MEMBERS };
+    const PRIORITY: Priority = Priority::High;
     const FIELDS: &'static [&'static str] = &["owner_id", "name", "description", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["owner_id", "created_at"];
 
@@ -114,6 +121,14 @@ impl SyncEntity for Project {
             f.optional::<String>("description")?.as_deref(),
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Project(self.id)
+    }
+
+    fn membership(&self) -> Option<Membership> {
+        Some(Membership { project_id: self.id, user_id: self.owner_id, role: CollaboratorRole::Owner })
     }
 
     fn entity_id(&self) -> Uuid {

@@ -1,7 +1,8 @@
-use super::{EntityRef, EntityType, FieldReader, SyncEntity};
+use super::{EntityRef, EntityType, FieldReader, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::UserId,
+    sync::Priority,
     time::Timestamp,
     validate::{email_address, optional_text, required_text},
 };
@@ -125,6 +126,9 @@ pub(crate) fn pick<'a>(patch: &'a Option<Option<String>>, current: &'a Option<St
 
 impl SyncEntity for UserProfile {
     const ENTITY_TYPE: EntityType = EntityType::UserProfile;
+    const NAME: &'static str = "user_profile";
+    const SCOPE: ScopeKind = ScopeKind::User;
+    const PRIORITY: Priority = Priority::High;
     const FIELDS: &'static [&'static str] = &["name", "email", "avatar_url", "creative_role", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["created_at"];
 
@@ -138,6 +142,10 @@ impl SyncEntity for UserProfile {
             f.optional::<String>("creative_role")?.as_deref(),
             f.required("created_at")?,
         )
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::User(self.id)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -34,15 +34,15 @@ impl ScopeSync {
     }
 }
 
-/// The conflict policy of each entity type; types not named use the default,
-/// [`ConflictPolicy::LastWriterWins`].
+/// The conflict policy of each entity type; types not named use the one their declaration
+/// gives ([`EntityType::default_policy`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictPolicies(pub BTreeMap<EntityType, ConflictPolicy>);
 
 impl ConflictPolicies {
     /// The policy of `entity_type`.
     pub fn of(&self, entity_type: EntityType) -> ConflictPolicy {
-        self.0.get(&entity_type).copied().unwrap_or_default()
+        self.0.get(&entity_type).copied().unwrap_or(entity_type.default_policy())
     }
 }
 

@@ -160,8 +160,8 @@ pub fn plan_mutation(mutation: &Mutation, current: Option<&StoredEntity>) -> Res
 /// Refuses a write to an existing entity that changes a field only a create may set, or a
 /// set-once field that is already set (a track's audio).
 fn check_immutable(mutation: &Mutation, current: &StoredEntity) -> Result<(), Refusal> {
-    let immutable = AnyEntity::immutable_fields(mutation.entity_type);
-    let set_once = AnyEntity::set_once_fields(mutation.entity_type);
+    let immutable = mutation.entity_type.immutable_fields();
+    let set_once = mutation.entity_type.set_once_fields();
     let stored: &BTreeMap<_, _> = &current.state.fields;
     for (name, change) in &mutation.fields {
         let fixed = immutable.contains(&name.as_str())

@@ -1,28 +1,17 @@
 //! The per-entity sync use cases: one per entity type, each deciding how pulled rows of its
 //! type are applied: which types must be in place before them, and how a pulled change meets
-//! an unacknowledged local edit (its [`ConflictPolicy`]). [`SyncUseCases`] gathers them, checks
-//! them, and derives the [`ApplyPlan`] every pulled page follows. The store only carries the
-//! plan out: no entity type's rules are written in it.
+//! an unacknowledged local edit (its [`ConflictPolicy`]). Each comes from its type's
+//! declaration ([`DeclaredUseCase`]), one per registered type; [`SyncUseCases`] gathers them,
+//! checks them, and derives the [`ApplyPlan`] every pulled page follows. The store only carries
+//! the plan out: no entity type's rules are written in it.
 //!
 //! A pull brings every type a scope holds in one page, so the use cases do not fetch each their
 //! own collection (as the original design's did); the [`SyncDataManager`](crate::SyncDataManager)
 //! runs the scopes, and the use cases shape how each page lands.
 
-mod audio_comment;
-mod audio_track;
-mod collaborator;
 mod order;
-mod playlist;
-mod project;
-mod user_profile;
 
-pub use audio_comment::SyncAudioCommentsUseCase;
-pub use audio_track::SyncAudioTracksUseCase;
-pub use collaborator::SyncProjectCollaboratorsUseCase;
 pub use order::{apply_order, PlanError};
-pub use playlist::SyncPlaylistsUseCase;
-pub use project::SyncProjectsUseCase;
-pub use user_profile::SyncUserProfileUseCase;
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 use trackflow_domain::{
@@ -31,52 +20,49 @@ use trackflow_domain::{
     EntityType,
 };
 
-/// How pulled rows of one entity type are applied.
+/// How pulled rows of one entity type are applied. [`DeclaredUseCase`] reads both answers from
+/// the type's declaration; a program may give a type a use case of its own.
 pub trait EntitySyncUseCase: fmt::Debug + Send + Sync {
     /// The entity type whose rows this use case applies.
     fn entity_type(&self) -> EntityType;
 
     /// The types whose rows go before this type's in a page: what a row of this type lives
     /// inside or refers to. A row whose parent is on no page yet waits for it in the store.
-    fn depends_on(&self) -> &'static [EntityType];
+    fn depends_on(&self) -> Vec<EntityType>;
 
     /// How a pulled change meets a field with an unacknowledged local edit.
     fn policy(&self) -> ConflictPolicy;
 }
 
-/// Declares the use case `$name` of `$entity_type`, applied after `$depends_on`, with a
-/// conflict policy chosen when it is built (last writer wins by default).
-macro_rules! sync_use_case {
-    ($(#[$doc:meta])* $name:ident, $entity_type:expr, depends_on: [$($dependency:expr),*]) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct $name {
-            policy: trackflow_domain::sync::ConflictPolicy,
-        }
-
-        impl $name {
-            /// The use case, resolving conflicts by `policy`.
-            pub const fn new(policy: trackflow_domain::sync::ConflictPolicy) -> Self {
-                Self { policy }
-            }
-        }
-
-        impl $crate::entities::EntitySyncUseCase for $name {
-            fn entity_type(&self) -> trackflow_domain::EntityType {
-                $entity_type
-            }
-
-            fn depends_on(&self) -> &'static [trackflow_domain::EntityType] {
-                &[$($dependency),*]
-            }
-
-            fn policy(&self) -> trackflow_domain::sync::ConflictPolicy {
-                self.policy
-            }
-        }
-    };
+/// The use case a type's declaration makes: its rows go after its parent's and after the types
+/// it refers to (a comment after its track, a playlist after the tracks it lists), and conflicts
+/// resolve by the policy chosen when it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredUseCase {
+    entity_type: EntityType,
+    policy: ConflictPolicy,
 }
-use sync_use_case;
+
+impl DeclaredUseCase {
+    /// The use case of `entity_type`, resolving conflicts by `policy`.
+    pub const fn new(entity_type: EntityType, policy: ConflictPolicy) -> Self {
+        Self { entity_type, policy }
+    }
+}
+
+impl EntitySyncUseCase for DeclaredUseCase {
+    fn entity_type(&self) -> EntityType {
+        self.entity_type
+    }
+
+    fn depends_on(&self) -> Vec<EntityType> {
+        self.entity_type.depends_on()
+    }
+
+    fn policy(&self) -> ConflictPolicy {
+        self.policy
+    }
+}
 
 /// The use cases of every entity type, and the plan they make together.
 #[derive(Debug, Clone)]
@@ -90,28 +76,27 @@ impl SyncUseCases {
     /// every type comes after what it depends on (ties in the order given), and each type's
     /// policy. Fails when a type has no use case or two, or the dependencies form a cycle.
     pub fn new(use_cases: Vec<Arc<dyn EntitySyncUseCase>>) -> Result<Self, PlanError> {
+        let depends_on: Vec<Vec<EntityType>> = use_cases.iter().map(|u| u.depends_on()).collect();
         let declared: Vec<(EntityType, &[EntityType])> =
-            use_cases.iter().map(|u| (u.entity_type(), u.depends_on())).collect();
+            use_cases.iter().zip(&depends_on).map(|(u, d)| (u.entity_type(), d.as_slice())).collect();
         let order = apply_order(&declared)?;
         let policies = ConflictPolicies(use_cases.iter().map(|u| (u.entity_type(), u.policy())).collect());
         let plan = ApplyPlan::new(order, policies).map_err(|incomplete| PlanError::Missing(incomplete.0))?;
         Ok(Self { use_cases, plan })
     }
 
-    /// The built-in use cases of the six TrackFlow entity types, with `policies` (types not
-    /// named resolve by last writer wins).
+    /// The declared use case of every registered type, with `policies` (types not named
+    /// resolve by their declared policy).
     pub fn standard(policies: &ConflictPolicies) -> Self {
-        let of = |entity_type| policies.of(entity_type);
-        let use_cases: Vec<Arc<dyn EntitySyncUseCase>> = vec![
-            Arc::new(SyncUserProfileUseCase::new(of(EntityType::UserProfile))),
-            Arc::new(SyncProjectsUseCase::new(of(EntityType::Project))),
-            Arc::new(SyncProjectCollaboratorsUseCase::new(of(EntityType::ProjectCollaborator))),
-            Arc::new(SyncAudioTracksUseCase::new(of(EntityType::AudioTrack))),
-            Arc::new(SyncAudioCommentsUseCase::new(of(EntityType::AudioComment))),
-            Arc::new(SyncPlaylistsUseCase::new(of(EntityType::Playlist))),
-        ];
+        let use_cases: Vec<Arc<dyn EntitySyncUseCase>> = EntityType::ALL
+            .iter()
+            .map(|&entity_type| {
+                Arc::new(DeclaredUseCase::new(entity_type, policies.of(entity_type)))
+                    as Arc<dyn EntitySyncUseCase>
+            })
+            .collect();
         // Checked by `the_standard_use_cases_make_a_plan`: one per type, no cycle.
-        Self::new(use_cases).expect("the built-in use cases form a plan")
+        Self::new(use_cases).expect("the declared use cases form a plan")
     }
 
     /// The plan every pulled page follows.
@@ -222,7 +207,7 @@ mod tests {
             SyncUseCases::new(use_cases.clone()).err(),
             Some(PlanError::Missing(EntityType::Playlist))
         );
-        use_cases.push(Arc::new(SyncPlaylistsUseCase::default()));
+        use_cases.push(Arc::new(DeclaredUseCase::new(EntityType::Playlist, ConflictPolicy::LastWriterWins)));
         assert!(SyncUseCases::new(use_cases).is_ok());
     }
 }
