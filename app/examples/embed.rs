@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 use trackflow_client::{
     domain::{
-        ports::{Clock, ProjectRepository},
+        ports::{Clock, Repository},
         protocol::SignUpRequest,
         Project,
     },
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Start syncing in the background, then write: the write returns before any network.
     engine.start().await;
-    let projects: &dyn ProjectRepository = engine.module.resolve_ref();
+    let projects: &dyn Repository<Project> = engine.module.resolve_ref();
     let now = HasComponent::<dyn Clock>::resolve_ref(engine.module.as_ref()).now();
     let project = projects.create(Project::new(me.id(), "Written offline-first", None, now)?).await?;
     println!("stored locally and queued: {}", project.name());

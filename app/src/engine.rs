@@ -226,7 +226,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use trackflow_domain::{
-        ports::{PendingOperationsRepository, ProjectRepository, RemoteDataSource, RemoteError},
+        ports::{PendingOperationsRepository, RemoteDataSource, RemoteError, Repository},
         protocol::SignUpRequest,
         protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
         Project, SyncPhase, Timestamp, UserId,
@@ -290,7 +290,7 @@ mod tests {
         let mut engine = engine(dir.path(), &server.url(), user, &token, options).await;
         engine.start().await;
         let mut passes = engine.upstream().passes();
-        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
         let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
         projects
             .create(Project::new(user, "Synced", None, Timestamp(1)).expect("valid"))
@@ -318,7 +318,7 @@ mod tests {
         let a = engine(a_dir.path(), &server.url(), user, &token, options()).await;
         let b = engine(b_dir.path(), &server.url(), user, &token, options()).await;
         let project = Project::new(user, "Both devices", None, Timestamp(1)).expect("valid");
-        let a_projects: Arc<dyn ProjectRepository> = a.module.resolve();
+        let a_projects: Arc<dyn Repository<Project>> = a.module.resolve();
         a_projects.create(project.clone()).await.expect("create");
 
         let after_a = a.sync_now().await;
@@ -329,7 +329,7 @@ mod tests {
         assert!(after_a.last_successful_sync.is_some());
         let after_b = b.sync_now().await;
         assert_eq!(after_b.phase, SyncPhase::Idle);
-        let b_projects: Arc<dyn ProjectRepository> = b.module.resolve();
+        let b_projects: Arc<dyn Repository<Project>> = b.module.resolve();
         let pulled = b_projects.get(project.id()).await.expect("get").expect("pulled");
         assert_eq!(pulled.name(), "Both devices");
         a.shutdown().await;
@@ -347,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let options = EngineOptions { periodic: None, ..EngineOptions::default() };
         let engine = engine(dir.path(), &url, user, &token, options).await;
-        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
         projects
             .create(Project::new(user, "Offline", None, Timestamp(1)).expect("valid"))
             .await
@@ -394,7 +394,7 @@ mod tests {
         let engine = SyncEngine::with_module(store, module, quiet());
         let user = UserId::new();
         engine.sign_in(user, "http://127.0.0.1:9", "token").await.expect("session");
-        let projects: Arc<dyn ProjectRepository> = engine.module.resolve();
+        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
         let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
         projects
             .create(Project::new(user, "Mine", None, Timestamp(1)).expect("valid"))
@@ -451,7 +451,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn audio_goes_up_before_its_track_and_another_device_fetches_it_on_demand() {
-        use trackflow_domain::{ports::AudioTrackRepository, AudioTrack};
+        use trackflow_domain::{ports::Repository, AudioTrack};
         use trackflow_usecases::AudioFiles;
         let server = server().await;
         let user = UserId::new();
@@ -463,14 +463,14 @@ mod tests {
         let file = dir_a.path().join("intro.wav");
         let bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &bytes).expect("audio file");
-        let projects: Arc<dyn ProjectRepository> = a.module.resolve();
+        let projects: Arc<dyn Repository<Project>> = a.module.resolve();
         let project = projects
             .create(Project::new(user, "EP", None, Timestamp(1)).expect("valid"))
             .await
             .expect("create");
         let audio: &AudioFiles = a.module.resolve_ref();
         let blob = audio.import(file).await.expect("import");
-        let tracks: Arc<dyn AudioTrackRepository> = a.module.resolve();
+        let tracks: Arc<dyn Repository<AudioTrack>> = a.module.resolve();
         let track =
             AudioTrack::new(project.id(), user, "Intro", 90_000, Some(blob.hash.as_str()), Timestamp(2))
                 .expect("valid");
@@ -507,7 +507,7 @@ mod tests {
         b.start().await;
         wait_connected(&b, true).await;
 
-        let (projects_a, projects_b): (Arc<dyn ProjectRepository>, Arc<dyn ProjectRepository>) =
+        let (projects_a, projects_b): (Arc<dyn Repository<Project>>, Arc<dyn Repository<Project>>) =
             (a.module.resolve(), b.module.resolve());
         let first = projects_a
             .create(Project::new(user, "Poked", None, Timestamp(1)).expect("valid"))

@@ -9,11 +9,11 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use trackflow_client::domain::{ports::ProjectRepository, Project, Timestamp, UserId};
+//! use trackflow_client::domain::{ports::Repository, Project, Timestamp, UserId};
 //! use trackflow_client::shaku::HasComponent;
 //!
 //! let module = trackflow_client::wiring::open_client_module(std::path::Path::new("./data")).await?;
-//! let projects: &dyn ProjectRepository = module.resolve_ref();
+//! let projects: &dyn Repository<Project> = module.resolve_ref();
 //! let project = Project::new(UserId::new(), "Demo", None, Timestamp(0))?;
 //! projects.create(project).await?; // stored and queued; no network involved
 //! # Ok(()) }

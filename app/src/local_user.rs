@@ -4,7 +4,7 @@ use crate::wiring::ClientModule;
 use anyhow::bail;
 use shaku::HasComponent;
 use trackflow_domain::{
-    ports::{Clock, Session, SessionStorage, UserProfileRepository},
+    ports::{Clock, Repository, Session, SessionStorage},
     UserId, UserProfile,
 };
 
@@ -17,7 +17,7 @@ use trackflow_domain::{
 /// duplicate), never with a second, orphaned user queued for sync.
 pub async fn create(module: &ClientModule, name: &str, email: &str) -> anyhow::Result<UserProfile> {
     let clock: &dyn Clock = module.resolve_ref();
-    let profiles: &dyn UserProfileRepository = module.resolve_ref();
+    let profiles: &dyn Repository<UserProfile> = module.resolve_ref();
     let sessions: &dyn SessionStorage = module.resolve_ref();
     // Validate before storing anything.
     UserProfile::new(UserId::new(), name, email, clock.now())?;

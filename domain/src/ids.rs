@@ -70,7 +70,24 @@ macro_rules! typed_id {
                 id.0
             }
         }
+
+        impl From<Uuid> for $name {
+            fn from(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+        }
     };
+}
+
+/// What generic code needs of an entity's typed id: a UUID inside, shown as one.
+pub trait EntityId:
+    Copy + Eq + fmt::Debug + fmt::Display + From<Uuid> + Into<Uuid> + Send + Sync + 'static
+{
+}
+
+impl<T> EntityId for T where
+    T: Copy + Eq + fmt::Debug + fmt::Display + From<Uuid> + Into<Uuid> + Send + Sync + 'static
+{
 }
 
 typed_id!(

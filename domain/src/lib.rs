@@ -8,7 +8,7 @@
 //! Architecture invariant: this crate performs no I/O and knows nothing of Diesel, reqwest, axum
 //! or a runtime. Everything here can be tested with plain `#[test]` functions.
 //!
-//! With the `mock` feature every port also gets a [mockall](https://docs.rs/mockall) mock (`MockProjectRepository`, ...)
+//! With the `mock` feature every port also gets a [mockall](https://docs.rs/mockall) mock (`MockRepository`, `MockRemoteDataSource`, ...)
 //! for tests in other crates.
 
 pub mod authorization;

@@ -12,8 +12,7 @@ use proptest::{
 };
 use std::{collections::BTreeMap, io::Write as _};
 use trackflow_domain::{
-    ports::{AudioTrackRepository, ProjectRepository},
-    AudioTrack, AudioTrackPatch, Project, ProjectId, ProjectPatch, Timestamp, UserId,
+    ports::Repository, AudioTrack, AudioTrackPatch, Project, ProjectId, ProjectPatch, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -58,7 +57,7 @@ type View = (String, Option<String>, BTreeMap<Uuid, String>);
 
 async fn view(client: &Client, project: ProjectId) -> View {
     let held = client.projects.get(project).await.expect("get").expect("the project is never deleted");
-    let tracks = client.tracks.list_by_project(project).await.expect("tracks");
+    let tracks = client.tracks.list_by_parent(project.into()).await.expect("tracks");
     (
         held.name().to_owned(),
         held.description().map(str::to_owned),
@@ -93,7 +92,7 @@ async fn run(devices: usize, actions: Vec<(usize, Action)>) -> Result<(), TestCa
     let mut writes = Writes::default();
     for (device, action) in actions {
         let client = &clients[device];
-        let visible = client.tracks.list_by_project(project).await.expect("tracks");
+        let visible = client.tracks.list_by_parent(project.into()).await.expect("tracks");
         match action {
             Action::CreateTrack(n) => {
                 let name = format!("Track {n}");

@@ -5,8 +5,8 @@ use crate::upstream::{Client, Server};
 use std::sync::Arc;
 use trackflow_domain::{
     ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, DownstreamRepository,
-        PendingOperationsRepository, ProjectRepository, RemoteDataSource, ServerStore, SessionStorage,
+        DownstreamRepository, PendingOperationsRepository, RemoteDataSource, Repository, ServerStore,
+        SessionStorage,
     },
     protocol::{EntityState, PullRequest, PullResponse},
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, Project,
@@ -14,9 +14,7 @@ use trackflow_domain::{
 };
 use trackflow_executors::UpstreamOptions;
 use trackflow_remote::{HttpRemote, RemoteOptions};
-use trackflow_store::{
-    SqliteAudioCommentRepository, SqliteCollaboratorRepository, SqliteDownstreamRepository, SystemClock,
-};
+use trackflow_store::{SqliteDownstreamRepository, SqliteRepository, SystemClock};
 use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions, SyncUseCases};
 use uuid::Uuid;
 
@@ -195,11 +193,11 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
     let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
     a.sync().await;
-    let project = a.projects.list_by_user(owner).await.expect("list").remove(0);
+    let project = a.projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("list").remove(0);
     b.sync().await;
     assert_eq!(b.project(&project).await, None, "not shared yet");
 
-    let collaborators = SqliteCollaboratorRepository::new(a.store.clone());
+    let collaborators = SqliteRepository::<ProjectCollaborator>::new(a.store.clone());
     collaborators
         .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
         .await
@@ -207,7 +205,7 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
     a.sync().await;
     b.sync().await;
     assert_eq!(b.project(&project).await, Some(project.clone()));
-    assert_eq!(b.tracks.list_by_project(project.id()).await.expect("tracks").len(), 3);
+    assert_eq!(b.tracks.list_by_parent(project.id().into()).await.expect("tracks").len(), 3);
 }
 
 /// A collaborator removed from a project stops holding it: the next pull removes the project
@@ -216,20 +214,25 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
 async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
     let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
-    let project = a.projects.list_by_user(owner).await.expect("list").remove(0);
-    let invited = SqliteCollaboratorRepository::new(a.store.clone())
+    let project = a.projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("list").remove(0);
+    let invited = SqliteRepository::<ProjectCollaborator>::new(a.store.clone())
         .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
         .await
         .expect("invite");
     a.sync().await;
     b.write_projects(1, 2).await;
     b.sync().await;
-    assert_eq!(b.tracks.list_by_project(project.id()).await.expect("tracks").len(), 3);
-    let own =
-        b.projects.list_by_user(guest).await.expect("list").into_iter().find(|p| p.id() != project.id());
+    assert_eq!(b.tracks.list_by_parent(project.id().into()).await.expect("tracks").len(), 3);
+    let own = b
+        .projects
+        .list_by(Project::BY_MEMBER, guest.into())
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|p| p.id() != project.id());
     let own = own.expect("B's own project");
 
-    SqliteCollaboratorRepository::new(a.store.clone()).delete(invited.id()).await.expect("remove");
+    SqliteRepository::<ProjectCollaborator>::new(a.store.clone()).delete(invited.id()).await.expect("remove");
     a.sync().await;
     let outcomes = b.puller(500).pull(true).await.expect("scopes");
     let scope = format!("project:{}", project.id());
@@ -238,9 +241,9 @@ async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
     // The project, its 3 tracks and B's collaborator record.
     assert_eq!(removed, Some(5), "{outcomes:?}");
     assert_eq!(b.project(&project).await, None);
-    assert!(b.tracks.list_by_project(project.id()).await.expect("tracks").is_empty());
+    assert!(b.tracks.list_by_parent(project.id().into()).await.expect("tracks").is_empty());
     assert_eq!(b.project(&own).await, Some(own.clone()), "B's own project stays");
-    assert_eq!(b.tracks.list_by_project(own.id()).await.expect("tracks").len(), 2);
+    assert_eq!(b.tracks.list_by_parent(own.id().into()).await.expect("tracks").len(), 2);
     // Forgotten once: the next pull has nothing to remove.
     let again = b.puller(500).pull(true).await.expect("scopes");
     assert!(again.iter().all(|(s, _)| *s != scope), "{again:?}");
@@ -279,7 +282,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
     assert!(after_failure.cursor.is_some(), "the first pages and their cursor were kept");
     assert_eq!(after_failure.last_sync_at, None, "the pull did not complete");
     let held: Vec<_> =
-        b.tracks.list_by_project(project.id()).await.expect("tracks").iter().map(|t| t.id()).collect();
+        b.tracks.list_by_parent(project.id().into()).await.expect("tracks").iter().map(|t| t.id()).collect();
     assert_eq!(held, tracks[..1], "exactly the pages before the failure");
 
     execute(&b.store, "DROP TRIGGER fail_pull").await;
@@ -288,7 +291,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
         outcomes.into_iter().find(|(s, _)| *s == scope).expect("the project scope").1.expect("completes");
     assert_eq!(report.counts[&EntityType::AudioTrack].applied, 2, "resumed after the failure: {report:?}");
     let mut held: Vec<_> =
-        b.tracks.list_by_project(project.id()).await.expect("tracks").iter().map(|t| t.id()).collect();
+        b.tracks.list_by_parent(project.id().into()).await.expect("tracks").iter().map(|t| t.id()).collect();
     held.sort();
     tracks.sort();
     assert_eq!(held, tracks);
@@ -315,13 +318,13 @@ async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval
         let expected = if scope == "people" { 1 } else { 3 };
         assert_eq!(report.counts.values().map(|c| c.applied).sum::<u64>(), expected, "{scope}: {report:?}");
     }
-    assert_eq!(b.projects.list_by_user(user).await.expect("projects").len(), 5);
+    assert_eq!(b.projects.list_by(Project::BY_MEMBER, user.into()).await.expect("projects").len(), 5);
     // Nothing changed: no scope is asked for, forced or not.
     let again = puller.pull(true).await.expect("scopes listed");
     assert!(again.iter().all(|(_, o)| o.as_ref().expect("ok").up_to_date), "{again:?}");
     // One project changes: only its scope moves. Within the minimum interval a periodic pull
     // leaves it; a forced one pulls it.
-    let changed = a.projects.list_by_user(user).await.expect("projects").remove(0);
+    let changed = a.projects.list_by(Project::BY_MEMBER, user.into()).await.expect("projects").remove(0);
     a.projects
         .update(changed.id(), ProjectPatch { name: Some("Moved".into()), ..Default::default() })
         .await
@@ -415,7 +418,7 @@ async fn a_stale_page_landing_while_a_row_waits_for_its_parent_does_not_undo_a_w
         a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
     let track = AudioTrack::new(project.id(), user, "Take", 1_000, None, NOW).expect("valid");
     let track = a.tracks.create(track).await.expect("create");
-    let comments = SqliteAudioCommentRepository::new(a.store.clone());
+    let comments = SqliteRepository::<AudioComment>::new(a.store.clone());
     let comment = AudioComment::new(&track, user, "Original", 0, NOW).expect("valid");
     let comment = comments.create(comment).await.expect("create");
     a.push(3).await;
@@ -443,7 +446,7 @@ async fn a_stale_page_landing_while_a_row_waits_for_its_parent_does_not_undo_a_w
     assert!(has_track(&second));
     b.apply(&scope, &second).await;
     b.sync().await;
-    let held = SqliteAudioCommentRepository::new(b.store.clone()).get(comment.id()).await.expect("get");
+    let held = SqliteRepository::<AudioComment>::new(b.store.clone()).get(comment.id()).await.expect("get");
     assert_eq!(held.expect("pulled").content(), "Edited");
 }
 

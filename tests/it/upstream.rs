@@ -8,10 +8,7 @@ use std::{
 };
 use tempfile::TempDir;
 use trackflow_domain::{
-    ports::{
-        AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository, Session,
-        SessionStorage, UserProfileRepository,
-    },
+    ports::{AccessToken, Clock, PendingOperationsRepository, Repository, Session, SessionStorage},
     AudioTrack, OperationStatus, Project, Timestamp, UserId, UserProfile,
 };
 use trackflow_executors::{
@@ -21,9 +18,9 @@ use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::DieselServerStore;
 use trackflow_store::{
-    BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioTrackRepository,
-    SqliteBlobCache, SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteProjectRepository,
-    SqliteSessionStorage, SqliteUserProfileRepository, SystemClock,
+    BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteBlobCache,
+    SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository, SqliteSessionStorage,
+    SystemClock,
 };
 
 /// A sync server on a free port over a SQLite file the test can inspect.
@@ -93,9 +90,9 @@ pub struct Client {
     pub user: UserId,
     pub outbox: Arc<SqlitePendingOperationsRepository>,
     pub session: Arc<SqliteSessionStorage>,
-    pub projects: SqliteProjectRepository,
-    pub tracks: SqliteAudioTrackRepository,
-    pub profiles: SqliteUserProfileRepository,
+    pub projects: SqliteRepository<Project>,
+    pub tracks: SqliteRepository<AudioTrack>,
+    pub profiles: SqliteRepository<UserProfile>,
     _dir: TempDir,
 }
 
@@ -118,9 +115,9 @@ impl Client {
             .expect("session");
         Self {
             outbox: Arc::new(SqlitePendingOperationsRepository::new(store.clone())),
-            projects: SqliteProjectRepository::new(store.clone()),
-            tracks: SqliteAudioTrackRepository::new(store.clone()),
-            profiles: SqliteUserProfileRepository::new(store.clone()),
+            projects: SqliteRepository::<Project>::new(store.clone()),
+            tracks: SqliteRepository::<AudioTrack>::new(store.clone()),
+            profiles: SqliteRepository::<UserProfile>::new(store.clone()),
             session,
             store,
             user,

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 use trackflow_domain::{
-    ports::{AudioTrackRepository, BlobCache, BlobRemote, RemoteError},
+    ports::{BlobCache, BlobRemote, RemoteError, Repository},
     AudioTrack, AudioTrackId, BlobHash, CachedBlob, EntityRef, EntityType, RepositoryError,
 };
 
@@ -29,7 +29,7 @@ pub enum AudioError {
 
 /// Tracks' audio files: add, fetch, pin.
 pub struct AudioFiles {
-    tracks: Arc<dyn AudioTrackRepository>,
+    tracks: Arc<dyn Repository<AudioTrack>>,
     cache: Arc<dyn BlobCache>,
     remote: Arc<dyn BlobRemote>,
 }
@@ -37,7 +37,7 @@ pub struct AudioFiles {
 impl AudioFiles {
     /// Audio over the local `tracks`, the `cache`, and the server's blob endpoints.
     pub fn new(
-        tracks: Arc<dyn AudioTrackRepository>,
+        tracks: Arc<dyn Repository<AudioTrack>>,
         cache: Arc<dyn BlobCache>,
         remote: Arc<dyn BlobRemote>,
     ) -> Self {

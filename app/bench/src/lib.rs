@@ -13,13 +13,9 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use trackflow_domain::{
-    ports::{AudioTrackRepository, ProjectRepository},
-    AudioTrack, Project, Timestamp, UserId,
-};
+use trackflow_domain::{ports::Repository, AudioTrack, Project, Timestamp, UserId};
 use trackflow_store::{
-    configure_connection, LocalStore, LocalStoreOptions, Offload, SqliteAudioTrackRepository,
-    SqliteProjectRepository, SystemClock,
+    configure_connection, LocalStore, LocalStoreOptions, Offload, SqliteRepository, SystemClock,
 };
 
 /// Options of `trackflow-bench`.
@@ -298,7 +294,7 @@ fn bare_via_store(store: LocalStore) -> Op<'static> {
     })
 }
 
-fn create_project(projects: Arc<SqliteProjectRepository>, owner: UserId) -> Op<'static> {
+fn create_project(projects: Arc<SqliteRepository<Project>>, owner: UserId) -> Op<'static> {
     Box::new(move |i| {
         let projects = Arc::clone(&projects);
         Box::pin(async move {
@@ -336,13 +332,13 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let owner = UserId::new();
     let auto = open_store(&dir.join("bench-local-auto.db"), Offload::Auto).await?;
     let spawn = open_store(&dir.join("bench-local-spawn.db"), Offload::SpawnBlocking).await?;
-    let projects = Arc::new(SqliteProjectRepository::new(auto));
+    let projects = Arc::new(SqliteRepository::<Project>::new(auto));
     let child_store = open_store(&dir.join("bench-local-child.db"), Offload::Auto).await?;
-    let parent = SqliteProjectRepository::new(child_store.clone())
+    let parent = SqliteRepository::<Project>::new(child_store.clone())
         .create(Project::new(owner, "Parent", None, Timestamp(0))?)
         .await?
         .id();
-    let tracks = Arc::new(SqliteAudioTrackRepository::new(child_store));
+    let tracks = Arc::new(SqliteRepository::<AudioTrack>::new(child_store));
     let track: Op<'_> = Box::new(move |i| {
         let tracks = Arc::clone(&tracks);
         Box::pin(async move {
@@ -364,7 +360,7 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
             ("project create + enqueue (auto offload)", create_project(projects, owner)),
             (
                 "project create + enqueue (spawn_blocking)",
-                create_project(Arc::new(SqliteProjectRepository::new(spawn)), owner),
+                create_project(Arc::new(SqliteRepository::<Project>::new(spawn)), owner),
             ),
             ("track create + enqueue, parent check (auto)", track),
         ],

@@ -22,8 +22,8 @@ use std::{
 use trackflow_client::wiring::client_module;
 use trackflow_domain::{
     ports::{
-        AccessToken, AudioTrackRepository, Clock, PendingOperationsRepository, ProjectRepository,
-        RemoteDataSource, RemoteError, Session, SessionStorage, UserProfileRepository,
+        AccessToken, Clock, PendingOperationsRepository, RemoteDataSource, RemoteError, Repository, Session,
+        SessionStorage,
     },
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
     AudioTrack, Project, UserId, UserProfile,
@@ -102,9 +102,9 @@ async fn queue(
     ops: usize,
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = module.resolve();
-    let profiles: Arc<dyn UserProfileRepository> = module.resolve();
-    let projects: Arc<dyn ProjectRepository> = module.resolve();
-    let tracks: Arc<dyn AudioTrackRepository> = module.resolve();
+    let profiles: Arc<dyn Repository<UserProfile>> = module.resolve();
+    let projects: Arc<dyn Repository<Project>> = module.resolve();
+    let tracks: Arc<dyn Repository<AudioTrack>> = module.resolve();
     profiles.create(UserProfile::new(user, "Bench", "bench@example.com", clock.now())?).await?;
     let n_projects = PROJECTS.min(ops - 1);
     let n_tracks = ops - 1 - n_projects;

@@ -10,10 +10,7 @@ use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Instant};
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
-    ports::{
-        AccessToken, AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository,
-        ProjectRepository, Session, SessionStorage,
-    },
+    ports::{AccessToken, Clock, Repository, Session, SessionStorage},
     protocol::SignUpRequest,
     AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, Project, ProjectCollaborator, ProjectId,
     ProjectPatch, SyncPhase, SyncState, UserId,
@@ -61,7 +58,7 @@ impl Musician {
         Ok(Self { name, user, engine, link })
     }
 
-    fn projects(&self) -> &dyn ProjectRepository {
+    fn projects(&self) -> &dyn Repository<Project> {
         self.engine.module.resolve_ref()
     }
 
@@ -69,11 +66,11 @@ impl Musician {
         self.engine.module.resolve_ref()
     }
 
-    fn tracks(&self) -> &dyn AudioTrackRepository {
+    fn tracks(&self) -> &dyn Repository<AudioTrack> {
         self.engine.module.resolve_ref()
     }
 
-    fn comments(&self) -> &dyn AudioCommentRepository {
+    fn comments(&self) -> &dyn Repository<AudioComment> {
         self.engine.module.resolve_ref()
     }
 
@@ -105,8 +102,8 @@ impl Musician {
             p.name(),
             p.description().unwrap_or("(no description)")
         );
-        for track in self.tracks().list_by_project(project).await? {
-            let comments = self.comments().list_by_track(track.id()).await?;
+        for track in self.tracks().list_by_parent(project.into()).await? {
+            let comments = self.comments().list_by_parent(track.id().into()).await?;
             println!(
                 "      track \"{}\" [{}]{}",
                 track.name(),
@@ -188,7 +185,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
         intro.get_or_insert(track);
     }
     let intro = intro.context("a track")?;
-    let members: &dyn CollaboratorRepository = ana.engine.module.resolve_ref();
+    let members: &dyn Repository<ProjectCollaborator> = ana.engine.module.resolve_ref();
     members
         .create(ProjectCollaborator::new(project.id(), ben.user, CollaboratorRole::Editor, ana.now())?)
         .await?;
@@ -201,8 +198,12 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
 
     println!("\n3. Ben's network goes down. Both keep working.");
     ben.link.cut().await;
-    let neon =
-        ben.tracks().list_by_project(project.id()).await?.into_iter().find(|t| t.name() == "Neon Streets");
+    let neon = ben
+        .tracks()
+        .list_by_parent(project.id().into())
+        .await?
+        .into_iter()
+        .find(|t| t.name() == "Neon Streets");
     let neon = neon.context("Ben has Neon Streets")?;
     ben.projects()
         .update(

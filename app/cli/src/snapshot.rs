@@ -7,12 +7,10 @@ use shaku::HasComponent;
 use std::collections::BTreeMap;
 use trackflow_client::wiring::ClientModule;
 use trackflow_domain::{
-    ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
-        ProjectRepository, RemoteDataSource, UserProfileRepository,
-    },
+    ports::{RemoteDataSource, Repository},
     protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
-    EntityRef, SyncEntity, UserId,
+    AudioComment, AudioTrack, EntityRef, Playlist, Project, ProjectCollaborator, SyncEntity, UserId,
+    UserProfile,
 };
 
 /// Every live row of a replica, by entity, with its synced fields.
@@ -59,27 +57,27 @@ impl Snapshot {
     /// What `user`'s client shows through its repositories: profiles, and the projects the
     /// user may see with everything in them.
     pub async fn of_client(module: &ClientModule, user: UserId) -> anyhow::Result<Self> {
-        let profiles: &dyn UserProfileRepository = module.resolve_ref();
-        let projects: &dyn ProjectRepository = module.resolve_ref();
-        let members: &dyn CollaboratorRepository = module.resolve_ref();
-        let tracks: &dyn AudioTrackRepository = module.resolve_ref();
-        let comments: &dyn AudioCommentRepository = module.resolve_ref();
-        let playlists: &dyn PlaylistRepository = module.resolve_ref();
+        let profiles: &dyn Repository<UserProfile> = module.resolve_ref();
+        let projects: &dyn Repository<Project> = module.resolve_ref();
+        let members: &dyn Repository<ProjectCollaborator> = module.resolve_ref();
+        let tracks: &dyn Repository<AudioTrack> = module.resolve_ref();
+        let comments: &dyn Repository<AudioComment> = module.resolve_ref();
+        let playlists: &dyn Repository<Playlist> = module.resolve_ref();
         let mut snapshot = Self::default();
         for profile in profiles.list().await? {
             snapshot.add(&profile);
         }
-        for project in projects.list_by_user(user).await? {
+        for project in projects.list_by(Project::BY_MEMBER, user.into()).await? {
             snapshot.add(&project);
-            for member in members.list_by_project(project.id()).await? {
+            for member in members.list_by_parent(project.id().into()).await? {
                 snapshot.add(&member);
             }
-            for playlist in playlists.list_by_project(project.id()).await? {
+            for playlist in playlists.list_by_parent(project.id().into()).await? {
                 snapshot.add(&playlist);
             }
-            for track in tracks.list_by_project(project.id()).await? {
+            for track in tracks.list_by_parent(project.id().into()).await? {
                 snapshot.add(&track);
-                for comment in comments.list_by_track(track.id()).await? {
+                for comment in comments.list_by_parent(track.id().into()).await? {
                     snapshot.add(&comment);
                 }
             }

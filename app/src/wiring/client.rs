@@ -8,11 +8,10 @@ use shaku::{Component, HasComponent, ModuleBuildContext};
 use std::sync::Arc;
 use trackflow_domain::{
     ports::{
-        AudioTrackRepository, BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository,
-        EventSource, HealthProbe, PendingOperationsRepository, Reauthenticator, RemoteDataSource,
-        SessionStorage,
+        BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository, EventSource, HealthProbe,
+        PendingOperationsRepository, Reauthenticator, RemoteDataSource, Repository, SessionStorage,
     },
-    NodeId,
+    AudioTrack, NodeId,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 use trackflow_usecases::{
@@ -210,7 +209,7 @@ impl Component<ClientModule> for AudioFiles {
         remote: Required<Arc<dyn BlobRemote>>,
     ) -> Box<Self> {
         Box::new(AudioFiles::new(
-            get::<dyn AudioTrackRepository>(context),
+            get::<dyn Repository<AudioTrack>>(context),
             get::<dyn BlobCache>(context),
             remote.take("the blob remote"),
         ))

@@ -34,18 +34,15 @@ use anyhow::Context;
 use shaku::{module, ModuleBuilder};
 use std::{path::Path, sync::Arc};
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
+use trackflow_domain::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::HttpRemote;
 use trackflow_store::{
-    BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteAudioCommentRepository,
-    SqliteAudioCommentRepositoryParameters, SqliteAudioTrackRepository, SqliteAudioTrackRepositoryParameters,
-    SqliteBlobCache, SqliteBlobCacheParameters, SqliteCollaboratorRepository,
-    SqliteCollaboratorRepositoryParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
+    BlobCacheOptions, LocalStore, LocalStoreOptions, RepositoryParameters, SessionReload, SqliteBlobCache,
+    SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
     SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
-    SqlitePendingOperationsRepositoryParameters, SqlitePlaylistRepository,
-    SqlitePlaylistRepositoryParameters, SqliteProjectRepository, SqliteProjectRepositoryParameters,
-    SqliteSessionStorage, SqliteSessionStorageParameters, SqliteUserProfileRepository,
-    SqliteUserProfileRepositoryParameters, SystemClock,
+    SqlitePendingOperationsRepositoryParameters, SqliteRepository, SqliteSessionStorage,
+    SqliteSessionStorageParameters, SystemClock,
 };
 use trackflow_usecases::{
     AudioFiles, BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener,
@@ -68,12 +65,12 @@ mod generated {
         pub ClientModule {
             components = [
                 SystemClock,
-                SqliteProjectRepository,
-                SqliteAudioTrackRepository,
-                SqliteAudioCommentRepository,
-                SqliteUserProfileRepository,
-                SqlitePlaylistRepository,
-                SqliteCollaboratorRepository,
+                SqliteRepository<Project>,
+                SqliteRepository<AudioTrack>,
+                SqliteRepository<AudioComment>,
+                SqliteRepository<UserProfile>,
+                SqliteRepository<Playlist>,
+                SqliteRepository<ProjectCollaborator>,
                 SqlitePendingOperationsRepository,
                 SqliteSessionStorage,
                 SqliteConflictRepository,
@@ -143,24 +140,12 @@ pub fn client_module_builder(
         })
         .with_component_parameters::<SyncUseCases>(options.downstream.use_cases.clone())
         .with_component_parameters::<SyncDataManager>(options.downstream.clone())
-        .with_component_parameters::<SqliteProjectRepository>(SqliteProjectRepositoryParameters {
-            store: store.clone(),
-        })
-        .with_component_parameters::<SqliteAudioTrackRepository>(SqliteAudioTrackRepositoryParameters {
-            store: store.clone(),
-        })
-        .with_component_parameters::<SqliteAudioCommentRepository>(SqliteAudioCommentRepositoryParameters {
-            store: store.clone(),
-        })
-        .with_component_parameters::<SqliteUserProfileRepository>(SqliteUserProfileRepositoryParameters {
-            store: store.clone(),
-        })
-        .with_component_parameters::<SqlitePlaylistRepository>(SqlitePlaylistRepositoryParameters {
-            store: store.clone(),
-        })
-        .with_component_parameters::<SqliteCollaboratorRepository>(SqliteCollaboratorRepositoryParameters {
-            store: store.clone(),
-        })
+        .with_component_parameters::<SqliteRepository<Project>>(repository(store))
+        .with_component_parameters::<SqliteRepository<AudioTrack>>(repository(store))
+        .with_component_parameters::<SqliteRepository<AudioComment>>(repository(store))
+        .with_component_parameters::<SqliteRepository<UserProfile>>(repository(store))
+        .with_component_parameters::<SqliteRepository<Playlist>>(repository(store))
+        .with_component_parameters::<SqliteRepository<ProjectCollaborator>>(repository(store))
         .with_component_parameters::<SqlitePendingOperationsRepository>(
             SqlitePendingOperationsRepositoryParameters { store: store.clone() },
         )
@@ -174,6 +159,11 @@ pub fn client_module_builder(
             store: store.clone(),
         })
         .with_component_parameters::<HttpRemote>(remote))
+}
+
+/// The parameters of a repository over `store`.
+fn repository(store: &LocalStore) -> RepositoryParameters {
+    RepositoryParameters { store: Some(store.clone()) }
 }
 
 /// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
@@ -195,16 +185,15 @@ mod tests {
     use super::*;
     use shaku::HasComponent;
     use trackflow_domain::{
-        ports::{PendingOperationsRepository, ProjectRepository},
+        ports::{PendingOperationsRepository, Repository},
         Project, Timestamp, UserId,
     };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_modules_resolve_every_component_with_real_parameters() {
         use trackflow_domain::ports::{
-            AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
-            DownstreamRepository, NetworkMonitor as _, PlaylistRepository, Reauthenticator, RemoteDataSource,
-            UserProfileRepository,
+            Clock, ConflictRepository, DownstreamRepository, NetworkMonitor as _, Reauthenticator,
+            RemoteDataSource, Repository,
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let store = open_store(dir.path()).await.expect("store");
@@ -212,12 +201,12 @@ mod tests {
         let module = client_module_with(&store, &options).expect("module");
         // Every port and component, each resolved once.
         let _: Arc<dyn Clock> = module.resolve();
-        let _: Arc<dyn ProjectRepository> = module.resolve();
-        let _: Arc<dyn AudioTrackRepository> = module.resolve();
-        let _: Arc<dyn AudioCommentRepository> = module.resolve();
-        let _: Arc<dyn UserProfileRepository> = module.resolve();
-        let _: Arc<dyn PlaylistRepository> = module.resolve();
-        let _: Arc<dyn CollaboratorRepository> = module.resolve();
+        let _: Arc<dyn Repository<Project>> = module.resolve();
+        let _: Arc<dyn Repository<AudioTrack>> = module.resolve();
+        let _: Arc<dyn Repository<AudioComment>> = module.resolve();
+        let _: Arc<dyn Repository<UserProfile>> = module.resolve();
+        let _: Arc<dyn Repository<Playlist>> = module.resolve();
+        let _: Arc<dyn Repository<ProjectCollaborator>> = module.resolve();
         let _: Arc<dyn PendingOperationsRepository> = module.resolve();
         let _: Arc<dyn SessionStorage> = module.resolve();
         let _: Arc<dyn ConflictRepository> = module.resolve();
@@ -249,7 +238,7 @@ mod tests {
     async fn the_module_resolves_repositories_that_share_one_store() {
         let dir = tempfile::tempdir().expect("temp dir");
         let module = open_client_module(dir.path()).await.expect("module");
-        let projects: Arc<dyn ProjectRepository> = module.resolve();
+        let projects: Arc<dyn Repository<Project>> = module.resolve();
         let outbox: Arc<dyn PendingOperationsRepository> = module.resolve();
         let p = Project::new(UserId::new(), "Wired", None, Timestamp(1)).expect("valid");
         projects.create(p).await.expect("create");

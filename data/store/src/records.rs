@@ -95,7 +95,7 @@ impl WriteClock {
 /// An entity type with a table in the local store.
 pub(crate) trait LocalEntity: SyncEntity {
     /// The row type.
-    type Row: EntityRow<Entity = Self>;
+    type Row: EntityRow<Entity = Self> + Send + 'static;
 
     /// The row with `id`, tombstone or not.
     fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>>;

@@ -1,151 +1,217 @@
-//! The offline-first repositories: the domain's repository ports over the local store. Writes
-//! go through the shared transaction code in `records`; this file holds only what differs per
-//! entity — its lists and its extra checks.
+//! The offline-first repository: the domain's generic [`Repository`] port over the local store,
+//! one implementation for every type. Writes go through the shared transaction code in
+//! `records`; what differs per type (its write check and its list queries) is its [`Listed`]
+//! implementation below.
 
 use super::{
     blobs::audio_upload,
-    records::{no_check, require_visible, WriteClock},
+    records::{no_check, require_visible, visible, Check, LocalEntity, WriteClock},
     rows::{AudioCommentRow, AudioTrackRow, CollaboratorRow, PlaylistRow, ProjectRow, UserProfileRow},
     schema::{audio_comments, audio_tracks, playlists, project_collaborators, projects, user_profiles},
     LocalStore,
 };
 use async_trait::async_trait;
 use diesel::prelude::*;
-use shaku::Component;
+use shaku::{Component, Module, ModuleBuildContext};
+use std::{collections::HashMap, marker::PhantomData};
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
-        ProjectRepository, UserProfileRepository,
-    },
-    AudioComment, AudioCommentId, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch,
-    CollaboratorId, EntityRef, EntityType, OperationId, Playlist, PlaylistId, PlaylistPatch, Project,
-    ProjectCollaborator, ProjectCollaboratorPatch, ProjectId, ProjectPatch, RepositoryError, UserId,
-    UserProfile, UserProfilePatch, ValidationError,
+    ports::Repository, AudioComment, AudioTrack, EntityRef, OperationId, Playlist, Project,
+    ProjectCollaborator, RepositoryError, UserProfile, ValidationError,
 };
+use uuid::Uuid;
 
-/// Declares a repository component holding the store, with a plain constructor for code that
-/// does not use the shaku module.
-macro_rules! repository {
-    ($(#[$doc:meta])* $name:ident: $interface:ident) => {
-        $(#[$doc])*
-        #[derive(Component)]
-        #[shaku(interface = $interface)]
-        pub struct $name {
-            /// The local database.
-            store: LocalStore,
-        }
+/// What differs per type in its repository: the check its writes pass, and its list queries.
+/// Each query filters out tombstones itself; visibility through parents is checked here.
+pub(crate) trait Listed: LocalEntity {
+    /// Checks a write against the rest of the store and returns the operations it must wait
+    /// for.
+    const CHECK: Check<Self> = no_check;
 
-        impl $name {
-            /// A repository over `store`.
-            pub fn new(store: LocalStore) -> Self {
-                Self { store }
+    /// Every live row of the type, in its order.
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<Self::Row>>;
+
+    /// The live rows inside `parent` (only called for a type with a parent).
+    fn inside(conn: &mut SqliteConnection, parent: Uuid) -> QueryResult<Vec<Self::Row>>;
+
+    /// The live rows that `index` finds under `key`; `None` for an index the type lacks.
+    fn by_index(
+        _conn: &mut SqliteConnection,
+        _index: &str,
+        _key: Uuid,
+    ) -> Option<QueryResult<Vec<Self::Row>>> {
+        None
+    }
+}
+
+/// The local store's repository of `E`, a shaku component under `dyn Repository<E>`.
+pub struct SqliteRepository<E> {
+    store: LocalStore,
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E> SqliteRepository<E> {
+    /// A repository over `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store, entity: PhantomData }
+    }
+}
+
+/// Parameters of a [`SqliteRepository`] component: the store it works on.
+#[derive(Default)]
+pub struct RepositoryParameters {
+    /// The local database (required).
+    pub store: Option<LocalStore>,
+}
+
+impl<M: Module, E: Listed> Component<M> for SqliteRepository<E> {
+    type Interface = dyn Repository<E>;
+    type Parameters = RepositoryParameters;
+
+    fn build(_: &mut ModuleBuildContext<M>, params: RepositoryParameters) -> Box<dyn Repository<E>> {
+        let store =
+            params.store.unwrap_or_else(|| panic!("the {} repository was built without its store", E::NAME));
+        Box::new(Self::new(store))
+    }
+}
+
+/// Entities of `rows` whose parent is visible (each parent looked up once).
+fn visible_only<E: LocalEntity>(conn: &mut SqliteConnection, rows: Vec<E::Row>) -> StoreResult<Vec<E>> {
+    let mut parents: HashMap<EntityRef, bool> = HashMap::new();
+    let mut kept = Vec::with_capacity(rows.len());
+    for entity in super::records::decode_all(rows)? {
+        if let Some(parent) = entity.parent() {
+            let shown = match parents.get(&parent) {
+                Some(shown) => *shown,
+                None => *parents.entry(parent).or_insert(visible(conn, parent)?.is_some()),
+            };
+            if !shown {
+                continue;
             }
         }
-    };
+        kept.push(entity);
+    }
+    Ok(kept)
 }
 
-repository!(
-    /// Projects in the local store.
-    SqliteProjectRepository: ProjectRepository
-);
-repository!(
-    /// Audio tracks in the local store.
-    SqliteAudioTrackRepository: AudioTrackRepository
-);
-repository!(
-    /// Audio comments in the local store.
-    SqliteAudioCommentRepository: AudioCommentRepository
-);
-repository!(
-    /// User profiles in the local store.
-    SqliteUserProfileRepository: UserProfileRepository
-);
-repository!(
-    /// Playlists in the local store.
-    SqlitePlaylistRepository: PlaylistRepository
-);
-repository!(
-    /// Project memberships in the local store.
-    SqliteCollaboratorRepository: CollaboratorRepository
-);
-
 #[async_trait]
-impl ProjectRepository for SqliteProjectRepository {
-    #[tracing::instrument(skip_all, fields(id = %project.id()))]
-    async fn create(&self, project: Project) -> Result<Project, RepositoryError> {
-        self.store.create_entity(project, no_check).await
+impl<E: Listed> Repository<E> for SqliteRepository<E> {
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, id = %entity.entity_id()))]
+    async fn create(&self, entity: E) -> Result<E, RepositoryError> {
+        self.store.create_entity(entity, E::CHECK).await
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(&self, id: ProjectId, patch: ProjectPatch) -> Result<Project, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |p: &Project| p.patched(&patch), no_check).await
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, %id))]
+    async fn update(&self, id: E::Id, patch: E::Patch) -> Result<E, RepositoryError> {
+        self.store.update_entity(id.into(), move |e: &E| e.patched(&patch), E::CHECK).await
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: ProjectId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<Project>(id.as_uuid()).await
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, %id))]
+    async fn delete(&self, id: E::Id) -> Result<(), RepositoryError> {
+        self.store.delete_entity::<E>(id.into()).await
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: ProjectId) -> Result<Option<Project>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, %id))]
+    async fn get(&self, id: E::Id) -> Result<Option<E>, RepositoryError> {
+        self.store.get_visible(id.into()).await
     }
 
-    #[tracing::instrument(skip_all, fields(%user))]
-    async fn list_by_user(&self, user: UserId) -> Result<Vec<Project>, RepositoryError> {
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME))]
+    async fn list(&self) -> Result<Vec<E>, RepositoryError> {
         self.store
-            .list(None, move |conn| {
-                let user = user.to_string();
-                let member_of = project_collaborators::table
-                    .filter(project_collaborators::user_id.eq(user.clone()))
-                    .filter(project_collaborators::deleted.eq(false))
-                    .select(project_collaborators::project_id);
-                projects::table
-                    .filter(projects::deleted.eq(false))
-                    .filter(projects::owner_id.eq(user).or(projects::id.eq_any(member_of)))
-                    .order((projects::created_at, projects::id))
-                    .select(ProjectRow::as_select())
-                    .load(conn)
+            .read(|conn| {
+                let rows = E::all(conn)?;
+                visible_only(conn, rows)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, %parent))]
+    async fn list_by_parent(&self, parent: Uuid) -> Result<Vec<E>, RepositoryError> {
+        let Some(declared) = E::PARENT else {
+            let reason = format!("a {} lives inside nothing", E::NAME);
+            return Err(RepositoryError::Validation(ValidationError::new("parent", reason)));
+        };
+        let parent_ref = EntityRef::new(declared.entity_type, parent);
+        self.store.list(Some(parent_ref), move |conn| E::inside(conn, parent)).await
+    }
+
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, index, %key))]
+    async fn list_by(&self, index: &'static str, key: Uuid) -> Result<Vec<E>, RepositoryError> {
+        self.store
+            .read(move |conn| match E::by_index(conn, index, key) {
+                Some(rows) => visible_only(conn, rows?),
+                None => {
+                    Err(ValidationError::new("index", format!("a {} has no index '{index}'", E::NAME)).into())
+                }
             })
             .await
     }
 }
 
-#[async_trait]
-impl AudioTrackRepository for SqliteAudioTrackRepository {
-    #[tracing::instrument(skip_all, fields(id = %track.id()))]
-    async fn create(&self, track: AudioTrack) -> Result<AudioTrack, RepositoryError> {
-        self.store.create_entity(track, audio_upload).await
+impl Listed for Project {
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<ProjectRow>> {
+        projects::table
+            .filter(projects::deleted.eq(false))
+            .order((projects::created_at, projects::id))
+            .select(ProjectRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(&self, id: AudioTrackId, patch: AudioTrackPatch) -> Result<AudioTrack, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |t: &AudioTrack| t.patched(&patch), audio_upload).await
+    fn inside(_: &mut SqliteConnection, _: Uuid) -> QueryResult<Vec<ProjectRow>> {
+        Ok(Vec::new())
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: AudioTrackId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<AudioTrack>(id.as_uuid()).await
+    /// `member`: the projects a user owns or collaborates on.
+    fn by_index(conn: &mut SqliteConnection, index: &str, key: Uuid) -> Option<QueryResult<Vec<ProjectRow>>> {
+        (index == Project::BY_MEMBER).then(|| {
+            let user = key.to_string();
+            let member_of = project_collaborators::table
+                .filter(project_collaborators::user_id.eq(user.clone()))
+                .filter(project_collaborators::deleted.eq(false))
+                .select(project_collaborators::project_id);
+            projects::table
+                .filter(projects::deleted.eq(false))
+                .filter(projects::owner_id.eq(user).or(projects::id.eq_any(member_of)))
+                .order((projects::created_at, projects::id))
+                .select(ProjectRow::as_select())
+                .load(conn)
+        })
+    }
+}
+
+impl Listed for UserProfile {
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<UserProfileRow>> {
+        user_profiles::table
+            .filter(user_profiles::deleted.eq(false))
+            .order((user_profiles::name, user_profiles::id))
+            .select(UserProfileRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: AudioTrackId) -> Result<Option<AudioTrack>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
+    fn inside(_: &mut SqliteConnection, _: Uuid) -> QueryResult<Vec<UserProfileRow>> {
+        Ok(Vec::new())
+    }
+}
+
+impl Listed for AudioTrack {
+    const CHECK: Check<Self> = audio_upload;
+
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<AudioTrackRow>> {
+        audio_tracks::table
+            .filter(audio_tracks::deleted.eq(false))
+            .order((audio_tracks::created_at, audio_tracks::id))
+            .select(AudioTrackRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%project))]
-    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<AudioTrack>, RepositoryError> {
-        self.store
-            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
-                audio_tracks::table
-                    .filter(audio_tracks::project_id.eq(project.to_string()))
-                    .filter(audio_tracks::deleted.eq(false))
-                    .order((audio_tracks::created_at, audio_tracks::id))
-                    .select(AudioTrackRow::as_select())
-                    .load(conn)
-            })
-            .await
+    fn inside(conn: &mut SqliteConnection, project: Uuid) -> QueryResult<Vec<AudioTrackRow>> {
+        audio_tracks::table
+            .filter(audio_tracks::project_id.eq(project.to_string()))
+            .filter(audio_tracks::deleted.eq(false))
+            .order((audio_tracks::created_at, audio_tracks::id))
+            .select(AudioTrackRow::as_select())
+            .load(conn)
     }
 }
 
@@ -161,80 +227,25 @@ fn check_comment(
     Ok(Vec::new())
 }
 
-#[async_trait]
-impl AudioCommentRepository for SqliteAudioCommentRepository {
-    #[tracing::instrument(skip_all, fields(id = %comment.id()))]
-    async fn create(&self, comment: AudioComment) -> Result<AudioComment, RepositoryError> {
-        self.store.create_entity(comment, check_comment).await
+impl Listed for AudioComment {
+    const CHECK: Check<Self> = check_comment;
+
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<AudioCommentRow>> {
+        audio_comments::table
+            .filter(audio_comments::deleted.eq(false))
+            .order((audio_comments::created_at, audio_comments::id))
+            .select(AudioCommentRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(
-        &self,
-        id: AudioCommentId,
-        patch: AudioCommentPatch,
-    ) -> Result<AudioComment, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |c: &AudioComment| c.patched(&patch), check_comment).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: AudioCommentId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<AudioComment>(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: AudioCommentId) -> Result<Option<AudioComment>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%track))]
-    async fn list_by_track(&self, track: AudioTrackId) -> Result<Vec<AudioComment>, RepositoryError> {
-        self.store
-            .list(Some(EntityRef::new(EntityType::AudioTrack, track.as_uuid())), move |conn| {
-                audio_comments::table
-                    .filter(audio_comments::track_id.eq(track.to_string()))
-                    .filter(audio_comments::deleted.eq(false))
-                    .order((audio_comments::timestamp_ms, audio_comments::created_at, audio_comments::id))
-                    .select(AudioCommentRow::as_select())
-                    .load(conn)
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl UserProfileRepository for SqliteUserProfileRepository {
-    #[tracing::instrument(skip_all, fields(id = %profile.id()))]
-    async fn create(&self, profile: UserProfile) -> Result<UserProfile, RepositoryError> {
-        self.store.create_entity(profile, no_check).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(&self, id: UserId, patch: UserProfilePatch) -> Result<UserProfile, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |p: &UserProfile| p.patched(&patch), no_check).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: UserId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<UserProfile>(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: UserId) -> Result<Option<UserProfile>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn list(&self) -> Result<Vec<UserProfile>, RepositoryError> {
-        self.store
-            .list(None, |conn| {
-                user_profiles::table
-                    .filter(user_profiles::deleted.eq(false))
-                    .order((user_profiles::name, user_profiles::id))
-                    .select(UserProfileRow::as_select())
-                    .load(conn)
-            })
-            .await
+    /// By position in the track.
+    fn inside(conn: &mut SqliteConnection, track: Uuid) -> QueryResult<Vec<AudioCommentRow>> {
+        audio_comments::table
+            .filter(audio_comments::track_id.eq(track.to_string()))
+            .filter(audio_comments::deleted.eq(false))
+            .order((audio_comments::timestamp_ms, audio_comments::created_at, audio_comments::id))
+            .select(AudioCommentRow::as_select())
+            .load(conn)
     }
 }
 
@@ -260,40 +271,24 @@ fn check_playlist(
     Ok(Vec::new())
 }
 
-#[async_trait]
-impl PlaylistRepository for SqlitePlaylistRepository {
-    #[tracing::instrument(skip_all, fields(id = %playlist.id()))]
-    async fn create(&self, playlist: Playlist) -> Result<Playlist, RepositoryError> {
-        self.store.create_entity(playlist, check_playlist).await
+impl Listed for Playlist {
+    const CHECK: Check<Self> = check_playlist;
+
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<PlaylistRow>> {
+        playlists::table
+            .filter(playlists::deleted.eq(false))
+            .order((playlists::created_at, playlists::id))
+            .select(PlaylistRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(&self, id: PlaylistId, patch: PlaylistPatch) -> Result<Playlist, RepositoryError> {
-        self.store.update_entity(id.as_uuid(), move |p: &Playlist| p.patched(&patch), check_playlist).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: PlaylistId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<Playlist>(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: PlaylistId) -> Result<Option<Playlist>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%project))]
-    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<Playlist>, RepositoryError> {
-        self.store
-            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
-                playlists::table
-                    .filter(playlists::project_id.eq(project.to_string()))
-                    .filter(playlists::deleted.eq(false))
-                    .order((playlists::created_at, playlists::id))
-                    .select(PlaylistRow::as_select())
-                    .load(conn)
-            })
-            .await
+    fn inside(conn: &mut SqliteConnection, project: Uuid) -> QueryResult<Vec<PlaylistRow>> {
+        playlists::table
+            .filter(playlists::project_id.eq(project.to_string()))
+            .filter(playlists::deleted.eq(false))
+            .order((playlists::created_at, playlists::id))
+            .select(PlaylistRow::as_select())
+            .load(conn)
     }
 }
 
@@ -302,8 +297,12 @@ fn check_membership(
     conn: &mut SqliteConnection,
     _clock: &WriteClock,
     member: &ProjectCollaborator,
-    _before: Option<&ProjectCollaborator>,
+    before: Option<&ProjectCollaborator>,
 ) -> StoreResult<Vec<OperationId>> {
+    if before.is_some() {
+        // An update changes the role alone: who is a member, and of what, stays.
+        return Ok(Vec::new());
+    }
     let project = require_visible::<Project>(conn, member.project_id().as_uuid())?;
     if project.entity.owner_id() == member.user_id() {
         return Err(ValidationError::new("user_id", "is the project's owner").into());
@@ -325,48 +324,23 @@ fn check_membership(
     Ok(Vec::new())
 }
 
-#[async_trait]
-impl CollaboratorRepository for SqliteCollaboratorRepository {
-    #[tracing::instrument(skip_all, fields(id = %collaborator.id()))]
-    async fn create(
-        &self,
-        collaborator: ProjectCollaborator,
-    ) -> Result<ProjectCollaborator, RepositoryError> {
-        self.store.create_entity(collaborator, check_membership).await
+impl Listed for ProjectCollaborator {
+    const CHECK: Check<Self> = check_membership;
+
+    fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<CollaboratorRow>> {
+        project_collaborators::table
+            .filter(project_collaborators::deleted.eq(false))
+            .order((project_collaborators::created_at, project_collaborators::id))
+            .select(CollaboratorRow::as_select())
+            .load(conn)
     }
 
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn update(
-        &self,
-        id: CollaboratorId,
-        patch: ProjectCollaboratorPatch,
-    ) -> Result<ProjectCollaborator, RepositoryError> {
-        self.store
-            .update_entity(id.as_uuid(), move |c: &ProjectCollaborator| c.patched(&patch), no_check)
-            .await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn delete(&self, id: CollaboratorId) -> Result<(), RepositoryError> {
-        self.store.delete_entity::<ProjectCollaborator>(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%id))]
-    async fn get(&self, id: CollaboratorId) -> Result<Option<ProjectCollaborator>, RepositoryError> {
-        self.store.get_visible(id.as_uuid()).await
-    }
-
-    #[tracing::instrument(skip_all, fields(%project))]
-    async fn list_by_project(&self, project: ProjectId) -> Result<Vec<ProjectCollaborator>, RepositoryError> {
-        self.store
-            .list(Some(EntityRef::new(EntityType::Project, project.as_uuid())), move |conn| {
-                project_collaborators::table
-                    .filter(project_collaborators::project_id.eq(project.to_string()))
-                    .filter(project_collaborators::deleted.eq(false))
-                    .order((project_collaborators::created_at, project_collaborators::id))
-                    .select(CollaboratorRow::as_select())
-                    .load(conn)
-            })
-            .await
+    fn inside(conn: &mut SqliteConnection, project: Uuid) -> QueryResult<Vec<CollaboratorRow>> {
+        project_collaborators::table
+            .filter(project_collaborators::project_id.eq(project.to_string()))
+            .filter(project_collaborators::deleted.eq(false))
+            .order((project_collaborators::created_at, project_collaborators::id))
+            .select(CollaboratorRow::as_select())
+            .load(conn)
     }
 }

@@ -143,6 +143,9 @@ impl AudioComment {
 }
 
 impl SyncEntity for AudioComment {
+    type Id = AudioCommentId;
+    type Patch = AudioCommentPatch;
+
     const ENTITY_TYPE: EntityType = EntityType::AudioComment;
     const NAME: &'static str = "audio_comment";
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::AudioTrack, field: "track_id" });
@@ -172,6 +175,10 @@ impl SyncEntity for AudioComment {
 
     fn author(&self) -> Option<UserId> {
         Some(self.author_id)
+    }
+
+    fn patched(&self, patch: &AudioCommentPatch) -> Result<Self, ValidationError> {
+        AudioComment::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -144,6 +144,9 @@ impl AudioTrack {
 }
 
 impl SyncEntity for AudioTrack {
+    type Id = AudioTrackId;
+    type Patch = AudioTrackPatch;
+
     const ENTITY_TYPE: EntityType = EntityType::AudioTrack;
     const NAME: &'static str = "audio_track";
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
@@ -174,6 +177,10 @@ impl SyncEntity for AudioTrack {
 
     fn author(&self) -> Option<UserId> {
         Some(self.uploaded_by)
+    }
+
+    fn patched(&self, patch: &AudioTrackPatch) -> Result<Self, ValidationError> {
+        AudioTrack::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

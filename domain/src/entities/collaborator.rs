@@ -144,6 +144,9 @@ impl ProjectCollaborator {
 }
 
 impl SyncEntity for ProjectCollaborator {
+    type Id = CollaboratorId;
+    type Patch = ProjectCollaboratorPatch;
+
     const ENTITY_TYPE: EntityType = EntityType::ProjectCollaborator;
     const NAME: &'static str = "project_collaborator";
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
@@ -170,6 +173,10 @@ impl SyncEntity for ProjectCollaborator {
 
     fn membership(&self) -> Option<Membership> {
         Some(Membership { project_id: self.project_id, user_id: self.user_id, role: self.role })
+    }
+
+    fn patched(&self, patch: &ProjectCollaboratorPatch) -> Result<Self, ValidationError> {
+        ProjectCollaborator::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

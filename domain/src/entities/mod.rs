@@ -20,7 +20,7 @@ pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
     error::ValidationError,
-    ids::UserId,
+    ids::{EntityId, UserId},
     sync::{ConflictPolicy, Priority},
 };
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,12 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// The stable name (`project`, `audio_track`): stored in the outbox, sent on the wire.
     const NAME: &'static str;
 
+    /// Its typed id.
+    type Id: EntityId;
+
+    /// A change to it: which fields to set, each checked by [`SyncEntity::patched`].
+    type Patch: fmt::Debug + Send + Sync + 'static;
+
     /// What it lives inside (hidden and deleted with it), if anything.
     const PARENT: Option<Parent> = None;
 
@@ -136,6 +142,9 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
 
     /// Fields that may be set once: a write may change them only while they are null.
     const SET_ONCE: &'static [&'static str] = &[];
+
+    /// This entity with `patch` applied, through the same validation as its constructors.
+    fn patched(&self, patch: &Self::Patch) -> Result<Self, ValidationError>;
 
     /// Rebuilds an entity from wire fields (a pushed create, a merged or pulled row), through
     /// the same validation as its constructors. Unknown, missing and ill-typed fields are

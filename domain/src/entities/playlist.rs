@@ -104,6 +104,9 @@ impl Playlist {
 }
 
 impl SyncEntity for Playlist {
+    type Id = PlaylistId;
+    type Patch = PlaylistPatch;
+
     const ENTITY_TYPE: EntityType = EntityType::Playlist;
     const NAME: &'static str = "playlist";
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
@@ -126,6 +129,10 @@ impl SyncEntity for Playlist {
 
     fn scope(&self) -> Scope {
         Scope::Project(self.project_id)
+    }
+
+    fn patched(&self, patch: &PlaylistPatch) -> Result<Self, ValidationError> {
+        Playlist::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

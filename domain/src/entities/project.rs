@@ -39,6 +39,9 @@ impl Project {
     pub const MAX_NAME: usize = 100;
     /// Longest allowed description, in characters.
     pub const MAX_DESCRIPTION: usize = 2_000;
+    /// The index of the projects a user owns or collaborates on, keyed by the user's id
+    /// (`Repository::list_by`).
+    pub const BY_MEMBER: &'static str = "member";
 
     /// A new project owned by `owner_id`, with a fresh id.
     pub fn new(
@@ -104,6 +107,9 @@ impl Project {
 }
 
 impl SyncEntity for Project {
+    type Id = ProjectId;
+    type Patch = ProjectPatch;
+
     const ENTITY_TYPE: EntityType = EntityType::Project;
     const NAME: &'static str = "project";
     const SCOPE: ScopeKind = ScopeKind::Project;
@@ -129,6 +135,10 @@ impl SyncEntity for Project {
 
     fn membership(&self) -> Option<Membership> {
         Some(Membership { project_id: self.id, user_id: self.owner_id, role: CollaboratorRole::Owner })
+    }
+
+    fn patched(&self, patch: &ProjectPatch) -> Result<Self, ValidationError> {
+        Project::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

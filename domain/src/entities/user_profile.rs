@@ -125,6 +125,9 @@ pub(crate) fn pick<'a>(patch: &'a Option<Option<String>>, current: &'a Option<St
 }
 
 impl SyncEntity for UserProfile {
+    type Id = UserId;
+    type Patch = UserProfilePatch;
+
     const ENTITY_TYPE: EntityType = EntityType::UserProfile;
     const NAME: &'static str = "user_profile";
     const SCOPE: ScopeKind = ScopeKind::User;
@@ -146,6 +149,10 @@ impl SyncEntity for UserProfile {
 
     fn scope(&self) -> Scope {
         Scope::User(self.id)
+    }
+
+    fn patched(&self, patch: &UserProfilePatch) -> Result<Self, ValidationError> {
+        UserProfile::patched(self, patch)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -29,10 +29,7 @@ pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
 pub use pokes::{PokeHandler, PokeRelay};
 pub use remote::{RemoteDataSource, RemoteError};
-pub use repositories::{
-    AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PlaylistRepository,
-    ProjectRepository, UserProfileRepository,
-};
+pub use repositories::Repository;
 pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
 pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
 pub use sync::{
@@ -59,10 +56,7 @@ pub use pokes::MockPokeRelay;
 #[cfg(any(test, feature = "mock"))]
 pub use remote::MockRemoteDataSource;
 #[cfg(any(test, feature = "mock"))]
-pub use repositories::{
-    MockAudioCommentRepository, MockAudioTrackRepository, MockCollaboratorRepository, MockPlaylistRepository,
-    MockProjectRepository, MockUserProfileRepository,
-};
+pub use repositories::MockRepository;
 #[cfg(any(test, feature = "mock"))]
 pub use server_store::MockServerStore;
 #[cfg(any(test, feature = "mock"))]

@@ -6,13 +6,8 @@
 use anyhow::Context;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{io::Write, sync::Arc};
-use trackflow_domain::{
-    ports::{AudioTrackRepository, ProjectRepository},
-    AudioTrack, Project, ProjectId, ProjectPatch, Timestamp, UserId,
-};
-use trackflow_store::{
-    LocalStore, LocalStoreOptions, SqliteAudioTrackRepository, SqliteProjectRepository, SystemClock,
-};
+use trackflow_domain::{ports::Repository, AudioTrack, Project, ProjectId, ProjectPatch, Timestamp, UserId};
+use trackflow_store::{LocalStore, LocalStoreOptions, SqliteRepository, SystemClock};
 use trackflow_tests::Ack;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -23,8 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let store = LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await?;
-    let projects = SqliteProjectRepository::new(store.clone());
-    let tracks = SqliteAudioTrackRepository::new(store);
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(store);
     let owner = UserId::new();
     let mut mine: Vec<ProjectId> = Vec::new();
     let mut stdout = std::io::stdout().lock();

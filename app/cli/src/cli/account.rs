@@ -8,8 +8,9 @@ use serde_json::json;
 use shaku::HasComponent;
 use std::io::{BufRead, IsTerminal};
 use trackflow_domain::{
-    ports::{AccessToken, PendingOperationsRepository, Session, SessionStorage, UserProfileRepository},
+    ports::{AccessToken, PendingOperationsRepository, Repository, Session, SessionStorage},
     protocol::{LogInRequest, SignUpRequest},
+    UserProfile,
 };
 use trackflow_remote::{AuthClient, RemoteOptions};
 
@@ -18,7 +19,7 @@ impl App<'_> {
     /// offline is theirs on the server too) and stores the token.
     pub(super) async fn sign_up(&self, args: AuthArgs) -> anyhow::Result<()> {
         let user_id = self.me().await?;
-        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
+        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
         let profile = profiles.get(user_id).await?.context("reading your profile")?;
         let server = self.server(args.server.as_deref()).await?;
         let email = args.email.unwrap_or_else(|| profile.email().to_owned());
@@ -95,7 +96,7 @@ impl App<'_> {
     }
 
     async fn holds_work_of(&self, session: &Session) -> anyhow::Result<bool> {
-        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
+        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
         let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
         let counts = outbox.counts().await?;
         Ok(profiles.get(session.user_id).await?.is_some()

@@ -13,14 +13,10 @@ use shaku::HasComponent;
 use std::path::{Path, PathBuf};
 use trackflow_client::wiring::{open_client_module, ClientModule};
 use trackflow_domain::{
-    ports::{
-        AudioCommentRepository, AudioTrackRepository, Clock, CollaboratorRepository, ConflictRepository,
-        PendingOperationsRepository, PlaylistRepository, ProjectRepository, SessionStorage,
-        UserProfileRepository,
-    },
+    ports::{Clock, ConflictRepository, PendingOperationsRepository, Repository, SessionStorage},
     sync::ConflictResolution,
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, BlobHash, EntityRef, EntityType, Playlist,
-    PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId,
+    PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId, UserProfile,
     UserProfilePatch,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
@@ -122,7 +118,7 @@ impl App<'_> {
     /// The user this device acts as; its profile must exist.
     pub(super) async fn me(&self) -> anyhow::Result<UserId> {
         let sessions: &dyn SessionStorage = self.module.resolve_ref();
-        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
+        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
         match sessions.load().await? {
             Some(session) if profiles.get(session.user_id).await?.is_some() => Ok(session.user_id),
             Some(_) => bail!(
@@ -133,7 +129,7 @@ impl App<'_> {
     }
 
     async fn profile(&self, command: ProfileCommand) -> anyhow::Result<()> {
-        let profiles: &dyn UserProfileRepository = self.module.resolve_ref();
+        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
         match command {
             ProfileCommand::Create { name, email } => {
                 let profile = trackflow_client::local_user::create(self.module, &name, &email).await?;
@@ -158,14 +154,14 @@ impl App<'_> {
     }
 
     async fn project(&self, command: ProjectCommand) -> anyhow::Result<()> {
-        let projects: &dyn ProjectRepository = self.module.resolve_ref();
+        let projects: &dyn Repository<Project> = self.module.resolve_ref();
         match command {
             ProjectCommand::Create { name, description } => {
                 let project = Project::new(self.me().await?, &name, description.as_deref(), self.now())?;
                 self.out.one(&projects.create(project).await?)
             }
             ProjectCommand::List => {
-                let list = projects.list_by_user(self.me().await?).await?;
+                let list = projects.list_by(Project::BY_MEMBER, self.me().await?.into()).await?;
                 self.out.many(&list, "no projects yet")
             }
             ProjectCommand::Show { id } => {
@@ -184,7 +180,7 @@ impl App<'_> {
     }
 
     async fn track(&self, command: TrackCommand) -> anyhow::Result<()> {
-        let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
+        let tracks: &dyn Repository<AudioTrack> = self.module.resolve_ref();
         match command {
             TrackCommand::Add { project, file, name, duration } => {
                 let name = match (&name, &file) {
@@ -222,7 +218,7 @@ impl App<'_> {
             }
             TrackCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(&tracks.list_by_project(project).await?, "no tracks yet")
+                self.out.many(&tracks.list_by_parent(project.into()).await?, "no tracks yet")
             }
             TrackCommand::Show { id } => {
                 let track = tracks.get(id).await?.ok_or_else(|| missing(EntityType::AudioTrack, id))?;
@@ -239,8 +235,8 @@ impl App<'_> {
     }
 
     async fn comment(&self, command: CommentCommand) -> anyhow::Result<()> {
-        let comments: &dyn AudioCommentRepository = self.module.resolve_ref();
-        let tracks: &dyn AudioTrackRepository = self.module.resolve_ref();
+        let comments: &dyn Repository<AudioComment> = self.module.resolve_ref();
+        let tracks: &dyn Repository<AudioTrack> = self.module.resolve_ref();
         match command {
             CommentCommand::Add { track, at, text } => {
                 let track = tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
@@ -249,7 +245,7 @@ impl App<'_> {
             }
             CommentCommand::List { track } => {
                 tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
-                self.out.many(&comments.list_by_track(track).await?, "no comments yet")
+                self.out.many(&comments.list_by_parent(track.into()).await?, "no comments yet")
             }
             CommentCommand::Show { id } => {
                 let comment = comments.get(id).await?.ok_or_else(|| missing(EntityType::AudioComment, id))?;
@@ -267,7 +263,7 @@ impl App<'_> {
     }
 
     async fn playlist(&self, command: PlaylistCommand) -> anyhow::Result<()> {
-        let playlists: &dyn PlaylistRepository = self.module.resolve_ref();
+        let playlists: &dyn Repository<Playlist> = self.module.resolve_ref();
         match command {
             PlaylistCommand::Create { project, name, tracks } => {
                 let playlist = Playlist::new(project, &name, tracks, self.now())?;
@@ -275,7 +271,7 @@ impl App<'_> {
             }
             PlaylistCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(&playlists.list_by_project(project).await?, "no playlists yet")
+                self.out.many(&playlists.list_by_parent(project.into()).await?, "no playlists yet")
             }
             PlaylistCommand::Show { id } => {
                 let playlist = playlists.get(id).await?.ok_or_else(|| missing(EntityType::Playlist, id))?;
@@ -294,7 +290,7 @@ impl App<'_> {
     }
 
     async fn collaborator(&self, command: CollaboratorCommand) -> anyhow::Result<()> {
-        let members: &dyn CollaboratorRepository = self.module.resolve_ref();
+        let members: &dyn Repository<ProjectCollaborator> = self.module.resolve_ref();
         match command {
             CollaboratorCommand::Add { project, user, role } => {
                 let member = ProjectCollaborator::new(project, user, role, self.now())?;
@@ -302,7 +298,7 @@ impl App<'_> {
             }
             CollaboratorCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(&members.list_by_project(project).await?, "no collaborators yet")
+                self.out.many(&members.list_by_parent(project.into()).await?, "no collaborators yet")
             }
             CollaboratorCommand::Update { id, role } => {
                 let patch = ProjectCollaboratorPatch { role: Some(role) };
@@ -394,7 +390,7 @@ impl App<'_> {
     }
 
     async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {
-        let projects: &dyn ProjectRepository = self.module.resolve_ref();
+        let projects: &dyn Repository<Project> = self.module.resolve_ref();
         projects
             .get(id)
             .await

@@ -4,13 +4,11 @@
 use super::Fixture;
 use std::path::Path;
 use trackflow_domain::{
-    ports::{AudioTrackRepository, BlobCache, PendingOperationsRepository, ProjectRepository},
+    ports::{BlobCache, PendingOperationsRepository, Repository},
     AudioTrack, OperationKind, Project, RepositoryError, Timestamp, UserId,
 };
 use trackflow_store::SqlitePendingOperationsRepository;
-use trackflow_store::{
-    BlobCacheOptions, SqliteAudioTrackRepository, SqliteBlobCache, SqliteProjectRepository,
-};
+use trackflow_store::{BlobCacheOptions, SqliteBlobCache, SqliteRepository};
 
 fn write_file(dir: &Path, name: &str, len: usize, seed: u8) -> std::path::PathBuf {
     let path = dir.join(name);
@@ -94,8 +92,10 @@ async fn a_download_is_adopted_only_if_its_bytes_match_its_name() {
 async fn a_track_with_new_audio_depends_on_one_upload_per_file() {
     let fx = Fixture::new().await;
     let cache = cache(&fx, 1 << 20);
-    let (projects, tracks) =
-        (SqliteProjectRepository::new(fx.store.clone()), SqliteAudioTrackRepository::new(fx.store.clone()));
+    let (projects, tracks) = (
+        SqliteRepository::<Project>::new(fx.store.clone()),
+        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
+    );
     let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
     let owner = UserId::new();
     let project = projects

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use trackflow_domain::{
     ports::{
         ApplyPlan, Clock, ConflictPolicies, ConflictRepository, DownstreamRepository,
-        PendingOperationsRepository, ProjectRepository,
+        PendingOperationsRepository, Repository,
     },
     protocol::EntityState,
     sync::{ConflictPolicy, ConflictResolution},
     AudioComment, AudioTrack, EntityType, Hlc, NodeId, Project, ProjectPatch, RepositoryError, SyncEntity,
     Timestamp, UserId,
 };
-use trackflow_store::{SqliteConflictRepository, SqliteDownstreamRepository, SqliteProjectRepository};
+use trackflow_store::{SqliteConflictRepository, SqliteDownstreamRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -35,7 +35,7 @@ fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState 
 struct Local {
     fx: Fixture,
     downstream: SqliteDownstreamRepository,
-    projects: SqliteProjectRepository,
+    projects: SqliteRepository<Project>,
 }
 
 impl Local {
@@ -43,7 +43,7 @@ impl Local {
         let fx = Fixture::new().await;
         Self {
             downstream: SqliteDownstreamRepository::new(fx.store.clone()),
-            projects: SqliteProjectRepository::new(fx.store.clone()),
+            projects: SqliteRepository::<Project>::new(fx.store.clone()),
             fx,
         }
     }

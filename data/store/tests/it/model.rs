@@ -5,14 +5,11 @@
 use super::Fixture;
 use proptest::prelude::*;
 use trackflow_domain::{
-    ports::{AudioCommentRepository, AudioTrackRepository, PendingOperationsRepository, ProjectRepository},
+    ports::{PendingOperationsRepository, Repository},
     AudioComment, AudioTrack, AudioTrackId, AudioTrackPatch, OperationKind, Project, ProjectId, ProjectPatch,
     RepositoryError, Timestamp, UserId,
 };
-use trackflow_store::{
-    SqliteAudioCommentRepository, SqliteAudioTrackRepository, SqlitePendingOperationsRepository,
-    SqliteProjectRepository,
-};
+use trackflow_store::{SqlitePendingOperationsRepository, SqliteRepository};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -65,10 +62,10 @@ type Expected = Result<Option<OperationKind>, ()>;
 
 async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let fx = Fixture::new().await;
-    let projects = SqliteProjectRepository::new(fx.store.clone());
-    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
     let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
-    let comments = SqliteAudioCommentRepository::new(fx.store.clone());
+    let comments = SqliteRepository::<AudioComment>::new(fx.store.clone());
     let owner = UserId::new();
     let mut model = Model::default();
     let now = Timestamp(0);
@@ -165,7 +162,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 number
             );
             let listed: Vec<String> = tracks
-                .list_by_project(*id)
+                .list_by_parent((*id).into())
                 .await
                 .expect("list")
                 .iter()
@@ -181,7 +178,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             prop_assert_eq!(listed, expected, "tracks of project {} after step {}", i, number);
         }
         for (t, (id, ..)) in model.tracks.iter().enumerate() {
-            let listed = comments.list_by_track(*id).await.expect("list").len();
+            let listed = comments.list_by_parent((*id).into()).await.expect("list").len();
             let expected = if model.track_visible(t) { model.comments_per_track[t] } else { 0 };
             prop_assert_eq!(listed, expected, "comments of track {} after step {}", t, number);
         }

@@ -2,19 +2,12 @@
 
 use super::{count, execute, open, Fixture};
 use trackflow_domain::{
-    ports::{
-        AudioCommentRepository, AudioTrackRepository, CollaboratorRepository, PendingOperationsRepository,
-        PlaylistRepository, ProjectRepository, UserProfileRepository,
-    },
+    ports::{PendingOperationsRepository, Repository},
     AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, OperationKind, Playlist,
     PlaylistPatch, Project, ProjectCollaborator, ProjectPatch, RepositoryError, Timestamp, UserId,
     UserProfile, UserProfilePatch,
 };
-use trackflow_store::{
-    SqliteAudioCommentRepository, SqliteAudioTrackRepository, SqliteCollaboratorRepository,
-    SqlitePendingOperationsRepository, SqlitePlaylistRepository, SqliteProjectRepository,
-    SqliteUserProfileRepository,
-};
+use trackflow_store::{SqlitePendingOperationsRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -29,7 +22,7 @@ async fn outbox_total(fx: &Fixture) -> i64 {
 #[tokio::test]
 async fn a_create_leaves_exactly_one_row_and_one_operation() {
     let fx = Fixture::new().await;
-    let repo = SqliteProjectRepository::new(fx.store.clone());
+    let repo = SqliteRepository::<Project>::new(fx.store.clone());
     let created = repo.create(project(UserId::new(), "Demo")).await.expect("create");
 
     let id = created.id();
@@ -53,7 +46,7 @@ async fn a_failing_outbox_insert_leaves_neither_row_nor_operation() {
          BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END;",
     )
     .await;
-    let repo = SqliteProjectRepository::new(fx.store.clone());
+    let repo = SqliteRepository::<Project>::new(fx.store.clone());
     let err = repo.create(project(UserId::new(), "Doomed")).await.expect_err("must fail");
     assert!(err.to_string().contains("injected outbox failure"), "{err}");
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM projects").await, 0);
@@ -78,7 +71,7 @@ async fn a_failing_outbox_insert_leaves_neither_row_nor_operation() {
 #[tokio::test]
 async fn an_update_records_only_the_changed_fields_and_a_no_op_records_nothing() {
     let fx = Fixture::new().await;
-    let repo = SqliteUserProfileRepository::new(fx.store.clone());
+    let repo = SqliteRepository::<UserProfile>::new(fx.store.clone());
     let me = repo
         .create(UserProfile::new(UserId::new(), "Ana", "ana@example.com", NOW).expect("valid"))
         .await
@@ -102,7 +95,7 @@ async fn an_update_records_only_the_changed_fields_and_a_no_op_records_nothing()
 #[tokio::test]
 async fn invalid_patches_are_rejected_and_change_nothing() {
     let fx = Fixture::new().await;
-    let repo = SqliteProjectRepository::new(fx.store.clone());
+    let repo = SqliteRepository::<Project>::new(fx.store.clone());
     let p = repo.create(project(UserId::new(), "Demo")).await.expect("create");
     let err = repo
         .update(p.id(), ProjectPatch { name: Some("  ".into()), ..Default::default() })
@@ -117,8 +110,8 @@ async fn invalid_patches_are_rejected_and_change_nothing() {
 async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let projects = SqliteProjectRepository::new(fx.store.clone());
-    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
     let p = projects.create(project(owner, "Demo")).await.expect("create");
     let t = tracks
         .create(AudioTrack::new(p.id(), owner, "Take 1", 60_000, None, NOW).expect("valid"))
@@ -127,9 +120,9 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
 
     projects.delete(p.id()).await.expect("delete");
     assert_eq!(projects.get(p.id()).await.expect("get"), None);
-    assert!(projects.list_by_user(owner).await.expect("list").is_empty());
+    assert!(projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("list").is_empty());
     assert_eq!(tracks.get(t.id()).await.expect("get"), None, "children are hidden too");
-    assert!(tracks.list_by_project(p.id()).await.expect("list").is_empty());
+    assert!(tracks.list_by_parent(p.id().into()).await.expect("list").is_empty());
     // ... without being written: the server cascades, and a refused delete can be undone by
     // reverting the one tombstone.
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_tracks WHERE deleted = 0").await, 1);
@@ -154,7 +147,7 @@ async fn a_delete_leaves_a_tombstone_that_reads_never_show() {
 async fn children_need_a_live_parent_and_wait_for_its_create() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
     let orphan =
         AudioTrack::new(project(owner, "nowhere").id(), owner, "T", 1_000, None, NOW).expect("valid");
     let err = tracks.create(orphan).await.expect_err("no such project");
@@ -162,8 +155,10 @@ async fn children_need_a_live_parent_and_wait_for_its_create() {
     assert_eq!(outbox_total(&fx).await, 0);
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_tracks").await, 0);
 
-    let p =
-        SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "Demo")).await.expect("create");
+    let p = SqliteRepository::<Project>::new(fx.store.clone())
+        .create(project(owner, "Demo"))
+        .await
+        .expect("create");
     let t = tracks
         .create(AudioTrack::new(p.id(), owner, "T", 1_000, None, NOW).expect("valid"))
         .await
@@ -177,13 +172,15 @@ async fn children_need_a_live_parent_and_wait_for_its_create() {
 async fn comments_are_checked_against_the_stored_track() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let p =
-        SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "Demo")).await.expect("create");
-    let track = SqliteAudioTrackRepository::new(fx.store.clone())
+    let p = SqliteRepository::<Project>::new(fx.store.clone())
+        .create(project(owner, "Demo"))
+        .await
+        .expect("create");
+    let track = SqliteRepository::<AudioTrack>::new(fx.store.clone())
         .create(AudioTrack::new(p.id(), owner, "T", 10_000, None, NOW).expect("valid"))
         .await
         .expect("create track");
-    let comments = SqliteAudioCommentRepository::new(fx.store.clone());
+    let comments = SqliteRepository::<AudioComment>::new(fx.store.clone());
     let first = comments
         .create(AudioComment::new(&track, owner, "late intro", 9_000, NOW).expect("valid"))
         .await
@@ -192,7 +189,7 @@ async fn comments_are_checked_against_the_stored_track() {
         .create(AudioComment::new(&track, owner, "nice intro", 1_000, NOW).expect("valid"))
         .await
         .expect("comment");
-    let listed = comments.list_by_track(track.id()).await.expect("list");
+    let listed = comments.list_by_parent(track.id().into()).await.expect("list");
     assert_eq!(listed.iter().map(|c| c.timestamp_ms()).collect::<Vec<_>>(), [1_000, 9_000], "by position");
 
     // A comment built against a longer copy of the track is refused by the stored one.
@@ -204,16 +201,16 @@ async fn comments_are_checked_against_the_stored_track() {
     assert!(matches!(err, RepositoryError::Validation(ref v) if v.field == "timestamp_ms"), "{err:?}");
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_comments").await, 2);
     comments.delete(first.id()).await.expect("delete");
-    assert_eq!(comments.list_by_track(track.id()).await.expect("list").len(), 1);
+    assert_eq!(comments.list_by_parent(track.id().into()).await.expect("list").len(), 1);
 }
 
 #[tokio::test]
 async fn playlists_hold_tracks_of_their_own_project_only() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let projects = SqliteProjectRepository::new(fx.store.clone());
-    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
-    let playlists = SqlitePlaylistRepository::new(fx.store.clone());
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let playlists = SqliteRepository::<Playlist>::new(fx.store.clone());
     let (a, b) = (
         projects.create(project(owner, "A")).await.expect("create"),
         projects.create(project(owner, "B")).await.expect("create"),
@@ -240,16 +237,16 @@ async fn playlists_hold_tracks_of_their_own_project_only() {
         playlists.get(mix.id()).await.expect("get").map(|p| p.track_ids().to_vec()),
         Some(vec![in_a.id()])
     );
-    assert_eq!(playlists.list_by_project(a.id()).await.expect("list").len(), 1);
-    assert!(playlists.list_by_project(b.id()).await.expect("list").is_empty());
+    assert_eq!(playlists.list_by_parent(a.id().into()).await.expect("list").len(), 1);
+    assert!(playlists.list_by_parent(b.id().into()).await.expect("list").is_empty());
 }
 
 #[tokio::test]
 async fn collaborators_join_once_and_see_the_project() {
     let fx = Fixture::new().await;
     let (owner, guest) = (UserId::new(), UserId::new());
-    let projects = SqliteProjectRepository::new(fx.store.clone());
-    let members = SqliteCollaboratorRepository::new(fx.store.clone());
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let members = SqliteRepository::<ProjectCollaborator>::new(fx.store.clone());
     let p = projects.create(project(owner, "Band")).await.expect("create");
     projects.create(project(UserId::new(), "Someone else's")).await.expect("create");
 
@@ -263,18 +260,24 @@ async fn collaborators_join_once_and_see_the_project() {
         ProjectCollaborator::new(p.id(), owner, CollaboratorRole::Editor, NOW).expect("valid");
     assert!(matches!(members.create(owner_as_member).await, Err(RepositoryError::Validation(_))));
 
-    let seen: Vec<_> = projects.list_by_user(guest).await.expect("list").iter().map(Project::id).collect();
+    let seen: Vec<_> = projects
+        .list_by(Project::BY_MEMBER, guest.into())
+        .await
+        .expect("list")
+        .iter()
+        .map(Project::id)
+        .collect();
     assert_eq!(seen, [p.id()]);
     members.delete(m.id()).await.expect("leave");
-    assert!(projects.list_by_user(guest).await.expect("list").is_empty());
-    assert!(members.list_by_project(p.id()).await.expect("list").is_empty());
+    assert!(projects.list_by(Project::BY_MEMBER, guest.into()).await.expect("list").is_empty());
+    assert!(members.list_by_parent(p.id().into()).await.expect("list").is_empty());
 }
 
 #[tokio::test]
 async fn a_reopened_database_still_holds_data_and_queue() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let created = SqliteProjectRepository::new(fx.store.clone())
+    let created = SqliteRepository::<Project>::new(fx.store.clone())
         .create(project(owner, "Persistent"))
         .await
         .expect("create");
@@ -282,7 +285,7 @@ async fn a_reopened_database_still_holds_data_and_queue() {
         SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list")[0].hlc;
 
     let reopened = open(&fx.db_path()).await;
-    let projects = SqliteProjectRepository::new(reopened.clone());
+    let projects = SqliteRepository::<Project>::new(reopened.clone());
     assert_eq!(projects.get(created.id()).await.expect("get"), Some(created.clone()));
     let outbox = SqlitePendingOperationsRepository::new(reopened.clone());
     let counts = outbox.counts().await.expect("counts");
@@ -322,7 +325,7 @@ async fn two_processes_on_one_database_never_issue_the_same_clock_reading() {
     let fx = Fixture::new().await;
     let (first, second) = (open_frozen(&fx.db_path()).await, open_frozen(&fx.db_path()).await);
     assert_eq!(first.replica_id(), second.replica_id());
-    let repos = [SqliteProjectRepository::new(first), SqliteProjectRepository::new(second)];
+    let repos = [SqliteRepository::<Project>::new(first), SqliteRepository::<Project>::new(second)];
     let owner = UserId::new();
     for i in 0..40 {
         repos[i % 2].create(project(owner, &format!("P{i}"))).await.expect("create");
@@ -338,8 +341,9 @@ async fn two_processes_on_one_database_never_issue_the_same_clock_reading() {
 async fn a_playlist_keeps_a_deleted_track_until_edited_but_cannot_add_one() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
-    let p = SqliteProjectRepository::new(fx.store.clone()).create(project(owner, "P")).await.expect("create");
-    let tracks = SqliteAudioTrackRepository::new(fx.store.clone());
+    let p =
+        SqliteRepository::<Project>::new(fx.store.clone()).create(project(owner, "P")).await.expect("create");
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
     let (a, b) = (
         tracks
             .create(AudioTrack::new(p.id(), owner, "a", 5, None, NOW).expect("valid"))
@@ -350,7 +354,7 @@ async fn a_playlist_keeps_a_deleted_track_until_edited_but_cannot_add_one() {
             .await
             .expect("track"),
     );
-    let playlists = SqlitePlaylistRepository::new(fx.store.clone());
+    let playlists = SqliteRepository::<Playlist>::new(fx.store.clone());
     let mix = playlists
         .create(Playlist::new(p.id(), "Mix", vec![a.id()], NOW).expect("valid"))
         .await
@@ -380,13 +384,13 @@ async fn the_clock_floor_survives_an_emptied_queue() {
     let fx = Fixture::new().await;
     let owner = UserId::new();
     let first = open_frozen(&fx.db_path()).await;
-    SqliteProjectRepository::new(first.clone()).create(project(owner, "A")).await.expect("create");
+    SqliteRepository::<Project>::new(first.clone()).create(project(owner, "A")).await.expect("create");
     let before = SqlitePendingOperationsRepository::new(first).list(None).await.expect("list")[0].hlc;
     // Reopening stores the floor; then the queue is emptied, as acknowledgements will do.
     let reopened = open_frozen(&fx.db_path()).await;
     execute(&reopened, "DELETE FROM pending_operations").await;
     let fresh = open_frozen(&fx.db_path()).await;
-    SqliteProjectRepository::new(fresh.clone()).create(project(owner, "B")).await.expect("create");
+    SqliteRepository::<Project>::new(fresh.clone()).create(project(owner, "B")).await.expect("create");
     let after = SqlitePendingOperationsRepository::new(fresh).list(None).await.expect("list")[0].hlc;
     assert!(after > before, "{after} must follow {before}");
 }
@@ -394,7 +398,7 @@ async fn the_clock_floor_survives_an_emptied_queue() {
 #[tokio::test]
 async fn an_edit_wins_over_a_pulled_value_written_ahead_of_our_clock() {
     let fx = Fixture::new().await;
-    let repo = SqliteProjectRepository::new(fx.store.clone());
+    let repo = SqliteRepository::<Project>::new(fx.store.clone());
     let p = repo.create(project(UserId::new(), "Demo")).await.expect("create");
     // As if another replica, its clock a minute ahead, had written the row and it was pulled.
     let ahead = trackflow_domain::Hlc {
@@ -416,4 +420,35 @@ async fn an_edit_wins_over_a_pulled_value_written_ahead_of_our_clock() {
         .expect("update");
     let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert!(ops[1].hlc > ahead, "{} must follow the pulled {}", ops[1].hlc, ahead);
+}
+
+/// The generic repository's lists: `list` hides what lives inside a deleted parent, a type
+/// without a parent has none to list by, and an index the type does not declare is refused.
+#[tokio::test]
+async fn generic_lists_hide_what_a_deleted_parent_holds_and_refuse_what_the_type_lacks() {
+    let fx = Fixture::new().await;
+    let owner = UserId::new();
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let (kept, gone) = (project(owner, "Kept"), project(owner, "Gone"));
+    for p in [&kept, &gone] {
+        projects.create(p.clone()).await.expect("project");
+        for name in ["A", "B"] {
+            let track = AudioTrack::new(p.id(), owner, name, 1_000, None, NOW).expect("valid");
+            tracks.create(track).await.expect("track");
+        }
+    }
+    assert_eq!(tracks.list().await.expect("all tracks").len(), 4);
+    projects.delete(gone.id()).await.expect("delete");
+
+    let listed = tracks.list().await.expect("all tracks");
+    assert_eq!(listed.len(), 2, "the deleted project's tracks are hidden with it");
+    assert!(listed.iter().all(|t| t.project_id() == kept.id()));
+    assert!(tracks.list_by_parent(gone.id().into()).await.expect("hidden parent").is_empty());
+    assert_eq!(projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("member"), [kept.clone()]);
+
+    let refused = projects.list_by_parent(kept.id().into()).await.expect_err("a project has no parent");
+    assert!(matches!(&refused, RepositoryError::Validation(v) if v.field == "parent"), "{refused}");
+    let refused = tracks.list_by("colour", owner.into()).await.expect_err("no such index");
+    assert!(matches!(&refused, RepositoryError::Validation(v) if v.field == "index"), "{refused}");
 }

@@ -4,23 +4,20 @@
 use super::Fixture;
 use std::collections::BTreeMap;
 use trackflow_domain::{
-    ports::{AudioTrackRepository, ConflictRepository, PendingOperationsRepository, ProjectRepository},
+    ports::{ConflictRepository, PendingOperationsRepository, Repository},
     sync::{CoalescePlan, Settlement},
-    AudioTrack, ConflictId, EntityRef, EntityType, OperationId, OperationStatus, Project, ProjectPatch,
-    RepositoryError, SyncConflict, Timestamp, UserId,
+    AudioTrack, ConflictId, EntityRef, EntityType, OperationId, OperationStatus, Playlist, Project,
+    ProjectPatch, RepositoryError, SyncConflict, Timestamp, UserId,
 };
-use trackflow_store::{
-    SqliteAudioTrackRepository, SqliteConflictRepository, SqlitePendingOperationsRepository,
-    SqliteProjectRepository,
-};
+use trackflow_store::{SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
 struct Client {
     fx: Fixture,
     outbox: SqlitePendingOperationsRepository,
-    projects: SqliteProjectRepository,
-    tracks: SqliteAudioTrackRepository,
+    projects: SqliteRepository<Project>,
+    tracks: SqliteRepository<AudioTrack>,
     owner: UserId,
 }
 
@@ -29,8 +26,8 @@ impl Client {
         let fx = Fixture::new().await;
         Self {
             outbox: SqlitePendingOperationsRepository::new(fx.store.clone()),
-            projects: SqliteProjectRepository::new(fx.store.clone()),
-            tracks: SqliteAudioTrackRepository::new(fx.store.clone()),
+            projects: SqliteRepository::<Project>::new(fx.store.clone()),
+            tracks: SqliteRepository::<AudioTrack>::new(fx.store.clone()),
             owner: UserId::new(),
             fx,
         }
@@ -194,10 +191,9 @@ async fn discarding_a_failed_create_drops_later_operations_on_its_entity_but_not
         )
         .await
         .expect("rename");
-    let playlists = trackflow_store::SqlitePlaylistRepository::new(c.fx.store.clone());
-    let playlist =
-        trackflow_domain::Playlist::new(project.id(), "Mix", vec![track.id()], NOW).expect("valid");
-    use trackflow_domain::ports::PlaylistRepository;
+    let playlists = SqliteRepository::<Playlist>::new(c.fx.store.clone());
+    let playlist = Playlist::new(project.id(), "Mix", vec![track.id()], NOW).expect("valid");
+    use trackflow_domain::ports::Repository;
     playlists.create(playlist).await.expect("playlist");
     let [track_create, rename, playlist_create] = c.ids().await[..] else { panic!("three operations") };
     c.outbox
