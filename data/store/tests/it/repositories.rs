@@ -445,7 +445,10 @@ async fn generic_lists_hide_what_a_deleted_parent_holds_and_refuse_what_the_type
     assert_eq!(listed.len(), 2, "the deleted project's tracks are hidden with it");
     assert!(listed.iter().all(|t| t.project_id() == kept.id()));
     assert!(tracks.list_by_parent(gone.id().into()).await.expect("hidden parent").is_empty());
-    assert_eq!(projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("member"), [kept.clone()]);
+    assert_eq!(
+        projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("member"),
+        std::slice::from_ref(&kept)
+    );
 
     let refused = projects.list_by_parent(kept.id().into()).await.expect_err("a project has no parent");
     assert!(matches!(&refused, RepositoryError::Validation(v) if v.field == "parent"), "{refused}");
