@@ -24,8 +24,8 @@ use std::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    ports::BlobCache, AudioTrack, BlobHash, CachedBlob, EvictionReport, OperationId, OperationKind,
-    RepositoryError, SyncEntity, SyncOperation, ValidationError,
+    ports::BlobCache, BlobHash, CachedBlob, EntityRef, EvictionReport, OperationId, OperationKind,
+    RepositoryError, SyncOperation, ValidationError,
 };
 
 /// Where the cache lives and how much it may hold.
@@ -271,24 +271,21 @@ impl BlobCache for SqliteBlobCache {
     }
 }
 
-/// The operations a track write needs first: the upload of audio the server does not hold
-/// yet. Queues that upload (once per blob: later tracks with the same audio depend on the same
-/// one) inside the write's transaction. Audio the cache has never seen is refused: nothing
-/// could ever upload it.
-pub(crate) fn audio_upload(
+/// The operations a write of `entity` naming the file `hash` in its `field` (a track's audio)
+/// needs first: the upload of a file the server does not hold yet. Queues that upload (once per
+/// file: later entities naming the same file depend on the same one) inside the write's
+/// transaction. A file the cache has never seen is refused: nothing could ever upload it.
+pub(crate) fn queue_upload(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
-    track: &AudioTrack,
-    before: Option<&AudioTrack>,
+    entity: EntityRef,
+    field: &'static str,
+    hash: &str,
 ) -> StoreResult<Vec<OperationId>> {
-    let Some(hash) = track.audio_sha256() else { return Ok(Vec::new()) };
-    if before.and_then(AudioTrack::audio_sha256) == Some(hash) {
-        return Ok(Vec::new());
-    }
     let row: Option<BlobRow> = blobs::table.find(hash).select(BlobRow::as_select()).first(conn).optional()?;
     let Some(row) = row else {
         return Err(ValidationError::new(
-            "audio_sha256",
+            field,
             format!("no file with hash {hash} is in the local audio cache: add the audio file itself"),
         )
         .into());
@@ -306,9 +303,9 @@ pub(crate) fn audio_upload(
                 .map_err(|e: trackflow_domain::ids::ParseIdError| StoreError::corrupt("blobs", e));
         }
     }
-    let fields = BTreeMap::from([("audio_sha256".to_owned(), serde_json::Value::from(hash))]);
+    let fields = BTreeMap::from([(field.to_owned(), serde_json::Value::from(hash))]);
     let op = SyncOperation::new(
-        track.entity_ref(),
+        entity,
         OperationKind::Upload,
         fields,
         clock.tick(conn)?,

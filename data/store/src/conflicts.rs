@@ -13,10 +13,10 @@ use shaku::Component;
 use std::collections::BTreeMap;
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    ports::ConflictRepository, sync::ConflictResolution, AudioComment, AudioTrack, ConflictId, EntityRef,
-    EntityType, Playlist, Project, ProjectCollaborator, RepositoryError, SyncConflict, Timestamp,
-    UserProfile, ValidationError,
+    entities::EntityVisitor, ports::ConflictRepository, sync::ConflictResolution, ConflictId, EntityRef,
+    RepositoryError, SyncConflict, SyncEntity, Timestamp, ValidationError,
 };
+use uuid::Uuid;
 
 const TABLE: &str = "sync_conflicts";
 
@@ -89,6 +89,22 @@ fn chosen(conflict: &SyncConflict, resolution: &ConflictResolution) -> StoreResu
     })
 }
 
+/// [`overwrite`] for a type known by name.
+struct Overwrite<'a> {
+    conn: &'a mut SqliteConnection,
+    clock: &'a WriteClock,
+    entity: Uuid,
+    values: &'a BTreeMap<String, Value>,
+}
+
+impl EntityVisitor for Overwrite<'_> {
+    type Output = StoreResult<()>;
+
+    fn visit<E: SyncEntity>(self) -> StoreResult<()> {
+        overwrite::<E>(self.conn, self.clock, self.entity, self.values).map(drop)
+    }
+}
+
 /// Resolves conflict `id` (see [`ConflictRepository::resolve`]).
 fn resolve(
     conn: &mut SqliteConnection,
@@ -109,16 +125,7 @@ fn resolve(
         }
         let values = chosen(&conflict, resolution)?;
         let entity = conflict.entity.id;
-        match conflict.entity.entity_type {
-            EntityType::UserProfile => overwrite::<UserProfile>(conn, clock, entity, &values).map(drop),
-            EntityType::Project => overwrite::<Project>(conn, clock, entity, &values).map(drop),
-            EntityType::ProjectCollaborator => {
-                overwrite::<ProjectCollaborator>(conn, clock, entity, &values).map(drop)
-            }
-            EntityType::AudioTrack => overwrite::<AudioTrack>(conn, clock, entity, &values).map(drop),
-            EntityType::AudioComment => overwrite::<AudioComment>(conn, clock, entity, &values).map(drop),
-            EntityType::Playlist => overwrite::<Playlist>(conn, clock, entity, &values).map(drop),
-        }?;
+        conflict.entity.entity_type.visit(Overwrite { conn, clock, entity, values: &values })?;
         diesel::update(dsl::sync_conflicts.find(id.to_string()))
             .set((
                 dsl::resolution.eq(to_json(TABLE, resolution)?),

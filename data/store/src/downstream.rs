@@ -15,10 +15,8 @@ use super::{
     conflicts,
     records::{existing, presence, raise_high_water, LocalEntity, NewRows},
     rows::{from_json, parse, to_json, Record},
-    schema::{
-        audio_comments, audio_tracks, pending_operations, playlists, project_collaborators, projects,
-        sync_deferred, sync_metadata, sync_statistics,
-    },
+    schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
+    tables::TableSql,
     LocalStore,
 };
 use async_trait::async_trait;
@@ -31,12 +29,12 @@ use std::{
 };
 use trackflow_db::error::StoreResult;
 use trackflow_domain::{
-    entities::Scope,
+    entities::{EntityVisitor, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
     sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
-    AudioComment, AudioTrack, ConflictId, EntityRef, EntityType, OperationKind, Playlist, Project,
-    ProjectCollaborator, ProjectId, RepositoryError, SyncConflict, SyncMeta, Timestamp, UserProfile,
+    ConflictId, EntityRef, EntityType, OperationKind, ProjectId, RepositoryError, SyncConflict, SyncEntity,
+    SyncMeta, Timestamp,
 };
 use uuid::Uuid;
 
@@ -198,14 +196,7 @@ fn apply_row(
     edits: &Edits,
     pass: &mut Pass<'_>,
 ) -> StoreResult<()> {
-    let outcome = match state.entity_type {
-        EntityType::UserProfile => apply::<UserProfile>(conn, state, edits, pass)?,
-        EntityType::Project => apply::<Project>(conn, state, edits, pass)?,
-        EntityType::ProjectCollaborator => apply::<ProjectCollaborator>(conn, state, edits, pass)?,
-        EntityType::AudioTrack => apply::<AudioTrack>(conn, state, edits, pass)?,
-        EntityType::AudioComment => apply::<AudioComment>(conn, state, edits, pass)?,
-        EntityType::Playlist => apply::<Playlist>(conn, state, edits, pass)?,
-    };
+    let outcome = state.entity_type.visit(Apply { conn, state, edits, pass: &mut *pass })?;
     pass.counts.entry(state.entity_type).or_default().add(outcome);
     if outcome.applied > 0 && pass.waiting {
         // Children that arrived before this row: theirs is the state last pulled, and they have
@@ -222,6 +213,22 @@ fn apply_row(
         }
     }
     Ok(())
+}
+
+/// [`apply`] for a type known by name.
+struct Apply<'a, 'p> {
+    conn: &'a mut SqliteConnection,
+    state: &'a EntityState,
+    edits: &'a Edits,
+    pass: &'a mut Pass<'p>,
+}
+
+impl EntityVisitor for Apply<'_, '_> {
+    type Output = StoreResult<ApplyCounts>;
+
+    fn visit<E: SyncEntity>(self) -> StoreResult<ApplyCounts> {
+        apply::<E>(self.conn, self.state, self.edits, self.pass)
+    }
 }
 
 /// Merges one pulled row into the local row of type `E`.
@@ -466,9 +473,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     // still merge by clock reading, so pulling them again changes nothing that
                     // is newer here.
                     for entity_type in EntityType::ALL {
-                        with_entity_table!(entity_type, t => {
-                            diesel::update(t::table).set(t::pulled_version.eq(0)).execute(conn)
-                        })?;
+                        TableSql::of(entity_type).reset_pulled(conn)?;
                     }
                     StoreResult::Ok(())
                 })
@@ -566,27 +571,14 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         self.store
             .read(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    // Rows waiting for the project or one of its tracks will never be wanted.
-                    let tracks =
-                        audio_tracks::table.filter(audio_tracks::project_id.eq(&id)).select(audio_tracks::id);
-                    diesel::delete(sync_deferred::table.filter(
-                        sync_deferred::parent_id.eq(&id).or(sync_deferred::parent_id.eq_any(tracks)),
-                    ))
-                    .execute(conn)?;
-                    // Children before what they live inside, for the foreign keys.
-                    let removed =
-                        diesel::delete(audio_comments::table.filter(audio_comments::project_id.eq(&id)))
-                            .execute(conn)?
-                            + diesel::delete(playlists::table.filter(playlists::project_id.eq(&id)))
-                                .execute(conn)?
-                            + diesel::delete(audio_tracks::table.filter(audio_tracks::project_id.eq(&id)))
-                                .execute(conn)?
-                            + diesel::delete(
-                                project_collaborators::table
-                                    .filter(project_collaborators::project_id.eq(&id)),
-                            )
-                            .execute(conn)?
-                            + diesel::delete(projects::table.find(&id)).execute(conn)?;
+                    // Children before what they live inside, for the foreign keys; with each
+                    // table, the pulled rows waiting for one of its rows, never wanted now.
+                    let mut removed = 0;
+                    for entity_type in EntityType::ALL.iter().rev() {
+                        if entity_type.scope_kind() == ScopeKind::Project {
+                            removed += TableSql::of(*entity_type).forget(conn, &id)?;
+                        }
+                    }
                     diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
                     diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
                         .execute(conn)?;

@@ -5,39 +5,6 @@
 //! the audio cache, and the offline-first repositories that implement the domain's ports.
 //! Every Diesel call runs through `trackflow_db::blocking`.
 
-/// Runs `$body` with `$t` naming the schema module of `$entity_type`'s table: the one place
-/// that maps an entity type to its local table.
-macro_rules! with_entity_table {
-    ($entity_type:expr, $t:ident => $body:expr) => {
-        match $entity_type {
-            EntityType::UserProfile => {
-                use $crate::schema::user_profiles as $t;
-                $body
-            }
-            EntityType::Project => {
-                use $crate::schema::projects as $t;
-                $body
-            }
-            EntityType::ProjectCollaborator => {
-                use $crate::schema::project_collaborators as $t;
-                $body
-            }
-            EntityType::AudioTrack => {
-                use $crate::schema::audio_tracks as $t;
-                $body
-            }
-            EntityType::AudioComment => {
-                use $crate::schema::audio_comments as $t;
-                $body
-            }
-            EntityType::Playlist => {
-                use $crate::schema::playlists as $t;
-                $body
-            }
-        }
-    };
-}
-
 mod blobs;
 mod clock;
 mod conflicts;
@@ -50,6 +17,7 @@ mod repositories;
 mod rows;
 pub mod schema;
 mod session;
+mod tables;
 mod upstream;
 
 pub use blobs::{hash_file, BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters};

@@ -4,20 +4,22 @@
 
 use super::{
     outbox,
-    rows::{
-        parse, to_json, AudioCommentRow, AudioTrackRow, CollaboratorRow, EntityRow, PlaylistRow, ProjectRow,
-        Record, UserProfileRow,
-    },
+    rows::{parse, to_json, Record},
     schema,
+    tables::{EncodedRow, StoredRow, TableSql},
 };
 use diesel::prelude::*;
 use serde_json::Value;
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    entities::changed_fields, ports::Clock, AudioComment, AudioTrack, EntityRef, EntityType, Hlc,
-    HybridLogicalClock, NodeId, OperationId, OperationKind, Playlist, Project, ProjectCollaborator,
-    RepositoryError, SyncEntity, SyncMeta, SyncOperation, Timestamp, UserProfile, ValidationError,
+    entities::changed_fields,
+    ports::{Clock, IdentifiedFields, WriteContext},
+    EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind, RepositoryError,
+    SyncEntity, SyncMeta, SyncOperation, Timestamp, ValidationError,
 };
 use uuid::Uuid;
 
@@ -92,61 +94,46 @@ impl WriteClock {
     }
 }
 
-/// An entity type with a table in the local store.
+/// What the store does with an entity of any type, through its table ([`TableSql`]). Every
+/// [`SyncEntity`] is one: the store holds no code of its own per type.
 pub(crate) trait LocalEntity: SyncEntity {
-    /// The row type.
-    type Row: EntityRow<Entity = Self> + Send + 'static;
-
     /// The row with `id`, tombstone or not.
-    fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>>;
-    /// Inserts a new row.
-    fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
-    /// Inserts new rows, many to a statement.
-    fn insert_all(conn: &mut SqliteConnection, rows: &[Self::Row]) -> StoreResult<()>;
-    /// This type's rows in `rows`.
-    fn new_rows(rows: &mut NewRows) -> &mut Vec<Self::Row>;
-    /// Overwrites an existing row.
-    fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()>;
+    fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>> {
+        TableSql::of(Self::ENTITY_TYPE).find(conn, id)?.map(StoredRow::decode).transpose()
+    }
 
-    /// What visibility and dependency checks need, read without decoding the row: whether it is
-    /// a tombstone, its queued create, and its parent.
-    fn presence(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Presence>>;
+    /// Inserts a new row.
+    fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
+        TableSql::of(Self::ENTITY_TYPE).insert(conn, &[EncodedRow::encode(record)?])
+    }
+
+    /// Overwrites an existing row.
+    fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
+        TableSql::of(Self::ENTITY_TYPE).save(conn, &EncodedRow::encode(record)?)
+    }
 }
 
-/// New rows of every entity type, gathered to be inserted many to a statement
-/// ([`LocalEntity::insert_all`]).
+impl<E: SyncEntity> LocalEntity for E {}
+
+/// New rows of every entity type, gathered to be inserted many to a statement.
 #[derive(Default)]
 pub(crate) struct NewRows {
-    profiles: Vec<UserProfileRow>,
-    projects: Vec<ProjectRow>,
-    collaborators: Vec<CollaboratorRow>,
-    tracks: Vec<AudioTrackRow>,
-    comments: Vec<AudioCommentRow>,
-    playlists: Vec<PlaylistRow>,
+    rows: HashMap<EntityType, Vec<EncodedRow>>,
 }
 
 impl NewRows {
     /// Queues `record` for insertion.
     pub fn push<E: LocalEntity>(&mut self, record: &Record<E>) -> StoreResult<()> {
-        E::new_rows(self).push(E::Row::encode(record)?);
+        self.rows.entry(E::ENTITY_TYPE).or_default().push(EncodedRow::encode(record)?);
         Ok(())
     }
 
     /// Inserts every queued row, parents' types first ([`EntityType::ALL`]), as the tables'
     /// foreign keys need.
     pub fn insert(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
-        fn insert<E: LocalEntity>(conn: &mut SqliteConnection, rows: &mut NewRows) -> StoreResult<()> {
-            let rows = std::mem::take(E::new_rows(rows));
-            E::insert_all(conn, &rows)
-        }
         for entity_type in EntityType::ALL {
-            match entity_type {
-                EntityType::UserProfile => insert::<UserProfile>(conn, self)?,
-                EntityType::Project => insert::<Project>(conn, self)?,
-                EntityType::ProjectCollaborator => insert::<ProjectCollaborator>(conn, self)?,
-                EntityType::AudioTrack => insert::<AudioTrack>(conn, self)?,
-                EntityType::AudioComment => insert::<AudioComment>(conn, self)?,
-                EntityType::Playlist => insert::<Playlist>(conn, self)?,
+            if let Some(rows) = self.rows.remove(&entity_type) {
+                TableSql::of(entity_type).insert(conn, &rows)?;
             }
         }
         Ok(())
@@ -160,106 +147,8 @@ pub(crate) struct Presence {
     parent: Option<EntityRef>,
 }
 
-impl Presence {
-    fn new(deleted: bool, pending_create: Option<String>, parent: Option<EntityRef>) -> StoreResult<Self> {
-        let pending_create = pending_create.map(|id| parse("pending_create", &id)).transpose()?;
-        Ok(Self { deleted, pending_create, parent })
-    }
-}
-
-/// Implements [`LocalEntity`] for an entity over its table; `parent: column => type` names the
-/// column holding the id of the entity it lives inside.
-macro_rules! local_entity {
-    ($entity:ty, $row:ty, $table:ident, $rows:ident) => {
-        local_entity!(@impl $entity, $row, $table, $rows, |conn, id| {
-            let row: Option<(bool, Option<String>)> = schema::$table::table
-                .find(id.to_string())
-                .select((schema::$table::deleted, schema::$table::pending_create))
-                .get_result(conn)
-                .optional()?;
-            row.map(|(deleted, pending)| Presence::new(deleted, pending, None)).transpose()
-        });
-    };
-    ($entity:ty, $row:ty, $table:ident, $rows:ident, parent: $column:ident => $parent:expr) => {
-        local_entity!(@impl $entity, $row, $table, $rows, |conn, id| {
-            let row: Option<(bool, Option<String>, String)> = schema::$table::table
-                .find(id.to_string())
-                .select((schema::$table::deleted, schema::$table::pending_create, schema::$table::$column))
-                .get_result(conn)
-                .optional()?;
-            row.map(|(deleted, pending, parent)| {
-                let parent = EntityRef::new($parent, parse(stringify!($table), &parent)?);
-                Presence::new(deleted, pending, Some(parent))
-            })
-            .transpose()
-        });
-    };
-    (@impl $entity:ty, $row:ty, $table:ident, $rows:ident, |$conn:ident, $id:ident| $presence:block) => {
-        impl LocalEntity for $entity {
-            type Row = $row;
-
-            fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>> {
-                // `get_result`, not `first`: `first` adds `LIMIT ?`, and SQLite re-prepares a
-                // statement with a bound LIMIT every time the parameter is bound again, which
-                // defeats Diesel's statement cache on the hottest lookup.
-                schema::$table::table
-                    .find(id.to_string())
-                    .select(<$row>::as_select())
-                    .get_result(conn)
-                    .optional()?
-                    .map(EntityRow::decode)
-                    .transpose()
-            }
-
-            fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
-                diesel::insert_into(schema::$table::table).values(<$row>::encode(record)?).execute(conn)?;
-                Ok(())
-            }
-
-            fn insert_all(conn: &mut SqliteConnection, rows: &[$row]) -> StoreResult<()> {
-                /// Inserts `rows` N to a statement and returns the rest (fewer than N). Each N
-                /// is one prepared statement, kept in Diesel's statement cache.
-                fn by<'r, const N: usize>(
-                    conn: &mut SqliteConnection,
-                    rows: &'r [$row],
-                ) -> StoreResult<&'r [$row]> {
-                    let mut chunks = rows.chunks_exact(N);
-                    for chunk in &mut chunks {
-                        let chunk: &[$row; N] = chunk.try_into().expect("chunks_exact yields N rows");
-                        diesel::insert_into(schema::$table::table).values(chunk).execute(conn)?;
-                    }
-                    Ok(chunks.remainder())
-                }
-                let rest = by::<64>(conn, rows)?;
-                let rest = by::<8>(conn, rest)?;
-                by::<1>(conn, rest)?;
-                Ok(())
-            }
-
-            fn new_rows(rows: &mut NewRows) -> &mut Vec<$row> {
-                &mut rows.$rows
-            }
-
-            fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
-                let id = record.entity.entity_id().to_string();
-                diesel::update(schema::$table::table.find(id)).set(<$row>::encode(record)?).execute(conn)?;
-                Ok(())
-            }
-
-            fn presence($conn: &mut SqliteConnection, $id: Uuid) -> StoreResult<Option<Presence>> $presence
-        }
-    };
-}
-
-local_entity!(Project, ProjectRow, projects, projects);
-local_entity!(UserProfile, UserProfileRow, user_profiles, profiles);
-local_entity!(ProjectCollaborator, CollaboratorRow, project_collaborators, collaborators, parent: project_id => EntityType::Project);
-local_entity!(AudioTrack, AudioTrackRow, audio_tracks, tracks, parent: project_id => EntityType::Project);
-local_entity!(AudioComment, AudioCommentRow, audio_comments, comments, parent: track_id => EntityType::AudioTrack);
-local_entity!(Playlist, PlaylistRow, playlists, playlists, parent: project_id => EntityType::Project);
-
 /// Decodes loaded rows into entities.
-pub(crate) fn decode_all<R: EntityRow>(rows: Vec<R>) -> StoreResult<Vec<R::Entity>> {
+pub(crate) fn decode_all<E: SyncEntity>(rows: Vec<StoredRow>) -> StoreResult<Vec<E>> {
     rows.into_iter().map(|row| row.decode().map(|r| r.entity)).collect()
 }
 
@@ -311,25 +200,23 @@ pub(crate) fn existing(
 ) -> StoreResult<Vec<Uuid>> {
     // The ids go in as one JSON array, not an `IN` list of a parameter each: the statement's
     // text is then the same however many there are, so it is prepared once and cached.
-    let ids = to_json(entity_type.as_str(), &ids)?;
-    let listed = diesel::dsl::sql::<diesel::sql_types::Bool>("id IN (SELECT value FROM json_each(")
-        .bind::<diesel::sql_types::Text, _>(ids)
-        .sql("))");
-    let found: Vec<String> =
-        with_entity_table!(entity_type, t => t::table.filter(listed).select(t::id).load(conn))?;
-    found.iter().map(|id| parse(entity_type.as_str(), id)).collect()
+    let table = TableSql::of(entity_type);
+    let found = table.existing(conn, &to_json(table.table, &ids)?)?;
+    found.iter().map(|id| parse(table.table, id)).collect()
 }
 
 /// The flags of `entity`'s row of any type, tombstone or not; `None` if no row is stored.
 pub(crate) fn presence(conn: &mut SqliteConnection, entity: EntityRef) -> StoreResult<Option<Presence>> {
-    match entity.entity_type {
-        EntityType::Project => Project::presence(conn, entity.id),
-        EntityType::UserProfile => UserProfile::presence(conn, entity.id),
-        EntityType::ProjectCollaborator => ProjectCollaborator::presence(conn, entity.id),
-        EntityType::AudioTrack => AudioTrack::presence(conn, entity.id),
-        EntityType::AudioComment => AudioComment::presence(conn, entity.id),
-        EntityType::Playlist => Playlist::presence(conn, entity.id),
-    }
+    let table = TableSql::of(entity.entity_type);
+    let Some(row) = table.presence(conn, entity.id)? else {
+        return Ok(None);
+    };
+    let pending_create = row.pending_create.map(|id| parse(table.table, &id)).transpose()?;
+    let parent = match (entity.entity_type.parent_type(), row.parent) {
+        (Some(parent_type), Some(id)) => Some(EntityRef::new(parent_type, parse(table.table, &id)?)),
+        _ => None,
+    };
+    Ok(Some(Presence { deleted: row.deleted, pending_create, parent }))
 }
 
 /// Checks that what `entity` references is visible, and returns the queued creates of those
@@ -353,20 +240,84 @@ fn check_references<E: SyncEntity>(
     Ok(depends_on)
 }
 
-/// An extra, entity-specific check run inside the write transaction, given the new state and,
-/// for an update, the state before it. It may queue operations the write needs first (a
-/// track's audio upload) and returns them: the write's operation depends on them.
-pub(crate) type Check<E> =
-    fn(&mut SqliteConnection, &WriteClock, &E, Option<&E>) -> StoreResult<Vec<OperationId>>;
-
-/// A check that accepts everything and needs nothing first.
-pub(crate) fn no_check<E>(
-    _: &mut SqliteConnection,
-    _: &WriteClock,
-    _: &E,
-    _: Option<&E>,
+/// The checks a write of `entity` passes inside its transaction beyond its references: its
+/// type's own (`SyncEntity::check_write`), and for a type that names a file, that the file is
+/// in the local cache, with its upload queued. Returns the operations the write waits for.
+fn declared_checks<E: SyncEntity>(
+    conn: &mut SqliteConnection,
+    clock: &WriteClock,
+    entity: &E,
+    before: Option<&E>,
 ) -> StoreResult<Vec<OperationId>> {
-    Ok(Vec::new())
+    let mut context = StoreContext { conn, failure: None };
+    if let Err(refused) = entity.check_write(before, &mut context) {
+        return Err(context.failure.take().unwrap_or_else(|| refusal(refused)));
+    }
+    let Some(field) = E::BLOB_FIELD else { return Ok(Vec::new()) };
+    let hash_of = |e: &E| e.fields().get(field).and_then(Value::as_str).map(str::to_owned);
+    match hash_of(entity) {
+        Some(hash) if before.and_then(hash_of).as_ref() != Some(&hash) => {
+            super::blobs::queue_upload(conn, clock, entity.entity_ref(), field, &hash)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A write check's refusal as a store error.
+fn refusal(error: RepositoryError) -> StoreError {
+    match error {
+        RepositoryError::NotFound(entity) => StoreError::NotFound(entity),
+        RepositoryError::Validation(invalid) => StoreError::Validation(invalid),
+        other => StoreError::Conflict(other.to_string()),
+    }
+}
+
+/// The store as a write check reads it. A failure of the store itself is kept, so the write
+/// fails with it rather than with its description.
+struct StoreContext<'c> {
+    conn: &'c mut SqliteConnection,
+    failure: Option<StoreError>,
+}
+
+impl StoreContext<'_> {
+    fn keep<T>(&mut self, result: StoreResult<T>) -> Result<T, RepositoryError> {
+        result.map_err(|failure| {
+            let reported =
+                RepositoryError::Storage { transient: failure.is_transient(), message: failure.to_string() };
+            self.failure = Some(failure);
+            reported
+        })
+    }
+}
+
+impl WriteContext for StoreContext<'_> {
+    fn visible(&mut self, entity: EntityRef) -> Result<Option<BTreeMap<String, Value>>, RepositoryError> {
+        let found = visible(self.conn, entity).and_then(|shown| match shown {
+            Some(_) => TableSql::of(entity.entity_type)
+                .find(self.conn, entity.id)?
+                .map(|row| row.fields(entity.entity_type.table()))
+                .transpose(),
+            None => Ok(None),
+        });
+        self.keep(found)
+    }
+
+    fn children(
+        &mut self,
+        entity_type: EntityType,
+        parent: Uuid,
+    ) -> Result<Vec<IdentifiedFields>, RepositoryError> {
+        let table = TableSql::of(entity_type);
+        let rows = match table.list_inside(self.conn, parent) {
+            Some(rows) => rows.and_then(|rows| {
+                rows.into_iter()
+                    .map(|row| Ok((parse(table.table, &row.id)?, row.fields(table.table)?)))
+                    .collect()
+            }),
+            None => Ok(Vec::new()),
+        };
+        self.keep(rows)
+    }
 }
 
 /// Stores a new entity and queues its create.
@@ -374,12 +325,11 @@ pub(crate) fn create<E: LocalEntity>(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
     entity: E,
-    check: Check<E>,
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
         let mut depends_on = check_references(conn, &entity, None)?;
-        depends_on.extend(check(conn, clock, &entity, None)?);
+        depends_on.extend(declared_checks(conn, clock, &entity, None)?);
         let hlc = clock.tick(conn)?;
         let op = SyncOperation::new(
             entity_ref,
@@ -412,7 +362,6 @@ pub(crate) fn update<E: LocalEntity>(
     clock: &WriteClock,
     id: Uuid,
     change: impl FnOnce(&E) -> Result<E, ValidationError>,
-    check: Check<E>,
 ) -> StoreResult<E> {
     conn.immediate_transaction(|conn| {
         let record = require_visible::<E>(conn, id)?;
@@ -423,7 +372,7 @@ pub(crate) fn update<E: LocalEntity>(
             return Ok(after);
         }
         let mut depends_on = check_references(conn, &after, Some(&record.entity))?;
-        depends_on.extend(check(conn, clock, &after, Some(&record.entity))?);
+        depends_on.extend(declared_checks(conn, clock, &after, Some(&record.entity))?);
         queue_update(conn, clock, record, after, changed, depends_on)
     })
 }
@@ -516,26 +465,17 @@ pub(crate) fn delete<E: LocalEntity>(
 /// The shared write path as async calls, so each repository method is one line.
 impl super::LocalStore {
     /// [`create`] on the blocking path.
-    pub(crate) async fn create_entity<E: LocalEntity>(
-        &self,
-        entity: E,
-        check: Check<E>,
-    ) -> Result<E, RepositoryError> {
-        self.write(move |conn, clock| create(conn, clock, entity, check)).await
+    pub(crate) async fn create_entity<E: LocalEntity>(&self, entity: E) -> Result<E, RepositoryError> {
+        self.write(move |conn, clock| create(conn, clock, entity)).await
     }
 
     /// [`update`] on the blocking path.
-    pub(crate) async fn update_entity<E, F>(
-        &self,
-        id: Uuid,
-        change: F,
-        check: Check<E>,
-    ) -> Result<E, RepositoryError>
+    pub(crate) async fn update_entity<E, F>(&self, id: Uuid, change: F) -> Result<E, RepositoryError>
     where
         E: LocalEntity,
         F: FnOnce(&E) -> Result<E, ValidationError> + Send + 'static,
     {
-        self.write(move |conn, clock| update(conn, clock, id, change, check)).await
+        self.write(move |conn, clock| update(conn, clock, id, change)).await
     }
 
     /// [`delete`] on the blocking path.
@@ -550,14 +490,14 @@ impl super::LocalStore {
 
     /// Runs a list query for the children of `parent` and decodes its rows; a hidden or
     /// missing parent has no visible children. The query filters out tombstones itself.
-    pub(crate) async fn list<R, Q>(
+    pub(crate) async fn list<E, Q>(
         &self,
         parent: Option<EntityRef>,
         query: Q,
-    ) -> Result<Vec<R::Entity>, RepositoryError>
+    ) -> Result<Vec<E>, RepositoryError>
     where
-        R: EntityRow + Send + 'static,
-        Q: FnOnce(&mut SqliteConnection) -> QueryResult<Vec<R>> + Send + 'static,
+        E: SyncEntity,
+        Q: FnOnce(&mut SqliteConnection) -> StoreResult<Vec<StoredRow>> + Send + 'static,
     {
         self.read(move |conn| match parent {
             Some(parent) if visible(conn, parent)?.is_none() => Ok(Vec::new()),

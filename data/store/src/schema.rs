@@ -1,4 +1,6 @@
-//! Diesel table definitions of the client store; they mirror migrations/local.
+//! Diesel table definitions of the client store's own tables; they mirror migrations/local. The
+//! entity tables are reached through each type's declaration (`tables.rs`), not through a schema
+//! here.
 #![allow(missing_docs)]
 
 diesel::table! {
@@ -14,107 +16,6 @@ diesel::table! {
         user_id -> Text,
         server_url -> Nullable<Text>,
         access_token -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    user_profiles (id) {
-        id -> Text,
-        name -> Text,
-        email -> Text,
-        avatar_url -> Nullable<Text>,
-        creative_role -> Nullable<Text>,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
-    }
-}
-
-diesel::table! {
-    projects (id) {
-        id -> Text,
-        owner_id -> Text,
-        name -> Text,
-        description -> Nullable<Text>,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
-    }
-}
-
-diesel::table! {
-    project_collaborators (id) {
-        id -> Text,
-        project_id -> Text,
-        user_id -> Text,
-        role -> Text,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
-    }
-}
-
-diesel::table! {
-    audio_tracks (id) {
-        id -> Text,
-        project_id -> Text,
-        name -> Text,
-        duration_ms -> BigInt,
-        audio_sha256 -> Nullable<Text>,
-        uploaded_by -> Text,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
-    }
-}
-
-diesel::table! {
-    audio_comments (id) {
-        id -> Text,
-        project_id -> Text,
-        track_id -> Text,
-        author_id -> Text,
-        content -> Text,
-        timestamp_ms -> BigInt,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
-    }
-}
-
-diesel::table! {
-    playlists (id) {
-        id -> Text,
-        project_id -> Text,
-        name -> Text,
-        track_ids -> Text,
-        created_at -> BigInt,
-        version -> BigInt,
-        field_hlc -> Text,
-        deleted -> Bool,
-        dirty -> Bool,
-        pending_create -> Nullable<Text>,
-        pulled_version -> BigInt,
     }
 }
 
@@ -200,20 +101,9 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(audio_tracks -> projects (project_id));
-diesel::joinable!(audio_comments -> audio_tracks (track_id));
-diesel::joinable!(playlists -> projects (project_id));
-diesel::joinable!(project_collaborators -> projects (project_id));
-
 diesel::allow_tables_to_appear_in_same_query!(
     local_settings,
     session,
-    user_profiles,
-    projects,
-    project_collaborators,
-    audio_tracks,
-    audio_comments,
-    playlists,
     pending_operations,
     sync_metadata,
     sync_conflicts,

@@ -3,7 +3,10 @@
 //! operations leave the outbox, the rows they changed get their version, `dirty` flag and
 //! `pending_create` brought up to date in the same transaction.
 
-use super::{outbox::OperationRow, records::raise_high_water, rows::parse, schema::pending_operations::dsl};
+use super::{
+    outbox::OperationRow, records::raise_high_water, rows::parse, schema::pending_operations::dsl,
+    tables::TableSql,
+};
 use diesel::prelude::*;
 use std::{
     collections::{HashMap, HashSet},
@@ -12,7 +15,7 @@ use std::{
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
-    EntityRef, EntityType, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
+    EntityRef, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -197,23 +200,14 @@ fn settle_row(
     dirty: bool,
     removed_ids: &HashSet<String>,
 ) -> StoreResult<()> {
-    with_entity_table!(entity.entity_type, t => {
-        let key = entity.id.to_string();
-        let Some((stored, pending)): Option<(i64, Option<String>)> = t::table
-            .find(&key)
-            .select((t::version, t::pending_create))
-            .get_result(conn)
-            .optional()?
-        else {
-            return Ok(());
-        };
-        let version = version.map_or(stored, |v| v.max(stored));
-        let pending = pending.filter(|id| !removed_ids.contains(id));
-        diesel::update(t::table.find(&key))
-            .set((t::version.eq(version), t::dirty.eq(dirty), t::pending_create.eq(pending)))
-            .execute(conn)?;
-        Ok(())
-    })
+    let table = TableSql::of(entity.entity_type);
+    let key = entity.id.to_string();
+    let Some((stored, pending)) = table.settle_read(conn, &key)? else {
+        return Ok(());
+    };
+    let version = version.map_or(stored, |v| v.max(stored));
+    let pending = pending.filter(|id| !removed_ids.contains(id));
+    table.settle_write(conn, &key, version, dirty, pending.as_deref())
 }
 
 /// Applies `plan` unless an operation it names was sent or removed since the queue was read.

@@ -1,7 +1,9 @@
-use super::{AudioTrack, EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
+use super::{AudioTrack, EntityRef, EntityType, FieldReader, Index, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
+    error::RepositoryError,
     error::ValidationError,
     ids::{AudioCommentId, AudioTrackId, ProjectId, UserId},
+    ports::WriteContext,
     sync::Priority,
     time::Timestamp,
     validate::required_text,
@@ -82,6 +84,9 @@ impl AudioComment {
         })
     }
 
+    /// The index of comments by their author (`Repository::list_by`).
+    pub const BY_AUTHOR: &'static str = "author";
+
     /// Checks that the comment belongs to `track` and its position lies within it.
     pub fn check_track(&self, track: &AudioTrack) -> Result<(), ValidationError> {
         if track.id() != self.track_id {
@@ -151,6 +156,10 @@ impl SyncEntity for AudioComment {
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::AudioTrack, field: "track_id" });
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Medium;
+    const TABLE: &'static str = "audio_comments";
+    const SCOPE_FIELD: &'static str = "project_id";
+    const ORDER: &'static [&'static str] = &["timestamp_ms", "created_at"];
+    const INDEXES: &'static [Index] = &[Index::on(AudioComment::BY_AUTHOR, "author_id")];
     const FIELDS: &'static [&'static str] =
         &["project_id", "track_id", "author_id", "content", "timestamp_ms", "created_at"];
     const IMMUTABLE: &'static [&'static str] =
@@ -179,6 +188,16 @@ impl SyncEntity for AudioComment {
 
     fn patched(&self, patch: &AudioCommentPatch) -> Result<Self, ValidationError> {
         AudioComment::patched(self, patch)
+    }
+
+    /// A comment's position must lie within its track as stored.
+    fn check_write(
+        &self,
+        _before: Option<&Self>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        let track: AudioTrack = store.require(self.track_id.as_uuid())?;
+        Ok(self.check_track(&track)?)
     }
 
     fn entity_id(&self) -> Uuid {

@@ -152,6 +152,9 @@ impl SyncEntity for AudioTrack {
     const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Medium;
+    const TABLE: &'static str = "audio_tracks";
+    const SCOPE_FIELD: &'static str = "project_id";
+    const BLOB_FIELD: Option<&'static str> = Some("audio_sha256");
     const FIELDS: &'static [&'static str] =
         &["project_id", "name", "duration_ms", "audio_sha256", "uploaded_by", "created_at"];
     /// The audio hash is not listed: it may be set once, which `patched` decides.

@@ -1,9 +1,11 @@
 use super::{
-    EntityRef, EntityType, FieldReader, Membership, Parent, Scope, ScopeKind, SyncEntity, WriteRule,
+    EntityRef, EntityType, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity, WriteRule,
 };
 use crate::{
+    error::RepositoryError,
     error::ValidationError,
     ids::{CollaboratorId, ProjectId, UserId},
+    ports::WriteContext,
     sync::Priority,
     time::Timestamp,
 };
@@ -153,6 +155,9 @@ impl SyncEntity for ProjectCollaborator {
     const SCOPE: ScopeKind = ScopeKind::Project;
     const WRITE: WriteRule = WriteRule::OWNER;
     const PRIORITY: Priority = Priority::Critical;
+    const TABLE: &'static str = "project_collaborators";
+    const SCOPE_FIELD: &'static str = "project_id";
+    const MEMBER_FIELD: Option<&'static str> = Some("user_id");
     const FIELDS: &'static [&'static str] = &["project_id", "user_id", "role", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["project_id", "user_id", "created_at"];
 
@@ -177,6 +182,30 @@ impl SyncEntity for ProjectCollaborator {
 
     fn patched(&self, patch: &ProjectCollaboratorPatch) -> Result<Self, ValidationError> {
         ProjectCollaborator::patched(self, patch)
+    }
+
+    /// A user joins a project at most once, and the owner is never a collaborator. An update
+    /// changes the role alone, so only creates are checked.
+    fn check_write(
+        &self,
+        before: Option<&Self>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        if before.is_some() {
+            return Ok(());
+        }
+        let project: Project = store.require(self.project_id.as_uuid())?;
+        if project.owner_id() == self.user_id {
+            return Err(ValidationError::new("user_id", "is the project's owner").into());
+        }
+        let members: Vec<ProjectCollaborator> = store.children_of(self.project_id.as_uuid())?;
+        if members.iter().any(|m| m.user_id == self.user_id && m.id != self.id) {
+            return Err(RepositoryError::Conflict(format!(
+                "user {} is already a collaborator of project {}",
+                self.user_id, self.project_id
+            )));
+        }
+        Ok(())
     }
 
     fn entity_id(&self) -> Uuid {

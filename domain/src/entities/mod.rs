@@ -15,12 +15,13 @@ pub use audio_track::{AudioTrack, AudioTrackPatch};
 pub use collaborator::{CollaboratorRole, ProjectCollaborator, ProjectCollaboratorPatch};
 pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
-pub use registry::{AnyEntity, EntityType, EntityVisitor, Parent, WriteRule};
+pub use registry::{AnyEntity, EntityType, EntityVisitor, Index, Parent, WriteRule};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
-    error::ValidationError,
+    error::{RepositoryError, ValidationError},
     ids::{EntityId, UserId},
+    ports::WriteContext,
     sync::{ConflictPolicy, Priority},
 };
 use serde::{Deserialize, Serialize};
@@ -134,6 +135,32 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// another policy.
     const POLICY: ConflictPolicy = ConflictPolicy::LastWriterWins;
 
+    /// The local table that holds it (its columns: `id`, each field, then the sync metadata
+    /// columns; see docs/adding-an-entity.md).
+    const TABLE: &'static str;
+
+    /// The fields that hold JSON arrays or objects, stored as JSON text.
+    const JSON_FIELDS: &'static [&'static str] = &[];
+
+    /// The field naming the root of its scope (`project_id` inside a project), or `id` for a
+    /// type that is a scope of its own (a project, a user's profile). Forgetting a scope
+    /// removes every row whose scope field names it.
+    const SCOPE_FIELD: &'static str = "id";
+
+    /// The fields lists are ordered by (the id breaks ties).
+    const ORDER: &'static [&'static str] = &["created_at"];
+
+    /// Its indexes: a name and the field an index lookup matches (`Repository::list_by`).
+    const INDEXES: &'static [Index] = &[];
+
+    /// The field naming the user its entities grant membership of their scope to (a project's
+    /// owner, a collaborator), if they grant any; [`SyncEntity::membership`] says the role.
+    const MEMBER_FIELD: Option<&'static str> = None;
+
+    /// The field holding the content hash of a file it refers to (a track's audio), which
+    /// must be in the local file cache and is uploaded before the entity's write is sent.
+    const BLOB_FIELD: Option<&'static str> = None;
+
     /// The names of its synced fields (everything [`SyncEntity::fields`] returns).
     const FIELDS: &'static [&'static str];
 
@@ -174,6 +201,17 @@ pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
     /// The user a create must be made by, for entities that record their author.
     fn author(&self) -> Option<UserId> {
         None
+    }
+
+    /// Checks a local write against what the store holds, inside the write's transaction (a
+    /// comment's position against its stored track). `before` is the entity before an
+    /// update. References and the parent are checked for every type already.
+    fn check_write(
+        &self,
+        _before: Option<&Self>,
+        _store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        Ok(())
     }
 
     /// A reference to this entity.

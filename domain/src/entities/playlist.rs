@@ -1,7 +1,9 @@
-use super::{EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
+use super::{AudioTrack, EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
+    error::RepositoryError,
     error::ValidationError,
     ids::{AudioTrackId, PlaylistId, ProjectId},
+    ports::WriteContext,
     sync::Priority,
     time::Timestamp,
     validate::required_text,
@@ -113,6 +115,9 @@ impl SyncEntity for Playlist {
     const REFERS_TO: &'static [EntityType] = &[EntityType::AudioTrack];
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Low;
+    const TABLE: &'static str = "playlists";
+    const JSON_FIELDS: &'static [&'static str] = &["track_ids"];
+    const SCOPE_FIELD: &'static str = "project_id";
     const FIELDS: &'static [&'static str] = &["project_id", "name", "track_ids", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["project_id", "created_at"];
 
@@ -133,6 +138,24 @@ impl SyncEntity for Playlist {
 
     fn patched(&self, patch: &PlaylistPatch) -> Result<Self, ValidationError> {
         Playlist::patched(self, patch)
+    }
+
+    /// Every track a write adds must be a visible track of the playlist's project. Tracks it
+    /// already held may have been deleted since; they stay until the playlist is edited.
+    fn check_write(
+        &self,
+        before: Option<&Self>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        let held = before.map(Playlist::track_ids).unwrap_or_default();
+        for track_id in self.track_ids().iter().filter(|t| !held.contains(t)) {
+            let track: AudioTrack = store.require(track_id.as_uuid())?;
+            if track.project_id() != self.project_id {
+                let reason = format!("track {track_id} belongs to another project");
+                return Err(ValidationError::new("track_ids", reason).into());
+            }
+        }
+        Ok(())
     }
 
     fn entity_id(&self) -> Uuid {

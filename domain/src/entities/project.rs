@@ -1,5 +1,6 @@
 use super::{
-    CollaboratorRole, EntityRef, EntityType, FieldReader, Membership, Scope, ScopeKind, SyncEntity, WriteRule,
+    CollaboratorRole, EntityRef, EntityType, FieldReader, Index, Membership, Scope, ScopeKind, SyncEntity,
+    WriteRule,
 };
 use crate::{
     error::ValidationError,
@@ -115,6 +116,9 @@ impl SyncEntity for Project {
     const SCOPE: ScopeKind = ScopeKind::Project;
     const WRITE: WriteRule = WriteRule { delete: CollaboratorRole::Owner, ..WriteRule::MEMBERS };
     const PRIORITY: Priority = Priority::High;
+    const TABLE: &'static str = "projects";
+    const INDEXES: &'static [Index] = &[Index::members(Project::BY_MEMBER, "owner_id")];
+    const MEMBER_FIELD: Option<&'static str> = Some("owner_id");
     const FIELDS: &'static [&'static str] = &["owner_id", "name", "description", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["owner_id", "created_at"];
 

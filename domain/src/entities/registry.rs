@@ -67,6 +67,31 @@ impl WriteRule {
     }
 }
 
+/// A declared index: lists of a type's entities whose `field` equals a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Index {
+    /// Its name, given to `Repository::list_by`.
+    pub name: &'static str,
+    /// The field it matches.
+    pub field: &'static str,
+    /// Whether it also finds the entities whose scope the key (a user) is a member of through
+    /// another type's grant (a project by its collaborators, not only by its owner).
+    pub members: bool,
+}
+
+impl Index {
+    /// An index matching `field`.
+    pub const fn on(name: &'static str, field: &'static str) -> Self {
+        Self { name, field, members: false }
+    }
+
+    /// An index of scope roots by user: `field` names the user the root grants itself to (a
+    /// project's owner), and the grants of other types ([`SyncEntity::MEMBER_FIELD`]) count too.
+    pub const fn members(name: &'static str, field: &'static str) -> Self {
+        Self { name, field, members: true }
+    }
+}
+
 /// Code generic over [`SyncEntity`], run by [`EntityType::visit`] for a type known by name.
 pub trait EntityVisitor {
     /// What the visit returns.
@@ -148,6 +173,62 @@ macro_rules! registry {
                 match (self, kind) {
                     (_, OperationKind::Delete) => Priority::Critical,
                     $((EntityType::$variant, _) => <super::$variant as SyncEntity>::PRIORITY,)+
+                }
+            }
+
+            /// Its synced fields.
+            pub const fn fields(self) -> &'static [&'static str] {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::FIELDS,)+
+                }
+            }
+
+            /// Its local table.
+            pub const fn table(self) -> &'static str {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::TABLE,)+
+                }
+            }
+
+            /// Its fields stored as JSON text.
+            pub const fn json_fields(self) -> &'static [&'static str] {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::JSON_FIELDS,)+
+                }
+            }
+
+            /// The field naming the root of its scope.
+            pub const fn scope_field(self) -> &'static str {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::SCOPE_FIELD,)+
+                }
+            }
+
+            /// The fields its lists are ordered by.
+            pub const fn order(self) -> &'static [&'static str] {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::ORDER,)+
+                }
+            }
+
+            /// Its declared indexes.
+            pub const fn indexes(self) -> &'static [Index] {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::INDEXES,)+
+                }
+            }
+
+            /// The field naming the user its entities grant membership to, if any.
+            pub const fn member_field(self) -> Option<&'static str> {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::MEMBER_FIELD,)+
+                }
+            }
+
+            /// The field naming a file it refers to, if any.
+            pub const fn blob_field(self) -> Option<&'static str> {
+                match self {
+                    $(EntityType::$variant => <super::$variant as SyncEntity>::BLOB_FIELD,)+
                 }
             }
 

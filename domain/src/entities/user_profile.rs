@@ -132,6 +132,8 @@ impl SyncEntity for UserProfile {
     const NAME: &'static str = "user_profile";
     const SCOPE: ScopeKind = ScopeKind::User;
     const PRIORITY: Priority = Priority::High;
+    const TABLE: &'static str = "user_profiles";
+    const ORDER: &'static [&'static str] = &["name"];
     const FIELDS: &'static [&'static str] = &["name", "email", "avatar_url", "creative_role", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["created_at"];
 

@@ -29,7 +29,7 @@ pub use network::NetworkMonitor;
 pub use outbox::{OutboxCounts, PendingOperationsRepository};
 pub use pokes::{PokeHandler, PokeRelay};
 pub use remote::{RemoteDataSource, RemoteError};
-pub use repositories::Repository;
+pub use repositories::{IdentifiedFields, Repository, WriteContext};
 pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
 pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
 pub use sync::{

@@ -3,9 +3,14 @@
 //! the network; reads are served from the local store and never show deleted (tombstoned) rows
 //! or rows inside a deleted parent.
 
-use crate::{entities::SyncEntity, error::RepositoryError};
+use crate::{
+    entities::{EntityRef, EntityType, SyncEntity},
+    error::RepositoryError,
+};
 use async_trait::async_trait;
+use serde_json::Value;
 use shaku::Interface;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// The repository of the synced type `E`. Resolve it from a module as
@@ -34,10 +39,44 @@ pub trait Repository<E: SyncEntity>: Interface {
     async fn list_by(&self, index: &'static str, key: Uuid) -> Result<Vec<E>, RepositoryError>;
 }
 
+/// An entity's id and wire fields.
+pub type IdentifiedFields = (Uuid, BTreeMap<String, Value>);
+
+/// What a type's write check may read of the local store, inside the write's transaction:
+/// visible entities (not deleted, inside a visible parent), as wire fields.
+pub trait WriteContext {
+    /// The fields of `entity` if it is visible.
+    fn visible(&mut self, entity: EntityRef) -> Result<Option<BTreeMap<String, Value>>, RepositoryError>;
+
+    /// The ids and fields of the live entities of `entity_type` inside `parent`.
+    fn children(
+        &mut self,
+        entity_type: EntityType,
+        parent: Uuid,
+    ) -> Result<Vec<IdentifiedFields>, RepositoryError>;
+}
+
+impl dyn WriteContext + '_ {
+    /// The visible entity of type `P` with `id`, or [`RepositoryError::NotFound`].
+    pub fn require<P: SyncEntity>(&mut self, id: Uuid) -> Result<P, RepositoryError> {
+        let entity = EntityRef::new(P::ENTITY_TYPE, id);
+        let fields = self.visible(entity)?.ok_or(RepositoryError::NotFound(entity))?;
+        Ok(P::from_fields(id, &fields)?)
+    }
+
+    /// The live entities of type `C` inside `parent`.
+    pub fn children_of<C: SyncEntity>(&mut self, parent: Uuid) -> Result<Vec<C>, RepositoryError> {
+        self.children(C::ENTITY_TYPE, parent)?
+            .into_iter()
+            .map(|(id, fields)| Ok(C::from_fields(id, &fields)?))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EntityRef, EntityType, Project, ProjectId, ProjectPatch, Timestamp, UserId};
+    use crate::{Project, ProjectId, ProjectPatch, Timestamp, UserId};
     use mockall::predicate::eq;
 
     /// Code written against the port runs unchanged against the generated mock.

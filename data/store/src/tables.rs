@@ -1,0 +1,438 @@
+//! The entity tables, worked on through each type's declaration: one implementation for every
+//! synced type, with no Diesel schema of its own.
+//!
+//! A type's table has `id`, one column per declared field, and the sync metadata columns
+//! (`version`, `field_hlc`, `deleted`, `dirty`, `pending_create`, `pulled_version`). Its
+//! statements are written once per type from the declaration ([`TableSql`]) and run as
+//! [`Statement`]s: Diesel caches each prepared statement by its text, as it does for the
+//! statements its query builder makes. Fields travel as one JSON object per row: a write binds
+//! the entity's JSON and SQLite's `json_extract` fills the columns; a read gets the columns back
+//! as one object from `json_object`, which the type's validating `from_fields` decodes.
+
+use super::{
+    field_clock,
+    rows::{parse, Record},
+};
+use diesel::{
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    result::Error as DieselError,
+    sql_types::{BigInt, Bool, Nullable, Text, Untyped},
+    sqlite::Sqlite,
+    QueryResult, QueryableByName, RunQueryDsl, SqliteConnection,
+};
+use serde_json::Value;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::OnceLock,
+};
+use trackflow_db::error::{StoreError, StoreResult};
+use trackflow_domain::{EntityType, SyncEntity, SyncMeta};
+use uuid::Uuid;
+
+/// One value bound to a [`Statement`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    /// A text.
+    Text(&'a str),
+    /// A text or NULL.
+    OptText(Option<&'a str>),
+    /// An integer.
+    BigInt(i64),
+    /// A flag.
+    Bool(bool),
+}
+
+/// A statement whose text was made from a type's declaration: each `?` takes the next bind.
+/// Diesel caches it by its text like any statement it builds.
+pub(crate) struct Statement<'a> {
+    sql: &'a str,
+    binds: Vec<Bind<'a>>,
+}
+
+impl<'a> Statement<'a> {
+    pub fn new(sql: &'a str, binds: Vec<Bind<'a>>) -> Self {
+        Self { sql, binds }
+    }
+}
+
+impl QueryId for Statement<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Statement<'_> {
+    type SqlType = Untyped;
+}
+
+impl RunQueryDsl<SqliteConnection> for Statement<'_> {}
+
+impl QueryFragment<Sqlite> for Statement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let mut binds = self.binds.iter();
+        for (i, part) in self.sql.split('?').enumerate() {
+            if i > 0 {
+                match binds.next() {
+                    Some(Bind::Text(text)) => out.push_bind_param::<Text, str>(text)?,
+                    Some(Bind::OptText(text)) => out.push_bind_param::<Nullable<Text>, Option<&str>>(text)?,
+                    Some(Bind::BigInt(n)) => out.push_bind_param::<BigInt, i64>(n)?,
+                    Some(Bind::Bool(b)) => out.push_bind_param::<Bool, bool>(b)?,
+                    None => {
+                        return Err(DieselError::QueryBuilderError("a placeholder without a bind".into()))
+                    }
+                }
+            }
+            out.push_sql(part);
+        }
+        match binds.next() {
+            Some(_) => Err(DieselError::QueryBuilderError("more binds than placeholders".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A row as a read returns it: the fields as one JSON object, then the sync metadata.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct StoredRow {
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    #[diesel(sql_type = Text)]
+    pub fields: String,
+    #[diesel(sql_type = BigInt)]
+    pub version: i64,
+    #[diesel(sql_type = Text)]
+    pub field_hlc: String,
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    #[diesel(sql_type = Bool)]
+    pub dirty: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pending_create: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub pulled_version: i64,
+}
+
+impl StoredRow {
+    /// The row's fields, as the wire carries them.
+    pub fn fields(&self, table: &'static str) -> StoreResult<BTreeMap<String, Value>> {
+        serde_json::from_str(&self.fields).map_err(|e| StoreError::corrupt(table, e))
+    }
+
+    /// The record, decoded through the type's validation: a row that breaks a domain rule is
+    /// [`StoreError::Corrupt`], never an invalid entity.
+    pub fn decode<E: SyncEntity>(self) -> StoreResult<Record<E>> {
+        let table = E::TABLE;
+        let id: Uuid = parse(table, &self.id)?;
+        let entity = E::from_fields(id, &self.fields(table)?).map_err(|e| StoreError::corrupt(table, e))?;
+        let meta = SyncMeta {
+            version: self.version,
+            // The declared field names, not `entity.fields()`: no serialising on every read.
+            field_hlc: field_clock::decode_row(table, &self.field_hlc, E::FIELDS)?,
+            deleted: self.deleted,
+            dirty: self.dirty,
+            pending_create: self.pending_create.as_deref().map(|id| parse(table, id)).transpose()?,
+            pulled_version: self.pulled_version,
+        };
+        Ok(Record { entity, meta })
+    }
+}
+
+/// A record ready to be written: the entity as JSON and the metadata columns.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedRow {
+    id: String,
+    fields: String,
+    version: i64,
+    field_hlc: String,
+    deleted: bool,
+    dirty: bool,
+    pending_create: Option<String>,
+    pulled_version: i64,
+}
+
+impl EncodedRow {
+    pub fn encode<E: SyncEntity>(record: &Record<E>) -> StoreResult<Self> {
+        let table = E::TABLE;
+        Ok(Self {
+            id: record.entity.entity_id().to_string(),
+            // The entity's own JSON: its fields (and its id, which no column reads).
+            fields: serde_json::to_string(&record.entity).map_err(|e| StoreError::corrupt(table, e))?,
+            version: record.meta.version,
+            field_hlc: field_clock::encode_row(table, &record.meta.field_hlc)?,
+            deleted: record.meta.deleted,
+            dirty: record.meta.dirty,
+            pending_create: record.meta.pending_create.map(|id| id.to_string()),
+            pulled_version: record.meta.pulled_version,
+        })
+    }
+
+    /// The binds after the id, in the order of [`META_COLUMNS`].
+    fn meta_binds(&self) -> [Bind<'_>; 6] {
+        [
+            Bind::BigInt(self.version),
+            Bind::Text(&self.field_hlc),
+            Bind::Bool(self.deleted),
+            Bind::Bool(self.dirty),
+            Bind::OptText(self.pending_create.as_deref()),
+            Bind::BigInt(self.pulled_version),
+        ]
+    }
+}
+
+/// The sync metadata columns every entity table ends with.
+const META_COLUMNS: [&str; 6] =
+    ["version", "field_hlc", "deleted", "dirty", "pending_create", "pulled_version"];
+
+/// Rows inserted by one statement, most first: each size is one cached statement.
+const INSERT_SIZES: [usize; 3] = [64, 8, 1];
+
+/// The statements of one type's table, written once from its declaration.
+pub(crate) struct TableSql {
+    pub table: &'static str,
+    find: String,
+    inserts: [String; 3],
+    save: String,
+    presence: String,
+    existing: String,
+    reset_pulled: String,
+    settle_read: String,
+    settle_write: String,
+    list_all: String,
+    list_inside: Option<String>,
+    /// By index name: the statement and how many times it binds the key.
+    by_index: HashMap<&'static str, (String, usize)>,
+    forget: String,
+    forget_waiting: String,
+}
+
+impl TableSql {
+    fn new(entity_type: EntityType) -> Self {
+        let t = entity_type.table();
+        let json = entity_type.json_fields();
+        let fields = entity_type.fields();
+        let object: Vec<String> = fields
+            .iter()
+            .map(|f| if json.contains(f) { format!("'{f}', json({f})") } else { format!("'{f}', {f}") })
+            .collect();
+        let columns =
+            format!("id, json_object({}) AS fields, {}", object.join(", "), META_COLUMNS.join(", "));
+        let order: Vec<&str> = entity_type.order().iter().copied().chain(["id"]).collect();
+        let order = order.join(", ");
+        let extract: Vec<String> = fields.iter().map(|f| format!("json_extract(r.f, '$.{f}')")).collect();
+        let meta_from_r: Vec<String> = META_COLUMNS.iter().map(|c| format!("r.{c}")).collect();
+        let row_select =
+            format!("SELECT ? AS id, ? AS f, {}", META_COLUMNS.map(|c| format!("? AS {c}")).join(", "));
+        let more_rows = format!(" UNION ALL SELECT ?, ?, {}", ["?"; 6].join(", "));
+        let insert = |n: usize| {
+            format!(
+                "INSERT INTO {t} (id, {}, {}) SELECT r.id, {}, {} FROM ({}{}) AS r",
+                fields.join(", "),
+                META_COLUMNS.join(", "),
+                extract.join(", "),
+                meta_from_r.join(", "),
+                row_select,
+                more_rows.repeat(n - 1),
+            )
+        };
+        let save = format!(
+            "UPDATE {t} SET ({}, {}) = (SELECT {}, {} FROM (SELECT ? AS f, {}) AS r) WHERE id = ?",
+            fields.join(", "),
+            META_COLUMNS.join(", "),
+            extract.join(", "),
+            meta_from_r.join(", "),
+            META_COLUMNS.map(|c| format!("? AS {c}")).join(", "),
+        );
+        let parent_column = entity_type.parent().map_or("NULL", |p| p.field);
+        let by_index = entity_type
+            .indexes()
+            .iter()
+            .map(|index| {
+                let mut matches = vec![format!("{} = ?", index.field)];
+                if index.members {
+                    // The grants of other types in this scope: their member field names the user.
+                    for grant in EntityType::ALL {
+                        if let (Some(member), true) = (grant.member_field(), grant != entity_type) {
+                            matches.push(format!(
+                                "id IN (SELECT {} FROM {} WHERE {member} = ? AND deleted = 0)",
+                                grant.scope_field(),
+                                grant.table()
+                            ));
+                        }
+                    }
+                }
+                let sql = format!(
+                    "SELECT {columns} FROM {t} WHERE deleted = 0 AND ({}) ORDER BY {order}",
+                    matches.join(" OR ")
+                );
+                (index.name, (sql, matches.len()))
+            })
+            .collect();
+        Self {
+            table: t,
+            find: format!("SELECT {columns} FROM {t} WHERE id = ?"),
+            inserts: INSERT_SIZES.map(insert),
+            save,
+            presence: format!(
+                "SELECT deleted, pending_create, {parent_column} AS parent FROM {t} WHERE id = ?"
+            ),
+            existing: format!("SELECT id FROM {t} WHERE id IN (SELECT value FROM json_each(?))"),
+            reset_pulled: format!("UPDATE {t} SET pulled_version = 0"),
+            settle_read: format!("SELECT version, pending_create FROM {t} WHERE id = ?"),
+            settle_write: format!("UPDATE {t} SET version = ?, dirty = ?, pending_create = ? WHERE id = ?"),
+            list_all: format!("SELECT {columns} FROM {t} WHERE deleted = 0 ORDER BY {order}"),
+            list_inside: entity_type.parent().map(|p| {
+                format!("SELECT {columns} FROM {t} WHERE {} = ? AND deleted = 0 ORDER BY {order}", p.field)
+            }),
+            by_index,
+            forget: format!("DELETE FROM {t} WHERE {} = ?", entity_type.scope_field()),
+            forget_waiting: format!(
+                "DELETE FROM sync_deferred WHERE parent_id IN (SELECT id FROM {t} WHERE {} = ?)",
+                entity_type.scope_field()
+            ),
+        }
+    }
+
+    /// The statements of `entity_type`'s table.
+    pub fn of(entity_type: EntityType) -> &'static TableSql {
+        static TABLES: OnceLock<HashMap<EntityType, TableSql>> = OnceLock::new();
+        &TABLES.get_or_init(|| EntityType::ALL.iter().map(|&t| (t, TableSql::new(t))).collect())[&entity_type]
+    }
+
+    /// The row with `id`, tombstone or not.
+    pub fn find(&self, conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<StoredRow>> {
+        let id = id.to_string();
+        let mut rows: Vec<StoredRow> = Statement::new(&self.find, vec![Bind::Text(&id)]).load(conn)?;
+        Ok(rows.pop())
+    }
+
+    /// Inserts `rows`, many to a statement.
+    pub fn insert(&self, conn: &mut SqliteConnection, rows: &[EncodedRow]) -> StoreResult<()> {
+        let mut rest = rows;
+        for (size, sql) in INSERT_SIZES.iter().zip(&self.inserts) {
+            let mut chunks = rest.chunks_exact(*size);
+            for chunk in &mut chunks {
+                let mut binds = Vec::with_capacity(chunk.len() * 8);
+                for row in chunk {
+                    binds.push(Bind::Text(&row.id));
+                    binds.push(Bind::Text(&row.fields));
+                    binds.extend(row.meta_binds());
+                }
+                Statement::new(sql, binds).execute(conn)?;
+            }
+            rest = chunks.remainder();
+        }
+        Ok(())
+    }
+
+    /// Overwrites the row `row` names.
+    pub fn save(&self, conn: &mut SqliteConnection, row: &EncodedRow) -> StoreResult<()> {
+        let mut binds = vec![Bind::Text(&row.fields)];
+        binds.extend(row.meta_binds());
+        binds.push(Bind::Text(&row.id));
+        Statement::new(&self.save, binds).execute(conn)?;
+        Ok(())
+    }
+
+    /// The row's tombstone flag, queued create and parent id (its declared parent field).
+    pub fn presence(&self, conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<PresenceRow>> {
+        let id = id.to_string();
+        let mut rows: Vec<PresenceRow> = Statement::new(&self.presence, vec![Bind::Text(&id)]).load(conn)?;
+        Ok(rows.pop())
+    }
+
+    /// Which of `ids` (a JSON array) have a row, tombstones included.
+    pub fn existing(&self, conn: &mut SqliteConnection, ids: &str) -> StoreResult<Vec<String>> {
+        let rows: Vec<IdRow> = Statement::new(&self.existing, vec![Bind::Text(ids)]).load(conn)?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
+    /// Forgets what every row was last pulled at.
+    pub fn reset_pulled(&self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        Statement::new(&self.reset_pulled, Vec::new()).execute(conn)?;
+        Ok(())
+    }
+
+    /// The row's version and queued create, if it exists.
+    pub fn settle_read(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+    ) -> StoreResult<Option<(i64, Option<String>)>> {
+        let mut rows: Vec<SettleRow> = Statement::new(&self.settle_read, vec![Bind::Text(id)]).load(conn)?;
+        Ok(rows.pop().map(|r| (r.version, r.pending_create)))
+    }
+
+    /// Sets the row's version, dirty flag and queued create.
+    pub fn settle_write(
+        &self,
+        conn: &mut SqliteConnection,
+        id: &str,
+        version: i64,
+        dirty: bool,
+        pending_create: Option<&str>,
+    ) -> StoreResult<()> {
+        let binds =
+            vec![Bind::BigInt(version), Bind::Bool(dirty), Bind::OptText(pending_create), Bind::Text(id)];
+        Statement::new(&self.settle_write, binds).execute(conn)?;
+        Ok(())
+    }
+
+    /// Every live row, in the type's order.
+    pub fn list_all(&self, conn: &mut SqliteConnection) -> StoreResult<Vec<StoredRow>> {
+        Ok(Statement::new(&self.list_all, Vec::new()).load(conn)?)
+    }
+
+    /// The live rows inside `parent`; `None` for a type without a parent.
+    pub fn list_inside(
+        &self,
+        conn: &mut SqliteConnection,
+        parent: Uuid,
+    ) -> Option<StoreResult<Vec<StoredRow>>> {
+        let sql = self.list_inside.as_deref()?;
+        let parent = parent.to_string();
+        Some(Statement::new(sql, vec![Bind::Text(&parent)]).load(conn).map_err(StoreError::from))
+    }
+
+    /// The live rows `index` finds under `key`; `None` for an index the type lacks.
+    pub fn list_by(
+        &self,
+        conn: &mut SqliteConnection,
+        index: &str,
+        key: Uuid,
+    ) -> Option<StoreResult<Vec<StoredRow>>> {
+        let (sql, keys) = self.by_index.get(index)?;
+        let key = key.to_string();
+        Some(Statement::new(sql, vec![Bind::Text(&key); *keys]).load(conn).map_err(StoreError::from))
+    }
+
+    /// Removes the rows of scope `root` (the root's id) and the pulled rows waiting for one of
+    /// them; returns how many rows went.
+    pub fn forget(&self, conn: &mut SqliteConnection, root: &str) -> StoreResult<usize> {
+        Statement::new(&self.forget_waiting, vec![Bind::Text(root)]).execute(conn)?;
+        Ok(Statement::new(&self.forget, vec![Bind::Text(root)]).execute(conn)?)
+    }
+}
+
+/// A row's tombstone flag, queued create and parent id, read without decoding the row.
+#[derive(QueryableByName)]
+pub(crate) struct PresenceRow {
+    #[diesel(sql_type = Bool)]
+    pub deleted: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pending_create: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub parent: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+#[derive(QueryableByName)]
+struct SettleRow {
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    pending_create: Option<String>,
+}
