@@ -126,7 +126,7 @@ impl Musician {
         let session: Arc<dyn SessionStorage> = self.engine.module.resolve();
         let remote = HttpRemote::new(session, &RemoteOptions::default())?;
         let server = Snapshot::of_server(&remote).await?;
-        let client = Snapshot::of_client(&self.engine.module, self.user).await?;
+        let client = Snapshot::of_client(&self.engine.module).await?;
         let differences = client.differences(&server);
         if !differences.is_empty() {
             bail!("{}'s client differs from the server: {}", self.name, differences.join("; "));

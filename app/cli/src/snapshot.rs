@@ -9,8 +9,7 @@ use trackflow_client::wiring::ClientModule;
 use trackflow_domain::{
     ports::{RemoteDataSource, Repository},
     protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
-    AudioComment, AudioTrack, EntityRef, Playlist, Project, ProjectCollaborator, SyncEntity, UserId,
-    UserProfile,
+    EntityRef, SyncEntity,
 };
 
 /// Every live row of a replica, by entity, with its synced fields.
@@ -54,34 +53,20 @@ impl Snapshot {
         Ok(snapshot)
     }
 
-    /// What `user`'s client shows through its repositories: profiles, and the projects the
-    /// user may see with everything in them.
-    pub async fn of_client(module: &ClientModule, user: UserId) -> anyhow::Result<Self> {
-        let profiles: &dyn Repository<UserProfile> = module.resolve_ref();
-        let projects: &dyn Repository<Project> = module.resolve_ref();
-        let members: &dyn Repository<ProjectCollaborator> = module.resolve_ref();
-        let tracks: &dyn Repository<AudioTrack> = module.resolve_ref();
-        let comments: &dyn Repository<AudioComment> = module.resolve_ref();
-        let playlists: &dyn Repository<Playlist> = module.resolve_ref();
+    /// What a client shows through its repositories: every live row of every registered type.
+    pub async fn of_client(module: &ClientModule) -> anyhow::Result<Self> {
         let mut snapshot = Self::default();
-        for profile in profiles.list().await? {
-            snapshot.add(&profile);
+        macro_rules! add_every_type {
+            ($module:ident, $snapshot:ident; $($entity:ident),+) => {
+                $(
+                    let repository: &dyn Repository<trackflow_domain::$entity> = $module.resolve_ref();
+                    for entity in repository.list().await? {
+                        $snapshot.add(&entity);
+                    }
+                )+
+            };
         }
-        for project in projects.list_by(Project::BY_MEMBER, user.into()).await? {
-            snapshot.add(&project);
-            for member in members.list_by_parent(project.id().into()).await? {
-                snapshot.add(&member);
-            }
-            for playlist in playlists.list_by_parent(project.id().into()).await? {
-                snapshot.add(&playlist);
-            }
-            for track in tracks.list_by_parent(project.id().into()).await? {
-                snapshot.add(&track);
-                for comment in comments.list_by_parent(track.id().into()).await? {
-                    snapshot.add(&comment);
-                }
-            }
-        }
+        trackflow_domain::registered_types!(add_every_type; module, snapshot);
         Ok(snapshot)
     }
 

@@ -34,7 +34,6 @@ use anyhow::Context;
 use shaku::{module, ModuleBuilder};
 use std::{path::Path, sync::Arc};
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
-use trackflow_domain::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::HttpRemote;
 use trackflow_store::{
@@ -56,21 +55,19 @@ pub const DATABASE_FILE: &str = "trackflow.db";
 /// [`client_module`] or [`client_module_with`].
 pub use generated::ClientModule;
 
-mod generated {
-    // shaku's macro generates items without doc comments.
-    #![allow(missing_docs)]
-    use super::*;
+/// The module, with a repository component for every registered type.
+macro_rules! client_module {
+    ($($entity:ident),+ $(,)?) => {
+        mod generated {
+            // shaku's macro generates items without doc comments.
+            #![allow(missing_docs)]
+            use super::*;
 
-    module! {
+            module! {
         pub ClientModule {
             components = [
                 SystemClock,
-                SqliteRepository<Project>,
-                SqliteRepository<AudioTrack>,
-                SqliteRepository<AudioComment>,
-                SqliteRepository<UserProfile>,
-                SqliteRepository<Playlist>,
-                SqliteRepository<ProjectCollaborator>,
+                $(SqliteRepository<trackflow_domain::$entity>,)+
                 SqlitePendingOperationsRepository,
                 SqliteSessionStorage,
                 SqliteConflictRepository,
@@ -93,6 +90,15 @@ mod generated {
         }
     }
 }
+
+        /// Gives every repository component its store.
+        fn with_repositories(builder: ModuleBuilder<ClientModule>, store: &LocalStore) -> ModuleBuilder<ClientModule> {
+            builder$(.with_component_parameters::<SqliteRepository<trackflow_domain::$entity>>(repository(store)))+
+        }
+    };
+}
+
+trackflow_domain::registered_types!(client_module);
 
 /// Builds the module over an opened store, with the default options.
 pub fn client_module(store: &LocalStore) -> anyhow::Result<ClientModule> {
@@ -119,7 +125,7 @@ pub fn client_module_builder(
     let blob_remote: Arc<dyn BlobRemote> = http.clone();
     let events: Arc<dyn EventSource> = http;
     let blob_cache = options.blob_cache.clone().unwrap_or_else(|| BlobCacheOptions::beside(store));
-    Ok(ClientModule::builder()
+    Ok(with_repositories(ClientModule::builder(), store)
         .with_component_parameters::<ReachabilityMonitor>(MonitorParameters {
             options: options.probe,
             probe: Required(Some(probe)),
@@ -140,12 +146,6 @@ pub fn client_module_builder(
         })
         .with_component_parameters::<SyncUseCases>(options.downstream.use_cases.clone())
         .with_component_parameters::<SyncDataManager>(options.downstream.clone())
-        .with_component_parameters::<SqliteRepository<Project>>(repository(store))
-        .with_component_parameters::<SqliteRepository<AudioTrack>>(repository(store))
-        .with_component_parameters::<SqliteRepository<AudioComment>>(repository(store))
-        .with_component_parameters::<SqliteRepository<UserProfile>>(repository(store))
-        .with_component_parameters::<SqliteRepository<Playlist>>(repository(store))
-        .with_component_parameters::<SqliteRepository<ProjectCollaborator>>(repository(store))
         .with_component_parameters::<SqlitePendingOperationsRepository>(
             SqlitePendingOperationsRepositoryParameters { store: store.clone() },
         )
@@ -201,12 +201,13 @@ mod tests {
         let module = client_module_with(&store, &options).expect("module");
         // Every port and component, each resolved once.
         let _: Arc<dyn Clock> = module.resolve();
-        let _: Arc<dyn Repository<Project>> = module.resolve();
-        let _: Arc<dyn Repository<AudioTrack>> = module.resolve();
-        let _: Arc<dyn Repository<AudioComment>> = module.resolve();
-        let _: Arc<dyn Repository<UserProfile>> = module.resolve();
-        let _: Arc<dyn Repository<Playlist>> = module.resolve();
-        let _: Arc<dyn Repository<ProjectCollaborator>> = module.resolve();
+        // The repository of every registered type.
+        macro_rules! resolve_repositories {
+            ($module:ident; $($entity:ident),+) => {
+                $(let _: Arc<dyn Repository<trackflow_domain::$entity>> = $module.resolve();)+
+            };
+        }
+        trackflow_domain::registered_types!(resolve_repositories; module);
         let _: Arc<dyn PendingOperationsRepository> = module.resolve();
         let _: Arc<dyn SessionStorage> = module.resolve();
         let _: Arc<dyn ConflictRepository> = module.resolve();

@@ -101,7 +101,7 @@ pub trait EntityVisitor {
 }
 
 macro_rules! registry {
-    ($($(#[$doc:meta])* $variant:ident),+ $(,)?) => {
+    ($($variant:ident),+ $(,)?) => {
         /// The kinds of synced entity, in the registry's order (parents before children). The
         /// string form (`project`, `audio_track`, ...) is each type's declared
         /// [`SyncEntity::NAME`]: it is stored in the outbox, sent on the wire and used as the
@@ -109,7 +109,10 @@ macro_rules! registry {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum EntityType {
-            $($(#[$doc])* $variant,)+
+            $(
+                #[doc = concat!("[`", stringify!($variant), "`](super::", stringify!($variant), ")")]
+                $variant,
+            )+
         }
 
         impl EntityType {
@@ -315,17 +318,16 @@ macro_rules! registry {
     };
 }
 
-registry! {
-    /// [`UserProfile`](super::UserProfile)
-    UserProfile,
-    /// [`Project`](super::Project)
-    Project,
-    /// [`ProjectCollaborator`](super::ProjectCollaborator)
-    ProjectCollaborator,
-    /// [`AudioTrack`](super::AudioTrack)
-    AudioTrack,
-    /// [`AudioComment`](super::AudioComment)
-    AudioComment,
-    /// [`Playlist`](super::Playlist)
-    Playlist,
+/// The registry: every synced type, parents before children. Runs `$callback!` with the list
+/// (after `$args;` when given), so that code which must name each type (the client module's
+/// components, say) is generated from this one list too:
+/// `trackflow_domain::registered_types!(my_macro; extra, tokens)` expands to
+/// `my_macro!(extra, tokens; UserProfile, Project, ...)`.
+#[macro_export]
+macro_rules! registered_types {
+    ($callback:ident $(; $($args:tt)*)?) => {
+        $callback! { $($($args)*;)? UserProfile, Project, ProjectCollaborator, AudioTrack, AudioComment, Playlist }
+    };
 }
+
+crate::registered_types!(registry);
