@@ -120,6 +120,8 @@ fn owner_only(entity_type: EntityType, kind: OperationKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::SyncEntity;
+    use crate::entities::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
     use CollaboratorRole::{Editor, Owner, Viewer};
 
     /// One row per entity type and relation: what reads, creates, updates and deletes give.
@@ -130,13 +132,13 @@ mod tests {
             [("owner", Some(Owner)), ("editor", Some(Editor)), ("viewer", Some(Viewer)), ("stranger", None)];
         //                      entity type                  owner   editor  viewer  stranger
         let table: [(EntityType, [&str; 4]); 5] = [
-            (EntityType::Project, ["----", "---F", "-FFF", "NNNN"]),
-            (EntityType::ProjectCollaborator, ["----", "-FFF", "-FFF", "NNNN"]),
-            (EntityType::AudioTrack, ["----", "----", "-FFF", "NNNN"]),
-            (EntityType::AudioComment, ["----", "----", "-FFF", "NNNN"]),
-            (EntityType::Playlist, ["----", "----", "-FFF", "NNNN"]),
+            (Project::ENTITY_TYPE, ["----", "---F", "-FFF", "NNNN"]),
+            (ProjectCollaborator::ENTITY_TYPE, ["----", "-FFF", "-FFF", "NNNN"]),
+            (AudioTrack::ENTITY_TYPE, ["----", "----", "-FFF", "NNNN"]),
+            (AudioComment::ENTITY_TYPE, ["----", "----", "-FFF", "NNNN"]),
+            (Playlist::ENTITY_TYPE, ["----", "----", "-FFF", "NNNN"]),
         ];
-        let in_projects = EntityType::ALL.iter().filter(|t| t.scope_kind() == ScopeKind::Project).count();
+        let in_projects = EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Project).count();
         assert_eq!(table.len(), in_projects, "a row for every type kept in a project");
         let accesses = [
             Access::Read,
@@ -174,7 +176,7 @@ mod tests {
         ];
         for (name, relation, expected) in relations {
             for (access, want) in accesses.iter().zip(expected.chars()) {
-                let got = match authorize(EntityType::UserProfile, *access, relation) {
+                let got = match authorize(UserProfile::ENTITY_TYPE, *access, relation) {
                     Ok(()) => '-',
                     Err(d) if d.code == "forbidden" => 'F',
                     Err(_) => 'N',
@@ -190,13 +192,13 @@ mod tests {
         let message = |entity_type, kind| {
             authorize(entity_type, Access::Write(kind), editor).expect_err("refused").message
         };
-        assert_eq!(message(EntityType::Project, OperationKind::Delete), "only the owner deletes a project");
+        assert_eq!(message(Project::ENTITY_TYPE, OperationKind::Delete), "only the owner deletes a project");
         assert_eq!(
-            message(EntityType::ProjectCollaborator, OperationKind::Create),
+            message(ProjectCollaborator::ENTITY_TYPE, OperationKind::Create),
             "only the owner manages project collaborators"
         );
         let viewer = authorize(
-            EntityType::AudioTrack,
+            AudioTrack::ENTITY_TYPE,
             Access::Write(OperationKind::Update),
             Relation::Project(Some(Viewer)),
         );
@@ -205,8 +207,8 @@ mod tests {
 
     #[test]
     fn mismatched_facts_are_refused_not_guessed() {
-        assert!(authorize(EntityType::UserProfile, Access::Read, Relation::Project(Some(Owner))).is_err());
+        assert!(authorize(UserProfile::ENTITY_TYPE, Access::Read, Relation::Project(Some(Owner))).is_err());
         let profile_facts = Relation::Profile { own: true, shares_project: true };
-        assert!(authorize(EntityType::AudioTrack, Access::Read, profile_facts).is_err());
+        assert!(authorize(AudioTrack::ENTITY_TYPE, Access::Read, profile_facts).is_err());
     }
 }

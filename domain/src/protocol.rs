@@ -393,6 +393,8 @@ pub struct HealthResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::Project;
+    use crate::entities::SyncEntity;
     use serde_json::json;
 
     #[test]
@@ -400,7 +402,7 @@ mod tests {
         let hlc = Hlc { wall_ms: 1, counter: 2, node: NodeId::new() };
         let page = PullResponse::Changes {
             changes: vec![EntityState {
-                entity_type: EntityType::Project,
+                entity_type: Project::ENTITY_TYPE,
                 entity_id: Uuid::now_v7(),
                 version: 7,
                 deleted: false,
@@ -443,7 +445,7 @@ mod tests {
 
         // Written grouped: readings in clock order, each one's fields in name order.
         let mut state = EntityState {
-            entity_type: EntityType::Project,
+            entity_type: Project::ENTITY_TYPE,
             entity_id: Uuid::nil(),
             version: 1,
             deleted: false,

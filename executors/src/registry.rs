@@ -8,10 +8,8 @@
 //! Every registered entity type gets its [`EntityExecutor`], made from its declaration: adding
 //! a type touches nothing here.
 
-use std::{collections::HashMap, marker::PhantomData};
-use trackflow_domain::{
-    entities::EntityVisitor, protocol::Mutation, EntityType, OperationKind, SyncEntity, SyncOperation,
-};
+use std::collections::HashMap;
+use trackflow_domain::{entities::AnyEntity, protocol::Mutation, EntityType, OperationKind, SyncOperation};
 
 /// Why an operation cannot be executed. Every variant is permanent: retrying will not help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,33 +44,39 @@ pub trait OperationExecutor: Send + Sync {
     fn prepare(&self, op: &SyncOperation) -> Result<Mutation, ExecutorError>;
 }
 
-/// The executor of one [`SyncEntity`] type: its checks come from the type's declared fields
-/// and its validating `from_fields`.
-pub struct EntityExecutor<E>(PhantomData<fn() -> E>);
+/// The executor of one entity type: its checks come from the type's declared fields and its
+/// validating `from_fields`, read through the type's [`EntityType`].
+#[derive(Debug, Clone, Copy)]
+pub struct EntityExecutor(EntityType);
 
-impl<E> Default for EntityExecutor<E> {
-    fn default() -> Self {
-        Self(PhantomData)
+impl EntityExecutor {
+    /// The executor of `entity_type`.
+    pub fn new(entity_type: EntityType) -> Self {
+        Self(entity_type)
     }
 }
 
-impl<E: SyncEntity> OperationExecutor for EntityExecutor<E> {
+impl OperationExecutor for EntityExecutor {
     fn entity_type(&self) -> EntityType {
-        E::ENTITY_TYPE
+        self.0
     }
 
     fn prepare(&self, op: &SyncOperation) -> Result<Mutation, ExecutorError> {
-        let invalid = |reason: String| ExecutorError::Invalid { entity_type: E::ENTITY_TYPE, reason };
-        if op.entity.entity_type != E::ENTITY_TYPE {
+        let entity_type = self.0;
+        let invalid = |reason: String| ExecutorError::Invalid { entity_type, reason };
+        if op.entity.entity_type != entity_type {
             return Err(invalid(format!("the operation is for a {}", op.entity.entity_type)));
         }
-        if let Some(unknown) = op.changed_fields.keys().find(|name| !E::FIELDS.contains(&name.as_str())) {
+        if let Some(unknown) =
+            op.changed_fields.keys().find(|name| !entity_type.fields().contains(&name.as_str()))
+        {
             return Err(invalid(format!("unknown field '{unknown}'")));
         }
         match op.kind {
             OperationKind::Create => {
                 let values = op.changed_fields.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect();
-                E::from_fields(op.entity.id, &values).map_err(|e| invalid(e.to_string()))?;
+                AnyEntity::from_fields(entity_type, op.entity.id, &values)
+                    .map_err(|e| invalid(e.to_string()))?;
             }
             OperationKind::Update if op.changed_fields.is_empty() => {
                 return Err(invalid("an update that changes nothing".into()));
@@ -91,17 +95,6 @@ pub struct ExecutorRegistry {
     executors: HashMap<&'static str, Box<dyn OperationExecutor>>,
 }
 
-/// Makes the [`EntityExecutor`] of a registered type.
-struct MakeExecutor;
-
-impl EntityVisitor for MakeExecutor {
-    type Output = Box<dyn OperationExecutor>;
-
-    fn visit<E: SyncEntity>(self) -> Box<dyn OperationExecutor> {
-        Box::new(EntityExecutor::<E>::default())
-    }
-}
-
 impl ExecutorRegistry {
     /// A registry with no executors.
     pub fn empty() -> Self {
@@ -111,8 +104,8 @@ impl ExecutorRegistry {
     /// A registry holding the executor of every registered entity type.
     pub fn with_registered_entities() -> Self {
         let mut registry = Self::empty();
-        for entity_type in EntityType::ALL {
-            registry.register(entity_type.visit(MakeExecutor));
+        for &entity_type in EntityType::all() {
+            registry.register(Box::new(EntityExecutor::new(entity_type)));
         }
         registry
     }
@@ -146,6 +139,7 @@ impl Default for ExecutorRegistry {
 mod tests {
     use super::*;
     use serde_json::json;
+    use trackflow_domain::SyncEntity;
     use trackflow_domain::{AudioTrack, EntityRef, Hlc, NodeId, Project, Timestamp, UserId};
 
     fn op(entity: EntityRef, kind: OperationKind, fields: Vec<(&str, serde_json::Value)>) -> SyncOperation {
@@ -157,7 +151,7 @@ mod tests {
     #[test]
     fn every_entity_type_has_an_executor_under_its_name() {
         let registry = ExecutorRegistry::default();
-        for entity_type in EntityType::ALL {
+        for &entity_type in EntityType::all() {
             assert_eq!(registry.get(entity_type.as_str()).map(|e| e.entity_type()), Ok(entity_type));
         }
         assert_eq!(
@@ -207,8 +201,8 @@ mod tests {
 
     #[test]
     fn an_executor_refuses_another_types_operation() {
-        let track_executor = EntityExecutor::<AudioTrack>::default();
-        let project = EntityRef::new(EntityType::Project, uuid::Uuid::nil());
+        let track_executor = EntityExecutor::new(AudioTrack::ENTITY_TYPE);
+        let project = EntityRef::new(Project::ENTITY_TYPE, uuid::Uuid::nil());
         let error =
             track_executor.prepare(&op(project, OperationKind::Delete, vec![])).expect_err("wrong type");
         assert!(error.to_string().contains("for a project"), "{error}");

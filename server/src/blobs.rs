@@ -26,7 +26,7 @@ use std::sync::Arc;
 use trackflow_domain::{
     ports::{BlobStorage, BlobStorageError},
     protocol::{BlobStored, PushRequest},
-    AudioTrackId, BlobHash, EntityType, OperationKind, UserId,
+    AudioTrackId, BlobHash, OperationKind, UserId,
 };
 
 /// The storage, or `422 no_audio_storage` on a server configured without one (permanent: the
@@ -183,10 +183,8 @@ pub(crate) async fn missing_audio(
 ) -> Result<(), ApiFailure> {
     for (i, mutation) in request.mutations.iter().enumerate() {
         let writes = matches!(mutation.kind, OperationKind::Create | OperationKind::Update);
-        if mutation.entity_type != EntityType::AudioTrack || !writes {
-            continue;
-        }
-        let Some(named) = mutation.fields.get("audio_sha256").and_then(|c| c.value.as_str()) else {
+        let Some(field) = mutation.entity_type.blob_field().filter(|_| writes) else { continue };
+        let Some(named) = mutation.fields.get(field).and_then(|c| c.value.as_str()) else {
             continue;
         };
         let Ok(hash) = BlobHash::parse(named) else { continue };

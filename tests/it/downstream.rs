@@ -3,13 +3,14 @@
 
 use crate::upstream::{Client, Server};
 use std::sync::Arc;
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{
         DownstreamRepository, PendingOperationsRepository, RemoteDataSource, Repository, ServerStore,
         SessionStorage,
     },
     protocol::{EntityState, PullRequest, PullResponse},
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, Project,
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, Project,
     ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
@@ -289,7 +290,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
     let outcomes = puller.pull(false).await.expect("scopes listed");
     let report =
         outcomes.into_iter().find(|(s, _)| *s == scope).expect("the project scope").1.expect("completes");
-    assert_eq!(report.counts[&EntityType::AudioTrack].applied, 2, "resumed after the failure: {report:?}");
+    assert_eq!(report.counts[&AudioTrack::ENTITY_TYPE].applied, 2, "resumed after the failure: {report:?}");
     let mut held: Vec<_> =
         b.tracks.list_by_parent(project.id().into()).await.expect("tracks").iter().map(|t| t.id()).collect();
     held.sort();
@@ -298,7 +299,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
     let stats = downstream.statistics().await.expect("statistics");
     let track_stats = stats
         .iter()
-        .find(|s| s.scope == scope && s.entity_type == EntityType::AudioTrack)
+        .find(|s| s.scope == scope && s.entity_type == AudioTrack::ENTITY_TYPE)
         .expect("track stats");
     assert_eq!((track_stats.counts.applied, track_stats.errors), (2, 0));
 }

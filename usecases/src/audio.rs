@@ -4,9 +4,10 @@
 //! into the cache (checked against the track's hash), which then evicts down to its cap.
 
 use std::{path::PathBuf, sync::Arc};
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{BlobCache, BlobRemote, RemoteError, Repository},
-    AudioTrack, AudioTrackId, BlobHash, CachedBlob, EntityRef, EntityType, RepositoryError,
+    AudioTrack, AudioTrackId, BlobHash, CachedBlob, EntityRef, RepositoryError,
 };
 
 /// Why audio could not be had.
@@ -98,7 +99,7 @@ impl AudioFiles {
             .tracks
             .get(id)
             .await?
-            .ok_or(AudioError::NoSuchTrack(EntityRef::new(EntityType::AudioTrack, id.as_uuid())))?;
+            .ok_or(AudioError::NoSuchTrack(EntityRef::new(AudioTrack::ENTITY_TYPE, id.as_uuid())))?;
         let named = track.audio_sha256().ok_or(AudioError::NoAudio(id))?;
         Ok(BlobHash::parse(named).map_err(RepositoryError::from)?)
     }

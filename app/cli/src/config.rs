@@ -126,6 +126,8 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trackflow_domain::SyncEntity;
+    use trackflow_domain::{AudioTrack, Project};
 
     #[test]
     fn flags_and_environment_beat_the_file_which_beats_the_defaults() {
@@ -166,8 +168,8 @@ mod tests {
         }
         let settings = Settings::resolve(Overrides::default(), file);
         assert_eq!(settings.sync_interval, Duration::from_secs(5));
-        assert_eq!(settings.policies.of(EntityType::Project), ConflictPolicy::Manual);
-        assert_eq!(settings.policies.of(EntityType::AudioTrack), ConflictPolicy::LastWriterWins);
+        assert_eq!(settings.policies.of(Project::ENTITY_TYPE), ConflictPolicy::Manual);
+        assert_eq!(settings.policies.of(AudioTrack::ENTITY_TYPE), ConflictPolicy::LastWriterWins);
     }
 
     #[test]

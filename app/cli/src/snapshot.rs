@@ -107,14 +107,15 @@ impl Snapshot {
 mod tests {
     use super::*;
     use serde_json::json;
-    use trackflow_domain::EntityType;
+    use trackflow_domain::Project;
+
     use uuid::Uuid;
 
     #[test]
     fn differences_name_each_row_and_field_that_disagrees() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let row = |name: &str| BTreeMap::from([("name".to_owned(), json!(name)), ("n".to_owned(), json!(1))]);
-        let project = |id| EntityRef::new(EntityType::Project, id);
+        let project = |id| EntityRef::new(Project::ENTITY_TYPE, id);
         let here = Snapshot(BTreeMap::from([(project(a), row("A")), (project(b), row("B"))]));
         let there = Snapshot(BTreeMap::from([(project(a), row("A2")), (project(c), row("C"))]));
         assert_eq!(

@@ -216,11 +216,11 @@ mod tests {
         let _: Arc<dyn RemoteDataSource> = module.resolve();
         let _: Arc<MonitoredRemote> = module.resolve();
         let registry: Arc<ExecutorRegistry> = module.resolve();
-        for entity_type in trackflow_domain::EntityType::ALL {
+        for &entity_type in trackflow_domain::EntityType::all() {
             assert!(registry.get(entity_type.as_str()).is_ok(), "an executor for {entity_type}");
         }
         let use_cases: Arc<SyncUseCases> = module.resolve();
-        assert_eq!(use_cases.by_type().len(), trackflow_domain::EntityType::ALL.len());
+        assert_eq!(use_cases.by_type().len(), trackflow_domain::EntityType::all().len());
         let _: Arc<SyncDataManager> = module.resolve();
         let monitor: Arc<ReachabilityMonitor> = module.resolve();
         assert!(monitor.is_online(), "optimistic until a request fails");

@@ -13,7 +13,7 @@ use super::{
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use trackflow_db::error::{StoreError, StoreResult};
-use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, EntityType, UserId};
+use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, UserId};
 use uuid::Uuid;
 
 /// The scopes the entities `ids` belong to.
@@ -84,13 +84,13 @@ pub(super) fn track_audio(
     track: AudioTrackId,
 ) -> StoreResult<Option<BlobHash>> {
     let Some(stored) = find_entity(conn, track.as_uuid())? else { return Ok(None) };
-    if stored.entity_type != EntityType::AudioTrack || stored.state.deleted {
+    let Some(field) = stored.entity_type.blob_field().filter(|_| !stored.state.deleted) else {
         return Ok(None);
-    }
+    };
     if !readable_scopes(conn, user)?.contains_key(&stored.scope) {
         return Ok(None);
     }
-    let hash = stored.state.fields.get("audio_sha256").and_then(|v| v.as_str());
+    let hash = stored.state.fields.get(field).and_then(|v| v.as_str());
     Ok(hash.and_then(|h| BlobHash::parse(h).ok()))
 }
 

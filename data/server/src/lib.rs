@@ -44,7 +44,7 @@ use trackflow_domain::{
     entities::Scope,
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
-    AudioTrackId, BlobHash, Timestamp, UserId,
+    AudioTrackId, BlobHash, EntityType, Timestamp, UserId,
 };
 
 /// The server store. Cheap to clone; clones share the pool.
@@ -244,12 +244,15 @@ impl ServerStore for DieselServerStore {
             if horizon <= meta.purged_through {
                 return Ok(0);
             }
-            // Project tombstones stay: their id names a scope that memberships and the
-            // project's other rows still use, and a new create of that id must keep failing.
+            // The tombstones of scope roots (projects) stay: their id names a scope that
+            // memberships and the scope's other rows still use, and a new create of that id
+            // must keep failing.
+            let roots: Vec<&str> =
+                EntityType::all().iter().filter(|t| t.is_scope_root()).map(|t| t.as_str()).collect();
             let purgeable = entities::table
                 .filter(entities::deleted.eq(true))
                 .filter(entities::version.le(horizon))
-                .filter(entities::entity_type.ne(trackflow_domain::EntityType::Project.as_str()));
+                .filter(entities::entity_type.ne_all(roots));
             let removed = diesel::delete(purgeable).execute(conn)?;
             diesel::update(server_meta::table.find(1))
                 .set(server_meta::purged_through.eq(horizon))

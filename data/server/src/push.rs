@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
     authorization::{authorize, Access, Relation},
-    entities::{AnyEntity, EntityType, Scope},
+    entities::{AnyEntity, Scope},
     ids::ParseIdError,
     ports::ServerStoreError,
     protocol::{Mutation, MutationOutcome, MutationResult, PushRequest, PushResponse, MAX_PUSH_MUTATIONS},
@@ -294,7 +294,7 @@ impl<'c> Batch<'c> {
         let relation = match plan.scope {
             Scope::User(owner) => Relation::Profile { own: owner == self.user, shares_project: false },
             Scope::Project(project) => {
-                let creating_project = mutation.entity_type == EntityType::Project && plan.before.is_none();
+                let creating_project = mutation.entity_type.is_scope_root() && plan.before.is_none();
                 match (creating_project, plan.entity.as_ref().and_then(AnyEntity::membership)) {
                     // Nobody is a member of a project that does not exist yet: its creator is
                     // judged as the owner it names, and may only name themselves.
@@ -319,9 +319,7 @@ impl<'c> Batch<'c> {
                 let message = format!("a {} is created by its author", mutation.entity_type);
                 return Ok(Err(rejected("forbidden", message)));
             }
-            if let (EntityType::ProjectCollaborator, Some(grant)) =
-                (mutation.entity_type, entity.membership())
-            {
+            if let (false, Some(grant)) = (mutation.entity_type.is_scope_root(), entity.membership()) {
                 if role_in(self.conn, grant.project_id, grant.user_id)?.is_some() {
                     let message = "this user is already a member of the project".to_owned();
                     return Ok(Err(rejected("already_exists", message)));
@@ -439,7 +437,7 @@ fn update_membership(
     // collaborator record revokes its user's access. The owner's own access never changes
     // through a collaborator record.
     let revoked = before
-        .filter(|b| after.is_none() && b.entity_type() == EntityType::ProjectCollaborator)
+        .filter(|b| after.is_none() && !b.entity_type().is_scope_root())
         .and_then(AnyEntity::membership);
     if let Some(grant) = revoked {
         if role_in(conn, grant.project_id, grant.user_id)? != Some(CollaboratorRole::Owner) {

@@ -13,10 +13,9 @@ use shaku::Component;
 use std::collections::BTreeMap;
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    entities::EntityVisitor, ports::ConflictRepository, sync::ConflictResolution, ConflictId, EntityRef,
-    RepositoryError, SyncConflict, SyncEntity, Timestamp, ValidationError,
+    ports::ConflictRepository, sync::ConflictResolution, ConflictId, EntityRef, RepositoryError,
+    SyncConflict, Timestamp, ValidationError,
 };
-use uuid::Uuid;
 
 const TABLE: &str = "sync_conflicts";
 
@@ -89,22 +88,6 @@ fn chosen(conflict: &SyncConflict, resolution: &ConflictResolution) -> StoreResu
     })
 }
 
-/// [`overwrite`] for a type known by name.
-struct Overwrite<'a> {
-    conn: &'a mut SqliteConnection,
-    clock: &'a WriteClock,
-    entity: Uuid,
-    values: &'a BTreeMap<String, Value>,
-}
-
-impl EntityVisitor for Overwrite<'_> {
-    type Output = StoreResult<()>;
-
-    fn visit<E: SyncEntity>(self) -> StoreResult<()> {
-        overwrite::<E>(self.conn, self.clock, self.entity, self.values).map(drop)
-    }
-}
-
 /// Resolves conflict `id` (see [`ConflictRepository::resolve`]).
 fn resolve(
     conn: &mut SqliteConnection,
@@ -125,7 +108,7 @@ fn resolve(
         }
         let values = chosen(&conflict, resolution)?;
         let entity = conflict.entity.id;
-        conflict.entity.entity_type.visit(Overwrite { conn, clock, entity, values: &values })?;
+        overwrite(conn, clock, conflict.entity.entity_type, entity, &values)?;
         diesel::update(dsl::sync_conflicts.find(id.to_string()))
             .set((
                 dsl::resolution.eq(to_json(TABLE, resolution)?),

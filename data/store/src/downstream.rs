@@ -13,7 +13,7 @@
 
 use super::{
     conflicts,
-    records::{existing, presence, raise_high_water, LocalEntity, NewRows},
+    records::{existing, find, presence, raise_high_water, save, NewRows},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     tables::TableSql,
@@ -29,12 +29,12 @@ use std::{
 };
 use trackflow_db::error::StoreResult;
 use trackflow_domain::{
-    entities::{EntityVisitor, Scope, ScopeKind},
+    entities::{AnyEntity, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
     sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
-    ConflictId, EntityRef, EntityType, OperationKind, ProjectId, RepositoryError, SyncConflict, SyncEntity,
-    SyncMeta, Timestamp,
+    ConflictId, EntityRef, EntityType, OperationKind, ProjectId, RepositoryError, SyncConflict, SyncMeta,
+    Timestamp,
 };
 use uuid::Uuid;
 
@@ -150,7 +150,7 @@ impl Pass<'_> {
         let rows = changes.iter().map(|c| EntityRef::new(c.entity_type, c.entity_id));
         let parents = changes.iter().filter_map(|c| c.entity_type.parent_in(&c.fields));
         self.looked_up.extend(rows.chain(parents));
-        for entity_type in EntityType::ALL {
+        for &entity_type in EntityType::all() {
             let ids: Vec<Uuid> =
                 self.looked_up.iter().filter(|e| e.entity_type == entity_type).map(|e| e.id).collect();
             if ids.is_empty() {
@@ -196,7 +196,7 @@ fn apply_row(
     edits: &Edits,
     pass: &mut Pass<'_>,
 ) -> StoreResult<()> {
-    let outcome = state.entity_type.visit(Apply { conn, state, edits, pass: &mut *pass })?;
+    let outcome = apply(conn, state, edits, pass)?;
     pass.counts.entry(state.entity_type).or_default().add(outcome);
     if outcome.applied > 0 && pass.waiting {
         // Children that arrived before this row: theirs is the state last pulled, and they have
@@ -215,24 +215,8 @@ fn apply_row(
     Ok(())
 }
 
-/// [`apply`] for a type known by name.
-struct Apply<'a, 'p> {
-    conn: &'a mut SqliteConnection,
-    state: &'a EntityState,
-    edits: &'a Edits,
-    pass: &'a mut Pass<'p>,
-}
-
-impl EntityVisitor for Apply<'_, '_> {
-    type Output = StoreResult<ApplyCounts>;
-
-    fn visit<E: SyncEntity>(self) -> StoreResult<ApplyCounts> {
-        apply::<E>(self.conn, self.state, self.edits, self.pass)
-    }
-}
-
-/// Merges one pulled row into the local row of type `E`.
-fn apply<E: LocalEntity>(
+/// Merges one pulled row into the local row of its type.
+fn apply(
     conn: &mut SqliteConnection,
     state: &EntityState,
     edits: &Edits,
@@ -245,14 +229,14 @@ fn apply<E: LocalEntity>(
         None
     } else {
         pass.insert_new_rows(conn)?;
-        E::find(conn, state.entity_id)?
+        find(conn, state.entity_type, state.entity_id)?
     };
     let Some(mut record) = found else {
         // A row this replica never held. A tombstone is stored too, hidden, so that an older
         // state of the row arriving later (two pulls of one scope overlapping) meets it and
         // stays deleted. A tombstone without whole fields cannot be stored: nothing of the row
         // may wait any longer, then.
-        let entity = match E::from_fields(state.entity_id, &state.fields) {
+        let entity = match AnyEntity::from_fields(state.entity_type, state.entity_id, &state.fields) {
             Ok(entity) => entity,
             Err(_) if state.deleted => {
                 diesel::delete(
@@ -302,13 +286,13 @@ fn apply<E: LocalEntity>(
         policy,
     );
     if !resolution.state.deleted {
-        record.entity = E::from_fields(state.entity_id, &resolution.state.fields)?;
+        record.entity = AnyEntity::from_fields(state.entity_type, state.entity_id, &resolution.state.fields)?;
     }
     record.meta.field_hlc = resolution.state.field_hlc;
     record.meta.deleted = resolution.state.deleted;
     record.meta.version = record.meta.version.max(state.version);
     record.meta.pulled_version = state.version;
-    E::save(conn, &record)?;
+    save(conn, &record)?;
     let conflicts = resolution.conflicts.len() as u64;
     if policy == ConflictPolicy::Manual && !resolution.conflicts.is_empty() {
         conflicts::record(
@@ -472,7 +456,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     // with the ones stored: nothing pulled from the start may be skipped. Rows
                     // still merge by clock reading, so pulling them again changes nothing that
                     // is newer here.
-                    for entity_type in EntityType::ALL {
+                    for &entity_type in EntityType::all() {
                         TableSql::of(entity_type).reset_pulled(conn)?;
                     }
                     StoreResult::Ok(())
@@ -527,7 +511,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         self.store
             .read(move |conn| {
                 conn.immediate_transaction(|conn| {
-                    for entity_type in EntityType::ALL {
+                    for &entity_type in EntityType::all() {
                         diesel::insert_into(sync_statistics::table)
                             .values((
                                 sync_statistics::scope.eq(&scope),
@@ -574,7 +558,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     // Children before what they live inside, for the foreign keys; with each
                     // table, the pulled rows waiting for one of its rows, never wanted now.
                     let mut removed = 0;
-                    for entity_type in EntityType::ALL.iter().rev() {
+                    for entity_type in EntityType::all().iter().rev() {
                         if entity_type.scope_kind() == ScopeKind::Project {
                             removed += TableSql::of(*entity_type).forget(conn, &id)?;
                         }

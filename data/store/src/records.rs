@@ -16,7 +16,7 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    entities::changed_fields,
+    entities::AnyEntity,
     ports::{Clock, IdentifiedFields, WriteContext},
     EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind, RepositoryError,
     SyncEntity, SyncMeta, SyncOperation, Timestamp, ValidationError,
@@ -94,26 +94,33 @@ impl WriteClock {
     }
 }
 
-/// What the store does with an entity of any type, through its table ([`TableSql`]). Every
-/// [`SyncEntity`] is one: the store holds no code of its own per type.
-pub(crate) trait LocalEntity: SyncEntity {
-    /// The row with `id`, tombstone or not.
-    fn find(conn: &mut SqliteConnection, id: Uuid) -> StoreResult<Option<Record<Self>>> {
-        TableSql::of(Self::ENTITY_TYPE).find(conn, id)?.map(StoredRow::decode).transpose()
-    }
-
-    /// Inserts a new row.
-    fn insert(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
-        TableSql::of(Self::ENTITY_TYPE).insert(conn, &[EncodedRow::encode(record)?])
-    }
-
-    /// Overwrites an existing row.
-    fn save(conn: &mut SqliteConnection, record: &Record<Self>) -> StoreResult<()> {
-        TableSql::of(Self::ENTITY_TYPE).save(conn, &EncodedRow::encode(record)?)
-    }
+/// The row of `entity_type` with `id`, tombstone or not, decoded through the type's
+/// validation. The store works on every type through its table ([`TableSql`]) and
+/// [`AnyEntity`]: it holds no code of its own per type.
+pub(crate) fn find(
+    conn: &mut SqliteConnection,
+    entity_type: EntityType,
+    id: Uuid,
+) -> StoreResult<Option<Record<AnyEntity>>> {
+    TableSql::of(entity_type).find(conn, id)?.map(|row| row.decode(entity_type)).transpose()
 }
 
-impl<E: SyncEntity> LocalEntity for E {}
+/// Inserts a new row.
+fn insert(conn: &mut SqliteConnection, record: &Record<AnyEntity>) -> StoreResult<()> {
+    TableSql::of(record.entity.entity_type()).insert(conn, &[EncodedRow::encode(record)?])
+}
+
+/// Overwrites an existing row.
+pub(crate) fn save(conn: &mut SqliteConnection, record: &Record<AnyEntity>) -> StoreResult<()> {
+    TableSql::of(record.entity.entity_type()).save(conn, &EncodedRow::encode(record)?)
+}
+
+/// `entity` as the type `E` the caller holds it as.
+pub(crate) fn typed<E: SyncEntity>(entity: AnyEntity) -> StoreResult<E> {
+    entity.downcast().map_err(|other| {
+        StoreError::corrupt(E::TABLE, format!("expected a {}, found a {}", E::NAME, other.entity_type()))
+    })
+}
 
 /// New rows of every entity type, gathered to be inserted many to a statement.
 #[derive(Default)]
@@ -123,15 +130,15 @@ pub(crate) struct NewRows {
 
 impl NewRows {
     /// Queues `record` for insertion.
-    pub fn push<E: LocalEntity>(&mut self, record: &Record<E>) -> StoreResult<()> {
-        self.rows.entry(E::ENTITY_TYPE).or_default().push(EncodedRow::encode(record)?);
+    pub fn push(&mut self, record: &Record<AnyEntity>) -> StoreResult<()> {
+        self.rows.entry(record.entity.entity_type()).or_default().push(EncodedRow::encode(record)?);
         Ok(())
     }
 
-    /// Inserts every queued row, parents' types first ([`EntityType::ALL`]), as the tables'
+    /// Inserts every queued row, parents' types first ([`EntityType::all`]), as the tables'
     /// foreign keys need.
     pub fn insert(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
-        for entity_type in EntityType::ALL {
+        for &entity_type in EntityType::all() {
             if let Some(rows) = self.rows.remove(&entity_type) {
                 TableSql::of(entity_type).insert(conn, &rows)?;
             }
@@ -147,18 +154,19 @@ pub(crate) struct Presence {
     parent: Option<EntityRef>,
 }
 
-/// Decodes loaded rows into entities.
+/// Decodes loaded rows of `E` into entities.
 pub(crate) fn decode_all<E: SyncEntity>(rows: Vec<StoredRow>) -> StoreResult<Vec<E>> {
-    rows.into_iter().map(|row| row.decode().map(|r| r.entity)).collect()
+    rows.into_iter().map(|row| typed(row.decode(E::ENTITY_TYPE)?.entity)).collect()
 }
 
 /// The record with `id` if it is visible: not a tombstone, inside a visible parent (a track
 /// of a deleted project is hidden with it, without being written to).
-pub(crate) fn find_visible<E: LocalEntity>(
+pub(crate) fn find_visible(
     conn: &mut SqliteConnection,
+    entity_type: EntityType,
     id: Uuid,
-) -> StoreResult<Option<Record<E>>> {
-    let Some(record) = E::find(conn, id)?.filter(|r| !r.meta.deleted) else {
+) -> StoreResult<Option<Record<AnyEntity>>> {
+    let Some(record) = find(conn, entity_type, id)?.filter(|r| !r.meta.deleted) else {
         return Ok(None);
     };
     match record.entity.parent() {
@@ -168,11 +176,12 @@ pub(crate) fn find_visible<E: LocalEntity>(
 }
 
 /// The visible record with `id`, or [`StoreError::NotFound`].
-pub(crate) fn require_visible<E: LocalEntity>(
+pub(crate) fn require_visible(
     conn: &mut SqliteConnection,
+    entity_type: EntityType,
     id: Uuid,
-) -> StoreResult<Record<E>> {
-    find_visible(conn, id)?.ok_or(StoreError::NotFound(EntityRef::new(E::ENTITY_TYPE, id)))
+) -> StoreResult<Record<AnyEntity>> {
+    find_visible(conn, entity_type, id)?.ok_or(StoreError::NotFound(EntityRef::new(entity_type, id)))
 }
 
 /// The queued create of a visible entity of any type (`Some(None)`: visible, acknowledged);
@@ -223,12 +232,12 @@ pub(crate) fn presence(conn: &mut SqliteConnection, entity: EntityRef) -> StoreR
 /// references that the server has not acknowledged yet: the new operation waits for them.
 /// A reference the entity already had (`before`) stays acceptable after its target is deleted —
 /// a playlist can still be renamed after one of its tracks is gone.
-fn check_references<E: SyncEntity>(
+fn check_references(
     conn: &mut SqliteConnection,
-    entity: &E,
-    before: Option<&E>,
+    entity: &AnyEntity,
+    before: Option<&AnyEntity>,
 ) -> StoreResult<Vec<OperationId>> {
-    let kept = before.map(SyncEntity::references).unwrap_or_default();
+    let kept = before.map(AnyEntity::references).unwrap_or_default();
     let mut depends_on = Vec::new();
     for reference in entity.references() {
         match visible(conn, reference)? {
@@ -243,18 +252,18 @@ fn check_references<E: SyncEntity>(
 /// The checks a write of `entity` passes inside its transaction beyond its references: its
 /// type's own (`SyncEntity::check_write`), and for a type that names a file, that the file is
 /// in the local cache, with its upload queued. Returns the operations the write waits for.
-fn declared_checks<E: SyncEntity>(
+fn declared_checks(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
-    entity: &E,
-    before: Option<&E>,
+    entity: &AnyEntity,
+    before: Option<&AnyEntity>,
 ) -> StoreResult<Vec<OperationId>> {
     let mut context = StoreContext { conn, failure: None };
     if let Err(refused) = entity.check_write(before, &mut context) {
         return Err(context.failure.take().unwrap_or_else(|| refusal(refused)));
     }
-    let Some(field) = E::BLOB_FIELD else { return Ok(Vec::new()) };
-    let hash_of = |e: &E| e.fields().get(field).and_then(Value::as_str).map(str::to_owned);
+    let Some(field) = entity.entity_type().blob_field() else { return Ok(Vec::new()) };
+    let hash_of = |e: &AnyEntity| e.fields().get(field).and_then(Value::as_str).map(str::to_owned);
     match hash_of(entity) {
         Some(hash) if before.and_then(hash_of).as_ref() != Some(&hash) => {
             super::blobs::queue_upload(conn, clock, entity.entity_ref(), field, &hash)
@@ -321,11 +330,11 @@ impl WriteContext for StoreContext<'_> {
 }
 
 /// Stores a new entity and queues its create.
-pub(crate) fn create<E: LocalEntity>(
+pub(crate) fn create(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
-    entity: E,
-) -> StoreResult<E> {
+    entity: AnyEntity,
+) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
         let mut depends_on = check_references(conn, &entity, None)?;
@@ -343,7 +352,7 @@ pub(crate) fn create<E: LocalEntity>(
         let meta = SyncMeta::created_locally(op.changed_fields.keys(), hlc, op.id);
         let record = Record { entity, meta };
         // The primary key catches a duplicate id without a lookup of its own.
-        E::insert(conn, &record).map_err(|e| match e {
+        insert(conn, &record).map_err(|e| match e {
             StoreError::Database(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,
@@ -357,17 +366,23 @@ pub(crate) fn create<E: LocalEntity>(
 
 /// Applies `change` to a visible entity and queues an update carrying only the fields that
 /// changed. A change that changes nothing writes nothing and queues nothing.
-pub(crate) fn update<E: LocalEntity>(
+pub(crate) fn update(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
+    entity_type: EntityType,
     id: Uuid,
-    change: impl FnOnce(&E) -> Result<E, ValidationError>,
-) -> StoreResult<E> {
+    change: impl FnOnce(&AnyEntity) -> StoreResult<AnyEntity>,
+) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
-        let record = require_visible::<E>(conn, id)?;
+        let record = require_visible(conn, entity_type, id)?;
         clock.follow(&record.meta);
         let after = change(&record.entity)?;
-        let changed = changed_fields(&record.entity, &after);
+        let before_fields = record.entity.fields();
+        let changed: BTreeMap<String, Value> = after
+            .fields()
+            .into_iter()
+            .filter(|(name, value)| before_fields.get(name) != Some(value))
+            .collect();
         if changed.is_empty() {
             return Ok(after);
         }
@@ -380,46 +395,45 @@ pub(crate) fn update<E: LocalEntity>(
 /// Writes `values` over fields of a visible entity and queues an update carrying every one of
 /// them, changed or not, at a new clock reading: the write wins over every earlier write of
 /// those fields on every replica (a resolved conflict). Runs inside the caller's transaction.
-pub(crate) fn overwrite<E: LocalEntity>(
+pub(crate) fn overwrite(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
+    entity_type: EntityType,
     id: Uuid,
     values: &BTreeMap<String, Value>,
-) -> StoreResult<E> {
-    let record = require_visible::<E>(conn, id)?;
+) -> StoreResult<AnyEntity> {
+    let record = require_visible(conn, entity_type, id)?;
     clock.follow(&record.meta);
     let mut fields = record.entity.fields();
     for (name, value) in values {
         let Some(current) = fields.get_mut(name) else {
-            return Err(
-                ValidationError::new("fields", format!("{} has no field '{name}'", E::ENTITY_TYPE)).into()
-            );
+            return Err(ValidationError::new("fields", format!("{entity_type} has no field '{name}'")).into());
         };
-        if E::IMMUTABLE.contains(&name.as_str()) && current != value {
+        if entity_type.immutable_fields().contains(&name.as_str()) && current != value {
             let reason = format!("'{name}' is set when the entity is created and never changes");
             return Err(ValidationError::new("fields", reason).into());
         }
         *current = value.clone();
     }
-    let after = E::from_fields(id, &fields)?;
+    let after = AnyEntity::from_fields(entity_type, id, &fields)?;
     let depends_on = check_references(conn, &after, Some(&record.entity))?;
     queue_update(conn, clock, record, after, values.clone(), depends_on)
 }
 
 /// Stores `after` as `record`'s entity with `fields` written at a new reading, and queues the
 /// update that carries them.
-fn queue_update<E: LocalEntity>(
+fn queue_update(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
-    mut record: Record<E>,
-    after: E,
+    mut record: Record<AnyEntity>,
+    after: AnyEntity,
     fields: BTreeMap<String, Value>,
     depends_on: Vec<OperationId>,
-) -> StoreResult<E> {
+) -> StoreResult<AnyEntity> {
     let hlc = clock.tick(conn)?;
     record.meta.touch(fields.keys(), hlc);
     record.entity = after.clone();
-    E::save(conn, &record)?;
+    save(conn, &record)?;
     let op = SyncOperation::new(
         after.entity_ref(),
         OperationKind::Update,
@@ -436,18 +450,19 @@ fn queue_update<E: LocalEntity>(
 /// Tombstones a visible entity and queues its delete. What lies inside it (a project's tracks,
 /// a track's comments) is hidden by [`find_visible`] without being written: the server cascades
 /// the delete, and if it refuses it, reverting the one tombstone brings everything back.
-pub(crate) fn delete<E: LocalEntity>(
+pub(crate) fn delete(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
+    entity_type: EntityType,
     id: Uuid,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
-        let mut record = require_visible::<E>(conn, id)?;
+        let mut record = require_visible(conn, entity_type, id)?;
         clock.follow(&record.meta);
         let hlc = clock.tick(conn)?;
         record.meta.deleted = true;
         record.meta.dirty = true;
-        E::save(conn, &record)?;
+        save(conn, &record)?;
         let op = SyncOperation::new(
             record.entity.entity_ref(),
             OperationKind::Delete,
@@ -462,30 +477,41 @@ pub(crate) fn delete<E: LocalEntity>(
     })
 }
 
-/// The shared write path as async calls, so each repository method is one line.
+/// The shared write path as async calls over typed entities, so each repository method is one
+/// line.
 impl super::LocalStore {
     /// [`create`] on the blocking path.
-    pub(crate) async fn create_entity<E: LocalEntity>(&self, entity: E) -> Result<E, RepositoryError> {
-        self.write(move |conn, clock| create(conn, clock, entity)).await
+    pub(crate) async fn create_entity<E: SyncEntity>(&self, entity: E) -> Result<E, RepositoryError> {
+        self.write(move |conn, clock| typed(create(conn, clock, AnyEntity::new(entity))?)).await
     }
 
     /// [`update`] on the blocking path.
     pub(crate) async fn update_entity<E, F>(&self, id: Uuid, change: F) -> Result<E, RepositoryError>
     where
-        E: LocalEntity,
+        E: SyncEntity,
         F: FnOnce(&E) -> Result<E, ValidationError> + Send + 'static,
     {
-        self.write(move |conn, clock| update(conn, clock, id, change)).await
+        self.write(move |conn, clock| {
+            let changed = update(conn, clock, E::ENTITY_TYPE, id, |before| {
+                let before = before
+                    .downcast_ref::<E>()
+                    .ok_or_else(|| StoreError::corrupt(E::TABLE, "another type"))?;
+                Ok(AnyEntity::new(change(before)?))
+            })?;
+            typed(changed)
+        })
+        .await
     }
 
     /// [`delete`] on the blocking path.
-    pub(crate) async fn delete_entity<E: LocalEntity>(&self, id: Uuid) -> Result<(), RepositoryError> {
-        self.write(move |conn, clock| delete::<E>(conn, clock, id)).await
+    pub(crate) async fn delete_entity<E: SyncEntity>(&self, id: Uuid) -> Result<(), RepositoryError> {
+        self.write(move |conn, clock| delete(conn, clock, E::ENTITY_TYPE, id)).await
     }
 
     /// The visible entity with `id`, if any.
-    pub(crate) async fn get_visible<E: LocalEntity>(&self, id: Uuid) -> Result<Option<E>, RepositoryError> {
-        self.read(move |conn| Ok(find_visible::<E>(conn, id)?.map(|r| r.entity))).await
+    pub(crate) async fn get_visible<E: SyncEntity>(&self, id: Uuid) -> Result<Option<E>, RepositoryError> {
+        self.read(move |conn| find_visible(conn, E::ENTITY_TYPE, id)?.map(|r| typed(r.entity)).transpose())
+            .await
     }
 
     /// Runs a list query for the children of `parent` and decodes its rows; a hidden or

@@ -26,7 +26,7 @@ use std::{
     sync::OnceLock,
 };
 use trackflow_db::error::{StoreError, StoreResult};
-use trackflow_domain::{EntityType, SyncEntity, SyncMeta};
+use trackflow_domain::{entities::AnyEntity, EntityType, SyncMeta};
 use uuid::Uuid;
 
 /// One value bound to a [`Statement`].
@@ -117,16 +117,17 @@ impl StoredRow {
         serde_json::from_str(&self.fields).map_err(|e| StoreError::corrupt(table, e))
     }
 
-    /// The record, decoded through the type's validation: a row that breaks a domain rule is
-    /// [`StoreError::Corrupt`], never an invalid entity.
-    pub fn decode<E: SyncEntity>(self) -> StoreResult<Record<E>> {
-        let table = E::TABLE;
+    /// The record of `entity_type`, decoded through the type's validation: a row that breaks a
+    /// domain rule is [`StoreError::Corrupt`], never an invalid entity.
+    pub fn decode(self, entity_type: EntityType) -> StoreResult<Record<AnyEntity>> {
+        let table = entity_type.table();
         let id: Uuid = parse(table, &self.id)?;
-        let entity = E::from_fields(id, &self.fields(table)?).map_err(|e| StoreError::corrupt(table, e))?;
+        let entity = AnyEntity::from_fields(entity_type, id, &self.fields(table)?)
+            .map_err(|e| StoreError::corrupt(table, e))?;
         let meta = SyncMeta {
             version: self.version,
             // The declared field names, not `entity.fields()`: no serialising on every read.
-            field_hlc: field_clock::decode_row(table, &self.field_hlc, E::FIELDS)?,
+            field_hlc: field_clock::decode_row(table, &self.field_hlc, entity_type.fields())?,
             deleted: self.deleted,
             dirty: self.dirty,
             pending_create: self.pending_create.as_deref().map(|id| parse(table, id)).transpose()?,
@@ -150,12 +151,12 @@ pub(crate) struct EncodedRow {
 }
 
 impl EncodedRow {
-    pub fn encode<E: SyncEntity>(record: &Record<E>) -> StoreResult<Self> {
-        let table = E::TABLE;
+    pub fn encode(record: &Record<AnyEntity>) -> StoreResult<Self> {
+        let table = record.entity.entity_type().table();
         Ok(Self {
             id: record.entity.entity_id().to_string(),
             // The entity's own JSON: its fields (and its id, which no column reads).
-            fields: serde_json::to_string(&record.entity).map_err(|e| StoreError::corrupt(table, e))?,
+            fields: record.entity.to_json().map_err(|e| StoreError::corrupt(table, e))?,
             version: record.meta.version,
             field_hlc: field_clock::encode_row(table, &record.meta.field_hlc)?,
             deleted: record.meta.deleted,
@@ -249,7 +250,7 @@ impl TableSql {
                 let mut matches = vec![format!("{} = ?", index.field)];
                 if index.members {
                     // The grants of other types in this scope: their member field names the user.
-                    for grant in EntityType::ALL {
+                    for &grant in EntityType::all() {
                         if let (Some(member), true) = (grant.member_field(), grant != entity_type) {
                             matches.push(format!(
                                 "id IN (SELECT {} FROM {} WHERE {member} = ? AND deleted = 0)",
@@ -294,7 +295,8 @@ impl TableSql {
     /// The statements of `entity_type`'s table.
     pub fn of(entity_type: EntityType) -> &'static TableSql {
         static TABLES: OnceLock<HashMap<EntityType, TableSql>> = OnceLock::new();
-        &TABLES.get_or_init(|| EntityType::ALL.iter().map(|&t| (t, TableSql::new(t))).collect())[&entity_type]
+        &TABLES.get_or_init(|| EntityType::all().iter().map(|&t| (t, TableSql::new(t))).collect())
+            [&entity_type]
     }
 
     /// The row with `id`, tombstone or not.

@@ -82,7 +82,7 @@ pub struct Membership {
 mod tests {
     use super::*;
     use crate::{
-        entities::{AnyEntity, AudioTrack, EntityType, Project, ProjectCollaborator, SyncEntity},
+        entities::{AnyEntity, AudioTrack, Project, ProjectCollaborator, SyncEntity},
         Timestamp,
     };
 
@@ -106,14 +106,14 @@ mod tests {
         let member =
             ProjectCollaborator::new(project.id(), UserId::new(), CollaboratorRole::Editor, Timestamp(0))
                 .expect("valid");
-        let any_track = AnyEntity::from_fields(EntityType::AudioTrack, track.entity_id(), &track.fields())
+        let any_track = AnyEntity::from_fields(AudioTrack::ENTITY_TYPE, track.entity_id(), &track.fields())
             .expect("round trip");
-        assert_eq!(any_track, AnyEntity::AudioTrack(track));
+        assert_eq!(any_track, AnyEntity::new(track));
         assert_eq!(any_track.scope(), Scope::Project(project.id()));
         assert_eq!(any_track.membership(), None);
-        let grant = AnyEntity::Project(project.clone()).membership().expect("owner");
+        let grant = AnyEntity::new(project.clone()).membership().expect("owner");
         assert_eq!((grant.user_id, grant.role), (owner, CollaboratorRole::Owner));
-        let grant = AnyEntity::ProjectCollaborator(member.clone()).membership().expect("member");
+        let grant = AnyEntity::new(member.clone()).membership().expect("member");
         assert_eq!(
             (grant.project_id, grant.user_id, grant.role),
             (project.id(), member.user_id(), member.role())

@@ -1,4 +1,4 @@
-use super::{AudioTrack, EntityRef, EntityType, FieldReader, Index, Parent, Scope, ScopeKind, SyncEntity};
+use super::{AudioTrack, EntityRef, FieldReader, Index, Parent, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::RepositoryError,
     error::ValidationError,
@@ -151,9 +151,8 @@ impl SyncEntity for AudioComment {
     type Id = AudioCommentId;
     type Patch = AudioCommentPatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::AudioComment;
     const NAME: &'static str = "audio_comment";
-    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::AudioTrack, field: "track_id" });
+    const PARENT: Option<Parent> = Some(Parent { entity_type: AudioTrack::ENTITY_TYPE, field: "track_id" });
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Medium;
     const TABLE: &'static str = "audio_comments";
@@ -205,11 +204,11 @@ impl SyncEntity for AudioComment {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(EntityType::AudioTrack, self.track_id.as_uuid())]
+        vec![EntityRef::new(AudioTrack::ENTITY_TYPE, self.track_id.as_uuid())]
     }
 
     fn parent(&self) -> Option<EntityRef> {
-        Some(EntityRef::new(EntityType::AudioTrack, self.track_id.as_uuid()))
+        Some(EntityRef::new(AudioTrack::ENTITY_TYPE, self.track_id.as_uuid()))
     }
 }
 

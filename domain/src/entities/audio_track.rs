@@ -1,4 +1,5 @@
-use super::{EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
+use super::{EntityRef, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
+use crate::entities::Project;
 use crate::{
     error::ValidationError,
     ids::{AudioTrackId, ProjectId, UserId},
@@ -147,9 +148,8 @@ impl SyncEntity for AudioTrack {
     type Id = AudioTrackId;
     type Patch = AudioTrackPatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::AudioTrack;
     const NAME: &'static str = "audio_track";
-    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
+    const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Medium;
     const TABLE: &'static str = "audio_tracks";
@@ -191,17 +191,18 @@ impl SyncEntity for AudioTrack {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
+        vec![EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid())]
     }
 
     fn parent(&self) -> Option<EntityRef> {
-        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
+        Some(EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::Project;
 
     #[test]
     fn duration_and_hash_are_checked() {
@@ -243,6 +244,6 @@ mod tests {
     fn references_its_project() {
         let project = ProjectId::new();
         let track = AudioTrack::new(project, UserId::new(), "T", 5, None, Timestamp(0)).expect("valid");
-        assert_eq!(track.references(), [EntityRef::new(EntityType::Project, project.as_uuid())]);
+        assert_eq!(track.references(), [EntityRef::new(Project::ENTITY_TYPE, project.as_uuid())]);
     }
 }

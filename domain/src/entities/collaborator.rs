@@ -1,6 +1,4 @@
-use super::{
-    EntityRef, EntityType, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity, WriteRule,
-};
+use super::{EntityRef, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity, WriteRule};
 use crate::{
     error::RepositoryError,
     error::ValidationError,
@@ -149,9 +147,8 @@ impl SyncEntity for ProjectCollaborator {
     type Id = CollaboratorId;
     type Patch = ProjectCollaboratorPatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::ProjectCollaborator;
     const NAME: &'static str = "project_collaborator";
-    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
+    const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
     const SCOPE: ScopeKind = ScopeKind::Project;
     const WRITE: WriteRule = WriteRule::OWNER;
     const PRIORITY: Priority = Priority::Critical;
@@ -213,11 +210,11 @@ impl SyncEntity for ProjectCollaborator {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        vec![EntityRef::new(EntityType::Project, self.project_id.as_uuid())]
+        vec![EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid())]
     }
 
     fn parent(&self) -> Option<EntityRef> {
-        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
+        Some(EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid()))
     }
 }
 

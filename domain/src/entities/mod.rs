@@ -15,7 +15,7 @@ pub use audio_track::{AudioTrack, AudioTrackPatch};
 pub use collaborator::{CollaboratorRole, ProjectCollaborator, ProjectCollaboratorPatch};
 pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
-pub use registry::{AnyEntity, EntityType, EntityVisitor, Index, Parent, WriteRule};
+pub use registry::{AnyEntity, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
@@ -72,7 +72,7 @@ impl FromStr for EntityType {
     type Err = UnknownEntityType;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EntityType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownEntityType(s.to_owned()))
+        EntityType::named(s).ok_or_else(|| UnknownEntityType(s.to_owned()))
     }
 }
 
@@ -102,9 +102,13 @@ impl fmt::Display for EntityRef {
 /// repositories, the outbox, merge, authorization and the apply order are written once for all
 /// types. A type is declared here, in its own file, and listed once in the registry
 /// (`entities/registry.rs`).
-pub trait SyncEntity: Serialize + Clone + Send + Sync + 'static {
-    /// This entity's type.
-    const ENTITY_TYPE: EntityType;
+pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
+    /// This entity's type (provided: do not override).
+    const ENTITY_TYPE: EntityType = EntityType::of::<Self>();
+
+    /// This declaration with the type erased, as [`EntityType`] reads it (provided: do not
+    /// override).
+    const DECLARATION: &'static Declaration = &Declaration::of::<Self>();
 
     /// The stable name (`project`, `audio_track`): stored in the outbox, sent on the wire.
     const NAME: &'static str;
@@ -277,7 +281,7 @@ mod tests {
 
     #[test]
     fn entity_type_names_round_trip() {
-        for t in EntityType::ALL {
+        for &t in EntityType::all() {
             assert_eq!(t.as_str().parse::<EntityType>(), Ok(t));
             assert_eq!(serde_json::to_value(t).ok(), Some(Value::from(t.as_str())));
         }
@@ -348,13 +352,13 @@ mod tests {
                 Some(v) => fields.insert("project_id".to_owned(), v),
                 None => fields.remove("project_id"),
             };
-            EntityType::AudioTrack.parent_in(&fields)
+            AudioTrack::ENTITY_TYPE.parent_in(&fields)
         };
         assert_eq!(with(None), None, "missing");
         assert_eq!(with(Some(Value::from("x"))), None, "not a uuid");
         assert_eq!(with(Some(Value::from(5))), None, "not a string");
         assert_eq!(with(Some(Value::from(project.id().to_string()))), track.parent());
-        assert_eq!(EntityType::Project.parent_in(&project.fields()), None, "a project has no parent");
+        assert_eq!(Project::ENTITY_TYPE.parent_in(&project.fields()), None, "a project has no parent");
     }
 
     #[test]
@@ -388,15 +392,14 @@ mod tests {
     #[test]
     fn priorities_follow_the_documented_table() {
         use crate::sync::OperationKind as K;
-        use EntityType as T;
         let table = [
-            ("any delete is critical", T::Playlist, K::Delete, Priority::Critical),
-            ("access changes are critical", T::ProjectCollaborator, K::Create, Priority::Critical),
-            ("projects are high", T::Project, K::Update, Priority::High),
-            ("profiles are high", T::UserProfile, K::Create, Priority::High),
-            ("tracks are medium", T::AudioTrack, K::Create, Priority::Medium),
-            ("comments are medium", T::AudioComment, K::Update, Priority::Medium),
-            ("playlists are low", T::Playlist, K::Create, Priority::Low),
+            ("any delete is critical", Playlist::ENTITY_TYPE, K::Delete, Priority::Critical),
+            ("access changes are critical", ProjectCollaborator::ENTITY_TYPE, K::Create, Priority::Critical),
+            ("projects are high", Project::ENTITY_TYPE, K::Update, Priority::High),
+            ("profiles are high", UserProfile::ENTITY_TYPE, K::Create, Priority::High),
+            ("tracks are medium", AudioTrack::ENTITY_TYPE, K::Create, Priority::Medium),
+            ("comments are medium", AudioComment::ENTITY_TYPE, K::Update, Priority::Medium),
+            ("playlists are low", Playlist::ENTITY_TYPE, K::Create, Priority::Low),
         ];
         for (name, entity, kind, expected) in table {
             assert_eq!(entity.default_priority(kind), expected, "{name}");

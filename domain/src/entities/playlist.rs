@@ -1,4 +1,5 @@
 use super::{AudioTrack, EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
+use crate::entities::Project;
 use crate::{
     error::RepositoryError,
     error::ValidationError,
@@ -109,10 +110,9 @@ impl SyncEntity for Playlist {
     type Id = PlaylistId;
     type Patch = PlaylistPatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::Playlist;
     const NAME: &'static str = "playlist";
-    const PARENT: Option<Parent> = Some(Parent { entity_type: EntityType::Project, field: "project_id" });
-    const REFERS_TO: &'static [EntityType] = &[EntityType::AudioTrack];
+    const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
+    const REFERS_TO: &'static [EntityType] = &[AudioTrack::ENTITY_TYPE];
     const SCOPE: ScopeKind = ScopeKind::Project;
     const PRIORITY: Priority = Priority::Low;
     const TABLE: &'static str = "playlists";
@@ -163,13 +163,13 @@ impl SyncEntity for Playlist {
     }
 
     fn references(&self) -> Vec<EntityRef> {
-        std::iter::once(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
-            .chain(self.track_ids.iter().map(|t| EntityRef::new(EntityType::AudioTrack, t.as_uuid())))
+        std::iter::once(EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid()))
+            .chain(self.track_ids.iter().map(|t| EntityRef::new(AudioTrack::ENTITY_TYPE, t.as_uuid())))
             .collect()
     }
 
     fn parent(&self) -> Option<EntityRef> {
-        Some(EntityRef::new(EntityType::Project, self.project_id.as_uuid()))
+        Some(EntityRef::new(Project::ENTITY_TYPE, self.project_id.as_uuid()))
     }
 }
 

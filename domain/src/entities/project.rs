@@ -1,6 +1,5 @@
 use super::{
-    CollaboratorRole, EntityRef, EntityType, FieldReader, Index, Membership, Scope, ScopeKind, SyncEntity,
-    WriteRule,
+    CollaboratorRole, EntityRef, FieldReader, Index, Membership, Scope, ScopeKind, SyncEntity, WriteRule,
 };
 use crate::{
     error::ValidationError,
@@ -111,7 +110,6 @@ impl SyncEntity for Project {
     type Id = ProjectId;
     type Patch = ProjectPatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::Project;
     const NAME: &'static str = "project";
     const SCOPE: ScopeKind = ScopeKind::Project;
     const WRITE: WriteRule = WriteRule { delete: CollaboratorRole::Owner, ..WriteRule::MEMBERS };

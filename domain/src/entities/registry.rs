@@ -1,23 +1,28 @@
-//! The registry of synced types: one list, from which every place that dispatches on a type is
-//! generated. What differs per type is declared once, on the type, by its [`SyncEntity`]
-//! implementation (its name, fields and validation, parent, references, scope, membership,
-//! author, upstream priority, conflict policy and write rule); the registry only lists the
-//! types, parents before children.
-//!
-//! `registry!` generates [`EntityType`] (the names, `ALL`, and each type's declaration read
-//! through its name), [`AnyEntity`] (an entity of any type, built from wire fields) and
-//! [`EntityType::visit`], which runs code generic over [`SyncEntity`] for a type known only by
-//! name. Nothing else in the engine matches on a type: a type left out of the registry, or a
-//! declaration left incomplete, does not compile.
+//! The registry of synced types. What differs per type is declared once, on the type, by its
+//! [`SyncEntity`] implementation (its name, fields and validation, parent, references, scope,
+//! membership, author, upstream priority, conflict policy, write rule, table and write check).
+//! The engine reads a type it knows only by name through an [`EntityType`]: a handle on that
+//! declaration with the type erased. A program lists its types once, parents before children, in
+//! a [`Registry`] that it installs at start; the outbox, the wire and the executors find a type
+//! by its name there.
 
 use super::{EntityRef, Membership, Scope, ScopeKind, SyncEntity};
 use crate::{
-    error::ValidationError,
+    error::{RepositoryError, ValidationError},
     ids::UserId,
+    ports::WriteContext,
     sync::{ConflictPolicy, OperationKind, Priority},
 };
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::{
+    any::Any,
+    cmp::Ordering,
+    collections::BTreeMap,
+    fmt,
+    hash::{Hash, Hasher},
+    sync::OnceLock,
+};
 use uuid::Uuid;
 
 /// What an entity lives inside: the parent's type and the wire field that names it. An entity
@@ -92,236 +97,353 @@ impl Index {
     }
 }
 
-/// Code generic over [`SyncEntity`], run by [`EntityType::visit`] for a type known by name.
-pub trait EntityVisitor {
-    /// What the visit returns.
-    type Output;
-    /// Runs for the visited type `E`.
-    fn visit<E: SyncEntity>(self) -> Self::Output;
+/// A type's declaration with the type erased: what the engine reads of a type it knows only by
+/// name. Every [`SyncEntity`] has one ([`SyncEntity::DECLARATION`]), made from its items; it is
+/// never written by hand.
+#[derive(Debug)]
+pub struct Declaration {
+    pub(crate) name: &'static str,
+    pub(crate) fields: &'static [&'static str],
+    pub(crate) immutable: &'static [&'static str],
+    pub(crate) set_once: &'static [&'static str],
+    pub(crate) parent: Option<Parent>,
+    pub(crate) refers_to: &'static [EntityType],
+    pub(crate) scope: ScopeKind,
+    pub(crate) write: WriteRule,
+    pub(crate) priority: Priority,
+    pub(crate) policy: ConflictPolicy,
+    pub(crate) table: &'static str,
+    pub(crate) json_fields: &'static [&'static str],
+    pub(crate) scope_field: &'static str,
+    pub(crate) order: &'static [&'static str],
+    pub(crate) indexes: &'static [Index],
+    pub(crate) member_field: Option<&'static str>,
+    pub(crate) blob_field: Option<&'static str>,
+    pub(crate) from_fields: fn(Uuid, &BTreeMap<String, Value>) -> Result<AnyEntity, ValidationError>,
 }
 
-macro_rules! registry {
-    ($($variant:ident),+ $(,)?) => {
-        /// The kinds of synced entity, in the registry's order (parents before children). The
-        /// string form (`project`, `audio_track`, ...) is each type's declared
-        /// [`SyncEntity::NAME`]: it is stored in the outbox, sent on the wire and used as the
-        /// executor registry key.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum EntityType {
-            $(
-                #[doc = concat!("[`", stringify!($variant), "`](super::", stringify!($variant), ")")]
-                $variant,
-            )+
+impl Declaration {
+    /// The declaration of `E`.
+    pub(crate) const fn of<E: SyncEntity>() -> Self {
+        Self {
+            name: E::NAME,
+            fields: E::FIELDS,
+            immutable: E::IMMUTABLE,
+            set_once: E::SET_ONCE,
+            parent: E::PARENT,
+            refers_to: E::REFERS_TO,
+            scope: E::SCOPE,
+            write: E::WRITE,
+            priority: E::PRIORITY,
+            policy: E::POLICY,
+            table: E::TABLE,
+            json_fields: E::JSON_FIELDS,
+            scope_field: E::SCOPE_FIELD,
+            order: E::ORDER,
+            indexes: E::INDEXES,
+            member_field: E::MEMBER_FIELD,
+            blob_field: E::BLOB_FIELD,
+            from_fields: any_from_fields::<E>,
         }
-
-        impl EntityType {
-            /// Every entity type, parents before children.
-            pub const ALL: [EntityType; [$(stringify!($variant)),+].len()] = [$(EntityType::$variant),+];
-
-            /// The stable name.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::NAME,)+
-                }
-            }
-
-            /// Runs `visitor` for this type.
-            pub fn visit<V: EntityVisitor>(self, visitor: V) -> V::Output {
-                match self {
-                    $(EntityType::$variant => visitor.visit::<super::$variant>(),)+
-                }
-            }
-
-            /// What an entity of this type lives inside, if anything.
-            pub const fn parent(self) -> Option<Parent> {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::PARENT,)+
-                }
-            }
-
-            /// The types, besides its parent's, that an entity of this type may refer to.
-            pub const fn refers_to(self) -> &'static [EntityType] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::REFERS_TO,)+
-                }
-            }
-
-            /// The kind of scope its entities belong to.
-            pub const fn scope_kind(self) -> ScopeKind {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::SCOPE,)+
-                }
-            }
-
-            /// Who may write an entity of this type in a project scope.
-            pub const fn write_rule(self) -> WriteRule {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::WRITE,)+
-                }
-            }
-
-            /// How a pulled change meets an unacknowledged local edit, unless configured
-            /// otherwise.
-            pub const fn default_policy(self) -> ConflictPolicy {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::POLICY,)+
-                }
-            }
-
-            /// The upstream priority of an operation on this entity type: deletes go first
-            /// (they remove data others may be looking at), the rest as the type declares.
-            /// Causality still overrides priority: a child never overtakes its parent's create.
-            pub const fn default_priority(self, kind: OperationKind) -> Priority {
-                match (self, kind) {
-                    (_, OperationKind::Delete) => Priority::Critical,
-                    $((EntityType::$variant, _) => <super::$variant as SyncEntity>::PRIORITY,)+
-                }
-            }
-
-            /// Its synced fields.
-            pub const fn fields(self) -> &'static [&'static str] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::FIELDS,)+
-                }
-            }
-
-            /// Its local table.
-            pub const fn table(self) -> &'static str {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::TABLE,)+
-                }
-            }
-
-            /// Its fields stored as JSON text.
-            pub const fn json_fields(self) -> &'static [&'static str] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::JSON_FIELDS,)+
-                }
-            }
-
-            /// The field naming the root of its scope.
-            pub const fn scope_field(self) -> &'static str {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::SCOPE_FIELD,)+
-                }
-            }
-
-            /// The fields its lists are ordered by.
-            pub const fn order(self) -> &'static [&'static str] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::ORDER,)+
-                }
-            }
-
-            /// Its declared indexes.
-            pub const fn indexes(self) -> &'static [Index] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::INDEXES,)+
-                }
-            }
-
-            /// The field naming the user its entities grant membership to, if any.
-            pub const fn member_field(self) -> Option<&'static str> {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::MEMBER_FIELD,)+
-                }
-            }
-
-            /// The field naming a file it refers to, if any.
-            pub const fn blob_field(self) -> Option<&'static str> {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::BLOB_FIELD,)+
-                }
-            }
-
-            /// The fields that only a create may set.
-            pub const fn immutable_fields(self) -> &'static [&'static str] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::IMMUTABLE,)+
-                }
-            }
-
-            /// The fields that may be set once, while null.
-            pub const fn set_once_fields(self) -> &'static [&'static str] {
-                match self {
-                    $(EntityType::$variant => <super::$variant as SyncEntity>::SET_ONCE,)+
-                }
-            }
-        }
-
-        /// One entity of any type.
-        #[derive(Debug, Clone, PartialEq)]
-        pub enum AnyEntity {
-            $(
-                #[doc = concat!("A [`", stringify!($variant), "`].")]
-                $variant(super::$variant),
-            )+
-        }
-
-        impl AnyEntity {
-            /// Rebuilds an entity of `entity_type` from wire fields, through its validation.
-            pub fn from_fields(
-                entity_type: EntityType,
-                id: Uuid,
-                fields: &BTreeMap<String, Value>,
-            ) -> Result<Self, ValidationError> {
-                match entity_type {
-                    $(EntityType::$variant => {
-                        <super::$variant as SyncEntity>::from_fields(id, fields).map(AnyEntity::$variant)
-                    })+
-                }
-            }
-
-            /// The entity's type.
-            pub fn entity_type(&self) -> EntityType {
-                match self {
-                    $(AnyEntity::$variant(_) => EntityType::$variant,)+
-                }
-            }
-
-            /// The entities this one refers to.
-            pub fn references(&self) -> Vec<EntityRef> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.references(),)+
-                }
-            }
-
-            /// The entity's fields in wire form.
-            pub fn fields(&self) -> BTreeMap<String, Value> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.fields(),)+
-                }
-            }
-
-            /// The scope the entity belongs to.
-            pub fn scope(&self) -> Scope {
-                match self {
-                    $(AnyEntity::$variant(e) => e.scope(),)+
-                }
-            }
-
-            /// The user a create must be made by, for entities that record their author.
-            pub fn author(&self) -> Option<UserId> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.author(),)+
-                }
-            }
-
-            /// The project access this entity grants, if any.
-            pub fn membership(&self) -> Option<Membership> {
-                match self {
-                    $(AnyEntity::$variant(e) => e.membership(),)+
-                }
-            }
-        }
-    };
+    }
 }
 
-/// The registry: every synced type, parents before children. Runs `$callback!` with the list
-/// (after `$args;` when given), so that code which must name each type (the client module's
-/// components, say) is generated from this one list too:
-/// `trackflow_domain::registered_types!(my_macro; extra, tokens)` expands to
+fn any_from_fields<E: SyncEntity>(
+    id: Uuid,
+    fields: &BTreeMap<String, Value>,
+) -> Result<AnyEntity, ValidationError> {
+    E::from_fields(id, fields).map(AnyEntity::new)
+}
+
+/// A synced type, known by name: a handle on its [`Declaration`]. Cheap to copy; two handles
+/// are equal when they name the same type. Types order as their registry lists them (parents
+/// first). The string form (`project`, `audio_track`) is the type's declared
+/// [`SyncEntity::NAME`]: it is stored in the outbox, sent on the wire and used as the executor
+/// registry key; reading one back finds the type in the installed [`Registry`].
+#[derive(Clone, Copy)]
+pub struct EntityType(&'static Declaration);
+
+impl EntityType {
+    /// The type `E`.
+    pub const fn of<E: SyncEntity>() -> Self {
+        Self(E::DECLARATION)
+    }
+
+    /// Every type of the installed registry, parents before children.
+    pub fn all() -> &'static [EntityType] {
+        Registry::global().types()
+    }
+
+    /// The installed registry's type named `name`.
+    pub fn named(name: &str) -> Option<EntityType> {
+        Registry::global().get(name)
+    }
+
+    /// The stable name.
+    pub const fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    /// What an entity of this type lives inside, if anything.
+    pub const fn parent(self) -> Option<Parent> {
+        self.0.parent
+    }
+
+    /// The types, besides its parent's, that an entity of this type may refer to.
+    pub const fn refers_to(self) -> &'static [EntityType] {
+        self.0.refers_to
+    }
+
+    /// The kind of scope its entities belong to.
+    pub const fn scope_kind(self) -> ScopeKind {
+        self.0.scope
+    }
+
+    /// Who may write an entity of this type in a project scope.
+    pub const fn write_rule(self) -> WriteRule {
+        self.0.write
+    }
+
+    /// How a pulled change meets an unacknowledged local edit, unless configured otherwise.
+    pub const fn default_policy(self) -> ConflictPolicy {
+        self.0.policy
+    }
+
+    /// The upstream priority of an operation on this entity type: deletes go first (they
+    /// remove data others may be looking at), the rest as the type declares. Causality still
+    /// overrides priority: a child never overtakes its parent's create.
+    pub const fn default_priority(self, kind: OperationKind) -> Priority {
+        match kind {
+            OperationKind::Delete => Priority::Critical,
+            _ => self.0.priority,
+        }
+    }
+
+    /// Its synced fields.
+    pub const fn fields(self) -> &'static [&'static str] {
+        self.0.fields
+    }
+
+    /// The fields that only a create may set.
+    pub const fn immutable_fields(self) -> &'static [&'static str] {
+        self.0.immutable
+    }
+
+    /// The fields that may be set once, while null.
+    pub const fn set_once_fields(self) -> &'static [&'static str] {
+        self.0.set_once
+    }
+
+    /// Its local table.
+    pub const fn table(self) -> &'static str {
+        self.0.table
+    }
+
+    /// Its fields stored as JSON text.
+    pub const fn json_fields(self) -> &'static [&'static str] {
+        self.0.json_fields
+    }
+
+    /// The field naming the root of its scope.
+    pub const fn scope_field(self) -> &'static str {
+        self.0.scope_field
+    }
+
+    /// Whether its entities are the roots of project scopes (a project): its scope is a project
+    /// and its scope field is its own id.
+    pub fn is_scope_root(self) -> bool {
+        self.0.scope == ScopeKind::Project && self.0.scope_field == "id"
+    }
+
+    /// The fields its lists are ordered by.
+    pub const fn order(self) -> &'static [&'static str] {
+        self.0.order
+    }
+
+    /// Its declared indexes.
+    pub const fn indexes(self) -> &'static [Index] {
+        self.0.indexes
+    }
+
+    /// The field naming the user its entities grant membership to, if any.
+    pub const fn member_field(self) -> Option<&'static str> {
+        self.0.member_field
+    }
+
+    /// The field naming a file it refers to, if any.
+    pub const fn blob_field(self) -> Option<&'static str> {
+        self.0.blob_field
+    }
+}
+
+impl PartialEq for EntityType {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for EntityType {}
+
+impl Hash for EntityType {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl PartialOrd for EntityType {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EntityType {
+    /// The registry's order (parents first); types it does not list come after, by name.
+    fn cmp(&self, other: &Self) -> Ordering {
+        let registry = Registry::global();
+        (registry.rank(*self), self.0.name).cmp(&(registry.rank(*other), other.0.name))
+    }
+}
+
+impl fmt::Debug for EntityType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EntityType({})", self.0.name)
+    }
+}
+
+impl Serialize for EntityType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntityType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        EntityType::named(&name)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("unknown entity type '{name}'")))
+    }
+}
+
+/// The types of a program, parents before children, installed once at start
+/// ([`Registry::install`]) so that names read back from the outbox and the wire find their type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    types: Vec<EntityType>,
+}
+
+/// A registry that cannot be built or installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A type came before the parent or a type it refers to.
+    #[error("register {needed} before {entity_type}, which depends on it")]
+    Order {
+        /// The type registered too early.
+        entity_type: &'static str,
+        /// What it needs first.
+        needed: &'static str,
+    },
+    /// Two types share a name.
+    #[error("two types are named '{0}'")]
+    Duplicate(&'static str),
+    /// Another registry is installed already.
+    #[error("another registry is installed already ({installed})")]
+    AlreadyInstalled {
+        /// The installed registry's types.
+        installed: String,
+    },
+}
+
+static GLOBAL: OnceLock<Registry> = OnceLock::new();
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This registry with `E` added after the types it holds. `E`'s parent and the types it
+    /// refers to must be in it already.
+    pub fn with<E: SyncEntity>(self) -> Result<Self, RegistryError> {
+        self.and(EntityType::of::<E>())
+    }
+
+    /// This registry with `entity_type` added last.
+    pub fn and(mut self, entity_type: EntityType) -> Result<Self, RegistryError> {
+        if self.types.contains(&entity_type) {
+            return Err(RegistryError::Duplicate(entity_type.as_str()));
+        }
+        let needed = entity_type
+            .parent()
+            .map(|p| p.entity_type)
+            .into_iter()
+            .chain(entity_type.refers_to().iter().copied());
+        for needed in needed {
+            if !self.types.contains(&needed) {
+                return Err(RegistryError::Order {
+                    entity_type: entity_type.as_str(),
+                    needed: needed.as_str(),
+                });
+            }
+        }
+        self.types.push(entity_type);
+        Ok(self)
+    }
+
+    /// Makes this the registry of the process. Installing the same registry again is no error;
+    /// installing another is.
+    pub fn install(self) -> Result<&'static Registry, RegistryError> {
+        let installed = GLOBAL.get_or_init(|| self.clone());
+        if *installed == self {
+            Ok(installed)
+        } else {
+            Err(RegistryError::AlreadyInstalled { installed: installed.to_string() })
+        }
+    }
+
+    /// The registry of the process: the installed one, or, until one is installed, the
+    /// built-in music model's.
+    pub fn global() -> &'static Registry {
+        GLOBAL.get_or_init(builtin)
+    }
+
+    /// Its types, parents before children.
+    pub fn types(&self) -> &[EntityType] {
+        &self.types
+    }
+
+    /// Its type named `name`.
+    pub fn get(&self, name: &str) -> Option<EntityType> {
+        self.types.iter().copied().find(|t| t.as_str() == name)
+    }
+
+    /// Where `entity_type` comes in it (`usize::MAX` if it is not there).
+    pub fn rank(&self, entity_type: EntityType) -> usize {
+        self.types.iter().position(|t| *t == entity_type).unwrap_or(usize::MAX)
+    }
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.types.iter().map(|t| t.as_str()).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// The types of the built-in music model, in registry order.
+fn builtin() -> Registry {
+    macro_rules! music {
+        ($($entity:ident),+ $(,)?) => {
+            Ok(Registry::new())$(.and_then(Registry::with::<super::$entity>))+
+                .expect("the built-in types are listed parents first")
+        };
+    }
+    crate::registered_types!(music)
+}
+
+/// The built-in music model's types, parents before children: runs `$callback!` with the list
+/// (after `$args;` when given), for code that must name each type (the client module's
+/// components, say): `trackflow_domain::registered_types!(my_macro; extra, tokens)` expands to
 /// `my_macro!(extra, tokens; UserProfile, Project, ...)`.
 #[macro_export]
 macro_rules! registered_types {
@@ -330,4 +452,183 @@ macro_rules! registered_types {
     };
 }
 
-crate::registered_types!(registry);
+/// One entity of any type: what the sync server works with, since a push carries entities of
+/// every type in one batch. Built from wire fields through the type's validation.
+pub struct AnyEntity(Box<dyn DynEntity>);
+
+/// What [`AnyEntity`] offers of the entity inside, with its type erased.
+trait DynEntity: fmt::Debug + Send + Sync {
+    fn entity_type(&self) -> EntityType;
+    fn entity_id(&self) -> Uuid;
+    fn fields(&self) -> BTreeMap<String, Value>;
+    fn references(&self) -> Vec<EntityRef>;
+    fn scope(&self) -> Scope;
+    fn author(&self) -> Option<UserId>;
+    fn membership(&self) -> Option<Membership>;
+    fn parent(&self) -> Option<EntityRef>;
+    fn check_write(
+        &self,
+        before: Option<&AnyEntity>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError>;
+    fn to_json(&self) -> serde_json::Result<String>;
+    fn clone_box(&self) -> Box<dyn DynEntity>;
+    fn as_any(&self) -> &dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<E: SyncEntity> DynEntity for E {
+    fn entity_type(&self) -> EntityType {
+        E::ENTITY_TYPE
+    }
+    fn entity_id(&self) -> Uuid {
+        SyncEntity::entity_id(self)
+    }
+    fn fields(&self) -> BTreeMap<String, Value> {
+        SyncEntity::fields(self)
+    }
+    fn references(&self) -> Vec<EntityRef> {
+        SyncEntity::references(self)
+    }
+    fn scope(&self) -> Scope {
+        SyncEntity::scope(self)
+    }
+    fn author(&self) -> Option<UserId> {
+        SyncEntity::author(self)
+    }
+    fn membership(&self) -> Option<Membership> {
+        SyncEntity::membership(self)
+    }
+    fn parent(&self) -> Option<EntityRef> {
+        SyncEntity::parent(self)
+    }
+    fn check_write(
+        &self,
+        before: Option<&AnyEntity>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        SyncEntity::check_write(self, before.and_then(AnyEntity::downcast_ref::<E>), store)
+    }
+    fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+    fn clone_box(&self) -> Box<dyn DynEntity> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+impl AnyEntity {
+    /// `entity`, its type erased.
+    pub fn new<E: SyncEntity>(entity: E) -> Self {
+        Self(Box::new(entity))
+    }
+
+    /// Rebuilds an entity of `entity_type` from wire fields, through its validation.
+    pub fn from_fields(
+        entity_type: EntityType,
+        id: Uuid,
+        fields: &BTreeMap<String, Value>,
+    ) -> Result<Self, ValidationError> {
+        (entity_type.0.from_fields)(id, fields)
+    }
+
+    /// The entity as `E`, if it is one.
+    pub fn downcast_ref<E: SyncEntity>(&self) -> Option<&E> {
+        self.0.as_any().downcast_ref()
+    }
+
+    /// The entity as `E`, or itself back if it is another type.
+    pub fn downcast<E: SyncEntity>(self) -> Result<E, AnyEntity> {
+        if self.0.as_any().is::<E>() {
+            Ok(*self.0.into_any().downcast::<E>().expect("checked just above"))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// A reference to the entity.
+    pub fn entity_ref(&self) -> EntityRef {
+        EntityRef::new(self.entity_type(), self.entity_id())
+    }
+
+    /// The entity it lives inside, if any.
+    pub fn parent(&self) -> Option<EntityRef> {
+        self.0.parent()
+    }
+
+    /// Its type's write check ([`SyncEntity::check_write`]); `before` is the entity before an
+    /// update, of the same type.
+    pub fn check_write(
+        &self,
+        before: Option<&AnyEntity>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        self.0.check_write(before, store)
+    }
+
+    /// The entity's type.
+    pub fn entity_type(&self) -> EntityType {
+        self.0.entity_type()
+    }
+
+    /// The entity's id.
+    pub fn entity_id(&self) -> Uuid {
+        self.0.entity_id()
+    }
+
+    /// The entities this one refers to.
+    pub fn references(&self) -> Vec<EntityRef> {
+        self.0.references()
+    }
+
+    /// The entity's fields in wire form.
+    pub fn fields(&self) -> BTreeMap<String, Value> {
+        self.0.fields()
+    }
+
+    /// The entity as JSON: its fields and its id.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        self.0.to_json()
+    }
+
+    /// The scope the entity belongs to.
+    pub fn scope(&self) -> Scope {
+        self.0.scope()
+    }
+
+    /// The user a create must be made by, for entities that record their author.
+    pub fn author(&self) -> Option<UserId> {
+        self.0.author()
+    }
+
+    /// The project access this entity grants, if any.
+    pub fn membership(&self) -> Option<Membership> {
+        self.0.membership()
+    }
+}
+
+impl Clone for AnyEntity {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_box())
+    }
+}
+
+impl PartialEq for AnyEntity {
+    fn eq(&self, other: &Self) -> bool {
+        self.entity_type() == other.entity_type()
+            && self.0.entity_id() == other.0.entity_id()
+            && self.fields() == other.fields()
+    }
+}
+
+impl fmt::Debug for AnyEntity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,4 +1,4 @@
-use super::{EntityRef, EntityType, FieldReader, Scope, ScopeKind, SyncEntity};
+use super::{EntityRef, FieldReader, Scope, ScopeKind, SyncEntity};
 use crate::{
     error::ValidationError,
     ids::UserId,
@@ -128,7 +128,6 @@ impl SyncEntity for UserProfile {
     type Id = UserId;
     type Patch = UserProfilePatch;
 
-    const ENTITY_TYPE: EntityType = EntityType::UserProfile;
     const NAME: &'static str = "user_profile";
     const SCOPE: ScopeKind = ScopeKind::User;
     const PRIORITY: Priority = Priority::High;

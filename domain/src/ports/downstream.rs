@@ -64,7 +64,7 @@ impl ApplyPlan {
     /// A plan applying types in `order` under `policies`. Every entity type must appear in
     /// `order` exactly once.
     pub fn new(order: Vec<EntityType>, policies: ConflictPolicies) -> Result<Self, IncompletePlan> {
-        for entity_type in EntityType::ALL {
+        for &entity_type in EntityType::all() {
             match order.iter().filter(|t| **t == entity_type).count() {
                 1 => {}
                 0 => return Err(IncompletePlan(entity_type, "missing")),
@@ -182,18 +182,20 @@ pub trait DownstreamRepository: Interface {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::SyncEntity;
+    use crate::entities::{Playlist, Project};
 
     #[test]
     fn a_plan_orders_every_entity_type_exactly_once() {
-        let all = EntityType::ALL.to_vec();
+        let all = EntityType::all().to_vec();
         let without_playlists: Vec<EntityType> =
-            all.iter().copied().filter(|t| *t != EntityType::Playlist).collect();
+            all.iter().copied().filter(|t| *t != Playlist::ENTITY_TYPE).collect();
         let mut repeated = all.clone();
-        repeated.push(EntityType::Project);
+        repeated.push(Project::ENTITY_TYPE);
         let table: [(&str, Vec<EntityType>, Result<(), IncompletePlan>); 3] = [
             ("every type once", all, Ok(())),
-            ("a type missing", without_playlists, Err(IncompletePlan(EntityType::Playlist, "missing"))),
-            ("a type twice", repeated, Err(IncompletePlan(EntityType::Project, "repeated"))),
+            ("a type missing", without_playlists, Err(IncompletePlan(Playlist::ENTITY_TYPE, "missing"))),
+            ("a type twice", repeated, Err(IncompletePlan(Project::ENTITY_TYPE, "repeated"))),
         ];
         for (name, order, expected) in table {
             let plan = ApplyPlan::new(order.clone(), ConflictPolicies::default());

@@ -98,7 +98,7 @@ mod tests {
             .times(1)
             .returning(move |_, patch| Ok(project.patched(&patch).expect("valid")));
         repo.expect_update().with(eq(unknown), mockall::predicate::always()).times(1).returning(|id, _| {
-            Err(RepositoryError::NotFound(EntityRef::new(EntityType::Project, id.as_uuid())))
+            Err(RepositoryError::NotFound(EntityRef::new(Project::ENTITY_TYPE, id.as_uuid())))
         });
 
         assert_eq!(rename_or_report(&repo, known).await.expect("renamed"), "Renamed");

@@ -204,7 +204,7 @@ mod tests {
     fn stored(project: &Project, at: Hlc, deleted: bool) -> StoredEntity {
         let fields = project.fields();
         StoredEntity {
-            entity_type: EntityType::Project,
+            entity_type: Project::ENTITY_TYPE,
             scope: Scope::Project(project.id()),
             version: 7,
             state: FieldState {
@@ -229,7 +229,7 @@ mod tests {
         let (old, new) = (hlc(100, 1), hlc(200, 2));
         let alive = stored(&project, hlc(150, 3), false);
         let tomb = stored(&project, hlc(150, 3), true);
-        let track = EntityRef::new(EntityType::AudioTrack, it.id);
+        let track = EntityRef::new(AudioTrack::ENTITY_TYPE, it.id);
         let rename = |at| mutation(OperationKind::Update, it, [("name", json!("Renamed"))], at);
         type Expect = Result<(MergeKind, Vec<&'static str>), &'static str>;
         let cases: Vec<(&str, Mutation, Option<&StoredEntity>, Expect)> = vec![
@@ -354,7 +354,7 @@ mod tests {
             plan_mutation(&mutation(OperationKind::Create, it, create_fields(&silent), hlc(1, 1)), None)
                 .expect("create");
         let stored = |state| StoredEntity {
-            entity_type: EntityType::AudioTrack,
+            entity_type: AudioTrack::ENTITY_TYPE,
             scope: created.scope,
             version: 1,
             state,
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(created.new_references, vec![project.entity_ref()]);
         assert_eq!(created.scope, Scope::Project(project.id()));
         let current = StoredEntity {
-            entity_type: EntityType::AudioTrack,
+            entity_type: AudioTrack::ENTITY_TYPE,
             scope: created.scope,
             version: 1,
             state: created.state,

@@ -171,7 +171,7 @@ impl SyncOperation {
 mod tests {
     use super::*;
     use crate::{
-        entities::{changed_fields, EntityType, Project, ProjectPatch, SyncEntity},
+        entities::{changed_fields, Project, ProjectPatch, SyncEntity},
         ids::{NodeId, UserId},
     };
 
@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(op.changed_fields.len(), 1);
         assert_eq!(op.changed_fields.get("name"), Some(&FieldChange { value: Value::from("Renamed"), hlc }));
         assert_eq!((op.base_version, op.status, op.attempts), (7, OperationStatus::Pending, 0));
-        assert_eq!(op.priority, EntityType::Project.default_priority(OperationKind::Update));
+        assert_eq!(op.priority, Project::ENTITY_TYPE.default_priority(OperationKind::Update));
     }
 
     #[test]

@@ -124,6 +124,8 @@ fn merged(run: &[&SyncOperation]) -> SyncOperation {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use trackflow_domain::SyncEntity;
+    use trackflow_domain::{AudioComment, AudioTrack, Playlist, Project};
     use trackflow_domain::{EntityType, Hlc, NodeId, Timestamp};
     use uuid::Uuid;
 
@@ -161,7 +163,7 @@ mod tests {
         let hash = json!("ab".repeat(32));
         // A track created, then given audio: the update depends on the upload queued between.
         let mut q = Queue::new();
-        let t = entity(EntityType::AudioTrack, 1);
+        let t = entity(AudioTrack::ENTITY_TYPE, 1);
         q.push(t, OperationKind::Create, &[("name", json!("Take"))]);
         let upload = q.push(t, OperationKind::Upload, &[("audio_sha256", hash.clone())]);
         q.push(t, OperationKind::Update, &[("audio_sha256", hash.clone())]);
@@ -178,7 +180,7 @@ mod tests {
         assert_eq!(coalesce(&q.ops).remove, all);
 
         // Another track waits for the same upload: it stays.
-        let other = entity(EntityType::AudioTrack, 2);
+        let other = entity(AudioTrack::ENTITY_TYPE, 2);
         q.push(other, OperationKind::Create, &[("name", json!("Take 2"))]);
         q.last().depends_on.push(upload);
         assert_eq!(coalesce(&q.ops).remove, all[1..].to_vec(), "the shared upload stays");
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn create_then_updates_become_one_create_with_the_latest_values() {
         let mut q = Queue::new();
-        let p = entity(EntityType::Project, 1);
+        let p = entity(Project::ENTITY_TYPE, 1);
         let create = q.push(p, OperationKind::Create, &[("name", json!("A")), ("description", json!(null))]);
         let u1 = q.push(p, OperationKind::Update, &[("name", json!("B"))]);
         let u2 = q.push(p, OperationKind::Update, &[("description", json!("D"))]);
@@ -219,7 +221,7 @@ mod tests {
         ];
         for (case, kinds, removed, rewritten) in cases {
             let mut q = Queue::new();
-            let e = entity(EntityType::AudioTrack, 9);
+            let e = entity(AudioTrack::ENTITY_TYPE, 9);
             for kind in &kinds {
                 q.push(e, *kind, &[("name", json!("x"))]);
             }
@@ -237,7 +239,7 @@ mod tests {
     #[test]
     fn a_sent_operation_is_never_merged_and_splits_the_run() {
         let mut q = Queue::new();
-        let p = entity(EntityType::Project, 1);
+        let p = entity(Project::ENTITY_TYPE, 1);
         q.push(p, OperationKind::Update, &[("name", json!("A"))]);
         q.last().sent = true; // the server may hold it
         let u2 = q.push(p, OperationKind::Update, &[("name", json!("B"))]);
@@ -251,10 +253,10 @@ mod tests {
     #[test]
     fn cancelling_a_create_cancels_what_depends_on_it() {
         let mut q = Queue::new();
-        let project = entity(EntityType::Project, 1);
-        let track = entity(EntityType::AudioTrack, 2);
-        let comment = entity(EntityType::AudioComment, 3);
-        let other = entity(EntityType::Project, 4);
+        let project = entity(Project::ENTITY_TYPE, 1);
+        let track = entity(AudioTrack::ENTITY_TYPE, 2);
+        let comment = entity(AudioComment::ENTITY_TYPE, 3);
+        let other = entity(Project::ENTITY_TYPE, 4);
         let create = q.push(project, OperationKind::Create, &[("name", json!("P"))]);
         let track_create = q.push(track, OperationKind::Create, &[("name", json!("T"))]);
         q.last().depends_on = vec![create];
@@ -274,8 +276,8 @@ mod tests {
     #[test]
     fn a_create_and_delete_referenced_by_something_that_stays_are_left_alone() {
         let mut q = Queue::new();
-        let track = entity(EntityType::AudioTrack, 1);
-        let playlist = entity(EntityType::Playlist, 2);
+        let track = entity(AudioTrack::ENTITY_TYPE, 1);
+        let playlist = entity(Playlist::ENTITY_TYPE, 2);
         let create = q.push(track, OperationKind::Create, &[("name", json!("T"))]);
         q.push(playlist, OperationKind::Create, &[("track_ids", json!([track.id]))]);
         q.last().depends_on = vec![create];
@@ -286,8 +288,8 @@ mod tests {
     #[test]
     fn a_delete_is_not_moved_ahead_of_a_reference_to_its_entity() {
         let mut q = Queue::new();
-        let track = entity(EntityType::AudioTrack, 1);
-        let playlist = entity(EntityType::Playlist, 2);
+        let track = entity(AudioTrack::ENTITY_TYPE, 1);
+        let playlist = entity(Playlist::ENTITY_TYPE, 2);
         let rename = q.push(track, OperationKind::Update, &[("name", json!("T2"))]);
         q.push(playlist, OperationKind::Update, &[("track_ids", json!([track.id]))]);
         q.push(track, OperationKind::Delete, &[]);
@@ -298,7 +300,7 @@ mod tests {
     #[test]
     fn merged_priority_is_the_most_urgent() {
         let mut q = Queue::new();
-        let p = entity(EntityType::Playlist, 1);
+        let p = entity(Playlist::ENTITY_TYPE, 1);
         q.push(p, OperationKind::Update, &[("name", json!("A"))]);
         q.push(p, OperationKind::Update, &[("name", json!("B"))]);
         q.last().priority = trackflow_domain::Priority::Critical;

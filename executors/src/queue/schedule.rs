@@ -60,13 +60,15 @@ pub fn next_batch(queue: &[SyncOperation], now: Timestamp, max: usize) -> Vec<Sy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_domain::{EntityType, Hlc, NodeId, OperationKind, Priority};
+    use trackflow_domain::AudioTrack;
+    use trackflow_domain::SyncEntity;
+    use trackflow_domain::{Hlc, NodeId, OperationKind, Priority};
     use uuid::Uuid;
 
     fn op(entity: u128, kind: OperationKind, priority: Priority) -> SyncOperation {
         let hlc = Hlc { wall_ms: 1, counter: 0, node: NodeId::from_uuid(Uuid::nil()) };
         let mut op = SyncOperation::new(
-            EntityRef::new(EntityType::AudioTrack, Uuid::from_u128(entity)),
+            EntityRef::new(AudioTrack::ENTITY_TYPE, Uuid::from_u128(entity)),
             kind,
             Default::default(),
             hlc,

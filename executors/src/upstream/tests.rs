@@ -13,7 +13,7 @@ use trackflow_domain::{
     },
     protocol::{EntityState, MutationResult, PushResponse},
     sync::CoalescePlan,
-    AudioTrack, EntityType, Hlc, OperationKind, Priority, Project, SyncEntity, UserId,
+    AudioTrack, Hlc, OperationKind, Priority, Project, SyncEntity, UserId,
 };
 
 /// The SQLite outbox's behaviour, in memory.
@@ -600,7 +600,7 @@ async fn conflicts_are_recorded_and_duplicates_count_as_success() {
     let rename = ops.rename(&project, "Mine");
     let (create_id, rename_id) = (create.id, rename.id);
     let server_row = EntityState {
-        entity_type: EntityType::Project,
+        entity_type: Project::ENTITY_TYPE,
         entity_id: project.entity_ref().id,
         version: 9,
         deleted: false,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{PullRequest, PullResponse},
-    EntityType, Project, SyncEntity, Timestamp,
+    Project, SyncEntity, Timestamp,
 };
 use trackflow_server::ServerConfig;
 
@@ -126,7 +126,7 @@ async fn push_then_pull_over_http() {
     assert_eq!(changes[0]["entity_id"], json!(project.entity_id()));
     assert_eq!(changes[0]["entity_type"], "project");
     assert_eq!(changes[0]["fields"]["name"], "Album");
-    let rename = writer.update(EntityType::Project, project.entity_id(), &[("name", json!("Renamed"))]);
+    let rename = writer.update(Project::ENTITY_TYPE, project.entity_id(), &[("name", json!("Renamed"))]);
     let (status, _) = server.push(&token, &writer.batch(vec![rename])).await;
     assert_eq!(status, StatusCode::OK);
     let (status, page) = server.pull(&token, Some(&cursor), 10).await;

@@ -5,8 +5,9 @@ use crate::harness::{TestServer, Writer};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
-    AudioTrack, BlobHash, CollaboratorRole, EntityType, Project, ProjectCollaborator, Timestamp, UserId,
+    AudioTrack, BlobHash, CollaboratorRole, Project, ProjectCollaborator, Timestamp, UserId,
 };
 use trackflow_server::ServerConfig;
 
@@ -254,7 +255,7 @@ async fn a_track_naming_audio_the_server_lacks_is_refused() {
     assert_eq!(body["mutation_id"], serde_json::json!(push.mutations[0].id));
     let (changes, _) = server.pull_all(&token).await;
     assert!(
-        changes.iter().all(|c| c["entity_type"] != EntityType::AudioTrack.as_str()),
+        changes.iter().all(|c| c["entity_type"] != AudioTrack::ENTITY_TYPE.as_str()),
         "no track was stored: {changes:?}"
     );
 }

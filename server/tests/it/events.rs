@@ -4,6 +4,7 @@
 use crate::harness::{TestServer, Writer};
 use reqwest::StatusCode;
 use std::{sync::Arc, time::Duration};
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{AccessToken, EventSource, EventStream, MockSessionStorage, ServerEvent, Session},
     protocol::Poke,
@@ -63,11 +64,7 @@ async fn pokes_reach_the_readers_of_a_change_and_nobody_else() {
     assert_eq!(server.server_state_streams(), 3);
 
     let scope = format!("project:{}", project.id());
-    let rename = writer.update(
-        trackflow_domain::EntityType::Project,
-        project.id().as_uuid(),
-        &[("name", "EP 2".into())],
-    );
+    let rename = writer.update(Project::ENTITY_TYPE, project.id().as_uuid(), &[("name", "EP 2".into())]);
     let (status, _) = server.push(&owner_token, &writer.batch(vec![rename])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(scopes(next(&mut owners).await), vec![scope.clone()]);

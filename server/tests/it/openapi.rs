@@ -7,6 +7,7 @@ use jsonschema::{Draft, Validator};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use trackflow_domain::Playlist;
 use trackflow_domain::{
     protocol::PushRequest, AudioTrack, EntityType, OperationKind, Project, ProjectId, SyncEntity, Timestamp,
 };
@@ -270,8 +271,8 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     assert_eq!(body["results"][0]["status"], "duplicate", "{body}");
 
     // The other client renames first (by the clock) but pushes last: its name loses.
-    let stale = other.update(EntityType::Project, id, &[("name", json!("Old name"))]);
-    let fresh = writer.update(EntityType::Project, id, &[("name", json!("New name"))]);
+    let stale = other.update(Project::ENTITY_TYPE, id, &[("name", json!("Old name"))]);
+    let fresh = writer.update(Project::ENTITY_TYPE, id, &[("name", json!("New name"))]);
     let body = answer(server.push(&token, &writer.batch(vec![fresh])).await, StatusCode::OK, None);
     assert_eq!(body["results"][0]["status"], "applied", "{body}");
     let body = answer(server.push(&token, &other.batch(vec![stale])).await, StatusCode::OK, None);
@@ -285,9 +286,9 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
 
     // A rejection does not stop the rest of the batch; a delete leaves a tombstone.
     let doomed = Project::new(user, "Scratch", None, Timestamp(2)).expect("valid");
-    let ghost = writer.update(EntityType::Project, Uuid::now_v7(), &[("name", json!("Nobody"))]);
+    let ghost = writer.update(Project::ENTITY_TYPE, Uuid::now_v7(), &[("name", json!("Nobody"))]);
     let make = writer.create(&doomed);
-    let delete = writer.delete(EntityType::Project, doomed.entity_id());
+    let delete = writer.delete(Project::ENTITY_TYPE, doomed.entity_id());
     let body =
         answer(server.push(&token, &writer.batch(vec![ghost, make, delete])).await, StatusCode::OK, None);
     let statuses: Vec<&str> =
@@ -298,24 +299,24 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     // Push: malformed batches.
     let mut fields = BTreeMap::new();
     fields.insert("name".to_owned(), json!("No owner"));
-    let incomplete = writer.mutation(OperationKind::Create, EntityType::Project, Uuid::now_v7(), fields);
+    let incomplete = writer.mutation(OperationKind::Create, Project::ENTITY_TYPE, Uuid::now_v7(), fields);
     let incomplete_id = incomplete.id;
     let body = server.push(&token, &writer.batch(vec![incomplete])).await;
     let body = answer(body, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field"));
     assert_eq!(body["mutation_id"], json!(incomplete_id), "{body}");
     let foreign_clock = PushRequest {
         client_id: other.client_id,
-        mutations: vec![writer.update(EntityType::Project, id, &[("name", json!("x"))])],
+        mutations: vec![writer.update(Project::ENTITY_TYPE, id, &[("name", json!("x"))])],
     };
     let got = server.push(&token, &foreign_clock).await;
     answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("clock_node_mismatch"));
-    let as_playlist = writer.update(EntityType::Playlist, id, &[("name", json!("x"))]);
+    let as_playlist = writer.update(Playlist::ENTITY_TYPE, id, &[("name", json!("x"))]);
     let got = server.push(&token, &writer.batch(vec![as_playlist])).await;
     answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("entity_type_mismatch"));
     let orphan = AudioTrack::new(ProjectId::new(), user, "Take 1", 5_000, None, Timestamp(3)).expect("valid");
     let got = server.push(&token, &writer.creating(&orphan)).await;
     answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("missing_reference"));
-    let deletes = (0..501).map(|_| writer.delete(EntityType::Project, Uuid::now_v7())).collect();
+    let deletes = (0..501).map(|_| writer.delete(Project::ENTITY_TYPE, Uuid::now_v7())).collect();
     let got = server.push(&token, &writer.batch(deletes)).await;
     answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("too_many_mutations"));
     let extra = json!({"client_id": writer.client_id, "mutations": [], "extra": 1});
@@ -478,7 +479,7 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
 fn the_document_is_consistent() {
     let spec = Spec::served();
     assert_eq!(spec.operations(), expected_operations());
-    let entity_types: Vec<&str> = EntityType::ALL.iter().map(|t| t.as_str()).collect();
+    let entity_types: Vec<&str> = EntityType::all().iter().map(|t| t.as_str()).collect();
     assert_eq!(
         spec.doc["components"]["schemas"]["EntityType"]["enum"],
         json!(entity_types),

@@ -199,7 +199,7 @@ async fn applies_and_replays_mutations_once(store: Store) {
     let mut writer = Writer::new();
     let project = Project::new(owner, "Album", None, now()).expect("valid");
     let create = writer.create(&project);
-    let rename = writer.update(EntityType::Project, project.entity_id(), &[("name", json!("Renamed"))]);
+    let rename = writer.update(Project::ENTITY_TYPE, project.entity_id(), &[("name", json!("Renamed"))]);
     let batch = writer.batch(vec![create.clone(), rename.clone()]);
     let first = push(&store, owner, batch.clone()).await;
     let (v1, v2) = (applied(&first[0]), applied(&first[1]));
@@ -233,13 +233,13 @@ async fn concurrent_edits_merge_field_by_field(store: Store) {
     let mut second = Writer::new();
     let id = project.entity_id();
     // Both edit from the same base: different fields both survive.
-    let a = first.update(EntityType::Project, id, &[("name", json!("From A"))]);
-    let b = second.update(EntityType::Project, id, &[("description", json!("From B"))]);
+    let a = first.update(Project::ENTITY_TYPE, id, &[("name", json!("From A"))]);
+    let b = second.update(Project::ENTITY_TYPE, id, &[("description", json!("From B"))]);
     applied(&push(&store, owner, first.batch(vec![a])).await[0]);
     applied(&push(&store, owner, second.batch(vec![b])).await[0]);
     // A later write of the same field from a clock that is behind loses, and says so.
     let mut late = Writer::new();
-    let stale = late.update(EntityType::Project, id, &[("name", json!("Stale"))]);
+    let stale = late.update(Project::ENTITY_TYPE, id, &[("name", json!("Stale"))]);
     let stale = trackflow_domain::protocol::Mutation {
         fields: stale
             .fields
@@ -272,9 +272,9 @@ async fn delete_wins_over_concurrent_update(store: Store) {
     let (owner, mut first, project) = owned_project(&store).await;
     let mut second = Writer::new();
     let id = project.entity_id();
-    let delete = first.delete(EntityType::Project, id);
+    let delete = first.delete(Project::ENTITY_TYPE, id);
     // Written later by the clock, but concurrent with the delete.
-    let update = second.update(EntityType::Project, id, &[("name", json!("Too late"))]);
+    let update = second.update(Project::ENTITY_TYPE, id, &[("name", json!("Too late"))]);
     applied(&push(&store, owner, first.batch(vec![delete])).await[0]);
     let outcome = push(&store, owner, second.batch(vec![update])).await;
     assert!(
@@ -292,8 +292,12 @@ async fn bad_input_refuses_the_whole_push(store: Store) {
     let good = writer.create(&project);
     let mut fields = Project::new(owner, "Other", None, now()).expect("valid").fields();
     fields.insert("name".into(), json!("n".repeat(101)));
-    let too_long =
-        writer.mutation(trackflow_domain::OperationKind::Create, EntityType::Project, Uuid::now_v7(), fields);
+    let too_long = writer.mutation(
+        trackflow_domain::OperationKind::Create,
+        Project::ENTITY_TYPE,
+        Uuid::now_v7(),
+        fields,
+    );
     let bad_id = too_long.id;
     let error = store.push(owner, writer.batch(vec![good.clone(), too_long])).await.expect_err("refused");
     match error {
@@ -311,11 +315,11 @@ async fn bad_input_refuses_the_whole_push(store: Store) {
 
     // Too many mutations, and clock readings signed by another replica.
     let many: Vec<_> =
-        (0..501).map(|_| writer.update(EntityType::Project, project.entity_id(), &[])).collect();
+        (0..501).map(|_| writer.update(Project::ENTITY_TYPE, project.entity_id(), &[])).collect();
     let error = store.push(owner, writer.batch(many)).await.expect_err("too many");
     assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "too_many_mutations"));
     let mut other = Writer::new();
-    let foreign = other.update(EntityType::Project, project.entity_id(), &[("name", json!("x"))]);
+    let foreign = other.update(Project::ENTITY_TYPE, project.entity_id(), &[("name", json!("x"))]);
     let error = store.push(owner, writer.batch(vec![foreign])).await.expect_err("foreign clock");
     assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "clock_node_mismatch"));
 }
@@ -343,7 +347,7 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     // A comment on a deleted track: rejected, not malformed.
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let create = writer.create(&track);
-    let delete = writer.delete(EntityType::AudioTrack, track.entity_id());
+    let delete = writer.delete(AudioTrack::ENTITY_TYPE, track.entity_id());
     push_applied(&store, owner, writer.batch(vec![create, delete])).await;
     let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
     let outcome = push(&store, owner, writer.creating(&comment)).await;
@@ -370,7 +374,7 @@ async fn pull_pages_in_order_without_gaps(store: Store) {
     assert!(none.is_empty());
     assert_eq!(same, cursor);
     // One more change: exactly it.
-    let rename = writer.update(EntityType::AudioTrack, tracks[3].entity_id(), &[("name", json!("Renamed"))]);
+    let rename = writer.update(AudioTrack::ENTITY_TYPE, tracks[3].entity_id(), &[("name", json!("Renamed"))]);
     applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
     let (next, _) = pull_from(&store, owner, Some(cursor), 10).await;
     assert_eq!(ids(&next), vec![tracks[3].entity_id()]);
@@ -403,7 +407,7 @@ async fn new_collaborator_receives_existing_content(store: Store) {
     expected.sort();
     assert_eq!(got, expected);
     // Later changes arrive normally.
-    let rename = writer.update(EntityType::AudioTrack, tracks[0].entity_id(), &[("name", json!("New"))]);
+    let rename = writer.update(AudioTrack::ENTITY_TYPE, tracks[0].entity_id(), &[("name", json!("New"))]);
     applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
     let (next, _) = pull_from(&store, member, Some(cursor), 2).await;
     assert_eq!(ids(&next), vec![tracks[0].entity_id()]);
@@ -501,7 +505,7 @@ async fn purged_projects_cannot_be_taken_over(store: Store) {
     let (owner, mut writer, project) = owned_project(&store).await;
     let track = AudioTrack::new(project.id(), owner, "secret", 1, None, now()).expect("valid");
     applied(&push(&store, owner, writer.creating(&track)).await[0]);
-    let delete = writer.delete(EntityType::Project, project.entity_id());
+    let delete = writer.delete(Project::ENTITY_TYPE, project.entity_id());
     applied(&push(&store, owner, writer.batch(vec![delete])).await[0]);
     store.purge_tombstones(0).await.expect("purge");
     let stranger = account(&store).await;
@@ -510,7 +514,7 @@ async fn purged_projects_cannot_be_taken_over(store: Store) {
     let mut theirs = Writer::new();
     let takeover = theirs.mutation(
         trackflow_domain::OperationKind::Create,
-        EntityType::Project,
+        Project::ENTITY_TYPE,
         project.entity_id(),
         fields,
     );
@@ -541,7 +545,7 @@ async fn unknown_and_expired_cursors_reset(store: Store) {
     assert_eq!(reset(&cursor.replacen(epoch, "0123", 1)).await, PullResponse::Reset, "another database");
     // A tombstone purged after the cursor: the cursor has expired.
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
-    let batch = vec![writer.create(&track), writer.delete(EntityType::AudioTrack, track.entity_id())];
+    let batch = vec![writer.create(&track), writer.delete(AudioTrack::ENTITY_TYPE, track.entity_id())];
     push(&store, owner, writer.batch(batch)).await;
     assert_eq!(store.purge_tombstones(0).await.expect("purge"), 1);
     assert_eq!(reset(&cursor).await, PullResponse::Reset, "expired");
@@ -557,11 +561,11 @@ async fn unknown_and_expired_cursors_reset(store: Store) {
 async fn authorization_for_every_entity_type_and_role(store: Store) {
     //                         entity type                    pull  create update delete
     let table: [(EntityType, [&str; 4]); 5] = [
-        (EntityType::Project, ["----", "-x-x", "-xxx", "xxxx"]),
-        (EntityType::ProjectCollaborator, ["----", "-xxx", "-xxx", "xxxx"]),
-        (EntityType::AudioTrack, ["----", "----", "-xxx", "xxxx"]),
-        (EntityType::AudioComment, ["----", "----", "-xxx", "xxxx"]),
-        (EntityType::Playlist, ["----", "----", "-xxx", "xxxx"]),
+        (Project::ENTITY_TYPE, ["----", "-x-x", "-xxx", "xxxx"]),
+        (ProjectCollaborator::ENTITY_TYPE, ["----", "-xxx", "-xxx", "xxxx"]),
+        (AudioTrack::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
+        (AudioComment::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
+        (Playlist::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
     ];
     let roles = ["owner", "editor", "viewer", "stranger"];
     for (entity_type, by_role) in table {
@@ -604,13 +608,13 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
     // "Create" makes another entity of the type in this project; for a project itself, one that
     // names the project's owner as its owner.
     let fresh = |e: &dyn Fn() -> Wire| e();
-    let (target, fresh, update): (Uuid, Wire, (&str, Value)) = match entity_type {
-        EntityType::Project => (
+    let (target, fresh, update): (Uuid, Wire, (&str, Value)) = match entity_type.as_str() {
+        Project::NAME => (
             project.entity_id(),
             fresh(&|| wire(&Project::new(owner, "Theirs", None, now()).expect("valid"))),
             ("name", json!("Renamed")),
         ),
-        EntityType::ProjectCollaborator => {
+        ProjectCollaborator::NAME => {
             let newcomer = account(store).await;
             (
                 member.entity_id(),
@@ -623,22 +627,22 @@ async fn try_everything(store: &Store, entity_type: EntityType, role: &str) -> S
                 ("role", json!("editor")),
             )
         }
-        EntityType::AudioTrack => (
+        AudioTrack::NAME => (
             track.entity_id(),
             fresh(&|| wire(&AudioTrack::new(project.id(), actor, "New", 1, None, now()).expect("valid"))),
             ("name", json!("Renamed")),
         ),
-        EntityType::AudioComment => (
+        AudioComment::NAME => (
             comment.entity_id(),
             fresh(&|| wire(&AudioComment::new(&track, actor, "new", 0, now()).expect("valid"))),
             ("content", json!("edited")),
         ),
-        EntityType::Playlist => (
+        Playlist::NAME => (
             playlist.entity_id(),
             fresh(&|| wire(&Playlist::new(project.id(), "New", vec![], now()).expect("valid"))),
             ("name", json!("Renamed")),
         ),
-        EntityType::UserProfile => unreachable!("profiles are tried separately"),
+        other => unreachable!("{other}: profiles are tried separately"),
     };
     let (seen, _) = pull_from(store, actor, None, 100).await;
     let mut result = String::new();
@@ -676,12 +680,12 @@ async fn try_profile(store: &Store, relation: &str) -> String {
     fields.insert("name".into(), json!("Changed"));
     let create = writer.mutation(
         trackflow_domain::OperationKind::Create,
-        EntityType::UserProfile,
+        UserProfile::ENTITY_TYPE,
         subject.as_uuid(),
         fields,
     );
-    let update = writer.update(EntityType::UserProfile, subject.as_uuid(), &[("name", json!("Again"))]);
-    let delete = writer.delete(EntityType::UserProfile, subject.as_uuid());
+    let update = writer.update(UserProfile::ENTITY_TYPE, subject.as_uuid(), &[("name", json!("Again"))]);
+    let delete = writer.delete(UserProfile::ENTITY_TYPE, subject.as_uuid());
     result
         + &try_writes(store, actor, &writer, [create, update, delete], &format!("profile as {relation}"))
             .await
@@ -762,7 +766,7 @@ async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
                         .collect();
                     let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
                     batch.push(writer.update(
-                        EntityType::AudioTrack,
+                        AudioTrack::ENTITY_TYPE,
                         tracks[0].entity_id(),
                         &[("name", json!("U"))],
                     ));
@@ -852,7 +856,7 @@ async fn scoped_pulls_cover_one_scope_each(store: Store) {
     assert_eq!(everything.len(), 4, "the unscoped pull still covers all");
 
     // A later change reaches only its scope's cursor.
-    let rename = writer.update(EntityType::AudioTrack, track.entity_id(), &[("name", json!("New"))]);
+    let rename = writer.update(AudioTrack::ENTITY_TYPE, track.entity_id(), &[("name", json!("New"))]);
     applied(&push(&store, owner, writer.batch(vec![rename])).await[0]);
     let (next, _) = pull_scope(&store, owner, Some(&scopes[2]), Some(cursor), 10).await;
     assert_eq!(ids(&next), vec![track.entity_id()]);

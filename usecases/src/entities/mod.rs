@@ -88,7 +88,7 @@ impl SyncUseCases {
     /// The declared use case of every registered type, with `policies` (types not named
     /// resolve by their declared policy).
     pub fn standard(policies: &ConflictPolicies) -> Self {
-        let use_cases: Vec<Arc<dyn EntitySyncUseCase>> = EntityType::ALL
+        let use_cases: Vec<Arc<dyn EntitySyncUseCase>> = EntityType::all()
             .iter()
             .map(|&entity_type| {
                 Arc::new(DeclaredUseCase::new(entity_type, policies.of(entity_type)))
@@ -136,8 +136,8 @@ mod tests {
     #[test]
     fn the_standard_use_cases_make_a_plan() {
         let use_cases = SyncUseCases::default();
-        assert_eq!(use_cases.plan().order(), EntityType::ALL, "parents first, as the domain lists them");
-        assert_eq!(use_cases.by_type().len(), EntityType::ALL.len());
+        assert_eq!(use_cases.plan().order(), EntityType::all(), "parents first, as the domain lists them");
+        assert_eq!(use_cases.by_type().len(), EntityType::all().len());
     }
 
     #[test]
@@ -179,15 +179,15 @@ mod tests {
     #[test]
     fn configured_policies_reach_the_plan_and_the_rest_stay_last_writer_wins() {
         let policies = ConflictPolicies(BTreeMap::from([
-            (EntityType::Project, ConflictPolicy::Manual),
-            (EntityType::AudioComment, ConflictPolicy::ServerWins),
+            (Project::ENTITY_TYPE, ConflictPolicy::Manual),
+            (AudioComment::ENTITY_TYPE, ConflictPolicy::ServerWins),
         ]));
         let use_cases = SyncUseCases::standard(&policies);
         let table = [
-            (EntityType::Project, ConflictPolicy::Manual),
-            (EntityType::AudioComment, ConflictPolicy::ServerWins),
-            (EntityType::AudioTrack, ConflictPolicy::LastWriterWins),
-            (EntityType::UserProfile, ConflictPolicy::LastWriterWins),
+            (Project::ENTITY_TYPE, ConflictPolicy::Manual),
+            (AudioComment::ENTITY_TYPE, ConflictPolicy::ServerWins),
+            (AudioTrack::ENTITY_TYPE, ConflictPolicy::LastWriterWins),
+            (UserProfile::ENTITY_TYPE, ConflictPolicy::LastWriterWins),
         ];
         for (entity_type, policy) in table {
             assert_eq!(use_cases.plan().policy(entity_type), policy, "{entity_type}");
@@ -200,14 +200,14 @@ mod tests {
         let mut use_cases: Vec<Arc<dyn EntitySyncUseCase>> = SyncUseCases::default()
             .use_cases
             .iter()
-            .filter(|u| u.entity_type() != EntityType::Playlist)
+            .filter(|u| u.entity_type() != Playlist::ENTITY_TYPE)
             .cloned()
             .collect();
         assert_eq!(
             SyncUseCases::new(use_cases.clone()).err(),
-            Some(PlanError::Missing(EntityType::Playlist))
+            Some(PlanError::Missing(Playlist::ENTITY_TYPE))
         );
-        use_cases.push(Arc::new(DeclaredUseCase::new(EntityType::Playlist, ConflictPolicy::LastWriterWins)));
+        use_cases.push(Arc::new(DeclaredUseCase::new(Playlist::ENTITY_TYPE, ConflictPolicy::LastWriterWins)));
         assert!(SyncUseCases::new(use_cases).is_ok());
     }
 }

@@ -57,9 +57,13 @@ pub fn apply_order(declared: &[(EntityType, &[EntityType])]) -> Result<Vec<Entit
 #[cfg(test)]
 mod tests {
     use super::*;
-    use EntityType::{
-        AudioComment as Comment, AudioTrack as Track, Playlist, Project, UserProfile as Profile,
-    };
+    use trackflow_domain::SyncEntity;
+
+    const COMMENT: EntityType = trackflow_domain::AudioComment::ENTITY_TYPE;
+    const TRACK: EntityType = trackflow_domain::AudioTrack::ENTITY_TYPE;
+    const PLAYLIST: EntityType = trackflow_domain::Playlist::ENTITY_TYPE;
+    const PROJECT: EntityType = trackflow_domain::Project::ENTITY_TYPE;
+    const PROFILE: EntityType = trackflow_domain::UserProfile::ENTITY_TYPE;
 
     #[test]
     fn types_come_after_what_they_depend_on() {
@@ -69,31 +73,31 @@ mod tests {
             ("nothing declared", vec![], Ok(vec![])),
             (
                 "independent types keep their order",
-                vec![(Profile, &[]), (Project, &[])],
-                Ok(vec![Profile, Project]),
+                vec![(PROFILE, &[]), (PROJECT, &[])],
+                Ok(vec![PROFILE, PROJECT]),
             ),
             (
                 "a child declared before its parent goes after it",
-                vec![(Comment, &[Track]), (Track, &[Project]), (Project, &[])],
-                Ok(vec![Project, Track, Comment]),
+                vec![(COMMENT, &[TRACK]), (TRACK, &[PROJECT]), (PROJECT, &[])],
+                Ok(vec![PROJECT, TRACK, COMMENT]),
             ),
             (
                 "a type waits for every dependency",
-                vec![(Playlist, &[Project, Track]), (Project, &[]), (Track, &[Project])],
-                Ok(vec![Project, Track, Playlist]),
+                vec![(PLAYLIST, &[PROJECT, TRACK]), (PROJECT, &[]), (TRACK, &[PROJECT])],
+                Ok(vec![PROJECT, TRACK, PLAYLIST]),
             ),
-            ("a type twice", vec![(Project, &[]), (Project, &[])], Err(PlanError::Duplicate(Project))),
+            ("a type twice", vec![(PROJECT, &[]), (PROJECT, &[])], Err(PlanError::Duplicate(PROJECT))),
             (
                 "a dependency nobody applies",
-                vec![(Comment, &[Track])],
-                Err(PlanError::UnknownDependency { entity_type: Comment, dependency: Track }),
+                vec![(COMMENT, &[TRACK])],
+                Err(PlanError::UnknownDependency { entity_type: COMMENT, dependency: TRACK }),
             ),
             (
                 "a cycle names the types caught in it",
-                vec![(Profile, &[]), (Track, &[Comment]), (Comment, &[Track])],
-                Err(PlanError::Cycle(vec![Track, Comment])),
+                vec![(PROFILE, &[]), (TRACK, &[COMMENT]), (COMMENT, &[TRACK])],
+                Err(PlanError::Cycle(vec![TRACK, COMMENT])),
             ),
-            ("a type depending on itself", vec![(Project, &[Project])], Err(PlanError::Cycle(vec![Project]))),
+            ("a type depending on itself", vec![(PROJECT, &[PROJECT])], Err(PlanError::Cycle(vec![PROJECT]))),
         ];
         for (name, declared, expected) in table {
             assert_eq!(apply_order(&declared), expected, "{name}");

@@ -12,6 +12,7 @@ use serde_json::json;
 use shaku::HasComponent;
 use std::path::{Path, PathBuf};
 use trackflow_client::wiring::{open_client_module, ClientModule};
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{Clock, ConflictRepository, PendingOperationsRepository, Repository, SessionStorage},
     sync::ConflictResolution,
@@ -137,7 +138,7 @@ impl App<'_> {
             }
             ProfileCommand::Show => {
                 let me = self.me().await?;
-                let profile = profiles.get(me).await?.ok_or_else(|| missing(EntityType::UserProfile, me))?;
+                let profile = profiles.get(me).await?.ok_or_else(|| missing(UserProfile::ENTITY_TYPE, me))?;
                 self.out.one(&profile)
             }
             ProfileCommand::Update(update) => {
@@ -165,7 +166,7 @@ impl App<'_> {
                 self.out.many(&list, "no projects yet")
             }
             ProjectCommand::Show { id } => {
-                let project = projects.get(id).await?.ok_or_else(|| missing(EntityType::Project, id))?;
+                let project = projects.get(id).await?.ok_or_else(|| missing(Project::ENTITY_TYPE, id))?;
                 self.out.one(&project)
             }
             ProjectCommand::Update { id, name, description } => {
@@ -221,7 +222,7 @@ impl App<'_> {
                 self.out.many(&tracks.list_by_parent(project.into()).await?, "no tracks yet")
             }
             TrackCommand::Show { id } => {
-                let track = tracks.get(id).await?.ok_or_else(|| missing(EntityType::AudioTrack, id))?;
+                let track = tracks.get(id).await?.ok_or_else(|| missing(AudioTrack::ENTITY_TYPE, id))?;
                 self.out.one(&track)
             }
             TrackCommand::Update { id, name, sha256 } => {
@@ -239,16 +240,18 @@ impl App<'_> {
         let tracks: &dyn Repository<AudioTrack> = self.module.resolve_ref();
         match command {
             CommentCommand::Add { track, at, text } => {
-                let track = tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                let track =
+                    tracks.get(track).await?.ok_or_else(|| missing(AudioTrack::ENTITY_TYPE, track))?;
                 let comment = AudioComment::new(&track, self.me().await?, &text, at, self.now())?;
                 self.out.one(&comments.create(comment).await?)
             }
             CommentCommand::List { track } => {
-                tracks.get(track).await?.ok_or_else(|| missing(EntityType::AudioTrack, track))?;
+                tracks.get(track).await?.ok_or_else(|| missing(AudioTrack::ENTITY_TYPE, track))?;
                 self.out.many(&comments.list_by_parent(track.into()).await?, "no comments yet")
             }
             CommentCommand::Show { id } => {
-                let comment = comments.get(id).await?.ok_or_else(|| missing(EntityType::AudioComment, id))?;
+                let comment =
+                    comments.get(id).await?.ok_or_else(|| missing(AudioComment::ENTITY_TYPE, id))?;
                 self.out.one(&comment)
             }
             CommentCommand::Update { id, text } => {
@@ -274,7 +277,7 @@ impl App<'_> {
                 self.out.many(&playlists.list_by_parent(project.into()).await?, "no playlists yet")
             }
             PlaylistCommand::Show { id } => {
-                let playlist = playlists.get(id).await?.ok_or_else(|| missing(EntityType::Playlist, id))?;
+                let playlist = playlists.get(id).await?.ok_or_else(|| missing(Playlist::ENTITY_TYPE, id))?;
                 self.out.one(&playlist)
             }
             PlaylistCommand::Update { id, name, tracks, clear_tracks } => {
@@ -395,7 +398,7 @@ impl App<'_> {
             .get(id)
             .await
             .context("reading projects")?
-            .ok_or_else(|| missing(EntityType::Project, id))?;
+            .ok_or_else(|| missing(Project::ENTITY_TYPE, id))?;
         Ok(())
     }
 }

@@ -159,13 +159,14 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_domain::{ports::ApplyCounts, EntityType, Timestamp};
+    use trackflow_domain::SyncEntity;
+    use trackflow_domain::{ports::ApplyCounts, Timestamp};
 
     #[test]
     fn statistics_show_the_last_pull_as_a_date() {
         let stats = SyncStatistics {
             scope: "people".into(),
-            entity_type: EntityType::UserProfile,
+            entity_type: UserProfile::ENTITY_TYPE,
             last_sync_at: Timestamp(1_800_000_000_000),
             duration_ms: 12,
             counts: ApplyCounts { applied: 3, skipped: 1, conflicts: 0, deferred: 0 },

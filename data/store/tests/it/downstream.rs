@@ -55,7 +55,7 @@ impl Local {
         policies: &ConflictPolicies,
     ) -> BTreeMap<EntityType, (u64, u64, u64, u64)> {
         // Parents before children, as the sync use cases order them.
-        let plan = ApplyPlan::new(EntityType::ALL.to_vec(), policies.clone()).expect("every type once");
+        let plan = ApplyPlan::new(EntityType::all().to_vec(), policies.clone()).expect("every type once");
         self.downstream
             .apply_page("all", page, cursor.into(), &plan)
             .await
@@ -87,13 +87,13 @@ async fn a_comment_pulled_before_its_track_waits_for_it() {
 
     // The track changed after the comment was made, so the comment comes first.
     let first = local.apply(vec![pulled(&project, 1, 1), pulled(&comment, 3, 3)], "c1", &policies).await;
-    assert_eq!(first[&EntityType::AudioComment], (0, 0, 0, 1), "deferred");
+    assert_eq!(first[&AudioComment::ENTITY_TYPE], (0, 0, 0, 1), "deferred");
     assert_eq!(local.count("audio_comments").await, 0, "nothing lands before its track");
     assert_eq!(local.downstream.scope("all").await.expect("scope").cursor.as_deref(), Some("c1"));
 
     let second = local.apply(vec![pulled(&track, 4, 4)], "c2", &policies).await;
-    assert_eq!(second[&EntityType::AudioTrack], (1, 0, 0, 0));
-    assert_eq!(second[&EntityType::AudioComment], (1, 0, 0, 0), "applied with its track");
+    assert_eq!(second[&AudioTrack::ENTITY_TYPE], (1, 0, 0, 0));
+    assert_eq!(second[&AudioComment::ENTITY_TYPE], (1, 0, 0, 0), "applied with its track");
     assert_eq!((local.count("audio_comments").await, local.count("sync_deferred").await), (1, 0));
 }
 
@@ -110,7 +110,7 @@ async fn a_comment_waiting_for_its_track_and_also_on_the_page_is_stored_once_mer
         .patched(&trackflow_domain::AudioCommentPatch { content: Some("Edited".into()) })
         .expect("valid");
     let counts = local.apply(vec![pulled(&edited, 5, 5), pulled(&track, 4, 4)], "c2", &policies).await;
-    assert_eq!(counts[&EntityType::AudioComment], (2, 0, 0, 0), "released, then merged");
+    assert_eq!(counts[&AudioComment::ENTITY_TYPE], (2, 0, 0, 0), "released, then merged");
     assert_eq!(local.count("audio_comments").await, 1);
     let edited_rows =
         "SELECT COUNT(*) AS n FROM audio_comments WHERE content = 'Edited' AND pulled_version = 5";
@@ -137,14 +137,14 @@ async fn big_pages_land_whole_whatever_order_their_rows_come_in() {
     first.extend(tracks.iter().map(|t| pulled(t, 5, 5)));
     first.push(pulled(&project, 1, 1));
     let counts = local.apply(first, "c1", &policies).await;
-    assert_eq!(counts[&EntityType::Project], (1, 0, 0, 0));
-    assert_eq!(counts[&EntityType::AudioTrack], (101, 0, 0, 0));
-    assert_eq!(counts[&EntityType::AudioComment], (75, 0, 0, 0), "none deferred");
+    assert_eq!(counts[&Project::ENTITY_TYPE], (1, 0, 0, 0));
+    assert_eq!(counts[&AudioTrack::ENTITY_TYPE], (101, 0, 0, 0));
+    assert_eq!(counts[&AudioComment::ENTITY_TYPE], (75, 0, 0, 0), "none deferred");
 
     // Comments whose tracks came on the earlier page.
     let second: Vec<EntityState> = (75..150).map(|c| pulled(&comment(c), 11, 11)).collect();
     let counts = local.apply(second, "c2", &policies).await;
-    assert_eq!(counts[&EntityType::AudioComment], (75, 0, 0, 0), "none deferred");
+    assert_eq!(counts[&AudioComment::ENTITY_TYPE], (75, 0, 0, 0), "none deferred");
     assert_eq!((local.count("audio_tracks").await, local.count("audio_comments").await), (101, 150));
     assert_eq!(local.count("sync_deferred").await, 0);
 }
@@ -156,7 +156,7 @@ async fn rows_not_newer_than_the_last_pull_are_skipped_and_tombstones_hide_rows(
     let policies = ConflictPolicies::default();
     local.apply(vec![pulled(&project, 5, 5)], "c1", &policies).await;
     let again = local.apply(vec![pulled(&project, 5, 5)], "c2", &policies).await;
-    assert_eq!(again[&EntityType::Project], (0, 1, 0, 0), "skipped");
+    assert_eq!(again[&Project::ENTITY_TYPE], (0, 1, 0, 0), "skipped");
 
     let mut gone = pulled(&project, 6, 6);
     gone.deleted = true;
@@ -182,7 +182,7 @@ async fn a_row_first_seen_deleted_stays_deleted_when_an_older_state_comes_later(
     // The track's tombstone first, then its older state.
     local.apply(vec![tombstone(pulled(&track, 8, 8))], "c3", &policies).await;
     let older = local.apply(vec![pulled(&track, 3, 3)], "c4", &policies).await;
-    assert_eq!(older[&EntityType::AudioTrack], (0, 1, 0, 0), "skipped: the tombstone is newer");
+    assert_eq!(older[&AudioTrack::ENTITY_TYPE], (0, 1, 0, 0), "skipped: the tombstone is newer");
     let live = |table: &str| format!("SELECT COUNT(*) AS n FROM {table} WHERE deleted = 0");
     assert_eq!((local.count("audio_tracks").await, local.fx.count(&live("audio_tracks")).await), (1, 0));
     assert_eq!((local.count("audio_comments").await, local.fx.count(&live("audio_comments")).await), (1, 0));
@@ -194,7 +194,7 @@ async fn a_row_first_seen_deleted_stays_deleted_when_an_older_state_comes_later(
 /// elsewhere.
 async fn renamed_on_both_sides(local: &Local) -> (Project, ConflictPolicies, Project) {
     let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
-    let manual = ConflictPolicies(BTreeMap::from([(EntityType::Project, ConflictPolicy::Manual)]));
+    let manual = ConflictPolicies(BTreeMap::from([(Project::ENTITY_TYPE, ConflictPolicy::Manual)]));
     local.apply(vec![pulled(&project, 1, 1)], "c1", &manual).await;
     local
         .projects
@@ -212,7 +212,7 @@ async fn a_manual_policy_keeps_the_local_edit_and_stores_both_sides() {
     // Their rename is later by the clock.
     let (project, manual, theirs) = renamed_on_both_sides(&local).await;
     let counts = local.apply(vec![pulled(&theirs, 2, 4_000_000_000_000)], "c2", &manual).await;
-    assert_eq!(counts[&EntityType::Project], (1, 0, 1, 0));
+    assert_eq!(counts[&Project::ENTITY_TYPE], (1, 0, 1, 0));
     assert_eq!(local.projects.get(project.id()).await.expect("get").expect("there").name(), "Mine");
     let conflicts = SqliteConflictRepository::new(local.fx.store.clone()).list(true).await.expect("list");
     assert_eq!(conflicts.len(), 1);
@@ -233,7 +233,7 @@ async fn a_reset_keeps_local_rows_and_pulls_everything_again() {
     assert_eq!(local.count("projects").await, 1, "nothing dropped");
     // Another database numbers versions from 1: the row is merged again, not skipped.
     let counts = local.apply(vec![pulled(&project, 1, 9)], "d1", &policies).await;
-    assert_eq!(counts[&EntityType::Project], (1, 0, 0, 0));
+    assert_eq!(counts[&Project::ENTITY_TYPE], (1, 0, 0, 0));
 }
 
 #[tokio::test]

@@ -1,11 +1,12 @@
 //! The offline-first repositories: one transaction per write, outbox operations, tombstones.
 
 use super::{count, execute, open, Fixture};
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{PendingOperationsRepository, Repository},
-    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityType, OperationKind, Playlist,
-    PlaylistPatch, Project, ProjectCollaborator, ProjectPatch, RepositoryError, Timestamp, UserId,
-    UserProfile, UserProfilePatch,
+    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, OperationKind, Playlist, PlaylistPatch,
+    Project, ProjectCollaborator, ProjectPatch, RepositoryError, Timestamp, UserId, UserProfile,
+    UserProfilePatch,
 };
 use trackflow_store::{SqlitePendingOperationsRepository, SqliteRepository};
 
@@ -29,7 +30,7 @@ async fn a_create_leaves_exactly_one_row_and_one_operation() {
     assert_eq!(fx.count(&format!("SELECT COUNT(*) AS n FROM projects WHERE id = '{id}'")).await, 1);
     let ops = SqlitePendingOperationsRepository::new(fx.store.clone()).list(None).await.expect("list");
     assert_eq!(ops.len(), 1);
-    assert_eq!((ops[0].entity.entity_type, ops[0].entity.id), (EntityType::Project, id.as_uuid()));
+    assert_eq!((ops[0].entity.entity_type, ops[0].entity.id), (Project::ENTITY_TYPE, id.as_uuid()));
     assert_eq!(ops[0].kind, OperationKind::Create);
     assert_eq!(ops[0].changed_fields.get("name").map(|c| c.value.clone()), Some("Demo".into()));
     assert_eq!(repo.get(id).await.expect("get"), Some(created));
@@ -151,7 +152,7 @@ async fn children_need_a_live_parent_and_wait_for_its_create() {
     let orphan =
         AudioTrack::new(project(owner, "nowhere").id(), owner, "T", 1_000, None, NOW).expect("valid");
     let err = tracks.create(orphan).await.expect_err("no such project");
-    assert!(matches!(err, RepositoryError::NotFound(r) if r.entity_type == EntityType::Project));
+    assert!(matches!(err, RepositoryError::NotFound(r) if r.entity_type == Project::ENTITY_TYPE));
     assert_eq!(outbox_total(&fx).await, 0);
     assert_eq!(fx.count("SELECT COUNT(*) AS n FROM audio_tracks").await, 0);
 

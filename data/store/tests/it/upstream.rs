@@ -3,11 +3,12 @@
 
 use super::Fixture;
 use std::collections::BTreeMap;
+use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{ConflictRepository, PendingOperationsRepository, Repository},
     sync::{CoalescePlan, Settlement},
-    AudioTrack, ConflictId, EntityRef, EntityType, OperationId, OperationStatus, Playlist, Project,
-    ProjectPatch, RepositoryError, SyncConflict, Timestamp, UserId,
+    AudioTrack, ConflictId, EntityRef, OperationId, OperationStatus, Playlist, Project, ProjectPatch,
+    RepositoryError, SyncConflict, Timestamp, UserId,
 };
 use trackflow_store::{SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository};
 
@@ -260,7 +261,7 @@ async fn conflicts_are_recorded_once_per_id() {
     let repo = SqliteConflictRepository::new(c.fx.store.clone());
     let conflict = SyncConflict {
         id: ConflictId::new(),
-        entity: EntityRef::new(EntityType::Project, uuid::Uuid::now_v7()),
+        entity: EntityRef::new(Project::ENTITY_TYPE, uuid::Uuid::now_v7()),
         local: BTreeMap::from([("name".to_owned(), "Mine".into())]),
         remote: BTreeMap::from([("name".to_owned(), "Theirs".into())]),
         fields: vec!["name".into()],
