@@ -4,17 +4,17 @@
 //! [`SyncEngine::sync_now`] runs one sync and waits for it; [`SyncEngine::shutdown`] stops
 //! everything without losing what was being sent.
 
-use crate::wiring::{client_module_with, open_store, ClientModule};
+use crate::wiring::{client_module_with, open_store_with, ClientModule};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use trackflow_domain::{
-    ports::{AccessToken, Session, SessionStorage},
-    RepositoryError, SyncState, UserId,
+    ports::{AccessToken, Repository, Session, SessionStorage},
+    RepositoryError, SyncEntity, SyncState, UserId,
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_remote::RemoteOptions;
-use trackflow_store::{BlobCacheOptions, LocalStore};
+use trackflow_store::{AppMigration, BlobCacheOptions, LocalStore, SqliteRepository};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
     SyncStatusProvider,
@@ -38,6 +38,9 @@ pub struct EngineOptions {
     /// Where the audio cache lives and its cap; `None` for the directory beside the database
     /// and the default cap.
     pub blob_cache: Option<BlobCacheOptions>,
+    /// The program's own migrations (the tables of its types), applied when the database is
+    /// opened.
+    pub schema: &'static [AppMigration],
 }
 
 impl Default for EngineOptions {
@@ -50,6 +53,7 @@ impl Default for EngineOptions {
             remote: RemoteOptions::default(),
             realtime: true,
             blob_cache: None,
+            schema: &[],
         }
     }
 }
@@ -77,7 +81,7 @@ impl SyncEngine {
     /// Opens (creating and migrating if needed) the database in `data_dir` and wires the
     /// engine over it. Nothing runs until [`start`](Self::start).
     pub async fn open(data_dir: &Path, options: EngineOptions) -> anyhow::Result<Self> {
-        let store = open_store(data_dir).await?;
+        let store = open_store_with(data_dir, options.schema).await?;
         Self::over(store, options)
     }
 
@@ -187,6 +191,12 @@ impl SyncEngine {
     /// The status provider (to refresh its counts outside a run).
     pub fn status_provider(&self) -> &SyncStatusProvider {
         &self.status
+    }
+
+    /// The repository of the synced type `E` over this engine's store: every write is stored
+    /// and queued in one transaction, and wakes the upstream processor.
+    pub fn repository<E: SyncEntity>(&self) -> Arc<dyn Repository<E>> {
+        Arc::new(SqliteRepository::<E>::new(self.store.clone()))
     }
 
     /// The upstream processor (health, retries).
@@ -385,7 +395,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_program_puts_a_component_of_its_own_in_place_through_the_module_builder() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = open_store(dir.path()).await.expect("store");
+        let store = crate::wiring::open_store(dir.path()).await.expect("store");
         let pushes = Arc::new(AtomicUsize::new(0));
         let module = crate::wiring::client_module_builder(&store, &quiet())
             .expect("builder")

@@ -20,7 +20,18 @@ pub mod ports;
 pub mod protocol;
 pub mod sync;
 pub mod time;
-mod validate;
+
+// The crates whose types the declarations name (`Uuid` ids, `serde_json::Value` fields), so a
+// program declaring its types needs no versions of its own.
+pub use serde_json;
+pub use uuid;
+
+/// What the crate's macros name, re-exported so that a crate invoking them needs no more.
+#[doc(hidden)]
+pub mod __private {
+    pub use uuid::Uuid;
+}
+pub mod validate;
 
 pub use blob::{BlobHash, CachedBlob, EvictionReport};
 pub use entities::{

@@ -3,7 +3,7 @@
 use crate::error::ValidationError;
 
 /// Trims `value` and checks it holds between 1 and `max` characters.
-pub(crate) fn required_text(field: &'static str, value: &str, max: usize) -> Result<String, ValidationError> {
+pub fn required_text(field: &'static str, value: &str, max: usize) -> Result<String, ValidationError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
@@ -12,7 +12,7 @@ pub(crate) fn required_text(field: &'static str, value: &str, max: usize) -> Res
 }
 
 /// Trims optional `value`, maps an empty string to `None`, and bounds its length.
-pub(crate) fn optional_text(
+pub fn optional_text(
     field: &'static str,
     value: Option<&str>,
     max: usize,

@@ -91,6 +91,8 @@ fn allowed_internal_deps() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("trackflow", ANY),
         ("trackflow-bench", ANY),
         ("trackflow-tests", ANY),
+        // The outside program: the client crate alone, as any program embedding the engine.
+        ("trackflow-example-tasks", &["trackflow-client"][..]),
     ])
 }
 

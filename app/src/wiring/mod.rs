@@ -37,8 +37,8 @@ use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStora
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::HttpRemote;
 use trackflow_store::{
-    BlobCacheOptions, LocalStore, LocalStoreOptions, RepositoryParameters, SessionReload, SqliteBlobCache,
-    SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
+    AppMigration, BlobCacheOptions, LocalStore, LocalStoreOptions, RepositoryParameters, SessionReload,
+    SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
     SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
     SqlitePendingOperationsRepositoryParameters, SqliteRepository, SqliteSessionStorage,
     SqliteSessionStorageParameters, SystemClock,
@@ -174,8 +174,13 @@ pub async fn open_client_module(data_dir: &Path) -> anyhow::Result<ClientModule>
 
 /// Opens the database in `data_dir`.
 pub async fn open_store(data_dir: &Path) -> anyhow::Result<LocalStore> {
+    open_store_with(data_dir, &[]).await
+}
+
+/// Opens the database in `data_dir`, applying the program's own `schema` too.
+pub async fn open_store_with(data_dir: &Path, schema: &'static [AppMigration]) -> anyhow::Result<LocalStore> {
     let path = data_dir.join(DATABASE_FILE);
-    LocalStore::open(LocalStoreOptions::new(&path), Arc::new(SystemClock))
+    LocalStore::open(LocalStoreOptions::new(&path).with_schema(schema), Arc::new(SystemClock))
         .await
         .with_context(|| format!("opening {}", path.display()))
 }

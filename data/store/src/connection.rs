@@ -1,7 +1,8 @@
 //! Opening the database: connection settings, the pool, migrations and replica identity.
 
-use super::{schema::local_settings, LocalStoreOptions};
+use super::{schema::local_settings, AppMigration, LocalStoreOptions};
 use diesel::{
+    connection::SimpleConnection,
     prelude::*,
     r2d2::{ConnectionManager, CustomizeConnection, Pool},
 };
@@ -46,6 +47,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
     configure_connection(&mut conn, options.busy_timeout).map_err(|e| open_error(e.to_string()))?;
     migrate(&mut conn, path)?;
+    migrate_app(&mut conn, options.schema)?;
     let replica = replica_id(&mut conn)?;
     // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a
     // write transaction, so a concurrent raise cannot be overwritten with an older value.
@@ -79,6 +81,31 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
             MigrateError::Failed(message) => StoreError::Migration(message),
         })
     })
+}
+
+/// Applies the program's migrations not applied yet, in order, each in one write transaction
+/// with its record.
+fn migrate_app(conn: &mut SqliteConnection, schema: &[AppMigration]) -> StoreResult<()> {
+    use super::schema::app_migrations::dsl::{app_migrations, applied_at, version};
+    let mut ordered: Vec<&AppMigration> = schema.iter().collect();
+    ordered.sort_by_key(|m| m.version);
+    for migration in ordered {
+        conn.immediate_transaction(|conn| {
+            let done: i64 = app_migrations.filter(version.eq(migration.version)).count().get_result(conn)?;
+            if done == 0 {
+                conn.batch_execute(migration.up)
+                    .map_err(|e| StoreError::Migration(format!("{}: {e}", migration.version)))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                diesel::insert_into(app_migrations)
+                    .values((version.eq(migration.version), applied_at.eq(now)))
+                    .execute(conn)?;
+            }
+            StoreResult::Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// This replica's id, created on first open.

@@ -11,6 +11,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    app_migrations (version) {
+        version -> Text,
+        applied_at -> BigInt,
+    }
+}
+
+diesel::table! {
     session (id) {
         id -> Integer,
         user_id -> Text,
@@ -103,6 +110,7 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     local_settings,
+    app_migrations,
     session,
     pending_operations,
     sync_metadata,

@@ -26,7 +26,10 @@ use std::{
     sync::OnceLock,
 };
 use trackflow_db::error::{StoreError, StoreResult};
-use trackflow_domain::{entities::AnyEntity, EntityType, SyncMeta};
+use trackflow_domain::{
+    entities::{AnyEntity, Registry},
+    EntityType, SyncMeta,
+};
 use uuid::Uuid;
 
 /// One value bound to a [`Statement`].
@@ -218,7 +221,18 @@ impl TableSql {
             format!("id, json_object({}) AS fields, {}", object.join(", "), META_COLUMNS.join(", "));
         let order: Vec<&str> = entity_type.order().iter().copied().chain(["id"]).collect();
         let order = order.join(", ");
-        let extract: Vec<String> = fields.iter().map(|f| format!("json_extract(r.f, '$.{f}')")).collect();
+        // A JSON field keeps its JSON text (`->`): an array, an object, or `true`, which
+        // `json_extract` would turn into the integer 1.
+        let extract: Vec<String> = fields
+            .iter()
+            .map(|f| {
+                if json.contains(f) {
+                    format!("r.f -> '$.{f}'")
+                } else {
+                    format!("json_extract(r.f, '$.{f}')")
+                }
+            })
+            .collect();
         let meta_from_r: Vec<String> = META_COLUMNS.iter().map(|c| format!("r.{c}")).collect();
         let row_select =
             format!("SELECT ? AS id, ? AS f, {}", META_COLUMNS.map(|c| format!("? AS {c}")).join(", "));
@@ -295,8 +309,12 @@ impl TableSql {
     /// The statements of `entity_type`'s table.
     pub fn of(entity_type: EntityType) -> &'static TableSql {
         static TABLES: OnceLock<HashMap<EntityType, TableSql>> = OnceLock::new();
-        &TABLES.get_or_init(|| EntityType::all().iter().map(|&t| (t, TableSql::new(t))).collect())
-            [&entity_type]
+        TABLES
+            .get_or_init(|| EntityType::all().iter().map(|&t| (t, TableSql::new(t))).collect())
+            .get(&entity_type)
+            .unwrap_or_else(|| {
+                panic!("{entity_type} is not in the installed registry ({})", Registry::global())
+            })
     }
 
     /// The row with `id`, tombstone or not.

@@ -233,14 +233,15 @@ pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
     }
 }
 
-/// Reads typed values out of a wire field map, naming the field in every error.
-pub(crate) struct FieldReader<'a> {
+/// Reads typed values out of a wire field map, naming the field in every error: the way a
+/// type's `from_fields` reads its fields.
+pub struct FieldReader<'a> {
     fields: &'a BTreeMap<String, Value>,
 }
 
 impl<'a> FieldReader<'a> {
     /// A reader over `fields`, which must name only fields in `known`.
-    pub(crate) fn new(fields: &'a BTreeMap<String, Value>, known: &[&str]) -> Result<Self, ValidationError> {
+    pub fn new(fields: &'a BTreeMap<String, Value>, known: &[&str]) -> Result<Self, ValidationError> {
         match fields.keys().find(|name| !known.contains(&name.as_str())) {
             Some(unknown) => Err(ValidationError::new("fields", format!("unknown field '{unknown}'"))),
             None => Ok(Self { fields }),
@@ -248,15 +249,12 @@ impl<'a> FieldReader<'a> {
     }
 
     /// A field that must be present and not null.
-    pub(crate) fn required<T: serde::de::DeserializeOwned>(
-        &self,
-        name: &'static str,
-    ) -> Result<T, ValidationError> {
+    pub fn required<T: serde::de::DeserializeOwned>(&self, name: &'static str) -> Result<T, ValidationError> {
         self.optional(name)?.ok_or_else(|| ValidationError::new(name, "is required"))
     }
 
     /// A field that may be absent or null.
-    pub(crate) fn optional<T: serde::de::DeserializeOwned>(
+    pub fn optional<T: serde::de::DeserializeOwned>(
         &self,
         name: &'static str,
     ) -> Result<Option<T>, ValidationError> {
