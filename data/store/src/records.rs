@@ -255,18 +255,20 @@ fn check_references(
 fn declared_checks(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
-    entity: &AnyEntity,
-    before: Option<&AnyEntity>,
+    entity: (&AnyEntity, &BTreeMap<String, Value>),
+    before: Option<(&AnyEntity, &BTreeMap<String, Value>)>,
 ) -> StoreResult<Vec<OperationId>> {
     let mut context = StoreContext { conn, failure: None };
-    if let Err(refused) = entity.check_write(before, &mut context) {
+    if let Err(refused) = entity.0.check_write(before.map(|(b, _)| b), &mut context) {
         return Err(context.failure.take().unwrap_or_else(|| refusal(refused)));
     }
-    let Some(field) = entity.entity_type().blob_field() else { return Ok(Vec::new()) };
-    let hash_of = |e: &AnyEntity| e.fields().get(field).and_then(Value::as_str).map(str::to_owned);
-    match hash_of(entity) {
-        Some(hash) if before.and_then(hash_of).as_ref() != Some(&hash) => {
-            super::blobs::queue_upload(conn, clock, entity.entity_ref(), field, &hash)
+    let Some(field) = entity.0.entity_type().blob_field() else { return Ok(Vec::new()) };
+    fn hash_of<'f>(fields: &'f BTreeMap<String, Value>, field: &str) -> Option<&'f str> {
+        fields.get(field).and_then(Value::as_str)
+    }
+    match hash_of(entity.1, field) {
+        Some(hash) if before.and_then(|(_, fields)| hash_of(fields, field)) != Some(hash) => {
+            super::blobs::queue_upload(conn, clock, entity.0.entity_ref(), field, hash)
         }
         _ => Ok(Vec::new()),
     }
@@ -337,18 +339,12 @@ pub(crate) fn create(
 ) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
+        let fields = entity.fields();
         let mut depends_on = check_references(conn, &entity, None)?;
-        depends_on.extend(declared_checks(conn, clock, &entity, None)?);
+        depends_on.extend(declared_checks(conn, clock, (&entity, &fields), None)?);
         let hlc = clock.tick(conn)?;
-        let op = SyncOperation::new(
-            entity_ref,
-            OperationKind::Create,
-            entity.fields(),
-            hlc,
-            0,
-            depends_on,
-            clock.now(),
-        );
+        let op =
+            SyncOperation::new(entity_ref, OperationKind::Create, fields, hlc, 0, depends_on, clock.now());
         let meta = SyncMeta::created_locally(op.changed_fields.keys(), hlc, op.id);
         let record = Record { entity, meta };
         // The primary key catches a duplicate id without a lookup of its own.
@@ -378,16 +374,19 @@ pub(crate) fn update(
         clock.follow(&record.meta);
         let after = change(&record.entity)?;
         let before_fields = record.entity.fields();
-        let changed: BTreeMap<String, Value> = after
-            .fields()
-            .into_iter()
-            .filter(|(name, value)| before_fields.get(name) != Some(value))
+        let after_fields = after.fields();
+        let changed: BTreeMap<String, Value> = after_fields
+            .iter()
+            .filter(|(name, value)| before_fields.get(*name) != Some(*value))
+            .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         if changed.is_empty() {
             return Ok(after);
         }
         let mut depends_on = check_references(conn, &after, Some(&record.entity))?;
-        depends_on.extend(declared_checks(conn, clock, &after, Some(&record.entity))?);
+        let checked =
+            declared_checks(conn, clock, (&after, &after_fields), Some((&record.entity, &before_fields)))?;
+        depends_on.extend(checked);
         queue_update(conn, clock, record, after, changed, depends_on)
     })
 }
