@@ -8,11 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 use trackflow_client::{
-    domain::{
-        ports::{Clock, Repository},
-        protocol::SignUpRequest,
-        Project,
-    },
+    domain::{ports::Clock, protocol::SignUpRequest, Project, UserId, UserProfile},
     remote::{AuthClient, RemoteOptions},
     shaku::HasComponent,
     EngineOptions, SyncEngine,
@@ -32,7 +28,11 @@ async fn main() -> anyhow::Result<()> {
     // 1. The engine over a local database: every read and write goes here first.
     let data = tempfile::tempdir()?;
     let mut engine = SyncEngine::open(data.path(), EngineOptions::default()).await?;
-    let me = trackflow_client::local_user::create(&engine.module, "Ana", "ana@example.com").await?;
+    // This device's user: a profile like any synced entity, written through the repository the
+    // engine gives for its type.
+    let now = HasComponent::<dyn Clock>::resolve_ref(engine.module.as_ref()).now();
+    let profile = UserProfile::new(UserId::new(), "Ana", "ana@example.com", now)?;
+    let me = engine.repository::<UserProfile>().create(profile).await?;
 
     // 2. An account on the server, and the session that lets the engine sync.
     let request = SignUpRequest {
@@ -45,8 +45,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Start syncing in the background, then write: the write returns before any network.
     engine.start().await;
-    let projects: &dyn Repository<Project> = engine.module.resolve_ref();
-    let now = HasComponent::<dyn Clock>::resolve_ref(engine.module.as_ref()).now();
+    let projects = engine.repository::<Project>();
     let project = projects.create(Project::new(me.id(), "Written offline-first", None, now)?).await?;
     println!("stored locally and queued: {}", project.name());
 

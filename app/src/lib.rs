@@ -22,7 +22,6 @@
 //! `app/examples/embed.rs` runs a whole engine against a server.
 
 pub mod engine;
-pub mod local_user;
 pub mod wiring;
 
 pub use engine::{EngineOptions, SyncEngine};

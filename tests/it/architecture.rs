@@ -225,7 +225,7 @@ fn the_engine_names_no_music_type_outside_the_listed_places() {
     ];
     // The music model itself, still in the domain crate; the shared scope's variants
     // (`Scope::Project`, `ScopeKind::Project`, `Relation::Project`), to be renamed with the
-    // move; and the client's audio and local-user helpers.
+    // move; and the client's audio helpers.
     const STILL: &[&str] = &[
         "domain/src/entities/any.rs",
         "domain/src/authorization.rs",
@@ -239,7 +239,6 @@ fn the_engine_names_no_music_type_outside_the_listed_places() {
         "domain/src/entities/audio_comment.rs",
         "domain/src/entities/playlist.rs",
         "usecases/src/audio.rs",
-        "app/src/local_user.rs",
         "app/src/wiring/client.rs",
     ];
     let root = root();

@@ -39,7 +39,7 @@ impl Musician {
     ) -> anyhow::Result<Self> {
         let options = EngineOptions { periodic: None, ..EngineOptions::default() };
         let engine = SyncEngine::open(dir, options).await?;
-        let profile = trackflow_client::local_user::create(&engine.module, name, email).await?;
+        let profile = crate::local_user::create(&engine.module, name, email).await?;
         let user = profile.id();
         let request =
             SignUpRequest { email: email.into(), password: "demo password".into(), user_id: Some(user) };

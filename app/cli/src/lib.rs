@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod link;
+pub mod local_user;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;

@@ -133,7 +133,7 @@ impl App<'_> {
         let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
         match command {
             ProfileCommand::Create { name, email } => {
-                let profile = trackflow_client::local_user::create(self.module, &name, &email).await?;
+                let profile = crate::local_user::create(self.module, &name, &email).await?;
                 self.out.one(&profile)
             }
             ProfileCommand::Show => {

@@ -1,8 +1,8 @@
 //! This device's user.
 
-use crate::wiring::ClientModule;
 use anyhow::bail;
 use shaku::HasComponent;
+use trackflow_client::wiring::ClientModule;
 use trackflow_domain::{
     ports::{Clock, Repository, Session, SessionStorage},
     UserId, UserProfile,
