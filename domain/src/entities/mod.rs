@@ -143,7 +143,8 @@ pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
     /// columns; see docs/adding-an-entity.md).
     const TABLE: &'static str;
 
-    /// The fields that hold JSON arrays or objects, stored as JSON text.
+    /// The fields that hold JSON other than strings and numbers (arrays, objects, booleans),
+    /// stored as JSON text.
     const JSON_FIELDS: &'static [&'static str] = &[];
 
     /// The field naming the root of its scope (`project_id` inside a project), or `id` for a
