@@ -492,10 +492,10 @@ mod tests {
 
         b.sync_now().await;
         let audio_b: &AudioFiles = b.module.resolve_ref();
-        let fetched = audio_b.fetch(track.id()).await.expect("fetch");
+        let fetched = audio_b.fetch(track.entity_ref()).await.expect("fetch");
         assert_eq!(std::fs::read(&fetched).expect("read"), bytes, "the same bytes arrive");
         // A second fetch is served from the cache.
-        assert_eq!(audio_b.fetch(track.id()).await.expect("fetch again"), fetched);
+        assert_eq!(audio_b.fetch(track.entity_ref()).await.expect("fetch again"), fetched);
         a.shutdown().await;
         b.shutdown().await;
         server.shutdown().await.expect("shutdown");

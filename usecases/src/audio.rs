@@ -1,25 +1,25 @@
-//! `AudioFiles`: the audio of tracks, on this device. Adding a track with a file copies the
-//! file into the content-addressed cache, and the track's write queues its upload (see the
-//! local store); fetching a track's audio serves it from the cache, or downloads it on demand
-//! into the cache (checked against the track's hash), which then evicts down to its cap.
+//! `AudioFiles`: the files entities name (a track's audio), on this device. An entity whose
+//! type declares a file field (`BLOB_FIELD`) names a file by its hash: adding the file copies it
+//! into the content-addressed cache, and the entity's write queues its upload (see the local
+//! store); fetching an entity's file serves it from the cache, or downloads it on demand into
+//! the cache (checked against the hash), which then evicts down to its cap.
 
 use std::{path::PathBuf, sync::Arc};
-use trackflow_domain::SyncEntity;
 use trackflow_domain::{
-    ports::{BlobCache, BlobRemote, RemoteError, Repository},
-    AudioTrack, AudioTrackId, BlobHash, CachedBlob, EntityRef, RepositoryError,
+    ports::{BlobCache, BlobRemote, EntityFile, RemoteError},
+    AudioTrackId, BlobHash, CachedBlob, EntityRef, RepositoryError,
 };
 
 /// Why audio could not be had.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AudioError {
-    /// The track is not in the local store (or deleted).
+    /// The entity is not in the local store (or deleted).
     #[error("{0} not found")]
     NoSuchTrack(EntityRef),
-    /// The track has no audio.
-    #[error("track {0} has no audio")]
-    NoAudio(AudioTrackId),
+    /// The entity names no file.
+    #[error("{0} has no audio")]
+    NoAudio(EntityRef),
     /// The local store or cache failed, or refused the input.
     #[error(transparent)]
     Local(#[from] RepositoryError),
@@ -28,21 +28,16 @@ pub enum AudioError {
     Remote(#[from] RemoteError),
 }
 
-/// Tracks' audio files: add, fetch, pin.
+/// The files entities name: add, fetch, pin.
 pub struct AudioFiles {
-    tracks: Arc<dyn Repository<AudioTrack>>,
     cache: Arc<dyn BlobCache>,
     remote: Arc<dyn BlobRemote>,
 }
 
 impl AudioFiles {
-    /// Audio over the local `tracks`, the `cache`, and the server's blob endpoints.
-    pub fn new(
-        tracks: Arc<dyn Repository<AudioTrack>>,
-        cache: Arc<dyn BlobCache>,
-        remote: Arc<dyn BlobRemote>,
-    ) -> Self {
-        Self { tracks, cache, remote }
+    /// Files over the `cache` and the server's blob endpoints.
+    pub fn new(cache: Arc<dyn BlobCache>, remote: Arc<dyn BlobRemote>) -> Self {
+        Self { cache, remote }
     }
 
     /// Copies the file at `file` into the cache and returns its entry, for a track to name
@@ -51,15 +46,15 @@ impl AudioFiles {
         Ok(self.cache.import(file).await?)
     }
 
-    /// The local file of `id`'s audio: from the cache, or downloaded into it now.
+    /// The local file `entity` names: from the cache, or downloaded into it now.
     #[tracing::instrument(skip(self))]
-    pub async fn fetch(&self, id: AudioTrackId) -> Result<PathBuf, AudioError> {
-        let hash = self.hash_of(id).await?;
+    pub async fn fetch(&self, entity: EntityRef) -> Result<PathBuf, AudioError> {
+        let hash = self.hash_of(entity).await?;
         if let Some(path) = self.cache.open(&hash).await? {
             return Ok(path);
         }
         let staged = self.cache.staging_path();
-        let downloaded = self.remote.download_audio(id, staged.clone()).await;
+        let downloaded = self.remote.download_audio(AudioTrackId::from_uuid(entity.id), staged.clone()).await;
         let adopted = match downloaded {
             Ok(bytes) => {
                 tracing::debug!(bytes, "downloaded");
@@ -75,32 +70,31 @@ impl AudioFiles {
         self.cache.open(&hash).await?.ok_or_else(|| {
             // Evicted at once: the cap is smaller than this one file.
             AudioError::Local(RepositoryError::Conflict(format!(
-                "the audio of track {id} is larger than the cache's cap; raise the cap"
+                "the audio of {entity} is larger than the cache's cap; raise the cap"
             )))
         })
     }
 
-    /// Pins (keeps through eviction) or unpins `id`'s audio. Fetches it first when pinning.
-    pub async fn pin(&self, id: AudioTrackId, pinned: bool) -> Result<(), AudioError> {
+    /// Pins (keeps through eviction) or unpins the file `entity` names. Fetches it first when
+    /// pinning.
+    pub async fn pin(&self, entity: EntityRef, pinned: bool) -> Result<(), AudioError> {
         if pinned {
-            self.fetch(id).await?;
+            self.fetch(entity).await?;
         }
-        let hash = self.hash_of(id).await?;
+        let hash = self.hash_of(entity).await?;
         if !self.cache.set_pinned(&hash, pinned).await? && pinned {
             return Err(AudioError::Local(RepositoryError::Conflict(format!(
-                "the audio of track {id} left the cache before it could be pinned; try again"
+                "the audio of {entity} left the cache before it could be pinned; try again"
             ))));
         }
         Ok(())
     }
 
-    async fn hash_of(&self, id: AudioTrackId) -> Result<BlobHash, AudioError> {
-        let track: AudioTrack = self
-            .tracks
-            .get(id)
-            .await?
-            .ok_or(AudioError::NoSuchTrack(EntityRef::new(AudioTrack::ENTITY_TYPE, id.as_uuid())))?;
-        let named = track.audio_sha256().ok_or(AudioError::NoAudio(id))?;
-        Ok(BlobHash::parse(named).map_err(RepositoryError::from)?)
+    async fn hash_of(&self, entity: EntityRef) -> Result<BlobHash, AudioError> {
+        match self.cache.file_of(entity).await? {
+            EntityFile::File(hash) => Ok(hash),
+            EntityFile::Nothing => Err(AudioError::NoAudio(entity)),
+            EntityFile::Missing => Err(AudioError::NoSuchTrack(entity)),
+        }
     }
 }

@@ -25,8 +25,8 @@ use std::{
 };
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
-    ports::Repository, AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, Timestamp,
-    UserId,
+    ports::Repository, AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, SyncEntity,
+    Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
 use trackflow_server::{AppState, RunningServer, ServerConfig};
@@ -257,7 +257,7 @@ pub(super) async fn audio(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report
         let fetch: &AudioFiles = b.module.resolve_ref();
         let measured = reset_peak_memory();
         let started = Instant::now();
-        let fetched = fetch.fetch(track.id()).await?;
+        let fetched = fetch.fetch(track.entity_ref()).await?;
         downloads.push(started.elapsed());
         if let (true, Some((_, peak))) = (measured, memory()) {
             download_peaks.push(peak);

@@ -13,7 +13,7 @@ use trackflow_domain::{
     ports::{AccessToken, Clock, Repository, Session, SessionStorage},
     protocol::SignUpRequest,
     AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, Project, ProjectCollaborator, ProjectId,
-    ProjectPatch, SyncPhase, SyncState, UserId,
+    ProjectPatch, SyncEntity, SyncPhase, SyncState, UserId,
 };
 use trackflow_remote::{AuthClient, HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
@@ -257,7 +257,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     println!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
     println!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
     println!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
-    let fetched = ben.audio().fetch(afterglow.id()).await?;
+    let fetched = ben.audio().fetch(afterglow.entity_ref()).await?;
     let (hash, size) = trackflow_store::hash_file(&fetched).await?;
     ensure!(hash == audio.hash, "Ben's copy of Afterglow's audio differs from Ana's recording");
     println!(

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use trackflow_domain::{
     ports::{
         BlobCache, BlobRemote, Clock, ConflictRepository, DownstreamRepository, EventSource, HealthProbe,
-        PendingOperationsRepository, Reauthenticator, RemoteDataSource, Repository, SessionStorage,
+        PendingOperationsRepository, Reauthenticator, RemoteDataSource, SessionStorage,
     },
-    AudioTrack, NodeId,
+    NodeId,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager, UpstreamOptions, UpstreamPorts};
 use trackflow_usecases::{
@@ -208,10 +208,6 @@ impl Component<ClientModule> for AudioFiles {
         context: &mut ModuleBuildContext<ClientModule>,
         remote: Required<Arc<dyn BlobRemote>>,
     ) -> Box<Self> {
-        Box::new(AudioFiles::new(
-            get::<dyn Repository<AudioTrack>>(context),
-            get::<dyn BlobCache>(context),
-            remote.take("the blob remote"),
-        ))
+        Box::new(AudioFiles::new(get::<dyn BlobCache>(context), remote.take("the blob remote")))
     }
 }

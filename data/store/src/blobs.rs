@@ -9,7 +9,7 @@
 
 use super::{
     outbox,
-    records::WriteClock,
+    records::{find_visible, WriteClock},
     schema::{blobs, pending_operations},
     LocalStore,
 };
@@ -24,8 +24,9 @@ use std::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    ports::BlobCache, BlobHash, CachedBlob, EntityRef, EvictionReport, OperationId, OperationKind,
-    RepositoryError, SyncOperation, ValidationError,
+    ports::{BlobCache, EntityFile},
+    BlobHash, CachedBlob, EntityRef, EvictionReport, OperationId, OperationKind, RepositoryError,
+    SyncOperation, ValidationError,
 };
 
 /// Where the cache lives and how much it may hold.
@@ -163,6 +164,25 @@ impl SqliteBlobCache {
 
 #[async_trait]
 impl BlobCache for SqliteBlobCache {
+    #[tracing::instrument(skip_all, fields(%entity))]
+    async fn file_of(&self, entity: EntityRef) -> Result<EntityFile, RepositoryError> {
+        let Some(field) = entity.entity_type.blob_field() else { return Ok(EntityFile::Nothing) };
+        self.store
+            .with_connection(move |conn| {
+                let Some(record) = find_visible(conn, entity.entity_type, entity.id)? else {
+                    return Ok(EntityFile::Missing);
+                };
+                match record.entity.fields().get(field).and_then(serde_json::Value::as_str) {
+                    Some(named) => Ok(EntityFile::File(
+                        BlobHash::parse(named).map_err(|e| StoreError::corrupt("blobs", e))?,
+                    )),
+                    None => Ok(EntityFile::Nothing),
+                }
+            })
+            .await
+            .map_err(RepositoryError::from)
+    }
+
     #[tracing::instrument(skip_all, fields(source = %source.display()))]
     async fn import(&self, source: PathBuf) -> Result<CachedBlob, RepositoryError> {
         let result: StoreResult<CachedBlob> = async {

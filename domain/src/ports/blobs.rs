@@ -1,5 +1,6 @@
 use crate::{
     blob::{BlobHash, CachedBlob, EvictionReport},
+    entities::EntityRef,
     error::RepositoryError,
     ids::AudioTrackId,
     ports::RemoteError,
@@ -41,6 +42,20 @@ pub trait BlobCache: Interface {
     /// Removes least recently used blobs, never pinned or unuploaded ones, until the cache fits
     /// its cap (or nothing more may go).
     async fn evict(&self) -> Result<EvictionReport, RepositoryError>;
+
+    /// The file a visible entity names in its type's declared file field (`BLOB_FIELD`).
+    async fn file_of(&self, entity: EntityRef) -> Result<EntityFile, RepositoryError>;
+}
+
+/// What an entity's declared file field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityFile {
+    /// No such visible entity.
+    Missing,
+    /// The entity names no file (its type declares no file field, or the field is empty).
+    Nothing,
+    /// The file with this hash.
+    File(BlobHash),
 }
 
 /// The server's blob endpoints, as the client reaches them.

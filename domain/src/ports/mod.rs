@@ -17,7 +17,7 @@ mod server_store;
 mod session;
 mod sync;
 
-pub use blobs::{BlobCache, BlobReader, BlobRemote, BlobStorage, BlobStorageError, BlobWriter};
+pub use blobs::{BlobCache, BlobReader, BlobRemote, BlobStorage, BlobStorageError, BlobWriter, EntityFile};
 pub use clock::Clock;
 pub use conflicts::ConflictRepository;
 pub use downstream::{

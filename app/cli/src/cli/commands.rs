@@ -16,9 +16,9 @@ use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{Clock, ConflictRepository, PendingOperationsRepository, Repository, SessionStorage},
     sync::ConflictResolution,
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, BlobHash, EntityRef, EntityType, Playlist,
-    PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserId, UserProfile,
-    UserProfilePatch,
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch, BlobHash, EntityRef,
+    EntityType, Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch,
+    ProjectPatch, UserId, UserProfile, UserProfilePatch,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
 use uuid::Uuid;
@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled above")
         }
     }
+}
+
+/// The track `id`, as the audio files name what they belong to.
+fn track_ref(id: AudioTrackId) -> EntityRef {
+    EntityRef::new(AudioTrack::ENTITY_TYPE, id.as_uuid())
 }
 
 /// The data directory: `--data-dir` or the platform's, and under it `profiles/NAME` for
@@ -206,15 +211,15 @@ impl App<'_> {
                 self.out.one(&tracks.create(track).await?)
             }
             TrackCommand::Fetch { id } => {
-                let path = self.audio().fetch(id).await?;
+                let path = self.audio().fetch(track_ref(id)).await?;
                 self.out.value(&json!({ "track": id, "path": path }), &path.display().to_string())
             }
             TrackCommand::Pin { id } => {
-                self.audio().pin(id, true).await?;
+                self.audio().pin(track_ref(id), true).await?;
                 self.out.value(&json!({ "pinned": id }), &format!("pinned the audio of track {id}"))
             }
             TrackCommand::Unpin { id } => {
-                self.audio().pin(id, false).await?;
+                self.audio().pin(track_ref(id), false).await?;
                 self.out.value(&json!({ "unpinned": id }), &format!("unpinned the audio of track {id}"))
             }
             TrackCommand::List { project } => {
