@@ -42,6 +42,25 @@ impl Ack {
     }
 }
 
+/// Follows a child process's stderr from a thread of its own, line by line, and waits for its
+/// first line: a server process reports its address there when it accepts connections. Returns
+/// that line and the receiver of the lines after it.
+pub fn first_stderr_line(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let first = received.recv_timeout(timeout).expect("the process writes a first line to stderr");
+    (first, received)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,10 +10,8 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
     time::Duration,
 };
 use trackflow_client::{
@@ -41,14 +39,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start tasks-server");
-        let stderr = child.stderr.take().expect("stderr");
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let first = received.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
+        let (first, _) = trackflow_tests::first_stderr_line(&mut child, Duration::from_secs(60));
         let url =
             first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {first:?}")).to_owned();
         Self { child, url }

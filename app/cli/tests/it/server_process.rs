@@ -1,7 +1,6 @@
 //! `trackflow server` as a process of its own, for the suites that need a real one.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -31,14 +30,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start server");
-        let stderr = child.stderr.take().expect("stderr");
-        let (lines, received) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        let first = received.recv_timeout(Duration::from_secs(60)).expect("the server reports its address");
+        let (first, received) = trackflow_tests::first_stderr_line(&mut child, Duration::from_secs(60));
         let addr = first
             .split("http://")
             .nth(1)
