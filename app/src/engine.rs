@@ -4,7 +4,10 @@
 //! [`SyncEngine::sync_now`] runs one sync and waits for it; [`SyncEngine::shutdown`] stops
 //! everything without losing what was being sent.
 
-use crate::wiring::{client_module_with, open_store_with, ClientModule};
+use crate::{
+    wiring::{client_module_with, open_store_with, ClientModule},
+    ClientError,
+};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
@@ -80,13 +83,13 @@ pub struct SyncEngine {
 impl SyncEngine {
     /// Opens (creating and migrating if needed) the database in `data_dir` and wires the
     /// engine over it. Nothing runs until [`start`](Self::start).
-    pub async fn open(data_dir: &Path, options: EngineOptions) -> anyhow::Result<Self> {
+    pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Self, ClientError> {
         let store = open_store_with(data_dir, options.schema).await?;
         Self::over(store, options)
     }
 
     /// The engine over an opened store: everything resolved from its [`ClientModule`].
-    pub fn over(store: LocalStore, options: EngineOptions) -> anyhow::Result<Self> {
+    pub fn over(store: LocalStore, options: EngineOptions) -> Result<Self, ClientError> {
         let module = client_module_with(&store, &options)?;
         Ok(Self::with_module(store, module, options))
     }

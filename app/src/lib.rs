@@ -26,6 +26,18 @@ pub mod wiring;
 
 pub use engine::{EngineOptions, SyncEngine};
 
+/// Why the client could not be opened or wired.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The local database could not be opened or migrated (the error names the file).
+    #[error(transparent)]
+    Store(#[from] trackflow_store::StoreError),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Http(trackflow_domain::ports::RemoteError),
+}
+
 // The crates an embedding program works with, re-exported so that `trackflow-client` is its one
 // dependency: the domain's entities and ports, shaku to resolve them, the option types of the
 // store, the remote and the sync machinery.

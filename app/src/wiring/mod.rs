@@ -29,8 +29,7 @@ mod client;
 
 pub use client::{MonitorParameters, RealtimeParameters, Required, UpstreamParameters};
 
-use crate::engine::EngineOptions;
-use anyhow::Context;
+use crate::{engine::EngineOptions, ClientError};
 use shaku::{module, ModuleBuilder};
 use std::{path::Path, sync::Arc};
 use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
@@ -101,12 +100,12 @@ macro_rules! client_module {
 trackflow_domain::registered_types!(client_module);
 
 /// Builds the module over an opened store, with the default options.
-pub fn client_module(store: &LocalStore) -> anyhow::Result<ClientModule> {
+pub fn client_module(store: &LocalStore) -> Result<ClientModule, ClientError> {
     client_module_with(store, &EngineOptions::default())
 }
 
 /// Builds the module over an opened store, syncing as `options` say.
-pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow::Result<ClientModule> {
+pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> Result<ClientModule, ClientError> {
     Ok(client_module_builder(store, options)?.build())
 }
 
@@ -115,12 +114,12 @@ pub fn client_module_with(store: &LocalStore, options: &EngineOptions) -> anyhow
 pub fn client_module_builder(
     store: &LocalStore,
     options: &EngineOptions,
-) -> anyhow::Result<ModuleBuilder<ClientModule>> {
-    let remote = HttpRemote::parameters(&options.remote).context("building the HTTP client")?;
+) -> Result<ModuleBuilder<ClientModule>, ClientError> {
+    let remote = HttpRemote::parameters(&options.remote).map_err(ClientError::Http)?;
     let session: Arc<dyn SessionStorage> = Arc::new(SqliteSessionStorage::new(store.clone()));
     // One more client for what the module's remote does not offer under its interface: the
     // health probe, blob transfers and the event stream.
-    let http = Arc::new(HttpRemote::new(session, &options.remote).context("building the HTTP client")?);
+    let http = Arc::new(HttpRemote::new(session, &options.remote).map_err(ClientError::Http)?);
     let probe: Arc<dyn HealthProbe> = http.clone();
     let blob_remote: Arc<dyn BlobRemote> = http.clone();
     let events: Arc<dyn EventSource> = http;
@@ -167,22 +166,23 @@ fn repository(store: &LocalStore) -> RepositoryParameters {
 }
 
 /// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
-pub async fn open_client_module(data_dir: &Path) -> anyhow::Result<ClientModule> {
+pub async fn open_client_module(data_dir: &Path) -> Result<ClientModule, ClientError> {
     let store = open_store(data_dir).await?;
     client_module(&store)
 }
 
 /// Opens the database in `data_dir`.
-pub async fn open_store(data_dir: &Path) -> anyhow::Result<LocalStore> {
+pub async fn open_store(data_dir: &Path) -> Result<LocalStore, ClientError> {
     open_store_with(data_dir, &[]).await
 }
 
 /// Opens the database in `data_dir`, applying the program's own `schema` too.
-pub async fn open_store_with(data_dir: &Path, schema: &'static [AppMigration]) -> anyhow::Result<LocalStore> {
+pub async fn open_store_with(
+    data_dir: &Path,
+    schema: &'static [AppMigration],
+) -> Result<LocalStore, ClientError> {
     let path = data_dir.join(DATABASE_FILE);
-    LocalStore::open(LocalStoreOptions::new(&path).with_schema(schema), Arc::new(SystemClock))
-        .await
-        .with_context(|| format!("opening {}", path.display()))
+    Ok(LocalStore::open(LocalStoreOptions::new(&path).with_schema(schema), Arc::new(SystemClock)).await?)
 }
 
 #[cfg(test)]
