@@ -26,7 +26,7 @@ mod sync;
 pub use error::ApiFailure;
 pub use events::{LocalPokeRelay, PokeHub};
 pub use metrics::Metrics;
-pub use openapi::OPENAPI_JSON;
+pub use openapi::{document_json, OPENAPI_JSON};
 pub use trackflow_domain::protocol;
 
 use axum::{

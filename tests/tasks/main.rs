@@ -99,6 +99,14 @@ async fn two_devices_edit_offline_and_both_end_equal_to_the_server() {
         .await
         .expect("sign up")
         .token;
+    // The server describes the program's types, not the built-in model's.
+    let document: Value = reqwest::get(format!("{}/v1/openapi.json", server.url))
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(document["components"]["schemas"]["EntityType"]["enum"], Value::from(vec!["board", "task"]));
     let a = device(&dir.path().join("a"), &server.url, user, &token).await;
     let b = device(&dir.path().join("b"), &server.url, user, &token).await;
     let now = Timestamp(1_800_000_000_000);
