@@ -1,4 +1,7 @@
-use super::{EntityRef, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity, WriteRule};
+use super::{
+    CollaboratorRole, EntityRef, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity,
+    WriteRule,
+};
 use crate::{
     error::RepositoryError,
     error::ValidationError,
@@ -7,61 +10,10 @@ use crate::{
     sync::Priority,
     time::Timestamp,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::{fmt, str::FromStr};
 use uuid::Uuid;
-
-/// What a user may do in a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CollaboratorRole {
-    /// The project's owner: everything, including deleting the project and managing
-    /// collaborators. Held by [`crate::Project::owner_id`], never by a collaborator record.
-    Owner,
-    /// Reads and writes inside the project.
-    Editor,
-    /// Reads only.
-    Viewer,
-}
-
-impl CollaboratorRole {
-    /// Whether this role may write inside a project.
-    pub fn can_write(self) -> bool {
-        matches!(self, CollaboratorRole::Owner | CollaboratorRole::Editor)
-    }
-
-    /// The stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CollaboratorRole::Owner => "owner",
-            CollaboratorRole::Editor => "editor",
-            CollaboratorRole::Viewer => "viewer",
-        }
-    }
-}
-
-impl fmt::Display for CollaboratorRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for CollaboratorRole {
-    type Err = ValidationError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "owner" => Ok(CollaboratorRole::Owner),
-            "editor" => Ok(CollaboratorRole::Editor),
-            "viewer" => Ok(CollaboratorRole::Viewer),
-            other => {
-                Err(ValidationError::new("role", format!("'{other}' is not one of owner, editor, viewer")))
-            }
-        }
-    }
-}
 
 /// A user's membership in a project with a role.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes

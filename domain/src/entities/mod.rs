@@ -7,15 +7,17 @@ mod collaborator;
 mod playlist;
 mod project;
 mod registry;
+mod role;
 mod user_profile;
 
 pub use any::{Membership, ParseScopeError, Scope, ScopeKind};
 pub use audio_comment::{AudioComment, AudioCommentPatch};
 pub use audio_track::{AudioTrack, AudioTrackPatch};
-pub use collaborator::{CollaboratorRole, ProjectCollaborator, ProjectCollaboratorPatch};
+pub use collaborator::{ProjectCollaborator, ProjectCollaboratorPatch};
 pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
 pub use registry::{AnyEntity, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule};
+pub use role::CollaboratorRole;
 pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
