@@ -16,7 +16,7 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    entities::AnyEntity,
+    entities::{changed_values, AnyEntity},
     ports::{Clock, IdentifiedFields, WriteContext},
     EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind, RepositoryError,
     SyncEntity, SyncMeta, SyncOperation, Timestamp, ValidationError,
@@ -375,11 +375,7 @@ pub(crate) fn update(
         let after = change(&record.entity)?;
         let before_fields = record.entity.fields();
         let after_fields = after.fields();
-        let changed: BTreeMap<String, Value> = after_fields
-            .iter()
-            .filter(|(name, value)| before_fields.get(*name) != Some(*value))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
+        let changed = changed_values(&before_fields, &after_fields);
         if changed.is_empty() {
             return Ok(after);
         }

@@ -272,8 +272,19 @@ impl<'a> FieldReader<'a> {
 
 /// The fields of `after` whose values differ from `before`, with their new values.
 pub fn changed_fields<E: SyncEntity>(before: &E, after: &E) -> BTreeMap<String, Value> {
-    let old = before.fields();
-    after.fields().into_iter().filter(|(name, value)| old.get(name) != Some(value)).collect()
+    changed_values(&before.fields(), &after.fields())
+}
+
+/// The entries of wire fields `after` whose values differ from `before`.
+pub fn changed_values(
+    before: &BTreeMap<String, Value>,
+    after: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(*value))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]
