@@ -57,9 +57,17 @@ pub struct BoardPatch {
 }
 
 impl Board {
+    /// Longest allowed title, in characters.
+    pub const MAX_TITLE: usize = 200;
+
     /// A new board owned by `owner_id`.
     pub fn new(owner_id: UserId, title: &str, now: Timestamp) -> Result<Self, ValidationError> {
-        Ok(Self { id: BoardId::new(), owner_id, title: required_text("title", title, 200)?, created_at: now })
+        Ok(Self {
+            id: BoardId::new(),
+            owner_id,
+            title: required_text("title", title, Self::MAX_TITLE)?,
+            created_at: now,
+        })
     }
 
     /// The id.
@@ -107,14 +115,14 @@ impl SyncEntity for Board {
         Ok(Self {
             id: BoardId::from_uuid(id),
             owner_id: f.required("owner_id")?,
-            title: required_text("title", &f.required::<String>("title")?, 200)?,
+            title: required_text("title", &f.required::<String>("title")?, Self::MAX_TITLE)?,
             created_at: f.required("created_at")?,
         })
     }
 
     fn patched(&self, patch: &BoardPatch) -> Result<Self, ValidationError> {
         let title = match &patch.title {
-            Some(title) => required_text("title", title, 200)?,
+            Some(title) => required_text("title", title, Self::MAX_TITLE)?,
             None => self.title.clone(),
         };
         Ok(Self { title, ..self.clone() })

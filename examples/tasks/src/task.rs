@@ -37,9 +37,12 @@ pub struct TaskPatch {
 }
 
 impl Task {
+    /// Longest allowed title, in characters.
+    pub const MAX_TITLE: usize = 500;
+
     /// A new task, not done, on `board`.
     pub fn new(board: BoardId, title: &str, now: Timestamp) -> Result<Self, ValidationError> {
-        let title = required_text("title", title, 500)?;
+        let title = required_text("title", title, Self::MAX_TITLE)?;
         Ok(Self { id: TaskId::new(), board_id: board, title, done: false, created_at: now })
     }
 
@@ -86,7 +89,7 @@ impl SyncEntity for Task {
         Ok(Self {
             id: TaskId::from_uuid(id),
             board_id: f.required("board_id")?,
-            title: required_text("title", &f.required::<String>("title")?, 500)?,
+            title: required_text("title", &f.required::<String>("title")?, Self::MAX_TITLE)?,
             done: f.required("done")?,
             created_at: f.required("created_at")?,
         })
@@ -94,7 +97,7 @@ impl SyncEntity for Task {
 
     fn patched(&self, patch: &TaskPatch) -> Result<Self, ValidationError> {
         let title = match &patch.title {
-            Some(title) => required_text("title", title, 500)?,
+            Some(title) => required_text("title", title, Self::MAX_TITLE)?,
             None => self.title.clone(),
         };
         Ok(Self { title, done: patch.done.unwrap_or(self.done), ..self.clone() })
