@@ -32,9 +32,10 @@ pub enum Relation {
         /// The profile's user and this user are both members of some project.
         shares_project: bool,
     },
-    /// For a project or anything inside it: the user's role there, `None` for a stranger.
-    /// Creating a project is judged as its owner (the server checks `owner_id` is the user).
-    Project(Option<CollaboratorRole>),
+    /// For a shared scope's root or anything inside it: the user's role there, `None` for a
+    /// stranger. Creating a root (a project) is judged as its owner (the server checks the
+    /// grant it carries names the user).
+    Member(Option<CollaboratorRole>),
 }
 
 /// A refused access, with the reason code the server returns.
@@ -89,11 +90,11 @@ pub fn authorize(entity_type: EntityType, access: Access, relation: Relation) ->
             None => Err(Denied::hidden(entity_type)),
             Some(_) => Err(Denied::forbidden(format!("only its owner changes a {}", Pretty(entity_type)))),
         },
-        (ScopeKind::User, Relation::Project(_)) | (ScopeKind::Project, Relation::Profile { .. }) => {
+        (ScopeKind::User, Relation::Member(_)) | (ScopeKind::Shared, Relation::Profile { .. }) => {
             Err(Denied::forbidden(format!("a {} is not judged that way", Pretty(entity_type))))
         }
-        (ScopeKind::Project, Relation::Project(None)) => Err(Denied::hidden(entity_type)),
-        (ScopeKind::Project, Relation::Project(Some(role))) => match kind {
+        (ScopeKind::Shared, Relation::Member(None)) => Err(Denied::hidden(entity_type)),
+        (ScopeKind::Shared, Relation::Member(Some(role))) => match kind {
             None => Ok(()),
             Some(_) if role == Viewer => Err(Denied::forbidden("viewers cannot change a project")),
             // Roles order owner < editor < viewer: a role at or before the least one writes.
@@ -138,7 +139,7 @@ mod tests {
             (AudioComment::ENTITY_TYPE, ["----", "----", "-FFF", "NNNN"]),
             (Playlist::ENTITY_TYPE, ["----", "----", "-FFF", "NNNN"]),
         ];
-        let in_projects = EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Project).count();
+        let in_projects = EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Shared).count();
         assert_eq!(table.len(), in_projects, "a row for every type kept in a project");
         let accesses = [
             Access::Read,
@@ -149,7 +150,7 @@ mod tests {
         for (entity_type, by_role) in table {
             for ((role_name, role), expected) in project_roles.iter().zip(by_role) {
                 for (access, want) in accesses.iter().zip(expected.chars()) {
-                    let got = match authorize(entity_type, *access, Relation::Project(*role)) {
+                    let got = match authorize(entity_type, *access, Relation::Member(*role)) {
                         Ok(()) => '-',
                         Err(d) if d.code == "forbidden" => 'F',
                         Err(d) if d.code == "not_found" => 'N',
@@ -188,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_refusal_says_what_only_the_owner_may_do() {
-        let editor = Relation::Project(Some(Editor));
+        let editor = Relation::Member(Some(Editor));
         let message = |entity_type, kind| {
             authorize(entity_type, Access::Write(kind), editor).expect_err("refused").message
         };
@@ -200,14 +201,14 @@ mod tests {
         let viewer = authorize(
             AudioTrack::ENTITY_TYPE,
             Access::Write(OperationKind::Update),
-            Relation::Project(Some(Viewer)),
+            Relation::Member(Some(Viewer)),
         );
         assert_eq!(viewer.expect_err("refused").message, "viewers cannot change a project");
     }
 
     #[test]
     fn mismatched_facts_are_refused_not_guessed() {
-        assert!(authorize(UserProfile::ENTITY_TYPE, Access::Read, Relation::Project(Some(Owner))).is_err());
+        assert!(authorize(UserProfile::ENTITY_TYPE, Access::Read, Relation::Member(Some(Owner))).is_err());
         let profile_facts = Relation::Profile { own: true, shares_project: true };
         assert!(authorize(AudioTrack::ENTITY_TYPE, Access::Read, profile_facts).is_err());
     }

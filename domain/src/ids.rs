@@ -127,6 +127,11 @@ typed_id!(
     CollaboratorId, "collaborator"
 );
 typed_id!(
+    /// Identifies a shared [`crate::entities::Scope`]: the id of the entity at its root (a
+    /// project, a board).
+    ScopeId, "scope"
+);
+typed_id!(
     /// Identifies an outbox [`crate::SyncOperation`]; it is also the idempotency key of the
     /// mutation sent to the server.
     OperationId, "operation"

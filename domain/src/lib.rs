@@ -42,7 +42,7 @@ pub use entities::{
 pub use error::{ClockError, RepositoryError, ValidationError};
 pub use ids::{
     AudioCommentId, AudioTrackId, CollaboratorId, ConflictId, NodeId, OperationId, PlaylistId, ProjectId,
-    UserId,
+    ScopeId, UserId,
 };
 pub use sync::{
     FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict, SyncMeta,

@@ -24,7 +24,7 @@ use trackflow_domain::{
         RemoteError, SyncError, SyncProgressObserver, SyncStatistics,
     },
     protocol::{PullRequest, PullResponse, ScopeHead, DEFAULT_PULL_LIMIT, PEOPLE_SCOPE},
-    EntityType, ProjectId, RepositoryError, Timestamp,
+    EntityType, RepositoryError, ScopeId, Timestamp,
 };
 
 /// How the manager pulls.
@@ -144,9 +144,9 @@ impl SyncDataManager {
             .collect()
             .await;
         outcomes.extend(concurrent);
-        for project in lost {
-            let scope = Scope::Project(project).to_string();
-            let outcome = self.store.forget_project(project).await.map_err(PullError::from).map(|removed| {
+        for root in lost {
+            let scope = Scope::Shared(root).to_string();
+            let outcome = self.store.forget_scope(root).await.map_err(PullError::from).map(|removed| {
                 tracing::info!(%scope, removed, "no longer readable; its local rows are removed");
                 PullReport { scope: scope.clone(), ran: true, removed, ..PullReport::default() }
             });
@@ -155,16 +155,16 @@ impl SyncDataManager {
         Ok(outcomes)
     }
 
-    /// The projects pulled here before that the server no longer lists for the user: they were
-    /// removed from them, or the projects are gone. This replica must not keep showing them.
-    async fn lost(&self, listed: &[ScopeHead]) -> Result<Vec<ProjectId>, PullError> {
+    /// The shared scopes pulled here before that the server no longer lists for the user: they
+    /// were removed from them, or their roots are gone. This replica must not keep showing them.
+    async fn lost(&self, listed: &[ScopeHead]) -> Result<Vec<ScopeId>, PullError> {
         let listed: HashSet<&str> = listed.iter().map(|s| s.scope.as_str()).collect();
         let pulled = self.store.pulled_scopes().await?;
         Ok(pulled
             .iter()
             .filter(|scope| !listed.contains(scope.as_str()))
             .filter_map(|scope| match scope.parse::<Scope>() {
-                Ok(Scope::Project(project)) => Some(project),
+                Ok(Scope::Shared(root)) => Some(root),
                 _ => None,
             })
             .collect())

@@ -13,7 +13,7 @@ use super::{
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use trackflow_db::error::{StoreError, StoreResult};
-use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, UserId};
+use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, ScopeId, UserId};
 use uuid::Uuid;
 
 /// The scopes the entities `ids` belong to.
@@ -42,7 +42,7 @@ pub(super) fn audience(
     let projects: Vec<String> = scopes
         .iter()
         .filter_map(|s| match s {
-            Scope::Project(id) => Some(id.to_string()),
+            Scope::Shared(id) => Some(id.to_string()),
             Scope::User(_) => None,
         })
         .collect();
@@ -52,8 +52,7 @@ pub(super) fn audience(
             .select((memberships::project_id, memberships::user_id))
             .load(conn)?;
         for (project, user) in members {
-            let scope =
-                Scope::Project(trackflow_domain::ProjectId::from_uuid(project.parse().map_err(corrupt)?));
+            let scope = Scope::Shared(ScopeId::from_uuid(project.parse().map_err(corrupt)?));
             readers.entry(scope).or_default().insert(UserId::from_uuid(user.parse().map_err(corrupt)?));
         }
     }

@@ -25,7 +25,7 @@ use trackflow_domain::{
     entities::Scope,
     ports::ServerStoreError,
     protocol::{PullRequest, PullResponse, ScopeHead, MAX_PULL_LIMIT, PEOPLE_SCOPE},
-    ProjectId, UserId,
+    ScopeId, UserId,
 };
 
 /// Where a pull stopped: the last `(effective version, version)` delivered.
@@ -77,8 +77,8 @@ pub(super) fn readable_scopes(
     }
     let mut my_grant = BTreeMap::new();
     for (project, granted) in &mine {
-        let id = ProjectId::from_uuid(project.parse().map_err(corrupt)?);
-        scopes.insert(Scope::Project(id), *granted);
+        let id = ScopeId::from_uuid(project.parse().map_err(corrupt)?);
+        scopes.insert(Scope::Shared(id), *granted);
         my_grant.insert(project.clone(), *granted);
     }
     // Fellow members' profiles, readable since both belonged to a shared project.
@@ -111,7 +111,7 @@ fn requested(
         mutation_id: None,
     };
     match name.parse::<Scope>() {
-        Ok(wanted @ Scope::Project(_)) => match readable.get(&wanted) {
+        Ok(wanted @ Scope::Shared(_)) => match readable.get(&wanted) {
             Some(granted) => Ok(BTreeMap::from([(wanted, *granted)])),
             None => Err(ServerStoreError::BadInput {
                 code: "scope_not_readable".into(),
@@ -149,7 +149,7 @@ pub(super) fn scopes(conn: &mut ServerConnection, user: UserId) -> Result<Vec<Sc
     let people = readable.iter().filter(|(s, _)| matches!(s, Scope::User(_))).map(|(s, g)| head(s, *g)).max();
     let mut projects: Vec<(i64, ScopeHead)> = readable
         .iter()
-        .filter(|(s, _)| matches!(s, Scope::Project(_)))
+        .filter(|(s, _)| matches!(s, Scope::Shared(_)))
         .map(|(s, g)| (*g, ScopeHead { scope: s.to_string(), head: head(s, *g) }))
         .collect();
     projects.sort_by(|a, b| (a.0, &a.1.scope).cmp(&(b.0, &b.1.scope)));

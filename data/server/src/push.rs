@@ -25,7 +25,7 @@ use trackflow_domain::{
         field_merge::MergeKind,
         mutation_plan::{plan_mutation, Plan, Refusal, StoredEntity},
     },
-    CollaboratorRole, OperationId, ProjectId, UserId,
+    CollaboratorRole, OperationId, ScopeId, UserId,
 };
 use uuid::Uuid;
 
@@ -146,7 +146,7 @@ struct Batch<'c> {
     last_version: i64,
     entities: HashMap<Uuid, Entry>,
     /// The pushing user's role per project, as looked up (cleared when memberships change).
-    roles: HashMap<ProjectId, Option<CollaboratorRole>>,
+    roles: HashMap<ScopeId, Option<CollaboratorRole>>,
     applied: HashMap<OperationId, Applied>,
     /// Mutations this batch applied, in order: their dedupe records (in `applied`) are new.
     new_records: Vec<OperationId>,
@@ -211,12 +211,12 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
-    fn role(&mut self, project: ProjectId) -> Result<Option<CollaboratorRole>, StoreError> {
-        if let Some(role) = self.roles.get(&project) {
+    fn role(&mut self, scope: ScopeId) -> Result<Option<CollaboratorRole>, StoreError> {
+        if let Some(role) = self.roles.get(&scope) {
             return Ok(*role);
         }
-        let role = role_in(self.conn, project, self.user)?;
-        self.roles.insert(project, role);
+        let role = role_in(self.conn, scope, self.user)?;
+        self.roles.insert(scope, role);
         Ok(role)
     }
 
@@ -293,18 +293,18 @@ impl<'c> Batch<'c> {
     ) -> Result<Result<(), MutationOutcome>, StoreError> {
         let relation = match plan.scope {
             Scope::User(owner) => Relation::Profile { own: owner == self.user, shares_project: false },
-            Scope::Project(project) => {
+            Scope::Shared(scope) => {
                 let creating_project = mutation.entity_type.is_scope_root() && plan.before.is_none();
                 match (creating_project, plan.entity.as_ref().and_then(AnyEntity::membership)) {
                     // Nobody is a member of a project that does not exist yet: its creator is
                     // judged as the owner it names, and may only name themselves.
                     (true, Some(grant)) if grant.user_id == self.user => {
-                        Relation::Project(Some(CollaboratorRole::Owner))
+                        Relation::Member(Some(CollaboratorRole::Owner))
                     }
-                    (true, _) if self.role(project)?.is_none() => {
+                    (true, _) if self.role(scope)?.is_none() => {
                         return Ok(Err(rejected("forbidden", "a project is created by its owner".into())));
                     }
-                    _ => Relation::Project(self.role(project)?),
+                    _ => Relation::Member(self.role(scope)?),
                 }
             }
         };
@@ -320,7 +320,7 @@ impl<'c> Batch<'c> {
                 return Ok(Err(rejected("forbidden", message)));
             }
             if let (false, Some(grant)) = (mutation.entity_type.is_scope_root(), entity.membership()) {
-                if role_in(self.conn, grant.project_id, grant.user_id)?.is_some() {
+                if role_in(self.conn, grant.scope, grant.user_id)?.is_some() {
                     let message = "this user is already a member of the project".to_owned();
                     return Ok(Err(rejected("already_exists", message)));
                 }
@@ -440,17 +440,15 @@ fn update_membership(
         .filter(|b| after.is_none() && !b.entity_type().is_scope_root())
         .and_then(AnyEntity::membership);
     if let Some(grant) = revoked {
-        if role_in(conn, grant.project_id, grant.user_id)? != Some(CollaboratorRole::Owner) {
-            diesel::delete(
-                memberships::table.find((grant.project_id.to_string(), grant.user_id.to_string())),
-            )
-            .execute(conn)?;
+        if role_in(conn, grant.scope, grant.user_id)? != Some(CollaboratorRole::Owner) {
+            diesel::delete(memberships::table.find((grant.scope.to_string(), grant.user_id.to_string())))
+                .execute(conn)?;
             return Ok(true);
         }
     }
     let Some(grant) = after.and_then(AnyEntity::membership) else { return Ok(false) };
-    let key = (grant.project_id.to_string(), grant.user_id.to_string());
-    let existing = role_in(conn, grant.project_id, grant.user_id)?;
+    let key = (grant.scope.to_string(), grant.user_id.to_string());
+    let existing = role_in(conn, grant.scope, grant.user_id)?;
     match existing {
         Some(role) if role == grant.role || role == CollaboratorRole::Owner => return Ok(false),
         Some(_) => {

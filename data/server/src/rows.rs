@@ -10,7 +10,7 @@ use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     protocol::EntityState,
     sync::{field_merge::FieldState, mutation_plan::StoredEntity, Hlc},
-    CollaboratorRole, ProjectId, UserId,
+    CollaboratorRole, ScopeId, UserId,
 };
 use uuid::Uuid;
 
@@ -89,14 +89,14 @@ pub(super) fn find_entity(conn: &mut ServerConnection, id: Uuid) -> StoreResult<
     row.as_ref().map(EntityRow::decode).transpose()
 }
 
-/// The user's role in a project, `None` if they are not a member.
+/// The user's role in a shared scope, `None` if they are not a member.
 pub(super) fn role_in(
     conn: &mut ServerConnection,
-    project: ProjectId,
+    scope: ScopeId,
     user: UserId,
 ) -> StoreResult<Option<CollaboratorRole>> {
     let role: Option<String> = memberships::table
-        .find((project.to_string(), user.to_string()))
+        .find((scope.to_string(), user.to_string()))
         .select(memberships::role)
         .get_result(conn)
         .optional()?;

@@ -33,7 +33,7 @@ use trackflow_domain::{
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
     sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
-    ConflictId, EntityRef, EntityType, OperationKind, ProjectId, RepositoryError, SyncConflict, SyncMeta,
+    ConflictId, EntityRef, EntityType, OperationKind, RepositoryError, ScopeId, SyncConflict, SyncMeta,
     Timestamp,
 };
 use uuid::Uuid;
@@ -549,9 +549,9 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         self.store.read(|conn| Ok(sync_metadata::table.select(sync_metadata::scope).load(conn)?)).await
     }
 
-    async fn forget_project(&self, project: ProjectId) -> Result<u64, RepositoryError> {
-        let scope = Scope::Project(project).to_string();
-        let id = project.to_string();
+    async fn forget_scope(&self, root: ScopeId) -> Result<u64, RepositoryError> {
+        let scope = Scope::Shared(root).to_string();
+        let id = root.to_string();
         self.store
             .read(move |conn| {
                 conn.immediate_transaction(|conn| {
@@ -559,7 +559,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                     // table, the pulled rows waiting for one of its rows, never wanted now.
                     let mut removed = 0;
                     for entity_type in EntityType::all().iter().rev() {
-                        if entity_type.scope_kind() == ScopeKind::Project {
+                        if entity_type.scope_kind() == ScopeKind::Shared {
                             removed += TableSql::of(*entity_type).forget(conn, &id)?;
                         }
                     }

@@ -1,9 +1,9 @@
 //! Scopes and memberships: the units of read access and the grants that open them. Every
 //! entity belongs to a scope (its declaration says how it finds it), and some entities grant
-//! membership of a project scope.
+//! membership of a shared scope.
 
 use super::CollaboratorRole;
-use crate::ids::{ProjectId, UserId};
+use crate::ids::{ScopeId, UserId};
 use std::{fmt, str::FromStr};
 use uuid::Uuid;
 
@@ -13,18 +13,19 @@ pub enum ScopeKind {
     /// A user's own records: the user reads and writes them; people who share a project with
     /// the user read them.
     User,
-    /// A project and everything inside it: members read, and write as their role allows.
-    Project,
+    /// A shared scope: an entity of a root type (a project, a board) and everything inside it.
+    /// Its members read, and write as their role allows.
+    Shared,
 }
 
-/// The unit of read access on the server: a user's own records, or one project and everything
-/// inside it. Every stored row belongs to exactly one scope, and pulls are computed per scope.
+/// The unit of read access on the server: a user's own records, or one shared scope (a root
+/// entity and everything inside it). Every stored row belongs to exactly one scope, and pulls are computed per scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Scope {
     /// A user's profile.
     User(UserId),
-    /// A project, its tracks, comments, playlists and collaborators.
-    Project(ProjectId),
+    /// A shared scope, named by the id of its root entity.
+    Shared(ScopeId),
 }
 
 impl Scope {
@@ -32,7 +33,7 @@ impl Scope {
     pub fn kind(&self) -> ScopeKind {
         match self {
             Scope::User(_) => ScopeKind::User,
-            Scope::Project(_) => ScopeKind::Project,
+            Scope::Shared(_) => ScopeKind::Shared,
         }
     }
 }
@@ -41,10 +42,15 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Scope::User(id) => write!(f, "user:{id}"),
-            Scope::Project(id) => write!(f, "project:{id}"),
+            Scope::Shared(id) => write!(f, "{SHARED_PREFIX}:{id}"),
         }
     }
 }
+
+/// How a shared scope is named on the wire and in stored rows: `project:<uuid>`. The prefix is
+/// the protocol's since its first version, when the only shared scopes were the music model's
+/// projects; it names a shared scope of any root type.
+pub const SHARED_PREFIX: &str = "project";
 
 /// A scope name that is not `user:<uuid>` or `project:<uuid>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,18 +66,18 @@ impl FromStr for Scope {
         let id = Uuid::parse_str(id).map_err(|_| error())?;
         match kind {
             "user" => Ok(Scope::User(UserId::from_uuid(id))),
-            "project" => Ok(Scope::Project(ProjectId::from_uuid(id))),
+            SHARED_PREFIX => Ok(Scope::Shared(ScopeId::from_uuid(id))),
             _ => Err(error()),
         }
     }
 }
 
-/// A grant of access to a project that an entity carries: a project grants its owner, a
+/// A grant of access to a shared scope that an entity carries: a project grants its owner, a
 /// collaborator record grants its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
-    /// The project.
-    pub project_id: ProjectId,
+    /// The shared scope.
+    pub scope: ScopeId,
     /// The member.
     pub user_id: UserId,
     /// Their role.
@@ -89,7 +95,7 @@ mod tests {
     #[test]
     fn scopes_round_trip_through_their_names() {
         let user = Scope::User(UserId::new());
-        let project = Scope::Project(ProjectId::new());
+        let project = Scope::Shared(ScopeId::new());
         for scope in [user, project] {
             assert_eq!(scope.to_string().parse::<Scope>(), Ok(scope));
         }
@@ -109,14 +115,14 @@ mod tests {
         let any_track = AnyEntity::from_fields(AudioTrack::ENTITY_TYPE, track.entity_id(), &track.fields())
             .expect("round trip");
         assert_eq!(any_track, AnyEntity::new(track));
-        assert_eq!(any_track.scope(), Scope::Project(project.id()));
+        assert_eq!(any_track.scope(), Scope::Shared(project.id().into()));
         assert_eq!(any_track.membership(), None);
         let grant = AnyEntity::new(project.clone()).membership().expect("owner");
         assert_eq!((grant.user_id, grant.role), (owner, CollaboratorRole::Owner));
         let grant = AnyEntity::new(member.clone()).membership().expect("member");
         assert_eq!(
-            (grant.project_id, grant.user_id, grant.role),
-            (project.id(), member.user_id(), member.role())
+            (grant.scope, grant.user_id, grant.role),
+            (project.id().into(), member.user_id(), member.role())
         );
     }
 }

@@ -153,7 +153,7 @@ impl SyncEntity for AudioComment {
 
     const NAME: &'static str = "audio_comment";
     const PARENT: Option<Parent> = Some(Parent { entity_type: AudioTrack::ENTITY_TYPE, field: "track_id" });
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const PRIORITY: Priority = Priority::Medium;
     const TABLE: &'static str = "audio_comments";
     const SCOPE_FIELD: &'static str = "project_id";
@@ -178,7 +178,7 @@ impl SyncEntity for AudioComment {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Project(self.project_id)
+        Scope::Shared(self.project_id.into())
     }
 
     fn author(&self) -> Option<UserId> {

@@ -150,7 +150,7 @@ impl SyncEntity for AudioTrack {
 
     const NAME: &'static str = "audio_track";
     const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const PRIORITY: Priority = Priority::Medium;
     const TABLE: &'static str = "audio_tracks";
     const SCOPE_FIELD: &'static str = "project_id";
@@ -175,7 +175,7 @@ impl SyncEntity for AudioTrack {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Project(self.project_id)
+        Scope::Shared(self.project_id.into())
     }
 
     fn author(&self) -> Option<UserId> {

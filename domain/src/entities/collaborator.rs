@@ -101,7 +101,7 @@ impl SyncEntity for ProjectCollaborator {
 
     const NAME: &'static str = "project_collaborator";
     const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const WRITE: WriteRule = WriteRule::OWNER;
     const PRIORITY: Priority = Priority::Critical;
     const TABLE: &'static str = "project_collaborators";
@@ -122,11 +122,11 @@ impl SyncEntity for ProjectCollaborator {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Project(self.project_id)
+        Scope::Shared(self.project_id.into())
     }
 
     fn membership(&self) -> Option<Membership> {
-        Some(Membership { project_id: self.project_id, user_id: self.user_id, role: self.role })
+        Some(Membership { scope: self.project_id.into(), user_id: self.user_id, role: self.role })
     }
 
     fn patched(&self, patch: &ProjectCollaboratorPatch) -> Result<Self, ValidationError> {

@@ -113,7 +113,7 @@ impl SyncEntity for Playlist {
     const NAME: &'static str = "playlist";
     const PARENT: Option<Parent> = Some(Parent { entity_type: Project::ENTITY_TYPE, field: "project_id" });
     const REFERS_TO: &'static [EntityType] = &[AudioTrack::ENTITY_TYPE];
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const PRIORITY: Priority = Priority::Low;
     const TABLE: &'static str = "playlists";
     const JSON_FIELDS: &'static [&'static str] = &["track_ids"];
@@ -133,7 +133,7 @@ impl SyncEntity for Playlist {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Project(self.project_id)
+        Scope::Shared(self.project_id.into())
     }
 
     fn patched(&self, patch: &PlaylistPatch) -> Result<Self, ValidationError> {

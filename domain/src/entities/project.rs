@@ -3,7 +3,7 @@ use super::{
 };
 use crate::{
     error::ValidationError,
-    ids::{ProjectId, UserId},
+    ids::{ProjectId, ScopeId, UserId},
     sync::Priority,
     time::Timestamp,
     validate::{optional_text, required_text},
@@ -32,6 +32,13 @@ pub struct ProjectPatch {
     pub name: Option<String>,
     /// A new description; `Some(None)` clears it.
     pub description: Option<Option<String>>,
+}
+
+/// A project is the root of a shared scope, named by its id.
+impl From<ProjectId> for ScopeId {
+    fn from(id: ProjectId) -> Self {
+        ScopeId::from_uuid(id.as_uuid())
+    }
 }
 
 impl Project {
@@ -111,7 +118,7 @@ impl SyncEntity for Project {
     type Patch = ProjectPatch;
 
     const NAME: &'static str = "project";
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const WRITE: WriteRule = WriteRule { delete: CollaboratorRole::Owner, ..WriteRule::MEMBERS };
     const PRIORITY: Priority = Priority::High;
     const TABLE: &'static str = "projects";
@@ -132,11 +139,11 @@ impl SyncEntity for Project {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Project(self.id)
+        Scope::Shared(self.id.into())
     }
 
     fn membership(&self) -> Option<Membership> {
-        Some(Membership { project_id: self.id, user_id: self.owner_id, role: CollaboratorRole::Owner })
+        Some(Membership { scope: self.id.into(), user_id: self.owner_id, role: CollaboratorRole::Owner })
     }
 
     fn patched(&self, patch: &ProjectPatch) -> Result<Self, ValidationError> {

@@ -252,7 +252,7 @@ impl EntityType {
     /// Whether its entities are the roots of project scopes (a project): its scope is a project
     /// and its scope field is its own id.
     pub fn is_scope_root(self) -> bool {
-        self.0.scope == ScopeKind::Project && self.0.scope_field == "id"
+        self.0.scope == ScopeKind::Shared && self.0.scope_field == "id"
     }
 
     /// The fields its lists are ordered by.

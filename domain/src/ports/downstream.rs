@@ -1,6 +1,6 @@
 use crate::{
-    entities::EntityType, error::RepositoryError, ids::ProjectId, protocol::EntityState,
-    sync::ConflictPolicy, time::Timestamp,
+    entities::EntityType, error::RepositoryError, ids::ScopeId, protocol::EntityState, sync::ConflictPolicy,
+    time::Timestamp,
 };
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -172,11 +172,11 @@ pub trait DownstreamRepository: Interface {
     /// The scopes pulled here before (those with sync metadata).
     async fn pulled_scopes(&self) -> Result<Vec<String>, RepositoryError>;
 
-    /// The user can no longer read `project` (removed from it, or it is gone): removes the
-    /// project and everything in it from the local tables, with its scope's cursor, head and
+    /// The user can no longer read the shared `scope` (removed from it, or its root is gone):
+    /// removes its root and everything in it from the local tables, with its scope's cursor, head and
     /// statistics, in one transaction. Queued operations stay: the server refuses them, and the
     /// user sees them as failed. Returns the rows removed.
-    async fn forget_project(&self, project: ProjectId) -> Result<u64, RepositoryError>;
+    async fn forget_scope(&self, scope: ScopeId) -> Result<u64, RepositoryError>;
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ mod tests {
         let fields = project.fields();
         StoredEntity {
             entity_type: Project::ENTITY_TYPE,
-            scope: Scope::Project(project.id()),
+            scope: Scope::Shared(project.id().into()),
             version: 7,
             state: FieldState {
                 field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
@@ -387,7 +387,7 @@ mod tests {
             plan_mutation(&mutation(OperationKind::Create, it, create_fields(&track), hlc(1, 1)), None)
                 .expect("create");
         assert_eq!(created.new_references, vec![project.entity_ref()]);
-        assert_eq!(created.scope, Scope::Project(project.id()));
+        assert_eq!(created.scope, Scope::Shared(project.id().into()));
         let current = StoredEntity {
             entity_type: AudioTrack::ENTITY_TYPE,
             scope: created.scope,

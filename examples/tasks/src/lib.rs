@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use trackflow_client::{
     domain::{
         entities::{FieldReader, Membership, Registry, RegistryError, Scope, ScopeKind, WriteRule},
-        ids::ProjectId,
+        ids::ScopeId,
         serde_json::Value,
         uuid::Uuid,
         validate::required_text,
@@ -79,10 +79,12 @@ impl Board {
     pub fn title(&self) -> &str {
         &self.title
     }
+}
 
-    /// The board as a scope: what its tasks and its grants name.
-    fn scope_id(id: BoardId) -> ProjectId {
-        ProjectId::from_uuid(id.as_uuid())
+/// A board is the root of a shared scope, named by its id: what its tasks and its grant name.
+impl From<BoardId> for ScopeId {
+    fn from(id: BoardId) -> Self {
+        ScopeId::from_uuid(id.as_uuid())
     }
 }
 
@@ -93,21 +95,17 @@ impl SyncEntity for Board {
     const TABLE: &'static str = "boards";
     const FIELDS: &'static [&'static str] = &["owner_id", "title", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["owner_id", "created_at"];
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const WRITE: WriteRule = WriteRule { delete: CollaboratorRole::Owner, ..WriteRule::MEMBERS };
     const PRIORITY: Priority = Priority::High;
     const MEMBER_FIELD: Option<&'static str> = Some("owner_id");
 
     fn scope(&self) -> Scope {
-        Scope::Project(Board::scope_id(self.id))
+        Scope::Shared(self.id.into())
     }
 
     fn membership(&self) -> Option<Membership> {
-        Some(Membership {
-            project_id: Board::scope_id(self.id),
-            user_id: self.owner_id,
-            role: CollaboratorRole::Owner,
-        })
+        Some(Membership { scope: self.id.into(), user_id: self.owner_id, role: CollaboratorRole::Owner })
     }
 
     fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {

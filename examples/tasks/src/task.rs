@@ -5,7 +5,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use trackflow_client::domain::{
     entities::{FieldReader, Parent, Scope, ScopeKind},
-    ids::ProjectId,
     serde_json::Value,
     uuid::Uuid,
     validate::required_text,
@@ -74,14 +73,14 @@ impl SyncEntity for Task {
     const FIELDS: &'static [&'static str] = &["board_id", "title", "done", "created_at"];
     const IMMUTABLE: &'static [&'static str] = &["board_id", "created_at"];
     const PARENT: Option<Parent> = Some(Parent { entity_type: Board::ENTITY_TYPE, field: "board_id" });
-    const SCOPE: ScopeKind = ScopeKind::Project;
+    const SCOPE: ScopeKind = ScopeKind::Shared;
     const SCOPE_FIELD: &'static str = "board_id";
     const PRIORITY: Priority = Priority::Medium;
     // A flag is JSON `true`/`false`, kept as such (not SQLite's 1 and 0).
     const JSON_FIELDS: &'static [&'static str] = &["done"];
 
     fn scope(&self) -> Scope {
-        Scope::Project(ProjectId::from_uuid(self.board_id.as_uuid()))
+        Scope::Shared(self.board_id.into())
     }
 
     fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
