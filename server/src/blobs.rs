@@ -23,10 +23,12 @@ use axum::{
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use trackflow_domain::uuid::Uuid;
 use trackflow_domain::{
+    entities::UnknownEntityType,
     ports::{BlobStorage, BlobStorageError},
     protocol::{BlobStored, PushRequest},
-    AudioTrackId, BlobHash, OperationKind, UserId,
+    BlobHash, EntityRef, EntityType, OperationKind, UserId,
 };
 
 /// The storage, or `422 no_audio_storage` on a server configured without one (permanent: the
@@ -137,19 +139,23 @@ pub(crate) async fn upload(
     Ok((status, Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created })))
 }
 
-/// `GET /v1/tracks/{track_id}/audio`: the track's audio, streamed, to a user who may read the
-/// track. 404 when the track is unknown, unreadable to the user, deleted or has no audio.
-pub(crate) async fn audio(
+/// `GET /v1/files/{entity_type}/{entity_id}`: the file an entity names (a track's audio),
+/// streamed, to a user who may read the entity. 404 when the entity is unknown, unreadable to the
+/// user, deleted or names no file.
+pub(crate) async fn file(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(track_id): Path<String>,
+    Path((entity_type, entity_id)): Path<(String, String)>,
 ) -> Result<Response, ApiFailure> {
-    let track: AudioTrackId = track_id
+    let entity_type: EntityType = entity_type
         .parse()
-        .map_err(|_| ApiFailure::invalid("invalid_request", format!("track_id: not a UUID: '{track_id}'")))?;
-    let not_found =
-        || ApiFailure::new(StatusCode::NOT_FOUND, "not_found", format!("no audio for track {track}"));
-    let hash = state.store.track_audio(auth.user, track).await?.ok_or_else(not_found)?;
+        .map_err(|e: UnknownEntityType| ApiFailure::invalid("invalid_request", e.to_string()))?;
+    let id: Uuid = entity_id.parse().map_err(|_| {
+        ApiFailure::invalid("invalid_request", format!("entity_id: not a UUID: '{entity_id}'"))
+    })?;
+    let entity = EntityRef::new(entity_type, id);
+    let not_found = || ApiFailure::new(StatusCode::NOT_FOUND, "not_found", format!("no file for {entity}"));
+    let hash = state.store.entity_file(auth.user, entity).await?.ok_or_else(not_found)?;
     let reader = storage(&state)?.open(&hash).await.map_err(storage_failure)?.ok_or_else(not_found)?;
     let size = reader.size();
     state.metrics.blob_bytes_out(size);

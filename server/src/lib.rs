@@ -7,7 +7,7 @@
 //!
 //! Endpoints (all under `/v1`, described by the OpenAPI document at `/v1/openapi.json`):
 //! `health`, `auth/signup`, `auth/login`, `auth/logout`, `sync/push`, `sync/pull`, `sync/scopes`,
-//! `events` (server-sent pokes), `blobs/{sha256}` (audio uploads) and `tracks/{id}/audio`
+//! `events` (server-sent pokes), `blobs/{sha256}` (file uploads) and `files/{type}/{id}`
 //! (downloads); and `/metrics` for Prometheus.
 //!
 //! Architecture invariant: this crate knows HTTP and the port, never a database. Client
@@ -122,7 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/scopes", get(sync::scopes))
         .route("/v1/events", get(events::events))
         .route("/v1/blobs/{sha256}", head(blobs::exists).put(blobs::upload))
-        .route("/v1/tracks/{track_id}/audio", get(blobs::audio))
+        .route("/v1/files/{entity_type}/{entity_id}", get(blobs::file))
         .route("/metrics", get(metrics::document))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)

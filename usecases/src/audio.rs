@@ -7,7 +7,7 @@
 use std::{path::PathBuf, sync::Arc};
 use trackflow_domain::{
     ports::{BlobCache, BlobRemote, EntityFile, RemoteError},
-    AudioTrackId, BlobHash, CachedBlob, EntityRef, RepositoryError,
+    BlobHash, CachedBlob, EntityRef, RepositoryError,
 };
 
 /// Why audio could not be had.
@@ -54,7 +54,7 @@ impl AudioFiles {
             return Ok(path);
         }
         let staged = self.cache.staging_path();
-        let downloaded = self.remote.download_audio(AudioTrackId::from_uuid(entity.id), staged.clone()).await;
+        let downloaded = self.remote.download_file(entity, staged.clone()).await;
         let adopted = match downloaded {
             Ok(bytes) => {
                 tracing::debug!(bytes, "downloaded");

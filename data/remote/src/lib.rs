@@ -26,7 +26,7 @@ use trackflow_domain::{
         ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse, PushRequest,
         PushResponse, ScopesResponse, SignUpRequest,
     },
-    AudioTrackId, BlobHash,
+    BlobHash, EntityRef,
 };
 
 /// Timeouts of the HTTP client.
@@ -264,14 +264,11 @@ impl BlobRemote for HttpRemote {
         Err(failure(response, status).await)
     }
 
-    #[tracing::instrument(skip_all, fields(%track), err)]
-    async fn download_audio(
-        &self,
-        track: AudioTrackId,
-        into: std::path::PathBuf,
-    ) -> Result<u64, RemoteError> {
+    #[tracing::instrument(skip_all, fields(%entity), err)]
+    async fn download_file(&self, entity: EntityRef, into: std::path::PathBuf) -> Result<u64, RemoteError> {
         use tokio::io::AsyncWriteExt;
-        let (url, token) = self.target(&format!("/v1/tracks/{track}/audio")).await?;
+        let path = format!("/v1/files/{}/{}", entity.entity_type, entity.id);
+        let (url, token) = self.target(&path).await?;
         let mut response = self.blob_client.get(url).bearer_auth(token).send().await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {

@@ -13,7 +13,7 @@ use super::{
 use diesel::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use trackflow_db::error::{StoreError, StoreResult};
-use trackflow_domain::{entities::Scope, AudioTrackId, BlobHash, ScopeId, UserId};
+use trackflow_domain::{entities::Scope, BlobHash, EntityRef, ScopeId, UserId};
 use uuid::Uuid;
 
 /// The scopes the entities `ids` belong to.
@@ -76,14 +76,16 @@ pub(super) fn audience(
     Ok(readers)
 }
 
-/// The audio of `track`, if `user` may read the track and it is alive and has audio.
-pub(super) fn track_audio(
+/// The file `entity` names, if `user` may read the entity and it is alive, of that type, and
+/// names one.
+pub(super) fn entity_file(
     conn: &mut ServerConnection,
     user: UserId,
-    track: AudioTrackId,
+    entity: EntityRef,
 ) -> StoreResult<Option<BlobHash>> {
-    let Some(stored) = find_entity(conn, track.as_uuid())? else { return Ok(None) };
-    let Some(field) = stored.entity_type.blob_field().filter(|_| !stored.state.deleted) else {
+    let Some(stored) = find_entity(conn, entity.id)? else { return Ok(None) };
+    let alive = !stored.state.deleted && stored.entity_type == entity.entity_type;
+    let Some(field) = stored.entity_type.blob_field().filter(|_| alive) else {
         return Ok(None);
     };
     if !readable_scopes(conn, user)?.contains_key(&stored.scope) {

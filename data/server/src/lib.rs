@@ -44,7 +44,7 @@ use trackflow_domain::{
     entities::Scope,
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
-    AudioTrackId, BlobHash, EntityType, Timestamp, UserId,
+    BlobHash, EntityRef, EntityType, Timestamp, UserId,
 };
 
 /// The server store. Cheap to clone; clones share the pool.
@@ -293,13 +293,13 @@ impl ServerStore for DieselServerStore {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%user, %track), err)]
-    async fn track_audio(
+    #[tracing::instrument(skip_all, fields(%user, %entity), err)]
+    async fn entity_file(
         &self,
         user: UserId,
-        track: AudioTrackId,
+        entity: EntityRef,
     ) -> Result<Option<BlobHash>, ServerStoreError> {
-        self.with_connection(move |conn| audience::track_audio(conn, user, track).map_err(storage_error))
+        self.with_connection(move |conn| audience::entity_file(conn, user, entity).map_err(storage_error))
             .await
     }
 

@@ -2,7 +2,6 @@ use crate::{
     blob::{BlobHash, CachedBlob, EvictionReport},
     entities::EntityRef,
     error::RepositoryError,
-    ids::AudioTrackId,
     ports::RemoteError,
 };
 use async_trait::async_trait;
@@ -69,9 +68,10 @@ pub trait BlobRemote: Interface {
     /// against the name and keeps nothing of an upload that fails or is cut.
     async fn upload_blob(&self, hash: &BlobHash, file: PathBuf) -> Result<(), RemoteError>;
 
-    /// Streams the audio of `track` into the file `into` (created or truncated). Returns the
-    /// number of bytes written. The caller checks them against the track's hash.
-    async fn download_audio(&self, track: AudioTrackId, into: PathBuf) -> Result<u64, RemoteError>;
+    /// Streams the file `entity` names (its type's [`crate::SyncEntity::BLOB_FIELD`]) into the
+    /// file `into` (created or truncated). Returns the number of bytes written. The caller
+    /// checks them against the hash the entity names.
+    async fn download_file(&self, entity: EntityRef, into: PathBuf) -> Result<u64, RemoteError>;
 }
 
 /// Failures of the server's blob storage.

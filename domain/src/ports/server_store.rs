@@ -1,7 +1,7 @@
 use crate::{
     blob::BlobHash,
-    entities::Scope,
-    ids::{AudioTrackId, OperationId, UserId},
+    entities::{EntityRef, Scope},
+    ids::{OperationId, UserId},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
     time::Timestamp,
 };
@@ -139,10 +139,11 @@ pub trait ServerStore: Interface {
     /// Whether `user` may name the blob `hash` in a track: they uploaded it themselves.
     async fn may_use_blob(&self, user: UserId, hash: BlobHash) -> Result<bool, ServerStoreError>;
 
-    /// The audio of `track`, if `user` may read the track and it is alive and has audio.
-    async fn track_audio(
+    /// The file `entity` names, if `user` may read the entity, it is alive, of that type, and
+    /// names a file.
+    async fn entity_file(
         &self,
         user: UserId,
-        track: AudioTrackId,
+        entity: EntityRef,
     ) -> Result<Option<BlobHash>, ServerStoreError>;
 }

@@ -47,9 +47,13 @@ impl TestServer {
     }
 
     async fn get_audio(&self, token: &str, track: &AudioTrack) -> (StatusCode, Vec<u8>) {
+        self.get_file(token, "audio_track", &track.id().to_string()).await
+    }
+
+    async fn get_file(&self, token: &str, entity_type: &str, id: &str) -> (StatusCode, Vec<u8>) {
         let response = self
             .client
-            .get(format!("{}/v1/tracks/{}/audio", self.server.url(), track.id()))
+            .get(format!("{}/v1/files/{entity_type}/{id}", self.server.url()))
             .bearer_auth(token)
             .send()
             .await
@@ -101,6 +105,29 @@ async fn an_upload_is_stored_once_under_its_hash_and_readers_of_the_track_downlo
     let (status, downloaded) = server.get_audio(&token, &track).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(hash_of(&downloaded), hash, "the download is the upload, byte for byte");
+
+    // The entity is named by type and id: a wrong type, an unknown one, or no UUID finds nothing.
+    let id = track.id().to_string();
+    let code = |(status, body): (StatusCode, Vec<u8>)| {
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(code(server.get_file(&token, "project", &id).await).0, StatusCode::NOT_FOUND, "wrong type");
+    assert_eq!(
+        code(server.get_file(&token, "project", &project.id().to_string()).await).0,
+        StatusCode::NOT_FOUND,
+        "a type without a file"
+    );
+    assert_eq!(
+        code(server.get_file(&token, "track", &id).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".to_owned()),
+        "unknown type"
+    );
+    assert_eq!(
+        code(server.get_file(&token, "audio_track", "x").await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".to_owned()),
+        "not a UUID"
+    );
 
     // A stranger may not fetch it; a viewer added to the project may.
     let (viewer, viewer_token) = server.sign_up().await;

@@ -28,7 +28,7 @@ const ROUTES: [(&str, &str); 13] = [
     ("/v1/events", "get"),
     ("/v1/blobs/{sha256}", "head"),
     ("/v1/blobs/{sha256}", "put"),
-    ("/v1/tracks/{track_id}/audio", "get"),
+    ("/v1/files/{entity_type}/{entity_id}", "get"),
     ("/metrics", "get"),
 ];
 
@@ -41,7 +41,7 @@ const SECURED: [(&str, &str); 8] = [
     ("/v1/events", "get"),
     ("/v1/blobs/{sha256}", "head"),
     ("/v1/blobs/{sha256}", "put"),
-    ("/v1/tracks/{track_id}/audio", "get"),
+    ("/v1/files/{entity_type}/{entity_id}", "get"),
 ];
 
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
