@@ -17,7 +17,7 @@ use trackflow_domain::{
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_remote::RemoteOptions;
-use trackflow_store::{AppMigration, BlobCacheOptions, LocalStore, SqliteRepository};
+use trackflow_store::{AppMigration, BlobCacheOptions, LocalStore, Repositories};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
     SyncStatusProvider,
@@ -199,7 +199,12 @@ impl SyncEngine {
     /// The repository of the synced type `E` over this engine's store: every write is stored
     /// and queued in one transaction, and wakes the upstream processor.
     pub fn repository<E: SyncEntity>(&self) -> Arc<dyn Repository<E>> {
-        Arc::new(SqliteRepository::<E>::new(self.store.clone()))
+        self.repositories().of::<E>()
+    }
+
+    /// The repositories of every registered type (also to read a type known only by name).
+    pub fn repositories(&self) -> &Repositories {
+        self.module.resolve_ref()
     }
 
     /// The upstream processor (health, retries).
@@ -237,6 +242,7 @@ impl Drop for SyncEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wiring::repository;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use trackflow_domain::{
         ports::{PendingOperationsRepository, RemoteDataSource, RemoteError, Repository},
@@ -303,7 +309,7 @@ mod tests {
         let mut engine = engine(dir.path(), &server.url(), user, &token, options).await;
         engine.start().await;
         let mut passes = engine.upstream().passes();
-        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
+        let projects = repository::<Project>(&engine.module);
         let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
         projects
             .create(Project::new(user, "Synced", None, Timestamp(1)).expect("valid"))
@@ -331,7 +337,7 @@ mod tests {
         let a = engine(a_dir.path(), &server.url(), user, &token, options()).await;
         let b = engine(b_dir.path(), &server.url(), user, &token, options()).await;
         let project = Project::new(user, "Both devices", None, Timestamp(1)).expect("valid");
-        let a_projects: Arc<dyn Repository<Project>> = a.module.resolve();
+        let a_projects = repository::<Project>(&a.module);
         a_projects.create(project.clone()).await.expect("create");
 
         let after_a = a.sync_now().await;
@@ -342,7 +348,7 @@ mod tests {
         assert!(after_a.last_successful_sync.is_some());
         let after_b = b.sync_now().await;
         assert_eq!(after_b.phase, SyncPhase::Idle);
-        let b_projects: Arc<dyn Repository<Project>> = b.module.resolve();
+        let b_projects = repository::<Project>(&b.module);
         let pulled = b_projects.get(project.id()).await.expect("get").expect("pulled");
         assert_eq!(pulled.name(), "Both devices");
         a.shutdown().await;
@@ -360,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let options = EngineOptions { periodic: None, ..EngineOptions::default() };
         let engine = engine(dir.path(), &url, user, &token, options).await;
-        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
+        let projects = repository::<Project>(&engine.module);
         projects
             .create(Project::new(user, "Offline", None, Timestamp(1)).expect("valid"))
             .await
@@ -407,7 +413,7 @@ mod tests {
         let engine = SyncEngine::with_module(store, module, quiet());
         let user = UserId::new();
         engine.sign_in(user, "http://127.0.0.1:9", "token").await.expect("session");
-        let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
+        let projects = repository::<Project>(&engine.module);
         let outbox: Arc<dyn PendingOperationsRepository> = engine.module.resolve();
         projects
             .create(Project::new(user, "Mine", None, Timestamp(1)).expect("valid"))
@@ -464,7 +470,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn audio_goes_up_before_its_track_and_another_device_fetches_it_on_demand() {
-        use trackflow_domain::{ports::Repository, AudioTrack};
+        use trackflow_domain::AudioTrack;
         use trackflow_usecases::AudioFiles;
         let server = server().await;
         let user = UserId::new();
@@ -476,14 +482,14 @@ mod tests {
         let file = dir_a.path().join("intro.wav");
         let bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&file, &bytes).expect("audio file");
-        let projects: Arc<dyn Repository<Project>> = a.module.resolve();
+        let projects = repository::<Project>(&a.module);
         let project = projects
             .create(Project::new(user, "EP", None, Timestamp(1)).expect("valid"))
             .await
             .expect("create");
         let audio: &AudioFiles = a.module.resolve_ref();
         let blob = audio.import(file).await.expect("import");
-        let tracks: Arc<dyn Repository<AudioTrack>> = a.module.resolve();
+        let tracks = repository::<AudioTrack>(&a.module);
         let track =
             AudioTrack::new(project.id(), user, "Intro", 90_000, Some(blob.hash.as_str()), Timestamp(2))
                 .expect("valid");
@@ -521,7 +527,7 @@ mod tests {
         wait_connected(&b, true).await;
 
         let (projects_a, projects_b): (Arc<dyn Repository<Project>>, Arc<dyn Repository<Project>>) =
-            (a.module.resolve(), b.module.resolve());
+            (repository(&a.module), repository(&b.module));
         let first = projects_a
             .create(Project::new(user, "Poked", None, Timestamp(1)).expect("valid"))
             .await

@@ -10,10 +10,10 @@
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
 //! use trackflow_client::domain::{ports::Repository, Project, Timestamp, UserId};
-//! use trackflow_client::shaku::HasComponent;
+//! use trackflow_client::wiring::{open_client_module, repository};
 //!
-//! let module = trackflow_client::wiring::open_client_module(std::path::Path::new("./data")).await?;
-//! let projects: &dyn Repository<Project> = module.resolve_ref();
+//! let module = open_client_module(std::path::Path::new("./data")).await?;
+//! let projects = repository::<Project>(&module);
 //! let project = Project::new(UserId::new(), "Demo", None, Timestamp(0))?;
 //! projects.create(project).await?; // stored and queued; no network involved
 //! # Ok(()) }

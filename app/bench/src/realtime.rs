@@ -24,9 +24,9 @@ use std::{
     time::{Duration, Instant},
 };
 use trackflow_client::engine::{EngineOptions, SyncEngine};
+use trackflow_client::wiring::repository;
 use trackflow_domain::{
-    ports::Repository, AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, SyncEntity,
-    Timestamp, UserId,
+    AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, SyncEntity, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
 use trackflow_server::{AppState, RunningServer, ServerConfig};
@@ -75,7 +75,7 @@ fn options(realtime: bool, poll: Duration) -> EngineOptions {
 
 /// Waits until `engine` holds `project` named `name`, re-checking after each of its runs.
 async fn arrival(engine: &SyncEngine, project: &Project, name: &str) -> anyhow::Result<()> {
-    let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
+    let projects = repository::<Project>(&engine.module);
     let mut runs = engine.coordinator().runs();
     tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -107,8 +107,8 @@ async fn propagate(
         engines.push((engine, user));
     }
     let (writer, owner) = (&engines[0].0, engines[0].1);
-    let projects: Arc<dyn Repository<Project>> = writer.module.resolve();
-    let members: Arc<dyn Repository<ProjectCollaborator>> = writer.module.resolve();
+    let projects = repository::<Project>(&writer.module);
+    let members = repository::<ProjectCollaborator>(&writer.module);
     let project = projects.create(Project::new(owner, "v0", None, Timestamp(1))?).await?;
     for (_, member) in &engines[1..] {
         members
@@ -228,9 +228,9 @@ pub(super) async fn audio(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report
         .await?;
         let files: &AudioFiles = a.module.resolve_ref();
         let blob = files.import(file.clone()).await?;
-        let projects: Arc<dyn Repository<Project>> = a.module.resolve();
+        let projects = repository::<Project>(&a.module);
         let project = projects.create(Project::new(user, "Audio", None, Timestamp(1))?).await?;
-        let tracks: Arc<dyn Repository<AudioTrack>> = a.module.resolve();
+        let tracks = repository::<AudioTrack>(&a.module);
         let track = tracks
             .create(AudioTrack::new(
                 project.id(),

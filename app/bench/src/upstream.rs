@@ -20,9 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 use trackflow_client::wiring::client_module;
+use trackflow_client::wiring::repository;
 use trackflow_domain::{
     ports::{
-        AccessToken, Clock, PendingOperationsRepository, RemoteDataSource, RemoteError, Repository, Session,
+        AccessToken, Clock, PendingOperationsRepository, RemoteDataSource, RemoteError, Session,
         SessionStorage,
     },
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
@@ -102,9 +103,9 @@ async fn queue(
     ops: usize,
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = module.resolve();
-    let profiles: Arc<dyn Repository<UserProfile>> = module.resolve();
-    let projects: Arc<dyn Repository<Project>> = module.resolve();
-    let tracks: Arc<dyn Repository<AudioTrack>> = module.resolve();
+    let profiles = repository::<UserProfile>(module);
+    let projects = repository::<Project>(module);
+    let tracks = repository::<AudioTrack>(module);
     profiles.create(UserProfile::new(user, "Bench", "bench@example.com", clock.now())?).await?;
     let n_projects = PROJECTS.min(ops - 1);
     let n_tracks = ops - 1 - n_projects;

@@ -9,6 +9,7 @@ use anyhow::{bail, ensure, Context};
 use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Instant};
 use trackflow_client::engine::{EngineOptions, SyncEngine};
+use trackflow_client::wiring::repository;
 use trackflow_domain::{
     ports::{AccessToken, Clock, Repository, Session, SessionStorage},
     protocol::SignUpRequest,
@@ -58,20 +59,20 @@ impl Musician {
         Ok(Self { name, user, engine, link })
     }
 
-    fn projects(&self) -> &dyn Repository<Project> {
-        self.engine.module.resolve_ref()
+    fn projects(&self) -> Arc<dyn Repository<Project>> {
+        self.engine.repository::<Project>()
     }
 
     fn audio(&self) -> &trackflow_usecases::AudioFiles {
         self.engine.module.resolve_ref()
     }
 
-    fn tracks(&self) -> &dyn Repository<AudioTrack> {
-        self.engine.module.resolve_ref()
+    fn tracks(&self) -> Arc<dyn Repository<AudioTrack>> {
+        self.engine.repository::<AudioTrack>()
     }
 
-    fn comments(&self) -> &dyn Repository<AudioComment> {
-        self.engine.module.resolve_ref()
+    fn comments(&self) -> Arc<dyn Repository<AudioComment>> {
+        self.engine.repository::<AudioComment>()
     }
 
     fn now(&self) -> trackflow_domain::Timestamp {
@@ -185,7 +186,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
         intro.get_or_insert(track);
     }
     let intro = intro.context("a track")?;
-    let members: &dyn Repository<ProjectCollaborator> = ana.engine.module.resolve_ref();
+    let members = repository::<ProjectCollaborator>(&ana.engine.module);
     members
         .create(ProjectCollaborator::new(project.id(), ben.user, CollaboratorRole::Editor, ana.now())?)
         .await?;

@@ -2,9 +2,10 @@
 
 use anyhow::bail;
 use shaku::HasComponent;
+use trackflow_client::wiring::repository;
 use trackflow_client::wiring::ClientModule;
 use trackflow_domain::{
-    ports::{Clock, Repository, Session, SessionStorage},
+    ports::{Clock, Session, SessionStorage},
     UserId, UserProfile,
 };
 
@@ -17,7 +18,7 @@ use trackflow_domain::{
 /// duplicate), never with a second, orphaned user queued for sync.
 pub async fn create(module: &ClientModule, name: &str, email: &str) -> anyhow::Result<UserProfile> {
     let clock: &dyn Clock = module.resolve_ref();
-    let profiles: &dyn Repository<UserProfile> = module.resolve_ref();
+    let profiles = repository::<UserProfile>(module);
     let sessions: &dyn SessionStorage = module.resolve_ref();
     // Validate before storing anything.
     UserProfile::new(UserId::new(), name, email, clock.now())?;

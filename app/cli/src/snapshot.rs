@@ -5,11 +5,11 @@
 use serde_json::Value;
 use shaku::HasComponent;
 use std::collections::BTreeMap;
-use trackflow_client::wiring::ClientModule;
+use trackflow_client::{store::Repositories, wiring::ClientModule};
 use trackflow_domain::{
-    ports::{RemoteDataSource, Repository},
+    ports::RemoteDataSource,
     protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
-    EntityRef, SyncEntity,
+    EntityRef, EntityType,
 };
 
 /// Every live row of a replica, by entity, with its synced fields.
@@ -17,10 +17,6 @@ use trackflow_domain::{
 pub struct Snapshot(pub BTreeMap<EntityRef, BTreeMap<String, Value>>);
 
 impl Snapshot {
-    fn add<E: SyncEntity>(&mut self, entity: &E) {
-        self.0.insert(entity.entity_ref(), entity.fields());
-    }
-
     /// What the server shows the signed-in user of `remote`: every scope pulled from the
     /// start, tombstones left out.
     pub async fn of_server(remote: &dyn RemoteDataSource) -> anyhow::Result<Self> {
@@ -56,17 +52,12 @@ impl Snapshot {
     /// What a client shows through its repositories: every live row of every registered type.
     pub async fn of_client(module: &ClientModule) -> anyhow::Result<Self> {
         let mut snapshot = Self::default();
-        macro_rules! add_every_type {
-            ($module:ident, $snapshot:ident; $($entity:ident),+) => {
-                $(
-                    let repository: &dyn Repository<trackflow_domain::$entity> = $module.resolve_ref();
-                    for entity in repository.list().await? {
-                        $snapshot.add(&entity);
-                    }
-                )+
-            };
+        let repositories: &Repositories = module.resolve_ref();
+        for &entity_type in EntityType::all() {
+            for entity in repositories.visible(entity_type).await? {
+                snapshot.0.insert(entity.entity_ref(), entity.fields());
+            }
         }
-        trackflow_domain::registered_types!(add_every_type; module, snapshot);
         Ok(snapshot)
     }
 
@@ -107,7 +98,7 @@ impl Snapshot {
 mod tests {
     use super::*;
     use serde_json::json;
-    use trackflow_domain::Project;
+    use trackflow_domain::{Project, SyncEntity};
 
     use uuid::Uuid;
 

@@ -1,5 +1,5 @@
 //! Dependency injection: the shaku modules. [`ClientModule`] holds every client component —
-//! the clock, the repositories, the outbox, the session, the remote, the executor registry,
+//! the clock, the repositories (of any type), the outbox, the session, the remote, the executor registry,
 //! the upstream processor, the per-entity sync use cases, the downstream manager, the
 //! reachability monitor, the status provider and the coordinator — over one local store.
 //!
@@ -30,16 +30,19 @@ mod client;
 pub use client::{MonitorParameters, RealtimeParameters, Required, UpstreamParameters};
 
 use crate::{engine::EngineOptions, ClientError};
-use shaku::{module, ModuleBuilder};
+use shaku::{module, HasComponent, ModuleBuilder};
 use std::{path::Path, sync::Arc};
-use trackflow_domain::ports::{BlobRemote, EventSource, HealthProbe, SessionStorage};
+use trackflow_domain::{
+    ports::{BlobRemote, EventSource, HealthProbe, Repository, SessionStorage},
+    SyncEntity,
+};
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::HttpRemote;
 use trackflow_store::{
-    AppMigration, BlobCacheOptions, LocalStore, LocalStoreOptions, RepositoryParameters, SessionReload,
-    SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
-    SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
-    SqlitePendingOperationsRepositoryParameters, SqliteRepository, SqliteSessionStorage,
+    AppMigration, BlobCacheOptions, LocalStore, LocalStoreOptions, Repositories, RepositoryParameters,
+    SessionReload, SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository,
+    SqliteConflictRepositoryParameters, SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters,
+    SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters, SqliteSessionStorage,
     SqliteSessionStorageParameters, SystemClock,
 };
 use trackflow_usecases::{
@@ -50,23 +53,16 @@ use trackflow_usecases::{
 /// The file name of the local database inside the data directory.
 pub const DATABASE_FILE: &str = "trackflow.db";
 
-/// Everything a client needs, offline and syncing, over one local store. Build it with
-/// [`client_module`] or [`client_module_with`].
-pub use generated::ClientModule;
+mod generated {
+    // shaku's macro generates items without doc comments.
+    #![allow(missing_docs)]
+    use super::*;
 
-/// The module, with a repository component for every registered type.
-macro_rules! client_module {
-    ($($entity:ident),+ $(,)?) => {
-        mod generated {
-            // shaku's macro generates items without doc comments.
-            #![allow(missing_docs)]
-            use super::*;
-
-            module! {
+    module! {
         pub ClientModule {
             components = [
                 SystemClock,
-                $(SqliteRepository<trackflow_domain::$entity>,)+
+                Repositories,
                 SqlitePendingOperationsRepository,
                 SqliteSessionStorage,
                 SqliteConflictRepository,
@@ -90,14 +86,15 @@ macro_rules! client_module {
     }
 }
 
-        /// Gives every repository component its store.
-        fn with_repositories(builder: ModuleBuilder<ClientModule>, store: &LocalStore) -> ModuleBuilder<ClientModule> {
-            builder$(.with_component_parameters::<SqliteRepository<trackflow_domain::$entity>>(repository(store)))+
-        }
-    };
-}
+/// Everything a client needs, offline and syncing, over one local store, whatever types the
+/// program registered: their repositories come from one [`Repositories`] component. Build it
+/// with [`client_module`] or [`client_module_with`].
+pub use generated::ClientModule;
 
-trackflow_domain::registered_types!(client_module);
+/// The repository of `E` in `module` (from its [`Repositories`]).
+pub fn repository<E: SyncEntity>(module: &ClientModule) -> Arc<dyn Repository<E>> {
+    HasComponent::<Repositories>::resolve_ref(module).of::<E>()
+}
 
 /// Builds the module over an opened store, with the default options.
 pub fn client_module(store: &LocalStore) -> Result<ClientModule, ClientError> {
@@ -124,7 +121,8 @@ pub fn client_module_builder(
     let blob_remote: Arc<dyn BlobRemote> = http.clone();
     let events: Arc<dyn EventSource> = http;
     let blob_cache = options.blob_cache.clone().unwrap_or_else(|| BlobCacheOptions::beside(store));
-    Ok(with_repositories(ClientModule::builder(), store)
+    Ok(ClientModule::builder()
+        .with_component_parameters::<Repositories>(RepositoryParameters { store: Some(store.clone()) })
         .with_component_parameters::<ReachabilityMonitor>(MonitorParameters {
             options: options.probe,
             probe: Required(Some(probe)),
@@ -160,11 +158,6 @@ pub fn client_module_builder(
         .with_component_parameters::<HttpRemote>(remote))
 }
 
-/// The parameters of a repository over `store`.
-fn repository(store: &LocalStore) -> RepositoryParameters {
-    RepositoryParameters { store: Some(store.clone()) }
-}
-
 /// Opens (creating and migrating if needed) the database in `data_dir` and builds the module.
 pub async fn open_client_module(data_dir: &Path) -> Result<ClientModule, ClientError> {
     let store = open_store(data_dir).await?;
@@ -189,10 +182,7 @@ pub async fn open_store_with(
 mod tests {
     use super::*;
     use shaku::HasComponent;
-    use trackflow_domain::{
-        ports::{PendingOperationsRepository, Repository},
-        Project, Timestamp, UserId,
-    };
+    use trackflow_domain::{ports::PendingOperationsRepository, Project, Timestamp, UserId};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_modules_resolve_every_component_with_real_parameters() {
@@ -206,13 +196,9 @@ mod tests {
         let module = client_module_with(&store, &options).expect("module");
         // Every port and component, each resolved once.
         let _: Arc<dyn Clock> = module.resolve();
-        // The repository of every registered type.
-        macro_rules! resolve_repositories {
-            ($module:ident; $($entity:ident),+) => {
-                $(let _: Arc<dyn Repository<trackflow_domain::$entity>> = $module.resolve();)+
-            };
-        }
-        trackflow_domain::registered_types!(resolve_repositories; module);
+        // The repositories, of any registered type.
+        let repositories: Arc<Repositories> = module.resolve();
+        let _: Arc<dyn Repository<Project>> = repositories.of::<Project>();
         let _: Arc<dyn PendingOperationsRepository> = module.resolve();
         let _: Arc<dyn SessionStorage> = module.resolve();
         let _: Arc<dyn ConflictRepository> = module.resolve();
@@ -244,7 +230,7 @@ mod tests {
     async fn the_module_resolves_repositories_that_share_one_store() {
         let dir = tempfile::tempdir().expect("temp dir");
         let module = open_client_module(dir.path()).await.expect("module");
-        let projects: Arc<dyn Repository<Project>> = module.resolve();
+        let projects = repository::<Project>(&module);
         let outbox: Arc<dyn PendingOperationsRepository> = module.resolve();
         let p = Project::new(UserId::new(), "Wired", None, Timestamp(1)).expect("valid");
         projects.create(p).await.expect("create");

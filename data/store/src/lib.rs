@@ -26,7 +26,7 @@ pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters
 pub use connection::MIGRATIONS;
 pub use downstream::{SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters};
 pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
-pub use repositories::{RepositoryParameters, SqliteRepository};
+pub use repositories::{Repositories, RepositoryParameters, SqliteRepository};
 pub use session::{SessionReload, SqliteSessionStorage, SqliteSessionStorageParameters};
 pub use trackflow_db::sqlite::configure_connection;
 pub use trackflow_db::{blocking::Offload, StoreError};

@@ -4,16 +4,19 @@
 //! declaration.
 
 use super::{
-    records::{decode_all, visible},
+    records::{typed, visible},
     tables::{StoredRow, TableSql},
     LocalStore,
 };
 use async_trait::async_trait;
 use diesel::SqliteConnection;
 use shaku::{Component, Module, ModuleBuildContext};
-use std::{collections::HashMap, marker::PhantomData};
+use std::{collections::HashMap, marker::PhantomData, sync::Arc};
 use trackflow_db::error::StoreResult;
-use trackflow_domain::{ports::Repository, EntityRef, RepositoryError, SyncEntity, ValidationError};
+use trackflow_domain::{
+    entities::AnyEntity, ports::Repository, EntityRef, EntityType, RepositoryError, SyncEntity,
+    ValidationError,
+};
 use uuid::Uuid;
 
 /// The local store's repository of `E`, a shaku component under `dyn Repository<E>`.
@@ -29,7 +32,48 @@ impl<E> SqliteRepository<E> {
     }
 }
 
-/// Parameters of a [`SqliteRepository`] component: the store it works on.
+/// The repositories of every type over one store, as one shaku component (resolved as
+/// `Arc<Repositories>`): code that knows its types takes the repository of each
+/// ([`Repositories::of`]), and code that knows a type only by name reads its rows
+/// ([`Repositories::visible`]). No module lists a program's types one by one.
+#[derive(Clone)]
+pub struct Repositories {
+    store: LocalStore,
+}
+
+impl Repositories {
+    /// The repositories over `store`.
+    pub fn new(store: LocalStore) -> Self {
+        Self { store }
+    }
+
+    /// The repository of `E`.
+    pub fn of<E: SyncEntity>(&self) -> Arc<dyn Repository<E>> {
+        Arc::new(SqliteRepository::<E>::new(self.store.clone()))
+    }
+
+    /// Every visible entity of `entity_type`, in its declared order: what a tool that knows the
+    /// type only by name shows (an export, a comparison with the server).
+    pub async fn visible(&self, entity_type: EntityType) -> Result<Vec<AnyEntity>, RepositoryError> {
+        self.store
+            .read(move |conn| {
+                let rows = TableSql::of(entity_type).list_all(conn)?;
+                visible_entities(conn, entity_type, rows)
+            })
+            .await
+    }
+}
+
+impl<M: Module> Component<M> for Repositories {
+    type Interface = Repositories;
+    type Parameters = RepositoryParameters;
+
+    fn build(_: &mut ModuleBuildContext<M>, params: RepositoryParameters) -> Box<Repositories> {
+        Box::new(Self::new(params.store.expect("the repositories were built without their store")))
+    }
+}
+
+/// Parameters of a [`SqliteRepository`] or [`Repositories`] component: the store it works on.
 #[derive(Default)]
 pub struct RepositoryParameters {
     /// The local database (required).
@@ -49,9 +93,20 @@ impl<M: Module, E: SyncEntity> Component<M> for SqliteRepository<E> {
 
 /// The entities of `rows` whose parent is visible (each parent looked up once).
 fn visible_only<E: SyncEntity>(conn: &mut SqliteConnection, rows: Vec<StoredRow>) -> StoreResult<Vec<E>> {
+    visible_entities(conn, E::ENTITY_TYPE, rows)?.into_iter().map(typed).collect()
+}
+
+/// The entities of `rows`, of `entity_type`, whose parent is visible (each parent looked up
+/// once).
+fn visible_entities(
+    conn: &mut SqliteConnection,
+    entity_type: EntityType,
+    rows: Vec<StoredRow>,
+) -> StoreResult<Vec<AnyEntity>> {
     let mut parents: HashMap<EntityRef, bool> = HashMap::new();
     let mut kept = Vec::with_capacity(rows.len());
-    for entity in decode_all::<E>(rows)? {
+    for row in rows {
+        let entity = row.decode(entity_type)?.entity;
         if let Some(parent) = entity.parent() {
             let shown = match parents.get(&parent) {
                 Some(shown) => *shown,

@@ -7,8 +7,9 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use shaku::HasComponent;
 use std::io::{BufRead, IsTerminal};
+use trackflow_client::wiring::repository;
 use trackflow_domain::{
-    ports::{AccessToken, PendingOperationsRepository, Repository, Session, SessionStorage},
+    ports::{AccessToken, PendingOperationsRepository, Session, SessionStorage},
     protocol::{LogInRequest, SignUpRequest},
     UserProfile,
 };
@@ -19,7 +20,7 @@ impl App<'_> {
     /// offline is theirs on the server too) and stores the token.
     pub(super) async fn sign_up(&self, args: AuthArgs) -> anyhow::Result<()> {
         let user_id = self.me().await?;
-        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
+        let profiles = repository::<UserProfile>(self.module);
         let profile = profiles.get(user_id).await?.context("reading your profile")?;
         let server = self.server(args.server.as_deref()).await?;
         let email = args.email.unwrap_or_else(|| profile.email().to_owned());
@@ -96,7 +97,7 @@ impl App<'_> {
     }
 
     async fn holds_work_of(&self, session: &Session) -> anyhow::Result<bool> {
-        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
+        let profiles = repository::<UserProfile>(self.module);
         let outbox: &dyn PendingOperationsRepository = self.module.resolve_ref();
         let counts = outbox.counts().await?;
         Ok(profiles.get(session.user_id).await?.is_some()

@@ -11,10 +11,11 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 use shaku::HasComponent;
 use std::path::{Path, PathBuf};
+use trackflow_client::wiring::repository;
 use trackflow_client::wiring::{open_client_module, ClientModule};
 use trackflow_domain::SyncEntity;
 use trackflow_domain::{
-    ports::{Clock, ConflictRepository, PendingOperationsRepository, Repository, SessionStorage},
+    ports::{Clock, ConflictRepository, PendingOperationsRepository, SessionStorage},
     sync::ConflictResolution,
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch, BlobHash, EntityRef,
     EntityType, Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch,
@@ -124,7 +125,7 @@ impl App<'_> {
     /// The user this device acts as; its profile must exist.
     pub(super) async fn me(&self) -> anyhow::Result<UserId> {
         let sessions: &dyn SessionStorage = self.module.resolve_ref();
-        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
+        let profiles = repository::<UserProfile>(self.module);
         match sessions.load().await? {
             Some(session) if profiles.get(session.user_id).await?.is_some() => Ok(session.user_id),
             Some(_) => bail!(
@@ -135,7 +136,7 @@ impl App<'_> {
     }
 
     async fn profile(&self, command: ProfileCommand) -> anyhow::Result<()> {
-        let profiles: &dyn Repository<UserProfile> = self.module.resolve_ref();
+        let profiles = repository::<UserProfile>(self.module);
         match command {
             ProfileCommand::Create { name, email } => {
                 let profile = crate::local_user::create(self.module, &name, &email).await?;
@@ -160,7 +161,7 @@ impl App<'_> {
     }
 
     async fn project(&self, command: ProjectCommand) -> anyhow::Result<()> {
-        let projects: &dyn Repository<Project> = self.module.resolve_ref();
+        let projects = repository::<Project>(self.module);
         match command {
             ProjectCommand::Create { name, description } => {
                 let project = Project::new(self.me().await?, &name, description.as_deref(), self.now())?;
@@ -186,7 +187,7 @@ impl App<'_> {
     }
 
     async fn track(&self, command: TrackCommand) -> anyhow::Result<()> {
-        let tracks: &dyn Repository<AudioTrack> = self.module.resolve_ref();
+        let tracks = repository::<AudioTrack>(self.module);
         match command {
             TrackCommand::Add { project, file, name, duration } => {
                 let name = match (&name, &file) {
@@ -241,8 +242,8 @@ impl App<'_> {
     }
 
     async fn comment(&self, command: CommentCommand) -> anyhow::Result<()> {
-        let comments: &dyn Repository<AudioComment> = self.module.resolve_ref();
-        let tracks: &dyn Repository<AudioTrack> = self.module.resolve_ref();
+        let comments = repository::<AudioComment>(self.module);
+        let tracks = repository::<AudioTrack>(self.module);
         match command {
             CommentCommand::Add { track, at, text } => {
                 let track =
@@ -271,7 +272,7 @@ impl App<'_> {
     }
 
     async fn playlist(&self, command: PlaylistCommand) -> anyhow::Result<()> {
-        let playlists: &dyn Repository<Playlist> = self.module.resolve_ref();
+        let playlists = repository::<Playlist>(self.module);
         match command {
             PlaylistCommand::Create { project, name, tracks } => {
                 let playlist = Playlist::new(project, &name, tracks, self.now())?;
@@ -298,7 +299,7 @@ impl App<'_> {
     }
 
     async fn collaborator(&self, command: CollaboratorCommand) -> anyhow::Result<()> {
-        let members: &dyn Repository<ProjectCollaborator> = self.module.resolve_ref();
+        let members = repository::<ProjectCollaborator>(self.module);
         match command {
             CollaboratorCommand::Add { project, user, role } => {
                 let member = ProjectCollaborator::new(project, user, role, self.now())?;
@@ -398,7 +399,7 @@ impl App<'_> {
     }
 
     async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {
-        let projects: &dyn Repository<Project> = self.module.resolve_ref();
+        let projects = repository::<Project>(self.module);
         projects
             .get(id)
             .await

@@ -5,8 +5,9 @@ use crate::server_process::ServerProcess;
 use shaku::HasComponent;
 use std::{ffi::OsStr, path::Path, sync::Arc, time::Duration};
 use trackflow_client::engine::{EngineOptions, SyncEngine};
+use trackflow_client::wiring::repository;
 use trackflow_domain::{
-    ports::{AccessToken, Repository, Session, SessionStorage},
+    ports::{AccessToken, Session, SessionStorage},
     protocol::SignUpRequest,
     CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
 };
@@ -50,7 +51,7 @@ async fn client(dir: &Path, server: &str, email: &str) -> (SyncEngine, UserId) {
 /// Waits (at most 30 s) until `engine` holds `project` named `name`, re-checking after each of
 /// its coordinated runs.
 async fn until_named(engine: &SyncEngine, project: &Project, name: &str) {
-    let projects: Arc<dyn Repository<Project>> = engine.module.resolve();
+    let projects = repository::<Project>(&engine.module);
     let mut runs = engine.coordinator().runs();
     let arrived = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -90,8 +91,8 @@ async fn a_write_on_one_instance_pokes_a_client_of_the_other_and_both_converge()
     let (ben, ben_id) = client(dir_ben.path(), &two.url(), "ben@example.com").await;
 
     // Ana, on instance one, starts a project and shares it with Ben, who is on instance two.
-    let projects: Arc<dyn Repository<Project>> = ana.module.resolve();
-    let members: Arc<dyn Repository<ProjectCollaborator>> = ana.module.resolve();
+    let projects = repository::<Project>(&ana.module);
+    let members = repository::<ProjectCollaborator>(&ana.module);
     let project = projects
         .create(Project::new(ana_id, "Split", None, Timestamp(1)).expect("valid"))
         .await
@@ -102,7 +103,7 @@ async fn a_write_on_one_instance_pokes_a_client_of_the_other_and_both_converge()
     until_named(&ben, &project, "Split").await;
 
     // Ben renames it on instance two; the poke crosses back to Ana on instance one.
-    let bens: Arc<dyn Repository<Project>> = ben.module.resolve();
+    let bens = repository::<Project>(&ben.module);
     bens.update(project.id(), ProjectPatch { name: Some("Split, renamed".into()), ..Default::default() })
         .await
         .expect("rename");
