@@ -8,15 +8,20 @@
 
 use std::{sync::Arc, time::Duration};
 use trackflow_client::{
-    domain::{ports::Clock, protocol::SignUpRequest, Project, UserId, UserProfile},
+    domain::{ports::Clock, protocol::SignUpRequest, UserId},
     remote::{AuthClient, RemoteOptions},
     shaku::HasComponent,
     EngineOptions, SyncEngine,
 };
+use trackflow_music::{Project, UserProfile};
 use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // 0. The program's synced types, registered once at start (here the music model's; see
+    // examples/tasks for a program declaring its own).
+    trackflow_music::install()?;
+
     // A sync server for the example (your program uses its own; this one comes from the
     // crate's dev-dependencies).
     let server_store = DieselServerStore::open("sqlite::memory:", 1)?;

@@ -246,10 +246,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use trackflow_domain::{
         ports::{PendingOperationsRepository, RemoteDataSource, RemoteError, Repository},
-        protocol::SignUpRequest,
-        protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
-        Project, SyncPhase, Timestamp, UserId,
+        protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse, SignUpRequest},
+        SyncPhase, Timestamp, UserId,
     };
+    use trackflow_music::Project;
     use trackflow_remote::AuthClient;
     use trackflow_usecases::ProbeOptions;
 
@@ -296,6 +296,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_local_write_wakes_the_background_processor_which_drains_it() {
+        trackflow_music::install().expect("the music registry installs");
         let server = server().await;
         let user = UserId::new();
         let token = sign_up(&server.url(), user).await;
@@ -329,6 +330,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_devices_of_one_user_converge_through_sync_now() {
+        trackflow_music::install().expect("the music registry installs");
         let server = server().await;
         let user = UserId::new();
         let token = sign_up(&server.url(), user).await;
@@ -358,6 +360,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sync_with_the_server_gone_reports_offline_and_keeps_the_write() {
+        trackflow_music::install().expect("the music registry installs");
         let server = server().await;
         let url = server.url();
         let user = UserId::new();
@@ -403,6 +406,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_program_puts_a_component_of_its_own_in_place_through_the_module_builder() {
+        trackflow_music::install().expect("the music registry installs");
         let dir = tempfile::tempdir().expect("dir");
         let store = crate::wiring::open_store(dir.path()).await.expect("store");
         let pushes = Arc::new(AtomicUsize::new(0));
@@ -470,7 +474,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn audio_goes_up_before_its_track_and_another_device_fetches_it_on_demand() {
-        use trackflow_domain::AudioTrack;
+        trackflow_music::install().expect("the music registry installs");
+        use trackflow_music::AudioTrack;
         use trackflow_usecases::AudioFiles;
         let server = server().await;
         let user = UserId::new();
@@ -512,6 +517,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_poke_brings_another_devices_write_and_the_stream_survives_a_server_restart() {
+        trackflow_music::install().expect("the music registry installs");
         let dir = tempfile::tempdir().expect("dir");
         let db = dir.path().join("server.db").to_string_lossy().into_owned();
         let blobs = dir.path().join("server.blobs");

@@ -9,9 +9,11 @@
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
-//! use trackflow_client::domain::{ports::Repository, Project, Timestamp, UserId};
+//! use trackflow_client::domain::{ports::Repository, Timestamp, UserId};
 //! use trackflow_client::wiring::{open_client_module, repository};
+//! use trackflow_music::Project; // the program's own types, declared on the public API
 //!
+//! trackflow_music::install()?; // once, at start
 //! let module = open_client_module(std::path::Path::new("./data")).await?;
 //! let projects = repository::<Project>(&module);
 //! let project = Project::new(UserId::new(), "Demo", None, Timestamp(0))?;

@@ -103,28 +103,8 @@ impl<T> EntityId for T where
 }
 
 typed_id!(
-    /// Identifies a [`crate::Project`].
-    ProjectId, "project"
-);
-typed_id!(
-    /// Identifies an [`crate::AudioTrack`].
-    AudioTrackId, "audio track"
-);
-typed_id!(
-    /// Identifies an [`crate::AudioComment`].
-    AudioCommentId, "audio comment"
-);
-typed_id!(
-    /// Identifies a user and their [`crate::UserProfile`].
+    /// Identifies a user (an account, and the owner of a user scope).
     UserId, "user"
-);
-typed_id!(
-    /// Identifies a [`crate::Playlist`].
-    PlaylistId, "playlist"
-);
-typed_id!(
-    /// Identifies a [`crate::ProjectCollaborator`] membership.
-    CollaboratorId, "collaborator"
 );
 typed_id!(
     /// Identifies a shared [`crate::entities::Scope`]: the id of the entity at its root (a
@@ -152,17 +132,17 @@ mod tests {
 
     #[test]
     fn ids_are_v7_and_time_ordered() {
-        let a = ProjectId::new();
-        let b = ProjectId::new();
+        let a = OperationId::new();
+        let b = OperationId::new();
         assert_eq!(a.as_uuid().get_version_num(), 7);
         assert!(a < b, "UUID v7 ids generated in sequence sort in sequence");
     }
 
     #[test]
     fn parse_round_trips_and_names_the_kind_on_error() {
-        let id = AudioTrackId::new();
-        assert_eq!(id.to_string().parse::<AudioTrackId>(), Ok(id));
-        let err = "not-a-uuid".parse::<AudioTrackId>().unwrap_err();
-        assert_eq!(err.to_string(), "invalid audio track id 'not-a-uuid': expected a UUID");
+        let id = ScopeId::new();
+        assert_eq!(id.to_string().parse::<ScopeId>(), Ok(id));
+        let err = "not-a-uuid".parse::<ScopeId>().unwrap_err();
+        assert_eq!(err.to_string(), "invalid scope id 'not-a-uuid': expected a UUID");
     }
 }

@@ -1,9 +1,10 @@
 //! # trackflow-domain
 //!
-//! The pure core of TrackFlow Sync: the music-collaboration entities (projects, audio tracks,
-//! comments, user profiles, playlists, collaborators) with their validation, the sync model
-//! (sync metadata, the hybrid logical clock, outbox operations and priorities, sync state and
-//! conflicts), the wire protocol types, and the ports — async traits that outer layers implement.
+//! The pure core of TrackFlow Sync: what a synced type declares ([`SyncEntity`]) and the
+//! registry of a program's types, the sync model (sync metadata, the hybrid logical clock,
+//! outbox operations and priorities, sync state and conflicts), authorization, the wire protocol
+//! types, and the ports — async traits that outer layers implement. It names no type of any
+//! program: the music model lives in `trackflow-music`.
 //!
 //! Architecture invariant: this crate performs no I/O and knows nothing of Diesel, reqwest, axum
 //! or a runtime. Everything here can be tested with plain `#[test]` functions.
@@ -34,16 +35,9 @@ pub mod __private {
 pub mod validate;
 
 pub use blob::{BlobHash, CachedBlob, EvictionReport};
-pub use entities::{
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, EntityRef, EntityType,
-    Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch,
-    SyncEntity, UserProfile, UserProfilePatch,
-};
+pub use entities::{CollaboratorRole, EntityRef, EntityType, SyncEntity};
 pub use error::{ClockError, RepositoryError, ValidationError};
-pub use ids::{
-    AudioCommentId, AudioTrackId, CollaboratorId, ConflictId, NodeId, OperationId, PlaylistId, ProjectId,
-    ScopeId, UserId,
-};
+pub use ids::{ConflictId, NodeId, OperationId, ScopeId, UserId};
 pub use sync::{
     FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict, SyncMeta,
     SyncOperation, SyncPhase, SyncProgress, SyncState,

@@ -35,7 +35,7 @@ fn bounded(field: &'static str, value: &str, max: usize) -> Result<String, Valid
 }
 
 /// Longest allowed email address (RFC 5321 path limit).
-pub(crate) const MAX_EMAIL: usize = 254;
+pub const MAX_EMAIL: usize = 254;
 
 /// Checks that `value` looks like an email address (`local@domain.tld`, no spaces, at most
 /// 254 characters) and returns it trimmed. Errors name the field `email`.

@@ -140,7 +140,8 @@ mod tests {
     use super::*;
     use serde_json::json;
     use trackflow_domain::SyncEntity;
-    use trackflow_domain::{AudioTrack, EntityRef, Hlc, NodeId, Project, Timestamp, UserId};
+    use trackflow_domain::{EntityRef, Hlc, NodeId, Timestamp, UserId};
+    use trackflow_music::{AudioTrack, Project};
 
     fn op(entity: EntityRef, kind: OperationKind, fields: Vec<(&str, serde_json::Value)>) -> SyncOperation {
         let hlc = Hlc { wall_ms: 1, counter: 0, node: NodeId::new() };
@@ -150,6 +151,7 @@ mod tests {
 
     #[test]
     fn every_entity_type_has_an_executor_under_its_name() {
+        trackflow_music::install().expect("the music registry installs");
         let registry = ExecutorRegistry::default();
         for &entity_type in EntityType::all() {
             assert_eq!(registry.get(entity_type.as_str()).map(|e| e.entity_type()), Ok(entity_type));
@@ -163,6 +165,7 @@ mod tests {
 
     #[test]
     fn operations_are_checked_against_their_type() {
+        trackflow_music::install().expect("the music registry installs");
         let registry = ExecutorRegistry::default();
         let project = Project::new(UserId::new(), "Demo", None, Timestamp(1)).expect("valid");
         let it = project.entity_ref();
@@ -201,6 +204,7 @@ mod tests {
 
     #[test]
     fn an_executor_refuses_another_types_operation() {
+        trackflow_music::install().expect("the music registry installs");
         let track_executor = EntityExecutor::new(AudioTrack::ENTITY_TYPE);
         let project = EntityRef::new(Project::ENTITY_TYPE, uuid::Uuid::nil());
         let error =

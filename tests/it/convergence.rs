@@ -11,9 +11,8 @@ use proptest::{
     test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner},
 };
 use std::{collections::BTreeMap, io::Write as _};
-use trackflow_domain::{
-    ports::Repository, AudioTrack, AudioTrackPatch, Project, ProjectId, ProjectPatch, Timestamp, UserId,
-};
+use trackflow_domain::{ports::Repository, Timestamp, UserId};
+use trackflow_music::{AudioTrack, AudioTrackPatch, Project, ProjectId, ProjectPatch};
 use uuid::Uuid;
 
 const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -158,6 +157,7 @@ async fn run(devices: usize, actions: Vec<(usize, Action)>) -> Result<(), TestCa
 
 #[test]
 fn replicas_converge_whatever_the_order_of_offline_edits_and_syncs() {
+    trackflow_music::install().expect("the music registry installs");
     let cases = std::env::var("TRACKFLOW_CONVERGENCE_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64);
     let seed: u64 = std::env::var("TRACKFLOW_PROPTEST_SEED")
         .ok()

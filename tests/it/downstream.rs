@@ -10,10 +10,12 @@ use trackflow_domain::{
         SessionStorage,
     },
     protocol::{EntityState, PullRequest, PullResponse},
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, CollaboratorRole, Project,
-    ProjectCollaborator, ProjectPatch, Timestamp, UserId,
+    CollaboratorRole, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
+use trackflow_music::{
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, Project, ProjectCollaborator, ProjectPatch,
+};
 use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_store::{SqliteDownstreamRepository, SqliteRepository, SystemClock};
 use trackflow_usecases::{PullError, SyncDataManager, SyncDataOptions, SyncUseCases};
@@ -149,6 +151,7 @@ fn describe(text: &str) -> ProjectPatch {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_edits_of_different_fields_both_survive_on_both_devices() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, a, b, project) = two_devices().await;
     a.projects.update(project.id(), rename("Named on A")).await.expect("rename");
     b.projects.update(project.id(), describe("Described on B")).await.expect("describe");
@@ -163,6 +166,7 @@ async fn offline_edits_of_different_fields_both_survive_on_both_devices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_edits_of_one_field_end_with_the_later_clock_readings_value() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, a, b, project) = two_devices().await;
     a.projects.update(project.id(), rename("A's name")).await.expect("rename");
     b.projects.update(project.id(), rename("B's name")).await.expect("rename");
@@ -178,6 +182,7 @@ async fn offline_edits_of_one_field_end_with_the_later_clock_readings_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_wins_over_a_concurrent_update() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, a, b, project) = two_devices().await;
     a.projects.delete(project.id()).await.expect("delete");
     b.projects.update(project.id(), rename("Still editing")).await.expect("rename");
@@ -191,6 +196,7 @@ async fn a_delete_wins_over_a_concurrent_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
     a.sync().await;
@@ -213,6 +219,7 @@ async fn a_collaborator_added_later_receives_the_project_and_its_tracks() {
 /// and everything in it from that device, and leaves the device's other data alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, owner, guest, a, b) = owner_and_guest().await;
     a.write_projects(1, 3).await;
     let project = a.projects.list_by(Project::BY_MEMBER, owner.into()).await.expect("list").remove(0);
@@ -252,6 +259,7 @@ async fn a_collaborator_removed_from_a_project_no_longer_holds_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_completes() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, user, a, b) = one_user_two_devices().await;
     let project =
         a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");
@@ -306,6 +314,7 @@ async fn a_pull_failing_midway_keeps_cache_and_cursor_and_the_next_pull_complete
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, user, a, b) = one_user_two_devices().await;
     a.write(5, 2).await;
     a.sync().await;
@@ -349,6 +358,7 @@ async fn each_project_is_its_own_scope_and_a_periodic_pull_respects_the_interval
 /// flight) do not bring back an older state, nor does the next pull.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_fetched_before_an_acknowledged_write_does_not_undo_it() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, a, _b, project) = two_devices().await;
     let scope = scope_of(&project);
     let oldest = a.fetch(&scope, None, 500).await;
@@ -373,6 +383,7 @@ async fn a_page_fetched_before_an_acknowledged_write_does_not_undo_it() {
 /// bring B's edit and keep A's write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_from_another_device_after_an_acknowledged_write_keeps_the_write() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, a, b, project) = two_devices().await;
     a.projects.update(project.id(), rename("Named on A")).await.expect("rename");
     a.push(1).await;
@@ -389,6 +400,7 @@ async fn an_edit_from_another_device_after_an_acknowledged_write_keeps_the_write
 /// a stale page (nothing is skipped for its version then), still show the write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_from_scratch_after_an_acknowledged_write_keeps_it() {
+    trackflow_music::install().expect("the music registry installs");
     let (server, a, _b, project) = two_devices().await;
     let scope = scope_of(&project);
     let stale = a.fetch(&scope, None, 500).await;
@@ -414,6 +426,7 @@ async fn a_pull_from_scratch_after_an_acknowledged_write_keeps_it() {
 /// through a pull does not replace the newer state waiting there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_page_landing_while_a_row_waits_for_its_parent_does_not_undo_a_write() {
+    trackflow_music::install().expect("the music registry installs");
     let (_server, user, a, b) = one_user_two_devices().await;
     let project =
         a.projects.create(Project::new(user, "Demo", None, NOW).expect("valid")).await.expect("create");

@@ -9,11 +9,12 @@ use std::{
 use tempfile::TempDir;
 use trackflow_domain::{
     ports::{AccessToken, Clock, PendingOperationsRepository, Repository, Session, SessionStorage},
-    AudioTrack, OperationStatus, Project, Timestamp, UserId, UserProfile,
+    OperationStatus, Timestamp, UserId,
 };
 use trackflow_executors::{
     queue::Backoff, ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
 };
+use trackflow_music::{AudioTrack, Project, UserProfile};
 use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::DieselServerStore;
@@ -212,6 +213,7 @@ impl Clock for ManualClock {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_drains_to_the_server_once() {
+    trackflow_music::install().expect("the music registry installs");
     let server = Server::start().await;
     let user = UserId::new();
     let token = server.sign_up(user).await;
@@ -228,6 +230,7 @@ async fn a_queue_drains_to_the_server_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_pauses_upstream_until_the_user_signs_in_again() {
+    trackflow_music::install().expect("the music registry installs");
     let server = Server::start().await;
     let user = UserId::new();
     let email = format!("ana-{}@example.com", uuid::Uuid::now_v7().simple());
@@ -327,6 +330,7 @@ impl Faulty {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
+    trackflow_music::install().expect("the music registry installs");
     let t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
     let start = t.clock.now();
     t.proxy.inject(Fault::CutAfterRequest);
@@ -355,6 +359,7 @@ async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplicates() {
+    trackflow_music::install().expect("the music registry installs");
     let remote = RemoteOptions {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_millis(300),
@@ -381,6 +386,7 @@ async fn a_response_delayed_past_the_timeout_is_resent_and_comes_back_as_duplica
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff() {
+    trackflow_music::install().expect("the music registry installs");
     let t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
     let start = t.clock.now();
     t.proxy.inject(Fault::Answer500);
@@ -409,6 +415,7 @@ async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_pauses_without_counting_attempts() {
+    trackflow_music::install().expect("the music registry installs");
     let mut t = Faulty::new(RemoteOptions::default(), UpstreamOptions::default()).await;
     let start = t.clock.now();
     t.proxy.refuse().await;
@@ -440,6 +447,7 @@ async fn a_refused_connection_pauses_without_counting_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_operation_is_parked_and_the_other_999_drain() {
+    trackflow_music::install().expect("the music registry installs");
     let server = Server::start().await;
     let user = UserId::new();
     let token = server.sign_up(user).await;

@@ -49,8 +49,9 @@ use trackflow_client::wiring::client_module;
 use trackflow_domain::{
     ports::{AccessToken, RemoteDataSource, ServerStore, Session, SessionStorage},
     protocol::{Mutation, PullRequest, PullResponse, ScopeHead, MAX_PULL_LIMIT},
-    AudioComment, AudioTrack, OperationKind, Project, Timestamp, UserId, UserProfile,
+    OperationKind, Timestamp, UserId,
 };
+use trackflow_music::{AudioComment, AudioTrack, Project, UserProfile};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::DieselServerStore;
 use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};

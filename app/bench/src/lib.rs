@@ -13,7 +13,8 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use trackflow_domain::{ports::Repository, AudioTrack, Project, Timestamp, UserId};
+use trackflow_domain::{ports::Repository, Timestamp, UserId};
+use trackflow_music::{AudioTrack, Project};
 use trackflow_store::{
     configure_connection, LocalStore, LocalStoreOptions, Offload, SqliteRepository, SystemClock,
 };

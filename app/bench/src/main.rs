@@ -30,6 +30,10 @@ enum Internal {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = trackflow_music::install() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

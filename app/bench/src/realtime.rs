@@ -25,10 +25,9 @@ use std::{
 };
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_client::wiring::repository;
-use trackflow_domain::{
-    AudioTrack, CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, SyncEntity, Timestamp, UserId,
-};
+use trackflow_domain::{CollaboratorRole, SyncEntity, Timestamp, UserId};
 use trackflow_executors::UpstreamOptions;
+use trackflow_music::{AudioTrack, Project, ProjectCollaborator, ProjectPatch};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 use trackflow_usecases::{AudioFiles, ProbeOptions, SyncDataOptions};

@@ -16,8 +16,9 @@ use trackflow_domain::{
     ports::ServerStore,
     protocol::{Mutation, PullRequest, PullResponse, PushRequest},
     sync::Hlc,
-    AudioTrack, NodeId, OperationKind, Project, ProjectId, SyncEntity, SyncOperation, Timestamp, UserId,
+    NodeId, OperationKind, SyncEntity, SyncOperation, Timestamp, UserId,
 };
+use trackflow_music::{AudioTrack, Project, ProjectId};
 use trackflow_server::{AppState, ServerConfig};
 use trackflow_server_store::{DieselServerStore, ScratchDatabase};
 

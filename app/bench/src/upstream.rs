@@ -27,11 +27,12 @@ use trackflow_domain::{
         SessionStorage,
     },
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse},
-    AudioTrack, Project, UserId, UserProfile,
+    UserId,
 };
 use trackflow_executors::{
     ExecutorRegistry, PassReport, PendingOperationsManager, UpstreamOptions, UpstreamPorts,
 };
+use trackflow_music::{AudioTrack, Project, UserProfile};
 use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::DieselServerStore;

@@ -127,10 +127,11 @@ impl Settings {
 mod tests {
     use super::*;
     use trackflow_domain::SyncEntity;
-    use trackflow_domain::{AudioTrack, Project};
+    use trackflow_music::{AudioTrack, Project};
 
     #[test]
     fn flags_and_environment_beat_the_file_which_beats_the_defaults() {
+        trackflow_music::install().expect("the music registry installs");
         let file = ConfigFile::parse(
             "server = \"http://file:1\"\nlog = \"debug\"\nsync_interval_secs = 5\n[policies]\nproject = \"manual\"\n",
         )
@@ -174,6 +175,7 @@ mod tests {
 
     #[test]
     fn a_bad_config_file_is_refused_with_the_reason() {
+        trackflow_music::install().expect("the music registry installs");
         let table = [
             ("an unknown key", "sever = \"x\"", "unknown field `sever`"),
             ("an unknown policy", "[policies]\nproject = \"loudest\"", "unknown variant `loudest`"),
@@ -189,6 +191,7 @@ mod tests {
 
     #[test]
     fn a_missing_default_file_is_no_error_but_a_missing_named_one_is() {
+        trackflow_music::install().expect("the music registry installs");
         let dir = tempfile::tempdir().expect("dir");
         assert_eq!(ConfigFile::load(None, dir.path()).expect("none is fine"), ConfigFile::default());
         let named = dir.path().join("elsewhere.toml");

@@ -13,8 +13,10 @@ use trackflow_client::wiring::repository;
 use trackflow_domain::{
     ports::{AccessToken, Clock, Repository, Session, SessionStorage},
     protocol::SignUpRequest,
-    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, Project, ProjectCollaborator, ProjectId,
-    ProjectPatch, SyncEntity, SyncPhase, SyncState, UserId,
+    CollaboratorRole, SyncEntity, SyncPhase, SyncState, UserId,
+};
+use trackflow_music::{
+    AudioComment, AudioTrack, AudioTrackPatch, Project, ProjectCollaborator, ProjectId, ProjectPatch,
 };
 use trackflow_remote::{AuthClient, HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};

@@ -6,8 +6,9 @@ use trackflow_client::wiring::repository;
 use trackflow_client::wiring::ClientModule;
 use trackflow_domain::{
     ports::{Clock, Session, SessionStorage},
-    UserId, UserProfile,
+    UserId,
 };
+use trackflow_music::UserProfile;
 
 /// Creates this device's user: the session that makes it the user every later write is made
 /// as, then its profile (queued for sync like any write).

@@ -98,7 +98,8 @@ impl Snapshot {
 mod tests {
     use super::*;
     use serde_json::json;
-    use trackflow_domain::{Project, SyncEntity};
+    use trackflow_domain::SyncEntity;
+    use trackflow_music::Project;
 
     use uuid::Uuid;
 

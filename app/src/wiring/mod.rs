@@ -182,10 +182,12 @@ pub async fn open_store_with(
 mod tests {
     use super::*;
     use shaku::HasComponent;
-    use trackflow_domain::{ports::PendingOperationsRepository, Project, Timestamp, UserId};
+    use trackflow_domain::{ports::PendingOperationsRepository, Timestamp, UserId};
+    use trackflow_music::Project;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_modules_resolve_every_component_with_real_parameters() {
+        trackflow_music::install().expect("the music registry installs");
         use trackflow_domain::ports::{
             Clock, ConflictRepository, DownstreamRepository, NetworkMonitor as _, Reauthenticator,
             RemoteDataSource, Repository,
@@ -228,6 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_module_resolves_repositories_that_share_one_store() {
+        trackflow_music::install().expect("the music registry installs");
         let dir = tempfile::tempdir().expect("temp dir");
         let module = open_client_module(dir.path()).await.expect("module");
         let projects = repository::<Project>(&module);

@@ -1,24 +1,14 @@
-//! The music-collaboration entities and what they have in common as synced records.
+//! Synced entities: what every synced type declares ([`SyncEntity`]), the registry of a
+//! program's types, scopes and memberships, and the roles the engine's authorization reads. A
+//! program's types (the music model's, `examples/tasks`') live in its own crate.
 
 mod any;
-mod audio_comment;
-mod audio_track;
-mod collaborator;
-mod playlist;
-mod project;
 mod registry;
 mod role;
-mod user_profile;
 
-pub use any::{Membership, ParseScopeError, Scope, ScopeKind};
-pub use audio_comment::{AudioComment, AudioCommentPatch};
-pub use audio_track::{AudioTrack, AudioTrackPatch};
-pub use collaborator::{ProjectCollaborator, ProjectCollaboratorPatch};
-pub use playlist::{Playlist, PlaylistPatch};
-pub use project::{Project, ProjectPatch};
+pub use any::{Membership, ParseScopeError, Scope, ScopeKind, SHARED_PREFIX};
 pub use registry::{AnyEntity, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule};
 pub use role::CollaboratorRole;
-pub use user_profile::{UserProfile, UserProfilePatch};
 
 use crate::{
     error::{RepositoryError, ValidationError},
@@ -285,136 +275,4 @@ pub fn changed_values(
         .filter(|(name, value)| before.get(*name) != Some(*value))
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entity_type_names_round_trip() {
-        for &t in EntityType::all() {
-            assert_eq!(t.as_str().parse::<EntityType>(), Ok(t));
-            assert_eq!(serde_json::to_value(t).ok(), Some(Value::from(t.as_str())));
-        }
-        assert_eq!("track".parse::<EntityType>().unwrap_err().to_string(), "unknown entity type 'track'");
-    }
-
-    /// Every entity survives `fields` then `from_fields`, declares exactly the fields it
-    /// serialises, and lists only real fields as immutable.
-    fn check_round_trip<E: SyncEntity + PartialEq + fmt::Debug>(entity: &E) {
-        let fields = entity.fields();
-        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-        let mut declared = E::FIELDS.to_vec();
-        declared.sort_unstable();
-        assert_eq!(names, declared, "{}: FIELDS matches fields()", E::ENTITY_TYPE);
-        assert!(E::IMMUTABLE.iter().all(|f| E::FIELDS.contains(f)), "{}", E::ENTITY_TYPE);
-        let rebuilt = E::from_fields(entity.entity_id(), &fields).expect("round trip");
-        assert_eq!(&rebuilt, entity);
-        assert_eq!(E::ENTITY_TYPE.parent_in(&fields), entity.parent(), "{}: parent_in", E::ENTITY_TYPE);
-        assert_eq!(entity.scope().kind(), E::SCOPE, "{}: the declared scope kind", E::ENTITY_TYPE);
-        assert_eq!(
-            E::ENTITY_TYPE.as_str(),
-            E::NAME,
-            "{}: the registry reads the declaration",
-            E::ENTITY_TYPE
-        );
-        let referred: Vec<EntityType> = entity.references().iter().map(|r| r.entity_type).collect();
-        for entity_type in referred {
-            assert!(
-                E::ENTITY_TYPE.depends_on().contains(&entity_type),
-                "{}: {entity_type} declared",
-                E::ENTITY_TYPE
-            );
-        }
-    }
-
-    #[test]
-    fn every_entity_round_trips_through_its_wire_fields() {
-        use crate::{ids::UserId, Timestamp};
-        let now = Timestamp(1_700_000_000_000);
-        let owner = UserId::new();
-        let mut profile = UserProfile::new(owner, "Ana", "ana@example.com", now).expect("valid");
-        profile = profile
-            .patched(&UserProfilePatch { creative_role: Some(Some("producer".into())), ..Default::default() })
-            .expect("valid");
-        let project = Project::new(owner, "Demo", Some("desc"), now).expect("valid");
-        let track =
-            AudioTrack::new(project.id(), owner, "T", 9_000, Some(&"a".repeat(64)), now).expect("valid");
-        let comment = AudioComment::new(&track, owner, "nice", 1_000, now).expect("valid");
-        let playlist = Playlist::new(project.id(), "Mix", vec![track.id()], now).expect("valid");
-        let member = ProjectCollaborator::new(project.id(), UserId::new(), CollaboratorRole::Viewer, now)
-            .expect("valid");
-        check_round_trip(&profile);
-        check_round_trip(&project);
-        check_round_trip(&track);
-        check_round_trip(&comment);
-        check_round_trip(&playlist);
-        check_round_trip(&member);
-    }
-
-    #[test]
-    fn a_parent_is_read_from_wire_fields_only_when_they_name_a_valid_one() {
-        let now = crate::Timestamp(0);
-        let project = Project::new(UserId::new(), "Demo", None, now).expect("valid");
-        let track = AudioTrack::new(project.id(), project.owner_id(), "T", 9_000, None, now).expect("valid");
-        let with = |value: Option<Value>| {
-            let mut fields = track.fields();
-            match value {
-                Some(v) => fields.insert("project_id".to_owned(), v),
-                None => fields.remove("project_id"),
-            };
-            AudioTrack::ENTITY_TYPE.parent_in(&fields)
-        };
-        assert_eq!(with(None), None, "missing");
-        assert_eq!(with(Some(Value::from("x"))), None, "not a uuid");
-        assert_eq!(with(Some(Value::from(5))), None, "not a string");
-        assert_eq!(with(Some(Value::from(project.id().to_string()))), track.parent());
-        assert_eq!(Project::ENTITY_TYPE.parent_in(&project.fields()), None, "a project has no parent");
-    }
-
-    #[test]
-    fn bad_wire_fields_name_the_field() {
-        let project = Project::new(UserId::new(), "Demo", None, crate::Timestamp(0)).expect("valid");
-        let id = project.entity_id();
-        let with = |name: &str, value: Option<Value>| {
-            let mut fields = project.fields();
-            match value {
-                Some(v) => fields.insert(name.to_owned(), v),
-                None => fields.remove(name),
-            };
-            Project::from_fields(id, &fields).map_err(|e| (e.field, e.reason))
-        };
-        let table = [
-            ("missing name", with("name", None), "name", "is required"),
-            ("null name", with("name", Some(Value::Null)), "name", "is required"),
-            ("name not a string", with("name", Some(Value::from(5))), "name", "has the wrong type"),
-            ("owner not a uuid", with("owner_id", Some(Value::from("x"))), "owner_id", "has the wrong type"),
-            ("name too long", with("name", Some(Value::from("n".repeat(101)))), "name", "the limit is 100"),
-            ("unknown field", with("colour", Some(Value::from("red"))), "fields", "unknown field 'colour'"),
-        ];
-        for (case, result, field, reason) in table {
-            let (got_field, got_reason) = result.expect_err(case);
-            assert_eq!(got_field, field, "{case}");
-            assert!(got_reason.contains(reason), "{case}: {got_reason}");
-        }
-        assert_eq!(with("description", None), Ok(project), "an absent optional field is None");
-    }
-
-    #[test]
-    fn priorities_follow_the_documented_table() {
-        use crate::sync::OperationKind as K;
-        let table = [
-            ("any delete is critical", Playlist::ENTITY_TYPE, K::Delete, Priority::Critical),
-            ("access changes are critical", ProjectCollaborator::ENTITY_TYPE, K::Create, Priority::Critical),
-            ("projects are high", Project::ENTITY_TYPE, K::Update, Priority::High),
-            ("profiles are high", UserProfile::ENTITY_TYPE, K::Create, Priority::High),
-            ("tracks are medium", AudioTrack::ENTITY_TYPE, K::Create, Priority::Medium),
-            ("comments are medium", AudioComment::ENTITY_TYPE, K::Update, Priority::Medium),
-            ("playlists are low", Playlist::ENTITY_TYPE, K::Create, Priority::Low),
-        ];
-        for (name, entity, kind, expected) in table {
-            assert_eq!(entity.default_priority(kind), expected, "{name}");
-        }
-    }
 }

@@ -401,10 +401,11 @@ impl Registry {
         }
     }
 
-    /// The registry of the process: the installed one, or, until one is installed, the
-    /// built-in music model's.
+    /// The registry of the process: the installed one, or an empty one until a registry is
+    /// installed (reading it does not install anything).
     pub fn global() -> &'static Registry {
-        GLOBAL.get_or_init(builtin)
+        static EMPTY: Registry = Registry { types: Vec::new() };
+        GLOBAL.get().unwrap_or(&EMPTY)
     }
 
     /// Its types, parents before children.
@@ -428,28 +429,6 @@ impl fmt::Display for Registry {
         let names: Vec<&str> = self.types.iter().map(|t| t.as_str()).collect();
         f.write_str(&names.join(", "))
     }
-}
-
-/// The types of the built-in music model, in registry order.
-fn builtin() -> Registry {
-    macro_rules! music {
-        ($($entity:ident),+ $(,)?) => {
-            Ok(Registry::new())$(.and_then(Registry::with::<super::$entity>))+
-                .expect("the built-in types are listed parents first")
-        };
-    }
-    crate::registered_types!(music)
-}
-
-/// The built-in music model's types, parents before children: runs `$callback!` with the list
-/// (after `$args;` when given), for code that must name each type (the client module's
-/// components, say): `trackflow_domain::registered_types!(my_macro; extra, tokens)` expands to
-/// `my_macro!(extra, tokens; UserProfile, Project, ...)`.
-#[macro_export]
-macro_rules! registered_types {
-    ($callback:ident $(; $($args:tt)*)?) => {
-        $callback! { $($($args)*;)? UserProfile, Project, ProjectCollaborator, AudioTrack, AudioComment, Playlist }
-    };
 }
 
 /// One entity of any type: what the sync server works with, since a push carries entities of

@@ -72,37 +72,3 @@ impl dyn WriteContext + '_ {
             .collect()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Project, ProjectId, ProjectPatch, Timestamp, UserId};
-    use mockall::predicate::eq;
-
-    /// Code written against the port runs unchanged against the generated mock.
-    async fn rename_or_report(
-        repo: &dyn Repository<Project>,
-        id: ProjectId,
-    ) -> Result<String, RepositoryError> {
-        let patch = ProjectPatch { name: Some("Renamed".into()), ..Default::default() };
-        repo.update(id, patch).await.map(|p| p.name().to_owned())
-    }
-
-    #[tokio::test]
-    async fn ports_are_mockable() {
-        let project = Project::new(UserId::new(), "Demo", None, Timestamp(0)).expect("valid");
-        let (known, unknown) = (project.id(), ProjectId::new());
-        let mut repo = MockRepository::<Project>::new();
-        repo.expect_update()
-            .with(eq(known), mockall::predicate::always())
-            .times(1)
-            .returning(move |_, patch| Ok(project.patched(&patch).expect("valid")));
-        repo.expect_update().with(eq(unknown), mockall::predicate::always()).times(1).returning(|id, _| {
-            Err(RepositoryError::NotFound(EntityRef::new(Project::ENTITY_TYPE, id.as_uuid())))
-        });
-
-        assert_eq!(rename_or_report(&repo, known).await.expect("renamed"), "Renamed");
-        let err = rename_or_report(&repo, unknown).await.expect_err("unknown project");
-        assert_eq!(err.to_string(), format!("project {} not found", unknown.as_uuid()));
-    }
-}

@@ -125,8 +125,8 @@ mod tests {
     use super::*;
     use serde_json::{json, Value};
     use trackflow_domain::SyncEntity;
-    use trackflow_domain::{AudioComment, AudioTrack, Playlist, Project};
     use trackflow_domain::{EntityType, Hlc, NodeId, Timestamp};
+    use trackflow_music::{AudioComment, AudioTrack, Playlist, Project};
     use uuid::Uuid;
 
     struct Queue {

@@ -60,9 +60,9 @@ pub fn next_batch(queue: &[SyncOperation], now: Timestamp, max: usize) -> Vec<Sy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_domain::AudioTrack;
     use trackflow_domain::SyncEntity;
     use trackflow_domain::{Hlc, NodeId, OperationKind, Priority};
+    use trackflow_music::AudioTrack;
     use uuid::Uuid;
 
     fn op(entity: u128, kind: OperationKind, priority: Priority) -> SyncOperation {

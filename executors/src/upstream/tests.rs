@@ -13,8 +13,9 @@ use trackflow_domain::{
     },
     protocol::{EntityState, MutationResult, PushResponse},
     sync::CoalescePlan,
-    AudioTrack, Hlc, OperationKind, Priority, Project, SyncEntity, UserId,
+    Hlc, OperationKind, Priority, SyncEntity, UserId,
 };
+use trackflow_music::{AudioTrack, Project};
 
 /// The SQLite outbox's behaviour, in memory.
 #[derive(Default)]
@@ -304,6 +305,7 @@ impl Ops {
 
 #[tokio::test]
 async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgement() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (p1, create1) = ops.project();
     let (_, create2) = ops.project();
@@ -332,6 +334,7 @@ async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgemen
 
 #[tokio::test]
 async fn a_batch_is_stored_while_the_next_one_is_out() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, first) = ops.project();
     let (_, second) = ops.project();
@@ -366,6 +369,7 @@ async fn a_batch_is_stored_while_the_next_one_is_out() {
 
 #[tokio::test]
 async fn a_retry_is_not_sent_again_before_it_is_stored() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, failing) = ops.project();
     let (_, other) = ops.project();
@@ -405,6 +409,7 @@ async fn a_retry_is_not_sent_again_before_it_is_stored() {
 
 #[tokio::test]
 async fn unsent_operations_on_one_entity_coalesce_before_sending() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create) = ops.project();
     let rename1 = ops.rename(&project, "One");
@@ -423,6 +428,7 @@ async fn unsent_operations_on_one_entity_coalesce_before_sending() {
 
 #[tokio::test]
 async fn transient_failures_back_off_on_the_clock_then_park_holding_back_only_dependents() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create) = ops.project();
     let track = ops.track(&project, &create);
@@ -473,6 +479,7 @@ async fn transient_failures_back_off_on_the_clock_then_park_holding_back_only_de
 
 #[tokio::test]
 async fn the_servers_retry_after_is_honoured() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let (remote, _) = remote(|_| {
@@ -486,6 +493,7 @@ async fn the_servers_retry_after_is_honoured() {
 
 #[tokio::test]
 async fn being_offline_uses_no_attempts_and_waits_for_the_probe_or_a_resume() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let online = Arc::new(AtomicBool::new(false));
@@ -526,6 +534,7 @@ async fn being_offline_uses_no_attempts_and_waits_for_the_probe_or_a_resume() {
 
 #[tokio::test]
 async fn a_refused_token_is_renewed_and_the_batch_sent_again() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let mut first = true;
@@ -547,6 +556,7 @@ async fn a_refused_token_is_renewed_and_the_batch_sent_again() {
 
 #[tokio::test]
 async fn without_a_new_token_upstream_waits_for_sign_in_and_keeps_everything() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let (remote, requests) = remote(|_| Err(RemoteError::Unauthorized("token expired".into())));
@@ -565,6 +575,7 @@ async fn without_a_new_token_upstream_waits_for_sign_in_and_keeps_everything() {
 
 #[tokio::test]
 async fn a_sign_in_pause_lifts_when_the_stored_token_changes() {
+    trackflow_music::install().expect("the music registry installs");
     use trackflow_domain::ports::{AccessToken, Session};
     let mut ops = Ops::new();
     let (_, create) = ops.project();
@@ -595,6 +606,7 @@ async fn a_sign_in_pause_lifts_when_the_stored_token_changes() {
 
 #[tokio::test]
 async fn conflicts_are_recorded_and_duplicates_count_as_success() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create) = ops.project();
     let rename = ops.rename(&project, "Mine");
@@ -643,6 +655,7 @@ async fn conflicts_are_recorded_and_duplicates_count_as_success() {
 
 #[tokio::test]
 async fn a_batch_refused_for_one_mutation_parks_it_and_sends_the_rest_again() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, mut before) = ops.project();
     before.sent = true; // sent before: stays apart from the rename below
@@ -652,7 +665,7 @@ async fn a_batch_refused_for_one_mutation_parks_it_and_sends_the_rest_again() {
     let behind_poison = {
         // The poison's own entity has a later operation in the batch: it must not overtake.
         let poisoned = Project::restore(
-            trackflow_domain::ProjectId::from_uuid(queue[2].entity.id),
+            trackflow_music::ProjectId::from_uuid(queue[2].entity.id),
             ops.owner,
             "Demo",
             None,
@@ -697,6 +710,7 @@ async fn a_batch_refused_for_one_mutation_parks_it_and_sends_the_rest_again() {
 
 #[tokio::test]
 async fn a_request_refused_without_naming_a_mutation_pauses_and_fails_nothing() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let queue: Vec<SyncOperation> = (0..4).map(|_| ops.project().1).collect();
     let (remote, requests) = remote(|_| {
@@ -719,6 +733,7 @@ async fn a_request_refused_without_naming_a_mutation_pauses_and_fails_nothing() 
 
 #[tokio::test]
 async fn a_busy_server_is_waited_for_without_using_attempts() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let (remote, _) = remote(|_| {
@@ -732,6 +747,7 @@ async fn a_busy_server_is_waited_for_without_using_attempts() {
 
 #[tokio::test]
 async fn an_operation_no_executor_accepts_is_parked_without_being_sent() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create) = ops.project();
     let bad = ops.op(project.entity_ref(), OperationKind::Update, vec![("colour", json!("red"))], vec![]);
@@ -749,6 +765,7 @@ async fn an_operation_no_executor_accepts_is_parked_without_being_sent() {
 
 #[test]
 fn health_is_judged_from_counts_pauses_and_age() {
+    trackflow_music::install().expect("the music registry installs");
     let now = Timestamp(Time::START);
     let stale = Duration::from_secs(600);
     let counts = |pending, failed, age_ms: Option<i64>, error: Option<&str>| OutboxCounts {
@@ -808,6 +825,7 @@ async fn until_drained(manager: &PendingOperationsManager, outbox: &FakeOutbox) 
 
 #[tokio::test(start_paused = true)]
 async fn the_processor_retries_when_the_backoff_expires_without_a_new_write() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
     let sent_at: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
@@ -843,6 +861,7 @@ async fn the_processor_retries_when_the_backoff_expires_without_a_new_write() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wake_runs_a_pass_at_once() {
+    trackflow_music::install().expect("the music registry installs");
     let (remote, requests) = remote(applied);
     let mut setup = Setup::new(vec![], remote);
     setup.options.idle_poll = Duration::from_secs(3_600);
@@ -886,6 +905,7 @@ fn track_with_audio(
 
 #[tokio::test]
 async fn audio_goes_up_before_its_track_and_a_cut_upload_is_sent_again_whole() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create_project) = ops.project();
     let hash = "ab".repeat(32);
@@ -931,6 +951,7 @@ async fn audio_goes_up_before_its_track_and_a_cut_upload_is_sent_again_whole() {
 
 #[tokio::test]
 async fn audio_the_server_holds_is_not_sent_again_and_a_refused_upload_holds_its_track() {
+    trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create_project) = ops.project();
     let (held, create_held) = track_with_audio(&mut ops, &project, &create_project, &"ab".repeat(32));

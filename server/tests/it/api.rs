@@ -7,8 +7,9 @@ use std::time::Duration;
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{PullRequest, PullResponse},
-    Project, SyncEntity, Timestamp,
+    SyncEntity, Timestamp,
 };
+use trackflow_music::Project;
 use trackflow_server::ServerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{PullRequest, PullResponse},
-    AudioTrack, Project, ProjectId, Timestamp, UserId,
+    Timestamp, UserId,
 };
+use trackflow_music::{AudioTrack, Project, ProjectId};
 use trackflow_server::ServerConfig;
 
 /// A valid push body of one project create, as JSON to break in various ways.

@@ -6,9 +6,8 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use trackflow_domain::SyncEntity;
-use trackflow_domain::{
-    AudioTrack, BlobHash, CollaboratorRole, Project, ProjectCollaborator, Timestamp, UserId,
-};
+use trackflow_domain::{BlobHash, CollaboratorRole, Timestamp, UserId};
+use trackflow_music::{AudioTrack, Project, ProjectCollaborator};
 use trackflow_server::ServerConfig;
 
 fn hash_of(bytes: &[u8]) -> BlobHash {

@@ -8,8 +8,9 @@ use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{AccessToken, EventSource, EventStream, MockSessionStorage, ServerEvent, Session},
     protocol::Poke,
-    CollaboratorRole, Project, ProjectCollaborator, Timestamp, UserId, UserProfile,
+    CollaboratorRole, Timestamp, UserId,
 };
+use trackflow_music::{Project, ProjectCollaborator, UserProfile};
 use trackflow_remote::{HttpRemote, RemoteOptions};
 
 /// The stream of `user`, opened through the client's own event source, past its `ready`.

@@ -36,7 +36,10 @@ pub struct Seen {
     pub body: Value,
 }
 
+/// Installs the music model's registry (idempotent), and the test log subscriber when
+/// `TRACKFLOW_TEST_LOG` is set.
 pub fn init_logs() {
+    trackflow_music::install().expect("the music registry installs");
     if let Ok(filter) = std::env::var("TRACKFLOW_TEST_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     }

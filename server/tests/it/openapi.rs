@@ -7,10 +7,9 @@ use jsonschema::{Draft, Validator};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use trackflow_domain::Playlist;
-use trackflow_domain::{
-    protocol::PushRequest, AudioTrack, EntityType, OperationKind, Project, ProjectId, SyncEntity, Timestamp,
-};
+use trackflow_domain::{protocol::PushRequest, EntityType, OperationKind, SyncEntity, Timestamp};
+use trackflow_music::Playlist;
+use trackflow_music::{AudioTrack, Project, ProjectId};
 use trackflow_server::{document_json, ServerConfig, OPENAPI_JSON};
 use uuid::Uuid;
 

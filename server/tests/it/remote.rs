@@ -10,8 +10,9 @@ use tokio::{
 use trackflow_domain::{
     ports::{AccessToken, MockSessionStorage, RemoteDataSource, RemoteError, Session},
     protocol::{MutationOutcome, PullRequest, PullResponse},
-    Project, SyncEntity, Timestamp, UserId,
+    SyncEntity, Timestamp, UserId,
 };
+use trackflow_music::Project;
 use trackflow_remote::{HttpRemote, RemoteOptions};
 
 fn remote(url: &str, user: UserId, token: Option<&str>, options: &RemoteOptions) -> HttpRemote {

@@ -10,15 +10,16 @@ use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead},
-    AudioComment, AudioTrack, CollaboratorRole, EntityType, Playlist, Project, ProjectCollaborator,
-    SyncEntity, Timestamp, UserId, UserProfile,
+    CollaboratorRole, EntityType, SyncEntity, Timestamp, UserId,
 };
+use trackflow_music::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
 use trackflow_server_store::{DieselServerStore, ScratchDatabase};
 use uuid::Uuid;
 
 pub type Store = Arc<dyn ServerStore>;
 
 pub fn sqlite_store() -> Store {
+    crate::harness::init_logs();
     Arc::new(DieselServerStore::open("sqlite::memory:", 1).expect("open sqlite"))
 }
 
@@ -45,6 +46,7 @@ impl PgDatabase {
     }
 
     pub fn store(&self, connections: u32) -> DieselServerStore {
+        crate::harness::init_logs();
         DieselServerStore::open(self.scratch.url(), connections).expect("open postgres store")
     }
 }
@@ -329,7 +331,7 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     let (other_owner, mut other_writer, other_project) = owned_project(&store).await;
     // A track in a project that does not exist: malformed.
     let orphan =
-        AudioTrack::new(trackflow_domain::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
+        AudioTrack::new(trackflow_music::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
     let error = store.push(owner, writer.creating(&orphan)).await.expect_err("missing");
     assert!(
         matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"),
@@ -793,6 +795,7 @@ async fn sqlite_concurrent_pushes_never_skip_a_change() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("server.db");
     let url = path.to_str().expect("utf-8");
+    crate::harness::init_logs();
     let stores: Vec<Store> =
         (0..3).map(|_| Arc::new(DieselServerStore::open(url, 4).expect("open")) as Store).collect();
     concurrent_pushes_never_skip_a_change(stores).await;

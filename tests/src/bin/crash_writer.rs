@@ -6,7 +6,8 @@
 use anyhow::Context;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{io::Write, sync::Arc};
-use trackflow_domain::{ports::Repository, AudioTrack, Project, ProjectId, ProjectPatch, Timestamp, UserId};
+use trackflow_domain::{ports::Repository, Timestamp, UserId};
+use trackflow_music::{AudioTrack, Project, ProjectId, ProjectPatch};
 use trackflow_store::{LocalStore, LocalStoreOptions, SqliteRepository, SystemClock};
 use trackflow_tests::Ack;
 
@@ -16,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let path = args.next().context("usage: trackflow-crash-writer <database file> <seed>")?;
     let seed: u64 = args.next().context("missing seed")?.parse().context("seed must be a number")?;
     let mut rng = StdRng::seed_from_u64(seed);
+    trackflow_music::install()?;
 
     let store = LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await?;
     let projects = SqliteRepository::<Project>::new(store.clone());

@@ -120,9 +120,9 @@ impl Default for SyncUseCases {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_domain::{
-        AudioComment, AudioTrack, AudioTrackId, CollaboratorRole, Playlist, Project, ProjectCollaborator,
-        SyncEntity, Timestamp, UserId, UserProfile,
+    use trackflow_domain::{CollaboratorRole, SyncEntity, Timestamp, UserId};
+    use trackflow_music::{
+        AudioComment, AudioTrack, AudioTrackId, Playlist, Project, ProjectCollaborator, UserProfile,
     };
 
     const NOW: Timestamp = Timestamp(1_800_000_000_000);
@@ -135,6 +135,7 @@ mod tests {
 
     #[test]
     fn the_standard_use_cases_make_a_plan() {
+        trackflow_music::install().expect("the music registry installs");
         let use_cases = SyncUseCases::default();
         assert_eq!(use_cases.plan().order(), EntityType::all(), "parents first, as the domain lists them");
         assert_eq!(use_cases.by_type().len(), EntityType::all().len());
@@ -142,6 +143,7 @@ mod tests {
 
     #[test]
     fn each_use_case_puts_first_what_its_entity_lives_inside_and_refers_to() {
+        trackflow_music::install().expect("the music registry installs");
         let owner = UserId::new();
         let project = Project::new(owner, "EP", None, NOW).expect("valid");
         let track = AudioTrack::new(project.id(), owner, "Intro", 1_000, None, NOW).expect("valid");
@@ -178,6 +180,7 @@ mod tests {
 
     #[test]
     fn configured_policies_reach_the_plan_and_the_rest_stay_last_writer_wins() {
+        trackflow_music::install().expect("the music registry installs");
         let policies = ConflictPolicies(BTreeMap::from([
             (Project::ENTITY_TYPE, ConflictPolicy::Manual),
             (AudioComment::ENTITY_TYPE, ConflictPolicy::ServerWins),
@@ -197,6 +200,7 @@ mod tests {
 
     #[test]
     fn a_missing_use_case_is_refused() {
+        trackflow_music::install().expect("the music registry installs");
         let mut use_cases: Vec<Arc<dyn EntitySyncUseCase>> = SyncUseCases::default()
             .use_cases
             .iter()

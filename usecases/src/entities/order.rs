@@ -59,11 +59,11 @@ mod tests {
     use super::*;
     use trackflow_domain::SyncEntity;
 
-    const COMMENT: EntityType = trackflow_domain::AudioComment::ENTITY_TYPE;
-    const TRACK: EntityType = trackflow_domain::AudioTrack::ENTITY_TYPE;
-    const PLAYLIST: EntityType = trackflow_domain::Playlist::ENTITY_TYPE;
-    const PROJECT: EntityType = trackflow_domain::Project::ENTITY_TYPE;
-    const PROFILE: EntityType = trackflow_domain::UserProfile::ENTITY_TYPE;
+    const COMMENT: EntityType = trackflow_music::AudioComment::ENTITY_TYPE;
+    const TRACK: EntityType = trackflow_music::AudioTrack::ENTITY_TYPE;
+    const PLAYLIST: EntityType = trackflow_music::Playlist::ENTITY_TYPE;
+    const PROJECT: EntityType = trackflow_music::Project::ENTITY_TYPE;
+    const PROFILE: EntityType = trackflow_music::UserProfile::ENTITY_TYPE;
 
     #[test]
     fn types_come_after_what_they_depend_on() {

@@ -11,8 +11,8 @@ use trackflow_client::wiring::repository;
 use trackflow_domain::{
     ports::{AccessToken, PendingOperationsRepository, Session, SessionStorage},
     protocol::{LogInRequest, SignUpRequest},
-    UserProfile,
 };
+use trackflow_music::UserProfile;
 use trackflow_remote::{AuthClient, RemoteOptions};
 
 impl App<'_> {

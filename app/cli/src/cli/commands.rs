@@ -17,11 +17,13 @@ use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{Clock, ConflictRepository, PendingOperationsRepository, SessionStorage},
     sync::ConflictResolution,
-    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch, BlobHash, EntityRef,
-    EntityType, Playlist, PlaylistPatch, Project, ProjectCollaborator, ProjectCollaboratorPatch,
-    ProjectPatch, UserId, UserProfile, UserProfilePatch,
+    BlobHash, EntityRef, EntityType, UserId,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
+use trackflow_music::{
+    AudioComment, AudioCommentPatch, AudioTrack, AudioTrackId, AudioTrackPatch, Playlist, PlaylistPatch,
+    Project, ProjectCollaborator, ProjectCollaboratorPatch, ProjectPatch, UserProfile, UserProfilePatch,
+};
 use uuid::Uuid;
 
 /// Runs a parsed command line.
@@ -398,7 +400,7 @@ impl App<'_> {
         }
     }
 
-    async fn require_project(&self, id: trackflow_domain::ProjectId) -> anyhow::Result<()> {
+    async fn require_project(&self, id: trackflow_music::ProjectId) -> anyhow::Result<()> {
         let projects = repository::<Project>(self.module);
         projects
             .get(id)

@@ -9,9 +9,8 @@ mod sync;
 
 use clap::{Args, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
-use trackflow_domain::{
-    AudioCommentId, AudioTrackId, CollaboratorId, CollaboratorRole, PlaylistId, ProjectId, UserId,
-};
+use trackflow_domain::{CollaboratorRole, UserId};
+use trackflow_music::{AudioCommentId, AudioTrackId, CollaboratorId, PlaylistId, ProjectId};
 
 pub use position::{format_position, parse_position};
 
@@ -438,6 +437,10 @@ const FAILURE: u8 = 1;
 /// Parses the command line, runs the command, and turns any failure into one line on stderr
 /// and a non-zero exit status.
 pub fn main() -> ExitCode {
+    // The music model's types, registered before anything reads a type by name.
+    if let Err(err) = trackflow_music::install() {
+        return fail(&anyhow::Error::from(err));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),

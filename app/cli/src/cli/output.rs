@@ -2,10 +2,8 @@
 
 use super::position::format_position;
 use serde::Serialize;
-use trackflow_domain::{
-    ports::SyncStatistics, AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, SyncConflict,
-    SyncOperation, UserProfile,
-};
+use trackflow_domain::{ports::SyncStatistics, SyncConflict, SyncOperation};
+use trackflow_music::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
 
 /// How an item reads on one line.
 pub trait Line {

@@ -9,9 +9,10 @@ use trackflow_client::wiring::repository;
 use trackflow_domain::{
     ports::{AccessToken, Session, SessionStorage},
     protocol::SignUpRequest,
-    CollaboratorRole, Project, ProjectCollaborator, ProjectPatch, Timestamp, UserId,
+    CollaboratorRole, Timestamp, UserId,
 };
 use trackflow_executors::UpstreamOptions;
+use trackflow_music::{Project, ProjectCollaborator, ProjectPatch};
 use trackflow_remote::{AuthClient, RemoteOptions};
 use trackflow_server_store::ScratchDatabase;
 use trackflow_usecases::ProbeOptions;

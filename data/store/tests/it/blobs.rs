@@ -5,8 +5,9 @@ use super::Fixture;
 use std::path::Path;
 use trackflow_domain::{
     ports::{BlobCache, PendingOperationsRepository, Repository},
-    AudioTrack, OperationKind, Project, RepositoryError, Timestamp, UserId,
+    OperationKind, RepositoryError, Timestamp, UserId,
 };
+use trackflow_music::{AudioTrack, Project};
 use trackflow_store::SqlitePendingOperationsRepository;
 use trackflow_store::{BlobCacheOptions, SqliteBlobCache, SqliteRepository};
 

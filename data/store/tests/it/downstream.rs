@@ -11,9 +11,9 @@ use trackflow_domain::{
     },
     protocol::EntityState,
     sync::{ConflictPolicy, ConflictResolution},
-    AudioComment, AudioTrack, EntityType, Hlc, NodeId, Project, ProjectPatch, RepositoryError, SyncEntity,
-    Timestamp, UserId,
+    EntityType, Hlc, NodeId, RepositoryError, SyncEntity, Timestamp, UserId,
 };
+use trackflow_music::{AudioComment, AudioTrack, Project, ProjectPatch};
 use trackflow_store::{SqliteConflictRepository, SqliteDownstreamRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -107,7 +107,7 @@ async fn a_comment_waiting_for_its_track_and_also_on_the_page_is_stored_once_mer
     // Two pulls of the scope overlapped: this page brings the track, which releases the waiting
     // comment, and a later state of that comment.
     let edited = comment
-        .patched(&trackflow_domain::AudioCommentPatch { content: Some("Edited".into()) })
+        .patched(&trackflow_music::AudioCommentPatch { content: Some("Edited".into()) })
         .expect("valid");
     let counts = local.apply(vec![pulled(&edited, 5, 5), pulled(&track, 4, 4)], "c2", &policies).await;
     assert_eq!(counts[&AudioComment::ENTITY_TYPE], (2, 0, 0, 0), "released, then merged");

@@ -36,7 +36,13 @@ impl Fixture {
     }
 }
 
+/// Installs the music model's registry (idempotent): the tests' types are the music model's.
+pub fn music() {
+    trackflow_music::install().expect("the music registry installs");
+}
+
 pub async fn open(path: &Path) -> LocalStore {
+    music();
     LocalStore::open(LocalStoreOptions::new(path), Arc::new(SystemClock)).await.expect("open local store")
 }
 

@@ -6,8 +6,10 @@ use super::Fixture;
 use proptest::prelude::*;
 use trackflow_domain::{
     ports::{PendingOperationsRepository, Repository},
-    AudioComment, AudioTrack, AudioTrackId, AudioTrackPatch, OperationKind, Project, ProjectId, ProjectPatch,
-    RepositoryError, Timestamp, UserId,
+    OperationKind, RepositoryError, Timestamp, UserId,
+};
+use trackflow_music::{
+    AudioComment, AudioTrack, AudioTrackId, AudioTrackPatch, Project, ProjectId, ProjectPatch,
 };
 use trackflow_store::{SqlitePendingOperationsRepository, SqliteRepository};
 

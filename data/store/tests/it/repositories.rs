@@ -4,9 +4,11 @@ use super::{count, execute, open, Fixture};
 use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{PendingOperationsRepository, Repository},
-    AudioComment, AudioTrack, AudioTrackPatch, CollaboratorRole, OperationKind, Playlist, PlaylistPatch,
-    Project, ProjectCollaborator, ProjectPatch, RepositoryError, Timestamp, UserId, UserProfile,
-    UserProfilePatch,
+    CollaboratorRole, OperationKind, RepositoryError, Timestamp, UserId,
+};
+use trackflow_music::{
+    AudioComment, AudioTrack, AudioTrackPatch, Playlist, PlaylistPatch, Project, ProjectCollaborator,
+    ProjectPatch, UserProfile, UserProfilePatch,
 };
 use trackflow_store::{SqlitePendingOperationsRepository, SqliteRepository};
 

@@ -7,9 +7,9 @@ use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{ConflictRepository, PendingOperationsRepository, Repository},
     sync::{CoalescePlan, Settlement},
-    AudioTrack, ConflictId, EntityRef, OperationId, OperationStatus, Playlist, Project, ProjectPatch,
-    RepositoryError, SyncConflict, Timestamp, UserId,
+    ConflictId, EntityRef, OperationId, OperationStatus, RepositoryError, SyncConflict, Timestamp, UserId,
 };
+use trackflow_music::{AudioTrack, Playlist, Project, ProjectPatch};
 use trackflow_store::{SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -188,7 +188,7 @@ async fn discarding_a_failed_create_drops_later_operations_on_its_entity_but_not
     c.tracks
         .update(
             track.id(),
-            trackflow_domain::AudioTrackPatch { name: Some("Take 2".into()), ..Default::default() },
+            trackflow_music::AudioTrackPatch { name: Some("Take 2".into()), ..Default::default() },
         )
         .await
         .expect("rename");
@@ -280,7 +280,7 @@ async fn writes_are_announced_to_watchers() {
     c.project().await;
     assert!(writes.has_changed().expect("store alive"), "a committed write wakes the processor");
     writes.mark_unchanged();
-    let missing = c.projects.update(trackflow_domain::ProjectId::new(), ProjectPatch::default()).await;
+    let missing = c.projects.update(trackflow_music::ProjectId::new(), ProjectPatch::default()).await;
     assert!(missing.is_err());
     assert!(!writes.has_changed().expect("store alive"), "a refused write does not");
 }

@@ -1,15 +1,10 @@
-use super::{EntityRef, FieldReader, Scope, ScopeKind, SyncEntity};
-use crate::{
-    error::ValidationError,
-    ids::UserId,
-    sync::Priority,
-    time::Timestamp,
-    validate::{email_address, optional_text, required_text},
-};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Scope, entities::ScopeKind, serde_json::Value, uuid::Uuid,
+    validate::email_address, validate::optional_text, validate::required_text, EntityRef, Priority,
+    SyncEntity, Timestamp, UserId, ValidationError,
+};
 
 /// A user's public profile. Its id is the user's id.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
@@ -41,7 +36,7 @@ impl UserProfile {
     /// Longest allowed display name, in characters.
     pub const MAX_NAME: usize = 100;
     /// Longest allowed email address (RFC 5321 path limit).
-    pub const MAX_EMAIL: usize = crate::validate::MAX_EMAIL;
+    pub const MAX_EMAIL: usize = trackflow_domain::validate::MAX_EMAIL;
     /// Longest allowed avatar URL.
     pub const MAX_URL: usize = 2_048;
     /// Longest allowed creative role.

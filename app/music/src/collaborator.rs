@@ -1,19 +1,11 @@
-use super::{
-    CollaboratorRole, EntityRef, FieldReader, Membership, Parent, Project, Scope, ScopeKind, SyncEntity,
-    WriteRule,
-};
-use crate::{
-    error::RepositoryError,
-    error::ValidationError,
-    ids::{CollaboratorId, ProjectId, UserId},
-    ports::WriteContext,
-    sync::Priority,
-    time::Timestamp,
-};
+use crate::{CollaboratorId, Project, ProjectId};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Membership, entities::Parent, entities::Scope, entities::ScopeKind,
+    entities::WriteRule, ports::WriteContext, serde_json::Value, uuid::Uuid, CollaboratorRole, EntityRef,
+    Priority, RepositoryError, SyncEntity, Timestamp, UserId, ValidationError,
+};
 
 /// A user's membership in a project with a role.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes

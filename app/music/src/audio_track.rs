@@ -1,16 +1,10 @@
-use super::{EntityRef, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
-use crate::entities::Project;
-use crate::{
-    error::ValidationError,
-    ids::{AudioTrackId, ProjectId, UserId},
-    sync::Priority,
-    time::Timestamp,
-    validate::required_text,
-};
+use crate::{AudioTrackId, Project, ProjectId};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Parent, entities::Scope, entities::ScopeKind, serde_json::Value,
+    uuid::Uuid, validate::required_text, EntityRef, Priority, SyncEntity, Timestamp, UserId, ValidationError,
+};
 
 /// An audio track in a project. The audio itself is a content-addressed blob named by its
 /// SHA-256 (`audio_sha256`); the track row syncs as soon as it is written, the blob follows.
@@ -202,7 +196,6 @@ impl SyncEntity for AudioTrack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::Project;
 
     #[test]
     fn duration_and_hash_are_checked() {

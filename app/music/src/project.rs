@@ -1,17 +1,12 @@
-use super::{
-    CollaboratorRole, EntityRef, FieldReader, Index, Membership, Scope, ScopeKind, SyncEntity, WriteRule,
-};
-use crate::{
-    error::ValidationError,
-    ids::{ProjectId, ScopeId, UserId},
-    sync::Priority,
-    time::Timestamp,
-    validate::{optional_text, required_text},
-};
+use crate::ProjectId;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Index, entities::Membership, entities::Scope, entities::ScopeKind,
+    entities::WriteRule, ids::ScopeId, serde_json::Value, uuid::Uuid, validate::optional_text,
+    validate::required_text, CollaboratorRole, EntityRef, Priority, SyncEntity, Timestamp, UserId,
+    ValidationError,
+};
 
 /// A music project: the unit of collaboration and of authorization.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
@@ -166,7 +161,7 @@ impl SyncEntity for Project {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entities::changed_fields;
+    use trackflow_domain::entities::changed_fields;
 
     fn project(name: &str) -> Result<Project, ValidationError> {
         Project::new(UserId::new(), name, None, Timestamp(1))

@@ -1,17 +1,11 @@
-use super::{AudioTrack, EntityRef, FieldReader, Index, Parent, Scope, ScopeKind, SyncEntity};
-use crate::{
-    error::RepositoryError,
-    error::ValidationError,
-    ids::{AudioCommentId, AudioTrackId, ProjectId, UserId},
-    ports::WriteContext,
-    sync::Priority,
-    time::Timestamp,
-    validate::required_text,
-};
+use crate::{AudioCommentId, AudioTrack, AudioTrackId, ProjectId};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Index, entities::Parent, entities::Scope, entities::ScopeKind,
+    ports::WriteContext, serde_json::Value, uuid::Uuid, validate::required_text, EntityRef, Priority,
+    RepositoryError, SyncEntity, Timestamp, UserId, ValidationError,
+};
 
 /// A comment anchored at a position in an audio track.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes

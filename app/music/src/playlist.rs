@@ -1,19 +1,12 @@
-use super::{AudioTrack, EntityRef, EntityType, FieldReader, Parent, Scope, ScopeKind, SyncEntity};
-use crate::entities::Project;
-use crate::{
-    error::RepositoryError,
-    error::ValidationError,
-    ids::{AudioTrackId, PlaylistId, ProjectId},
-    ports::WriteContext,
-    sync::Priority,
-    time::Timestamp,
-    validate::required_text,
-};
+use crate::{AudioTrack, AudioTrackId, PlaylistId, Project, ProjectId};
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::collections::HashSet;
-use uuid::Uuid;
+use trackflow_domain::{
+    entities::FieldReader, entities::Parent, entities::Scope, entities::ScopeKind, ports::WriteContext,
+    serde_json::Value, uuid::Uuid, validate::required_text, EntityRef, EntityType, Priority, RepositoryError,
+    SyncEntity, Timestamp, ValidationError,
+};
 
 /// An ordered list of tracks of one project.
 /// Serialises to its wire fields. It is deliberately not `Deserialize`: every way in goes
