@@ -5,7 +5,7 @@
 //! everything without losing what was being sent.
 
 use crate::{
-    wiring::{client_module_with, open_store_with, ClientModule},
+    wiring::{client_module_with, open_store, ClientModule},
     ClientError,
 };
 use shaku::HasComponent;
@@ -17,7 +17,7 @@ use trackflow_domain::{
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
 use trackflow_remote::RemoteOptions;
-use trackflow_store::{AppMigration, BlobCacheOptions, LocalStore, Repositories};
+use trackflow_store::{BlobCacheOptions, LocalStore, Repositories};
 use trackflow_usecases::{
     BackgroundSyncCoordinator, ProbeOptions, ReachabilityMonitor, RealtimeListener, SyncDataOptions,
     SyncStatusProvider,
@@ -41,9 +41,6 @@ pub struct EngineOptions {
     /// Where the audio cache lives and its cap; `None` for the directory beside the database
     /// and the default cap.
     pub blob_cache: Option<BlobCacheOptions>,
-    /// The program's own migrations (the tables of its types), applied when the database is
-    /// opened.
-    pub schema: &'static [AppMigration],
 }
 
 impl Default for EngineOptions {
@@ -56,7 +53,6 @@ impl Default for EngineOptions {
             remote: RemoteOptions::default(),
             realtime: true,
             blob_cache: None,
-            schema: &[],
         }
     }
 }
@@ -84,7 +80,7 @@ impl SyncEngine {
     /// Opens (creating and migrating if needed) the database in `data_dir` and wires the
     /// engine over it. Nothing runs until [`start`](Self::start).
     pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Self, ClientError> {
-        let store = open_store_with(data_dir, options.schema).await?;
+        let store = open_store(data_dir).await?;
         Self::over(store, options)
     }
 
@@ -408,7 +404,7 @@ mod tests {
     async fn a_program_puts_a_component_of_its_own_in_place_through_the_module_builder() {
         trackflow_music::install().expect("the music registry installs");
         let dir = tempfile::tempdir().expect("dir");
-        let store = crate::wiring::open_store(dir.path()).await.expect("store");
+        let store = open_store(dir.path()).await.expect("store");
         let pushes = Arc::new(AtomicUsize::new(0));
         let module = crate::wiring::client_module_builder(&store, &quiet())
             .expect("builder")

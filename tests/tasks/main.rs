@@ -22,7 +22,7 @@ use trackflow_client::{
     remote::{AuthClient, RemoteOptions},
     EngineOptions, SyncEngine,
 };
-use trackflow_example_tasks::{Board, Task, TaskPatch, SCHEMA};
+use trackflow_example_tasks::{Board, Task, TaskPatch};
 
 /// The `tasks-server` process, killed when dropped.
 struct Server {
@@ -54,7 +54,7 @@ impl Drop for Server {
 }
 
 async fn device(dir: &Path, server: &str, user: UserId, token: &str) -> SyncEngine {
-    let options = EngineOptions { schema: SCHEMA, periodic: None, ..EngineOptions::default() };
+    let options = EngineOptions { periodic: None, ..EngineOptions::default() };
     let engine = SyncEngine::open(dir, options).await.expect("engine");
     engine.sign_in(user, server, token).await.expect("session");
     engine

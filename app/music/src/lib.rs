@@ -23,7 +23,7 @@ pub use playlist::{Playlist, PlaylistPatch};
 pub use project::{Project, ProjectPatch};
 pub use user_profile::{UserProfile, UserProfilePatch};
 
-use trackflow_domain::entities::{Registry, RegistryError};
+use trackflow_domain::entities::{AppMigration, Registry, RegistryError};
 
 trackflow_domain::typed_id!(
     /// Identifies a [`Project`].
@@ -46,7 +46,7 @@ trackflow_domain::typed_id!(
     CollaboratorId, "collaborator"
 );
 
-/// The music model's types, parents before children.
+/// The music model's types, parents before children, with their tables.
 pub fn registry() -> Registry {
     Registry::new()
         .with::<UserProfile>()
@@ -55,8 +55,15 @@ pub fn registry() -> Registry {
         .and_then(Registry::with::<AudioTrack>)
         .and_then(Registry::with::<AudioComment>)
         .and_then(Registry::with::<Playlist>)
-        .expect("the music types are listed parents first")
+        .and_then(|registry| registry.with_schema(SCHEMA))
+        .expect("the music types are listed parents first, with one migration per version")
 }
+
+/// The local tables of the music model's types, applied when a local database opens.
+pub const SCHEMA: &[AppMigration] = &[AppMigration {
+    version: "2026-11-27-000000_music",
+    up: include_str!("../migrations/2026-11-27-000000_music/up.sql"),
+}];
 
 /// Installs [`registry`] as the process's registry: call it at start, before anything reads an
 /// entity type by name. Installing it again is no error; installing it after another program's

@@ -39,11 +39,11 @@ use trackflow_domain::{
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::HttpRemote;
 use trackflow_store::{
-    AppMigration, BlobCacheOptions, LocalStore, LocalStoreOptions, Repositories, RepositoryParameters,
-    SessionReload, SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository,
-    SqliteConflictRepositoryParameters, SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters,
-    SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters, SqliteSessionStorage,
-    SqliteSessionStorageParameters, SystemClock,
+    BlobCacheOptions, LocalStore, LocalStoreOptions, Repositories, RepositoryParameters, SessionReload,
+    SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
+    SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
+    SqlitePendingOperationsRepositoryParameters, SqliteSessionStorage, SqliteSessionStorageParameters,
+    SystemClock,
 };
 use trackflow_usecases::{
     AudioFiles, BackgroundSyncCoordinator, MonitoredRemote, ReachabilityMonitor, RealtimeListener,
@@ -164,18 +164,10 @@ pub async fn open_client_module(data_dir: &Path) -> Result<ClientModule, ClientE
     client_module(&store)
 }
 
-/// Opens the database in `data_dir`.
+/// Opens the database in `data_dir`, with the tables of the installed registry's types.
 pub async fn open_store(data_dir: &Path) -> Result<LocalStore, ClientError> {
-    open_store_with(data_dir, &[]).await
-}
-
-/// Opens the database in `data_dir`, applying the program's own `schema` too.
-pub async fn open_store_with(
-    data_dir: &Path,
-    schema: &'static [AppMigration],
-) -> Result<LocalStore, ClientError> {
     let path = data_dir.join(DATABASE_FILE);
-    Ok(LocalStore::open(LocalStoreOptions::new(&path).with_schema(schema), Arc::new(SystemClock)).await?)
+    Ok(LocalStore::open(LocalStoreOptions::new(&path), Arc::new(SystemClock)).await?)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Opening the database: connection settings, the pool, migrations and replica identity.
 
-use super::{schema::local_settings, AppMigration, LocalStoreOptions};
+use super::{schema::local_settings, LocalStoreOptions};
 use diesel::{
     connection::SimpleConnection,
     prelude::*,
@@ -13,7 +13,10 @@ use trackflow_db::{
     migrate::MigrateError,
     sqlite::configure_connection,
 };
-use trackflow_domain::NodeId;
+use trackflow_domain::{
+    entities::{AppMigration, Registry},
+    NodeId,
+};
 
 /// The client schema migrations (migrations/local), embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/local");
@@ -47,7 +50,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
     configure_connection(&mut conn, options.busy_timeout).map_err(|e| open_error(e.to_string()))?;
     migrate(&mut conn, path)?;
-    migrate_app(&mut conn, options.schema)?;
+    migrate_app(&mut conn, Registry::global().schema())?;
     let replica = replica_id(&mut conn)?;
     // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a
     // write transaction, so a concurrent raise cannot be overwritten with an older value.
@@ -83,13 +86,11 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
     })
 }
 
-/// Applies the program's migrations not applied yet, in order, each in one write transaction
-/// with its record.
+/// Applies the installed registry's migrations (the tables of the program's types) not applied
+/// yet, in version order, each in one write transaction with its record.
 fn migrate_app(conn: &mut SqliteConnection, schema: &[AppMigration]) -> StoreResult<()> {
     use super::schema::app_migrations::dsl::{app_migrations, applied_at, version};
-    let mut ordered: Vec<&AppMigration> = schema.iter().collect();
-    ordered.sort_by_key(|m| m.version);
-    for migration in ordered {
+    for migration in schema {
         conn.immediate_transaction(|conn| {
             let done: i64 = app_migrations.filter(version.eq(migration.version)).count().get_result(conn)?;
             if done == 0 {

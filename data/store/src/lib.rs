@@ -30,6 +30,8 @@ pub use repositories::{Repositories, RepositoryParameters, SqliteRepository};
 pub use session::{SessionReload, SqliteSessionStorage, SqliteSessionStorageParameters};
 pub use trackflow_db::sqlite::configure_connection;
 pub use trackflow_db::{blocking::Offload, StoreError};
+/// A program's local migrations are declared with its types, in its registry.
+pub use trackflow_domain::entities::AppMigration;
 
 use diesel::{
     r2d2::{ConnectionManager, Pool},
@@ -54,20 +56,6 @@ pub struct LocalStoreOptions {
     /// How database work leaves the async worker (see [`Offload`]). Use
     /// [`Offload::SpawnBlocking`] when calling the store from inside a tokio `LocalSet`.
     pub offload: Offload,
-    /// The program's own migrations: the tables of its synced types, applied in order after
-    /// the store's own, each once.
-    pub schema: &'static [AppMigration],
-}
-
-/// One migration of a program's own schema (the table of a synced type, say). Versions sort
-/// like the store's (`2026-12-06-000000_boards`); a version is applied once, and never edited
-/// after it shipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppMigration {
-    /// Its version, unique and ordered.
-    pub version: &'static str,
-    /// The SQL that applies it.
-    pub up: &'static str,
 }
 
 impl LocalStoreOptions {
@@ -78,13 +66,7 @@ impl LocalStoreOptions {
             max_connections: 4,
             busy_timeout: Duration::from_secs(5),
             offload: Offload::Auto,
-            schema: &[],
         }
-    }
-
-    /// These options with the program's own `schema`.
-    pub fn with_schema(self, schema: &'static [AppMigration]) -> Self {
-        Self { schema, ..self }
     }
 }
 

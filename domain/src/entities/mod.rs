@@ -7,7 +7,9 @@ mod registry;
 mod role;
 
 pub use any::{Membership, ParseScopeError, Scope, ScopeKind, SHARED_PREFIX};
-pub use registry::{AnyEntity, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule};
+pub use registry::{
+    AnyEntity, AppMigration, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule,
+};
 pub use role::CollaboratorRole;
 
 use crate::{

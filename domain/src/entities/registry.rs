@@ -324,11 +324,24 @@ impl<'de> Deserialize<'de> for EntityType {
     }
 }
 
-/// The types of a program, parents before children, installed once at start
-/// ([`Registry::install`]) so that names read back from the outbox and the wire find their type.
+/// The types of a program, parents before children, and the migrations of their local tables,
+/// installed once at start ([`Registry::install`]) so that names read back from the outbox and
+/// the wire find their type, and every local database opened has the tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
     types: Vec<EntityType>,
+    schema: Vec<AppMigration>,
+}
+
+/// One migration of a program's own local schema (the table of a synced type, say), applied
+/// when a local database opens, after the engine's own, each once. Versions sort like the
+/// engine's (`2026-12-06-000000_boards`); a version is never edited after it shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppMigration {
+    /// Its version, unique and ordered.
+    pub version: &'static str,
+    /// The SQL (SQLite) that applies it.
+    pub up: &'static str,
 }
 
 /// A registry that cannot be built or installed.
@@ -346,6 +359,9 @@ pub enum RegistryError {
     /// Two types share a name.
     #[error("two types are named '{0}'")]
     Duplicate(&'static str),
+    /// Two migrations share a version.
+    #[error("two migrations have the version '{0}'")]
+    DuplicateMigration(&'static str),
     /// Another registry is installed already.
     #[error("another registry is installed already ({installed})")]
     AlreadyInstalled {
@@ -390,6 +406,23 @@ impl Registry {
         Ok(self)
     }
 
+    /// This registry with the migrations of its types' local tables added.
+    pub fn with_schema(mut self, schema: &[AppMigration]) -> Result<Self, RegistryError> {
+        for migration in schema {
+            if self.schema.iter().any(|m| m.version == migration.version) {
+                return Err(RegistryError::DuplicateMigration(migration.version));
+            }
+            self.schema.push(*migration);
+        }
+        self.schema.sort_by_key(|m| m.version);
+        Ok(self)
+    }
+
+    /// The migrations of its types' local tables, in version order.
+    pub fn schema(&self) -> &[AppMigration] {
+        &self.schema
+    }
+
     /// Makes this the registry of the process. Installing the same registry again is no error;
     /// installing another is.
     pub fn install(self) -> Result<&'static Registry, RegistryError> {
@@ -404,7 +437,7 @@ impl Registry {
     /// The registry of the process: the installed one, or an empty one until a registry is
     /// installed (reading it does not install anything).
     pub fn global() -> &'static Registry {
-        static EMPTY: Registry = Registry { types: Vec::new() };
+        static EMPTY: Registry = Registry { types: Vec::new(), schema: Vec::new() };
         GLOBAL.get().unwrap_or(&EMPTY)
     }
 

@@ -12,16 +12,13 @@ pub use task::{Task, TaskId, TaskPatch};
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use trackflow_client::{
-    domain::{
-        entities::{FieldReader, Membership, Registry, RegistryError, Scope, ScopeKind, WriteRule},
-        ids::ScopeId,
-        serde_json::Value,
-        uuid::Uuid,
-        validate::required_text,
-        CollaboratorRole, EntityRef, Priority, SyncEntity, Timestamp, UserId, ValidationError,
-    },
-    store::AppMigration,
+use trackflow_client::domain::{
+    entities::{AppMigration, FieldReader, Membership, Registry, RegistryError, Scope, ScopeKind, WriteRule},
+    ids::ScopeId,
+    serde_json::Value,
+    uuid::Uuid,
+    validate::required_text,
+    CollaboratorRole, EntityRef, Priority, SyncEntity, Timestamp, UserId, ValidationError,
 };
 
 trackflow_client::domain::typed_id!(
@@ -29,12 +26,13 @@ trackflow_client::domain::typed_id!(
     BoardId, "board"
 );
 
-/// The program's types, parents first. Install it before anything else touches the engine.
+/// The program's types, parents first, with their tables. Install it before anything else
+/// touches the engine.
 pub fn registry() -> Result<Registry, RegistryError> {
-    Registry::new().with::<Board>()?.with::<Task>()
+    Registry::new().with::<Board>()?.with::<Task>()?.with_schema(SCHEMA)
 }
 
-/// The tables of the program's types, applied when the local database is opened.
+/// The tables of the program's types, applied when a local database is opened.
 pub const SCHEMA: &[AppMigration] = &[AppMigration {
     version: "2026-12-06-000000_boards_and_tasks",
     up: include_str!("../migrations/2026-12-06-000000_boards_and_tasks/up.sql"),

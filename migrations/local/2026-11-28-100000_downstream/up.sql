@@ -1,13 +1,9 @@
--- Downstream sync. `pulled_version`: the server version of the last state a pull merged into
--- the row. A pulled row at or below it is skipped. It is kept apart from `version`, which an
--- acknowledgement raises too: an acknowledged row lacks what other replicas wrote before it, so
--- the pull that brings their fields must not be skipped.
-ALTER TABLE user_profiles ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE projects ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE project_collaborators ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE audio_tracks ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE audio_comments ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE playlists ADD COLUMN pulled_version BIGINT NOT NULL DEFAULT 0;
+-- Downstream sync. Every entity table has `pulled_version`: the server version of the last
+-- state a pull merged into the row. A pulled row at or below it is skipped. It is kept apart
+-- from `version`, which an acknowledgement raises too: an acknowledged row lacks what other
+-- replicas wrote before it, so the pull that brings their fields must not be skipped. (The
+-- entity tables are a program's own, in its registry's migrations; the music model's once got
+-- the column here.)
 
 -- Pulled rows that arrived before what they live inside (a comment whose track comes in a
 -- later page): kept here, in the page's transaction, and applied once their parent is stored.

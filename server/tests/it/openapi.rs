@@ -56,6 +56,7 @@ impl Spec {
     }
 
     fn served() -> Self {
+        crate::harness::init_logs();
         Self::new(serde_json::from_str(document_json()).expect("the served document is JSON"))
     }
 

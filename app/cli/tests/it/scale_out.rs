@@ -73,6 +73,7 @@ async fn a_write_on_one_instance_pokes_a_client_of_the_other_and_both_converge()
         eprintln!("SKIPPED two instances on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set");
         return;
     };
+    trackflow_music::install().expect("the music registry installs");
     let scratch = ScratchDatabase::create(&admin, "trackflow_scale_out").expect("scratch database");
     let blobs = tempfile::tempdir().expect("blob dir");
     let start = || {
