@@ -9,7 +9,6 @@ use crate::{
     sync::OperationKind,
 };
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// What a user wants to do with an entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,19 +50,11 @@ pub struct Denied {
 
 impl Denied {
     fn hidden(entity_type: EntityType) -> Self {
-        Self { code: "not_found", message: format!("no such {}", Pretty(entity_type)) }
+        Self { code: "not_found", message: format!("no such {}", entity_type.display_name()) }
     }
 
     fn forbidden(what: impl Into<String>) -> Self {
         Self { code: "forbidden", message: what.into() }
-    }
-}
-
-struct Pretty(EntityType);
-
-impl fmt::Display for Pretty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.as_str().replace('_', " "))
     }
 }
 
@@ -88,15 +79,21 @@ pub fn authorize(entity_type: EntityType, access: Access, relation: Relation) ->
         (ScopeKind::User, Relation::Profile { own: false, shares_project }) => match kind {
             None if shares_project => Ok(()),
             None => Err(Denied::hidden(entity_type)),
-            Some(_) => Err(Denied::forbidden(format!("only its owner changes a {}", Pretty(entity_type)))),
+            Some(_) => {
+                Err(Denied::forbidden(format!("only its owner changes a {}", entity_type.display_name())))
+            }
         },
         (ScopeKind::User, Relation::Member(_)) | (ScopeKind::Shared, Relation::Profile { .. }) => {
-            Err(Denied::forbidden(format!("a {} is not judged that way", Pretty(entity_type))))
+            Err(Denied::forbidden(format!("a {} is not judged that way", entity_type.display_name())))
         }
         (ScopeKind::Shared, Relation::Member(None)) => Err(Denied::hidden(entity_type)),
         (ScopeKind::Shared, Relation::Member(Some(role))) => match kind {
             None => Ok(()),
-            Some(_) if role == Viewer => Err(Denied::forbidden("viewers cannot change a project")),
+            Some(_) if role == Viewer => {
+                let root =
+                    entity_type.scope_root().map_or("shared scope".to_owned(), EntityType::display_name);
+                Err(Denied::forbidden(format!("viewers cannot change a {root}")))
+            }
             // Roles order owner < editor < viewer: a role at or before the least one writes.
             Some(kind) if role <= entity_type.write_rule().least(kind) => Ok(()),
             Some(kind) => Err(Denied::forbidden(owner_only(entity_type, kind))),
@@ -109,11 +106,11 @@ fn owner_only(entity_type: EntityType, kind: OperationKind) -> String {
     let everything = entity_type.write_rule() == WriteRule::OWNER;
     match kind {
         // "manages": a type whose every write is the owner's is the owner's to manage.
-        _ if everything => format!("only the owner manages {}s", Pretty(entity_type)),
-        OperationKind::Delete => format!("only the owner deletes a {}", Pretty(entity_type)),
+        _ if everything => format!("only the owner manages {}s", entity_type.display_name()),
+        OperationKind::Delete => format!("only the owner deletes a {}", entity_type.display_name()),
         OperationKind::Create | OperationKind::Upload => {
-            format!("only the owner creates a {}", Pretty(entity_type))
+            format!("only the owner creates a {}", entity_type.display_name())
         }
-        OperationKind::Update => format!("only the owner changes a {}", Pretty(entity_type)),
+        OperationKind::Update => format!("only the owner changes a {}", entity_type.display_name()),
     }
 }

@@ -177,3 +177,21 @@ async fn two_devices_edit_offline_and_both_end_equal_to_the_server() {
         engine.shutdown().await;
     }
 }
+
+/// Refusals name the program's own types: a viewer's write inside a board is refused as a
+/// change to a board, not to anything of the music model.
+#[test]
+fn refusals_name_the_programs_types() {
+    use trackflow_client::domain::{
+        authorization::{authorize, Access, Relation},
+        CollaboratorRole, OperationKind,
+    };
+    trackflow_example_tasks::registry().expect("registry").install().expect("install");
+    assert_eq!(Task::ENTITY_TYPE.scope_root(), Some(Board::ENTITY_TYPE));
+    let viewer = Relation::Member(Some(CollaboratorRole::Viewer));
+    let refused = authorize(Task::ENTITY_TYPE, Access::Write(OperationKind::Update), viewer);
+    assert_eq!(refused.expect_err("a viewer writes nothing").message, "viewers cannot change a board");
+    let editor = Relation::Member(Some(CollaboratorRole::Editor));
+    let refused = authorize(Board::ENTITY_TYPE, Access::Write(OperationKind::Delete), editor);
+    assert_eq!(refused.expect_err("owner only").message, "only the owner deletes a board");
+}

@@ -25,7 +25,7 @@ use trackflow_domain::{
         field_merge::MergeKind,
         mutation_plan::{plan_mutation, Plan, Refusal, StoredEntity},
     },
-    CollaboratorRole, OperationId, ScopeId, UserId,
+    CollaboratorRole, EntityType, OperationId, ScopeId, UserId,
 };
 use uuid::Uuid;
 
@@ -302,7 +302,9 @@ impl<'c> Batch<'c> {
                         Relation::Member(Some(CollaboratorRole::Owner))
                     }
                     (true, _) if self.role(scope)?.is_none() => {
-                        return Ok(Err(rejected("forbidden", "a project is created by its owner".into())));
+                        let message =
+                            format!("a {} is created by its owner", mutation.entity_type.display_name());
+                        return Ok(Err(rejected("forbidden", message)));
                     }
                     _ => Relation::Member(self.role(scope)?),
                 }
@@ -321,7 +323,11 @@ impl<'c> Batch<'c> {
             }
             if let (false, Some(grant)) = (mutation.entity_type.is_scope_root(), entity.membership()) {
                 if role_in(self.conn, grant.scope, grant.user_id)?.is_some() {
-                    let message = "this user is already a member of the project".to_owned();
+                    let root = mutation
+                        .entity_type
+                        .scope_root()
+                        .map_or("scope".to_owned(), EntityType::display_name);
+                    let message = format!("this user is already a member of the {root}");
                     return Ok(Err(rejected("already_exists", message)));
                 }
             }

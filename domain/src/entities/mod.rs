@@ -41,6 +41,21 @@ impl EntityType {
         Some(EntityRef::new(parent.entity_type, id))
     }
 
+    /// The type at the root of this type's shared scope (a project, for a comment): its
+    /// topmost ancestor, if that is a scope root.
+    pub fn scope_root(self) -> Option<EntityType> {
+        let mut top = self;
+        while let Some(parent) = top.parent_type() {
+            top = parent;
+        }
+        top.is_scope_root().then_some(top)
+    }
+
+    /// The name people read: `audio track` for `audio_track`.
+    pub fn display_name(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+
     /// The types whose rows must be in place before this type's: its parent's and those it
     /// refers to.
     pub fn depends_on(self) -> Vec<EntityType> {
@@ -88,7 +103,7 @@ impl EntityRef {
 
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.entity_type.as_str().replace('_', " "), self.id)
+        write!(f, "{} {}", self.entity_type.display_name(), self.id)
     }
 }
 
