@@ -15,7 +15,7 @@ use std::{
 use trackflow_domain::{
     ports::ServerStore,
     protocol::{Mutation, PullRequest, PullResponse, PushRequest},
-    sync::Hlc,
+    sync::HybridLogicalClock,
     NodeId, OperationKind, SyncEntity, SyncOperation, Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, Project, ProjectId};
@@ -87,21 +87,23 @@ async fn sign_up(server: &Running) -> anyhow::Result<(UserId, String)> {
     Ok((user, body["token"].as_str().unwrap_or_default().to_owned()))
 }
 
-/// One client's mutations: its own node id, a clock that only moves forward.
+/// One client's mutations: its own node id and a hybrid logical clock on the real time, as a
+/// client's outbox stamps them. (A reading that only added 1 ms per mutation ran ahead of the
+/// server's clock after 60,000 mutations, and the server refused it as clock skew.)
 pub(super) struct Writer {
     node: NodeId,
-    wall_ms: u64,
+    clock: HybridLogicalClock,
 }
 
 impl Writer {
     pub(super) fn new() -> Self {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Self { node: NodeId::new(), wall_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX) }
+        let node = NodeId::new();
+        Self { node, clock: HybridLogicalClock::new(node) }
     }
 
     pub(super) fn mutation(&mut self, kind: OperationKind, entity: &impl SyncEntity) -> Mutation {
-        self.wall_ms += 1;
-        let hlc = Hlc { wall_ms: self.wall_ms, counter: 0, node: self.node };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let hlc = self.clock.now(u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
         let fields = match kind {
             OperationKind::Update => entity.fields().into_iter().filter(|(k, _)| k == "name").collect(),
             _ => entity.fields(),
@@ -369,4 +371,30 @@ pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
         let _ = stop.send(());
     }
     Ok(Report { scenario: "server-pull".into(), measurements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trackflow_music::Project;
+
+    /// However many mutations a writer makes, its readings stay on the real time: the server
+    /// refuses readings more than a minute ahead of its clock.
+    #[test]
+    fn a_writers_clock_readings_stay_on_the_real_time() {
+        trackflow_music::install().expect("the music registry installs");
+        let project = Project::new(UserId::new(), "P", None, Timestamp(1)).expect("valid");
+        let mut writer = Writer::new();
+        let mut last = None;
+        for _ in 0..100_000 {
+            let mutation = writer.mutation(OperationKind::Update, &project);
+            let reading = mutation.fields.values().next().expect("a field").hlc;
+            assert!(last.is_none_or(|l| l < reading), "readings only move forward");
+            last = Some(reading);
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
+        let ahead =
+            last.expect("readings").wall_ms.saturating_sub(u64::try_from(now.as_millis()).expect("ms"));
+        assert!(ahead < 1_000, "the last reading is {ahead} ms ahead of the real time");
+    }
 }
