@@ -21,18 +21,19 @@ pub struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// Pooled database connections.
-    #[arg(long, default_value_t = 8)]
+    /// Pooled database connections (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub connections: u32,
-    /// Days a bearer token stays valid.
-    #[arg(long, default_value_t = 30)]
+    /// Days a bearer token stays valid (1 to 3650: a token valid for no time would refuse every
+    /// sign-in it was just given).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub token_days: u64,
     /// Directory for audio files (default: beside a SQLite database file, else
     /// trackflow-blobs in --data-dir). Instances sharing a PostgreSQL database must share it.
     #[arg(long, env = "TRACKFLOW_SERVER_BLOBS", value_name = "DIR")]
     pub blobs: Option<PathBuf>,
-    /// Largest audio file accepted, in MiB.
-    #[arg(long, default_value_t = 256)]
+    /// Largest audio file accepted, in MiB (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_blob_mib: u64,
 }
 

@@ -264,3 +264,18 @@ fn status_and_conflicts_report_offline_and_refuse_unknown_conflicts() {
     one_line(&err);
     assert!(code == 1 && err.contains("no conflict"), "{err}");
 }
+
+/// The server refuses settings that cannot work before it opens anything: a token valid for no
+/// time, no connections, no room for a file. Each is a usage error naming the flag.
+#[test]
+fn the_server_refuses_settings_that_cannot_work() {
+    let cli = Cli::new();
+    for (flag, value) in
+        [("--token-days", "0"), ("--token-days", "3651"), ("--connections", "0"), ("--max-blob-mib", "0")]
+    {
+        let (code, stderr) =
+            cli.fails(&["server", "--db", "sqlite::memory:", "--listen", "127.0.0.1:0", flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(value), "{flag} {value}: {stderr}");
+    }
+}
