@@ -89,17 +89,17 @@ impl Musician {
             SyncPhase::Error => format!("failed: {}", state.last_error.as_deref().unwrap_or("?")),
             _ => format!("synced, {} pending", state.pending),
         };
-        println!("  ⇅ {} syncs: {outcome}", self.name);
+        say!("  ⇅ {} syncs: {outcome}", self.name);
         state
     }
 
     /// What this client shows of `project`, in a few lines.
     async fn show(&self, project: ProjectId) -> anyhow::Result<()> {
         let Some(p) = self.projects().get(project).await? else {
-            println!("  {}: the project is not here", self.name);
+            say!("  {}: the project is not here", self.name);
             return Ok(());
         };
-        println!(
+        say!(
             "  {}'s client: \"{}\" — {}",
             self.name,
             p.name(),
@@ -107,7 +107,7 @@ impl Musician {
         );
         for track in self.tracks().list_by_parent(project.into()).await? {
             let comments = self.comments().list_by_parent(track.id().into()).await?;
-            println!(
+            say!(
                 "      track \"{}\" [{}]{}",
                 track.name(),
                 crate::cli::format_position(track.duration_ms()),
@@ -134,7 +134,7 @@ impl Musician {
         if !differences.is_empty() {
             bail!("{}'s client differs from the server: {}", self.name, differences.join("; "));
         }
-        println!(
+        say!(
             "  ✓ {}'s client holds exactly what the server shows {}: {} rows",
             self.name,
             self.name,
@@ -160,7 +160,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    println!("TrackFlow Sync demo: two musicians, one sync server, one of them offline for a while\n");
+    say!("TrackFlow Sync demo: two musicians, one sync server, one of them offline for a while\n");
 
     let database = dir.join("server.db").to_string_lossy().into_owned();
     let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&database, 4)).await??;
@@ -168,13 +168,13 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     let module = crate::wiring::server_module(store, blobs, ServerConfig::default());
     let state: Arc<AppState> = module.resolve();
     let server = RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;
-    println!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
+    say!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
     let profiles = dir.join("profiles");
     let ana = Musician::join("Ana", "ana@example.com", &profiles.join("ana"), &server).await?;
     let ben = Musician::join("Ben", "ben@example.com", &profiles.join("ben"), &server).await?;
-    println!("   Ana and Ben each have a client with its own local database, and an account.\n");
+    say!("   Ana and Ben each have a client with its own local database, and an account.\n");
 
-    println!("2. Ana starts a project and invites Ben.");
+    say!("2. Ana starts a project and invites Ben.");
     let project = ana
         .projects()
         .create(Project::new(ana.user, "Night Drive EP", Some("Demos for the EP"), ana.now())?)
@@ -192,14 +192,14 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     members
         .create(ProjectCollaborator::new(project.id(), ben.user, CollaboratorRole::Editor, ana.now())?)
         .await?;
-    println!(
+    say!(
         "   Ana wrote a project, two tracks and Ben's invitation locally; nothing has left her machine yet."
     );
     ana.sync().await;
     ben.sync().await;
     ben.show(project.id()).await?;
 
-    println!("\n3. Ben's network goes down. Both keep working.");
+    say!("\n3. Ben's network goes down. Both keep working.");
     ben.link.cut().await;
     let neon = ben
         .tracks()
@@ -223,7 +223,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     ben.comments()
         .create(AudioComment::new(&neon, ben.user, "Bass comes in late here", 63_000, ben.now())?)
         .await?;
-    println!("   Ben, offline: renames the project to \"Night Drive (Ben's mix)\", renames Intro, comments on Neon Streets.");
+    say!("   Ben, offline: renames the project to \"Night Drive (Ben's mix)\", renames Intro, comments on Neon Streets.");
     let offline = ben.sync().await;
     ensure!(offline.phase == SyncPhase::Offline, "Ben's sync should find the server unreachable");
     ana.projects()
@@ -249,26 +249,26 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
             ana.now(),
         )?)
         .await?;
-    println!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description,");
-    println!("   adds Afterglow with its recording (2 MiB; uploaded before the track, as the track depends on it).");
+    say!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description,");
+    say!("   adds Afterglow with its recording (2 MiB; uploaded before the track, as the track depends on it).");
     ana.sync().await;
 
-    println!("\n4. Ben's network comes back.");
+    say!("\n4. Ben's network comes back.");
     ben.link.restore().await?;
     ben.sync().await;
     ana.sync().await;
-    println!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
-    println!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
-    println!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
+    say!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
+    say!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
+    say!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
     let fetched = ben.audio().fetch(afterglow.entity_ref()).await?;
     let (hash, size) = trackflow_store::hash_file(&fetched).await?;
     ensure!(hash == audio.hash, "Ben's copy of Afterglow's audio differs from Ana's recording");
-    println!(
+    say!(
         "   Ben plays Afterglow: its audio downloads on demand into his cache ({:.1} MiB, same SHA-256).\n",
         size as f64 / 1048576.0
     );
 
-    println!("5. Where everyone ended:");
+    say!("5. Where everyone ended:");
     ana.show(project.id()).await?;
     ben.show(project.id()).await?;
     let names = (
@@ -281,7 +281,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     );
     ana.check().await?;
     ben.check().await?;
-    println!("\nDone in {:.1} s. Every client matches the server.", started.elapsed().as_secs_f64());
+    say!("\nDone in {:.1} s. Every client matches the server.", started.elapsed().as_secs_f64());
     ana.engine.shutdown().await;
     ben.engine.shutdown().await;
     server.shutdown().await?;

@@ -352,7 +352,7 @@ impl App<'_> {
             .oldest_pending_age_ms
             .map(|ms| format!(", oldest {}s old", ms / 1_000))
             .unwrap_or_default();
-        println!(
+        say!(
             "upstream {}: {} pending, {} in flight, {} failed{age}",
             serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
             counts.pending,
@@ -360,7 +360,7 @@ impl App<'_> {
             counts.failed
         );
         if let Some(error) = &health.last_error {
-            println!("last error: {error}");
+            say!("last error: {error}");
         }
         self.out.many(&operations, "nothing waiting to sync")
     }
@@ -376,12 +376,12 @@ impl App<'_> {
                 if self.out.json {
                     return self.out.value(conflict, "");
                 }
-                println!("{}", conflict.line());
+                say!("{}", conflict.line());
                 for field in &conflict.fields {
                     let side = |values: &std::collections::BTreeMap<String, serde_json::Value>| {
                         values.get(field).map_or_else(|| "(none)".to_owned(), ToString::to_string)
                     };
-                    println!("  {field}: mine {}  theirs {}", side(&conflict.local), side(&conflict.remote));
+                    say!("  {field}: mine {}  theirs {}", side(&conflict.local), side(&conflict.remote));
                 }
                 Ok(())
             }

@@ -122,9 +122,9 @@ impl Printer {
     /// One item.
     pub fn one<T: Serialize + Line>(&self, item: &T) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(item)?);
+            say!("{}", serde_json::to_string_pretty(item)?);
         } else {
-            println!("{}", item.line());
+            say!("{}", item.line());
         }
         Ok(())
     }
@@ -132,12 +132,12 @@ impl Printer {
     /// A list; people get a note instead of nothing when it is empty.
     pub fn many<T: Serialize + Line>(&self, items: &[T], empty: &str) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(items)?);
+            say!("{}", serde_json::to_string_pretty(items)?);
         } else if items.is_empty() {
-            println!("{empty}");
+            say!("{empty}");
         } else {
             for item in items {
-                println!("{}", item.line());
+                say!("{}", item.line());
             }
         }
         Ok(())
@@ -146,9 +146,9 @@ impl Printer {
     /// Any serialisable value, with a human line.
     pub fn value<T: Serialize>(&self, value: &T, human: &str) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+            say!("{}", serde_json::to_string_pretty(value)?);
         } else {
-            println!("{human}");
+            say!("{human}");
         }
         Ok(())
     }

@@ -153,9 +153,9 @@ pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) ->
 fn print_state(out: Printer, state: &SyncState) -> anyhow::Result<()> {
     if out.json {
         // One object per line, for scripts reading the stream.
-        println!("{}", serde_json::to_string(state)?);
+        say!("{}", serde_json::to_string(state)?);
     } else {
-        println!("{}", state.line());
+        say!("{}", state.line());
     }
     Ok(())
 }
@@ -201,11 +201,11 @@ impl App<'_> {
             );
         }
         match (&server, signed_in) {
-            (Some(server), true) => println!("signed in at {server}"),
-            _ => println!("not logged in (offline only)"),
+            (Some(server), true) => say!("signed in at {server}"),
+            _ => say!("not logged in (offline only)"),
         }
-        println!("{}", state.line());
-        println!(
+        say!("{}", state.line());
+        say!(
             "upstream {}: {} pending, {} failed; {open} open conflicts",
             serde_json::to_value(health.status)?.as_str().unwrap_or("unknown"),
             health.pending,

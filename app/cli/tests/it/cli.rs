@@ -279,3 +279,26 @@ fn the_server_refuses_settings_that_cannot_work() {
         assert!(stderr.contains(flag) && stderr.contains(value), "{flag} {value}: {stderr}");
     }
 }
+
+/// A reader that goes away early (`trackflow --json project list | head -n 1`) ends the command
+/// quietly: exit 0, no panic on the broken pipe.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    for i in 0..3 {
+        cli.json(&["project", "create", "--name", &format!("P{i}")]);
+    }
+    let mut child = cli
+        .command(&["--json", "project", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The reading end closes before the command prints anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
