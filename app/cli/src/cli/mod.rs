@@ -258,7 +258,7 @@ pub enum TrackCommand {
         #[arg(long)]
         name: Option<String>,
         /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25).
-        #[arg(long, value_parser = parse_position)]
+        #[arg(long, value_parser = parse_position, allow_negative_numbers = true)]
         duration: i64,
     },
     /// Print the local path of a track's audio, downloading it into the cache if needed.
@@ -314,7 +314,7 @@ pub enum CommentCommand {
         #[arg(long)]
         track: AudioTrackId,
         /// Position: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 1:05).
-        #[arg(long, value_parser = parse_position)]
+        #[arg(long, value_parser = parse_position, allow_negative_numbers = true)]
         at: i64,
         /// The comment.
         #[arg(long)]
@@ -466,12 +466,21 @@ fn usage_error(err: clap::Error) -> ExitCode {
         let _ = err.print();
         return if err.use_stderr() { ExitCode::from(USAGE_ERROR) } else { ExitCode::SUCCESS };
     }
-    // clap's own rendering spans several lines (usage, hints); keep the one that says what
-    // is wrong.
-    let rendered = err.render().to_string();
-    let line = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-    eprintln!("{}", line.trim());
+    // clap's own rendering spans several lines: what is wrong (with what it names on the lines
+    // after, such as the missing arguments), then usage and hints. One line of the first part.
+    eprintln!("{}", usage_line(&err.render().to_string()));
     ExitCode::from(USAGE_ERROR)
+}
+
+/// The first paragraph of a rendered clap error, on one line.
+fn usage_line(rendered: &str) -> String {
+    let first: Vec<&str> =
+        rendered.lines().map(str::trim).skip_while(|l| l.is_empty()).take_while(|l| !l.is_empty()).collect();
+    if first.is_empty() {
+        "error: invalid arguments".to_owned()
+    } else {
+        first.join(" ")
+    }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {

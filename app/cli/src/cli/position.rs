@@ -4,6 +4,11 @@
 pub fn parse_position(text: &str) -> Result<i64, String> {
     let bad = || format!("'{text}' is not a time: use seconds or [h:]m:s[.fff], e.g. 3:25");
     let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is negative: a position or length is counted from the start, 0 or more"
+        ));
+    }
     let parts: Vec<&str> = text.split(':').collect();
     if parts.is_empty() || parts.len() > 3 {
         return Err(bad());
@@ -68,6 +73,7 @@ mod tests {
         for bad in ["", "abc", "1:60", "1:75:00", "-5", "1::2", "1:2:3:4", "1.2345", "3:2x"] {
             assert!(parse_position(bad).is_err(), "{bad:?} must be refused");
         }
+        assert!(parse_position("-0:05").is_err_and(|e| e.contains("negative")), "a negative time says so");
     }
 
     #[test]

@@ -102,7 +102,22 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
     assert!(err.contains("trackflow profile create"), "{err}");
 
     cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
-    let table: [(&[&str], i32, &str); 7] = [
+    let table: [(&[&str], i32, &str); 9] = [
+        (&["project", "create"], 2, "not provided: --name <NAME>"),
+        (
+            &[
+                "comment",
+                "add",
+                "--track",
+                "01a21dc5-0000-7000-8000-000000000000",
+                "--at",
+                "-5",
+                "--text",
+                "x",
+            ],
+            2,
+            "'-5' is negative",
+        ),
         (&["project", "show", "not-an-id"], 2, "invalid project id"),
         (
             &["project", "show", "01a21dc5-0000-7000-8000-000000000000"],
