@@ -608,3 +608,39 @@ fn the_checks_reject_responses_that_break_the_document() {
         assert!(spec.check(&case).is_err(), "{case:?} must be refused");
     }
 }
+
+/// The document's constraints say what the server accepts, no more and no less: a sign-up's
+/// email against the server's validation, and a blob's name against its hash parsing.
+#[test]
+fn the_documents_constraints_agree_with_the_servers_checks() {
+    let spec = Spec::served();
+    let signup = Spec::schema("SignUpRequest");
+    for email in [
+        "ana@example.com",
+        "  ana@example.com ",
+        "a@b.c",
+        "a@b..c",
+        "ana",
+        "@example.com",
+        "ana@example",
+        "ana@.example.com",
+        "ana@example.com.",
+        "an a@example.com",
+        "ana@@example.com",
+        "ana@exa@mple.com",
+        "",
+    ] {
+        let body = json!({"email": email, "password": "correct horse"});
+        let documented = spec.validate(&signup, &body).is_ok();
+        let accepted = trackflow_domain::validate::email_address(email).is_ok();
+        assert_eq!(documented, accepted, "{email:?}: the document and the server disagree");
+    }
+    let item = &spec.doc["paths"]["/v1/blobs/{sha256}"]["parameters"][0]["schema"];
+    for name in
+        ["a".repeat(64), "A".repeat(64), "0".repeat(63), "0".repeat(65), format!("{}g", "0".repeat(63))]
+    {
+        let documented = spec.validate(item, &json!(name)).is_ok();
+        let accepted = trackflow_domain::BlobHash::parse(&name).is_ok();
+        assert_eq!(documented, accepted, "{name}: the document and the server disagree");
+    }
+}
