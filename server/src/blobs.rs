@@ -10,12 +10,12 @@
 
 use crate::{
     error::ApiFailure,
-    extract::{declared_length, too_large, AuthUser},
+    extract::{declared_length, too_large, ApiPath, AuthUser},
     AppState,
 };
 use axum::{
     body::Body,
-    extract::{Path, Request, State},
+    extract::{Request, State},
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -57,7 +57,7 @@ fn storage_failure(error: BlobStorageError) -> ApiFailure {
 pub(crate) async fn exists(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(sha256): Path<String>,
+    ApiPath(sha256): ApiPath<String>,
 ) -> Result<Response, ApiFailure> {
     let hash = parse_hash(&sha256)?;
     let size = storage(&state)?.size_of(&hash).await.map_err(storage_failure)?;
@@ -75,7 +75,7 @@ pub(crate) async fn exists(
 pub(crate) async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path(sha256): Path<String>,
+    ApiPath(sha256): ApiPath<String>,
     request: Request,
 ) -> Result<(StatusCode, Json<BlobStored>), ApiFailure> {
     let hash = parse_hash(&sha256)?;
@@ -145,7 +145,7 @@ pub(crate) async fn upload(
 pub(crate) async fn file(
     State(state): State<AppState>,
     auth: AuthUser,
-    Path((entity_type, entity_id)): Path<(String, String)>,
+    ApiPath((entity_type, entity_id)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiFailure> {
     let entity_type: EntityType = entity_type
         .parse()

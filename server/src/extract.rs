@@ -1,9 +1,10 @@
 //! Request extractors that answer bad input the API's way: JSON bodies whose errors name the
-//! field (`mutations[2].entity_id: UUID parsing failed`), query strings, and the bearer token.
+//! field (`mutations[2].entity_id: UUID parsing failed`), query strings, path parameters, and
+//! the bearer token.
 
 use crate::{auth, error::ApiFailure, AppState};
 use axum::{
-    extract::{FromRequest, FromRequestParts, Query, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::{header, request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
@@ -78,6 +79,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         Query::try_from_uri(&parts.uri)
             .map(|Query(value)| ApiQuery(value))
             .map_err(|e| ApiFailure::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
+    }
+}
+
+/// Path parameters. One that cannot be read (not UTF-8 once percent-decoded, say) is a `422
+/// invalid_request` with the API's JSON error body, like every other bad input, not axum's
+/// plain-text 400.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiFailure> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|e| ApiFailure::invalid("invalid_request", format!("path: {}", e.body_text())))
     }
 }
 

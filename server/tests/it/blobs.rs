@@ -127,6 +127,18 @@ async fn an_upload_is_stored_once_under_its_hash_and_readers_of_the_track_downlo
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".to_owned()),
         "not a UUID"
     );
+    // A parameter that is not UTF-8 once decoded gets the API's JSON error, like any bad input.
+    assert_eq!(
+        code(server.get_file(&token, "audio%FF", &id).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".to_owned()),
+        "not UTF-8"
+    );
+    let (status, body) = server.put_blob(&token, "%FF%FE", b"x".to_vec()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request")),
+        "{body}"
+    );
 
     // A stranger may not fetch it; a viewer added to the project may.
     let (viewer, viewer_token) = server.sign_up().await;
