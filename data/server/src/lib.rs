@@ -177,23 +177,23 @@ fn db_error(e: diesel::result::Error) -> ServerStoreError {
 
 #[async_trait]
 impl ServerStore for DieselServerStore {
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn create_account(&self, account: Account) -> Result<(), ServerStoreError> {
         self.with_connection(move |conn| accounts::create(conn, &account)).await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn find_account(&self, email: &str) -> Result<Option<Account>, ServerStoreError> {
         let email = email.to_owned();
         self.with_connection(move |conn| accounts::find(conn, &email)).await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn save_token(&self, token: StoredToken) -> Result<(), ServerStoreError> {
         self.with_connection(move |conn| accounts::save_token(conn, &token)).await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn user_for_token(
         &self,
         token_hash: &str,
@@ -203,19 +203,19 @@ impl ServerStore for DieselServerStore {
         self.with_connection(move |conn| accounts::user_for_token(conn, &token_hash, now)).await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn revoke_token(&self, token_hash: &str) -> Result<(), ServerStoreError> {
         let token_hash = token_hash.to_owned();
         self.with_connection(move |conn| accounts::revoke_token(conn, &token_hash)).await
     }
 
-    #[tracing::instrument(skip_all, fields(%user, mutations = request.mutations.len()), err)]
+    #[tracing::instrument(skip_all, fields(%user, mutations = request.mutations.len()), err(level = "debug"))]
     async fn push(&self, user: UserId, request: PushRequest) -> Result<PushResponse, ServerStoreError> {
         push::check_request(&request)?;
         self.write(move |conn| push::apply(conn, user, &request)).await
     }
 
-    #[tracing::instrument(skip_all, fields(%user), err)]
+    #[tracing::instrument(skip_all, fields(%user), err(level = "debug"))]
     async fn pull(&self, user: UserId, request: PullRequest) -> Result<PullResponse, ServerStoreError> {
         self.with_connection(move |conn| {
             let mut answer = None;
@@ -262,7 +262,7 @@ impl ServerStore for DieselServerStore {
         .await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn scopes(
         &self,
         user: UserId,
@@ -293,7 +293,7 @@ impl ServerStore for DieselServerStore {
             .await
     }
 
-    #[tracing::instrument(skip_all, fields(%user, %entity), err)]
+    #[tracing::instrument(skip_all, fields(%user, %entity), err(level = "debug"))]
     async fn entity_file(
         &self,
         user: UserId,

@@ -135,3 +135,48 @@ async fn push_then_pull_over_http() {
     assert_eq!(page["changes"][0]["fields"]["name"], "Renamed");
     assert_eq!(page["has_more"], false);
 }
+
+/// Counts the events at ERROR level of the thread it is the default subscriber of.
+struct ErrorEvents(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ErrorEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() == tracing::Level::ERROR {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A client's mistakes (a taken email, a wrong password, a bad token, a malformed push, an
+/// unreadable scope) are answered with 4xx and logged below ERROR: ERROR is for the server's own
+/// faults. (The whole server runs on this test's one thread, so its events reach the counter.)
+#[tokio::test(flavor = "current_thread")]
+async fn client_mistakes_are_not_logged_as_errors() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let subscriber = tracing_subscriber::registry().with(ErrorEvents(errors.clone()));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let server = TestServer::start().await;
+    let (_, token) = server.sign_up().await;
+    let taken = json!({"email": "ana@example.com", "password": "correct horse"});
+    server.call(Method::POST, "/v1/auth/signup", None, Some(&taken)).await;
+    let (status, _) = server.call(Method::POST, "/v1/auth/signup", None, Some(&taken)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let wrong = json!({"email": "ana@example.com", "password": "wrong horse"});
+    let (status, _) = server.call(Method::POST, "/v1/auth/login", None, Some(&wrong)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.pull("not-a-token", None, 10).await.0, StatusCode::UNAUTHORIZED);
+    let bad_scope = server.call(Method::GET, "/v1/sync/pull?scope=project:nope", Some(&token), None).await;
+    assert_eq!(bad_scope.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad_scope.1);
+    let unreadable = format!("/v1/sync/pull?scope=project:{}", uuid::Uuid::now_v7());
+    assert_eq!(
+        server.call(Method::GET, &unreadable, Some(&token), None).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let project =
+        Project::new(trackflow_domain::UserId::new(), "Not mine", None, Timestamp(1)).expect("valid");
+    let push = Writer::new().creating(&project);
+    let (status, body) = server.push(&token, &push).await;
+    assert!(status == StatusCode::OK || status.is_client_error(), "{status}: {body}");
+    assert_eq!(errors.load(std::sync::atomic::Ordering::SeqCst), 0, "client mistakes logged at ERROR");
+}
