@@ -19,6 +19,7 @@ use trackflow_domain::{
     SyncPhase, SyncState,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
+use trackflow_music::UserProfile;
 use trackflow_usecases::{ProbeOptions, ReachabilityMonitor, SyncDataOptions, SyncUseCases};
 
 /// How often `trackflow watch` looks for writes made by other processes.
@@ -37,20 +38,35 @@ fn options(settings: &Settings, periodic: Option<Duration>) -> EngineOptions {
     }
 }
 
-/// Refuses to sync without a server and a token, with the command that fixes it.
-async fn require_sign_in(engine: &SyncEngine) -> anyhow::Result<()> {
+/// Refuses to sync without a server and a token, with the command that fixes it: every flag it
+/// needs, filled in with the server `login` would use and the profile's email.
+async fn require_sign_in(engine: &SyncEngine, settings: &Settings) -> anyhow::Result<()> {
     let sessions: &dyn SessionStorage = engine.module.resolve_ref();
-    match sessions.load().await? {
-        Some(session) if session.access_token.is_some() && session.server_url.is_some() => Ok(()),
-        _ => bail!("not logged in: run `trackflow signup --server URL` or `trackflow login --server URL`"),
+    let session = sessions.load().await?;
+    if session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some()) {
+        return Ok(());
     }
+    // The server `login` would use: the configured one, else the last used.
+    let server = settings.server.clone().or_else(|| session.as_ref().and_then(|s| s.server_url.clone()));
+    let email = match &session {
+        Some(session) => {
+            engine.repository::<UserProfile>().get(session.user_id).await?.map(|p| p.email().to_owned())
+        }
+        None => None,
+    };
+    let server = server.unwrap_or_else(|| "URL".to_owned());
+    let email = email.unwrap_or_else(|| "EMAIL".to_owned());
+    bail!(
+        "not logged in: run `trackflow login --server {server} --email {email}` (the password is \
+         asked for, or read with --password-stdin), or `trackflow signup --server {server}` for a new account"
+    )
 }
 
 /// `trackflow sync`: one push and pull of every scope that changed (a person asked: intervals
 /// do not apply), with a progress bar on a terminal while it is long.
 pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
     let engine = SyncEngine::open(data_dir, options(settings, None)).await?;
-    require_sign_in(&engine).await?;
+    require_sign_in(&engine, settings).await?;
     let bar = (!out.json).then(|| progress_bar(engine.status()));
     let state = engine.sync_now().await;
     if let Some(bar) = bar {
@@ -129,7 +145,7 @@ pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) ->
     // processor finds them at its idle poll, so poll often while someone watches.
     options.upstream.idle_poll = WATCH_IDLE_POLL;
     let mut engine = SyncEngine::open(data_dir, options).await?;
-    require_sign_in(&engine).await?;
+    require_sign_in(&engine, settings).await?;
     let mut states = engine.status();
     engine.status_provider().refresh_counts().await?;
     print_state(out, &states.borrow_and_update())?;

@@ -147,7 +147,15 @@ fn sync_without_login_says_how_to_log_in() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("not logged in") && stderr.contains("trackflow login"), "{stderr}");
+    assert!(stderr.contains("not logged in") && stderr.contains("trackflow login --server URL"), "{stderr}");
+    // With a profile, the hint names every flag login needs, the email filled in.
+    let out = alone.run(&["profile", "create", "--name", "Al", "--email", "al@example.com"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = alone.run(&["sync"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("trackflow login --server URL --email al@example.com"), "{stderr}");
+    assert!(stderr.contains("--password-stdin"), "{stderr}");
     let out = alone
         .run(&["login", "--server", "ftp://nowhere", "--email", "a@b.c", "--password-stdin"], Some("pw\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
