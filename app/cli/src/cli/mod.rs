@@ -190,20 +190,21 @@ pub enum ProfileCommand {
     Update(ProfileUpdate),
 }
 
-/// Fields of `trackflow profile update`.
+/// Fields of `trackflow profile update` (at least one).
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
 pub struct ProfileUpdate {
     /// New display name.
-    #[arg(long)]
+    #[arg(long, group = "changes")]
     pub name: Option<String>,
     /// New email address.
-    #[arg(long)]
+    #[arg(long, group = "changes")]
     pub email: Option<String>,
     /// New avatar URL ("" clears it).
-    #[arg(long)]
+    #[arg(long, group = "changes")]
     pub avatar_url: Option<String>,
     /// New creative role, e.g. producer ("" clears it).
-    #[arg(long)]
+    #[arg(long, group = "changes")]
     pub creative_role: Option<String>,
 }
 
@@ -227,14 +228,15 @@ pub enum ProjectCommand {
         id: ProjectId,
     },
     /// Rename or re-describe a project.
+    #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
     Update {
         /// Project id.
         id: ProjectId,
         /// New name.
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         name: Option<String>,
         /// New description ("" clears it).
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         description: Option<String>,
     },
     /// Delete a project and everything in it.
@@ -288,14 +290,15 @@ pub enum TrackCommand {
         id: AudioTrackId,
     },
     /// Rename a track, or attach its audio once uploaded.
+    #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
     Update {
         /// Track id.
         id: AudioTrackId,
         /// New name.
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         name: Option<String>,
         /// SHA-256 of the audio file, for a track that has none yet.
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         sha256: Option<String>,
     },
     /// Delete a track and its comments.
@@ -373,17 +376,18 @@ pub enum PlaylistCommand {
         id: PlaylistId,
     },
     /// Rename a playlist or replace its track order.
+    #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
     Update {
         /// Playlist id.
         id: PlaylistId,
         /// New name.
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         name: Option<String>,
         /// New track order, replacing the old one (repeat the flag).
-        #[arg(long = "track", conflicts_with = "clear_tracks")]
+        #[arg(long = "track", conflicts_with = "clear_tracks", group = "changes")]
         tracks: Option<Vec<AudioTrackId>>,
         /// Remove every track.
-        #[arg(long)]
+        #[arg(long, group = "changes")]
         clear_tracks: bool,
     },
     /// Delete a playlist.

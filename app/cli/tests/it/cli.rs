@@ -102,8 +102,10 @@ fn mistakes_get_one_clear_line_and_a_non_zero_exit() {
     assert!(err.contains("trackflow profile create"), "{err}");
 
     cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
-    let table: [(&[&str], i32, &str); 9] = [
+    let table: [(&[&str], i32, &str); 11] = [
         (&["project", "create"], 2, "not provided: --name <NAME>"),
+        (&["project", "update", "01a21dc5-0000-7000-8000-000000000000"], 2, "<--name <NAME>|--description"),
+        (&["profile", "update"], 2, "<--name <NAME>|--email <EMAIL>"),
         (
             &[
                 "comment",
