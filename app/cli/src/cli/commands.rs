@@ -100,7 +100,7 @@ fn data_dir(flag: Option<PathBuf>, profile: Option<&str>) -> anyhow::Result<Path
 
 /// "Not found" for an entity the user named.
 fn missing(entity_type: EntityType, id: impl Into<Uuid>) -> anyhow::Error {
-    anyhow!("{} not found", EntityRef::new(entity_type, id.into()))
+    trackflow_domain::RepositoryError::NotFound(EntityRef::new(entity_type, id.into())).into()
 }
 
 /// An optional text flag where "" means "clear it".

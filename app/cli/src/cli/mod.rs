@@ -439,27 +439,30 @@ const USAGE_ERROR: u8 = 2;
 const FAILURE: u8 = 1;
 
 /// Parses the command line, runs the command, and turns any failure into one line on stderr
-/// and a non-zero exit status.
+/// (with `--json`, one JSON object: `{"error":{"code":...,"message":...}}`) and a non-zero exit
+/// status.
 pub fn main() -> ExitCode {
+    // Asked for before parsing, so that a usage error is JSON too.
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     // The music model's types, registered before anything reads a type by name.
     if let Err(err) = trackflow_music::install() {
-        return fail(&anyhow::Error::from(err));
+        return fail(&anyhow::Error::from(err), json);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return usage_error(err),
+        Err(err) => return usage_error(err, json),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(err) => return fail(&anyhow::Error::from(err)),
+        Err(err) => return fail(&anyhow::Error::from(err), json),
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
+        Err(err) => fail(&err, json),
     }
 }
 
-fn usage_error(err: clap::Error) -> ExitCode {
+fn usage_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(
         err.kind(),
@@ -472,8 +475,44 @@ fn usage_error(err: clap::Error) -> ExitCode {
     }
     // clap's own rendering spans several lines: what is wrong (with what it names on the lines
     // after, such as the missing arguments), then usage and hints. One line of the first part.
-    eprintln!("{}", usage_line(&err.render().to_string()));
+    let line = usage_line(&err.render().to_string());
+    report("usage", line.strip_prefix("error: ").unwrap_or(&line), json);
     ExitCode::from(USAGE_ERROR)
+}
+
+/// Writes an error to stderr: `error: message`, or with `--json` one JSON object.
+fn report(code: &str, message: &str, json: bool) {
+    if json {
+        eprintln!("{}", serde_json::json!({ "error": { "code": code, "message": message } }));
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// A stable code for what went wrong, for scripts reading `--json` errors.
+fn error_code(err: &anyhow::Error) -> &'static str {
+    use trackflow_domain::{ports::RemoteError, RepositoryError, ValidationError};
+    for cause in err.chain() {
+        if cause.is::<ValidationError>() {
+            return "invalid_field";
+        }
+        if let Some(e) = cause.downcast_ref::<RepositoryError>() {
+            return match e {
+                RepositoryError::NotFound(_) => "not_found",
+                RepositoryError::Validation(_) => "invalid_field",
+                RepositoryError::Conflict(_) => "conflict",
+                _ => "storage",
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<RemoteError>() {
+            return match e {
+                RemoteError::Unauthorized(_) => "unauthorized",
+                RemoteError::Permanent { .. } => "refused",
+                _ => "unreachable",
+            };
+        }
+    }
+    "failed"
 }
 
 /// The first paragraph of a rendered clap error, on one line.
@@ -487,9 +526,9 @@ fn usage_line(rendered: &str) -> String {
     }
 }
 
-fn fail(err: &anyhow::Error) -> ExitCode {
+fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
     // `{:#}` joins the cause chain with ": " on one line.
     let message = format!("{err:#}").replace('\n', " ");
-    eprintln!("error: {message}");
+    report(error_code(err), &message, json);
     ExitCode::from(FAILURE)
 }

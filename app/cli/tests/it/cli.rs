@@ -319,3 +319,23 @@ fn output_to_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
 }
+
+/// With `--json`, an error is one JSON object on stderr with a stable code, usage errors too.
+#[test]
+fn with_json_errors_are_json_on_stderr() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let table: [(&[&str], i32, &str, &str); 4] = [
+        (&["--json", "project", "create"], 2, "usage", "--name <NAME>"),
+        (&["--json", "project", "show", "01a21dc5-0000-7000-8000-000000000000"], 1, "not_found", "not found"),
+        (&["--json", "project", "create", "--name", " "], 1, "invalid_field", "invalid name"),
+        (&["project", "show", "--json", "not-an-id"], 2, "usage", "invalid project id"),
+    ];
+    for (args, expected_code, code, text) in table {
+        let (exit, stderr) = cli.fails(args);
+        assert_eq!(exit, expected_code, "{args:?}: {stderr}");
+        let error: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON object");
+        assert_eq!(error["error"]["code"], code, "{args:?}: {stderr}");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains(text)), "{args:?}: {stderr}");
+    }
+}
