@@ -339,3 +339,56 @@ fn with_json_errors_are_json_on_stderr() {
         assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains(text)), "{args:?}: {stderr}");
     }
 }
+
+/// One HTTP/1.1 request over a fresh connection; the whole answer.
+#[cfg(unix)]
+fn http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+/// A request's text that reaches the server's text log (here a pull's scope, quoted in the
+/// refusal logged at debug) cannot forge a line or carry terminal codes: the log is written to a
+/// pipe, so it has no colour codes, and the newline and escape sequence arrive escaped.
+#[cfg(unix)]
+#[test]
+fn request_text_cannot_forge_log_lines() {
+    use std::ffi::OsStr;
+    let args: [&OsStr; 6] = [
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--db".as_ref(),
+        "sqlite::memory:".as_ref(),
+        "--log".as_ref(),
+        "debug".as_ref(),
+    ];
+    let server = crate::server_process::ServerProcess::start_with(&args);
+    let body = r#"{"email":"ana@example.com","password":"correct horse"}"#;
+    let signup = http(
+        &server.addr,
+        &format!(
+            "POST /v1/auth/signup HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let token = signup.split("\"token\":\"").nth(1).and_then(|t| t.split('"').next()).expect("a token");
+    let pull = http(
+        &server.addr,
+        &format!(
+            "GET /v1/sync/pull?scope=x%0AERROR%20forged%1B%5B31m HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(pull.starts_with("HTTP/1.1 422"), "{pull}");
+    let (_, lines) = server.interrupt();
+    assert!(
+        lines.iter().any(|l| l.contains("\\nERROR forged\\x1b[31m")),
+        "the scope was logged, escaped: {lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("ERROR forged")), "a forged line: {lines:?}");
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "a terminal code in the log: {lines:?}");
+}
