@@ -16,7 +16,13 @@ pub use position::{format_position, parse_position};
 
 /// TrackFlow Sync: offline-first music collaboration.
 #[derive(Debug, Parser)]
-#[command(name = "trackflow", version, about)]
+#[command(
+    name = "trackflow",
+    version,
+    about = "Work on music projects offline (profiles, projects, tracks, comments, playlists) and sync \
+             them with your collaborators through a TrackFlow Sync server.",
+    long_about = None
+)]
 pub struct Cli {
     /// Directory of the local database (default: the platform's data directory).
     #[arg(long, global = true, env = "TRACKFLOW_DATA_DIR", value_name = "DIR")]

@@ -392,3 +392,11 @@ fn request_text_cannot_forge_log_lines() {
     assert!(!lines.iter().any(|l| l.starts_with("ERROR forged")), "a forged line: {lines:?}");
     assert!(!lines.iter().any(|l| l.contains('\u{1b}')), "a terminal code in the log: {lines:?}");
 }
+
+/// The help opens with what the tool does for its user.
+#[test]
+fn the_help_opens_with_a_line_for_users() {
+    let out = Cli::new().run(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && help.starts_with("Work on music projects offline"), "{help}");
+}
