@@ -99,6 +99,17 @@ async fn an_upload_is_stored_once_under_its_hash_and_readers_of_the_track_downlo
     // The same file again is not stored again.
     let (status, body) = server.put_blob(&token, hash.as_str(), bytes.clone()).await;
     assert_eq!((status, body["created"].as_bool()), (StatusCode::OK, Some(false)), "{body}");
+    // Its uploader need not send the bytes again (the document makes the body optional), and
+    // someone else must: an empty body does not hash to the name.
+    let (status, body) = server.put_blob(&token, hash.as_str(), Vec::new()).await;
+    assert_eq!((status, body["size_bytes"].as_u64()), (StatusCode::OK, Some(300_000)), "{body}");
+    let (_, other_token) = server.sign_up().await;
+    let (status, body) = server.put_blob(&other_token, hash.as_str(), Vec::new()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch")),
+        "{body}"
+    );
 
     let (project, track) = project_with_track(&server, &token, owner, &hash).await;
     let (status, downloaded) = server.get_audio(&token, &track).await;
