@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
     ports::{
-        ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository, SessionStorage,
+        ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
+        RemoteDataSource, SessionStorage,
     },
     SyncPhase, SyncState,
 };
@@ -189,9 +190,12 @@ impl App<'_> {
         let open = conflicts.list(true).await?.len();
         let statistics = downstream.statistics().await?;
         let session = sessions.load().await?;
-        let signed_in = session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some());
-        let phase =
-            if signed_in && !self.server_answers().await { SyncPhase::Offline } else { SyncPhase::Idle };
+        let has_token = session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some());
+        let answers = has_token && self.server_answers().await;
+        // A token the server refuses (expired, or logged out elsewhere) is no sign-in at all.
+        let token_refused = answers && self.token_refused().await;
+        let signed_in = has_token && !token_refused;
+        let phase = if has_token && !answers { SyncPhase::Offline } else { SyncPhase::Idle };
         let state = SyncState {
             phase,
             pending: health.pending,
@@ -207,6 +211,7 @@ impl App<'_> {
                 &json!({
                     "state": state,
                     "signed_in": signed_in,
+                    "token_refused": token_refused,
                     "server": server,
                     "user_id": session.as_ref().map(|s| s.user_id),
                     "upstream": health,
@@ -218,6 +223,9 @@ impl App<'_> {
         }
         match (&server, signed_in) {
             (Some(server), true) => say!("signed in at {server}"),
+            (Some(server), false) if token_refused => {
+                say!("not logged in: {server} refused this device's token (expired or logged out); run `trackflow login`")
+            }
             _ => say!("not logged in (offline only)"),
         }
         say!("{}", state.line());
@@ -230,15 +238,27 @@ impl App<'_> {
         self.out.many(&statistics, "never pulled")
     }
 
-    /// Whether the configured server answers its health check within a couple of seconds.
-    async fn server_answers(&self) -> bool {
+    /// A client of the configured server for a quick look: a couple of seconds at most.
+    fn quick_remote(&self) -> Option<trackflow_remote::HttpRemote> {
         let options = trackflow_remote::RemoteOptions {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
         };
-        let Ok(http) = trackflow_remote::HttpRemote::new(self.module.resolve(), &options) else {
-            return false;
-        };
+        trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok()
+    }
+
+    /// Whether the configured server answers its health check within a couple of seconds.
+    async fn server_answers(&self) -> bool {
+        let Some(http) = self.quick_remote() else { return false };
         ReachabilityMonitor::new(std::sync::Arc::new(http), ProbeOptions::default()).check().await
+    }
+
+    /// Whether the server refuses the stored token (an authenticated request answered 401).
+    async fn token_refused(&self) -> bool {
+        let Some(http) = self.quick_remote() else { return false };
+        matches!(
+            RemoteDataSource::scopes(&http).await,
+            Err(trackflow_domain::ports::RemoteError::Unauthorized(_))
+        )
     }
 }

@@ -166,3 +166,37 @@ fn sync_without_login_says_how_to_log_in() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --profile"));
 }
+
+/// `status` asks the server whether it still takes this device's token: a token it refuses
+/// (expired, or logged out elsewhere) shows as not signed in, saying why.
+#[test]
+fn status_shows_a_token_the_server_refuses() {
+    use diesel::{connection::SimpleConnection, Connection, SqliteConnection};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
+    let ana = Profile { dir: dir.path(), name: "ana" };
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    ana.sign_up(&server.url());
+    let status = ana.json(&["status"]);
+    assert_eq!(
+        (status["signed_in"].as_bool(), status["token_refused"].as_bool()),
+        (Some(true), Some(false)),
+        "{status}"
+    );
+
+    // The token stops being valid on the server's side (as when it expires).
+    let db = dir.path().join("profiles").join("ana").join("trackflow.db");
+    let mut conn =
+        SqliteConnection::establish(db.to_str().expect("utf-8")).expect("open the client database");
+    conn.batch_execute("UPDATE session SET access_token = 'no-longer-valid'").expect("replace the token");
+    drop(conn);
+    let status = ana.json(&["status"]);
+    assert_eq!(
+        (status["signed_in"].as_bool(), status["token_refused"].as_bool()),
+        (Some(false), Some(true)),
+        "{status}"
+    );
+    let out = ana.run(&["status"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("refused this device's token") && text.contains("trackflow login"), "{text}");
+}
