@@ -159,6 +159,28 @@ impl PokeRelay for LocalPokeRelay {
     }
 }
 
+/// A stream's token, checked again while the stream is open.
+#[derive(Clone)]
+struct TokenCheck {
+    store: Arc<dyn ServerStore>,
+    token_hash: String,
+    user: UserId,
+}
+
+impl TokenCheck {
+    /// Whether the token still names the stream's user. A store that cannot answer keeps the
+    /// stream open: a busy database is no reason to drop every client.
+    async fn still_valid(&self) -> bool {
+        match self.store.user_for_token(&self.token_hash, crate::auth::now()).await {
+            Ok(found) => found == Some(self.user),
+            Err(error) => {
+                tracing::warn!(%error, "an event stream's token could not be checked");
+                true
+            }
+        }
+    }
+}
+
 /// Counts a stream while it is open.
 struct Open {
     observer: Arc<dyn StreamObserver>,
@@ -184,28 +206,50 @@ pub(crate) async fn events(
     let user = auth.user;
     tracing::debug!(%user, "event stream opened");
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let pokes =
-        stream::unfold((receiver, closing, open), move |(mut receiver, mut closing, open)| async move {
-            loop {
-                let received = tokio::select! {
-                    received = receiver.recv() => received,
-                    _ = closing.wait_for(|closed| *closed) => return None,
-                };
-                let poke = match received {
-                    Ok(delivery) => match &delivery.readers {
-                        None => Poke { version: delivery.version, scopes: None },
-                        Some(readers) => match readers.get(&user) {
-                            Some(scopes) => Poke { version: delivery.version, scopes: Some(scopes.clone()) },
-                            None => continue,
+    // The token is checked again now and then: a stream ends once its token is logged out or
+    // expires, as every other request would be refused.
+    let mut checks = tokio::time::interval(state.config.token_check_interval);
+    checks.reset();
+    let token = TokenCheck { store: Arc::clone(&state.store), token_hash: auth.token_hash, user };
+    let pokes = stream::unfold(
+        (receiver, closing, open, checks),
+        move |(mut receiver, mut closing, open, mut checks)| {
+            let token = token.clone();
+            async move {
+                loop {
+                    // What woke the stream, decided before any await: the closing signal's
+                    // guard must not live across one.
+                    let woken = tokio::select! {
+                        received = receiver.recv() => Some(received),
+                        _ = closing.wait_for(|closed| *closed) => return None,
+                        _ = checks.tick() => None,
+                    };
+                    let Some(received) = woken else {
+                        if token.still_valid().await {
+                            continue;
+                        }
+                        tracing::debug!(%user, "event stream closed: its token no longer works");
+                        return None;
+                    };
+                    let poke = match received {
+                        Ok(delivery) => match &delivery.readers {
+                            None => Poke { version: delivery.version, scopes: None },
+                            Some(readers) => match readers.get(&user) {
+                                Some(scopes) => {
+                                    Poke { version: delivery.version, scopes: Some(scopes.clone()) }
+                                }
+                                None => continue,
+                            },
                         },
-                    },
-                    Err(broadcast::error::RecvError::Lagged(_)) => Poke { version: 0, scopes: None },
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                let event = Event::default().event("poke").json_data(&poke).unwrap_or_default();
-                return Some((Ok(event), (receiver, closing, open)));
+                        Err(broadcast::error::RecvError::Lagged(_)) => Poke { version: 0, scopes: None },
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    };
+                    let event = Event::default().event("poke").json_data(&poke).unwrap_or_default();
+                    return Some((Ok(event), (receiver, closing, open, checks)));
+                }
             }
-        });
+        },
+    );
     Sse::new(stream::StreamExt::chain(ready, pokes))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub max_clock_lead: Duration,
     /// The largest audio file accepted, in bytes.
     pub max_blob_bytes: u64,
+    /// How often an open event stream checks that its token still works; a stream whose token
+    /// was logged out or expired closes at the next check.
+    pub token_check_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             max_clock_lead: Duration::from_millis(trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS),
             max_blob_bytes: 256 * 1024 * 1024,
+            token_check_interval: Duration::from_secs(15),
         }
     }
 }

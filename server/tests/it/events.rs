@@ -103,3 +103,31 @@ impl TestServer {
         response.text().await.expect("text")
     }
 }
+
+/// A stream ends once its token stops working (logged out here; an expired token is the same
+/// lookup), at the stream's next token check; another user's stream stays open.
+#[tokio::test]
+async fn a_stream_closes_when_its_token_is_logged_out() {
+    let config = trackflow_server::ServerConfig {
+        token_check_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let server = TestServer::with_config(config).await;
+    let (ana, ana_token) = server.sign_up().await;
+    let (ben, ben_token) = server.sign_up().await;
+    let mut anas = open_stream(&server, ana, &ana_token).await;
+    let mut bens = open_stream(&server, ben, &ben_token).await;
+    let (status, _) = server.call(reqwest::Method::POST, "/v1/auth/logout", Some(&ana_token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let ended = tokio::time::timeout(Duration::from_secs(10), anas.next())
+        .await
+        .expect("the stream ends within 10 s");
+    assert!(ended.is_none(), "Ana's stream is closed, not sending: {ended:?}");
+
+    // Ben's token still works: his stream still delivers.
+    let mut own = Writer::new();
+    let profile = UserProfile::new(ben, "Ben", "ben@example.com", Timestamp(1)).expect("profile");
+    let (status, _) = server.push(&ben_token, &own.creating(&profile)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(scopes(next(&mut bens).await), vec![format!("user:{ben}")]);
+}
