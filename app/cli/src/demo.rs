@@ -23,12 +23,23 @@ use trackflow_server::{AppState, RunningServer, ServerConfig};
 use trackflow_server_store::DieselServerStore;
 use trackflow_server_store::FsBlobStorage;
 
+/// `say!` unless the demo reports as JSON.
+macro_rules! tell {
+    ($quiet:expr, $($arg:tt)*) => {
+        if !$quiet {
+            say!($($arg)*)
+        }
+    };
+}
+
 /// One musician: their client and its link to the server.
 struct Musician {
     name: &'static str,
     user: UserId,
     engine: SyncEngine,
     link: Link,
+    /// Tells nothing as it goes (the demo reports as JSON at the end).
+    quiet: bool,
 }
 
 impl Musician {
@@ -39,6 +50,7 @@ impl Musician {
         email: &str,
         dir: &Path,
         server: &RunningServer,
+        quiet: bool,
     ) -> anyhow::Result<Self> {
         let options = EngineOptions { periodic: None, ..EngineOptions::default() };
         let engine = SyncEngine::open(dir, options).await?;
@@ -58,7 +70,7 @@ impl Musician {
             access_token: Some(AccessToken::new(token)),
         };
         HasComponent::<dyn SessionStorage>::resolve_ref(engine.module.as_ref()).save(session).await?;
-        Ok(Self { name, user, engine, link })
+        Ok(Self { name, user, engine, link, quiet })
     }
 
     fn projects(&self) -> Arc<dyn Repository<Project>> {
@@ -89,17 +101,18 @@ impl Musician {
             SyncPhase::Error => format!("failed: {}", state.last_error.as_deref().unwrap_or("?")),
             _ => format!("synced, {} pending", state.pending),
         };
-        say!("  ⇅ {} syncs: {outcome}", self.name);
+        tell!(self.quiet, "  ⇅ {} syncs: {outcome}", self.name);
         state
     }
 
     /// What this client shows of `project`, in a few lines.
     async fn show(&self, project: ProjectId) -> anyhow::Result<()> {
         let Some(p) = self.projects().get(project).await? else {
-            say!("  {}: the project is not here", self.name);
+            tell!(self.quiet, "  {}: the project is not here", self.name);
             return Ok(());
         };
-        say!(
+        tell!(
+            self.quiet,
             "  {}'s client: \"{}\" — {}",
             self.name,
             p.name(),
@@ -107,7 +120,8 @@ impl Musician {
         );
         for track in self.tracks().list_by_parent(project.into()).await? {
             let comments = self.comments().list_by_parent(track.id().into()).await?;
-            say!(
+            tell!(
+                self.quiet,
                 "      track \"{}\" [{}]{}",
                 track.name(),
                 crate::cli::format_position(track.duration_ms()),
@@ -134,7 +148,8 @@ impl Musician {
         if !differences.is_empty() {
             bail!("{}'s client differs from the server: {}", self.name, differences.join("; "));
         }
-        say!(
+        tell!(
+            self.quiet,
             "  ✓ {}'s client holds exactly what the server shows {}: {} rows",
             self.name,
             self.name,
@@ -144,8 +159,10 @@ impl Musician {
     }
 }
 
-/// Runs the demo in `dir` (which must be empty or absent), or in a temporary directory.
-pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
+/// Runs the demo in `dir` (which must be empty or absent), or in a temporary directory. With
+/// `json`, it tells nothing as it goes and prints one JSON object at the end: where it ran, each
+/// client's rows checked against the server, the winning project name and the time taken.
+pub async fn run(dir: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let dir = match dir {
         Some(dir) => {
@@ -160,7 +177,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let started = Instant::now();
-    say!("TrackFlow Sync demo: two musicians, one sync server, one of them offline for a while\n");
+    tell!(json, "TrackFlow Sync demo: two musicians, one sync server, one of them offline for a while\n");
 
     let database = dir.join("server.db").to_string_lossy().into_owned();
     let store = tokio::task::spawn_blocking(move || DieselServerStore::open(&database, 4)).await??;
@@ -168,13 +185,13 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     let module = crate::wiring::server_module(store, blobs, ServerConfig::default());
     let state: Arc<AppState> = module.resolve();
     let server = RunningServer::start("127.0.0.1:0".parse()?, state.as_ref().clone()).await?;
-    say!("1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
+    tell!(json, "1. A sync server is up at {} (SQLite in {}).", server.url(), dir.display());
     let profiles = dir.join("profiles");
-    let ana = Musician::join("Ana", "ana@example.com", &profiles.join("ana"), &server).await?;
-    let ben = Musician::join("Ben", "ben@example.com", &profiles.join("ben"), &server).await?;
-    say!("   Ana and Ben each have a client with its own local database, and an account.\n");
+    let ana = Musician::join("Ana", "ana@example.com", &profiles.join("ana"), &server, json).await?;
+    let ben = Musician::join("Ben", "ben@example.com", &profiles.join("ben"), &server, json).await?;
+    tell!(json, "   Ana and Ben each have a client with its own local database, and an account.\n");
 
-    say!("2. Ana starts a project and invites Ben.");
+    tell!(json, "2. Ana starts a project and invites Ben.");
     let project = ana
         .projects()
         .create(Project::new(ana.user, "Night Drive EP", Some("Demos for the EP"), ana.now())?)
@@ -192,14 +209,15 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     members
         .create(ProjectCollaborator::new(project.id(), ben.user, CollaboratorRole::Editor, ana.now())?)
         .await?;
-    say!(
+    tell!(
+        json,
         "   Ana wrote a project, two tracks and Ben's invitation locally; nothing has left her machine yet."
     );
     ana.sync().await;
     ben.sync().await;
     ben.show(project.id()).await?;
 
-    say!("\n3. Ben's network goes down. Both keep working.");
+    tell!(json, "\n3. Ben's network goes down. Both keep working.");
     ben.link.cut().await;
     let neon = ben
         .tracks()
@@ -223,7 +241,7 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
     ben.comments()
         .create(AudioComment::new(&neon, ben.user, "Bass comes in late here", 63_000, ben.now())?)
         .await?;
-    say!("   Ben, offline: renames the project to \"Night Drive (Ben's mix)\", renames Intro, comments on Neon Streets.");
+    tell!(json, "   Ben, offline: renames the project to \"Night Drive (Ben's mix)\", renames Intro, comments on Neon Streets.");
     let offline = ben.sync().await;
     ensure!(offline.phase == SyncPhase::Offline, "Ben's sync should find the server unreachable");
     ana.projects()
@@ -249,26 +267,27 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
             ana.now(),
         )?)
         .await?;
-    say!("   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description,");
-    say!("   adds Afterglow with its recording (2 MiB; uploaded before the track, as the track depends on it).");
+    tell!(json, "   Ana, online and later: renames the project to \"Night Drive EP (final)\", rewrites its description,");
+    tell!(json, "   adds Afterglow with its recording (2 MiB; uploaded before the track, as the track depends on it).");
     ana.sync().await;
 
-    say!("\n4. Ben's network comes back.");
+    tell!(json, "\n4. Ben's network comes back.");
     ben.link.restore().await?;
     ben.sync().await;
     ana.sync().await;
-    say!("   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
-    say!("   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
-    say!("   wrote, so they survive as they are; so do Ana's description and new track.\n");
+    tell!(json, "   Both renamed the project: field by field, the later write wins on every replica (Ana's,");
+    tell!(json, "   by the hybrid logical clock). Ben's track rename and comment touched fields nobody else");
+    tell!(json, "   wrote, so they survive as they are; so do Ana's description and new track.\n");
     let fetched = ben.audio().fetch(afterglow.entity_ref()).await?;
     let (hash, size) = trackflow_store::hash_file(&fetched).await?;
     ensure!(hash == audio.hash, "Ben's copy of Afterglow's audio differs from Ana's recording");
-    say!(
+    tell!(
+        json,
         "   Ben plays Afterglow: its audio downloads on demand into his cache ({:.1} MiB, same SHA-256).\n",
         size as f64 / 1048576.0
     );
 
-    say!("5. Where everyone ended:");
+    tell!(json, "5. Where everyone ended:");
     ana.show(project.id()).await?;
     ben.show(project.id()).await?;
     let names = (
@@ -279,9 +298,24 @@ pub async fn run(dir: Option<&Path>) -> anyhow::Result<()> {
         names.0.as_deref() == Some("Night Drive EP (final)") && names.0 == names.1,
         "the later rename should win on both clients, found {names:?}"
     );
-    ana.check().await?;
-    ben.check().await?;
-    say!("\nDone in {:.1} s. Every client matches the server.", started.elapsed().as_secs_f64());
+    let rows = (ana.check().await?, ben.check().await?);
+    tell!(json, "\nDone in {:.1} s. Every client matches the server.", started.elapsed().as_secs_f64());
+    if json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "converged": true,
+                "server": server.url(),
+                "dir": dir,
+                "project": { "id": project.id(), "name": names.0 },
+                "clients": [
+                    { "name": ana.name, "rows": rows.0, "matches_server": true },
+                    { "name": ben.name, "rows": rows.1, "matches_server": true },
+                ],
+                "elapsed_ms": started.elapsed().as_millis(),
+            })
+        );
+    }
     ana.engine.shutdown().await;
     ben.engine.shutdown().await;
     server.shutdown().await?;

@@ -40,7 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&settings.log, settings.log_format);
     match cli.command {
         Command::Server(args) => return crate::server::run(args, dir?).await,
-        Command::Demo => return crate::demo::run(cli.data_dir.as_deref()).await,
+        Command::Demo => return crate::demo::run(cli.data_dir.as_deref(), cli.json).await,
         _ => {}
     }
     let data_dir = dir?;

@@ -198,6 +198,15 @@ fn the_demo_ends_with_every_client_matching_the_server() {
     let (code, err) = cli.fails(&["demo"]);
     one_line(&err);
     assert!(code == 1 && err.contains("needs an empty directory"), "{err}");
+
+    // With --json it tells nothing as it goes and reports one object.
+    let out = Cli::new().run(&["--json", "demo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(report["converged"], true, "{report}");
+    assert_eq!(report["project"]["name"], "Night Drive EP (final)", "{report}");
+    let clients = report["clients"].as_array().expect("clients");
+    assert!(clients.len() == 2 && clients.iter().all(|c| c["rows"].as_u64() > Some(0)), "{report}");
 }
 
 #[test]
