@@ -309,7 +309,17 @@ impl App<'_> {
             }
             CollaboratorCommand::List { project } => {
                 self.require_project(project).await?;
-                self.out.many(&members.list_by_parent(project.into()).await?, "no collaborators yet")
+                let profiles = repository::<UserProfile>(self.module);
+                let mut listed = Vec::new();
+                for collaborator in members.list_by_parent(project.into()).await? {
+                    let profile = profiles.get(collaborator.user_id()).await?;
+                    let (name, email) = match profile {
+                        Some(p) => (Some(p.name().to_owned()), Some(p.email().to_owned())),
+                        None => (None, None),
+                    };
+                    listed.push(super::output::Member { collaborator, name, email });
+                }
+                self.out.many(&listed, "no collaborators yet")
             }
             CollaboratorCommand::Update { id, role } => {
                 let patch = ProjectCollaboratorPatch { role: Some(role) };

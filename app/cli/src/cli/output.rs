@@ -50,6 +50,29 @@ impl Line for ProjectCollaborator {
     }
 }
 
+/// A collaborator with the name and email of their profile, when this device holds it (a
+/// member's profile is pulled once they share a project with you).
+#[derive(Debug, Serialize)]
+pub struct Member {
+    /// The collaborator record.
+    #[serde(flatten)]
+    pub collaborator: ProjectCollaborator,
+    /// Their display name.
+    pub name: Option<String>,
+    /// Their email address.
+    pub email: Option<String>,
+}
+
+impl Line for Member {
+    fn line(&self) -> String {
+        let who = match (&self.name, &self.email) {
+            (Some(name), Some(email)) => format!("{name} <{email}>"),
+            _ => format!("user {}", self.collaborator.user_id()),
+        };
+        format!("{}  {who}  {}", self.collaborator.id(), self.collaborator.role())
+    }
+}
+
 impl Line for SyncConflict {
     fn line(&self) -> String {
         let state = match &self.resolution {

@@ -124,6 +124,15 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     ana.json(&["sync"]);
     let (ana_view, ben_view) = (ana.view(&project), ben.view(&project));
     assert_eq!(ana_view.0["description"], "Four tracks, one night");
+    // Ben's profile came down with the shared project: Ana's collaborator list names him.
+    let members = ana.json(&["collaborator", "list", "--project", &project]);
+    assert_eq!(
+        (members[0]["name"].as_str(), members[0]["email"].as_str()),
+        (Some("Ben"), Some("ben@example.com")),
+        "{members}"
+    );
+    let out = ana.run(&["collaborator", "list", "--project", &project], None);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Ben <ben@example.com>  editor"), "{:?}", out);
     assert_eq!(ana_view.1.as_array().map(Vec::len), Some(1), "Ben's track reached Ana");
     ben.json(&["sync"]);
     assert_eq!(ana.view(&project), ben.view(&project), "both clients show the same project and tracks");
