@@ -160,7 +160,6 @@ impl PokeRelay for LocalPokeRelay {
 }
 
 /// A stream's token, checked again while the stream is open.
-#[derive(Clone)]
 struct TokenCheck {
     store: Arc<dyn ServerStore>,
     token_hash: String,
@@ -212,9 +211,8 @@ pub(crate) async fn events(
     checks.reset();
     let token = TokenCheck { store: Arc::clone(&state.store), token_hash: auth.token_hash, user };
     let pokes = stream::unfold(
-        (receiver, closing, open, checks),
-        move |(mut receiver, mut closing, open, mut checks)| {
-            let token = token.clone();
+        (receiver, closing, open, checks, token),
+        move |(mut receiver, mut closing, open, mut checks, token)| {
             async move {
                 loop {
                     // What woke the stream, decided before any await: the closing signal's
@@ -245,7 +243,7 @@ pub(crate) async fn events(
                         Err(broadcast::error::RecvError::Closed) => return None,
                     };
                     let event = Event::default().event("poke").json_data(&poke).unwrap_or_default();
-                    return Some((Ok(event), (receiver, closing, open, checks)));
+                    return Some((Ok(event), (receiver, closing, open, checks, token)));
                 }
             }
         },

@@ -15,7 +15,7 @@ use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
     ports::{
         ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
-        RemoteDataSource, SessionStorage,
+        RemoteDataSource, Session, SessionStorage,
     },
     SyncPhase, SyncState,
 };
@@ -39,12 +39,18 @@ fn options(settings: &Settings, periodic: Option<Duration>) -> EngineOptions {
     }
 }
 
+/// Whether `session` can sync: it names a server and holds a token (which the server may still
+/// refuse; see `status`).
+fn can_sync(session: Option<&Session>) -> bool {
+    session.is_some_and(|s| s.access_token.is_some() && s.server_url.is_some())
+}
+
 /// Refuses to sync without a server and a token, with the command that fixes it: every flag it
 /// needs, filled in with the server `login` would use and the profile's email.
 async fn require_sign_in(engine: &SyncEngine, settings: &Settings) -> anyhow::Result<()> {
     let sessions: &dyn SessionStorage = engine.module.resolve_ref();
     let session = sessions.load().await?;
-    if session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some()) {
+    if can_sync(session.as_ref()) {
         return Ok(());
     }
     // The server `login` would use: the configured one, else the last used.
@@ -190,10 +196,20 @@ impl App<'_> {
         let open = conflicts.list(true).await?.len();
         let statistics = downstream.statistics().await?;
         let session = sessions.load().await?;
-        let has_token = session.as_ref().is_some_and(|s| s.access_token.is_some() && s.server_url.is_some());
-        let answers = has_token && self.server_answers().await;
-        // A token the server refuses (expired, or logged out elsewhere) is no sign-in at all.
-        let token_refused = answers && self.token_refused().await;
+        let has_token = can_sync(session.as_ref());
+        // One client for both looks at the server: whether it answers, then whether it still
+        // takes the token (a token it refuses, expired or logged out elsewhere, is no sign-in).
+        let remote = if has_token { self.quick_remote() } else { None };
+        let answers = match &remote {
+            Some(remote) => ReachabilityMonitor::new(remote.clone(), ProbeOptions::default()).check().await,
+            None => false,
+        };
+        let token_refused = match &remote {
+            Some(remote) if answers => {
+                matches!(remote.scopes().await, Err(trackflow_domain::ports::RemoteError::Unauthorized(_)))
+            }
+            _ => false,
+        };
         let signed_in = has_token && !token_refused;
         let phase = if has_token && !answers { SyncPhase::Offline } else { SyncPhase::Idle };
         let state = SyncState {
@@ -239,26 +255,11 @@ impl App<'_> {
     }
 
     /// A client of the configured server for a quick look: a couple of seconds at most.
-    fn quick_remote(&self) -> Option<trackflow_remote::HttpRemote> {
+    fn quick_remote(&self) -> Option<std::sync::Arc<trackflow_remote::HttpRemote>> {
         let options = trackflow_remote::RemoteOptions {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
         };
-        trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok()
-    }
-
-    /// Whether the configured server answers its health check within a couple of seconds.
-    async fn server_answers(&self) -> bool {
-        let Some(http) = self.quick_remote() else { return false };
-        ReachabilityMonitor::new(std::sync::Arc::new(http), ProbeOptions::default()).check().await
-    }
-
-    /// Whether the server refuses the stored token (an authenticated request answered 401).
-    async fn token_refused(&self) -> bool {
-        let Some(http) = self.quick_remote() else { return false };
-        matches!(
-            RemoteDataSource::scopes(&http).await,
-            Err(trackflow_domain::ports::RemoteError::Unauthorized(_))
-        )
+        trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok().map(std::sync::Arc::new)
     }
 }
