@@ -6,7 +6,7 @@ use super::{
     outbox,
     rows::{parse, to_json, Record},
     schema,
-    tables::{EncodedRow, StoredRow, TableSql},
+    tables::{Bind, EncodedRow, Statement, StoredRow, TableSql},
 };
 use diesel::prelude::*;
 use serde_json::Value;
@@ -48,6 +48,23 @@ fn high_water(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
     stored.map(|text| parse("local_settings", &text)).transpose()
 }
 
+/// The highest reading issued in the database: the newest outbox operation's or the stored
+/// floor, whichever is later. Both count: acknowledgements may remove the newest operation while
+/// older ones stay queued, and then only the stored floor remembers its reading. One statement
+/// (a reading's text sorts as the clock does), since every local write asks.
+fn floor(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+    #[derive(QueryableByName)]
+    struct Floor {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        hlc: Option<String>,
+    }
+    const SQL: &str = "SELECT max(h) AS hlc FROM (\
+        SELECT hlc AS h FROM pending_operations WHERE seq = (SELECT max(seq) FROM pending_operations) \
+        UNION ALL SELECT value FROM local_settings WHERE key = ?)";
+    let rows: Vec<Floor> = Statement::new(SQL, vec![Bind::Text(HLC_HIGH_WATER)]).load(conn)?;
+    rows.into_iter().next().and_then(|row| row.hlc).map(|text| parse("local_settings", &text)).transpose()
+}
+
 /// Stores `reading` as the clock floor if it is higher than the stored one. Call it before
 /// removing outbox operations, with the largest reading removed.
 pub(crate) fn raise_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
@@ -85,9 +102,7 @@ impl WriteClock {
     /// A reading later than every reading issued in this database by any process. Call it
     /// inside the write transaction that uses the reading.
     pub fn tick(&self, conn: &mut SqliteConnection) -> StoreResult<Hlc> {
-        // Both: acknowledgements may remove the newest operation while older ones stay queued,
-        // and then only the stored floor remembers its reading.
-        for floor in [outbox::newest_hlc(conn)?, high_water(conn)?].into_iter().flatten() {
+        if let Some(floor) = floor(conn)? {
             self.hlc.advance_to(floor);
         }
         Ok(self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0)))
@@ -105,9 +120,14 @@ pub(crate) fn find(
     TableSql::of(entity_type).find(conn, id)?.map(|row| row.decode(entity_type)).transpose()
 }
 
-/// Inserts a new row.
-fn insert(conn: &mut SqliteConnection, record: &Record<AnyEntity>) -> StoreResult<()> {
-    TableSql::of(record.entity.entity_type()).insert(conn, &[EncodedRow::encode(record)?])
+/// Inserts a new row: `record`, whose entity's wire fields are in `create`.
+fn insert(
+    conn: &mut SqliteConnection,
+    record: &Record<AnyEntity>,
+    create: &SyncOperation,
+) -> StoreResult<()> {
+    let row = EncodedRow::with_fields(record, |name| create.changed_fields.get(name).map(|c| &c.value))?;
+    TableSql::of(record.entity.entity_type()).insert(conn, &[row])
 }
 
 /// Overwrites an existing row.
@@ -348,7 +368,7 @@ pub(crate) fn create(
         let meta = SyncMeta::created_locally(op.changed_fields.keys(), hlc, op.id);
         let record = Record { entity, meta };
         // The primary key catches a duplicate id without a lookup of its own.
-        insert(conn, &record).map_err(|e| match e {
+        insert(conn, &record, &op).map_err(|e| match e {
             StoreError::Database(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::UniqueViolation,
                 _,

@@ -5,9 +5,9 @@
 //! (`version`, `field_hlc`, `deleted`, `dirty`, `pending_create`, `pulled_version`). Its
 //! statements are written once per type from the declaration ([`TableSql`]) and run as
 //! [`Statement`]s: Diesel caches each prepared statement by its text, as it does for the
-//! statements its query builder makes. Fields travel as one JSON object per row: a write binds
-//! the entity's JSON and SQLite's `json_extract` fills the columns; a read gets the columns back
-//! as one object from `json_object`, which the type's validating `from_fields` decodes.
+//! statements its query builder makes. A write binds each field to its column ([`Column`]); a
+//! read gets the columns back as one object from `json_object`, which the type's validating
+//! `from_fields` decodes.
 
 use super::{
     field_clock,
@@ -16,7 +16,7 @@ use super::{
 use diesel::{
     query_builder::{AstPass, Query, QueryFragment, QueryId},
     result::Error as DieselError,
-    sql_types::{BigInt, Bool, Nullable, Text, Untyped},
+    sql_types::{BigInt, Bool, Double, Nullable, Text, Untyped},
     sqlite::Sqlite,
     QueryResult, QueryableByName, RunQueryDsl, SqliteConnection,
 };
@@ -41,6 +41,8 @@ pub(crate) enum Bind<'a> {
     OptText(Option<&'a str>),
     /// An integer.
     BigInt(i64),
+    /// A real number.
+    Double(f64),
     /// A flag.
     Bool(bool),
 }
@@ -78,6 +80,7 @@ impl QueryFragment<Sqlite> for Statement<'_> {
                     Some(Bind::Text(text)) => out.push_bind_param::<Text, str>(text)?,
                     Some(Bind::OptText(text)) => out.push_bind_param::<Nullable<Text>, Option<&str>>(text)?,
                     Some(Bind::BigInt(n)) => out.push_bind_param::<BigInt, i64>(n)?,
+                    Some(Bind::Double(x)) => out.push_bind_param::<Double, f64>(x)?,
                     Some(Bind::Bool(b)) => out.push_bind_param::<Bool, bool>(b)?,
                     None => {
                         return Err(DieselError::QueryBuilderError("a placeholder without a bind".into()))
@@ -140,11 +143,48 @@ impl StoredRow {
     }
 }
 
-/// A record ready to be written: the entity as JSON and the metadata columns.
+/// One field's value as its column stores it. A string is text and a number an integer or a
+/// real; a JSON field (an array, an object, a flag: [`EntityType::json_fields`]) is its JSON
+/// text, and so is an array or object in any other field; a flag in a plain field is 1 or 0;
+/// null and an absent field are NULL.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Column {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Column {
+    fn of(value: Option<&Value>, json: bool) -> Self {
+        match value {
+            None | Some(Value::Null) => Self::Null,
+            Some(value) if json => Self::Text(value.to_string()),
+            Some(Value::String(text)) => Self::Text(text.clone()),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(n) => Self::Integer(n),
+                None => Self::Real(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Some(Value::Bool(flag)) => Self::Integer(i64::from(*flag)),
+            Some(other) => Self::Text(other.to_string()),
+        }
+    }
+
+    fn bind(&self) -> Bind<'_> {
+        match self {
+            Self::Null => Bind::OptText(None),
+            Self::Integer(n) => Bind::BigInt(*n),
+            Self::Real(x) => Bind::Double(*x),
+            Self::Text(text) => Bind::Text(text),
+        }
+    }
+}
+
+/// A record ready to be written: one column per declared field, then the metadata columns.
 #[derive(Debug, Clone)]
 pub(crate) struct EncodedRow {
     id: String,
-    fields: String,
+    fields: Vec<Column>,
     version: i64,
     field_hlc: String,
     deleted: bool,
@@ -154,14 +194,25 @@ pub(crate) struct EncodedRow {
 }
 
 impl EncodedRow {
+    /// `record` ready to be written.
     pub fn encode(record: &Record<AnyEntity>) -> StoreResult<Self> {
-        let table = record.entity.entity_type().table();
+        let fields = record.entity.fields();
+        Self::with_fields(record, |name| fields.get(name))
+    }
+
+    /// `record` ready to be written, its entity's wire fields already at hand: `field` gives
+    /// the value of the field it is named.
+    pub fn with_fields<'v>(
+        record: &Record<AnyEntity>,
+        field: impl Fn(&str) -> Option<&'v Value>,
+    ) -> StoreResult<Self> {
+        let entity_type = record.entity.entity_type();
+        let json = entity_type.json_fields();
         Ok(Self {
             id: record.entity.entity_id().to_string(),
-            // The entity's own JSON: its fields (and its id, which no column reads).
-            fields: record.entity.to_json().map_err(|e| StoreError::corrupt(table, e))?,
+            fields: entity_type.fields().iter().map(|f| Column::of(field(f), json.contains(f))).collect(),
             version: record.meta.version,
-            field_hlc: field_clock::encode_row(table, &record.meta.field_hlc)?,
+            field_hlc: field_clock::encode_row(entity_type.table(), &record.meta.field_hlc)?,
             deleted: record.meta.deleted,
             dirty: record.meta.dirty,
             pending_create: record.meta.pending_create.map(|id| id.to_string()),
@@ -169,7 +220,12 @@ impl EncodedRow {
         })
     }
 
-    /// The binds after the id, in the order of [`META_COLUMNS`].
+    /// The binds of its field columns, in declared order.
+    fn field_binds(&self) -> impl Iterator<Item = Bind<'_>> {
+        self.fields.iter().map(Column::bind)
+    }
+
+    /// The binds after the fields, in the order of [`META_COLUMNS`].
     fn meta_binds(&self) -> [Bind<'_>; 6] {
         [
             Bind::BigInt(self.version),
@@ -221,40 +277,15 @@ impl TableSql {
             format!("id, json_object({}) AS fields, {}", object.join(", "), META_COLUMNS.join(", "));
         let order: Vec<&str> = entity_type.order().iter().copied().chain(["id"]).collect();
         let order = order.join(", ");
-        // A JSON field keeps its JSON text (`->`): an array, an object, or `true`, which
-        // `json_extract` would turn into the integer 1.
-        let extract: Vec<String> = fields
-            .iter()
-            .map(|f| {
-                if json.contains(f) {
-                    format!("r.f -> '$.{f}'")
-                } else {
-                    format!("json_extract(r.f, '$.{f}')")
-                }
-            })
-            .collect();
-        let meta_from_r: Vec<String> = META_COLUMNS.iter().map(|c| format!("r.{c}")).collect();
-        let row_select =
-            format!("SELECT ? AS id, ? AS f, {}", META_COLUMNS.map(|c| format!("? AS {c}")).join(", "));
-        let more_rows = format!(" UNION ALL SELECT ?, ?, {}", ["?"; 6].join(", "));
+        let written: Vec<&str> =
+            ["id"].into_iter().chain(fields.iter().copied()).chain(META_COLUMNS).collect();
+        let row = format!("({})", vec!["?"; written.len()].join(", "));
         let insert = |n: usize| {
-            format!(
-                "INSERT INTO {t} (id, {}, {}) SELECT r.id, {}, {} FROM ({}{}) AS r",
-                fields.join(", "),
-                META_COLUMNS.join(", "),
-                extract.join(", "),
-                meta_from_r.join(", "),
-                row_select,
-                more_rows.repeat(n - 1),
-            )
+            format!("INSERT INTO {t} ({}) VALUES {}", written.join(", "), vec![row.as_str(); n].join(", "))
         };
         let save = format!(
-            "UPDATE {t} SET ({}, {}) = (SELECT {}, {} FROM (SELECT ? AS f, {}) AS r) WHERE id = ?",
-            fields.join(", "),
-            META_COLUMNS.join(", "),
-            extract.join(", "),
-            meta_from_r.join(", "),
-            META_COLUMNS.map(|c| format!("? AS {c}")).join(", "),
+            "UPDATE {t} SET {} WHERE id = ?",
+            written[1..].iter().map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(", ")
         );
         let parent_column = entity_type.parent().map_or("NULL", |p| p.field);
         let by_index = entity_type
@@ -308,10 +339,12 @@ impl TableSql {
 
     /// The statements of `entity_type`'s table.
     pub fn of(entity_type: EntityType) -> &'static TableSql {
-        static TABLES: OnceLock<HashMap<EntityType, TableSql>> = OnceLock::new();
+        // A handful of types: finding one in a list costs less than hashing its name.
+        static TABLES: OnceLock<Vec<(EntityType, TableSql)>> = OnceLock::new();
         TABLES
             .get_or_init(|| EntityType::all().iter().map(|&t| (t, TableSql::new(t))).collect())
-            .get(&entity_type)
+            .iter()
+            .find_map(|(t, sql)| (*t == entity_type).then_some(sql))
             .unwrap_or_else(|| {
                 panic!("{entity_type} is not in the installed registry ({})", Registry::global())
             })
@@ -330,10 +363,10 @@ impl TableSql {
         for (size, sql) in INSERT_SIZES.iter().zip(&self.inserts) {
             let mut chunks = rest.chunks_exact(*size);
             for chunk in &mut chunks {
-                let mut binds = Vec::with_capacity(chunk.len() * 8);
+                let mut binds = Vec::with_capacity(chunk.len() * (7 + chunk[0].fields.len()));
                 for row in chunk {
                     binds.push(Bind::Text(&row.id));
-                    binds.push(Bind::Text(&row.fields));
+                    binds.extend(row.field_binds());
                     binds.extend(row.meta_binds());
                 }
                 Statement::new(sql, binds).execute(conn)?;
@@ -345,7 +378,7 @@ impl TableSql {
 
     /// Overwrites the row `row` names.
     pub fn save(&self, conn: &mut SqliteConnection, row: &EncodedRow) -> StoreResult<()> {
-        let mut binds = vec![Bind::Text(&row.fields)];
+        let mut binds: Vec<Bind<'_>> = row.field_binds().collect();
         binds.extend(row.meta_binds());
         binds.push(Bind::Text(&row.id));
         Statement::new(&self.save, binds).execute(conn)?;

@@ -277,8 +277,10 @@ impl EntityType {
 }
 
 impl PartialEq for EntityType {
+    /// Types are equal by name. The same declaration (the usual case) is equal without reading
+    /// the names; a declaration may also have copies, so the names decide otherwise.
     fn eq(&self, other: &Self) -> bool {
-        self.0.name == other.0.name
+        std::ptr::eq(self.0, other.0) || self.0.name == other.0.name
     }
 }
 
@@ -299,6 +301,9 @@ impl PartialOrd for EntityType {
 impl Ord for EntityType {
     /// The registry's order (parents first); types it does not list come after, by name.
     fn cmp(&self, other: &Self) -> Ordering {
+        if self == other {
+            return Ordering::Equal;
+        }
         let registry = Registry::global();
         (registry.rank(*self), self.0.name).cmp(&(registry.rank(*other), other.0.name))
     }
