@@ -6,6 +6,7 @@
 
 use crate::{
     entities::{CollaboratorRole, EntityType, ScopeKind, WriteRule},
+    ids::UserId,
     sync::OperationKind,
 };
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,33 @@ pub fn authorize(entity_type: EntityType, access: Access, relation: Relation) ->
             Some(kind) if role <= entity_type.write_rule().least(kind) => Ok(()),
             Some(kind) => Err(Denied::forbidden(owner_only(entity_type, kind))),
         },
+    }
+}
+
+/// The author rule of a type that declares it ([`WriteRule::author_only`]), judged after
+/// [`authorize`]: once created, an entity is changed by its author alone, and deleted by its
+/// author or the scope's owner. `author` is the entity's recorded author before the write
+/// (`SyncEntity::author`), `user` the one writing and `role` their role in the scope. A create
+/// passes: that its author is the one creating it is checked on its own.
+pub fn authorize_author(
+    entity_type: EntityType,
+    kind: OperationKind,
+    author: Option<UserId>,
+    user: UserId,
+    role: Option<CollaboratorRole>,
+) -> Result<(), Denied> {
+    if !entity_type.write_rule().author_only || author.is_none_or(|author| author == user) {
+        return Ok(());
+    }
+    let name = entity_type.display_name();
+    match kind {
+        OperationKind::Create | OperationKind::Upload => Ok(()),
+        OperationKind::Update => Err(Denied::forbidden(format!("only its author changes this {name}"))),
+        OperationKind::Delete if role == Some(CollaboratorRole::Owner) => Ok(()),
+        OperationKind::Delete => {
+            let root = entity_type.scope_root().map_or("scope".to_owned(), EntityType::display_name);
+            Err(Denied::forbidden(format!("only its author or the {root}'s owner deletes this {name}")))
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub enum RepositoryError {
     /// for the same user, ...); nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// The signed-in user's role, as this device knows it, does not allow the write (a viewer
+    /// editing, an editor deleting what only the owner deletes); nothing was written or queued.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     /// The storage engine failed. `transient` says whether retrying the same call may succeed
     /// (a busy database) or not (a corrupt file, a full disk).
     #[error("storage error: {message}")]

@@ -476,3 +476,81 @@ async fn execute(store: &trackflow_store::LocalStore, sql: &str) {
         .await
         .expect("execute");
 }
+
+/// Every visible row of every type `client` holds, type by type.
+async fn everything(
+    client: &Client,
+) -> Vec<(trackflow_domain::EntityType, Vec<trackflow_domain::entities::AnyEntity>)> {
+    let repositories = trackflow_store::Repositories::new(client.store.clone());
+    let mut rows = Vec::new();
+    for &entity_type in trackflow_domain::EntityType::all() {
+        rows.push((entity_type, repositories.visible(entity_type).await.expect("visible rows")));
+    }
+    rows
+}
+
+/// Writes the server refuses for good leave no trace on the device: an editor's offline edits,
+/// sent after the owner made them a viewer, are refused; the next pull brings every row they
+/// touched back to the server's state (a refused create disappears), the device says how many,
+/// and once the refused operations are discarded the device equals a fresh device of the same
+/// user, row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_for_good_are_undone_and_the_device_equals_the_server() {
+    trackflow_music::install().expect("the music registry installs");
+    let (server, owner, guest, a, b) = owner_and_guest().await;
+    let project =
+        a.projects.create(Project::new(owner, "Band", None, NOW).expect("valid")).await.expect("create");
+    let track = a
+        .tracks
+        .create(AudioTrack::new(project.id(), owner, "Intro", 10_000, None, NOW).expect("valid"))
+        .await
+        .expect("track");
+    let members = SqliteRepository::<ProjectCollaborator>::new(a.store.clone());
+    let membership = members
+        .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
+        .await
+        .expect("invite");
+    a.sync().await;
+    b.sync().await;
+
+    // Offline, the editor renames the project and the track and comments on the track.
+    b.projects.update(project.id(), rename("The guest's band")).await.expect("an editor renames");
+    let retitle = AudioTrackPatch { name: Some("Outro".into()), ..Default::default() };
+    b.tracks.update(track.id(), retitle).await.expect("an editor retitles");
+    let comments = SqliteRepository::<AudioComment>::new(b.store.clone());
+    let comment = AudioComment::new(&track, guest, "louder", 1_000, NOW).expect("valid");
+    let comment = comments.create(comment).await.expect("an editor comments");
+    // Meanwhile the owner makes them a viewer.
+    let demote = trackflow_music::ProjectCollaboratorPatch { role: Some(CollaboratorRole::Viewer) };
+    members.update(membership.id(), demote).await.expect("demote");
+    a.sync().await;
+
+    let report =
+        b.manager(&RemoteOptions::default(), UpstreamOptions::default()).process().await.expect("push");
+    assert_eq!((report.acknowledged, report.failed), (0, 3), "{report:?}");
+    let outcomes = b.puller(500).pull(true).await.expect("scopes");
+    let scope = scope_of(&project);
+    let pulled =
+        outcomes.into_iter().find(|(s, _)| *s == scope).expect("the project's scope").1.expect("pull");
+    let reverted: u64 = pulled.counts.values().map(|c| c.reverted).sum();
+    assert_eq!(reverted, 2, "the project and the track went back; the comment was never on the server");
+    assert_eq!(b.name(&project).await, "Band");
+    assert_eq!(b.tracks.get(track.id()).await.expect("get").expect("visible").name(), "Intro");
+    assert_eq!(comments.get(comment.id()).await.expect("get"), None, "the refused comment is gone");
+    // Nothing waits any longer: the next pull is incremental again and reverts nothing.
+    let again = b.puller(500).pull(true).await.expect("scopes");
+    let again = again.into_iter().find(|(s, _)| *s == scope).expect("scope").1.expect("pull");
+    assert_eq!(again.counts.values().map(|c| c.reverted).sum::<u64>(), 0);
+
+    // The refused operations stay listed until the user drops them; then the device equals the
+    // server as a fresh device of the same user sees it.
+    let failed: Vec<_> = b.outbox.list(Some(trackflow_domain::OperationStatus::Failed)).await.expect("list");
+    assert!(failed.iter().all(|op| op.last_error.as_deref().is_some_and(|e| e.starts_with("forbidden"))));
+    b.outbox.discard_failed(failed.iter().map(|op| op.id).collect()).await.expect("discard");
+    b.assert_queue_empty(0).await;
+    let session = b.session.load().await.expect("session").expect("signed in");
+    let token = session.access_token.expect("a token");
+    let fresh = Client::new(guest, &server.running.url(), token.expose()).await;
+    fresh.sync().await;
+    assert_eq!(everything(&b).await, everything(&fresh).await, "the device equals the server, row by row");
+}

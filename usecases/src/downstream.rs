@@ -311,6 +311,7 @@ fn summarize(outcomes: &[(String, Result<PullReport, PullError>)]) -> PullSummar
                 for counts in report.counts.values() {
                     summary.applied += counts.applied;
                     summary.conflicts += counts.conflicts;
+                    summary.reverted += counts.reverted;
                 }
             }
             Err(error) => {

@@ -3,8 +3,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use trackflow_domain::{
     entities::FieldReader, entities::Index, entities::Parent, entities::Scope, entities::ScopeKind,
-    ports::WriteContext, serde_json::Value, uuid::Uuid, validate::required_text, EntityRef, Priority,
-    RepositoryError, SyncEntity, Timestamp, UserId, ValidationError,
+    entities::WriteRule, ports::WriteContext, serde_json::Value, uuid::Uuid, validate::required_text,
+    EntityRef, Priority, RepositoryError, SyncEntity, Timestamp, UserId, ValidationError,
 };
 
 /// A comment anchored at a position in an audio track.
@@ -148,6 +148,9 @@ impl SyncEntity for AudioComment {
     const NAME: &'static str = "audio_comment";
     const PARENT: Option<Parent> = Some(Parent { entity_type: AudioTrack::ENTITY_TYPE, field: "track_id" });
     const SCOPE: ScopeKind = ScopeKind::Shared;
+    // A comment belongs to whoever wrote it: nobody else rewrites it under their name, and
+    // besides its author only the project's owner removes it.
+    const WRITE: WriteRule = WriteRule::AUTHORED;
     const PRIORITY: Priority = Priority::Medium;
     const TABLE: &'static str = "audio_comments";
     const SCOPE_FIELD: &'static str = "project_id";

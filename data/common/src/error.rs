@@ -56,6 +56,9 @@ pub enum StoreError {
     /// The write contradicts stored state.
     #[error("{0}")]
     Conflict(String),
+    /// The signed-in user's known role does not allow the write.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     /// A file of the audio cache could not be read or written.
     #[error("{action} {path}: {message}")]
     File {
@@ -97,6 +100,7 @@ impl From<StoreError> for RepositoryError {
             StoreError::NotFound(entity) => RepositoryError::NotFound(entity),
             StoreError::Validation(v) => RepositoryError::Validation(v),
             StoreError::Conflict(message) => RepositoryError::Conflict(message),
+            StoreError::Forbidden(message) => RepositoryError::Forbidden(message),
             StoreError::Database(DieselError::DatabaseError(
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation,
                 info,

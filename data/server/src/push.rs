@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
-    authorization::{authorize, Access, Relation},
+    authorization::{authorize, authorize_author, Access, Relation},
     entities::{AnyEntity, Scope},
     ids::ParseIdError,
     ports::ServerStoreError,
@@ -312,6 +312,14 @@ impl<'c> Batch<'c> {
         };
         if let Err(denied) = authorize(mutation.entity_type, Access::Write(mutation.kind), relation) {
             return Ok(Err(rejected(denied.code, denied.message)));
+        }
+        if let (Scope::Shared(scope), Some(before)) = (plan.scope, plan.before.as_ref()) {
+            let role = self.role(scope)?;
+            if let Err(denied) =
+                authorize_author(mutation.entity_type, mutation.kind, before.author(), self.user, role)
+            {
+                return Ok(Err(rejected(denied.code, denied.message)));
+            }
         }
         // What is new: its recorded author must be the sender, and a user is a member of a
         // project through one record only.

@@ -14,6 +14,7 @@
 use super::{
     conflicts,
     records::{existing, find, presence, raise_high_water, save, NewRows},
+    reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     tables::TableSql,
@@ -106,6 +107,7 @@ pub(crate) fn apply_page(
             looked_up: HashSet::new(),
             waiting,
             new_rows: NewRows::default(),
+            reverts: Pending::load(conn)?,
         };
         pass.look_up(conn, changes)?;
         let none = Edits::default();
@@ -140,6 +142,8 @@ struct Pass<'a> {
     /// Rows this replica never held, not inserted yet: they go in many to a statement, before
     /// anything reads or overwrites a stored row.
     new_rows: NewRows,
+    /// Rows to bring back to the server's state, whose pulled state replaces the local one.
+    reverts: Pending,
 }
 
 impl Pass<'_> {
@@ -264,9 +268,23 @@ fn apply(
         };
         pass.new_rows.push(&Record { entity, meta })?;
         pass.stored.insert(entity_ref);
+        pass.reverts.take(conn, entity_ref)?;
         return Ok(applied);
     };
     pass.stored.insert(entity_ref);
+    if pass.reverts.take(conn, entity_ref)? {
+        // The server refused a write of this row for good: its state replaces the local one
+        // whole, local clock readings or not.
+        if !state.deleted {
+            record.entity = AnyEntity::from_fields(state.entity_type, state.entity_id, &state.fields)?;
+        }
+        record.meta.field_hlc = state.field_hlc.clone();
+        record.meta.deleted = state.deleted;
+        record.meta.version = record.meta.version.max(state.version);
+        record.meta.pulled_version = state.version;
+        save(conn, &record)?;
+        return Ok(ApplyCounts { reverted: 1, ..applied });
+    }
     if state.version <= record.meta.pulled_version {
         return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
     }
@@ -355,6 +373,8 @@ fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
 }
 
 fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {
+    // Rows waiting to go back to the server's state: this pull starts from the beginning.
+    reverts::request(conn, scope)?;
     /// cursor, last sync, minimum interval, head
     type MetadataRow = (Option<String>, Option<i64>, i64, Option<i64>);
     let row: Option<MetadataRow> = sync_metadata::table
@@ -400,6 +420,7 @@ fn decode_statistics(row: StatisticsRow) -> StoreResult<SyncStatistics> {
             skipped: count(skipped),
             conflicts: count(conflicts),
             deferred: 0,
+            reverted: 0,
         },
         errors: count(errors),
     })

@@ -14,6 +14,7 @@ mod field_clock;
 mod outbox;
 mod records;
 mod repositories;
+mod reverts;
 mod rows;
 pub mod schema;
 mod session;

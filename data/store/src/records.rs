@@ -16,10 +16,11 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    entities::{changed_values, AnyEntity},
+    authorization::{authorize, authorize_author, Access, Relation},
+    entities::{changed_values, AnyEntity, Scope},
     ports::{Clock, IdentifiedFields, WriteContext},
-    EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind, RepositoryError,
-    SyncEntity, SyncMeta, SyncOperation, Timestamp, ValidationError,
+    CollaboratorRole, EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind,
+    RepositoryError, ScopeId, SyncEntity, SyncMeta, SyncOperation, Timestamp, UserId, ValidationError,
 };
 use uuid::Uuid;
 
@@ -294,11 +295,64 @@ fn declared_checks(
     }
 }
 
+/// Refuses a write that the signed-in user's role, as this device knows it, forbids: the rules
+/// the server applies ([`authorize`], [`authorize_author`]), judged on the memberships stored
+/// here, so that a write the server would refuse is never made locally. A write this device
+/// cannot judge goes ahead and the server decides: nobody is signed in, no grant of the scope to
+/// the user is stored, or it creates a new scope root (the server checks that it names its
+/// creator as the owner).
+fn check_role(
+    conn: &mut SqliteConnection,
+    entity: &AnyEntity,
+    before: Option<&AnyEntity>,
+    kind: OperationKind,
+) -> StoreResult<()> {
+    let Some(session) = super::session::load(conn)? else { return Ok(()) };
+    let user = session.user_id;
+    let entity_type = entity.entity_type();
+    let (relation, role) = match entity.scope() {
+        Scope::User(owner) => (Relation::Profile { own: owner == user, shares_project: false }, None),
+        Scope::Shared(_) if entity_type.is_scope_root() && before.is_none() => return Ok(()),
+        Scope::Shared(scope) => match role_in(conn, scope, user)? {
+            Some(role) => (Relation::Member(Some(role)), Some(role)),
+            None => return Ok(()),
+        },
+    };
+    let author = before.and_then(AnyEntity::author);
+    authorize(entity_type, Access::Write(kind), relation)
+        .and_then(|()| match relation {
+            Relation::Member(_) => authorize_author(entity_type, kind, author, user, role),
+            Relation::Profile { .. } => Ok(()),
+        })
+        .map_err(|denied| StoreError::Forbidden(denied.message))
+}
+
+/// The best role `user` holds in shared scope `root` by the grants stored here, if any.
+fn role_in(
+    conn: &mut SqliteConnection,
+    root: ScopeId,
+    user: UserId,
+) -> StoreResult<Option<CollaboratorRole>> {
+    let (root_id, user_id) = (root.to_string(), user.to_string());
+    let mut best = None;
+    for &entity_type in EntityType::all() {
+        let Some(rows) = TableSql::of(entity_type).grants(conn, &root_id, &user_id) else { continue };
+        for row in rows? {
+            let grant = row.decode(entity_type)?.entity.membership();
+            if let Some(grant) = grant.filter(|g| g.scope == root && g.user_id == user) {
+                best = Some(best.map_or(grant.role, |role: CollaboratorRole| role.min(grant.role)));
+            }
+        }
+    }
+    Ok(best)
+}
+
 /// A write check's refusal as a store error.
 fn refusal(error: RepositoryError) -> StoreError {
     match error {
         RepositoryError::NotFound(entity) => StoreError::NotFound(entity),
         RepositoryError::Validation(invalid) => StoreError::Validation(invalid),
+        RepositoryError::Forbidden(message) => StoreError::Forbidden(message),
         other => StoreError::Conflict(other.to_string()),
     }
 }
@@ -359,6 +413,7 @@ pub(crate) fn create(
 ) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
+        check_role(conn, &entity, None, OperationKind::Create)?;
         let fields = entity.fields();
         let mut depends_on = check_references(conn, &entity, None)?;
         depends_on.extend(declared_checks(conn, clock, (&entity, &fields), None)?);
@@ -399,6 +454,7 @@ pub(crate) fn update(
         if changed.is_empty() {
             return Ok(after);
         }
+        check_role(conn, &after, Some(&record.entity), OperationKind::Update)?;
         let mut depends_on = check_references(conn, &after, Some(&record.entity))?;
         let checked =
             declared_checks(conn, clock, (&after, &after_fields), Some((&record.entity, &before_fields)))?;
@@ -431,6 +487,7 @@ pub(crate) fn overwrite(
         *current = value.clone();
     }
     let after = AnyEntity::from_fields(entity_type, id, &fields)?;
+    check_role(conn, &after, Some(&record.entity), OperationKind::Update)?;
     let depends_on = check_references(conn, &after, Some(&record.entity))?;
     queue_update(conn, clock, record, after, values.clone(), depends_on)
 }
@@ -473,6 +530,7 @@ pub(crate) fn delete(
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let mut record = require_visible(conn, entity_type, id)?;
+        check_role(conn, &record.entity, Some(&record.entity), OperationKind::Delete)?;
         clock.follow(&record.meta);
         let hlc = clock.tick(conn)?;
         record.meta.deleted = true;

@@ -49,6 +49,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    sync_reverts (entity_type, entity_id) {
+        entity_type -> Text,
+        entity_id -> Text,
+        scope -> Text,
+        reason -> Text,
+        requested -> Bool,
+    }
+}
+
+diesel::table! {
     sync_metadata (scope) {
         scope -> Text,
         cursor -> Nullable<Text>,
@@ -114,6 +124,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     session,
     pending_operations,
     sync_metadata,
+    sync_reverts,
     sync_conflicts,
     sync_deferred,
     sync_statistics,

@@ -74,7 +74,8 @@ impl Reauthenticator for SessionReload {
     }
 }
 
-fn load(conn: &mut SqliteConnection) -> StoreResult<Option<Session>> {
+/// The stored session, if any.
+pub(crate) fn load(conn: &mut SqliteConnection) -> StoreResult<Option<Session>> {
     let row: Option<(String, Option<String>, Option<String>)> = session::table
         .select((session::user_id, session::server_url, session::access_token))
         .get_result(conn)

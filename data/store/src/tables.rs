@@ -254,6 +254,7 @@ pub(crate) struct TableSql {
     presence: String,
     existing: String,
     reset_pulled: String,
+    unpull: String,
     settle_read: String,
     settle_write: String,
     list_all: String,
@@ -262,6 +263,8 @@ pub(crate) struct TableSql {
     by_index: HashMap<&'static str, (String, usize)>,
     forget: String,
     forget_waiting: String,
+    /// For a type that grants membership: the live grants of a scope to a user.
+    grants: Option<String>,
 }
 
 impl TableSql {
@@ -322,6 +325,7 @@ impl TableSql {
             ),
             existing: format!("SELECT id FROM {t} WHERE id IN (SELECT value FROM json_each(?))"),
             reset_pulled: format!("UPDATE {t} SET pulled_version = 0"),
+            unpull: format!("UPDATE {t} SET pulled_version = 0, deleted = (deleted OR ?) WHERE id = ?"),
             settle_read: format!("SELECT version, pending_create FROM {t} WHERE id = ?"),
             settle_write: format!("UPDATE {t} SET version = ?, dirty = ?, pending_create = ? WHERE id = ?"),
             list_all: format!("SELECT {columns} FROM {t} WHERE deleted = 0 ORDER BY {order}"),
@@ -329,6 +333,12 @@ impl TableSql {
                 format!("SELECT {columns} FROM {t} WHERE {} = ? AND deleted = 0 ORDER BY {order}", p.field)
             }),
             by_index,
+            grants: entity_type.member_field().map(|member| {
+                format!(
+                    "SELECT {columns} FROM {t} WHERE {} = ? AND {member} = ? AND deleted = 0",
+                    entity_type.scope_field()
+                )
+            }),
             forget: format!("DELETE FROM {t} WHERE {} = ?", entity_type.scope_field()),
             forget_waiting: format!(
                 "DELETE FROM sync_deferred WHERE parent_id IN (SELECT id FROM {t} WHERE {} = ?)",
@@ -404,6 +414,13 @@ impl TableSql {
         Ok(())
     }
 
+    /// Forgets what the row `id` was last pulled at, so that the server's state of it applies
+    /// again, and hides it if `hide`.
+    pub fn unpull(&self, conn: &mut SqliteConnection, id: &str, hide: bool) -> StoreResult<()> {
+        Statement::new(&self.unpull, vec![Bind::Bool(hide), Bind::Text(id)]).execute(conn)?;
+        Ok(())
+    }
+
     /// The row's version and queued create, if it exists.
     pub fn settle_read(
         &self,
@@ -455,6 +472,22 @@ impl TableSql {
         let (sql, keys) = self.by_index.get(index)?;
         let key = key.to_string();
         Some(Statement::new(sql, vec![Bind::Text(&key); *keys]).load(conn).map_err(StoreError::from))
+    }
+
+    /// The live rows granting scope `root` (the root's id) to `user`; `None` for a type that
+    /// grants no membership.
+    pub fn grants(
+        &self,
+        conn: &mut SqliteConnection,
+        root: &str,
+        user: &str,
+    ) -> Option<StoreResult<Vec<StoredRow>>> {
+        let sql = self.grants.as_deref()?;
+        Some(
+            Statement::new(sql, vec![Bind::Text(root), Bind::Text(user)])
+                .load(conn)
+                .map_err(StoreError::from),
+        )
     }
 
     /// Removes the rows of scope `root` (the root's id) and the pulled rows waiting for one of

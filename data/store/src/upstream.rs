@@ -298,6 +298,13 @@ pub(crate) fn settle(
                             dsl::last_error.eq(reason),
                         ))
                         .execute(conn)?;
+                    // Parked: the write will not reach the server as it is, so the row goes
+                    // back to what the server holds.
+                    let kind: String = dsl::pending_operations
+                        .find(op.seq.unwrap_or_default())
+                        .select(dsl::kind)
+                        .get_result(conn)?;
+                    super::reverts::mark(conn, op.entity, parse(TABLE, &kind)?, reason)?;
                 }
                 Settlement::Retry { attempts, not_before, error } => {
                     diesel::update(target)

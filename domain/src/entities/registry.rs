@@ -46,6 +46,9 @@ pub struct WriteRule {
     pub update: super::CollaboratorRole,
     /// Who may delete one.
     pub delete: super::CollaboratorRole,
+    /// Whether, once created, only its author ([`SyncEntity::author`]) changes one, and only
+    /// its author or the scope's owner deletes one: a comment belongs to whoever wrote it.
+    pub author_only: bool,
 }
 
 impl WriteRule {
@@ -54,12 +57,17 @@ impl WriteRule {
         create: super::CollaboratorRole::Editor,
         update: super::CollaboratorRole::Editor,
         delete: super::CollaboratorRole::Editor,
+        author_only: false,
     };
+    /// Members who write create one; once created, only its author changes it, and its author
+    /// or the scope's owner deletes it.
+    pub const AUTHORED: Self = Self { author_only: true, ..Self::MEMBERS };
     /// Only the project's owner writes.
     pub const OWNER: Self = Self {
         create: super::CollaboratorRole::Owner,
         update: super::CollaboratorRole::Owner,
         delete: super::CollaboratorRole::Owner,
+        author_only: false,
     };
 
     /// The least role for `kind` of write.

@@ -101,6 +101,8 @@ pub struct ApplyCounts {
     pub conflicts: u64,
     /// Rows kept back until what they live inside arrives.
     pub deferred: u64,
+    /// Rows brought back to the server's state after it refused a local write of them for good.
+    pub reverted: u64,
 }
 
 impl ApplyCounts {
@@ -110,6 +112,7 @@ impl ApplyCounts {
         self.skipped += other.skipped;
         self.conflicts += other.conflicts;
         self.deferred += other.deferred;
+        self.reverted += other.reverted;
     }
 }
 

@@ -60,6 +60,8 @@ pub struct PullSummary {
     pub applied: u64,
     /// Fields in conflict.
     pub conflicts: u64,
+    /// Rows brought back to the server's state after it refused a local write of them.
+    pub reverted: u64,
     /// The first scope failure, if any.
     pub first_error: Option<String>,
     /// Whether a scope failed because the server could not be reached.

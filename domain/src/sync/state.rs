@@ -46,4 +46,8 @@ pub struct SyncState {
     pub last_error: Option<String>,
     /// Progress of the current run, if it reports one.
     pub progress: Option<SyncProgress>,
+    /// Rows the last run brought back to the server's state because the server refused a
+    /// local write of them for good (the refused operations are among `failed`).
+    #[serde(default)]
+    pub reverted: u64,
 }

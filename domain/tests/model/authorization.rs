@@ -96,3 +96,33 @@ fn mismatched_facts_are_refused_not_guessed() {
     let profile_facts = Relation::Profile { own: true, shares_project: true };
     assert!(authorize(AudioTrack::ENTITY_TYPE, Access::Read, profile_facts).is_err());
 }
+
+/// A type declaring `WriteRule::AUTHORED` (a comment): after `authorize`, the author rule.
+/// `-` allowed, `F` forbidden; per role, for its author and for another member: create,
+/// update, delete.
+#[test]
+fn only_its_author_changes_a_comment_and_the_owner_may_delete_it() {
+    crate::music();
+    let (author, other) = (trackflow_domain::UserId::new(), trackflow_domain::UserId::new());
+    //                  role            author  other member
+    let table = [(Some(Owner), ["---", "-F-"]), (Some(Editor), ["---", "-FF"]), (None, ["---", "-FF"])];
+    let kinds = [OperationKind::Create, OperationKind::Update, OperationKind::Delete];
+    for entity_type in EntityType::all() {
+        let declared = entity_type.write_rule().author_only;
+        assert_eq!(declared, *entity_type == AudioComment::ENTITY_TYPE, "{entity_type} declares the rule");
+        for (role, [by_author, by_other]) in table {
+            for (user, expected) in [(author, by_author), (other, by_other)] {
+                for (kind, want) in kinds.iter().zip(expected.chars()) {
+                    let got = match authorize_author(*entity_type, *kind, Some(author), user, role) {
+                        Ok(()) => '-',
+                        Err(d) if d.code == "forbidden" => 'F',
+                        Err(d) => panic!("unexpected code {}", d.code),
+                    };
+                    // A type without the rule lets every member through.
+                    let want = if declared { want } else { '-' };
+                    assert_eq!(got, want, "{entity_type} {kind:?} as {role:?}, author: {}", user == author);
+                }
+            }
+        }
+    }
+}

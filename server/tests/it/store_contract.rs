@@ -566,7 +566,8 @@ async fn authorization_for_every_entity_type_and_role(store: Store) {
         (Project::ENTITY_TYPE, ["----", "-x-x", "-xxx", "xxxx"]),
         (ProjectCollaborator::ENTITY_TYPE, ["----", "-xxx", "-xxx", "xxxx"]),
         (AudioTrack::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
-        (AudioComment::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
+        // The comment tried is the owner's: an editor writes comments of their own only.
+        (AudioComment::ENTITY_TYPE, ["----", "--xx", "-xxx", "xxxx"]),
         (Playlist::ENTITY_TYPE, ["----", "----", "-xxx", "xxxx"]),
     ];
     let roles = ["owner", "editor", "viewer", "stranger"];

@@ -282,6 +282,7 @@ impl Inner {
         let status = &self.ports.status;
         status.enter(SyncPhase::Pushing);
         let push = self.ports.upstream.push(status.clone()).await;
+        let mut reverted = 0;
         let outcome = match push {
             Ok(push) if push.unreachable => {
                 Outcome::Offline(push.paused.unwrap_or_else(|| "server unreachable".into()))
@@ -292,10 +293,13 @@ impl Inner {
                     Ok(pull) if pull.unreachable => {
                         Outcome::Offline(pull.first_error.unwrap_or_else(|| "server unreachable".into()))
                     }
-                    Ok(pull) => match pull.first_error.or(push.paused) {
-                        Some(error) => Outcome::Failed(error),
-                        None => Outcome::Synced,
-                    },
+                    Ok(pull) => {
+                        reverted = pull.reverted;
+                        match pull.first_error.or(push.paused) {
+                            Some(error) => Outcome::Failed(error),
+                            None => Outcome::Synced,
+                        }
+                    }
                     Err(error) => Outcome::from_error(&error),
                 }
             }
@@ -307,6 +311,7 @@ impl Inner {
         let now = self.ports.clock.now();
         status.update(|s| {
             s.progress = None;
+            s.reverted = reverted;
             match outcome {
                 Outcome::Synced => {
                     s.phase = SyncPhase::Idle;

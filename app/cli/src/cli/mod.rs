@@ -507,6 +507,7 @@ fn error_code(err: &anyhow::Error) -> &'static str {
                 RepositoryError::NotFound(_) => "not_found",
                 RepositoryError::Validation(_) => "invalid_field",
                 RepositoryError::Conflict(_) => "conflict",
+                RepositoryError::Forbidden(_) => "forbidden",
                 _ => "storage",
             };
         }

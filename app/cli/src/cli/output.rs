@@ -190,7 +190,7 @@ mod tests {
             entity_type: UserProfile::ENTITY_TYPE,
             last_sync_at: Timestamp(1_800_000_000_000),
             duration_ms: 12,
-            counts: ApplyCounts { applied: 3, skipped: 1, conflicts: 0, deferred: 0 },
+            counts: ApplyCounts { applied: 3, skipped: 1, ..ApplyCounts::default() },
             errors: 0,
         };
         let line = stats.line();

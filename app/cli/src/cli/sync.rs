@@ -134,6 +134,12 @@ impl Line for SyncState {
         if let Some(progress) = self.progress {
             line.push_str(&format!(", {} of {} done", progress.done, progress.total));
         }
+        if self.reverted > 0 {
+            line.push_str(&format!(
+                ", {} refused change(s) undone to match the server (see `trackflow queue`)",
+                self.reverted
+            ));
+        }
         match self.last_successful_sync {
             Some(at) => line.push_str(&format!("; last synced {}", super::output::http_date(at))),
             None => line.push_str("; never synced"),
@@ -220,6 +226,7 @@ impl App<'_> {
             last_successful_sync: statistics.iter().map(|s| s.last_sync_at).max(),
             last_error: health.last_error.clone(),
             progress: None,
+            reverted: 0,
         };
         let server = session.as_ref().and_then(|s| s.server_url.clone());
         if self.out.json {

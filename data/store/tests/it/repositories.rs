@@ -458,3 +458,89 @@ async fn generic_lists_hide_what_a_deleted_parent_holds_and_refuse_what_the_type
     let refused = tracks.list_by("colour", owner.into()).await.expect_err("no such index");
     assert!(matches!(&refused, RepositoryError::Validation(v) if v.field == "index"), "{refused}");
 }
+
+/// Signs `user` in on this device (no server: the role check needs only who writes).
+async fn sign_in(fx: &Fixture, user: UserId) {
+    use trackflow_domain::ports::{Session, SessionStorage};
+    let session = Session { user_id: user, server_url: None, access_token: None };
+    trackflow_store::SqliteSessionStorage::new(fx.store.clone()).save(session).await.expect("save session");
+}
+
+/// The refusal and that it wrote and queued nothing.
+async fn refused<T: std::fmt::Debug>(fx: &Fixture, write: Result<T, RepositoryError>, because: &str) {
+    let queued = outbox_total(fx).await;
+    match write {
+        Err(RepositoryError::Forbidden(message)) => assert_eq!(message, because),
+        other => panic!("expected a refusal ({because}), got {other:?}"),
+    }
+    assert_eq!(outbox_total(fx).await, queued, "a refused write queues nothing");
+}
+
+#[tokio::test]
+async fn a_write_the_known_role_forbids_is_refused_here_and_queues_nothing() {
+    use trackflow_music::{AudioCommentPatch, ProjectCollaboratorPatch};
+    let fx = Fixture::new().await;
+    let (owner, me) = (UserId::new(), UserId::new());
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let members = SqliteRepository::<ProjectCollaborator>::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let comments = SqliteRepository::<AudioComment>::new(fx.store.clone());
+    let profiles = SqliteRepository::<UserProfile>::new(fx.store.clone());
+
+    // What the owner made, as this device holds it after a pull.
+    sign_in(&fx, owner).await;
+    let p = projects.create(project(owner, "Band")).await.expect("create");
+    let membership = members
+        .create(ProjectCollaborator::new(p.id(), me, CollaboratorRole::Viewer, NOW).expect("valid"))
+        .await
+        .expect("invite");
+    let track = tracks
+        .create(AudioTrack::new(p.id(), owner, "T", 10_000, None, NOW).expect("valid"))
+        .await
+        .expect("track");
+    let theirs = comments
+        .create(AudioComment::new(&track, owner, "theirs", 1_000, NOW).expect("valid"))
+        .await
+        .expect("comment");
+    let owner_profile = profiles
+        .create(UserProfile::new(owner, "Olu", "olu@example.com", NOW).expect("valid"))
+        .await
+        .expect("profile");
+
+    // A viewer changes nothing in the project.
+    sign_in(&fx, me).await;
+    let rename = || ProjectPatch { name: Some("Mine now".into()), ..Default::default() };
+    refused(&fx, projects.update(p.id(), rename()).await, "viewers cannot change a project").await;
+    let comment = AudioComment::new(&track, me, "mine", 2_000, NOW).expect("valid");
+    refused(&fx, comments.create(comment).await, "viewers cannot change a project").await;
+    let promote = ProjectCollaboratorPatch { role: Some(CollaboratorRole::Editor) };
+    refused(&fx, members.update(membership.id(), promote.clone()).await, "viewers cannot change a project")
+        .await;
+    assert_eq!(projects.get(p.id()).await.expect("get").map(|p| p.name().to_owned()), Some("Band".into()));
+    let patch = UserProfilePatch { name: Some("Not Olu".into()), ..Default::default() };
+    refused(&fx, profiles.update(owner_profile.id(), patch).await, "only its owner changes a user profile")
+        .await;
+
+    // Promoted by the owner, an editor writes, but deletes no project and manages nobody.
+    sign_in(&fx, owner).await;
+    members.update(membership.id(), promote).await.expect("the owner promotes");
+    sign_in(&fx, me).await;
+    projects.update(p.id(), rename()).await.expect("an editor renames the project");
+    refused(&fx, projects.delete(p.id()).await, "only the owner deletes a project").await;
+    refused(&fx, members.delete(membership.id()).await, "only the owner manages project collaborators").await;
+
+    // A comment is its author's: others neither rewrite nor delete it, its author does both.
+    let edit = || AudioCommentPatch { content: Some("rewritten".into()) };
+    refused(&fx, comments.update(theirs.id(), edit()).await, "only its author changes this audio comment")
+        .await;
+    let why = "only its author or the project's owner deletes this audio comment";
+    refused(&fx, comments.delete(theirs.id()).await, why).await;
+    let mine = comments
+        .create(AudioComment::new(&track, me, "mine", 2_000, NOW).expect("valid"))
+        .await
+        .expect("own");
+    comments.update(mine.id(), edit()).await.expect("its author rewrites it");
+    // The project's owner removes any comment.
+    sign_in(&fx, owner).await;
+    comments.delete(mine.id()).await.expect("the owner deletes it");
+}
