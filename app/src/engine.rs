@@ -12,7 +12,7 @@ use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use trackflow_domain::{
-    ports::{AccessToken, Repository, Session, SessionStorage},
+    ports::{AccessToken, DownstreamRepository, Repository, Session, SessionStorage},
     RepositoryError, SyncEntity, SyncState, UserId,
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
@@ -81,7 +81,32 @@ impl SyncEngine {
     /// engine over it. Nothing runs until [`start`](Self::start).
     pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Self, ClientError> {
         let store = open_store(data_dir).await?;
-        Self::over(store, options)
+        let engine = Self::over(store, options)?;
+        engine.load_history().await;
+        Ok(engine)
+    }
+
+    /// Starts the status from what the database remembers: the counts of its outbox and
+    /// conflicts, and when a pull last completed. A status read before the first run of this
+    /// process then tells the truth rather than "never synced".
+    pub async fn load_history(&self) {
+        if let Err(error) = self.status.refresh_counts().await {
+            tracing::warn!(%error, "could not count pending operations");
+        }
+        // When a pull of each scope last completed (a failed pull does not count).
+        let downstream: &dyn DownstreamRepository = self.module.resolve_ref();
+        let mut last = None;
+        let scopes = match downstream.pulled_scopes().await {
+            Ok(scopes) => scopes,
+            Err(error) => return tracing::warn!(%error, "could not read the sync history"),
+        };
+        for scope in scopes {
+            match downstream.scope(&scope).await {
+                Ok(sync) => last = last.max(sync.last_sync_at),
+                Err(error) => return tracing::warn!(%error, "could not read the sync history"),
+            }
+        }
+        self.status.update(|s| s.last_successful_sync = s.last_successful_sync.max(last));
     }
 
     /// The engine over an opened store: everything resolved from its [`ClientModule`].
@@ -351,6 +376,18 @@ mod tests {
         assert_eq!(pulled.name(), "Both devices");
         a.shutdown().await;
         b.shutdown().await;
+
+        // An engine opened later starts from the history its database keeps, before it runs
+        // at all: when it last synced, and what is queued.
+        let offline = SyncEngine::open(a_dir.path(), options()).await.expect("engine");
+        let project = Project::new(user, "Offline", None, Timestamp(2)).expect("valid");
+        repository::<Project>(&offline.module).create(project).await.expect("create");
+        offline.shutdown().await;
+        let a = SyncEngine::open(a_dir.path(), options()).await.expect("engine");
+        let state = a.status().borrow().clone();
+        assert!(state.last_successful_sync.is_some(), "the stored history: {state:?}");
+        assert_eq!(state.pending, 1, "{state:?}");
+        a.shutdown().await;
         server.shutdown().await.expect("shutdown");
     }
 

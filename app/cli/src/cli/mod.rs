@@ -138,7 +138,8 @@ pub enum QueueCommand {
         all: bool,
     },
     /// Drop failed operations for good, with every queued operation that depends on them. The
-    /// local data keeps its values; the server never receives these changes.
+    /// server never receives these changes; the rows they changed show the server's state
+    /// again after the next sync (or already do, if it ran since they failed).
     Discard {
         /// Operation ids (see `trackflow queue`).
         #[arg(required = true)]

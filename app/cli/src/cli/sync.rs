@@ -14,10 +14,10 @@ use tokio::sync::watch;
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
     ports::{
-        ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
+        Clock, ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
         RemoteDataSource, Session, SessionStorage,
     },
-    SyncPhase, SyncState,
+    OperationStatus, SyncPhase, SyncState,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
 use trackflow_music::UserProfile;
@@ -71,20 +71,105 @@ async fn require_sign_in(engine: &SyncEngine, settings: &Settings) -> anyhow::Re
 
 /// `trackflow sync`: one push and pull of every scope that changed (a person asked: intervals
 /// do not apply), with a progress bar on a terminal while it is long.
+///
+/// It exits 0 only when nothing is left queued but operations parked as failed, which it lists.
+/// Operations held back by backoff after a failure are waited for when their next attempt is
+/// due within [`SYNC_WAIT`], and tried again; past that, the command fails saying how many
+/// remain and when they will be tried.
 pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
     let engine = SyncEngine::open(data_dir, options(settings, None)).await?;
     require_sign_in(&engine, settings).await?;
     let bar = (!out.json).then(|| progress_bar(engine.status()));
-    let state = engine.sync_now().await;
+    let outcome = sync_until_settled(&engine, out).await;
     if let Some(bar) = bar {
         bar.abort();
     }
     engine.shutdown().await;
+    let (state, queue) = outcome?;
     match state.phase {
         SyncPhase::Offline => bail!("{}", state.last_error.as_deref().unwrap_or("server unreachable")),
         SyncPhase::Error => bail!("sync failed: {}", state.last_error.as_deref().unwrap_or("unknown error")),
-        _ => out.value(&state, &state.line()),
+        _ => {}
     }
+    if let Some(left) = still_queued(&queue) {
+        bail!("{left}");
+    }
+    let failed: Vec<_> = queue.into_iter().filter(|op| op.status == OperationStatus::Failed).collect();
+    let lines: Vec<String> = failed
+        .iter()
+        .map(|op| {
+            let reason = op.last_error.as_deref().unwrap_or("no reason recorded");
+            format!("failed: {} {} {}: {reason}", op.id, op.kind, op.entity)
+        })
+        .collect();
+    let mut human = state.line();
+    for line in &lines {
+        human.push('\n');
+        human.push_str(line);
+    }
+    let failed: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|op| json!({ "id": op.id, "kind": op.kind, "entity": op.entity.to_string(), "error": op.last_error }))
+        .collect();
+    let mut value = serde_json::to_value(&state)?;
+    value["failed_operations"] = failed.into();
+    out.value(&value, &human)
+}
+
+/// Why a sync that left `queue` behind did not finish: operations still queued that are not
+/// parked as failed, how many and when they will be tried; `None` if only failed ones remain.
+fn still_queued(queue: &[trackflow_domain::SyncOperation]) -> Option<String> {
+    let waiting: Vec<_> = queue.iter().filter(|op| op.status != OperationStatus::Failed).collect();
+    if waiting.is_empty() {
+        return None;
+    }
+    let why = match waiting.iter().filter_map(|op| op.next_attempt_at).min() {
+        Some(at) => format!("the next attempt is at {}", super::output::http_date(at)),
+        None => "they wait behind failed operations: retry or discard those (`trackflow queue`)".to_owned(),
+    };
+    Some(format!("{} operation(s) still queued; {why}", waiting.len()))
+}
+
+/// How long `trackflow sync` waits for operations held back by backoff.
+const SYNC_WAIT: Duration = Duration::from_secs(30);
+
+/// Syncs, then waits for and sends again the operations held back by backoff whose next
+/// attempt is due within [`SYNC_WAIT`], while the server answers. Returns the last state and
+/// what is left queued.
+async fn sync_until_settled(
+    engine: &SyncEngine,
+    out: Printer,
+) -> anyhow::Result<(SyncState, Vec<trackflow_domain::SyncOperation>)> {
+    let outbox: &dyn PendingOperationsRepository = engine.module.resolve_ref();
+    let deadline = std::time::SystemTime::now() + SYNC_WAIT;
+    loop {
+        let state = engine.sync_now().await;
+        let queue = outbox.list(None).await?;
+        if matches!(state.phase, SyncPhase::Offline | SyncPhase::Error) {
+            return Ok((state, queue));
+        }
+        let held: Vec<_> = queue.iter().filter(|op| op.status != OperationStatus::Failed).collect();
+        let Some(next) = held.iter().filter_map(|op| op.next_attempt_at).min() else {
+            return Ok((state, queue));
+        };
+        let wait = Duration::from_millis(u64::try_from(next.as_millis() - now_millis()).unwrap_or(0));
+        if std::time::SystemTime::now() + wait > deadline {
+            return Ok((state, queue));
+        }
+        if !out.json {
+            eprintln!(
+                "waiting {:.1} s for {} operation(s) held back after a failure",
+                wait.as_secs_f64(),
+                held.len()
+            );
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Milliseconds since the Unix epoch now, as operations record their next attempt.
+fn now_millis() -> i64 {
+    trackflow_store::SystemClock.now().as_millis()
 }
 
 /// Draws the progress of pushes and pulls on stderr (nothing when it is not a terminal).
@@ -268,5 +353,52 @@ impl App<'_> {
             request_timeout: Duration::from_secs(3),
         };
         trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok().map(std::sync::Arc::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trackflow_domain::{EntityRef, Hlc, OperationKind, SyncEntity, SyncOperation, Timestamp};
+
+    fn op(status: OperationStatus, next_attempt_at: Option<Timestamp>) -> SyncOperation {
+        trackflow_music::install().expect("the music registry installs");
+        let entity = EntityRef::new(trackflow_music::Project::ENTITY_TYPE, uuid::Uuid::now_v7());
+        let mut op = SyncOperation::new(
+            entity,
+            OperationKind::Update,
+            Default::default(),
+            Hlc::ZERO,
+            1,
+            vec![],
+            Timestamp(0),
+        );
+        op.status = status;
+        op.next_attempt_at = next_attempt_at;
+        op
+    }
+
+    #[test]
+    fn sync_succeeds_only_when_nothing_but_failed_operations_is_left() {
+        assert_eq!(still_queued(&[]), None);
+        assert_eq!(
+            still_queued(&[op(OperationStatus::Failed, None)]),
+            None,
+            "failed ones are listed, not waited for"
+        );
+        let held = [
+            op(OperationStatus::Pending, Some(Timestamp(1_800_000_000_000))),
+            op(OperationStatus::Failed, None),
+        ];
+        assert_eq!(
+            still_queued(&held).as_deref(),
+            Some("1 operation(s) still queued; the next attempt is at Fri, 15 Jan 2027 08:00:00 GMT")
+        );
+        let behind = [op(OperationStatus::Pending, None), op(OperationStatus::InFlight, None)];
+        let message = still_queued(&behind).expect("not settled");
+        assert!(
+            message.starts_with("2 operation(s) still queued; they wait behind failed operations"),
+            "{message}"
+        );
     }
 }

@@ -209,3 +209,61 @@ fn status_shows_a_token_the_server_refuses() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("refused this device's token") && text.contains("trackflow login"), "{text}");
 }
+
+/// A write the server refuses for good, from the command line: `sync` succeeds, says it undid
+/// the change, and lists the refused operation; the device shows the server's value again; and
+/// a write the device now knows the role forbids is refused on the spot with one line.
+#[test]
+fn a_refused_write_is_undone_and_the_device_then_refuses_it_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
+    let url = server.url();
+    let clients = dir.path().join("clients");
+    let ana = Profile { dir: &clients, name: "ana" };
+    let ben = Profile { dir: &clients, name: "ben" };
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let ben_id = ben.json(&["profile", "create", "--name", "Ben", "--email", "ben@example.com"])["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    ana.sign_up(&url);
+    ben.sign_up(&url);
+    let project =
+        ana.json(&["project", "create", "--name", "Night Drive"])["id"].as_str().expect("id").to_owned();
+    let membership =
+        ana.json(&["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"])
+            ["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+    ana.json(&["sync"]);
+    ben.json(&["sync"]);
+
+    // Ben renames it while an editor; before he syncs, Ana makes him a viewer.
+    ben.json(&["project", "update", &project, "--name", "Ben's Drive"]);
+    ana.json(&["collaborator", "update", &membership, "--role", "viewer"]);
+    ana.json(&["sync"]);
+    let out = ben.run(&["sync"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "only a parked operation is left: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 refused change(s) undone to match the server"), "{stdout}");
+    assert!(
+        stdout.contains("failed: ") && stdout.contains("forbidden: viewers cannot change a project"),
+        "{stdout}"
+    );
+    assert_eq!(ben.json(&["project", "show", &project])["name"], "Night Drive", "the server's name again");
+
+    // Ben's device now knows he is a viewer: it refuses the next rename itself.
+    let out = ben.run(&["--json", "project", "update", &project, "--name", "Again"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    let error: Value = serde_json::from_str(stderr.trim()).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "forbidden", "{error}");
+    let queue = ben.json(&["queue"]);
+    assert_eq!(queue["operations"].as_array().map(Vec::len), Some(1), "nothing more queued: {queue}");
+}
