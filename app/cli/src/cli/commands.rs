@@ -120,6 +120,17 @@ impl App<'_> {
         self.module.resolve_ref()
     }
 
+    /// Copies the audio file at `path` into the local cache; an empty file is no recording.
+    async fn import_audio(&self, path: PathBuf) -> anyhow::Result<BlobHash> {
+        let size = std::fs::metadata(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the audio file {}: {e}", path.display()))?
+            .len();
+        if size == 0 {
+            anyhow::bail!("the audio file {} is empty", path.display());
+        }
+        Ok(self.audio().import(path).await?.hash)
+    }
+
     pub(super) fn now(&self) -> trackflow_domain::Timestamp {
         HasComponent::<dyn Clock>::resolve_ref(self.module).now()
     }
@@ -200,7 +211,7 @@ impl App<'_> {
                     (None, None) => anyhow::bail!("give --name, or an audio file to name the track after"),
                 };
                 let audio = match file {
-                    Some(file) => Some(self.audio().import(file).await?.hash),
+                    Some(file) => Some(self.import_audio(file).await?),
                     None => None,
                 };
                 let track = AudioTrack::new(
@@ -233,8 +244,12 @@ impl App<'_> {
                 let track = tracks.get(id).await?.ok_or_else(|| missing(AudioTrack::ENTITY_TYPE, id))?;
                 self.out.one(&track)
             }
-            TrackCommand::Update { id, name, sha256 } => {
-                self.out.one(&tracks.update(id, AudioTrackPatch { name, audio_sha256: sha256 }).await?)
+            TrackCommand::Update { id, name, file, sha256 } => {
+                let audio_sha256 = match file {
+                    Some(file) => Some(self.import_audio(file).await?.as_str().to_owned()),
+                    None => sha256,
+                };
+                self.out.one(&tracks.update(id, AudioTrackPatch { name, audio_sha256 }).await?)
             }
             TrackCommand::Delete { id } => {
                 tracks.delete(id).await?;

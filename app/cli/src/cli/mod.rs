@@ -296,7 +296,7 @@ pub enum TrackCommand {
         /// Track id.
         id: AudioTrackId,
     },
-    /// Rename a track, or attach its audio once uploaded.
+    /// Rename a track, or attach its audio to a track that has none yet.
     #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
     Update {
         /// Track id.
@@ -304,7 +304,11 @@ pub enum TrackCommand {
         /// New name.
         #[arg(long, group = "changes")]
         name: Option<String>,
-        /// SHA-256 of the audio file, for a track that has none yet.
+        /// The audio file: copied into the local audio cache and uploaded before the change
+        /// reaches the server.
+        #[arg(long, group = "changes", conflicts_with = "sha256")]
+        file: Option<PathBuf>,
+        /// SHA-256 of an audio file the server already holds.
         #[arg(long, group = "changes")]
         sha256: Option<String>,
     },

@@ -409,3 +409,43 @@ fn the_help_opens_with_a_line_for_users() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && help.starts_with("Work on music projects offline"), "{help}");
 }
+
+/// Audio comes from a file: an empty one is refused with one line; a track made without audio
+/// gets it later from a file, once (the set-once rule names the field if tried again).
+#[test]
+fn audio_is_attached_from_a_file_and_an_empty_file_is_refused() {
+    let cli = Cli::new();
+    cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let p = id(&cli.json(&["project", "create", "--name", "EP"]));
+    let empty = cli.dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").expect("empty file");
+    let out = cli.run(&["track", "add", &p, empty.to_str().expect("path"), "--duration", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.trim_end().lines().count() == 1 && stderr.contains("is empty"), "{stderr}");
+    assert_eq!(
+        cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len),
+        Some(0),
+        "nothing made"
+    );
+
+    let track = id(&cli.json(&["track", "add", &p, "--name", "Later", "--duration", "0:30"]));
+    let recording = cli.dir.path().join("take.wav");
+    std::fs::write(&recording, b"RIFF and some samples").expect("recording");
+    let attached = cli.json(&["track", "update", &track, "--file", recording.to_str().expect("path")]);
+    let hash = attached["audio_sha256"].as_str().expect("attached").to_owned();
+    assert_eq!(hash.len(), 64);
+    let fetched = cli.json(&["track", "fetch", &track]);
+    assert_eq!(
+        std::fs::read(fetched["path"].as_str().expect("path")).expect("cached"),
+        b"RIFF and some samples"
+    );
+    let out = cli.run(&["track", "update", &track, "--file", empty.to_str().expect("path")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"), "checked before anything else");
+    let other = cli.dir.path().join("other.wav");
+    std::fs::write(&other, b"another take").expect("recording");
+    let out = cli.run(&["track", "update", &track, "--file", other.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("audio_sha256"), "{stderr}");
+    assert_eq!(cli.json(&["track", "show", &track])["audio_sha256"], hash.as_str(), "unchanged");
+}
