@@ -266,7 +266,7 @@ fn apply(
             pending_create: None,
             pulled_version: state.version,
         };
-        pass.new_rows.push(&Record { entity, meta })?;
+        pass.new_rows.push(&Record { entity, meta }, &state.fields)?;
         pass.stored.insert(entity_ref);
         pass.reverts.take(conn, entity_ref)?;
         return Ok(applied);

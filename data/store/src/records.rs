@@ -150,9 +150,12 @@ pub(crate) struct NewRows {
 }
 
 impl NewRows {
-    /// Queues `record` for insertion.
-    pub fn push(&mut self, record: &Record<AnyEntity>) -> StoreResult<()> {
-        self.rows.entry(record.entity.entity_type()).or_default().push(EncodedRow::encode(record)?);
+    /// Queues `record` for insertion. Its entity was built from the wire `fields` through its
+    /// type's validation (a pulled row): the columns take those fields as they are, without
+    /// serialising the entity again. Reads decode the columns through the same validation.
+    pub fn push(&mut self, record: &Record<AnyEntity>, fields: &BTreeMap<String, Value>) -> StoreResult<()> {
+        let row = EncodedRow::with_fields(record, |name| fields.get(name))?;
+        self.rows.entry(record.entity.entity_type()).or_default().push(row);
         Ok(())
     }
 
