@@ -313,18 +313,18 @@ fn check_role(
     let Some(session) = super::session::load(conn)? else { return Ok(()) };
     let user = session.user_id;
     let entity_type = entity.entity_type();
-    let (relation, role) = match entity.scope() {
-        Scope::User(owner) => (Relation::Profile { own: owner == user, shares_project: false }, None),
+    let relation = match entity.scope() {
+        Scope::User(owner) => Relation::Profile { own: owner == user, shares_project: false },
         Scope::Shared(_) if entity_type.is_scope_root() && before.is_none() => return Ok(()),
         Scope::Shared(scope) => match role_in(conn, scope, user)? {
-            Some(role) => (Relation::Member(Some(role)), Some(role)),
+            Some(role) => Relation::Member(Some(role)),
             None => return Ok(()),
         },
     };
     let author = before.and_then(AnyEntity::author);
     authorize(entity_type, Access::Write(kind), relation)
         .and_then(|()| match relation {
-            Relation::Member(_) => authorize_author(entity_type, kind, author, user, role),
+            Relation::Member(role) => authorize_author(entity_type, kind, author, user, role),
             Relation::Profile { .. } => Ok(()),
         })
         .map_err(|denied| StoreError::Forbidden(denied.message))

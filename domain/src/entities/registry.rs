@@ -496,7 +496,6 @@ trait DynEntity: fmt::Debug + Send + Sync {
         before: Option<&AnyEntity>,
         store: &mut dyn WriteContext,
     ) -> Result<(), RepositoryError>;
-    fn to_json(&self) -> serde_json::Result<String>;
     fn clone_box(&self) -> Box<dyn DynEntity>;
     fn as_any(&self) -> &dyn Any;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
@@ -533,9 +532,6 @@ impl<E: SyncEntity> DynEntity for E {
         store: &mut dyn WriteContext,
     ) -> Result<(), RepositoryError> {
         SyncEntity::check_write(self, before.and_then(AnyEntity::downcast_ref::<E>), store)
-    }
-    fn to_json(&self) -> serde_json::Result<String> {
-        serde_json::to_string(self)
     }
     fn clone_box(&self) -> Box<dyn DynEntity> {
         Box::new(self.clone())
@@ -615,11 +611,6 @@ impl AnyEntity {
     /// The entity's fields in wire form.
     pub fn fields(&self) -> BTreeMap<String, Value> {
         self.0.fields()
-    }
-
-    /// The entity as JSON: its fields and its id.
-    pub fn to_json(&self) -> serde_json::Result<String> {
-        self.0.to_json()
     }
 
     /// The scope the entity belongs to.

@@ -17,7 +17,7 @@ use trackflow_domain::{
         Clock, ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
         RemoteDataSource, Session, SessionStorage,
     },
-    OperationStatus, SyncPhase, SyncState,
+    OperationStatus, SyncOperation, SyncPhase, SyncState, Timestamp,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
 use trackflow_music::UserProfile;
@@ -118,16 +118,23 @@ pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> 
 
 /// Why a sync that left `queue` behind did not finish: operations still queued that are not
 /// parked as failed, how many and when they will be tried; `None` if only failed ones remain.
-fn still_queued(queue: &[trackflow_domain::SyncOperation]) -> Option<String> {
-    let waiting: Vec<_> = queue.iter().filter(|op| op.status != OperationStatus::Failed).collect();
-    if waiting.is_empty() {
+fn still_queued(queue: &[SyncOperation]) -> Option<String> {
+    let (waiting, next) = waiting(queue);
+    if waiting == 0 {
         return None;
     }
-    let why = match waiting.iter().filter_map(|op| op.next_attempt_at).min() {
+    let why = match next {
         Some(at) => format!("the next attempt is at {}", super::output::http_date(at)),
         None => "they wait behind failed operations: retry or discard those (`trackflow queue`)".to_owned(),
     };
-    Some(format!("{} operation(s) still queued; {why}", waiting.len()))
+    Some(format!("{waiting} operation(s) still queued; {why}"))
+}
+
+/// How many operations of `queue` are not parked as failed, and the earliest next attempt of
+/// those held back by backoff.
+fn waiting(queue: &[SyncOperation]) -> (usize, Option<Timestamp>) {
+    let waiting: Vec<_> = queue.iter().filter(|op| op.status != OperationStatus::Failed).collect();
+    (waiting.len(), waiting.iter().filter_map(|op| op.next_attempt_at).min())
 }
 
 /// How long `trackflow sync` waits for operations held back by backoff.
@@ -139,37 +146,32 @@ const SYNC_WAIT: Duration = Duration::from_secs(30);
 async fn sync_until_settled(
     engine: &SyncEngine,
     out: Printer,
-) -> anyhow::Result<(SyncState, Vec<trackflow_domain::SyncOperation>)> {
+) -> anyhow::Result<(SyncState, Vec<SyncOperation>)> {
     let outbox: &dyn PendingOperationsRepository = engine.module.resolve_ref();
-    let deadline = std::time::SystemTime::now() + SYNC_WAIT;
+    let clock: &dyn Clock = engine.module.resolve_ref();
+    let deadline = clock.now().as_millis() + i64::try_from(SYNC_WAIT.as_millis()).unwrap_or(i64::MAX);
     loop {
         let state = engine.sync_now().await;
         let queue = outbox.list(None).await?;
         if matches!(state.phase, SyncPhase::Offline | SyncPhase::Error) {
             return Ok((state, queue));
         }
-        let held: Vec<_> = queue.iter().filter(|op| op.status != OperationStatus::Failed).collect();
-        let Some(next) = held.iter().filter_map(|op| op.next_attempt_at).min() else {
+        let (held, Some(next)) = waiting(&queue) else {
             return Ok((state, queue));
         };
-        let wait = Duration::from_millis(u64::try_from(next.as_millis() - now_millis()).unwrap_or(0));
-        if std::time::SystemTime::now() + wait > deadline {
+        if next.as_millis() > deadline {
             return Ok((state, queue));
         }
+        let wait =
+            Duration::from_millis(u64::try_from(next.as_millis() - clock.now().as_millis()).unwrap_or(0));
         if !out.json {
             eprintln!(
-                "waiting {:.1} s for {} operation(s) held back after a failure",
-                wait.as_secs_f64(),
-                held.len()
+                "waiting {:.1} s for {held} operation(s) held back after a failure",
+                wait.as_secs_f64()
             );
         }
         tokio::time::sleep(wait).await;
     }
-}
-
-/// Milliseconds since the Unix epoch now, as operations record their next attempt.
-fn now_millis() -> i64 {
-    trackflow_store::SystemClock.now().as_millis()
 }
 
 /// Draws the progress of pushes and pulls on stderr (nothing when it is not a terminal).
@@ -359,7 +361,7 @@ impl App<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_domain::{EntityRef, Hlc, OperationKind, SyncEntity, SyncOperation, Timestamp};
+    use trackflow_domain::{EntityRef, Hlc, OperationKind, SyncEntity};
 
     fn op(status: OperationStatus, next_attempt_at: Option<Timestamp>) -> SyncOperation {
         trackflow_music::install().expect("the music registry installs");

@@ -45,7 +45,8 @@ impl Cli {
     }
 }
 
-fn id(value: &serde_json::Value) -> String {
+/// The `id` of what a command printed.
+pub(crate) fn id(value: &serde_json::Value) -> String {
     value["id"].as_str().expect("id").to_owned()
 }
 

@@ -3,7 +3,7 @@
 //! track with its audio file), the server back on the same port and database, convergence read
 //! through `--json`, and the audio fetched on the other side.
 
-use crate::server_process::ServerProcess;
+use crate::{cli::id, server_process::ServerProcess};
 use serde_json::Value;
 use std::{
     io::Write,
@@ -74,6 +74,19 @@ impl Profile<'_> {
     }
 }
 
+/// Ana and Ben, each with a profile and signed up at `url`, and Ana's project "Night Drive" with
+/// Ben invited as an editor: Ana's sign-up answer, the project's id and Ben's membership id.
+fn band(ana: &Profile<'_>, ben: &Profile<'_>, url: &str) -> (Value, String, String) {
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    let ben_id = id(&ben.json(&["profile", "create", "--name", "Ben", "--email", "ben@example.com"]));
+    let signed_up = ana.sign_up(url);
+    ben.sign_up(url);
+    let project = id(&ana.json(&["project", "create", "--name", "Night Drive"]));
+    let invite = ["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"];
+    let membership = id(&ana.json(&invite));
+    (signed_up, project, membership)
+}
+
 #[test]
 fn two_profiles_write_offline_reconnect_and_converge() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -83,17 +96,8 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     let clients = dir.path().join("clients");
     let ana = Profile { dir: &clients, name: "ana" };
     let ben = Profile { dir: &clients, name: "ben" };
-    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
-    let ben_id = ben.json(&["profile", "create", "--name", "Ben", "--email", "ben@example.com"])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    assert_eq!(ana.sign_up(&url)["queued"], 1, "the profile waits to be sent");
-    ben.sign_up(&url);
-
-    let project =
-        ana.json(&["project", "create", "--name", "Night Drive"])["id"].as_str().expect("id").to_owned();
-    ana.json(&["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"]);
+    let (ana_signed_up, project, _) = band(&ana, &ben, &url);
+    assert_eq!(ana_signed_up["queued"], 1, "the profile waits to be sent");
     let synced = ana.json(&["sync"]);
     assert_eq!((synced["phase"].as_str(), synced["pending"].as_u64()), (Some("idle"), Some(0)), "{synced}");
     ben.json(&["sync"]);
@@ -221,21 +225,7 @@ fn a_refused_write_is_undone_and_the_device_then_refuses_it_itself() {
     let clients = dir.path().join("clients");
     let ana = Profile { dir: &clients, name: "ana" };
     let ben = Profile { dir: &clients, name: "ben" };
-    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
-    let ben_id = ben.json(&["profile", "create", "--name", "Ben", "--email", "ben@example.com"])["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    ana.sign_up(&url);
-    ben.sign_up(&url);
-    let project =
-        ana.json(&["project", "create", "--name", "Night Drive"])["id"].as_str().expect("id").to_owned();
-    let membership =
-        ana.json(&["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"])
-            ["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+    let (_, project, membership) = band(&ana, &ben, &url);
     ana.json(&["sync"]);
     ben.json(&["sync"]);
 
