@@ -270,6 +270,11 @@ pub const MAX_PULL_LIMIT: u32 = 1000;
 /// The most mutations one push may carry.
 pub const MAX_PUSH_MUTATIONS: usize = 500;
 
+/// The response header carrying the server's clock when it answered, in Unix milliseconds.
+/// Every answer has it, errors included; clients correct their clock readings by it
+/// ([`ServerClock`](crate::ports::ServerClock)).
+pub const SERVER_TIME_HEADER: &str = "trackflow-time";
+
 fn default_pull_limit() -> u32 {
     DEFAULT_PULL_LIMIT
 }

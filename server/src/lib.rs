@@ -35,7 +35,10 @@ use axum::{
 };
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use trackflow_domain::ports::{BlobStorage, PokeRelay, ServerStore};
+use trackflow_domain::{
+    ports::{BlobStorage, PokeRelay, ServerStore},
+    protocol::SERVER_TIME_HEADER,
+};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -131,7 +134,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(axum::middleware::map_response(stamp_time))
         .with_state(state)
+}
+
+/// Adds the server's clock to every answer ([`SERVER_TIME_HEADER`]), so clients can correct
+/// their clock readings by it.
+async fn stamp_time(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(SERVER_TIME_HEADER, axum::http::HeaderValue::from(auth::now().as_millis()));
+    response
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in

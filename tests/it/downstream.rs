@@ -27,7 +27,11 @@ impl Client {
     /// The downstream manager of this client, pulling pages of `page_size`.
     pub(crate) fn puller(&self, page_size: u32) -> SyncDataManager {
         let session: Arc<dyn SessionStorage> = self.session.clone();
-        let remote = Arc::new(HttpRemote::new(session, &RemoteOptions::default()).expect("http client"));
+        let remote = Arc::new(
+            HttpRemote::new(session, &RemoteOptions::default())
+                .expect("http client")
+                .with_server_clock(self.store.server_clock()),
+        );
         let store = Arc::new(SqliteDownstreamRepository::new(self.store.clone()));
         SyncDataManager::new(
             remote,

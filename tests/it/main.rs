@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod architecture;
+mod clock_skew;
 mod convergence;
 mod crash;
 mod downstream;

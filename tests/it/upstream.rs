@@ -100,11 +100,20 @@ pub struct Client {
 impl Client {
     /// A client of `server_url` signed in as `user` with `token`.
     pub async fn new(user: UserId, server_url: &str, token: &str) -> Self {
+        Self::with_device_clock(user, server_url, token, Arc::new(SystemClock)).await
+    }
+
+    /// [`new`](Self::new) on a device whose clock is `device`.
+    pub async fn with_device_clock(
+        user: UserId,
+        server_url: &str,
+        token: &str,
+        device: Arc<dyn Clock>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            LocalStore::open(LocalStoreOptions::new(dir.path().join("client.db")), Arc::new(SystemClock))
-                .await
-                .expect("local store");
+        let store = LocalStore::open(LocalStoreOptions::new(dir.path().join("client.db")), device)
+            .await
+            .expect("local store");
         let session = Arc::new(SqliteSessionStorage::new(store.clone()));
         session
             .save(Session {
@@ -139,7 +148,11 @@ impl Client {
         clock: Arc<dyn Clock>,
     ) -> PendingOperationsManager {
         let session: Arc<dyn SessionStorage> = self.session.clone();
-        let http = Arc::new(HttpRemote::new(session.clone(), remote).expect("http client"));
+        let http = Arc::new(
+            HttpRemote::new(session.clone(), remote)
+                .expect("http client")
+                .with_server_clock(self.store.server_clock()),
+        );
         let ports = UpstreamPorts {
             outbox: self.outbox.clone(),
             conflicts: Arc::new(SqliteConflictRepository::new(self.store.clone())),

@@ -37,7 +37,7 @@ use trackflow_domain::{
     SyncEntity,
 };
 use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
-use trackflow_remote::HttpRemote;
+use trackflow_remote::{HttpRemote, HttpRemoteParameters};
 use trackflow_store::{
     BlobCacheOptions, LocalStore, LocalStoreOptions, Repositories, RepositoryParameters, SessionReload,
     SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
@@ -112,11 +112,18 @@ pub fn client_module_builder(
     store: &LocalStore,
     options: &EngineOptions,
 ) -> Result<ModuleBuilder<ClientModule>, ClientError> {
-    let remote = HttpRemote::parameters(&options.remote).map_err(ClientError::Http)?;
+    // Every answer corrects the clock the store stamps writes with.
+    let server_clock = store.server_clock();
+    let remote = HttpRemoteParameters {
+        server_clock: Some(Arc::clone(&server_clock)),
+        ..HttpRemote::parameters(&options.remote).map_err(ClientError::Http)?
+    };
     let session: Arc<dyn SessionStorage> = Arc::new(SqliteSessionStorage::new(store.clone()));
     // One more client for what the module's remote does not offer under its interface: the
     // health probe, blob transfers and the event stream.
-    let http = Arc::new(HttpRemote::new(session, &options.remote).map_err(ClientError::Http)?);
+    let http = Arc::new(
+        HttpRemote::new(session, &options.remote).map_err(ClientError::Http)?.with_server_clock(server_clock),
+    );
     let probe: Arc<dyn HealthProbe> = http.clone();
     let blob_remote: Arc<dyn BlobRemote> = http.clone();
     let events: Arc<dyn EventSource> = http;

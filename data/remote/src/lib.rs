@@ -19,14 +19,14 @@ use shaku::Component;
 use std::{sync::Arc, time::Duration};
 use trackflow_domain::{
     ports::{
-        BlobRemote, EventSource, EventStream, HealthProbe, RemoteDataSource, RemoteError, ServerEvent,
-        SessionStorage,
+        BlobRemote, EventSource, EventStream, HealthProbe, RemoteDataSource, RemoteError, ServerClock,
+        ServerEvent, SessionStorage,
     },
     protocol::{
         ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse, PushRequest,
-        PushResponse, ScopesResponse, SignUpRequest,
+        PushResponse, ScopesResponse, SignUpRequest, SERVER_TIME_HEADER,
     },
-    BlobHash, EntityRef,
+    BlobHash, EntityRef, Timestamp,
 };
 
 /// Timeouts of the HTTP client.
@@ -59,6 +59,8 @@ pub struct HttpRemote {
     blob_client: Client,
     /// The limit on an ordinary request, which uploads extend with their size.
     request_timeout: Duration,
+    /// Told the server's clock from every answer, if the program keeps one.
+    server_clock: Option<Arc<ServerClock>>,
 }
 
 impl HttpRemote {
@@ -69,6 +71,7 @@ impl HttpRemote {
             client: http_client(options)?,
             blob_client: blob_client(options)?,
             request_timeout: options.request_timeout,
+            server_clock: None,
         })
     }
 
@@ -78,7 +81,27 @@ impl HttpRemote {
             client: http_client(options)?,
             blob_client: blob_client(options)?,
             request_timeout: options.request_timeout,
+            server_clock: None,
         })
+    }
+
+    /// Tells `clock` the server's clock from every answer
+    /// ([`SERVER_TIME_HEADER`](trackflow_domain::protocol::SERVER_TIME_HEADER)).
+    pub fn with_server_clock(mut self, clock: Arc<ServerClock>) -> Self {
+        self.server_clock = Some(clock);
+        self
+    }
+
+    /// Sends `request`, telling the server clock what the answer says of the server's.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+        let started = std::time::Instant::now();
+        let response = request.send().await;
+        if let (Ok(answer), Some(clock)) = (&response, &self.server_clock) {
+            if let Some(server) = server_time(answer.headers()) {
+                clock.observe(server, started.elapsed());
+            }
+        }
+        response
     }
 
     /// Where to send, and with which token.
@@ -101,6 +124,12 @@ impl HttpRemote {
     }
 }
 
+/// The server's clock when it answered, from its answer's headers.
+fn server_time(headers: &reqwest::header::HeaderMap) -> Option<Timestamp> {
+    let text = headers.get(SERVER_TIME_HEADER)?.to_str().ok()?;
+    text.parse().ok().map(Timestamp)
+}
+
 /// The configured server URL without a trailing slash.
 fn server_url(url: Option<&str>) -> Result<&str, RemoteError> {
     url.map(|u| u.trim_end_matches('/')).ok_or_else(|| RemoteError::Permanent {
@@ -117,7 +146,7 @@ impl HealthProbe for HttpRemote {
     async fn probe(&self) -> Result<(), RemoteError> {
         let session = self.stored_session().await?;
         let url = format!("{}/v1/health", server_url(session.server_url.as_deref())?);
-        let health: HealthResponse = read(self.client.get(url).send().await).await?;
+        let health: HealthResponse = read(self.send(self.client.get(url)).await).await?;
         match health.status.as_str() {
             "ok" => Ok(()),
             other => Err(RemoteError::Busy {
@@ -193,7 +222,7 @@ impl RemoteDataSource for HttpRemote {
     #[tracing::instrument(skip_all, fields(mutations = request.mutations.len()), err)]
     async fn push(&self, request: &PushRequest) -> Result<PushResponse, RemoteError> {
         let (url, token) = self.target("/v1/sync/push").await?;
-        let response = self.client.post(url).bearer_auth(token).json(request).send().await;
+        let response = self.send(self.client.post(url).bearer_auth(token).json(request)).await;
         read(response).await
     }
 
@@ -207,14 +236,14 @@ impl RemoteDataSource for HttpRemote {
         if let Some(scope) = request.scope {
             query.push(("scope", scope));
         }
-        let response = self.client.get(url).bearer_auth(token).query(&query).send().await;
+        let response = self.send(self.client.get(url).bearer_auth(token).query(&query)).await;
         read(response).await
     }
 
     #[tracing::instrument(skip_all, err)]
     async fn scopes(&self) -> Result<ScopesResponse, RemoteError> {
         let (url, token) = self.target("/v1/sync/scopes").await?;
-        read(self.client.get(url).bearer_auth(token).send().await).await
+        read(self.send(self.client.get(url).bearer_auth(token)).await).await
     }
 }
 
@@ -226,7 +255,7 @@ impl BlobRemote for HttpRemote {
     #[tracing::instrument(skip_all, fields(%hash), err)]
     async fn has_blob(&self, hash: &BlobHash) -> Result<bool, RemoteError> {
         let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
-        let response = self.client.head(url).bearer_auth(token).send().await.map_err(transport)?;
+        let response = self.send(self.client.head(url).bearer_auth(token)).await.map_err(transport)?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
@@ -298,14 +327,9 @@ impl EventSource for HttpRemote {
     async fn connect(&self) -> Result<Box<dyn EventStream>, RemoteError> {
         use eventsource_stream::Eventsource;
         let (url, token) = self.target("/v1/events").await?;
-        let response = self
-            .blob_client
-            .get(url)
-            .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(transport)?;
+        let request =
+            self.blob_client.get(url).bearer_auth(token).header(reqwest::header::ACCEPT, "text/event-stream");
+        let response = self.send(request).await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             return Err(failure(response, status).await);

@@ -24,6 +24,8 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/l
 pub(super) struct Opened {
     pub pool: Pool<ConnectionManager<SqliteConnection>>,
     pub replica: NodeId,
+    /// The saved offset of the server's clock from the device's.
+    pub server_offset_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -52,6 +54,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     migrate(&mut conn, path)?;
     migrate_app(&mut conn, Registry::global().schema())?;
     let replica = replica_id(&mut conn)?;
+    let server_offset_ms = super::records::saved_offset(&mut conn)?;
     // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a
     // write transaction, so a concurrent raise cannot be overwritten with an older value.
     conn.immediate_transaction(|conn| match super::outbox::newest_hlc(conn)? {
@@ -69,7 +72,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
         .connection_customizer(Box::new(Pragmas { busy_timeout: options.busy_timeout }))
         .build(ConnectionManager::<SqliteConnection>::new(url))
         .map_err(|e| open_error(e.to_string()))?;
-    Ok(Opened { pool, replica })
+    Ok(Opened { pool, replica, server_offset_ms })
 }
 
 /// Applies pending migrations, refusing a file that holds migrations this build does not know

@@ -42,7 +42,10 @@ use records::WriteClock;
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use trackflow_db::{blocking::run_blocking_with, error::StoreResult};
-use trackflow_domain::{ports::Clock, NodeId, RepositoryError};
+use trackflow_domain::{
+    ports::{Clock, ServerClock},
+    NodeId, RepositoryError,
+};
 
 /// How to open a [`LocalStore`].
 #[derive(Debug, Clone)]
@@ -102,14 +105,18 @@ impl LocalStore {
     /// Opens (creating if needed) the database at `options.path`, applies pending migrations,
     /// and loads this replica's identity. Fails with [`StoreError::NewerSchema`] if a newer
     /// build has migrated the file.
+    ///
+    /// `clock` is the device's clock; the store corrects it by the server's (see
+    /// [`server_clock`](Self::server_clock)).
     #[tracing::instrument(skip_all, fields(path = %options.path.display()))]
     pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         run_blocking_with(options.offload, move || {
             let opened = connection::open(&options)?;
+            let server_clock = Arc::new(ServerClock::new(clock, opened.server_offset_ms));
             Ok(Self {
                 inner: Arc::new(Inner {
                     pool: opened.pool,
-                    clock: WriteClock::new(opened.replica, clock),
+                    clock: WriteClock::new(opened.replica, server_clock),
                     path: options.path,
                     offload: options.offload,
                     writes: watch::Sender::new(0),
@@ -128,6 +135,12 @@ impl LocalStore {
     /// This replica's id, stamped on its clock readings.
     pub fn replica_id(&self) -> NodeId {
         self.inner.clock.replica()
+    }
+
+    /// The server's clock as this device estimates it, which clock readings are taken from.
+    /// The remote tells it what every answer says of the server's clock.
+    pub fn server_clock(&self) -> Arc<ServerClock> {
+        Arc::clone(self.inner.clock.server_clock())
     }
 
     /// A receiver that sees a change after every committed local write made through this
@@ -163,6 +176,11 @@ impl LocalStore {
             self.announce_write();
         }
         result
+    }
+
+    /// Runs `work` with the store's write clock.
+    pub(crate) fn with_clock<T>(&self, work: impl FnOnce(&WriteClock) -> T) -> T {
+        work(&self.inner.clock)
     }
 
     /// Wall-clock time by the store's clock.

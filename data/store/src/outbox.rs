@@ -238,6 +238,13 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn restamp(&self) -> Result<u64, RepositoryError> {
+        // Not a local write (`write` would wake the processor that calls this).
+        let store = self.store.clone();
+        self.store.read(move |conn| store.with_clock(|clock| upstream::restamp(conn, clock))).await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn release_in_flight(&self) -> Result<u64, RepositoryError> {
         self.store.read(upstream::release_in_flight).await
     }

@@ -18,7 +18,7 @@ use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     authorization::{authorize, authorize_author, Access, Relation},
     entities::{changed_values, AnyEntity, Scope},
-    ports::{Clock, IdentifiedFields, WriteContext},
+    ports::{Clock, IdentifiedFields, ServerClock, WriteContext},
     CollaboratorRole, EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind,
     RepositoryError, ScopeId, SyncEntity, SyncMeta, SyncOperation, Timestamp, UserId, ValidationError,
 };
@@ -34,15 +34,40 @@ use uuid::Uuid;
 /// every local write appends one. Code that removes operations from the outbox must first store
 /// the largest reading it removes with [`raise_high_water`], so the floor survives an emptied
 /// queue.
+///
+/// Readings are taken from the device's clock corrected by the server's ([`ServerClock`]), whose
+/// offset is saved here when it moves, so a process that has not heard the server yet starts
+/// from the last estimate.
 pub(crate) struct WriteClock {
     hlc: HybridLogicalClock,
-    clock: Arc<dyn Clock>,
+    clock: Arc<ServerClock>,
 }
 
 /// The `local_settings` key of the stored clock floor (see [`WriteClock`]).
 const HLC_HIGH_WATER: &str = "hlc_high_water";
 
-fn high_water(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+/// The `local_settings` key of the server clock's offset from the device's, in milliseconds.
+const SERVER_CLOCK_OFFSET: &str = "server_clock_offset_ms";
+
+/// The saved offset of the server's clock from the device's (see [`ServerClock`]).
+pub(crate) fn saved_offset(conn: &mut SqliteConnection) -> StoreResult<Option<i64>> {
+    use schema::local_settings::dsl::{local_settings, value};
+    let stored: Option<String> =
+        local_settings.find(SERVER_CLOCK_OFFSET).select(value).get_result(conn).optional()?;
+    stored.map(|text| parse("local_settings", &text)).transpose()
+}
+
+/// Replaces the clock floor with `reading`, even a lower one: only for re-stamping, which
+/// removes every reading above it (see [`HybridLogicalClock::rewind`]).
+pub(crate) fn lower_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
+    use schema::local_settings::dsl::{key, local_settings, value};
+    diesel::replace_into(local_settings)
+        .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub(crate) fn high_water(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
     use schema::local_settings::dsl::{local_settings, value};
     let stored: Option<String> =
         local_settings.find(HLC_HIGH_WATER).select(value).get_result(conn).optional()?;
@@ -80,8 +105,13 @@ pub(crate) fn raise_high_water(conn: &mut SqliteConnection, reading: Hlc) -> Sto
 }
 
 impl WriteClock {
-    pub fn new(replica: NodeId, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(replica: NodeId, clock: Arc<ServerClock>) -> Self {
         Self { hlc: HybridLogicalClock::new(replica), clock }
+    }
+
+    /// The corrected clock readings are taken from.
+    pub fn server_clock(&self) -> &Arc<ServerClock> {
+        &self.clock
     }
 
     pub fn replica(&self) -> NodeId {
@@ -106,7 +136,31 @@ impl WriteClock {
         if let Some(floor) = floor(conn)? {
             self.hlc.advance_to(floor);
         }
-        Ok(self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0)))
+        self.save_offset(conn)?;
+        Ok(self.next())
+    }
+
+    /// The next reading of the in-memory clock, without reading the database's floor.
+    fn next(&self) -> Hlc {
+        self.hlc.now(u64::try_from(self.now().as_millis()).unwrap_or(0))
+    }
+
+    /// Gives `count` new readings, in order, after `floor`, setting the clock back to `floor`
+    /// first: for re-stamping readings that are too far ahead (see [`lower_high_water`]).
+    pub fn restamp(&self, floor: Hlc, count: usize) -> Vec<Hlc> {
+        self.hlc.rewind(floor);
+        (0..count).map(|_| self.next()).collect()
+    }
+
+    /// Saves the server clock's offset if it moved since it was last saved.
+    pub fn save_offset(&self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        use schema::local_settings::dsl::{key, local_settings, value};
+        if let Some(offset) = self.clock.unsaved() {
+            diesel::replace_into(local_settings)
+                .values((key.eq(SERVER_CLOCK_OFFSET), value.eq(offset.to_string())))
+                .execute(conn)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,9 +4,13 @@
 //! `pending_create` brought up to date in the same transaction.
 
 use super::{
-    outbox::OperationRow, records::raise_high_water, rows::parse, schema::pending_operations::dsl,
+    outbox::OperationRow,
+    records::{find, high_water, lower_high_water, raise_high_water, save, WriteClock},
+    rows::parse,
+    schema::pending_operations::dsl,
     tables::TableSql,
 };
+use diesel::dsl::max;
 use diesel::prelude::*;
 use std::{
     collections::{HashMap, HashSet},
@@ -15,7 +19,7 @@ use std::{
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
-    EntityRef, Hlc, OperationId, OperationStatus, SyncOperation, Timestamp,
+    EntityRef, Hlc, NodeId, OperationId, OperationStatus, SyncOperation, Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -402,11 +406,94 @@ pub(crate) fn last_error(conn: &mut SqliteConnection) -> StoreResult<Option<Stri
     for status in [OperationStatus::Pending, OperationStatus::Failed] {
         let newest: Option<i32> = dsl::pending_operations
             .filter(dsl::status.eq(status.as_str()).and(dsl::last_error.is_not_null()))
-            .select(diesel::dsl::max(dsl::seq))
+            .select(max(dsl::seq))
             .get_result(conn)?;
         if let Some(seq) = newest {
             return Ok(dsl::pending_operations.find(seq).select(dsl::last_error).get_result(conn)?);
         }
     }
     Ok(None)
+}
+
+/// How far ahead of the corrected clock a queued operation's reading may be before it is
+/// stamped again. Well inside the server's tolerance (a minute by default), and well outside
+/// the error of the clock correction (half a round trip).
+pub(crate) const RESTAMP_LEAD_MS: i64 = 5_000;
+
+/// Gives new clock readings to the waiting operations whose readings are too far ahead of the
+/// corrected clock (stamped before the device knew its clock was fast), in queue order, all
+/// later than every reading kept. The rows they changed take the new readings too, where they
+/// still hold the old ones. Operations in flight or parked as failed keep theirs until they
+/// wait again. Returns how many were stamped again.
+///
+/// An operation the server refused for its clock (`clock_skew`) was refused whole and is held
+/// by no one, and one the server accepted before never carries a reading this far ahead
+/// (the server's clock has only moved on since), so a sent operation is safe to re-stamp.
+pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreResult<u64> {
+    let limit_ms = clock.now().as_millis().saturating_add(RESTAMP_LEAD_MS);
+    let limit = Hlc {
+        wall_ms: u64::try_from(limit_ms).unwrap_or(0),
+        counter: u32::MAX,
+        node: NodeId::from_uuid(uuid::Uuid::max()),
+    };
+    let bound = limit.to_string();
+    clock.save_offset(conn)?;
+    let ahead = dsl::pending_operations
+        .filter(dsl::status.eq(OperationStatus::Pending.as_str()))
+        .filter(dsl::hlc.gt(&bound));
+    // Asked before every round of sending: a read, unless there is something to do.
+    if !diesel::select(diesel::dsl::exists(ahead)).get_result::<bool>(conn)? {
+        return Ok(0);
+    }
+    conn.immediate_transaction(|conn| {
+        let rows: Vec<OperationRow> = ahead.order(dsl::seq).select(OperationRow::as_select()).load(conn)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Later than every reading kept: the other operations' and, up to the limit, the
+        // stored floor (which may hold pulled readings).
+        let kept: Option<String> =
+            dsl::pending_operations.filter(dsl::hlc.le(&bound)).select(max(dsl::hlc)).get_result(conn)?;
+        let kept = kept.map(|text| parse::<Hlc>(TABLE, &text)).transpose()?;
+        let floor = [kept, high_water(conn)?.map(|stored| stored.min(limit))].into_iter().flatten().max();
+        let readings = clock.restamp(floor.unwrap_or(Hlc::ZERO), rows.len());
+        for (row, reading) in rows.into_iter().zip(&readings) {
+            restamp_one(conn, row, *reading, limit)?;
+        }
+        if let Some(last) = readings.last() {
+            lower_high_water(conn, *last)?;
+        }
+        Ok(readings.len() as u64)
+    })
+}
+
+/// Gives one operation `reading`, on itself and on each field reading past `limit`, and its
+/// row the same where the row still holds the old reading.
+fn restamp_one(conn: &mut SqliteConnection, row: OperationRow, reading: Hlc, limit: Hlc) -> StoreResult<()> {
+    let seq = row.seq;
+    let mut op = row.decode()?;
+    let mut moved: Vec<(String, Hlc)> = Vec::new();
+    for (field, change) in &mut op.changed_fields {
+        if change.hlc > limit {
+            moved.push((field.clone(), change.hlc));
+            change.hlc = reading;
+        }
+    }
+    op.hlc = reading;
+    let encoded = OperationRow::encode(&op)?;
+    diesel::update(dsl::pending_operations.find(seq))
+        .set((dsl::hlc.eq(encoded.hlc), dsl::field_hlc.eq(encoded.field_hlc)))
+        .execute(conn)?;
+    let Some(mut record) = find(conn, op.entity.entity_type, op.entity.id)? else { return Ok(()) };
+    let mut changed = false;
+    for (field, old) in moved {
+        if let Some(held) = record.meta.field_hlc.get_mut(&field).filter(|held| **held == old) {
+            *held = reading;
+            changed = true;
+        }
+    }
+    if changed {
+        save(conn, &record)?;
+    }
+    Ok(())
 }

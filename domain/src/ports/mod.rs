@@ -18,7 +18,7 @@ mod session;
 mod sync;
 
 pub use blobs::{BlobCache, BlobReader, BlobRemote, BlobStorage, BlobStorageError, BlobWriter, EntityFile};
-pub use clock::Clock;
+pub use clock::{Clock, ServerClock};
 pub use conflicts::ConflictRepository;
 pub use downstream::{
     ApplyCounts, ApplyPlan, ConflictPolicies, DownstreamRepository, IncompletePlan, ScopeSync,

@@ -49,6 +49,12 @@ pub trait PendingOperationsRepository: Interface {
     /// outbox updates its row's version and sync metadata in the same transaction.
     async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError>;
 
+    /// Gives new clock readings, in queue order, to the waiting operations whose readings are
+    /// too far ahead of the server's clock as this device now knows it (stamped while the
+    /// device did not know its clock was fast). Their rows take the new readings too. Returns
+    /// how many were stamped again.
+    async fn restamp(&self) -> Result<u64, RepositoryError>;
+
     /// Returns operations left in flight by a processor that stopped mid-request to pending
     /// (they stay frozen: the server may hold them). Returns how many.
     async fn release_in_flight(&self) -> Result<u64, RepositoryError>;

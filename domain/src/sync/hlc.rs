@@ -178,6 +178,14 @@ impl HybridLogicalClock {
         }
     }
 
+    /// Sets the clock back to `to`, the one exception to monotonic readings: for re-stamping
+    /// queued writes whose readings a wrong physical clock put too far ahead. The caller gives
+    /// every such reading a new, later-than-`to` one at once, so no reading it keeps is
+    /// issued twice.
+    pub fn rewind(&self, to: Hlc) {
+        *self.lock() = (to.wall_ms, to.counter);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u32)> {
         // The guarded state is two integers written in one assignment; a panic elsewhere
         // cannot leave it half-updated, so a poisoned lock is still consistent.

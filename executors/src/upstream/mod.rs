@@ -34,7 +34,10 @@ use crate::{
 use serde::Serialize;
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 use tokio::sync::{watch, Notify};
@@ -246,6 +249,8 @@ pub struct PendingOperationsManager {
     /// Held for the whole of a pass: passes never overlap, so the in-flight state of the outbox
     /// is this manager's alone while one runs.
     pass: tokio::sync::Mutex<()>,
+    /// Requests of the current pass refused for the device's clock, and sent again re-stamped.
+    clock_refusals: AtomicU32,
     wake: Notify,
     passes: watch::Sender<u64>,
 }
@@ -274,6 +279,7 @@ impl PendingOperationsManager {
             jitter: Box::new(rand::random::<f64>),
             pause: Mutex::new(None),
             pass: tokio::sync::Mutex::new(()),
+            clock_refusals: AtomicU32::new(0),
             wake: Notify::new(),
             passes: watch::Sender::new(0),
         }
@@ -368,11 +374,18 @@ impl PendingOperationsManager {
         // Operations left in flight by a pass that ended early (a local error after sending, or
         // a process that stopped mid-request) go back to pending. Safe: no other pass runs.
         self.ports.outbox.release_in_flight().await?;
+        self.clock_refusals.store(0, Ordering::Relaxed);
         let mut report = PassReport::default();
         loop {
             if let Some(until) = self.paused_until().await? {
                 report.next_due = until;
                 return Ok(report);
+            }
+            // Every answer tells the device the server's clock: operations stamped before it
+            // knew its clock was fast get readings the server accepts.
+            let restamped = self.ports.outbox.restamp().await?;
+            if restamped > 0 {
+                tracing::info!(restamped, "operations stamped again by the server's clock");
             }
             let mut queue = self.ports.outbox.list(None).await?;
             let plan = coalesce(&queue);
@@ -599,6 +612,19 @@ impl PendingOperationsManager {
                             held.insert(op.entity);
                         }
                         settlements.push((op.id, settlement));
+                    }
+                    continue;
+                }
+                Err(RemoteError::Permanent { code, message, .. })
+                    if code == CLOCK_SKEW
+                        && self.clock_refusals.fetch_add(1, Ordering::Relaxed) < MAX_CLOCK_REFUSALS =>
+                {
+                    // Refused whole for the device's clock, and the answer told the server's:
+                    // the next round re-stamps these operations and sends them again.
+                    let error = format!("{code}: {message}");
+                    for op in ops {
+                        held.insert(op.entity);
+                        settlements.push((op.id, kept(op, &error)));
                     }
                     continue;
                 }
@@ -922,6 +948,13 @@ fn released(queue: &mut [SyncOperation]) {
 fn kept(op: &SyncOperation, error: &str) -> Settlement {
     Settlement::Retry { attempts: op.attempts, not_before: op.next_attempt_at, error: error.to_owned() }
 }
+
+/// The code of a push refused because a clock reading is too far ahead of the server's clock.
+const CLOCK_SKEW: &str = "clock_skew";
+
+/// Refusals for the clock one pass answers by re-stamping and sending again; after these, the
+/// operation is parked like any other refusal (the server's tolerance may be below ours).
+const MAX_CLOCK_REFUSALS: u32 = 2;
 
 /// `at` plus `wait`.
 fn later(at: Timestamp, wait: Duration) -> Timestamp {

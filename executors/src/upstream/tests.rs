@@ -122,6 +122,10 @@ impl PendingOperationsRepository for FakeOutbox {
         Ok(())
     }
 
+    async fn restamp(&self) -> Result<u64, RepositoryError> {
+        Ok(0)
+    }
+
     async fn release_in_flight(&self) -> Result<u64, RepositoryError> {
         Ok(0)
     }
