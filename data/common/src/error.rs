@@ -80,6 +80,14 @@ impl StoreError {
         StoreError::Corrupt { table, message: message.to_string() }
     }
 
+    /// Whether `message` (an error's text) is SQLite saying that the database file is damaged:
+    /// `SQLITE_CORRUPT` or `SQLITE_NOTADB`. Errors reach the caller through several layers, some
+    /// as text, so the text is what is checked; these are SQLite's fixed messages for the two
+    /// codes.
+    pub fn is_damage(message: &str) -> bool {
+        message.contains("database disk image is malformed") || message.contains("file is not a database")
+    }
+
     /// Whether the same call may succeed if retried (the database was busy or the pool
     /// exhausted).
     pub fn is_transient(&self) -> bool {

@@ -86,7 +86,7 @@ impl HttpRemote {
     }
 
     /// Tells `clock` the server's clock from every answer
-    /// ([`SERVER_TIME_HEADER`](trackflow_domain::protocol::SERVER_TIME_HEADER)).
+    /// ([`SERVER_TIME_HEADER`]).
     pub fn with_server_clock(mut self, clock: Arc<ServerClock>) -> Self {
         self.server_clock = Some(clock);
         self

@@ -78,7 +78,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
 /// Applies pending migrations, refusing a file that holds migrations this build does not know
 /// (it was written by a newer build). Check and migration share one write transaction, so two
 /// processes opening a new file at once cannot both migrate it.
-fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
+pub(super) fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         trackflow_db::migrate::apply(conn, MIGRATIONS).map_err(|e| match e {
             MigrateError::Newer { found, known } => {
@@ -91,7 +91,7 @@ fn migrate(conn: &mut SqliteConnection, path: &Path) -> StoreResult<()> {
 
 /// Applies the installed registry's migrations (the tables of the program's types) not applied
 /// yet, in version order, each in one write transaction with its record.
-fn migrate_app(conn: &mut SqliteConnection, schema: &[AppMigration]) -> StoreResult<()> {
+pub(super) fn migrate_app(conn: &mut SqliteConnection, schema: &[AppMigration]) -> StoreResult<()> {
     use super::schema::app_migrations::dsl::{app_migrations, applied_at, version};
     for migration in schema {
         conn.immediate_transaction(|conn| {

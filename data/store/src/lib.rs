@@ -13,6 +13,7 @@ mod downstream;
 mod field_clock;
 mod outbox;
 mod records;
+pub mod repair;
 mod repositories;
 mod reverts;
 mod rows;

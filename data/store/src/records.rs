@@ -176,7 +176,7 @@ pub(crate) fn find(
 }
 
 /// Inserts a new row: `record`, whose entity's wire fields are in `create`.
-fn insert(
+pub(crate) fn insert(
     conn: &mut SqliteConnection,
     record: &Record<AnyEntity>,
     create: &SyncOperation,

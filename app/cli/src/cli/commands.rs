@@ -50,6 +50,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Watch = cli.command {
         return super::sync::watch(&data_dir, &settings, out).await;
     }
+    if let Command::Repair = cli.command {
+        // Before opening the store: what is damaged may be what opening reads.
+        return super::sync::repair(&data_dir, &settings, out).await;
+    }
     let module = open_client_module(&data_dir).await?;
     let app = App { module: &module, out, settings: &settings };
     match cli.command {
@@ -65,7 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => app.log_in(args).await,
         Command::Logout => app.log_out().await,
         Command::Status => app.status().await,
-        Command::Demo | Command::Server(_) | Command::Sync | Command::Watch => {
+        Command::Demo | Command::Server(_) | Command::Sync | Command::Watch | Command::Repair => {
             unreachable!("handled above")
         }
     }

@@ -94,6 +94,9 @@ pub enum Command {
     /// Sync status: the sync state, the outbox, open conflicts, and what the last pull of each
     /// scope did.
     Status,
+    /// Check the local database; if it is damaged, rebuild it from the server, keeping every
+    /// change not yet sent (the damaged file is kept beside it).
+    Repair,
     /// The main job on one machine: a sync server and two musicians' clients, one offline for a
     /// while, conflicting edits, reconnection, and a check that every client matches the server
     /// (in --data-dir if given and empty, else a temporary directory).
@@ -541,6 +544,14 @@ fn usage_line(rendered: &str) -> String {
 fn fail(err: &anyhow::Error, json: bool) -> ExitCode {
     // `{:#}` joins the cause chain with ": " on one line.
     let message = format!("{err:#}").replace('\n', " ");
+    if err.chain().any(|cause| trackflow_store::StoreError::is_damage(&cause.to_string())) {
+        let message = format!(
+            "the local database is damaged ({message}); run `trackflow repair` to rebuild it from the \
+             server, keeping every change not yet sent"
+        );
+        report("damaged_database", &message, json);
+        return ExitCode::from(FAILURE);
+    }
     report(error_code(err), &message, json);
     ExitCode::from(FAILURE)
 }

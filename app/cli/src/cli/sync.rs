@@ -116,6 +116,82 @@ pub(super) async fn sync(data_dir: &Path, settings: &Settings, out: Printer) -> 
     out.value(&value, &human)
 }
 
+/// `trackflow repair`: checks the local database and, if it is damaged, rebuilds it around what
+/// only this device holds (changes not yet sent, its identity, the session) and pulls the rest
+/// from the server. Exits 0 when the database is sound, or rebuilt and synced; a device that
+/// cannot sync now is told to sync later, with a non-zero exit (its cache is not back yet).
+pub(super) async fn repair(data_dir: &Path, settings: &Settings, out: Printer) -> anyhow::Result<()> {
+    use trackflow_store::repair;
+    let path = data_dir.join(trackflow_client::wiring::DATABASE_FILE);
+    if !path.exists() {
+        bail!("there is no local database in {} to check", data_dir.display());
+    }
+    let checked = path.clone();
+    let check = tokio::task::spawn_blocking(move || repair::check(&checked)).await??;
+    if check.is_sound() {
+        return out.value(&json!({ "status": "sound" }), "the local database is sound");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let rebuilt = tokio::task::spawn_blocking(move || repair::rebuild(&path, now)).await??;
+    let mut human = vec![format!(
+        "the local database was damaged ({}); rebuilt it, keeping {} change(s) not yet sent; the damaged \
+         file is {}",
+        check.problems.first().map_or("", String::as_str),
+        rebuilt.operations_kept,
+        rebuilt.damaged_copy.display()
+    )];
+    for (table, rows) in &rebuilt.unreadable {
+        human.push(match table.as_str() {
+            "pending_operations" => format!("lost: {rows} change(s) not yet sent could not be read"),
+            other => format!("lost: {rows} unreadable row(s) of {other}"),
+        });
+    }
+    let engine = SyncEngine::open(data_dir, options(settings, None)).await?;
+    let sessions: &dyn SessionStorage = engine.module.resolve_ref();
+    let signed_in = can_sync(sessions.load().await?.as_ref());
+    let synced = if signed_in { Some(sync_until_settled(&engine, out).await) } else { None };
+    engine.shutdown().await;
+    let unreadable: serde_json::Map<String, serde_json::Value> =
+        rebuilt.unreadable.iter().map(|(table, rows)| (table.clone(), (*rows).into())).collect();
+    let mut value = json!({
+        "status": "rebuilt",
+        "problems": check.problems,
+        "operations_kept": rebuilt.operations_kept,
+        "rows_replayed": rebuilt.rows_replayed,
+        "unreadable": unreadable,
+        "damaged_copy": rebuilt.damaged_copy,
+    });
+    let state = match synced {
+        None => {
+            human.push(
+                "not signed in: log in and run `trackflow sync` to fetch the rest from the server".into(),
+            );
+            None
+        }
+        Some(Ok((state, _))) if !matches!(state.phase, SyncPhase::Offline | SyncPhase::Error) => {
+            human.push(state.line());
+            Some(state)
+        }
+        Some(Ok((state, _))) => {
+            let why = state.last_error.clone().unwrap_or_else(|| "the server did not answer".into());
+            bail!(
+                "{}; fetching the rest from the server failed ({why}): run `trackflow sync` later",
+                human.join("; ")
+            )
+        }
+        Some(Err(error)) => {
+            bail!(
+                "{}; fetching the rest from the server failed ({error:#}): run `trackflow sync` later",
+                human.join("; ")
+            )
+        }
+    };
+    value["sync"] = serde_json::to_value(&state)?;
+    out.value(&value, &human.join("\n"))
+}
+
 /// Why a sync that left `queue` behind did not finish: operations still queued that are not
 /// parked as failed, how many and when they will be tried; `None` if only failed ones remain.
 fn still_queued(queue: &[SyncOperation]) -> Option<String> {

@@ -257,3 +257,78 @@ fn a_refused_write_is_undone_and_the_device_then_refuses_it_itself() {
     let queue = ben.json(&["queue"]);
     assert_eq!(queue["operations"].as_array().map(Vec::len), Some(1), "nothing more queued: {queue}");
 }
+
+/// A page in the middle of the local database overwritten: the command that meets it says so in
+/// one line and names the fix; `trackflow repair` rebuilds the database keeping the changes not
+/// yet sent, fetches the rest from the server, and the device then equals a fresh device of the
+/// same account.
+#[test]
+fn a_damaged_database_is_rebuilt_from_the_server_keeping_unsent_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
+    let url = server.url();
+    let clients = dir.path().join("clients");
+    let ana = Profile { dir: &clients, name: "ana" };
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    ana.sign_up(&url);
+    let project = id(&ana.json(&["project", "create", "--name", "Night Drive"]));
+    let track = id(&ana.json(&["track", "add", &project, "--name", "Intro", "--duration", "1:00"]));
+    // Comments long enough to fill pages of their own, synced.
+    for n in 0..12 {
+        let text = format!("Filler {n:02} {}", "la ".repeat(600));
+        ana.json(&["comment", "add", "--track", &track, "--at", "0:10", "--text", &text]);
+    }
+    ana.json(&["sync"]);
+    // Changes not yet sent.
+    ana.json(&["project", "update", &project, "--name", "Night Drive (final)"]);
+    ana.json(&["track", "add", &project, "--name", "Outro", "--duration", "2:00"]);
+    ana.json(&["comment", "add", "--track", &track, "--at", "0:20", "--text", "unsent"]);
+
+    // The page holding comments nearest the middle of the file, overwritten.
+    let db = clients.join("profiles").join("ana").join("trackflow.db");
+    {
+        // Everything into the main file first, as the last connection closing does.
+        use diesel::{connection::SimpleConnection, Connection, SqliteConnection};
+        let mut conn = SqliteConnection::establish(db.to_str().expect("utf-8")).expect("open the database");
+        conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    }
+    let mut bytes = std::fs::read(&db).expect("the database");
+    let pages = bytes.len() / 4096;
+    let page = (0..pages)
+        .filter(|p| bytes[p * 4096..(p + 1) * 4096].windows(7).any(|w| w == b"Filler "))
+        .min_by_key(|p| p.abs_diff(pages / 2))
+        .expect("a page of comments");
+    bytes[page * 4096..(page + 1) * 4096].fill(0xA5);
+    std::fs::write(&db, &bytes).expect("overwrite a page");
+
+    let out = ana.run(&["--json", "comment", "list", "--track", &track], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    let error: Value = serde_json::from_str(stderr.trim()).expect("a JSON error");
+    assert_eq!(error["error"]["code"], "damaged_database", "{error}");
+    assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("trackflow repair")), "{error}");
+
+    let repaired = ana.json(&["repair"]);
+    assert_eq!(repaired["status"], "rebuilt", "{repaired}");
+    assert_eq!(repaired["operations_kept"], 3, "the three changes not yet sent: {repaired}");
+    assert_eq!(repaired["unreadable"], serde_json::json!({}), "{repaired}");
+    assert_eq!(repaired["sync"]["pending"], 0, "sent and pulled: {repaired}");
+    assert!(Path::new(repaired["damaged_copy"].as_str().expect("path")).exists(), "kept: {repaired}");
+    assert_eq!(ana.json(&["repair"])["status"], "sound");
+
+    // A second device of the same account shows exactly what the repaired one does.
+    let again = Profile { dir: &clients, name: "again" };
+    let out = again.run(
+        &["--json", "login", "--server", &url, "--email", "ana@example.com", "--password-stdin"],
+        Some("a long password\n"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    again.json(&["sync"]);
+    let view = |p: &Profile<'_>| (p.view(&project), p.json(&["comment", "list", "--track", &track]));
+    let (repaired_view, fresh_view) = (view(&ana), view(&again));
+    assert_eq!(repaired_view.0 .0["name"], "Night Drive (final)");
+    assert_eq!(repaired_view.0 .1.as_array().map(Vec::len), Some(2), "Intro and Outro");
+    assert_eq!(repaired_view.1.as_array().map(Vec::len), Some(13), "twelve fillers and the unsent one");
+    assert_eq!(repaired_view, fresh_view, "the repaired device equals the server");
+}

@@ -153,3 +153,82 @@ async fn the_replica_id_survives_reopening() {
     assert_eq!(again.replica_id(), first);
     assert_eq!(count(&again, "SELECT COUNT(*) AS n FROM local_settings").await, 1);
 }
+
+async fn projects_of(store: &LocalStore) -> Vec<Project> {
+    let rows = SqliteRepository::<Project>::new(store.clone());
+    let ids: Vec<String> = {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = Text)]
+            id: String,
+        }
+        store
+            .with_connection(|conn| Ok(diesel::sql_query("SELECT id FROM projects").load::<Id>(conn)?))
+            .await
+            .expect("ids")
+            .into_iter()
+            .map(|row| row.id)
+            .collect()
+    };
+    let mut found = Vec::new();
+    for id in ids {
+        let id: trackflow_music::ProjectId = id.parse().expect("a project id");
+        found.extend(rows.get(id).await.expect("get"));
+    }
+    found
+}
+
+/// A page of the outbox overwritten: the rebuild keeps every operation that can still be read,
+/// counts the rest, and keeps the replica's identity; the new file is sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_keeps_every_readable_outbox_operation_and_counts_the_rest() {
+    use trackflow_domain::{ports::PendingOperationsRepository, Timestamp, UserId};
+    use trackflow_store::{repair, SqlitePendingOperationsRepository};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("local.db");
+    let store = open(&path).await;
+    let replica = store.replica_id();
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    let owner = UserId::new();
+    let description = "a description long enough to spread the queue over many pages ".repeat(4);
+    for n in 0..300 {
+        let project =
+            Project::new(owner, &format!("Project {n}"), Some(&description), Timestamp(1)).expect("valid");
+        projects.create(project).await.expect("create");
+    }
+    let queued = SqlitePendingOperationsRepository::new(store.clone()).list(None).await.expect("queue");
+    let middle = queued[150].id.to_string();
+    drop((projects, store));
+    {
+        // Everything into the main file, as the last connection closing does.
+        let mut conn = SqliteConnection::establish(path.to_str().expect("utf-8")).expect("open");
+        conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").expect("checkpoint");
+    }
+
+    let mut bytes = std::fs::read(&path).expect("the database");
+    let page = (0..bytes.len() / 4096)
+        .find(|p| bytes[p * 4096..(p + 1) * 4096].windows(middle.len()).any(|w| w == middle.as_bytes()))
+        .expect("the page holding the middle operation");
+    bytes[page * 4096..(page + 1) * 4096].fill(0xA5);
+    std::fs::write(&path, &bytes).expect("overwrite a page");
+    assert!(!repair::check(&path).expect("check").is_sound());
+
+    let rebuilt = repair::rebuild(&path, 7).expect("rebuild");
+    let lost = rebuilt.unreadable.iter().find(|(t, _)| t == "pending_operations").map_or(0, |(_, n)| *n);
+    assert!(lost > 0 && lost < 50, "one page of operations lost: {rebuilt:?}");
+    assert_eq!(rebuilt.operations_kept + lost, 300, "{rebuilt:?}");
+    assert!(rebuilt.damaged_copy.exists() && rebuilt.damaged_copy.ends_with("local.db.damaged-7"));
+    assert!(repair::check(&path).expect("check").is_sound());
+
+    let store = open(&path).await;
+    assert_eq!(store.replica_id(), replica, "the same replica");
+    let kept = SqlitePendingOperationsRepository::new(store.clone()).list(None).await.expect("queue");
+    assert_eq!(kept.len() as u64, rebuilt.operations_kept);
+    let before: std::collections::HashMap<_, _> = queued.iter().map(|op| (op.id, op)).collect();
+    assert!(kept.iter().all(|op| before.get(&op.id) == Some(&op)), "kept operations are unchanged");
+    // Never acknowledged, these projects exist only in the queue: their rows are made again.
+    assert_eq!(rebuilt.rows_replayed, rebuilt.operations_kept);
+    let shown = projects_of(&store).await;
+    assert_eq!(shown.len() as u64, rebuilt.operations_kept, "every kept create is shown again");
+    assert!(shown.iter().all(|p| p.description() == Some(description.trim())), "as they were written");
+}
