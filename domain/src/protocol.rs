@@ -3,7 +3,7 @@
 //! free to change, and this one module owns what goes over the network.
 
 use crate::{
-    entities::EntityType,
+    entities::{EntityRef, EntityType},
     ids::{NodeId, OperationId, UserId},
     sync::{FieldChange, Hlc, OperationKind, SyncOperation},
     time::Timestamp,
@@ -71,6 +71,25 @@ pub struct EntityState {
     /// fields it stamps (see [`readings_by_field`]).
     #[serde(with = "readings_by_field")]
     pub field_hlc: BTreeMap<String, Hlc>,
+    /// Set on a tombstone made by the delete of the entity it lived inside, not a delete of its
+    /// own (see [`DeletedWith`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_with: Option<DeletedWith>,
+}
+
+/// Why a row is a tombstone without a delete of its own: the entity it lived inside (its
+/// parent, or a parent's parent) was deleted. A child is deleted with its parent, and a write
+/// into a deleted parent is stored deleted; the write's author is told by a conflict of kind
+/// "parent deleted" that keeps what they wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletedWith {
+    /// The deleted entity it lived inside.
+    pub parent: EntityRef,
+    /// Who deleted it, when the server knows (the push that deleted it); `None` for a write
+    /// that arrived into a parent deleted earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<UserId>,
 }
 
 /// The wire form of [`EntityState::field_hlc`]: each clock reading once, with the fields it

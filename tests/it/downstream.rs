@@ -558,3 +558,92 @@ async fn writes_refused_for_good_are_undone_and_the_device_equals_the_server() {
     fresh.sync().await;
     assert_eq!(everything(&b).await, everything(&fresh).await, "the device equals the server, row by row");
 }
+
+/// A comment on a track someone else deletes meanwhile, both ways round: written and pushed
+/// before the deletion reached the server, or written offline after it. Either way the comment
+/// is deleted with the track on the server and on every device, and its author alone is told by
+/// a conflict of kind "parent deleted" that keeps the text; only taking the deletion resolves
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_on_a_track_deleted_meanwhile_is_deleted_with_it_and_its_author_told() {
+    use trackflow_domain::{
+        ports::ConflictRepository,
+        sync::{ConflictKind, ConflictResolution},
+    };
+    use trackflow_store::SqliteConflictRepository;
+    trackflow_music::install().expect("the music registry installs");
+    let (server, owner, guest, a, b) = owner_and_guest().await;
+    let project =
+        a.projects.create(Project::new(owner, "Band", None, NOW).expect("valid")).await.expect("create");
+    let mut tracks = Vec::new();
+    for name in ["Intro", "Outro"] {
+        let track = AudioTrack::new(project.id(), owner, name, 10_000, None, NOW).expect("valid");
+        tracks.push(a.tracks.create(track).await.expect("track"));
+    }
+    SqliteRepository::<ProjectCollaborator>::new(a.store.clone())
+        .create(ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
+        .await
+        .expect("invite");
+    a.sync().await;
+    b.sync().await;
+    let comments = SqliteRepository::<AudioComment>::new(b.store.clone());
+
+    // The guest's comment reaches the server first; the owner, who has not pulled it, deletes
+    // the track.
+    let first = comments
+        .create(AudioComment::new(&tracks[0], guest, "louder", 1_000, NOW).expect("valid"))
+        .await
+        .expect("comment");
+    b.sync().await;
+    a.tracks.delete(tracks[0].id()).await.expect("delete");
+    // The owner deletes the other track too, and the guest comments on it offline, unaware.
+    a.tracks.delete(tracks[1].id()).await.expect("delete");
+    a.sync().await;
+    let second = comments
+        .create(AudioComment::new(&tracks[1], guest, "softer", 2_000, NOW).expect("valid"))
+        .await
+        .expect("comment offline");
+    b.sync().await;
+    a.sync().await;
+
+    let conflicts = SqliteConflictRepository::new(b.store.clone());
+    let open = conflicts.list(true).await.expect("conflicts");
+    let told: Vec<(Uuid, ConflictKind, serde_json::Value)> =
+        open.iter().map(|c| (c.entity.id, c.kind, c.local["content"].clone())).collect();
+    assert_eq!(told.len(), 2, "{open:?}");
+    assert!(told.contains(&(first.entity_id(), ConflictKind::ParentDeleted, "louder".into())), "{told:?}");
+    assert!(told.contains(&(second.entity_id(), ConflictKind::ParentDeleted, "softer".into())), "{told:?}");
+    let owner_conflicts = SqliteConflictRepository::new(a.store.clone()).list(true).await.expect("conflicts");
+    assert!(owner_conflicts.is_empty(), "the one who deleted is not asked: {owner_conflicts:?}");
+    for comment in [&first, &second] {
+        assert_eq!(comments.get(comment.id()).await.expect("get"), None, "deleted with its track");
+    }
+
+    // Keeping "mine" is impossible; taking the deletion closes it.
+    let refused =
+        conflicts.resolve(open[0].id, ConflictResolution::Mine).await.expect_err("nothing to keep it in");
+    assert!(refused.to_string().contains("deleted with what it was in"), "{refused}");
+    for conflict in &open {
+        conflicts.resolve(conflict.id, ConflictResolution::Theirs).await.expect("take the deletion");
+    }
+    assert!(conflicts.list(true).await.expect("conflicts").is_empty());
+    b.assert_queue_empty(0).await;
+
+    // Every device equals the server, row by row; the server holds both comments deleted.
+    let session = b.session.load().await.expect("session").expect("signed in");
+    let fresh =
+        Client::new(guest, &server.running.url(), session.access_token.expect("token").expose()).await;
+    fresh.sync().await;
+    assert_eq!(everything(&b).await, everything(&fresh).await, "the author's device equals the server");
+    let session = a.session.load().await.expect("session").expect("signed in");
+    let owner_fresh =
+        Client::new(owner, &server.running.url(), session.access_token.expect("token").expose()).await;
+    owner_fresh.sync().await;
+    assert_eq!(everything(&a).await, everything(&owner_fresh).await, "the owner's device equals the server");
+    let page = b.fetch(&scope_of(&project), None, 500).await;
+    for comment in [&first, &second] {
+        let stored =
+            page.changes.iter().rev().find(|c| c.entity_id == comment.entity_id()).expect("on the server");
+        assert!(stored.deleted && stored.deleted_with.is_some(), "{stored:?}");
+    }
+}

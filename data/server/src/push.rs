@@ -13,19 +13,21 @@ use super::{
 };
 use diesel::{connection::SimpleConnection, prelude::*};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
     authorization::{authorize, authorize_author, Access, Relation},
     entities::{AnyEntity, Scope},
     ids::ParseIdError,
     ports::ServerStoreError,
-    protocol::{Mutation, MutationOutcome, MutationResult, PushRequest, PushResponse, MAX_PUSH_MUTATIONS},
+    protocol::{
+        DeletedWith, Mutation, MutationOutcome, MutationResult, PushRequest, PushResponse, MAX_PUSH_MUTATIONS,
+    },
     sync::{
-        field_merge::MergeKind,
+        field_merge::{merge, Change, MergeKind},
         mutation_plan::{plan_mutation, Plan, Refusal, StoredEntity},
     },
-    CollaboratorRole, EntityType, OperationId, ScopeId, UserId,
+    CollaboratorRole, EntityRef, EntityType, OperationId, OperationKind, ScopeId, UserId,
 };
 use uuid::Uuid;
 
@@ -235,25 +237,42 @@ impl<'c> Batch<'c> {
         }
 
         let current = self.entity(mutation.entity_id)?.cloned();
-        let plan = match plan_mutation(mutation, current.as_ref()) {
+        let mut plan = match plan_mutation(mutation, current.as_ref()) {
             Ok(plan) => plan,
             Err(Refusal::BadInput { code, message }) => return Err(bad(code, message)),
             Err(Refusal::Rejected { code, message }) => return Ok(rejected(code, message)),
         };
-        // References first: a change that names an entity the server has never had is
-        // malformed, whoever sends it. (Ids are UUIDs, so this tells a stranger nothing they
-        // could guess.)
-        if let Err(refused) = self.check_references(&plan)? {
-            return match refused {
-                Refused::Bad(code, message) => Err(bad(code, message)),
-                Refused::Rejected(outcome) => Ok(outcome),
-            };
+        // A write into a deleted parent is stored deleted, as the parent's children were.
+        let into_deleted = self.deleted_parent(&plan)?;
+        if into_deleted.is_none() {
+            // References first: a change that names an entity the server has never had is
+            // malformed, whoever sends it. (Ids are UUIDs, so this tells a stranger nothing
+            // they could guess.)
+            if let Err(refused) = self.check_references(&plan)? {
+                return match refused {
+                    Refused::Bad(code, message) => Err(bad(code, message)),
+                    Refused::Rejected(outcome) => Ok(outcome),
+                };
+            }
         }
         if let Err(denied) = self.check_access(mutation, &plan)? {
             return Ok(denied);
         }
+        let deleted_with = match into_deleted {
+            Some(parent) => {
+                plan.state.deleted = true;
+                plan.entity = None;
+                plan.kind = MergeKind::DeleteWins;
+                plan.lost = mutation.fields.keys().cloned().collect();
+                Some(DeletedWith { parent, by: None })
+            }
+            // A tombstone stays one, and keeps why.
+            None if plan.state.deleted => current.as_ref().and_then(|c| c.deleted_with),
+            None => None,
+        };
 
-        let changes = plan.changes(current.as_ref());
+        let changes = plan.changes(current.as_ref())
+            || current.as_ref().is_some_and(|c| c.deleted_with != deleted_with);
         let version = match (&current, changes) {
             (Some(current), false) => current.version,
             _ => {
@@ -261,8 +280,13 @@ impl<'c> Batch<'c> {
                 self.last_version
             }
         };
-        let stored =
-            StoredEntity { entity_type: mutation.entity_type, scope: plan.scope, version, state: plan.state };
+        let stored = StoredEntity {
+            entity_type: mutation.entity_type,
+            scope: plan.scope,
+            version,
+            state: plan.state,
+            deleted_with,
+        };
         let outcome = if plan.lost.is_empty() && plan.kind != MergeKind::DeleteWins {
             MutationOutcome::Applied { version }
         } else {
@@ -278,10 +302,73 @@ impl<'c> Batch<'c> {
             let entry = self.entities.get_mut(&mutation.entity_id).expect("looked up above");
             entry.stored = Some(stored);
             entry.dirty = true;
+            if mutation.kind == OperationKind::Delete && plan.before.is_some() {
+                let deleted = EntityRef::new(mutation.entity_type, mutation.entity_id);
+                self.delete_descendants(deleted, plan.scope)?;
+            }
         }
         self.new_records.push(mutation.id);
         self.applied.insert(mutation.id, Applied { hash, version, outcome: outcome.clone() });
         Ok(outcome)
+    }
+
+    /// The parent of the entity `plan` writes, if the write creates or changes a live entity
+    /// and its parent is a tombstone.
+    fn deleted_parent(&mut self, plan: &Plan) -> Result<Option<EntityRef>, StoreError> {
+        let Some(parent) = plan.entity.as_ref().and_then(AnyEntity::parent) else { return Ok(None) };
+        let deleted =
+            self.entity(parent.id)?.is_some_and(|p| p.entity_type == parent.entity_type && p.state.deleted);
+        Ok(deleted.then_some(parent))
+    }
+
+    /// Deletes, with `deleted`, every live entity that lives inside it (its children, their
+    /// children, ...), each at a new version, so every device receives their tombstones and
+    /// their authors are told. Records that grant membership stay: the members must still
+    /// receive the deletion.
+    fn delete_descendants(&mut self, deleted: EntityRef, scope: Scope) -> Result<(), PushFailure> {
+        let with = DeletedWith { parent: deleted, by: Some(self.user) };
+        let mut parents: HashSet<EntityRef> = HashSet::from([deleted]);
+        while !parents.is_empty() {
+            let parent_types: HashSet<EntityType> = parents.iter().map(|p| p.entity_type).collect();
+            let child_types: Vec<&str> = EntityType::all()
+                .iter()
+                .filter(|t| t.parent_type().is_some_and(|p| parent_types.contains(&p)))
+                .filter(|t| t.member_field().is_none())
+                .map(|t| t.as_str())
+                .collect();
+            if child_types.is_empty() {
+                break;
+            }
+            // The children stored, and those this batch wrote and has not stored yet.
+            let stored: Vec<EntityRow> = entities::table
+                .filter(entities::scope.eq(scope.to_string()))
+                .filter(entities::entity_type.eq_any(&child_types))
+                .filter(entities::deleted.eq(false))
+                .load(self.conn)?;
+            for row in stored {
+                let id: Uuid = row.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
+                if let std::collections::hash_map::Entry::Vacant(slot) = self.entities.entry(id) {
+                    slot.insert(Entry { stored: Some(row.decode()?), in_database: true, dirty: false });
+                }
+            }
+            let mut children = HashSet::new();
+            for (id, entry) in &mut self.entities {
+                let Some(child) = entry.stored.as_mut() else { continue };
+                let inside =
+                    child.entity_type.parent_in(&child.state.fields).is_some_and(|p| parents.contains(&p));
+                if child.state.deleted || !inside || child.entity_type.member_field().is_some() {
+                    continue;
+                }
+                self.last_version += 1;
+                child.version = self.last_version;
+                child.state = merge(Some(&child.state), Change::Delete).state;
+                child.deleted_with = Some(with);
+                entry.dirty = true;
+                children.insert(EntityRef::new(child.entity_type, *id));
+            }
+            parents = children;
+        }
+        Ok(())
     }
 
     /// Whether the user may make this change. The outer error is the database's; the inner one

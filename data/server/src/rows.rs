@@ -25,6 +25,8 @@ pub(super) struct EntityRow {
     pub deleted: bool,
     pub fields: String,
     pub field_hlc: String,
+    /// JSON of [`DeletedWith`](trackflow_domain::protocol::DeletedWith), on a tombstone made by its parent's delete.
+    pub deleted_with: Option<String>,
 }
 
 impl EntityRow {
@@ -38,6 +40,12 @@ impl EntityRow {
             deleted: stored.state.deleted,
             fields: serde_json::to_string(&stored.state.fields).map_err(encode)?,
             field_hlc: serde_json::to_string(&stored.state.field_hlc).map_err(encode)?,
+            deleted_with: stored
+                .deleted_with
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(encode)?,
         })
     }
 
@@ -53,13 +61,19 @@ impl EntityRow {
                     .map_err(|e| corrupt(e.to_string()))?,
                 deleted: self.deleted,
             },
+            deleted_with: self
+                .deleted_with
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
         })
     }
 
     pub fn to_wire(&self) -> StoreResult<EntityState> {
         let entity_id = self.entity_id.parse().map_err(|e| StoreError::corrupt("entities", e))?;
         // Moved, not cloned: a pull page decodes a thousand of these.
-        let StoredEntity { entity_type, version, state, .. } = self.decode()?;
+        let StoredEntity { entity_type, version, state, deleted_with, .. } = self.decode()?;
         Ok(EntityState {
             entity_type,
             entity_id,
@@ -67,6 +81,7 @@ impl EntityRow {
             deleted: state.deleted,
             fields: state.fields,
             field_hlc: state.field_hlc,
+            deleted_with,
         })
     }
 }
@@ -80,6 +95,7 @@ pub(super) fn wire_state(entity_id: Uuid, stored: &StoredEntity) -> EntityState 
         deleted: stored.state.deleted,
         fields: stored.state.fields.clone(),
         field_hlc: stored.state.field_hlc.clone(),
+        deleted_with: stored.deleted_with,
     }
 }
 

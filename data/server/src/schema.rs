@@ -38,6 +38,7 @@ diesel::table! {
         deleted -> Bool,
         fields -> Text,
         field_hlc -> Text,
+        deleted_with -> Nullable<Text>,
     }
 }
 

@@ -13,8 +13,9 @@ use shaku::Component;
 use std::collections::BTreeMap;
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    ports::ConflictRepository, sync::ConflictResolution, ConflictId, EntityRef, RepositoryError,
-    SyncConflict, Timestamp, ValidationError,
+    ports::ConflictRepository,
+    sync::{ConflictKind, ConflictResolution},
+    ConflictId, EntityRef, RepositoryError, SyncConflict, Timestamp, ValidationError,
 };
 
 const TABLE: &str = "sync_conflicts";
@@ -31,6 +32,7 @@ struct ConflictRow {
     detected_at: i64,
     resolution: Option<String>,
     resolved_at: Option<i64>,
+    kind: String,
 }
 
 impl ConflictRow {
@@ -45,6 +47,7 @@ impl ConflictRow {
             detected_at: conflict.detected_at.as_millis(),
             resolution: conflict.resolution.as_ref().map(|r| to_json(TABLE, r)).transpose()?,
             resolved_at: None,
+            kind: kind_name(conflict.kind).to_owned(),
         })
     }
 
@@ -57,7 +60,19 @@ impl ConflictRow {
             fields: from_json(TABLE, &self.fields)?,
             detected_at: Timestamp(self.detected_at),
             resolution: self.resolution.map(|r| from_json(TABLE, &r)).transpose()?,
+            kind: match self.kind.as_str() {
+                "fields" => ConflictKind::Fields,
+                "parent_deleted" => ConflictKind::ParentDeleted,
+                other => return Err(StoreError::corrupt(TABLE, format!("conflict kind '{other}'"))),
+            },
         })
+    }
+}
+
+fn kind_name(kind: ConflictKind) -> &'static str {
+    match kind {
+        ConflictKind::Fields => "fields",
+        ConflictKind::ParentDeleted => "parent_deleted",
     }
 }
 
@@ -106,9 +121,22 @@ fn resolve(
         if conflict.resolution.is_some() {
             return Err(StoreError::Conflict(format!("conflict {id} is resolved already")));
         }
-        let values = chosen(&conflict, resolution)?;
-        let entity = conflict.entity.id;
-        overwrite(conn, clock, conflict.entity.entity_type, entity, &values)?;
+        match (conflict.kind, resolution) {
+            (ConflictKind::Fields, _) => {
+                let values = chosen(&conflict, resolution)?;
+                overwrite(conn, clock, conflict.entity.entity_type, conflict.entity.id, &values)?;
+            }
+            // The deletion stands; taking it writes nothing.
+            (ConflictKind::ParentDeleted, ConflictResolution::Theirs) => {}
+            (ConflictKind::ParentDeleted, _) => {
+                let reason = format!(
+                    "this {} was deleted with what it was in; nothing can keep it: copy what you \
+                     need from the conflict and resolve it with theirs",
+                    conflict.entity.entity_type.display_name()
+                );
+                return Err(ValidationError::new("resolution", reason).into());
+            }
+        }
         diesel::update(dsl::sync_conflicts.find(id.to_string()))
             .set((
                 dsl::resolution.eq(to_json(TABLE, resolution)?),

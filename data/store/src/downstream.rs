@@ -16,7 +16,7 @@ use super::{
     records::{existing, find, presence, raise_high_water, save, NewRows},
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
-    schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
+    schema::{pending_operations, session, sync_deferred, sync_metadata, sync_statistics},
     tables::TableSql,
     LocalStore,
 };
@@ -33,9 +33,9 @@ use trackflow_domain::{
     entities::{AnyEntity, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
-    sync::{field_merge::FieldState, resolve, ConflictPolicy, LocalRow},
+    sync::{field_merge::FieldState, resolve, ConflictKind, ConflictPolicy, LocalRow},
     ConflictId, EntityRef, EntityType, OperationKind, RepositoryError, ScopeId, SyncConflict, SyncMeta,
-    Timestamp,
+    Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -108,6 +108,7 @@ pub(crate) fn apply_page(
             waiting,
             new_rows: NewRows::default(),
             reverts: Pending::load(conn)?,
+            me: signed_in(conn)?,
         };
         pass.look_up(conn, changes)?;
         let none = Edits::default();
@@ -144,6 +145,14 @@ struct Pass<'a> {
     new_rows: NewRows,
     /// Rows to bring back to the server's state, whose pulled state replaces the local one.
     reverts: Pending,
+    /// The signed-in user, told when what they wrote was deleted with its parent.
+    me: Option<UserId>,
+}
+
+/// The signed-in user, if any.
+fn signed_in(conn: &mut SqliteConnection) -> StoreResult<Option<UserId>> {
+    let user: Option<String> = session::table.select(session::user_id).first(conn).optional()?;
+    user.map(|text| parse("session", &text)).transpose()
 }
 
 impl Pass<'_> {
@@ -288,6 +297,7 @@ fn apply(
     if state.version <= record.meta.pulled_version {
         return Ok(ApplyCounts { skipped: 1, ..ApplyCounts::default() });
     }
+    let told = tell_author(conn, state, &record, edits, pass)?;
     let remote = FieldState {
         fields: state.fields.clone(),
         field_hlc: state.field_hlc.clone(),
@@ -311,6 +321,9 @@ fn apply(
     record.meta.version = record.meta.version.max(state.version);
     record.meta.pulled_version = state.version;
     save(conn, &record)?;
+    if told {
+        return Ok(ApplyCounts { conflicts: 1, ..applied });
+    }
     let conflicts = resolution.conflicts.len() as u64;
     if policy == ConflictPolicy::Manual && !resolution.conflicts.is_empty() {
         conflicts::record(
@@ -323,10 +336,51 @@ fn apply(
                 fields: resolution.conflicts.iter().map(|c| c.field.clone()).collect(),
                 detected_at: pass.now,
                 resolution: None,
+                kind: ConflictKind::Fields,
             },
         )?;
     }
     Ok(ApplyCounts { conflicts, ..applied })
+}
+
+/// When `state` is the tombstone of `record`, a live row the signed-in user wrote, deleted by
+/// someone else's delete of what it lived inside, records a conflict of kind "parent deleted"
+/// keeping what they wrote. Returns whether it did. A row with queued edits is left to its
+/// push, whose answer records the conflict once.
+fn tell_author(
+    conn: &mut SqliteConnection,
+    state: &EntityState,
+    record: &Record<AnyEntity>,
+    edits: &Edits,
+    pass: &Pass<'_>,
+) -> StoreResult<bool> {
+    let (Some(with), Some(me)) = (state.deleted_with, pass.me) else { return Ok(false) };
+    let someone_else = with.by.is_some_and(|by| by != me);
+    let mine = record.entity.author() == Some(me);
+    if !state.deleted
+        || record.meta.deleted
+        || !someone_else
+        || !mine
+        || !edits.fields.is_empty()
+        || edits.delete
+    {
+        return Ok(false);
+    }
+    conflicts::record(
+        conn,
+        &SyncConflict {
+            // One per row: a row is deleted with its parent once.
+            id: ConflictId::from_uuid(state.entity_id),
+            entity: EntityRef::new(state.entity_type, state.entity_id),
+            local: record.entity.fields(),
+            remote: BTreeMap::new(),
+            fields: Vec::new(),
+            detected_at: pass.now,
+            resolution: None,
+            kind: ConflictKind::ParentDeleted,
+        },
+    )?;
+    Ok(true)
 }
 
 /// Keeps `state` until `parent` arrives. A state of the same row already waiting is merged

@@ -79,6 +79,7 @@ diesel::table! {
         detected_at -> BigInt,
         resolution -> Nullable<Text>,
         resolved_at -> Nullable<BigInt>,
+        kind -> Text,
     }
 }
 

@@ -17,6 +17,19 @@ pub enum ConflictResolution {
     Merged(BTreeMap<String, Value>),
 }
 
+/// What a conflict is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// Both sides wrote some fields: `fields` names them.
+    #[default]
+    Fields,
+    /// The entity was deleted with the entity it lived inside (someone deleted a track this
+    /// device's user had commented on): `local` keeps what this user wrote, `remote` is empty.
+    /// Only taking the server's side (the deletion) resolves it.
+    ParentDeleted,
+}
+
 /// Local and remote states of one entity that disagree on some fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncConflict {
@@ -34,4 +47,7 @@ pub struct SyncConflict {
     pub detected_at: Timestamp,
     /// How it was resolved, once it is.
     pub resolution: Option<ConflictResolution>,
+    /// What it is about.
+    #[serde(default)]
+    pub kind: ConflictKind,
 }

@@ -11,7 +11,7 @@ pub mod resolution;
 mod state;
 pub mod upstream;
 
-pub use conflict::{ConflictResolution, SyncConflict};
+pub use conflict::{ConflictKind, ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
 pub use metadata::SyncMeta;
 pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, SyncOperation};

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     entities::{AnyEntity, EntityRef, EntityType, Scope},
-    protocol::Mutation,
+    protocol::{DeletedWith, Mutation},
 };
 use std::collections::BTreeMap;
 
@@ -26,6 +26,8 @@ pub struct StoredEntity {
     pub version: i64,
     /// Its replicated state (fields, field clocks, tombstone).
     pub state: FieldState,
+    /// Set when it was deleted with the entity it lived inside.
+    pub deleted_with: Option<DeletedWith>,
 }
 
 /// What applying a mutation would do.

@@ -35,6 +35,7 @@ fn stored(project: &Project, at: Hlc, deleted: bool) -> StoredEntity {
         scope: Scope::Shared(project.id().into()),
         version: 7,
         state: FieldState { field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(), fields, deleted },
+        deleted_with: None,
     }
 }
 
@@ -184,6 +185,7 @@ fn a_tracks_audio_is_set_once() {
         scope: created.scope,
         version: 1,
         state,
+        deleted_with: None,
     };
     let set = |hash: Value, wall| mutation(OperationKind::Update, it, [("audio_sha256", hash)], hlc(wall, 1));
     let first = plan_mutation(&set(json!("a".repeat(64)), 2), Some(&stored(created.state.clone())))
@@ -215,6 +217,7 @@ fn only_references_a_change_adds_need_checking() {
         scope: created.scope,
         version: 1,
         state: created.state,
+        deleted_with: None,
     };
     let renamed = plan_mutation(
         &mutation(OperationKind::Update, it, [("name", json!("U"))], hlc(2, 1)),

@@ -17,6 +17,7 @@ fn pull_responses_read_back_what_they_write_and_name_what_is_missing() {
             deleted: false,
             fields: BTreeMap::from([("name".to_owned(), json!("Demo"))]),
             field_hlc: BTreeMap::from([("name".to_owned(), hlc)]),
+            deleted_with: None,
         }],
         next_cursor: "c".into(),
         has_more: true,
@@ -61,6 +62,7 @@ fn field_readings_travel_grouped_and_both_forms_are_read() {
         deleted: false,
         fields: BTreeMap::new(),
         field_hlc: three.clone(),
+        deleted_with: None,
     };
     let written = serde_json::to_value(&state).unwrap();
     assert_eq!(written["field_hlc"], json!({ &e: ["description", "owner_id"], &l: ["name"] }));

@@ -48,7 +48,7 @@ use trackflow_domain::{
         SessionStorage, SyncError, SyncProgressObserver, UpstreamSync,
     },
     protocol::{Mutation, MutationOutcome, PushRequest},
-    sync::Settlement,
+    sync::{ConflictKind, Settlement},
     BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, OperationStatus, RepositoryError,
     SyncConflict, SyncOperation, Timestamp,
 };
@@ -825,6 +825,12 @@ impl PendingOperationsManager {
                 }
             },
             MutationOutcome::Conflict { server, lost_fields } => {
+                // Deleted with its parent: what this device wrote is kept in the conflict, and
+                // only the deletion can be taken.
+                let (kind, remote) = match server.deleted_with {
+                    Some(_) => (ConflictKind::ParentDeleted, Default::default()),
+                    None => (ConflictKind::Fields, server.fields.clone()),
+                };
                 // Recorded before the operation leaves the outbox, keyed by the operation, so a
                 // replayed result records it once.
                 self.ports
@@ -833,10 +839,11 @@ impl PendingOperationsManager {
                         id: ConflictId::from_uuid(op.id.as_uuid()),
                         entity: op.entity,
                         local: op.changed_fields.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect(),
-                        remote: server.fields.clone(),
+                        remote,
                         fields: lost_fields.clone(),
                         detected_at: self.ports.clock.now(),
                         resolution: None,
+                        kind,
                     })
                     .await?;
                 Settlement::Conflict { server: server.clone() }

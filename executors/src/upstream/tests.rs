@@ -622,6 +622,7 @@ async fn conflicts_are_recorded_and_duplicates_count_as_success() {
         deleted: false,
         fields: [("name".to_owned(), json!("Theirs"))].into(),
         field_hlc: Default::default(),
+        deleted_with: None,
     };
     let row = server_row.clone();
     let (remote, _) = remote(move |request| {

@@ -211,6 +211,12 @@ impl Writer {
         self.mutation(OperationKind::Delete, entity_type, id, BTreeMap::new())
     }
 
+    /// A push of one delete.
+    pub fn deleting(&mut self, entity_type: EntityType, id: Uuid) -> PushRequest {
+        let delete = self.delete(entity_type, id);
+        self.batch(vec![delete])
+    }
+
     /// A push of one create.
     pub fn creating(&mut self, entity: &impl SyncEntity) -> PushRequest {
         let create = self.create(entity);

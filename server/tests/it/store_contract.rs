@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
-    protocol::{EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead},
+    protocol::{
+        DeletedWith, EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead,
+    },
     CollaboratorRole, EntityType, SyncEntity, Timestamp, UserId,
 };
 use trackflow_music::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
@@ -81,6 +83,7 @@ contract_tests!(
     delete_wins_over_concurrent_update,
     bad_input_refuses_the_whole_push,
     references_must_exist_in_the_same_project,
+    children_are_deleted_with_their_parent,
     pull_pages_in_order_without_gaps,
     new_collaborator_receives_existing_content,
     existing_members_receive_a_new_fellow_and_their_grant,
@@ -346,17 +349,93 @@ async fn references_must_exist_in_the_same_project(store: Store) {
         matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"),
         "{error:?}"
     );
-    // A comment on a deleted track: rejected, not malformed.
+    // A comment on a deleted track: stored deleted with the track, its author told by a
+    // conflict; not malformed.
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let create = writer.create(&track);
     let delete = writer.delete(AudioTrack::ENTITY_TYPE, track.entity_id());
     push_applied(&store, owner, writer.batch(vec![create, delete])).await;
     let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
     let outcome = push(&store, owner, writer.creating(&comment)).await;
+    let MutationOutcome::Conflict { server, lost_fields } = &outcome[0] else { panic!("{outcome:?}") };
+    assert!(server.deleted, "{server:?}");
+    assert_eq!(server.deleted_with, Some(DeletedWith { parent: track.entity_ref(), by: None }));
+    assert!(lost_fields.contains(&"content".to_owned()), "{lost_fields:?}");
+    // A playlist naming the deleted track, which it does not live inside: still refused.
+    let playlist = Playlist::new(project.id(), "Mix", vec![track.id()], now()).expect("valid");
+    let outcome = push(&store, owner, writer.creating(&playlist)).await;
     assert!(
         matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "reference_deleted"),
         "{outcome:?}"
     );
+}
+
+/// A delete takes what lives inside the deleted entity with it: each descendant is a tombstone
+/// at a new version that says why and who deleted it. Records that grant membership stay, so
+/// the members still receive the deletion; a later write to a descendant loses to it.
+async fn children_are_deleted_with_their_parent(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let guest = account(&store).await;
+    let track = AudioTrack::new(project.id(), owner, "T", 1_000, None, now()).expect("valid");
+    let other = AudioTrack::new(project.id(), owner, "Other", 1_000, None, now()).expect("valid");
+    let comment = AudioComment::new(&track, owner, "nice", 0, now()).expect("valid");
+    let kept = AudioComment::new(&other, owner, "stays", 0, now()).expect("valid");
+    let invite =
+        ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Editor, now()).expect("valid");
+    let batch = vec![
+        writer.create(&track),
+        writer.create(&other),
+        writer.create(&comment),
+        writer.create(&kept),
+        writer.create(&invite),
+    ];
+    push_applied(&store, owner, writer.batch(batch)).await;
+    let (_, cursor) = pull_from(&store, guest, None, 100).await;
+
+    // The guest comments on the track; the owner, who has not seen it, deletes the track.
+    let mut guest_writer = Writer::new();
+    let late = AudioComment::new(&track, guest, "late", 10, now()).expect("valid");
+    push_applied(&store, guest, guest_writer.creating(&late)).await;
+    push_applied(&store, owner, writer.deleting(AudioTrack::ENTITY_TYPE, track.entity_id())).await;
+    let (changes, cursor) = pull_from(&store, guest, Some(cursor), 100).await;
+    let state = |id: Uuid| changes.iter().rev().find(|c| c.entity_id == id).cloned();
+    let track_version = state(track.entity_id()).expect("the track's tombstone").version;
+    for child in [comment.entity_id(), late.entity_id()] {
+        let tombstone = state(child).expect("the comment's tombstone");
+        assert!(tombstone.deleted && tombstone.version > track_version, "{tombstone:?}");
+        assert_eq!(tombstone.deleted_with, Some(DeletedWith { parent: track.entity_ref(), by: Some(owner) }));
+        assert_eq!(
+            tombstone.fields["content"],
+            serde_json::to_value(if child == late.entity_id() { "late" } else { "nice" }).unwrap(),
+            "kept for its author"
+        );
+    }
+    assert!(state(kept.entity_id()).is_none(), "another track's comment is untouched");
+
+    // A later edit of a comment deleted with its track loses to the deletion.
+    let edit = guest_writer.update(
+        AudioComment::ENTITY_TYPE,
+        late.entity_id(),
+        &[("content", serde_json::json!("edited"))],
+    );
+    let outcome = push(&store, guest, guest_writer.batch(vec![edit])).await;
+    let MutationOutcome::Conflict { server, .. } = &outcome[0] else { panic!("{outcome:?}") };
+    assert!(server.deleted && server.deleted_with.is_some(), "{server:?}");
+
+    // The project's deletion takes its tracks and comments, not its collaborator records: the
+    // guest still receives it.
+    push_applied(&store, owner, writer.deleting(Project::ENTITY_TYPE, project.entity_id())).await;
+    let (changes, _) = pull_from(&store, guest, Some(cursor), 100).await;
+    let state = |id: Uuid| changes.iter().rev().find(|c| c.entity_id == id).cloned();
+    assert!(state(project.entity_id()).is_some_and(|p| p.deleted), "the guest receives the deletion");
+    for child in [other.entity_id(), kept.entity_id()] {
+        let tombstone = state(child).expect("deleted with the project");
+        assert_eq!(
+            tombstone.deleted_with,
+            Some(DeletedWith { parent: project.entity_ref(), by: Some(owner) })
+        );
+    }
+    assert!(state(invite.entity_id()).is_none(), "the membership record stays as it was");
 }
 
 async fn pull_pages_in_order_without_gaps(store: Store) {

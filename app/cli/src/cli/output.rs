@@ -2,7 +2,7 @@
 
 use super::position::format_position;
 use serde::Serialize;
-use trackflow_domain::{ports::SyncStatistics, SyncConflict, SyncOperation};
+use trackflow_domain::{ports::SyncStatistics, sync::ConflictKind, SyncConflict, SyncOperation};
 use trackflow_music::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
 
 /// How an item reads on one line.
@@ -85,13 +85,11 @@ impl Line for SyncConflict {
                     .unwrap_or_default()
             ),
         };
-        format!(
-            "{}  {} {}  fields {}  {state}",
-            self.id,
-            self.entity.entity_type,
-            self.entity.id,
-            self.fields.join(", ")
-        )
+        let what = match self.kind {
+            ConflictKind::Fields => format!("fields {}", self.fields.join(", ")),
+            ConflictKind::ParentDeleted => "deleted with what it was in; yours kept here".to_owned(),
+        };
+        format!("{}  {} {}  {what}  {state}", self.id, self.entity.entity_type, self.entity.id)
     }
 }
 
@@ -196,5 +194,25 @@ mod tests {
         let line = stats.line();
         assert!(line.contains("last pull Fri, 15 Jan 2027 08:00:00 GMT (12 ms)"), "{line}");
         assert!(line.contains("3 applied, 1 skipped"), "{line}");
+    }
+
+    #[test]
+    fn a_conflict_line_says_what_it_is_about() {
+        trackflow_music::install().expect("the music registry installs");
+        let conflict = SyncConflict {
+            id: trackflow_domain::ConflictId::new(),
+            entity: trackflow_domain::EntityRef::new(AudioComment::ENTITY_TYPE, uuid::Uuid::nil()),
+            local: [("content".to_owned(), "louder".into())].into(),
+            remote: Default::default(),
+            fields: vec!["content".into()],
+            detected_at: Timestamp(0),
+            resolution: None,
+            kind: ConflictKind::Fields,
+        };
+        assert!(conflict
+            .line()
+            .contains("audio_comment 00000000-0000-0000-0000-000000000000  fields content  open"));
+        let deleted = SyncConflict { kind: ConflictKind::ParentDeleted, ..conflict }.line();
+        assert!(deleted.contains("deleted with what it was in; yours kept here  open"), "{deleted}");
     }
 }

@@ -29,6 +29,7 @@ fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState 
         deleted: false,
         field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
         fields,
+        deleted_with: None,
     }
 }
 
@@ -298,6 +299,7 @@ async fn resolving_a_push_conflict_writes_only_the_fields_in_conflict() {
             fields: vec!["name".to_owned()],
             detected_at: NOW,
             resolution: None,
+            kind: Default::default(),
         })
         .await
         .expect("record");

@@ -267,6 +267,7 @@ async fn conflicts_are_recorded_once_per_id() {
         fields: vec!["name".into()],
         detected_at: NOW,
         resolution: None,
+        kind: Default::default(),
     };
     repo.record(conflict.clone()).await.expect("record");
     repo.record(SyncConflict { detected_at: NOW.plus_millis(5), ..conflict.clone() }).await.expect("again");

@@ -1,0 +1,1 @@
+ALTER TABLE sync_conflicts DROP COLUMN kind;
