@@ -41,6 +41,10 @@ impl ApiFailure {
     /// a 500.
     pub fn from_store(e: ServerStoreError) -> Self {
         match e {
+            // A well-formed request for something this user may not read: not invalid data.
+            ServerStoreError::BadInput { code, message, .. } if code == "scope_not_readable" => {
+                Self::new(StatusCode::FORBIDDEN, code, message)
+            }
             ServerStoreError::BadInput { code, message, mutation_id } => {
                 Self { mutation_id, ..Self::invalid(code, message) }
             }

@@ -171,6 +171,9 @@ pub(super) fn pull(
         });
     }
     let store_error = super::storage_error;
+    // The request is judged whole before the cursor: a bad scope is a bad request, whatever
+    // the cursor says.
+    let scopes = requested(readable_scopes(conn, user).map_err(store_error)?, request.scope.as_deref())?;
     let meta = meta(conn).map_err(store_error)?;
     let after = match request.cursor.as_deref() {
         None => Position::START,
@@ -180,7 +183,6 @@ pub(super) fn pull(
         },
     };
     let limit = i64::from(request.limit);
-    let scopes = requested(readable_scopes(conn, user).map_err(store_error)?, request.scope.as_deref())?;
 
     // Scopes readable since before the cursor: only rows changed after it. One query for all.
     // Their rows sit at their own version, so a row is after the cursor when its version is

@@ -63,6 +63,10 @@ impl FromStr for Scope {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let error = || ParseScopeError(s.to_owned());
         let (kind, id) = s.split_once(':').ok_or_else(error)?;
+        // The hyphenated form only, as scopes are written: one spelling per scope.
+        if id.len() != 36 {
+            return Err(error());
+        }
         let id = Uuid::parse_str(id).map_err(|_| error())?;
         match kind {
             "user" => Ok(Scope::User(UserId::from_uuid(id))),

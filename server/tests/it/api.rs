@@ -169,10 +169,7 @@ async fn client_mistakes_are_not_logged_as_errors() {
     let bad_scope = server.call(Method::GET, "/v1/sync/pull?scope=project:nope", Some(&token), None).await;
     assert_eq!(bad_scope.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad_scope.1);
     let unreadable = format!("/v1/sync/pull?scope=project:{}", uuid::Uuid::now_v7());
-    assert_eq!(
-        server.call(Method::GET, &unreadable, Some(&token), None).await.0,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(server.call(Method::GET, &unreadable, Some(&token), None).await.0, StatusCode::FORBIDDEN);
     let project =
         Project::new(trackflow_domain::UserId::new(), "Not mine", None, Timestamp(1)).expect("valid");
     let push = Writer::new().creating(&project);

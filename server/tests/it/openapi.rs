@@ -342,6 +342,9 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     assert_eq!((&rest["changes"], &rest["has_more"]), (&json!([]), &json!(false)), "{rest}");
     let reset = answer(server.pull(&token, Some("garbage"), 10).await, StatusCode::OK, None);
     assert_eq!(reset, json!({"status": "reset"}));
+    // A bad scope is refused whatever the cursor (the fuzzer found a reset answered instead).
+    let got = server.call(Method::GET, "/v1/sync/pull?scope=%F3%92&cursor=garbage", Some(&token), None).await;
+    answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_scope"));
     let got = server.call(Method::GET, "/v1/sync/pull?limit=abc", Some(&token), None).await;
     answer(got, StatusCode::BAD_REQUEST, Some("invalid_query"));
     answer(server.pull(&token, None, 0).await, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_limit"));
@@ -374,7 +377,7 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_scope"));
     let stranger = format!("/v1/sync/pull?scope=project:{}", Uuid::now_v7());
     let got = server.call(Method::GET, &stranger, Some(&token), None).await;
-    answer(got, StatusCode::UNPROCESSABLE_ENTITY, Some("scope_not_readable"));
+    answer(got, StatusCode::FORBIDDEN, Some("scope_not_readable"));
     let got = server.call(Method::GET, "/v1/sync/scopes", None, None).await;
     answer(got, StatusCode::UNAUTHORIZED, Some("unauthorized"));
 
@@ -531,6 +534,34 @@ fn the_document_is_consistent() {
                 }
             }
         }
+        // Links chain operations for stateful clients and fuzzers: each names an operation
+        // of the document and only parameters that operation has.
+        for response in operation["responses"].as_object().expect("responses").values() {
+            let response = spec.resolve(response).expect("response");
+            for (name, link) in response.get("links").and_then(Value::as_object).into_iter().flatten() {
+                let target = link["operationId"].as_str().unwrap_or_else(|| panic!("{context} link {name}"));
+                let (target_path, target_method) = spec
+                    .operations()
+                    .into_iter()
+                    .find(|(p, m)| spec.doc["paths"][p][m]["operationId"] == target)
+                    .unwrap_or_else(|| panic!("{context} link {name}: no operation {target}"));
+                let declared: Vec<String> = spec.doc["paths"][&target_path][&target_method]
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| spec.resolve(p).expect("parameter")["name"].as_str().expect("name").to_owned())
+                    .collect();
+                for parameter in
+                    link.get("parameters").and_then(Value::as_object).into_iter().flat_map(|p| p.keys())
+                {
+                    assert!(
+                        declared.contains(parameter),
+                        "{context} link {name}: {target} has no {parameter}"
+                    );
+                }
+            }
+        }
         let body = operation.get("requestBody");
         for media in body.and_then(|b| b["content"].as_object()).into_iter().flat_map(|c| c.values()) {
             let example = media.get("example").unwrap_or_else(|| panic!("{context}: no request example"));
@@ -629,11 +660,44 @@ fn the_documents_constraints_agree_with_the_servers_checks() {
         "ana@@example.com",
         "ana@exa@mple.com",
         "",
-    ] {
+        // Control characters (C0 and C1) are refused, as the fuzzer found.
+        "an\u{8c}a@example.com",
+        "ana@exam\u{1}ple.com",
+        "\r\n\t ana@example.com \u{b}",
+        "ana\u{7f}@example.com",
+        "ånä@exämple.com",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([format!("{}@example.com", "a".repeat(242)), format!("{}@example.com", "a".repeat(243))])
+    {
+        let email = email.as_str();
         let body = json!({"email": email, "password": "correct horse"});
         let documented = spec.validate(&signup, &body).is_ok();
         let accepted = trackflow_domain::validate::email_address(email).is_ok();
         assert_eq!(documented, accepted, "{email:?}: the document and the server disagree");
+    }
+    let scope = &spec.doc["components"]["parameters"]["Scope"]["schema"];
+    let id = "01a21dc5-234a-74d2-b426-639a7febbbb9";
+    for name in [
+        "people".to_owned(),
+        format!("project:{id}"),
+        format!("project:{}", id.to_uppercase()),
+        format!("project:{}", id.replace('-', "")),
+        format!("project:{{{id}}}"),
+        format!("project:urn:uuid:{id}"),
+        format!("user:{id}"),
+        "project:".to_owned(),
+        String::new(),
+        "everything".to_owned(),
+    ] {
+        let documented = spec.validate(scope, &json!(name)).is_ok();
+        let accepted = name == "people"
+            || matches!(
+                name.parse::<trackflow_domain::entities::Scope>(),
+                Ok(trackflow_domain::entities::Scope::Shared(_))
+            );
+        assert_eq!(documented, accepted, "scope {name:?}: the document and the server disagree");
     }
     let item = &spec.doc["paths"]["/v1/blobs/{sha256}"]["parameters"][0]["schema"];
     for name in
@@ -643,4 +707,63 @@ fn the_documents_constraints_agree_with_the_servers_checks() {
         let accepted = trackflow_domain::BlobHash::parse(&name).is_ok();
         assert_eq!(documented, accepted, "{name}: the document and the server disagree");
     }
+}
+
+/// The event stream's events, as the server sends them, match the schema the document gives
+/// each event (`x-itemSchema`): the `ready` that opens it and a `poke` after a push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_streams_events_match_their_schema() {
+    let spec = Spec::served();
+    let media = &spec.doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    let item = &media["x-itemSchema"];
+    assert_eq!(item, &Spec::schema("ServerSentEvent"));
+    let server = TestServer::start().await;
+    let (user, token) = server.sign_up().await;
+    let mut stream = server
+        .client
+        .get(format!("{}/v1/events", server.server.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("open the stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut text = String::new();
+    let mut events: Vec<Value> = Vec::new();
+    let mut pushed = false;
+    while events.len() < 2 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream")
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        // Events end with a blank line; comments (`:` lines) are keep-alives.
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                frame.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start().to_owned())
+            };
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                events.push(json!({"event": event, "data": data}));
+            }
+        }
+        if !events.is_empty() && !pushed {
+            let project = Project::new(user, "Poked", None, Timestamp(1)).expect("valid");
+            let (status, _) = server.push(&token, &Writer::new().creating(&project)).await;
+            assert_eq!(status, StatusCode::OK);
+            pushed = true;
+        }
+    }
+    assert_eq!((events[0]["event"].as_str(), events[1]["event"].as_str()), (Some("ready"), Some("poke")));
+    for event in &events {
+        spec.validate(item, event).unwrap_or_else(|e| panic!("{event}: {e}"));
+        // The data is JSON text; its schema is the event's `contentSchema`.
+        let name = if event["event"] == "ready" { "ReadyEvent" } else { "PokeEvent" };
+        let content = &spec.doc["components"]["schemas"][name]["properties"]["data"]["contentSchema"];
+        let data: Value = serde_json::from_str(event["data"].as_str().expect("data")).expect("JSON data");
+        spec.validate(content, &data).unwrap_or_else(|e| panic!("{event}: {e}"));
+    }
+    // The checks can fail: an event the schema does not describe is caught.
+    assert!(spec.validate(item, &json!({"event": "poke", "data": 7})).is_err());
+    assert!(spec.validate(item, &json!({"event": "gone", "data": "{}"})).is_err());
 }
