@@ -246,6 +246,24 @@ pub struct PushResponse {
     pub results: Vec<MutationResult>,
 }
 
+/// `GET /v1/accounts?email=`: whose account an email address is, to invite them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountQuery {
+    /// The address, as the account signed up with it (case does not matter).
+    pub email: String,
+}
+
+/// The account an email address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSummary {
+    /// The account's user id: what a collaborator record names.
+    pub user_id: UserId,
+    /// The address, as stored (lower case).
+    pub email: String,
+}
+
 /// Asks for changes after `cursor`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequest {

@@ -3,7 +3,7 @@
 
 use crate::{
     error::ApiFailure,
-    extract::{ApiJson, AuthUser},
+    extract::{ApiJson, ApiQuery, AuthUser},
     AppState,
 };
 use argon2::{
@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use trackflow_domain::{
     email_address,
     ports::{Account, StoredToken},
-    protocol::{AuthResponse, LogInRequest, SignUpRequest},
+    protocol::{AccountQuery, AccountSummary, AuthResponse, LogInRequest, SignUpRequest},
     Timestamp, UserId,
 };
 
@@ -134,6 +134,23 @@ pub(crate) async fn log_in(
     match account {
         Some(account) if matches => Ok(Json(issue_token(&state, account.user_id).await?)),
         _ => Err(refused()),
+    }
+}
+
+/// `GET /v1/accounts?email=`: the account an email address belongs to, for a signed-in user
+/// inviting its owner. Signed-in users can tell which addresses have accounts (as in any
+/// collaboration tool that invites by email); strangers cannot.
+pub(crate) async fn account(
+    State(state): State<AppState>,
+    _auth: AuthUser,
+    ApiQuery(query): ApiQuery<AccountQuery>,
+) -> Result<Json<AccountSummary>, ApiFailure> {
+    let email = email_address(&query.email)
+        .map_err(|e| ApiFailure::invalid("invalid_field", e.to_string()))?
+        .to_lowercase();
+    match state.store.find_account(&email).await? {
+        Some(account) => Ok(Json(AccountSummary { user_id: account.user_id, email: account.email })),
+        None => Err(ApiFailure::new(StatusCode::NOT_FOUND, "no_account", format!("no account uses {email}"))),
     }
 }
 

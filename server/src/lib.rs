@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/signup", post(auth::sign_up))
         .route("/v1/auth/login", post(auth::log_in))
         .route("/v1/auth/logout", post(auth::log_out))
+        .route("/v1/accounts", get(auth::account))
         .route("/v1/sync/push", post(sync::push))
         .route("/v1/sync/pull", get(sync::pull))
         .route("/v1/sync/scopes", get(sync::scopes))

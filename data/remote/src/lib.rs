@@ -23,8 +23,8 @@ use trackflow_domain::{
         ServerEvent, SessionStorage,
     },
     protocol::{
-        ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse, PushRequest,
-        PushResponse, ScopesResponse, SignUpRequest, SERVER_TIME_HEADER,
+        AccountSummary, ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse,
+        PushRequest, PushResponse, ScopesResponse, SignUpRequest, SERVER_TIME_HEADER,
     },
     BlobHash, EntityRef, Timestamp,
 };
@@ -90,6 +90,17 @@ impl HttpRemote {
     pub fn with_server_clock(mut self, clock: Arc<ServerClock>) -> Self {
         self.server_clock = Some(clock);
         self
+    }
+
+    /// The account `email` belongs to, `None` if no account uses it (to invite its owner).
+    #[tracing::instrument(skip_all, err)]
+    pub async fn account(&self, email: &str) -> Result<Option<AccountSummary>, RemoteError> {
+        let (url, token) = self.target("/v1/accounts").await?;
+        let response = self.send(self.client.get(url).bearer_auth(token).query(&[("email", email)])).await;
+        match read(response).await {
+            Err(RemoteError::Permanent { code, .. }) if code == "no_account" => Ok(None),
+            other => other.map(Some),
+        }
     }
 
     /// Sends `request`, telling the server clock what the answer says of the server's.

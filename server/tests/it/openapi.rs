@@ -15,12 +15,13 @@ use uuid::Uuid;
 
 /// Every route `trackflow_server::router` serves, with its method (lower case, as OpenAPI
 /// spells operations).
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 14] = [
     ("/v1/health", "get"),
     ("/v1/openapi.json", "get"),
     ("/v1/auth/signup", "post"),
     ("/v1/auth/login", "post"),
     ("/v1/auth/logout", "post"),
+    ("/v1/accounts", "get"),
     ("/v1/sync/push", "post"),
     ("/v1/sync/pull", "get"),
     ("/v1/sync/scopes", "get"),
@@ -32,8 +33,9 @@ const ROUTES: [(&str, &str); 13] = [
 ];
 
 /// The operations that need a bearer token.
-const SECURED: [(&str, &str); 8] = [
+const SECURED: [(&str, &str); 9] = [
     ("/v1/auth/logout", "post"),
+    ("/v1/accounts", "get"),
     ("/v1/sync/push", "post"),
     ("/v1/sync/pull", "get"),
     ("/v1/sync/scopes", "get"),
@@ -231,6 +233,26 @@ async fn the_served_document_lists_every_route_and_matches_every_response() {
     answer(post("/v1/auth/signup", not_email).await, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field"));
     let unknown = json!({"email": "bo@example.com", "password": "correct horse", "admin": true});
     answer(post("/v1/auth/signup", unknown).await, StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"));
+
+    // Finding an account by email, to invite its owner.
+    let find = |query: &'static str, token: Option<String>| {
+        let server = &server;
+        async move { server.call(Method::GET, &format!("/v1/accounts{query}"), token.as_deref(), None).await }
+    };
+    let found = answer(find("?email=%20ANA@Example.com", Some(token.clone())).await, StatusCode::OK, None);
+    assert_eq!(found, json!({"user_id": first["user_id"], "email": "ana@example.com"}));
+    answer(
+        find("?email=nobody@example.com", Some(token.clone())).await,
+        StatusCode::NOT_FOUND,
+        Some("no_account"),
+    );
+    answer(
+        find("?email=nobody", Some(token.clone())).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("invalid_field"),
+    );
+    answer(find("", Some(token.clone())).await, StatusCode::BAD_REQUEST, Some("invalid_query"));
+    answer(find("?email=ana@example.com", None).await, StatusCode::UNAUTHORIZED, Some("unauthorized"));
     let text = signup.to_string();
     let got = send_raw(&server, "/v1/auth/signup", None, "text/plain", text.clone()).await;
     answer(got, StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type"));

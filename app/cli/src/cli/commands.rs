@@ -322,7 +322,12 @@ impl App<'_> {
     async fn collaborator(&self, command: CollaboratorCommand) -> anyhow::Result<()> {
         let members = repository::<ProjectCollaborator>(self.module);
         match command {
-            CollaboratorCommand::Add { project, user, role } => {
+            CollaboratorCommand::Add { project, email, user, role } => {
+                let user = match (user, email) {
+                    (Some(user), _) => user,
+                    (None, Some(email)) => self.account_of(&email).await?,
+                    (None, None) => bail!("give --email or --user"),
+                };
                 let member = ProjectCollaborator::new(project, user, role, self.now())?;
                 self.out.one(&members.create(member).await?)
             }
@@ -425,6 +430,23 @@ impl App<'_> {
                 };
                 let resolved = conflicts.resolve(id, resolution).await?;
                 self.out.value(&resolved, &format!("resolved {id}; the chosen values are queued to sync"))
+            }
+        }
+    }
+
+    /// The user id of the account `email` belongs to, asked of the server.
+    async fn account_of(&self, email: &str) -> anyhow::Result<UserId> {
+        let email = trackflow_domain::email_address(email)?;
+        let remote = trackflow_remote::HttpRemote::new(self.module.resolve(), &Default::default())?;
+        let session = HasComponent::<dyn SessionStorage>::resolve_ref(self.module).load().await?;
+        let server = session.as_ref().and_then(|s| s.server_url.clone()).unwrap_or_default();
+        match remote.account(&email).await {
+            Ok(Some(account)) => Ok(account.user_id),
+            Ok(None) => {
+                bail!("no account on {server} uses {email}: ask them to sign up first, then invite them")
+            }
+            Err(error) => {
+                bail!("looking up {email} needs the sync server ({error}); offline, invite by --user ID")
             }
         }
     }

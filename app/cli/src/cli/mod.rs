@@ -414,14 +414,19 @@ pub enum PlaylistCommand {
 /// `trackflow collaborator ...`
 #[derive(Debug, Subcommand)]
 pub enum CollaboratorCommand {
-    /// Invite a user to a project you own.
+    /// Invite someone to a project you own, by the email of their account (asks the server)
+    /// or by their user id (works offline).
+    #[command(group = clap::ArgGroup::new("who").required(true))]
     Add {
         /// Project id.
         #[arg(long)]
         project: ProjectId,
-        /// The user's id.
-        #[arg(long)]
-        user: UserId,
+        /// The email their account signed up with.
+        #[arg(long, group = "who")]
+        email: Option<String>,
+        /// Their user id.
+        #[arg(long, group = "who")]
+        user: Option<UserId>,
         /// editor or viewer.
         #[arg(long)]
         role: CollaboratorRole,

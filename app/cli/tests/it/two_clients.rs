@@ -82,8 +82,12 @@ fn band(ana: &Profile<'_>, ben: &Profile<'_>, url: &str) -> (Value, String, Stri
     let signed_up = ana.sign_up(url);
     ben.sign_up(url);
     let project = id(&ana.json(&["project", "create", "--name", "Night Drive"]));
-    let invite = ["collaborator", "add", "--project", &project, "--user", &ben_id, "--role", "editor"];
-    let membership = id(&ana.json(&invite));
+    // Invited by the email of his account: the server says whose it is.
+    let invite =
+        ["collaborator", "add", "--project", &project, "--email", "Ben@Example.com", "--role", "editor"];
+    let invited = ana.json(&invite);
+    assert_eq!(invited["user_id"].as_str(), Some(ben_id.as_str()), "{invited}");
+    let membership = id(&invited);
     (signed_up, project, membership)
 }
 
@@ -98,6 +102,13 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     let ben = Profile { dir: &clients, name: "ben" };
     let (ana_signed_up, project, _) = band(&ana, &ben, &url);
     assert_eq!(ana_signed_up["queued"], 1, "the profile waits to be sent");
+    let stranger =
+        ["collaborator", "add", "--project", &project, "--email", "cy@example.com", "--role", "viewer"];
+    let out = ana.run(&stranger, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("no account on") && stderr.contains("cy@example.com"), "{stderr}");
     let synced = ana.json(&["sync"]);
     assert_eq!((synced["phase"].as_str(), synced["pending"].as_u64()), (Some("idle"), Some(0)), "{synced}");
     ben.json(&["sync"]);
