@@ -5,7 +5,10 @@
 //! after every kill (`it/crash.rs`, writer in `src/bin/crash_writer.rs`). The server and sync
 //! suites of later work live here too.
 //!
-//! The helpers here are shared by the writer binary and the test.
+//! The helpers here are shared by the writer binary and the tests, and by other crates' tests
+//! ([`audio`]: audio files written by hand).
+
+pub mod audio;
 
 /// One acknowledged write, as the crash writer reports it on stdout (one line each, flushed
 /// after the write returned).

@@ -30,6 +30,7 @@ pub fn print_line(line: std::fmt::Arguments<'_>) {
     }
 }
 
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod demo;

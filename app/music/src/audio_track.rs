@@ -1,9 +1,10 @@
-use crate::{AudioTrackId, Project, ProjectId};
+use crate::{AudioComment, AudioTrackId, Project, ProjectId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use trackflow_domain::{
-    entities::FieldReader, entities::Parent, entities::Scope, entities::ScopeKind, serde_json::Value,
-    uuid::Uuid, validate::required_text, EntityRef, Priority, SyncEntity, Timestamp, UserId, ValidationError,
+    entities::FieldReader, entities::Parent, entities::Scope, entities::ScopeKind, ports::WriteContext,
+    serde_json::Value, uuid::Uuid, validate::required_text, EntityRef, Priority, RepositoryError, SyncEntity,
+    Timestamp, UserId, ValidationError,
 };
 
 /// An audio track in a project. The audio itself is a content-addressed blob named by its
@@ -21,15 +22,17 @@ pub struct AudioTrack {
     created_at: Timestamp,
 }
 
-/// Changes to an [`AudioTrack`]. The duration is fixed once a track exists (comments are
-/// anchored to positions in it), and so is its audio once attached: a track created before its
-/// upload finished gets its hash once; to replace the audio, add a new track.
+/// Changes to an [`AudioTrack`]. Its audio may be attached later or replaced; the duration is
+/// the audio's length, so it changes only together with the audio (and never below a comment's
+/// position: comments are anchored to positions in it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AudioTrackPatch {
     /// A new name.
     pub name: Option<String>,
-    /// The SHA-256 of the uploaded audio, for a track that has none yet.
+    /// The SHA-256 of the uploaded audio: attached, or replacing the current audio.
     pub audio_sha256: Option<String>,
+    /// The length of that audio, in milliseconds (only with `audio_sha256`).
+    pub duration_ms: Option<i64>,
 }
 
 impl AudioTrack {
@@ -86,24 +89,16 @@ impl AudioTrack {
 
     /// This track with `patch` applied, validated.
     pub fn patched(&self, patch: &AudioTrackPatch) -> Result<Self, ValidationError> {
-        let audio_sha256 = match (&self.audio_sha256, patch.audio_sha256.as_deref()) {
-            (current, None) => current.as_deref(),
-            (None, Some(new)) => Some(new),
-            (Some(current), Some(new)) if current.eq_ignore_ascii_case(new) => Some(current.as_str()),
-            (Some(_), Some(_)) => {
-                return Err(ValidationError::new(
-                    "audio_sha256",
-                    "is already set; add a new track to replace the audio",
-                ))
-            }
-        };
+        if patch.duration_ms.is_some() && patch.audio_sha256.is_none() {
+            return Err(ValidationError::new("duration_ms", "changes only with the audio it measures"));
+        }
         Self::restore(
             self.id,
             self.project_id,
             self.uploaded_by,
             patch.name.as_deref().unwrap_or(&self.name),
-            self.duration_ms,
-            audio_sha256,
+            patch.duration_ms.unwrap_or(self.duration_ms),
+            patch.audio_sha256.as_deref().or(self.audio_sha256.as_deref()),
             self.created_at,
         )
     }
@@ -151,9 +146,8 @@ impl SyncEntity for AudioTrack {
     const BLOB_FIELD: Option<&'static str> = Some("audio_sha256");
     const FIELDS: &'static [&'static str] =
         &["project_id", "name", "duration_ms", "audio_sha256", "uploaded_by", "created_at"];
-    /// The audio hash is not listed: it may be set once, which `patched` decides.
-    const IMMUTABLE: &'static [&'static str] = &["project_id", "duration_ms", "uploaded_by", "created_at"];
-    const SET_ONCE: &'static [&'static str] = &["audio_sha256"];
+    /// The audio and its duration are not listed: they may be replaced, together.
+    const IMMUTABLE: &'static [&'static str] = &["project_id", "uploaded_by", "created_at"];
 
     fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
         let f = FieldReader::new(fields, Self::FIELDS)?;
@@ -178,6 +172,32 @@ impl SyncEntity for AudioTrack {
 
     fn patched(&self, patch: &AudioTrackPatch) -> Result<Self, ValidationError> {
         AudioTrack::patched(self, patch)
+    }
+
+    /// Shorter audio may not leave comments past the track's end.
+    fn check_write(
+        &self,
+        before: Option<&Self>,
+        store: &mut dyn WriteContext,
+    ) -> Result<(), RepositoryError> {
+        if before.is_none_or(|b| b.duration_ms <= self.duration_ms) {
+            return Ok(());
+        }
+        let comments: Vec<AudioComment> = store.children_of(self.id.as_uuid())?;
+        let past: Vec<i64> =
+            comments.iter().map(AudioComment::timestamp_ms).filter(|at| *at > self.duration_ms).collect();
+        match past.iter().max() {
+            None => Ok(()),
+            Some(last) => Err(ValidationError::new(
+                "duration_ms",
+                format!(
+                    "{} comment(s) lie past the new end ({} ms; the last at {last} ms): delete them first",
+                    past.len(),
+                    self.duration_ms
+                ),
+            )
+            .into()),
+        }
     }
 
     fn entity_id(&self) -> Uuid {
@@ -219,18 +239,26 @@ mod tests {
     }
 
     #[test]
-    fn audio_is_attached_once() {
+    fn audio_is_attached_and_replaced_with_its_duration() {
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let track =
             AudioTrack::new(ProjectId::new(), UserId::new(), "T", 5, None, Timestamp(0)).expect("valid");
-        let attach = |t: &AudioTrack, hash: &str| {
-            t.patched(&AudioTrackPatch { audio_sha256: Some(hash.to_owned()), ..Default::default() })
+        let attach = |t: &AudioTrack, hash: &str, duration_ms: Option<i64>| {
+            t.patched(&AudioTrackPatch {
+                audio_sha256: Some(hash.to_owned()),
+                duration_ms,
+                ..Default::default()
+            })
         };
-        let with_audio = attach(&track, &a).expect("first attach");
-        assert_eq!(with_audio.audio_sha256(), Some(a.as_str()));
-        assert_eq!(attach(&with_audio, &a.to_uppercase()).expect("same hash again"), with_audio);
-        assert_eq!(attach(&with_audio, &b).unwrap_err().field, "audio_sha256");
-        assert_eq!(attach(&track, "xyz").unwrap_err().field, "audio_sha256");
+        let with_audio = attach(&track, &a, Some(7)).expect("attached");
+        assert_eq!((with_audio.audio_sha256(), with_audio.duration_ms()), (Some(a.as_str()), 7));
+        assert_eq!(attach(&with_audio, &a.to_uppercase(), None).expect("same hash again"), with_audio);
+        let replaced = attach(&with_audio, &b, Some(9)).expect("replaced");
+        assert_eq!((replaced.audio_sha256(), replaced.duration_ms()), (Some(b.as_str()), 9));
+        assert_eq!(attach(&track, "xyz", None).unwrap_err().field, "audio_sha256");
+        let duration_alone = AudioTrackPatch { duration_ms: Some(3), ..Default::default() };
+        assert_eq!(track.patched(&duration_alone).unwrap_err().field, "duration_ms", "only with its audio");
+        assert_eq!(attach(&track, &a, Some(0)).unwrap_err().field, "duration_ms", "validated");
     }
 
     #[test]

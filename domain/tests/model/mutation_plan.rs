@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use trackflow_domain::{
-    entities::{Scope, SyncEntity},
+    entities::{FieldReader, Scope, ScopeKind, SyncEntity},
     ids::{NodeId, UserId},
     protocol::Mutation,
     sync::{
@@ -9,7 +9,7 @@ use trackflow_domain::{
         mutation_plan::*,
         Hlc, OperationKind, SyncOperation,
     },
-    EntityRef, Timestamp,
+    EntityRef, Priority, Timestamp, ValidationError,
 };
 use trackflow_music::{AudioTrack, Project};
 use uuid::Uuid;
@@ -170,35 +170,110 @@ fn concurrent_edits_to_different_fields_both_survive() {
     assert_eq!(b.state.fields["description"], json!("B"));
 }
 
+trackflow_domain::typed_id!(
+    /// Identifies a [`Seal`].
+    SealId, "seal"
+);
+
+/// A type of this test alone, declaring a set-once field (`stamp`): the merge plan needs only
+/// its declaration, not an installed registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+struct Seal {
+    id: SealId,
+    owner_id: UserId,
+    stamp: Option<String>,
+}
+
+impl SyncEntity for Seal {
+    type Id = SealId;
+    type Patch = ();
+    const NAME: &'static str = "seal";
+    const TABLE: &'static str = "seals";
+    const SCOPE: ScopeKind = ScopeKind::User;
+    const PRIORITY: Priority = Priority::Low;
+    const FIELDS: &'static [&'static str] = &["owner_id", "stamp"];
+    const IMMUTABLE: &'static [&'static str] = &["owner_id"];
+    const SET_ONCE: &'static [&'static str] = &["stamp"];
+
+    fn patched(&self, _patch: &()) -> Result<Self, ValidationError> {
+        Ok(self.clone())
+    }
+
+    fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+        let f = FieldReader::new(fields, Self::FIELDS)?;
+        Ok(Self { id: SealId::from_uuid(id), owner_id: f.required("owner_id")?, stamp: f.optional("stamp")? })
+    }
+
+    fn entity_id(&self) -> Uuid {
+        self.id.as_uuid()
+    }
+
+    fn references(&self) -> Vec<EntityRef> {
+        Vec::new()
+    }
+
+    fn parent(&self) -> Option<EntityRef> {
+        None
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::User(self.owner_id)
+    }
+}
+
 #[test]
-fn a_tracks_audio_is_set_once() {
-    crate::music();
-    let owner = UserId::new();
-    let project = Project::new(owner, "Demo", None, Timestamp(1)).expect("valid");
-    let silent = AudioTrack::new(project.id(), owner, "T", 10, None, Timestamp(1)).expect("valid");
-    let it = silent.entity_ref();
-    let created =
-        plan_mutation(&mutation(OperationKind::Create, it, create_fields(&silent), hlc(1, 1)), None)
-            .expect("create");
+fn a_set_once_field_is_set_once() {
+    let seal = Seal { id: SealId::new(), owner_id: UserId::new(), stamp: None };
+    let it = seal.entity_ref();
+    let created = plan_mutation(&mutation(OperationKind::Create, it, create_fields(&seal), hlc(1, 1)), None)
+        .expect("create");
     let stored = |state| StoredEntity {
-        entity_type: AudioTrack::ENTITY_TYPE,
+        entity_type: Seal::ENTITY_TYPE,
         scope: created.scope,
         version: 1,
         state,
         deleted_with: None,
     };
-    let set = |hash: Value, wall| mutation(OperationKind::Update, it, [("audio_sha256", hash)], hlc(wall, 1));
-    let first = plan_mutation(&set(json!("a".repeat(64)), 2), Some(&stored(created.state.clone())))
-        .expect("first set");
-    let with_audio = stored(first.state);
-    for (case, hash) in [("replaced", json!("b".repeat(64))), ("cleared", Value::Null)] {
-        let refused = plan_mutation(&set(hash, 3), Some(&with_audio));
+    let set = |stamp: Value, wall| mutation(OperationKind::Update, it, [("stamp", stamp)], hlc(wall, 1));
+    let first =
+        plan_mutation(&set(json!("first"), 2), Some(&stored(created.state.clone()))).expect("first set");
+    let with_stamp = stored(first.state);
+    for (case, stamp) in [("replaced", json!("second")), ("cleared", Value::Null)] {
+        let refused = plan_mutation(&set(stamp, 3), Some(&with_stamp));
         assert!(
             matches!(refused, Err(Refusal::Rejected { code: "immutable_field", .. })),
             "{case}: {refused:?}"
         );
     }
-    assert!(plan_mutation(&set(json!("a".repeat(64)), 3), Some(&with_audio)).is_ok(), "the same value again");
+    assert!(plan_mutation(&set(json!("first"), 3), Some(&with_stamp)).is_ok(), "the same value again");
+}
+
+#[test]
+fn a_tracks_audio_and_duration_may_be_replaced_together() {
+    crate::music();
+    let owner = UserId::new();
+    let project = Project::new(owner, "Demo", None, Timestamp(1)).expect("valid");
+    let track =
+        AudioTrack::new(project.id(), owner, "T", 10, Some(&"a".repeat(64)), Timestamp(1)).expect("valid");
+    let it = track.entity_ref();
+    let created = plan_mutation(&mutation(OperationKind::Create, it, create_fields(&track), hlc(1, 1)), None)
+        .expect("create");
+    let current = StoredEntity {
+        entity_type: AudioTrack::ENTITY_TYPE,
+        scope: created.scope,
+        version: 1,
+        state: created.state,
+        deleted_with: None,
+    };
+    let replace = mutation(
+        OperationKind::Update,
+        it,
+        [("audio_sha256", json!("b".repeat(64))), ("duration_ms", json!(20))],
+        hlc(2, 1),
+    );
+    let replaced = plan_mutation(&replace, Some(&current)).expect("replaced");
+    assert_eq!(replaced.state.fields["audio_sha256"], json!("b".repeat(64)));
+    assert_eq!(replaced.state.fields["duration_ms"], json!(20));
 }
 
 #[test]

@@ -125,14 +125,19 @@ impl App<'_> {
     }
 
     /// Copies the audio file at `path` into the local cache; an empty file is no recording.
-    async fn import_audio(&self, path: PathBuf) -> anyhow::Result<BlobHash> {
+    /// Copies the audio file at `path` into the cache, after reading its length (which a
+    /// `given` length must agree with): its hash and length.
+    async fn import_audio(&self, path: PathBuf, given: Option<i64>) -> anyhow::Result<(BlobHash, i64)> {
         let size = std::fs::metadata(&path)
             .map_err(|e| anyhow::anyhow!("cannot read the audio file {}: {e}", path.display()))?
             .len();
         if size == 0 {
             anyhow::bail!("the audio file {} is empty", path.display());
         }
-        Ok(self.audio().import(path).await?.hash)
+        let measured = path.clone();
+        let duration =
+            tokio::task::spawn_blocking(move || crate::audio::track_duration(&measured, given)).await??;
+        Ok((self.audio().import(path).await?.hash, duration))
     }
 
     pub(super) fn now(&self) -> trackflow_domain::Timestamp {
@@ -214,9 +219,15 @@ impl App<'_> {
                     }
                     (None, None) => anyhow::bail!("give --name, or an audio file to name the track after"),
                 };
-                let audio = match file {
-                    Some(file) => Some(self.import_audio(file).await?),
-                    None => None,
+                let (audio, duration) = match (file, duration) {
+                    (Some(file), given) => {
+                        let (hash, measured) = self.import_audio(file, given).await?;
+                        (Some(hash), measured)
+                    }
+                    (None, Some(duration)) => (None, duration),
+                    (None, None) => {
+                        anyhow::bail!("give --duration for a track without audio (with an audio file, its length is read from it)")
+                    }
                 };
                 let track = AudioTrack::new(
                     project,
@@ -249,11 +260,14 @@ impl App<'_> {
                 self.out.one(&track)
             }
             TrackCommand::Update { id, name, file, sha256 } => {
-                let audio_sha256 = match file {
-                    Some(file) => Some(self.import_audio(file).await?.as_str().to_owned()),
-                    None => sha256,
+                let (audio_sha256, duration_ms) = match file {
+                    Some(file) => {
+                        let (hash, measured) = self.import_audio(file, None).await?;
+                        (Some(hash.as_str().to_owned()), Some(measured))
+                    }
+                    None => (sha256, None),
                 };
-                self.out.one(&tracks.update(id, AudioTrackPatch { name, audio_sha256 }).await?)
+                self.out.one(&tracks.update(id, AudioTrackPatch { name, audio_sha256, duration_ms }).await?)
             }
             TrackCommand::Delete { id } => {
                 tracks.delete(id).await?;

@@ -259,8 +259,9 @@ pub enum ProjectCommand {
 /// `trackflow track ...`
 #[derive(Debug, Subcommand)]
 pub enum TrackCommand {
-    /// Add a track to a project, with its audio file: the file is copied into the local audio
-    /// cache and uploaded before the track reaches the server.
+    /// Add a track to a project, with its audio file (WAV, FLAC or MP3): the file is copied
+    /// into the local audio cache and uploaded before the track reaches the server; its length
+    /// is read from it.
     Add {
         /// Project id.
         project: ProjectId,
@@ -269,9 +270,11 @@ pub enum TrackCommand {
         /// Name (default: the file's name without its extension).
         #[arg(long)]
         name: Option<String>,
-        /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25).
+        /// Length: seconds, m:ss or h:mm:ss, optionally with .fff (e.g. 3:25). Read from the
+        /// audio file when there is one (a length given too must agree with it within a
+        /// second); needed without one.
         #[arg(long, value_parser = parse_position, allow_negative_numbers = true)]
-        duration: i64,
+        duration: Option<i64>,
     },
     /// Print the local path of a track's audio, downloading it into the cache if needed.
     Fetch {
@@ -299,7 +302,7 @@ pub enum TrackCommand {
         /// Track id.
         id: AudioTrackId,
     },
-    /// Rename a track, or attach its audio to a track that has none yet.
+    /// Rename a track, or attach audio to it or replace its audio (its length follows).
     #[command(group = clap::ArgGroup::new("changes").required(true).multiple(true))]
     Update {
         /// Track id.
@@ -307,8 +310,8 @@ pub enum TrackCommand {
         /// New name.
         #[arg(long, group = "changes")]
         name: Option<String>,
-        /// The audio file: copied into the local audio cache and uploaded before the change
-        /// reaches the server.
+        /// The audio file (WAV, FLAC or MP3): copied into the local audio cache and uploaded
+        /// before the change reaches the server; the track's length becomes the file's.
         #[arg(long, group = "changes", conflicts_with = "sha256")]
         file: Option<PathBuf>,
         /// SHA-256 of an audio file the server already holds.

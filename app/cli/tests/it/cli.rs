@@ -411,42 +411,73 @@ fn the_help_opens_with_a_line_for_users() {
     assert!(out.status.success() && help.starts_with("Work on music projects offline"), "{help}");
 }
 
-/// Audio comes from a file: an empty one is refused with one line; a track made without audio
-/// gets it later from a file, once (the set-once rule names the field if tried again).
+/// Audio from a file: a track added with one takes its length from it (a typed length must
+/// agree), gets audio later, and has it replaced (its length follows); an empty file, a file
+/// that is not audio and a contradicting length are refused with one line and change nothing.
 #[test]
-fn audio_is_attached_from_a_file_and_an_empty_file_is_refused() {
+fn audio_comes_from_files_that_say_how_long_they_are() {
+    use trackflow_tests::audio;
     let cli = Cli::new();
     cli.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
     let p = id(&cli.json(&["project", "create", "--name", "EP"]));
-    let empty = cli.dir.path().join("empty.wav");
-    std::fs::write(&empty, b"").expect("empty file");
-    let out = cli.run(&["track", "add", &p, empty.to_str().expect("path"), "--duration", "1"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.trim_end().lines().count() == 1 && stderr.contains("is empty"), "{stderr}");
+    let file = |name: &str, bytes: &[u8]| {
+        let path = cli.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write a file");
+        path.to_str().expect("path").to_owned()
+    };
+    let (empty, notes) = (file("empty.wav", b""), file("notes.wav", b"RIFF and some text"));
+    let refusals: [(&[&str], &str); 4] = [
+        (&["track", "add", &p, &empty], "is empty"),
+        (&["track", "add", &p, &notes], "is not a WAV, FLAC or MP3 audio file"),
+        (&["track", "add", &p, "--name", "Silent"], "give --duration for a track without audio"),
+        (
+            &["track", "add", &p, &file("long.wav", &audio::wav(72_000)), "--duration", "1:30"],
+            "--duration 1:30 contradicts the audio file, which lasts 1:12",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let out = cli.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.trim_end().lines().count() == 1 && stderr.contains(expected), "{args:?}: {stderr}");
+    }
     assert_eq!(
         cli.json(&["track", "list", "--project", &p]).as_array().map(Vec::len),
         Some(0),
         "nothing made"
     );
 
+    // The length comes from the file, in each format; a typed one within a second agrees.
+    for (name, bytes, expected) in [
+        ("take.wav", audio::wav(2_500), 2_500),
+        ("take.flac", audio::flac(44_100 * 3), 3_000),
+        ("take.mp3", audio::mp3(100), 2_612),
+    ] {
+        let track = cli.json(&["track", "add", &p, &file(name, &bytes)]);
+        assert_eq!((track["name"].as_str(), track["duration_ms"].as_i64()), (Some("take"), Some(expected)));
+    }
+    let rounded =
+        cli.json(&["track", "add", &p, &file("intro.wav", &audio::wav(72_300)), "--duration", "1:12"]);
+    assert_eq!(rounded["duration_ms"], 72_300, "the file's length is kept");
+
+    // Audio later, then replaced: the length follows the file.
     let track = id(&cli.json(&["track", "add", &p, "--name", "Later", "--duration", "0:30"]));
-    let recording = cli.dir.path().join("take.wav");
-    std::fs::write(&recording, b"RIFF and some samples").expect("recording");
-    let attached = cli.json(&["track", "update", &track, "--file", recording.to_str().expect("path")]);
+    let first = audio::wav(20_000);
+    let attached = cli.json(&["track", "update", &track, "--file", &file("first.wav", &first)]);
+    assert_eq!(attached["duration_ms"], 20_000);
     let hash = attached["audio_sha256"].as_str().expect("attached").to_owned();
-    assert_eq!(hash.len(), 64);
     let fetched = cli.json(&["track", "fetch", &track]);
-    assert_eq!(
-        std::fs::read(fetched["path"].as_str().expect("path")).expect("cached"),
-        b"RIFF and some samples"
-    );
-    let out = cli.run(&["track", "update", &track, "--file", empty.to_str().expect("path")]);
+    assert_eq!(std::fs::read(fetched["path"].as_str().expect("path")).expect("cached"), first);
+    let out = cli.run(&["track", "update", &track, "--file", &empty]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is empty"), "checked before anything else");
-    let other = cli.dir.path().join("other.wav");
-    std::fs::write(&other, b"another take").expect("recording");
-    let out = cli.run(&["track", "update", &track, "--file", other.to_str().expect("path")]);
+    let replaced = cli.json(&["track", "update", &track, "--file", &file("second.wav", &audio::wav(45_000))]);
+    assert_eq!(replaced["duration_ms"], 45_000);
+    assert_ne!(replaced["audio_sha256"].as_str(), Some(hash.as_str()), "replaced");
+
+    // Shorter audio may not leave a comment past the end.
+    cli.json(&["comment", "add", "--track", &track, "--at", "0:40", "--text", "the bridge"]);
+    let out = cli.run(&["track", "update", &track, "--file", &file("short.wav", &audio::wav(10_000))]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("audio_sha256"), "{stderr}");
-    assert_eq!(cli.json(&["track", "show", &track])["audio_sha256"], hash.as_str(), "unchanged");
+    assert!(!out.status.success() && stderr.contains("comment(s) lie past the new end"), "{stderr}");
+    assert_eq!(cli.json(&["track", "show", &track])["duration_ms"], 45_000, "unchanged");
 }

@@ -119,11 +119,11 @@ fn two_profiles_write_offline_reconnect_and_converge() {
     ana.json(&["project", "update", &project, "--description", "Four tracks, one night"]);
     // Ben records a track: its audio file goes into his cache; the upload waits with the track.
     let recording = dir.path().join("Intro.wav");
-    let audio: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let audio = trackflow_tests::audio::wav(72_000);
     std::fs::write(&recording, &audio).expect("recording");
-    let intro =
-        ben.json(&["track", "add", &project, recording.to_str().expect("path"), "--duration", "1:12"]);
+    let intro = ben.json(&["track", "add", &project, recording.to_str().expect("path")]);
     assert_eq!(intro["name"], "Intro", "named after the file");
+    assert_eq!(intro["duration_ms"], 72_000, "as long as the file");
     ana.sync_offline();
     ben.sync_offline();
     let status = ben.json(&["status"]);
