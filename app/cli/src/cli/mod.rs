@@ -7,7 +7,7 @@ mod output;
 mod position;
 mod sync;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
 use trackflow_domain::{CollaboratorRole, UserId};
 use trackflow_music::{AudioCommentId, AudioTrackId, CollaboratorId, PlaylistId, ProjectId};
@@ -484,8 +484,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The help of `trackflow server`, if that is what `err` asks for. The options every command
+/// takes are global, so clap repeats them in each command's help; the server's leaves out those
+/// it has no use for (it is no client, and prints nothing but its logs).
+fn server_help(err: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    let asked = std::env::args().skip(1).take_while(|a| a != "--").any(|a| a == "server");
+    if !asked || err.kind() != ErrorKind::DisplayHelp {
+        return None;
+    }
+    let mut command = Cli::command();
+    command.build();
+    let server = command.find_subcommand_mut("server")?;
+    // Rendered only: a command changed after it was built is not fit for parsing.
+    let mut shown =
+        std::mem::take(server).mut_arg("profile", |a| a.hide(true)).mut_arg("json", |a| a.hide(true));
+    let long = std::env::args().any(|a| a == "--help");
+    Some(if long { shown.render_long_help() } else { shown.render_help() }.to_string())
+}
+
 fn usage_error(err: clap::Error, json: bool) -> ExitCode {
     use clap::error::ErrorKind;
+    if let Some(help) = server_help(&err) {
+        say!("{help}");
+        return ExitCode::SUCCESS;
+    }
     if matches!(
         err.kind(),
         ErrorKind::DisplayHelp

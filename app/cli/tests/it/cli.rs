@@ -411,6 +411,26 @@ fn the_help_opens_with_a_line_for_users() {
     assert!(out.status.success() && help.starts_with("Work on music projects offline"), "{help}");
 }
 
+/// `server --help` lists what the server uses, not the client's options.
+#[test]
+fn the_servers_help_lists_only_what_the_server_uses() {
+    let cli = Cli::new();
+    let out = cli.run(&["server", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    for used in ["--listen", "--db", "--blobs", "--token-days", "--data-dir", "--log"] {
+        assert!(help.contains(used), "{used} missing: {help}");
+    }
+    for unused in ["--profile", "--json"] {
+        assert!(!help.contains(unused), "{unused} listed: {help}");
+    }
+    // The client's help still lists them, and the server still accepts them (hidden only).
+    let client = String::from_utf8_lossy(&cli.run(&["project", "--help"]).stdout).into_owned();
+    assert!(client.contains("--profile") && client.contains("--json"), "{client}");
+    let out = cli.run(&["--json", "server", "--listen", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error, not an unknown flag");
+}
+
 /// Audio from a file: a track added with one takes its length from it (a typed length must
 /// agree), gets audio later, and has it replaced (its length follows); an empty file, a file
 /// that is not audio and a contradicting length are refused with one line and change nothing.
