@@ -140,6 +140,7 @@ impl SyncEngine {
     /// event-stream listener, status counts that follow writes and pushes, and a first sync if
     /// the server is reachable and someone is signed in.
     pub async fn start(&mut self) {
+        self.upstream.observe_passes(self.status.pending_counter());
         let upstream = Arc::clone(&self.upstream);
         let stop = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move { upstream.run(stop).await }));

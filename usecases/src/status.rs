@@ -63,9 +63,34 @@ impl SyncStatusProvider {
     }
 }
 
-impl SyncProgressObserver for SyncStatusProvider {
+impl SyncStatusProvider {
+    /// An observer for pushes made outside a coordinated run (the background processor's
+    /// passes): the operations not through yet are the pending count. It leaves the phase and
+    /// the progress alone: nothing is shown as running while the state says idle.
+    pub fn pending_counter(self: &Arc<Self>) -> Arc<dyn SyncProgressObserver> {
+        Arc::new(PendingCounter(Arc::clone(self)))
+    }
+}
+
+/// See [`SyncStatusProvider::pending_counter`].
+struct PendingCounter(Arc<SyncStatusProvider>);
+
+impl SyncProgressObserver for PendingCounter {
     fn progress(&self, done: u64, total: u64) {
-        self.update(|s| s.progress = Some(SyncProgress { done, total }));
+        self.0.update(|s| s.pending = total.saturating_sub(done));
+    }
+}
+
+impl SyncProgressObserver for SyncStatusProvider {
+    /// While pushing, the operations not through yet are the pending ones: a watcher sees the
+    /// count fall as the device's writes reach the server, not only when the push ends.
+    fn progress(&self, done: u64, total: u64) {
+        self.update(|s| {
+            s.progress = Some(SyncProgress { done, total });
+            if s.phase == SyncPhase::Pushing {
+                s.pending = total.saturating_sub(done);
+            }
+        });
     }
 }
 
@@ -107,7 +132,9 @@ mod tests {
         status.enter(SyncPhase::Pushing);
         status.progress(5, 10);
         assert!(watcher.has_changed().expect("open"));
-        assert_eq!(watcher.borrow_and_update().progress, Some(SyncProgress { done: 5, total: 10 }));
+        let seen = watcher.borrow_and_update().clone();
+        assert_eq!(seen.progress, Some(SyncProgress { done: 5, total: 10 }));
+        assert_eq!(seen.pending, 5, "while pushing, what is not through yet is pending");
         status.progress(5, 10);
         assert!(!watcher.has_changed().expect("open"), "the same progress again is no news");
         status.enter(SyncPhase::Pulling);
@@ -117,5 +144,16 @@ mod tests {
             (SyncPhase::Pulling, None),
             "a new phase starts without progress"
         );
+        status.progress(40, 100);
+        assert_eq!(watcher.borrow_and_update().pending, 5, "a pull's progress counts rows, not operations");
+    }
+
+    #[tokio::test]
+    async fn a_background_push_counts_down_pending_without_showing_progress() {
+        let status = Arc::new(provider());
+        let mut watcher = status.watch();
+        status.pending_counter().progress(30, 100);
+        let seen = watcher.borrow_and_update().clone();
+        assert_eq!((seen.phase, seen.pending, seen.progress), (SyncPhase::Idle, 70, None));
     }
 }

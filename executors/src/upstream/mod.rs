@@ -36,7 +36,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU32, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     time::Duration,
 };
@@ -251,6 +251,8 @@ pub struct PendingOperationsManager {
     pass: tokio::sync::Mutex<()>,
     /// Requests of the current pass refused for the device's clock, and sent again re-stamped.
     clock_refusals: AtomicU32,
+    /// Told how far passes nobody else observes get (see `observe_passes`).
+    observer: OnceLock<Arc<dyn SyncProgressObserver>>,
     wake: Notify,
     passes: watch::Sender<u64>,
 }
@@ -280,6 +282,7 @@ impl PendingOperationsManager {
             pause: Mutex::new(None),
             pass: tokio::sync::Mutex::new(()),
             clock_refusals: AtomicU32::new(0),
+            observer: OnceLock::new(),
             wake: Notify::new(),
             passes: watch::Sender::new(0),
         }
@@ -359,9 +362,19 @@ impl PendingOperationsManager {
         *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = pause;
     }
 
+    /// Tells `observer` how far every pass that no caller observes gets (the passes of
+    /// [`run`](Self::run), and [`process`](Self::process)): a status that counts pending work
+    /// as the background sends it. Set once; later calls change nothing.
+    pub fn observe_passes(&self, observer: Arc<dyn SyncProgressObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
     /// One pass: sends every operation that is ready, batch by batch, until none is.
     pub async fn process(&self) -> Result<PassReport, RepositoryError> {
-        self.process_with(&NoProgress).await
+        match self.observer.get() {
+            Some(observer) => self.process_with(observer.as_ref()).await,
+            None => self.process_with(&NoProgress).await,
+        }
     }
 
     /// [`process`](Self::process), telling `progress` how many of the operations waiting at

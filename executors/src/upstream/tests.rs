@@ -336,6 +336,29 @@ async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgemen
     assert!(outbox.snapshot().is_empty());
 }
 
+/// A pass nobody observes tells the observer registered for passes how far it got, batch by
+/// batch: what a status counts pending work down by while the background sends it.
+#[tokio::test]
+async fn unobserved_passes_report_to_the_registered_observer_batch_by_batch() {
+    struct Seen(Mutex<Vec<(u64, u64)>>);
+    impl SyncProgressObserver for Seen {
+        fn progress(&self, done: u64, total: u64) {
+            self.0.lock().expect("lock").push((done, total));
+        }
+    }
+    trackflow_music::install().expect("the music registry installs");
+    let mut ops = Ops::new();
+    let queue: Vec<SyncOperation> = (0..5).map(|_| ops.project().1).collect();
+    let (remote, _) = remote(applied);
+    let mut setup = Setup::new(queue, remote);
+    setup.options.batch_size = 2;
+    let (manager, _, _) = setup.manager();
+    let seen = Arc::new(Seen(Mutex::new(Vec::new())));
+    manager.observe_passes(seen.clone());
+    manager.process().await.expect("pass");
+    assert_eq!(*seen.0.lock().expect("lock"), vec![(2, 5), (4, 5), (5, 5)]);
+}
+
 #[tokio::test]
 async fn a_batch_is_stored_while_the_next_one_is_out() {
     trackflow_music::install().expect("the music registry installs");
