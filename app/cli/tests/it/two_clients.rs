@@ -343,3 +343,67 @@ fn a_damaged_database_is_rebuilt_from_the_server_keeping_unsent_changes() {
     assert_eq!(repaired_view.1.as_array().map(Vec::len), Some(13), "twelve fillers and the unsent one");
     assert_eq!(repaired_view, fresh_view, "the repaired device equals the server");
 }
+
+/// Right after a failure that backs an operation off, `sync` waits for it (saying so) and sends
+/// it again, instead of answering "idle" with the write still queued: the server fails to
+/// store a track's audio once (its folder for that file is in the way), is fixed while `sync`
+/// waits, and `sync` ends with nothing queued.
+#[test]
+fn sync_waits_for_an_operation_backed_off_after_a_failure() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blobs = dir.path().join("blobs");
+    let server = ServerProcess::start_with(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--db".as_ref(),
+        dir.path().join("server.db").as_os_str(),
+        "--blobs".as_ref(),
+        blobs.as_os_str(),
+    ]);
+    let ana = Profile { dir: &dir.path().join("clients"), name: "ana" };
+    ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
+    ana.sign_up(&server.url());
+    let project = id(&ana.json(&["project", "create", "--name", "Night Drive"]));
+    ana.json(&["sync"]);
+    let recording = dir.path().join("Intro.wav");
+    std::fs::write(&recording, trackflow_tests::audio::wav(3_000)).expect("recording");
+    let track = ana.json(&["track", "add", &project, recording.to_str().expect("path")]);
+    let hash = track["audio_sha256"].as_str().expect("audio").to_owned();
+    // A file where the server keeps the blobs starting with these two digits: storing fails.
+    let in_the_way = blobs.join(&hash[..2]);
+    std::fs::write(&in_the_way, b"in the way").expect("block the folder");
+
+    let mut sync = Command::new(env!("CARGO_BIN_EXE_trackflow"))
+        .arg("--data-dir")
+        .arg(ana.dir)
+        .args(["--profile", ana.name, "sync"])
+        .env_remove("TRACKFLOW_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sync");
+    let stderr = std::io::BufReader::new(sync.stderr.take().expect("stderr"));
+    let mut said = Vec::new();
+    for line in stderr.lines() {
+        let line = line.expect("a line");
+        let waiting = line.starts_with("waiting ") && line.contains("held back after a failure");
+        said.push(line);
+        if waiting {
+            // The server is fixed while sync waits.
+            std::fs::remove_file(&in_the_way).expect("unblock the folder");
+            break;
+        }
+    }
+    let out = sync.wait_with_output().expect("sync ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said:?} {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.last().is_some_and(|l| l.contains("operation(s) held back")), "said it waited: {said:?}");
+    let status = ana.json(&["status"]);
+    assert_eq!(
+        (status["state"]["pending"].as_u64(), status["state"]["failed"].as_u64()),
+        (Some(0), Some(0)),
+        "{status}"
+    );
+    assert!(blobs.join(&hash[..2]).join(&hash).is_file(), "the server holds the audio");
+}
