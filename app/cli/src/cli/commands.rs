@@ -425,6 +425,13 @@ impl App<'_> {
                     return self.out.value(conflict, "");
                 }
                 say!("{}", conflict.line());
+                if conflict.kind == trackflow_domain::sync::ConflictKind::ParentDeleted {
+                    // Nothing of theirs to compare with: what this user wrote, kept here.
+                    for (field, value) in &conflict.local {
+                        say!("  {field}: yours {value}");
+                    }
+                    return Ok(());
+                }
                 for field in &conflict.fields {
                     let side = |values: &std::collections::BTreeMap<String, serde_json::Value>| {
                         values.get(field).map_or_else(|| "(none)".to_owned(), ToString::to_string)

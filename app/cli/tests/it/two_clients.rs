@@ -407,3 +407,50 @@ fn sync_waits_for_an_operation_backed_off_after_a_failure() {
     );
     assert!(blobs.join(&hash[..2]).join(&hash).is_file(), "the server holds the audio");
 }
+
+/// A comment written offline on a track the owner deleted meanwhile: after `sync` the comment
+/// is gone on both sides, and `trackflow conflicts` tells its author, keeping the text.
+#[test]
+fn a_comment_on_a_track_deleted_meanwhile_is_listed_as_a_conflict_for_its_author() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
+    let url = server.url();
+    let clients = dir.path().join("clients");
+    let ana = Profile { dir: &clients, name: "ana" };
+    let ben = Profile { dir: &clients, name: "ben" };
+    let (_, project, _) = band(&ana, &ben, &url);
+    let track = id(&ana.json(&["track", "add", &project, "--name", "Intro", "--duration", "1:00"]));
+    ana.json(&["sync"]);
+    ben.json(&["sync"]);
+
+    ana.json(&["track", "delete", &track]);
+    ana.json(&["sync"]);
+    let comment =
+        id(&ben.json(&["comment", "add", "--track", &track, "--at", "0:30", "--text", "louder here"]));
+    ben.json(&["sync"]);
+    ana.json(&["sync"]);
+
+    let listed = ben.json(&["conflicts"]);
+    let open = listed.as_array().expect("a list");
+    assert_eq!(open.len(), 1, "{listed}");
+    assert_eq!(
+        (open[0]["kind"].as_str(), open[0]["entity"]["id"].as_str()),
+        (Some("parent_deleted"), Some(comment.as_str()))
+    );
+    let conflict = open[0]["id"].as_str().expect("id").to_owned();
+    let shown = ben.run(&["conflicts", "show", &conflict], None);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.contains("deleted with what it was in") && text.contains("content: yours \"louder here\""),
+        "{text}"
+    );
+    let out = ben.run(&["conflicts", "resolve", &conflict, "mine"], None);
+    assert_eq!(out.status.code(), Some(1), "nothing can keep it: {}", String::from_utf8_lossy(&out.stderr));
+    ben.json(&["conflicts", "resolve", &conflict, "theirs"]);
+    assert_eq!(ben.json(&["conflicts"]).as_array().map(Vec::len), Some(0));
+    assert!(ana.json(&["conflicts"]).as_array().is_some_and(Vec::is_empty), "the owner is not asked");
+    for client in [&ana, &ben] {
+        let out = client.run(&["comment", "show", &comment], None);
+        assert!(!out.status.success(), "the comment is gone everywhere");
+    }
+}
