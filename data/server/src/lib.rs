@@ -23,7 +23,7 @@ mod scratch;
 pub use blobs::FsBlobStorage;
 pub use connection::{ServerConnection, ServerDatabase, ServerPool, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 pub use notify::PgPokeRelay;
-pub use scratch::ScratchDatabase;
+pub use scratch::{test_postgres_url, ScratchDatabase, REQUIRE_POSTGRES, TEST_POSTGRES_URL};
 
 use async_trait::async_trait;
 use diesel::{

@@ -12,6 +12,41 @@ pub struct ScratchDatabase {
     url: String,
 }
 
+/// The variable naming the PostgreSQL server test suites create scratch databases on.
+pub const TEST_POSTGRES_URL: &str = "TRACKFLOW_TEST_POSTGRES_URL";
+/// The variable that, when set, makes a suite without [`TEST_POSTGRES_URL`] fail instead of
+/// skipping its PostgreSQL half (CI sets it, so a missing database cannot pass unseen).
+pub const REQUIRE_POSTGRES: &str = "TRACKFLOW_REQUIRE_POSTGRES";
+
+/// The PostgreSQL server `suite` should use, from the environment: `None` (said loudly on
+/// stderr, past the test harness's capture) when none is configured and none is required.
+///
+/// # Panics
+/// When none is configured but [`REQUIRE_POSTGRES`] is set.
+pub fn test_postgres_url(suite: &str) -> Option<String> {
+    postgres_url_from(
+        std::env::var(TEST_POSTGRES_URL).ok(),
+        std::env::var_os(REQUIRE_POSTGRES).is_some(),
+        suite,
+    )
+}
+
+/// [`test_postgres_url`] with the environment passed in.
+fn postgres_url_from(url: Option<String>, required: bool, suite: &str) -> Option<String> {
+    match (url, required) {
+        (Some(url), _) => Some(url),
+        (None, true) => {
+            panic!("{suite} needs PostgreSQL: {REQUIRE_POSTGRES} is set but {TEST_POSTGRES_URL} is not")
+        }
+        (None, false) => {
+            use std::io::Write as _;
+            let _ =
+                writeln!(std::io::stderr(), "SKIPPED {suite} on PostgreSQL: {TEST_POSTGRES_URL} is not set");
+            None
+        }
+    }
+}
+
 impl ScratchDatabase {
     /// Creates `<prefix>_<uuid>` on the server `admin_url` points at (its user must be allowed
     /// to create databases).
@@ -36,5 +71,23 @@ impl Drop for ScratchDatabase {
             let _ =
                 sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_url_from;
+
+    #[test]
+    fn a_missing_database_skips_unless_one_is_required() {
+        assert_eq!(
+            postgres_url_from(Some("postgres://x/y".into()), true, "s"),
+            Some("postgres://x/y".into())
+        );
+        assert_eq!(postgres_url_from(None, false, "s"), None, "skipped, and said so");
+        let required = std::panic::catch_unwind(|| postgres_url_from(None, true, "the contract suite"));
+        let message = required.expect_err("a required database that is missing fails");
+        let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains("the contract suite needs PostgreSQL"), "{text}");
     }
 }

@@ -32,17 +32,10 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    /// A fresh database, or `None` (after saying so) when no PostgreSQL is configured.
+    /// A fresh database, or `None` (after saying so) when no PostgreSQL is configured and none
+    /// is required (`TRACKFLOW_REQUIRE_POSTGRES`).
     pub fn create(test: &str) -> Option<Self> {
-        let Ok(admin_url) = std::env::var("TRACKFLOW_TEST_POSTGRES_URL") else {
-            // Straight to stderr, past the test harness's output capture, so it is seen.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test} on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set"
-            );
-            return None;
-        };
+        let admin_url = trackflow_server_store::test_postgres_url(test)?;
         let scratch = ScratchDatabase::create(&admin_url, "trackflow_test").expect("create a test database");
         Some(Self { url: scratch.url().to_owned(), scratch })
     }

@@ -69,10 +69,7 @@ async fn until_named(engine: &SyncEngine, project: &Project, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_instance_pokes_a_client_of_the_other_and_both_converge() {
-    let Ok(admin) = std::env::var("TRACKFLOW_TEST_POSTGRES_URL") else {
-        eprintln!("SKIPPED two instances on PostgreSQL: TRACKFLOW_TEST_POSTGRES_URL is not set");
-        return;
-    };
+    let Some(admin) = trackflow_server_store::test_postgres_url("two instances") else { return };
     trackflow_music::install().expect("the music registry installs");
     let scratch = ScratchDatabase::create(&admin, "trackflow_scale_out").expect("scratch database");
     let blobs = tempfile::tempdir().expect("blob dir");
