@@ -13,9 +13,9 @@ use shaku::Interface;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// The repository of the synced type `E`. Resolve it from a module as
-/// `dyn Repository<Project>`; what differs per type (its write check, its order, its indexes)
-/// is the type's, not the port's.
+/// The repository of the synced type `E`. Resolve it from a module as `dyn Repository<E>`
+/// (the client's `wiring::repository::<E>`); what differs per type (its write check, its order,
+/// its indexes) is the type's, not the port's.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait Repository<E: SyncEntity>: Interface {
