@@ -552,6 +552,23 @@ async fn writes_refused_for_good_are_undone_and_the_device_equals_the_server() {
     assert!(failed.iter().all(|op| op.last_error.as_deref().is_some_and(|e| e.starts_with("forbidden"))));
     b.outbox.discard_failed(failed.iter().map(|op| op.id).collect()).await.expect("discard");
     b.assert_queue_empty(0).await;
+    let left = b
+        .store
+        .with_connection(move |conn| {
+            use diesel::prelude::*;
+            #[derive(QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let count: Count = diesel::sql_query("SELECT COUNT(*) AS n FROM audio_comments WHERE id = ?")
+                .bind::<diesel::sql_types::Text, _>(comment.id().to_string())
+                .get_result(conn)?;
+            Ok(count.n)
+        })
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "the refused comment's hidden row went with its discarded create");
     let session = b.session.load().await.expect("session").expect("signed in");
     let token = session.access_token.expect("a token");
     let fresh = Client::new(guest, &server.running.url(), token.expose()).await;

@@ -255,6 +255,7 @@ pub(crate) struct TableSql {
     existing: String,
     reset_pulled: String,
     unpull: String,
+    drop_unacknowledged: String,
     settle_read: String,
     settle_write: String,
     list_all: String,
@@ -326,6 +327,7 @@ impl TableSql {
             existing: format!("SELECT id FROM {t} WHERE id IN (SELECT value FROM json_each(?))"),
             reset_pulled: format!("UPDATE {t} SET pulled_version = 0"),
             unpull: format!("UPDATE {t} SET pulled_version = 0, deleted = (deleted OR ?) WHERE id = ?"),
+            drop_unacknowledged: format!("DELETE FROM {t} WHERE id = ? AND version = 0"),
             settle_read: format!("SELECT version, pending_create FROM {t} WHERE id = ?"),
             settle_write: format!("UPDATE {t} SET version = ?, dirty = ?, pending_create = ? WHERE id = ?"),
             list_all: format!("SELECT {columns} FROM {t} WHERE deleted = 0 ORDER BY {order}"),
@@ -419,6 +421,11 @@ impl TableSql {
     pub fn unpull(&self, conn: &mut SqliteConnection, id: &str, hide: bool) -> StoreResult<()> {
         Statement::new(&self.unpull, vec![Bind::Bool(hide), Bind::Text(id)]).execute(conn)?;
         Ok(())
+    }
+
+    /// Removes the row if the server never acknowledged it (version 0). Returns whether it did.
+    pub fn drop_unacknowledged(&self, conn: &mut SqliteConnection, id: &str) -> StoreResult<bool> {
+        Ok(Statement::new(&self.drop_unacknowledged, vec![Bind::Text(id)]).execute(conn)? > 0)
     }
 
     /// The row's version and queued create, if it exists.

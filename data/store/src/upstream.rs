@@ -19,7 +19,7 @@ use std::{
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     sync::{upstream::cascade, CoalescePlan, Settlement},
-    EntityRef, Hlc, NodeId, OperationId, OperationStatus, SyncOperation, Timestamp,
+    EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, SyncOperation, Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -396,6 +396,23 @@ pub(crate) fn discard_failed(
         let removed: Vec<Removed> =
             queue.iter().filter(|op| dropped.contains(&op.id)).map(Removed::from).collect();
         remove(conn, &removed, &HashMap::new())?;
+        // A discarded create the server never acknowledged leaves no row behind (it was hidden,
+        // or is a child of one that was). Should the server hold it after all (an answer lost),
+        // the pull the refusal asked for brings it back.
+        // Children first (their creates came later), so no row is left pointing at a removed
+        // parent; a row something else still points at stays, hidden, as before.
+        for op in queue.iter().rev().filter(|op| dropped.contains(&op.id) && op.kind == OperationKind::Create)
+        {
+            match TableSql::of(op.entity.entity_type).drop_unacknowledged(conn, &op.entity.id.to_string()) {
+                Err(StoreError::Database(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                    _,
+                ))) => tracing::debug!(entity = %op.entity, "a discarded create's row is still referred to"),
+                other => {
+                    other?;
+                }
+            }
+        }
         Ok(removed.into_iter().map(|op| op.id).collect())
     })
 }

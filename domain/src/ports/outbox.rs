@@ -64,6 +64,7 @@ pub trait PendingOperationsRepository: Interface {
     async fn retry_failed(&self, ids: Option<Vec<OperationId>>) -> Result<u64, RepositoryError>;
 
     /// Drops failed operations for good, with every queued operation that depends on them
-    /// (transitively); their rows keep their local values. Returns the ids removed.
+    /// (transitively). Their rows keep their local values, except rows the server never
+    /// acknowledged whose create is dropped: those go. Returns the ids removed.
     async fn discard_failed(&self, ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError>;
 }

@@ -173,7 +173,14 @@ async fn discarding_a_failed_create_drops_what_depends_on_it() {
     expected.sort();
     assert_eq!(dropped, expected);
     assert_eq!(c.ids().await, vec![other_op]);
-    assert_eq!(c.row(&project).await, (0, 0, 0), "the row keeps its values and waits for nothing");
+    // The server never acknowledged the project or its track: discarding their creates leaves
+    // no row of either behind.
+    let id = project.id();
+    assert_eq!(c.fx.count(&format!("SELECT COUNT(*) AS n FROM projects WHERE id = '{id}'")).await, 0);
+    assert_eq!(
+        c.fx.count(&format!("SELECT COUNT(*) AS n FROM audio_tracks WHERE project_id = '{id}'")).await,
+        0
+    );
     assert_eq!(c.row(&other).await, (0, 1, 1));
 }
 
