@@ -44,6 +44,27 @@ fn assert_offset(client: &Client, expected: i64) {
     assert!((offset - expected).abs() < 2_000, "offset {offset} ms, expected about {expected} ms");
 }
 
+/// Offline renames of `project`, `earlier`'s a second before `later`'s by the test's clock. The
+/// later device pushes first, so the later push is not simply the winner; afterwards both
+/// devices show the later rename.
+async fn edits_a_second_apart(
+    time: &ManualClock,
+    project: &Project,
+    earlier: (&Client, &str),
+    later: (&Client, &str),
+) {
+    for (device, name) in [earlier, later] {
+        time.set(time.now().plus_millis(1_000));
+        device.projects.update(project.id(), rename(name)).await.expect("rename");
+    }
+    later.0.sync().await;
+    earlier.0.sync().await;
+    later.0.sync().await;
+    for device in [earlier.0, later.0] {
+        assert_eq!(shown(device, project).await.0, later.1, "the later rename wins");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_minutes_fast_and_slow_sync_and_the_later_write_wins() {
     trackflow_music::install().expect("the music registry installs");
@@ -82,26 +103,10 @@ async fn devices_minutes_fast_and_slow_sync_and_the_later_write_wins() {
     a.sync().await;
     assert_eq!(shown(&a, &project).await.1.as_deref(), Some("Described on B"));
 
-    // Offline edits of one field, a second apart in real time: the slow device's is the later
-    // one and wins everywhere, whichever device pushes first.
-    time.set(time.now().plus_millis(1_000));
-    a.projects.update(project.id(), rename("Renamed on A")).await.expect("rename");
-    time.set(time.now().plus_millis(1_000));
-    b.projects.update(project.id(), rename("Renamed on B")).await.expect("rename");
-    b.sync().await;
-    a.sync().await;
-    b.sync().await;
-    for device in [&a, &b] {
-        assert_eq!(shown(device, &project).await.0, "Renamed on B");
-    }
-    // And the other way round.
-    time.set(time.now().plus_millis(1_000));
-    b.projects.update(project.id(), rename("Later on B")).await.expect("rename");
-    time.set(time.now().plus_millis(1_000));
-    a.projects.update(project.id(), rename("Later on A")).await.expect("rename");
-    a.sync().await;
-    b.sync().await;
-    a.sync().await;
+    // Offline edits of one field, a second apart in real time: the later one wins everywhere,
+    // from the slow device and from the fast one.
+    edits_a_second_apart(&time, &project, (&a, "Renamed on A"), (&b, "Renamed on B")).await;
+    edits_a_second_apart(&time, &project, (&b, "Later on B"), (&a, "Later on A")).await;
 
     let fresh = Client::new(user, &url, &token).await;
     fresh.sync().await;

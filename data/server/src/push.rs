@@ -356,7 +356,7 @@ impl<'c> Batch<'c> {
                 let Some(child) = entry.stored.as_mut() else { continue };
                 let inside =
                     child.entity_type.parent_in(&child.state.fields).is_some_and(|p| parents.contains(&p));
-                if child.state.deleted || !inside || child.entity_type.member_field().is_some() {
+                if child.state.deleted || !inside || !child_types.contains(&child.entity_type.as_str()) {
                     continue;
                 }
                 self.last_version += 1;

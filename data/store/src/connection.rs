@@ -39,6 +39,16 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     }
 }
 
+/// One connection to the database file at `path`, configured like every pooled one; an error
+/// says why the file cannot be opened.
+pub(super) fn establish(path: &Path, busy_timeout: std::time::Duration) -> StoreResult<SqliteConnection> {
+    let open_error = |message: String| StoreError::Open { path: path.to_owned(), message };
+    let url = path.to_str().ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
+    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
+    configure_connection(&mut conn, busy_timeout).map_err(|e| open_error(e.to_string()))?;
+    Ok(conn)
+}
+
 pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let path = &options.path;
     let open_error = |message: String| StoreError::Open { path: path.clone(), message };
@@ -49,8 +59,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
 
     // One direct connection first: it reports the real reason if the file cannot be opened
     // (r2d2 would only time out), and it migrates before the pool hands out connections.
-    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
-    configure_connection(&mut conn, options.busy_timeout).map_err(|e| open_error(e.to_string()))?;
+    let mut conn = establish(path, options.busy_timeout)?;
     migrate(&mut conn, path)?;
     migrate_app(&mut conn, Registry::global().schema())?;
     let replica = replica_id(&mut conn)?;

@@ -16,7 +16,7 @@ use super::{
     records::{existing, find, presence, raise_high_water, save, NewRows},
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
-    schema::{pending_operations, session, sync_deferred, sync_metadata, sync_statistics},
+    schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
     tables::TableSql,
     LocalStore,
 };
@@ -108,7 +108,7 @@ pub(crate) fn apply_page(
             waiting,
             new_rows: NewRows::default(),
             reverts: Pending::load(conn)?,
-            me: signed_in(conn)?,
+            me: super::session::load(conn)?.map(|session| session.user_id),
         };
         pass.look_up(conn, changes)?;
         let none = Edits::default();
@@ -147,12 +147,6 @@ struct Pass<'a> {
     reverts: Pending,
     /// The signed-in user, told when what they wrote was deleted with its parent.
     me: Option<UserId>,
-}
-
-/// The signed-in user, if any.
-fn signed_in(conn: &mut SqliteConnection) -> StoreResult<Option<UserId>> {
-    let user: Option<String> = session::table.select(session::user_id).first(conn).optional()?;
-    user.map(|text| parse("session", &text)).transpose()
 }
 
 impl Pass<'_> {

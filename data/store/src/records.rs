@@ -49,29 +49,39 @@ const HLC_HIGH_WATER: &str = "hlc_high_water";
 /// The `local_settings` key of the server clock's offset from the device's, in milliseconds.
 const SERVER_CLOCK_OFFSET: &str = "server_clock_offset_ms";
 
-/// The saved offset of the server's clock from the device's (see [`ServerClock`]).
-pub(crate) fn saved_offset(conn: &mut SqliteConnection) -> StoreResult<Option<i64>> {
+/// A `local_settings` value, parsed.
+fn setting<T>(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     use schema::local_settings::dsl::{local_settings, value};
-    let stored: Option<String> =
-        local_settings.find(SERVER_CLOCK_OFFSET).select(value).get_result(conn).optional()?;
+    let stored: Option<String> = local_settings.find(name).select(value).get_result(conn).optional()?;
     stored.map(|text| parse("local_settings", &text)).transpose()
 }
 
-/// Replaces the clock floor with `reading`, even a lower one: only for re-stamping, which
-/// removes every reading above it (see [`HybridLogicalClock::rewind`]).
-pub(crate) fn lower_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
+/// Stores a `local_settings` value, replacing the one there.
+fn set_setting(conn: &mut SqliteConnection, name: &str, text: &str) -> StoreResult<()> {
     use schema::local_settings::dsl::{key, local_settings, value};
-    diesel::replace_into(local_settings)
-        .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
-        .execute(conn)?;
+    diesel::replace_into(local_settings).values((key.eq(name), value.eq(text))).execute(conn)?;
     Ok(())
 }
 
+/// The saved offset of the server's clock from the device's (see [`ServerClock`]).
+pub(crate) fn saved_offset(conn: &mut SqliteConnection) -> StoreResult<Option<i64>> {
+    setting(conn, SERVER_CLOCK_OFFSET)
+}
+
+/// Stores `reading` as the clock floor, even below the stored one. Lowering it is for
+/// re-stamping alone, which removes every reading above it (see [`HybridLogicalClock::rewind`]);
+/// everything else raises it ([`raise_high_water`]).
+pub(crate) fn set_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
+    set_setting(conn, HLC_HIGH_WATER, &reading.to_string())
+}
+
+/// The stored clock floor.
 pub(crate) fn high_water(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
-    use schema::local_settings::dsl::{local_settings, value};
-    let stored: Option<String> =
-        local_settings.find(HLC_HIGH_WATER).select(value).get_result(conn).optional()?;
-    stored.map(|text| parse("local_settings", &text)).transpose()
+    setting(conn, HLC_HIGH_WATER)
 }
 
 /// The highest reading issued in the database: the newest outbox operation's or the stored
@@ -94,14 +104,10 @@ fn floor(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
 /// Stores `reading` as the clock floor if it is higher than the stored one. Call it before
 /// removing outbox operations, with the largest reading removed.
 pub(crate) fn raise_high_water(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
-    use schema::local_settings::dsl::{key, local_settings, value};
     if high_water(conn)?.is_some_and(|stored| stored >= reading) {
         return Ok(());
     }
-    diesel::replace_into(local_settings)
-        .values((key.eq(HLC_HIGH_WATER), value.eq(reading.to_string())))
-        .execute(conn)?;
-    Ok(())
+    set_high_water(conn, reading)
 }
 
 impl WriteClock {
@@ -146,7 +152,7 @@ impl WriteClock {
     }
 
     /// Gives `count` new readings, in order, after `floor`, setting the clock back to `floor`
-    /// first: for re-stamping readings that are too far ahead (see [`lower_high_water`]).
+    /// first: for re-stamping readings that are too far ahead (see [`set_high_water`]).
     pub fn restamp(&self, floor: Hlc, count: usize) -> Vec<Hlc> {
         self.hlc.rewind(floor);
         (0..count).map(|_| self.next()).collect()
@@ -154,13 +160,10 @@ impl WriteClock {
 
     /// Saves the server clock's offset if it moved since it was last saved.
     pub fn save_offset(&self, conn: &mut SqliteConnection) -> StoreResult<()> {
-        use schema::local_settings::dsl::{key, local_settings, value};
-        if let Some(offset) = self.clock.unsaved() {
-            diesel::replace_into(local_settings)
-                .values((key.eq(SERVER_CLOCK_OFFSET), value.eq(offset.to_string())))
-                .execute(conn)?;
+        match self.clock.unsaved() {
+            Some(offset) => set_setting(conn, SERVER_CLOCK_OFFSET, &offset.to_string()),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //! from the beginning).
 
 use super::{
-    connection::{migrate, migrate_app},
+    connection::{establish, migrate, migrate_app},
     outbox::OperationRow,
     records::{find, insert, save},
     rows::Record,
@@ -20,10 +20,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
-use trackflow_db::{
-    error::{StoreError, StoreResult},
-    sqlite::configure_connection,
-};
+use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     entities::{AnyEntity, Registry},
     OperationKind, SyncMeta, SyncOperation,
@@ -35,6 +32,9 @@ const KEPT_BY_ROW: [&str; 4] = ["session", "pending_operations", "blobs", "sync_
 /// The settings worth keeping: the replica's identity, the clock floor, the server clock's offset.
 /// (Not the scope cursors: the cache is pulled again from the start.)
 const KEPT_SETTINGS: [&str; 3] = ["replica_id", "hlc_high_water", "server_clock_offset_ms"];
+
+/// How long a statement of the check or the rebuild waits for another connection's lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the check found, as SQLite's `PRAGMA integrity_check` says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub struct Rebuilt {
 /// Checks the database at `path` without opening it as a store (its schema may be what is
 /// damaged). A file that cannot be read at all is reported as a problem, not an error.
 pub fn check(path: &Path) -> StoreResult<Check> {
-    let mut conn = establish(path)?;
+    let mut conn = establish(path, BUSY_TIMEOUT)?;
     #[derive(QueryableByName)]
     struct Line {
         #[diesel(sql_type = Text)]
@@ -103,7 +103,7 @@ pub fn rebuild(path: &Path, now_ms: i64) -> StoreResult<Rebuilt> {
     }
     let mut rebuilt = Rebuilt { damaged_copy: sibling(&format!(".damaged-{now_ms}")), ..Rebuilt::default() };
     {
-        let mut conn = establish(&fresh)?;
+        let mut conn = establish(&fresh, BUSY_TIMEOUT)?;
         migrate(&mut conn, &fresh)?;
         migrate_app(&mut conn, Registry::global().schema())?;
         let source = path.to_str().ok_or_else(|| StoreError::Open {
@@ -287,13 +287,4 @@ fn copy_rows(conn: &mut SqliteConnection, table: &str) -> StoreResult<(u64, u64)
         from = to + 1;
     }
     Ok((copied, unreadable))
-}
-
-fn establish(path: &Path) -> StoreResult<SqliteConnection> {
-    let open_error = |message: String| StoreError::Open { path: path.to_owned(), message };
-    let url = path.to_str().ok_or_else(|| open_error("the path is not valid UTF-8".into()))?;
-    let mut conn = SqliteConnection::establish(url).map_err(|e| open_error(e.to_string()))?;
-    configure_connection(&mut conn, std::time::Duration::from_secs(5))
-        .map_err(|e| open_error(e.to_string()))?;
-    Ok(conn)
 }

@@ -5,7 +5,7 @@
 
 use super::{
     outbox::OperationRow,
-    records::{find, high_water, lower_high_water, raise_high_water, save, WriteClock},
+    records::{find, high_water, raise_high_water, save, set_high_water, WriteClock},
     rows::parse,
     schema::pending_operations::dsl,
     tables::TableSql,
@@ -478,7 +478,7 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
             restamp_one(conn, row, *reading, limit)?;
         }
         if let Some(last) = readings.last() {
-            lower_high_water(conn, *last)?;
+            set_high_water(conn, *last)?;
         }
         Ok(readings.len() as u64)
     })

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use trackflow_domain::{
-    entities::{FieldReader, Scope, ScopeKind, SyncEntity},
+    entities::{EntityType, FieldReader, Scope, ScopeKind, SyncEntity},
     ids::{NodeId, UserId},
     protocol::Mutation,
     sync::{
@@ -37,6 +37,12 @@ fn stored(project: &Project, at: Hlc, deleted: bool) -> StoredEntity {
         state: FieldState { field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(), fields, deleted },
         deleted_with: None,
     }
+}
+
+/// What the server stores after applying `plan` (a create) to an entity of `entity_type`: the
+/// plan's state at version 1.
+fn stored_after(entity_type: EntityType, plan: Plan) -> StoredEntity {
+    StoredEntity { entity_type, scope: plan.scope, version: 1, state: plan.state, deleted_with: None }
 }
 
 fn create_fields(entity: &impl SyncEntity) -> BTreeMap<String, Value> {
@@ -227,17 +233,10 @@ fn a_set_once_field_is_set_once() {
     let it = seal.entity_ref();
     let created = plan_mutation(&mutation(OperationKind::Create, it, create_fields(&seal), hlc(1, 1)), None)
         .expect("create");
-    let stored = |state| StoredEntity {
-        entity_type: Seal::ENTITY_TYPE,
-        scope: created.scope,
-        version: 1,
-        state,
-        deleted_with: None,
-    };
     let set = |stamp: Value, wall| mutation(OperationKind::Update, it, [("stamp", stamp)], hlc(wall, 1));
-    let first =
-        plan_mutation(&set(json!("first"), 2), Some(&stored(created.state.clone()))).expect("first set");
-    let with_stamp = stored(first.state);
+    let first = plan_mutation(&set(json!("first"), 2), Some(&stored_after(Seal::ENTITY_TYPE, created)))
+        .expect("first set");
+    let with_stamp = stored_after(Seal::ENTITY_TYPE, first);
     for (case, stamp) in [("replaced", json!("second")), ("cleared", Value::Null)] {
         let refused = plan_mutation(&set(stamp, 3), Some(&with_stamp));
         assert!(
@@ -258,13 +257,7 @@ fn a_tracks_audio_and_duration_may_be_replaced_together() {
     let it = track.entity_ref();
     let created = plan_mutation(&mutation(OperationKind::Create, it, create_fields(&track), hlc(1, 1)), None)
         .expect("create");
-    let current = StoredEntity {
-        entity_type: AudioTrack::ENTITY_TYPE,
-        scope: created.scope,
-        version: 1,
-        state: created.state,
-        deleted_with: None,
-    };
+    let current = stored_after(AudioTrack::ENTITY_TYPE, created);
     let replace = mutation(
         OperationKind::Update,
         it,
@@ -287,13 +280,7 @@ fn only_references_a_change_adds_need_checking() {
         .expect("create");
     assert_eq!(created.new_references, vec![project.entity_ref()]);
     assert_eq!(created.scope, Scope::Shared(project.id().into()));
-    let current = StoredEntity {
-        entity_type: AudioTrack::ENTITY_TYPE,
-        scope: created.scope,
-        version: 1,
-        state: created.state,
-        deleted_with: None,
-    };
+    let current = stored_after(AudioTrack::ENTITY_TYPE, created);
     let renamed = plan_mutation(
         &mutation(OperationKind::Update, it, [("name", json!("U"))], hlc(2, 1)),
         Some(&current),

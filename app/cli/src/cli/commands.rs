@@ -458,7 +458,7 @@ impl App<'_> {
     /// The user id of the account `email` belongs to, asked of the server.
     async fn account_of(&self, email: &str) -> anyhow::Result<UserId> {
         let email = trackflow_domain::email_address(email)?;
-        let remote = trackflow_remote::HttpRemote::new(self.module.resolve(), &Default::default())?;
+        let remote = self.quick_remote().context("no HTTP client for the sync server")?;
         let session = HasComponent::<dyn SessionStorage>::resolve_ref(self.module).load().await?;
         let server = session.as_ref().and_then(|s| s.server_url.clone()).unwrap_or_default();
         match remote.account(&email).await {

@@ -131,9 +131,7 @@ pub(super) async fn repair(data_dir: &Path, settings: &Settings, out: Printer) -
     if check.is_sound() {
         return out.value(&json!({ "status": "sound" }), "the local database is sound");
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now = trackflow_store::SystemClock.now().as_millis();
     let rebuilt = tokio::task::spawn_blocking(move || repair::rebuild(&path, now)).await??;
     let mut human = vec![format!(
         "the local database was damaged ({}); rebuilt it, keeping {} change(s) not yet sent; the damaged \
@@ -163,6 +161,12 @@ pub(super) async fn repair(data_dir: &Path, settings: &Settings, out: Printer) -
         "unreadable": unreadable,
         "damaged_copy": rebuilt.damaged_copy,
     });
+    // What the sync brought: its state, or why the rest of the cache is not back yet.
+    let synced = synced.map(|outcome| match outcome {
+        Ok((state, _)) if !matches!(state.phase, SyncPhase::Offline | SyncPhase::Error) => Ok(state),
+        Ok((state, _)) => Err(state.last_error.unwrap_or_else(|| "the server did not answer".into())),
+        Err(error) => Err(format!("{error:#}")),
+    });
     let state = match synced {
         None => {
             human.push(
@@ -170,23 +174,14 @@ pub(super) async fn repair(data_dir: &Path, settings: &Settings, out: Printer) -
             );
             None
         }
-        Some(Ok((state, _))) if !matches!(state.phase, SyncPhase::Offline | SyncPhase::Error) => {
+        Some(Ok(state)) => {
             human.push(state.line());
             Some(state)
         }
-        Some(Ok((state, _))) => {
-            let why = state.last_error.clone().unwrap_or_else(|| "the server did not answer".into());
-            bail!(
-                "{}; fetching the rest from the server failed ({why}): run `trackflow sync` later",
-                human.join("; ")
-            )
-        }
-        Some(Err(error)) => {
-            bail!(
-                "{}; fetching the rest from the server failed ({error:#}): run `trackflow sync` later",
-                human.join("; ")
-            )
-        }
+        Some(Err(why)) => bail!(
+            "{}; fetching the rest from the server failed ({why}): run `trackflow sync` later",
+            human.join("; ")
+        ),
     };
     value["sync"] = serde_json::to_value(&state)?;
     out.value(&value, &human.join("\n"))
@@ -425,7 +420,7 @@ impl App<'_> {
     }
 
     /// A client of the configured server for a quick look: a couple of seconds at most.
-    fn quick_remote(&self) -> Option<std::sync::Arc<trackflow_remote::HttpRemote>> {
+    pub(super) fn quick_remote(&self) -> Option<std::sync::Arc<trackflow_remote::HttpRemote>> {
         let options = trackflow_remote::RemoteOptions {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),

@@ -74,6 +74,29 @@ impl Profile<'_> {
     }
 }
 
+/// A `trackflow server` over a new database, and the folder its clients keep their data in.
+struct Stage {
+    dir: tempfile::TempDir,
+    server: ServerProcess,
+}
+
+impl Stage {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
+        Self { dir, server }
+    }
+
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Where the clients' profiles live.
+    fn clients(&self) -> std::path::PathBuf {
+        self.dir.path().join("clients")
+    }
+}
+
 /// Ana and Ben, each with a profile and signed up at `url`, and Ana's project "Night Drive" with
 /// Ben invited as an editor: Ana's sign-up answer, the project's id and Ben's membership id.
 fn band(ana: &Profile<'_>, ben: &Profile<'_>, url: &str) -> (Value, String, String) {
@@ -230,10 +253,8 @@ fn status_shows_a_token_the_server_refuses() {
 /// a write the device now knows the role forbids is refused on the spot with one line.
 #[test]
 fn a_refused_write_is_undone_and_the_device_then_refuses_it_itself() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
-    let url = server.url();
-    let clients = dir.path().join("clients");
+    let stage = Stage::new();
+    let (url, clients) = (stage.url(), stage.clients());
     let ana = Profile { dir: &clients, name: "ana" };
     let ben = Profile { dir: &clients, name: "ben" };
     let (_, project, membership) = band(&ana, &ben, &url);
@@ -275,10 +296,8 @@ fn a_refused_write_is_undone_and_the_device_then_refuses_it_itself() {
 /// same account.
 #[test]
 fn a_damaged_database_is_rebuilt_from_the_server_keeping_unsent_changes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
-    let url = server.url();
-    let clients = dir.path().join("clients");
+    let stage = Stage::new();
+    let (url, clients) = (stage.url(), stage.clients());
     let ana = Profile { dir: &clients, name: "ana" };
     ana.json(&["profile", "create", "--name", "Ana", "--email", "ana@example.com"]);
     ana.sign_up(&url);
@@ -412,10 +431,8 @@ fn sync_waits_for_an_operation_backed_off_after_a_failure() {
 /// is gone on both sides, and `trackflow conflicts` tells its author, keeping the text.
 #[test]
 fn a_comment_on_a_track_deleted_meanwhile_is_listed_as_a_conflict_for_its_author() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&dir.path().join("server.db"), "127.0.0.1:0");
-    let url = server.url();
-    let clients = dir.path().join("clients");
+    let stage = Stage::new();
+    let (url, clients) = (stage.url(), stage.clients());
     let ana = Profile { dir: &clients, name: "ana" };
     let ben = Profile { dir: &clients, name: "ben" };
     let (_, project, _) = band(&ana, &ben, &url);
