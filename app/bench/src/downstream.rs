@@ -461,6 +461,8 @@ pub(super) async fn downstream(dir: &Path, args: &BenchArgs) -> anyhow::Result<R
             samples: runs.len(),
             p50_us: 0.0,
             p99_us: 0.0,
+            p999_us: 0.0,
+            max_us: 0.0,
             per_second: 0.0,
             ratio_p50: fetch_bytes / pull_bytes.max(1.0),
         });
@@ -477,6 +479,8 @@ pub(super) async fn downstream(dir: &Path, args: &BenchArgs) -> anyhow::Result<R
             samples: memory.len(),
             p50_us: 0.0,
             p99_us: 0.0,
+            p999_us: 0.0,
+            max_us: 0.0,
             per_second: 0.0,
             ratio_p50: peak as f64 / before.max(1) as f64,
         });

@@ -122,6 +122,10 @@ pub struct Measurement {
     pub p50_us: f64,
     /// 99th percentile latency, microseconds.
     pub p99_us: f64,
+    /// 99.9th percentile latency, microseconds.
+    pub p999_us: f64,
+    /// Slowest operation, microseconds.
+    pub max_us: f64,
     /// Operations per second: for sequential measurements, calls per second of summed latency;
     /// for concurrent ones (server push), operations per second of wall-clock time.
     pub per_second: f64,
@@ -180,13 +184,13 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
 fn print_report(report: &Report) {
     println!("scenario: {}", report.scenario);
     println!(
-        "  {:<50} {:>7} {:>9} {:>9} {:>10} {:>7}",
-        "measurement", "n", "p50 µs", "p99 µs", "ops/s", "ratio"
+        "  {:<50} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "measurement", "n", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "ops/s", "ratio"
     );
     for m in &report.measurements {
         println!(
-            "  {:<50} {:>7} {:>9.1} {:>9.1} {:>10.0} {:>7.2}",
-            m.name, m.samples, m.p50_us, m.p99_us, m.per_second, m.ratio_p50
+            "  {:<50} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>7.2}",
+            m.name, m.samples, m.p50_us, m.p99_us, m.p999_us, m.max_us, m.per_second, m.ratio_p50
         );
     }
 }
@@ -239,6 +243,8 @@ pub(crate) fn summarize(name: &str, mut samples: Vec<Duration>) -> Measurement {
         samples: samples.len(),
         p50_us: percentile(0.50),
         p99_us: percentile(0.99),
+        p999_us: percentile(0.999),
+        max_us: percentile(1.0),
         per_second: samples.len() as f64 / total.as_secs_f64().max(f64::EPSILON),
         ratio_p50: 1.0,
     }

@@ -362,6 +362,8 @@ pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
                 samples: 0,
                 p50_us: large,
                 p99_us: 0.0,
+                p999_us: 0.0,
+                max_us: 0.0,
                 per_second: 0.0,
                 ratio_p50: large / small,
             });

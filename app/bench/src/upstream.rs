@@ -263,6 +263,8 @@ pub(super) async fn drain_upstream(dir: &Path, args: &BenchArgs) -> anyhow::Resu
             samples: 0,
             p50_us: 0.0,
             p99_us: 0.0,
+            p999_us: 0.0,
+            max_us: 0.0,
             per_second,
             ratio_p50: per_second / base_push_rate,
         });
