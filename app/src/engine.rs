@@ -12,7 +12,10 @@ use shaku::HasComponent;
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::{sync::watch, task::JoinHandle};
 use trackflow_domain::{
-    ports::{AccessToken, DownstreamRepository, Repository, Session, SessionStorage},
+    ports::{
+        AccessToken, ChangeFeed, ChangeSubscription, DownstreamRepository, Repository, Session,
+        SessionStorage,
+    },
     RepositoryError, SyncEntity, SyncState, UserId,
 };
 use trackflow_executors::{PendingOperationsManager, UpstreamOptions};
@@ -206,6 +209,13 @@ impl SyncEngine {
     /// The coordinator, to trigger syncs.
     pub fn coordinator(&self) -> &BackgroundSyncCoordinator {
         &self.coordinator
+    }
+
+    /// The change feed: which entities each committed transaction changed (a local write, a
+    /// pulled page, a resolved conflict, a refused change undone), in commit order. For a
+    /// query's result as it changes, see [`Repository::subscribe`].
+    pub fn changes(&self) -> Box<dyn ChangeSubscription> {
+        HasComponent::<dyn ChangeFeed>::resolve_ref(self.module.as_ref()).subscribe()
     }
 
     /// The status stream.

@@ -40,8 +40,9 @@ use trackflow_executors::{ExecutorRegistry, PendingOperationsManager};
 use trackflow_remote::{HttpRemote, HttpRemoteParameters};
 use trackflow_store::{
     BlobCacheOptions, LocalStore, LocalStoreOptions, Repositories, RepositoryParameters, SessionReload,
-    SqliteBlobCache, SqliteBlobCacheParameters, SqliteConflictRepository, SqliteConflictRepositoryParameters,
-    SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
+    SqliteBlobCache, SqliteBlobCacheParameters, SqliteChangeFeed, SqliteChangeFeedParameters,
+    SqliteConflictRepository, SqliteConflictRepositoryParameters, SqliteDownstreamRepository,
+    SqliteDownstreamRepositoryParameters, SqlitePendingOperationsRepository,
     SqlitePendingOperationsRepositoryParameters, SqliteSessionStorage, SqliteSessionStorageParameters,
     SystemClock,
 };
@@ -67,6 +68,7 @@ mod generated {
                 SqliteSessionStorage,
                 SqliteConflictRepository,
                 SqliteDownstreamRepository,
+                SqliteChangeFeed,
                 SqliteBlobCache,
                 SessionReload,
                 HttpRemote,
@@ -162,6 +164,7 @@ pub fn client_module_builder(
         .with_component_parameters::<SqliteDownstreamRepository>(SqliteDownstreamRepositoryParameters {
             store: store.clone(),
         })
+        .with_component_parameters::<SqliteChangeFeed>(SqliteChangeFeedParameters { store: store.clone() })
         .with_component_parameters::<HttpRemote>(remote))
 }
 

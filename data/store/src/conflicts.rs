@@ -1,5 +1,6 @@
 //! The `sync_conflicts` table as a [`ConflictRepository`].
 
+use super::feed::Changes;
 use super::records::{overwrite, WriteClock};
 use super::{
     rows::{from_json, parse, to_json},
@@ -109,6 +110,7 @@ fn resolve(
     clock: &WriteClock,
     id: ConflictId,
     resolution: &ConflictResolution,
+    changes: &mut Changes,
 ) -> StoreResult<SyncConflict> {
     conn.immediate_transaction(|conn| {
         let row: Option<ConflictRow> = dsl::sync_conflicts
@@ -124,7 +126,7 @@ fn resolve(
         match (conflict.kind, resolution) {
             (ConflictKind::Fields, _) => {
                 let values = chosen(&conflict, resolution)?;
-                overwrite(conn, clock, conflict.entity.entity_type, conflict.entity.id, &values)?;
+                overwrite(conn, clock, conflict.entity.entity_type, conflict.entity.id, &values, changes)?;
             }
             // The deletion stands; taking it writes nothing.
             (ConflictKind::ParentDeleted, ConflictResolution::Theirs) => {}
@@ -202,6 +204,6 @@ impl ConflictRepository for SqliteConflictRepository {
         id: ConflictId,
         resolution: ConflictResolution,
     ) -> Result<SyncConflict, RepositoryError> {
-        self.store.write(move |conn, clock| resolve(conn, clock, id, &resolution)).await
+        self.store.write(move |conn, clock, changes| resolve(conn, clock, id, &resolution, changes)).await
     }
 }

@@ -13,6 +13,7 @@
 
 use super::{
     conflicts,
+    feed::Changes,
     records::{existing, find, presence, raise_high_water, save, NewRows},
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
@@ -33,7 +34,9 @@ use trackflow_domain::{
     entities::{AnyEntity, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
     protocol::EntityState,
-    sync::{field_merge::FieldState, resolve, ConflictKind, ConflictPolicy, LocalRow},
+    sync::{
+        field_merge::FieldState, resolve, ChangeKind, ChangeOrigin, ConflictKind, ConflictPolicy, LocalRow,
+    },
     ConflictId, EntityRef, EntityType, OperationKind, RepositoryError, ScopeId, SyncConflict, SyncMeta,
     Timestamp, UserId,
 };
@@ -86,6 +89,7 @@ pub(crate) fn apply_page(
     next_cursor: &str,
     plan: &ApplyPlan,
     now: Timestamp,
+    report: &mut Changes,
 ) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
     conn.immediate_transaction(|conn| {
         // The clock's receive rule: a local write made after this page wins over everything
@@ -109,6 +113,7 @@ pub(crate) fn apply_page(
             new_rows: NewRows::default(),
             reverts: Pending::load(conn)?,
             me: super::session::load(conn)?.map(|session| session.user_id),
+            report: &mut *report,
         };
         pass.look_up(conn, changes)?;
         let none = Edits::default();
@@ -147,6 +152,8 @@ struct Pass<'a> {
     reverts: Pending,
     /// The signed-in user, told when what they wrote was deleted with its parent.
     me: Option<UserId>,
+    /// What readers see change, for the change feed.
+    report: &'a mut Changes,
 }
 
 impl Pass<'_> {
@@ -269,11 +276,18 @@ fn apply(
             pending_create: None,
             pulled_version: state.version,
         };
-        pass.new_rows.push(&Record { entity, meta }, &state.fields)?;
+        let record = Record { entity, meta };
+        pass.new_rows.push(&record, &state.fields)?;
         pass.stored.insert(entity_ref);
-        pass.reverts.take(conn, entity_ref)?;
+        let origin =
+            if pass.reverts.take(conn, entity_ref)? { ChangeOrigin::Rollback } else { ChangeOrigin::Pull };
+        if !state.deleted {
+            pass.report.entity(&record.entity, None, ChangeKind::Created, origin);
+        }
         return Ok(applied);
     };
+    // What readers saw before, for the change feed.
+    let before = pass.report.wanted().then(|| (record.entity.clone(), record.meta.deleted));
     pass.stored.insert(entity_ref);
     if pass.reverts.take(conn, entity_ref)? {
         // The server refused a write of this row for good: its state replaces the local one
@@ -286,6 +300,7 @@ fn apply(
         record.meta.version = record.meta.version.max(state.version);
         record.meta.pulled_version = state.version;
         save(conn, &record)?;
+        report_merge(conn, pass.report, before, &record, ChangeOrigin::Rollback)?;
         return Ok(ApplyCounts { reverted: 1, ..applied });
     }
     if state.version <= record.meta.pulled_version {
@@ -315,6 +330,7 @@ fn apply(
     record.meta.version = record.meta.version.max(state.version);
     record.meta.pulled_version = state.version;
     save(conn, &record)?;
+    report_merge(conn, pass.report, before, &record, ChangeOrigin::Pull)?;
     if told {
         return Ok(ApplyCounts { conflicts: 1, ..applied });
     }
@@ -335,6 +351,33 @@ fn apply(
         )?;
     }
     Ok(ApplyCounts { conflicts, ..applied })
+}
+
+/// Reports what a merge into a stored row changed for its readers: it appeared, disappeared
+/// (and what lives inside it with it) or changed fields; `before` is what they saw before.
+fn report_merge(
+    conn: &mut SqliteConnection,
+    report: &mut Changes,
+    before: Option<(AnyEntity, bool)>,
+    after: &Record<AnyEntity>,
+    origin: ChangeOrigin,
+) -> StoreResult<()> {
+    let Some((entity, was_deleted)) = before else { return Ok(()) };
+    let entity_ref = after.entity.entity_ref();
+    match (was_deleted, after.meta.deleted) {
+        (true, true) => {}
+        (false, false) if entity.fields() == after.entity.fields() => {}
+        (false, false) => report.entity(&after.entity, Some(&entity), ChangeKind::Updated, origin),
+        (false, true) => {
+            report.entity(&entity, None, ChangeKind::Deleted, origin);
+            report.inside(conn, entity_ref, ChangeKind::HiddenWithParent, origin)?;
+        }
+        (true, false) => {
+            report.entity(&after.entity, None, ChangeKind::Created, origin);
+            report.inside(conn, entity_ref, ChangeKind::ShownWithParent, origin)?;
+        }
+    }
+    Ok(())
 }
 
 /// When `state` is the tombstone of `record`, a live row the signed-in user wrote, deleted by
@@ -510,7 +553,14 @@ impl DownstreamRepository for SqliteDownstreamRepository {
     ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError> {
         let (scope, plan) = (scope.to_owned(), plan.clone());
         let now = self.store.now();
-        self.store.read(move |conn| apply_page(conn, &scope, &changes, &next_cursor, &plan, now)).await
+        let store = self.store.clone();
+        self.store
+            .read(move |conn| {
+                store.publishing(conn, |conn, report| {
+                    apply_page(conn, &scope, &changes, &next_cursor, &plan, now, report)
+                })
+            })
+            .await
     }
 
     async fn reset(&self, scope: &str) -> Result<(), RepositoryError> {

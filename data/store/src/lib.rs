@@ -10,6 +10,7 @@ mod clock;
 mod conflicts;
 mod connection;
 mod downstream;
+mod feed;
 mod field_clock;
 mod outbox;
 mod records;
@@ -27,6 +28,7 @@ pub use clock::SystemClock;
 pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
 pub use connection::MIGRATIONS;
 pub use downstream::{SqliteDownstreamRepository, SqliteDownstreamRepositoryParameters};
+pub use feed::{SqliteChangeFeed, SqliteChangeFeedParameters};
 pub use outbox::{SqlitePendingOperationsRepository, SqlitePendingOperationsRepositoryParameters};
 pub use repositories::{Repositories, RepositoryParameters, SqliteRepository};
 pub use session::{SessionReload, SqliteSessionStorage, SqliteSessionStorageParameters};
@@ -61,6 +63,9 @@ pub struct LocalStoreOptions {
     /// How database work leaves the async worker (see [`Offload`]). Use
     /// [`Offload::SpawnBlocking`] when calling the store from inside a tokio `LocalSet`.
     pub offload: Offload,
+    /// Change events a subscriber of the change feed may fall behind by before it loses the
+    /// oldest (and is told so).
+    pub feed_capacity: usize,
 }
 
 impl LocalStoreOptions {
@@ -71,6 +76,7 @@ impl LocalStoreOptions {
             max_connections: 4,
             busy_timeout: Duration::from_secs(5),
             offload: Offload::Auto,
+            feed_capacity: 1024,
         }
     }
 }
@@ -91,6 +97,8 @@ struct Inner {
     writes: watch::Sender<u64>,
     /// Outbox keys of listed operations, shared by the outbox repositories of this store.
     outbox_keys: upstream::Keys,
+    /// What committed transactions changed, for the app's UI.
+    feed: feed::Feed,
 }
 
 impl fmt::Debug for LocalStore {
@@ -122,6 +130,7 @@ impl LocalStore {
                     offload: options.offload,
                     writes: watch::Sender::new(0),
                     outbox_keys: upstream::Keys::default(),
+                    feed: feed::Feed::new(options.feed_capacity),
                 }),
             })
         })
@@ -165,18 +174,42 @@ impl LocalStore {
         .await
     }
 
-    /// Runs a write that needs the clock, and maps the outcome to a port error.
+    /// Runs a write that needs the clock and reports what it changes to the feed, and maps the
+    /// outcome to a port error.
     async fn write<T, F>(&self, work: F) -> Result<T, RepositoryError>
     where
-        F: FnOnce(&mut SqliteConnection, &WriteClock) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut SqliteConnection, &WriteClock, &mut feed::Changes) -> StoreResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        let result = self.with_connection(move |conn| work(conn, &inner.clock)).await.map_err(report);
+        let result = self
+            .with_connection(move |conn| inner.feed.publish(|changes| work(conn, &inner.clock, changes)))
+            .await
+            .map_err(report);
         if result.is_ok() {
             self.announce_write();
         }
         result
+    }
+
+    /// Runs `work`, a write transaction that reports what it changes, and publishes its changes
+    /// after the commit (see [`feed`]).
+    pub(crate) fn publishing<T>(
+        &self,
+        conn: &mut SqliteConnection,
+        work: impl FnOnce(&mut SqliteConnection, &mut feed::Changes) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.inner.feed.publish(|changes| work(conn, changes))
+    }
+
+    /// The change feed: one event per committed transaction that changed what a reader sees.
+    pub fn changes(&self) -> Box<dyn trackflow_domain::ports::ChangeSubscription> {
+        Box::new(feed::Subscription(self.feed()))
+    }
+
+    /// The change feed's receiver.
+    pub(crate) fn feed(&self) -> tokio::sync::broadcast::Receiver<Arc<trackflow_domain::sync::ChangeEvent>> {
+        self.inner.feed.subscribe()
     }
 
     /// Runs `work` with the store's write clock.

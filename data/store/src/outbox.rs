@@ -234,7 +234,13 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
     #[tracing::instrument(skip_all, fields(n = settlements.len()))]
     async fn settle(&self, settlements: Vec<(OperationId, Settlement)>) -> Result<(), RepositoryError> {
         let store = self.store.clone();
-        self.store.read(move |conn| upstream::settle(conn, store.outbox_keys(), &settlements)).await
+        self.store
+            .read(move |conn| {
+                store.publishing(conn, |conn, report| {
+                    upstream::settle(conn, store.outbox_keys(), &settlements, report)
+                })
+            })
+            .await
     }
 
     #[tracing::instrument(skip_all)]

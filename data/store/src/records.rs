@@ -3,6 +3,7 @@
 //! either both exist afterwards or neither does.
 
 use super::{
+    feed::Changes,
     outbox,
     rows::{parse, to_json, Record},
     schema,
@@ -19,6 +20,7 @@ use trackflow_domain::{
     authorization::{authorize, authorize_author, Access, Relation},
     entities::{changed_values, AnyEntity, Scope},
     ports::{Clock, IdentifiedFields, ServerClock, WriteContext},
+    sync::{ChangeKind, ChangeOrigin},
     CollaboratorRole, EntityRef, EntityType, Hlc, HybridLogicalClock, NodeId, OperationId, OperationKind,
     RepositoryError, ScopeId, SyncEntity, SyncMeta, SyncOperation, Timestamp, UserId, ValidationError,
 };
@@ -470,6 +472,7 @@ pub(crate) fn create(
     conn: &mut SqliteConnection,
     clock: &WriteClock,
     entity: AnyEntity,
+    changes: &mut Changes,
 ) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
         let entity_ref = entity.entity_ref();
@@ -491,6 +494,7 @@ pub(crate) fn create(
             other => other,
         })?;
         outbox::insert(conn, &op)?;
+        changes.entity(&record.entity, None, ChangeKind::Created, ChangeOrigin::Local);
         Ok(record.entity)
     })
 }
@@ -503,6 +507,7 @@ pub(crate) fn update(
     entity_type: EntityType,
     id: Uuid,
     change: impl FnOnce(&AnyEntity) -> StoreResult<AnyEntity>,
+    changes: &mut Changes,
 ) -> StoreResult<AnyEntity> {
     conn.immediate_transaction(|conn| {
         let record = require_visible(conn, entity_type, id)?;
@@ -519,6 +524,7 @@ pub(crate) fn update(
         let checked =
             declared_checks(conn, clock, (&after, &after_fields), Some((&record.entity, &before_fields)))?;
         depends_on.extend(checked);
+        changes.entity(&after, Some(&record.entity), ChangeKind::Updated, ChangeOrigin::Local);
         queue_update(conn, clock, record, after, changed, depends_on)
     })
 }
@@ -532,6 +538,7 @@ pub(crate) fn overwrite(
     entity_type: EntityType,
     id: Uuid,
     values: &BTreeMap<String, Value>,
+    changes: &mut Changes,
 ) -> StoreResult<AnyEntity> {
     let record = require_visible(conn, entity_type, id)?;
     clock.follow(&record.meta);
@@ -549,6 +556,7 @@ pub(crate) fn overwrite(
     let after = AnyEntity::from_fields(entity_type, id, &fields)?;
     check_role(conn, &after, Some(&record.entity), OperationKind::Update)?;
     let depends_on = check_references(conn, &after, Some(&record.entity))?;
+    changes.entity(&after, Some(&record.entity), ChangeKind::Updated, ChangeOrigin::Resolution);
     queue_update(conn, clock, record, after, values.clone(), depends_on)
 }
 
@@ -587,6 +595,7 @@ pub(crate) fn delete(
     clock: &WriteClock,
     entity_type: EntityType,
     id: Uuid,
+    changes: &mut Changes,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let mut record = require_visible(conn, entity_type, id)?;
@@ -606,7 +615,8 @@ pub(crate) fn delete(
             clock.now(),
         );
         outbox::insert(conn, &op)?;
-        Ok(())
+        changes.entity(&record.entity, None, ChangeKind::Deleted, ChangeOrigin::Local);
+        changes.inside(conn, record.entity.entity_ref(), ChangeKind::HiddenWithParent, ChangeOrigin::Local)
     })
 }
 
@@ -615,7 +625,8 @@ pub(crate) fn delete(
 impl super::LocalStore {
     /// [`create`] on the blocking path.
     pub(crate) async fn create_entity<E: SyncEntity>(&self, entity: E) -> Result<E, RepositoryError> {
-        self.write(move |conn, clock| typed(create(conn, clock, AnyEntity::new(entity))?)).await
+        self.write(move |conn, clock, changes| typed(create(conn, clock, AnyEntity::new(entity), changes)?))
+            .await
     }
 
     /// [`update`] on the blocking path.
@@ -624,13 +635,14 @@ impl super::LocalStore {
         E: SyncEntity,
         F: FnOnce(&E) -> Result<E, ValidationError> + Send + 'static,
     {
-        self.write(move |conn, clock| {
-            let changed = update(conn, clock, E::ENTITY_TYPE, id, |before| {
+        self.write(move |conn, clock, changes| {
+            let change = |before: &AnyEntity| {
                 let before = before
                     .downcast_ref::<E>()
                     .ok_or_else(|| StoreError::corrupt(E::TABLE, "another type"))?;
                 Ok(AnyEntity::new(change(before)?))
-            })?;
+            };
+            let changed = update(conn, clock, E::ENTITY_TYPE, id, change, changes)?;
             typed(changed)
         })
         .await
@@ -638,7 +650,7 @@ impl super::LocalStore {
 
     /// [`delete`] on the blocking path.
     pub(crate) async fn delete_entity<E: SyncEntity>(&self, id: Uuid) -> Result<(), RepositoryError> {
-        self.write(move |conn, clock| delete(conn, clock, E::ENTITY_TYPE, id)).await
+        self.write(move |conn, clock, changes| delete(conn, clock, E::ENTITY_TYPE, id, changes)).await
     }
 
     /// The visible entity with `id`, if any.

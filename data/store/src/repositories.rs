@@ -12,10 +12,13 @@ use async_trait::async_trait;
 use diesel::SqliteConnection;
 use shaku::{Component, Module, ModuleBuildContext};
 use std::{collections::HashMap, marker::PhantomData, sync::Arc};
+use tokio::sync::broadcast;
 use trackflow_db::error::StoreResult;
 use trackflow_domain::{
-    entities::AnyEntity, ports::Repository, EntityRef, EntityType, RepositoryError, SyncEntity,
-    ValidationError,
+    entities::AnyEntity,
+    ports::{LiveResults, Repository},
+    sync::{ChangeEvent, LiveQuery},
+    EntityRef, EntityType, RepositoryError, SyncEntity, ValidationError,
 };
 use uuid::Uuid;
 
@@ -167,6 +170,15 @@ impl<E: SyncEntity> Repository<E> for SqliteRepository<E> {
             .await
     }
 
+    #[tracing::instrument(skip_all, fields(entity_type = E::NAME, ?query))]
+    async fn subscribe(&self, query: LiveQuery) -> Result<Box<dyn LiveResults<E>>, RepositoryError> {
+        // Subscribed before the first read, so nothing committed after that read is missed.
+        let changes = self.store.feed();
+        let repository = Self::new(self.store.clone());
+        let first = repository.read(query).await?;
+        Ok(Box::new(Live { repository, query, changes, first: Some(first) }))
+    }
+
     #[tracing::instrument(skip_all, fields(entity_type = E::NAME, index, %key))]
     async fn list_by(&self, index: &'static str, key: Uuid) -> Result<Vec<E>, RepositoryError> {
         self.store
@@ -177,5 +189,51 @@ impl<E: SyncEntity> Repository<E> for SqliteRepository<E> {
                 }
             })
             .await
+    }
+}
+
+impl<E: SyncEntity> SqliteRepository<E> {
+    /// The result of `query` now.
+    async fn read(&self, query: LiveQuery) -> Result<Vec<E>, RepositoryError> {
+        match query {
+            LiveQuery::Get(id) => Ok(self.store.get_visible(id).await?.into_iter().collect()),
+            LiveQuery::ByParent(parent) => self.list_by_parent(parent).await,
+            LiveQuery::By(index, key) => self.list_by(index, key).await,
+        }
+    }
+}
+
+/// A live query over the local store: the query's result read again after each committed
+/// transaction whose changes can affect it.
+struct Live<E> {
+    repository: SqliteRepository<E>,
+    query: LiveQuery,
+    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    /// The result read when it was subscribed, not returned yet.
+    first: Option<Vec<E>>,
+}
+
+#[async_trait]
+impl<E: SyncEntity> LiveResults<E> for Live<E> {
+    async fn next(&mut self) -> Option<Result<Vec<E>, RepositoryError>> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        loop {
+            match self.changes.recv().await {
+                Ok(event) if event.changes.iter().any(|c| self.query.affected_by(E::ENTITY_TYPE, c)) => break,
+                Ok(_) => {}
+                // Whatever was missed may have changed the result: read it again.
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+        // The events already queued behind this one committed before the read below, which
+        // sees them all: one new result for them.
+        while !matches!(
+            self.changes.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+        ) {}
+        Some(self.repository.read(self.query).await)
     }
 }

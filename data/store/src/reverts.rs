@@ -8,11 +8,16 @@
 //! hold it. The refused operation itself stays parked, to be retried or discarded: a retry that
 //! the server accepts comes back down like any change.
 
-use super::{rows::parse, schema::sync_reverts, tables::TableSql};
+use super::{feed::Changes, rows::parse, schema::sync_reverts, tables::TableSql};
 use diesel::prelude::*;
 use std::collections::HashSet;
 use trackflow_db::error::StoreResult;
-use trackflow_domain::{entities::Scope, protocol::PEOPLE_SCOPE, EntityRef, EntityType, OperationKind};
+use trackflow_domain::{
+    entities::Scope,
+    protocol::PEOPLE_SCOPE,
+    sync::{ChangeKind, ChangeOrigin},
+    EntityRef, EntityType, OperationKind,
+};
 
 const TABLE: &str = "sync_reverts";
 
@@ -33,6 +38,7 @@ pub(crate) fn mark(
     entity: EntityRef,
     kind: OperationKind,
     reason: &str,
+    report: &mut Changes,
 ) -> StoreResult<()> {
     if kind == OperationKind::Upload {
         return Ok(());
@@ -41,7 +47,13 @@ pub(crate) fn mark(
         return Ok(());
     };
     let scope = pull_scope(record.entity.scope());
-    TableSql::of(entity.entity_type).unpull(conn, &entity.id.to_string(), kind == OperationKind::Create)?;
+    let hide = kind == OperationKind::Create;
+    TableSql::of(entity.entity_type).unpull(conn, &entity.id.to_string(), hide)?;
+    if hide && !record.meta.deleted {
+        // A refused create: what the server never held disappears here at once.
+        report.entity(&record.entity, None, ChangeKind::Deleted, ChangeOrigin::Rollback);
+        report.inside(conn, entity, ChangeKind::HiddenWithParent, ChangeOrigin::Rollback)?;
+    }
     diesel::replace_into(sync_reverts::table)
         .values((
             sync_reverts::entity_type.eq(entity.entity_type.as_str()),

@@ -4,6 +4,7 @@
 //! `pending_create` brought up to date in the same transaction.
 
 use super::{
+    feed::Changes,
     outbox::OperationRow,
     records::{find, high_water, raise_high_water, save, set_high_water, WriteClock},
     rows::parse,
@@ -271,6 +272,7 @@ pub(crate) fn settle(
     conn: &mut SqliteConnection,
     known: &Keys,
     settlements: &[(OperationId, Settlement)],
+    report: &mut Changes,
 ) -> StoreResult<()> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<OperationId> = settlements.iter().map(|(id, _)| *id).collect();
@@ -308,7 +310,7 @@ pub(crate) fn settle(
                         .find(op.seq.unwrap_or_default())
                         .select(dsl::kind)
                         .get_result(conn)?;
-                    super::reverts::mark(conn, op.entity, parse(TABLE, &kind)?, reason)?;
+                    super::reverts::mark(conn, op.entity, parse(TABLE, &kind)?, reason, report)?;
                 }
                 Settlement::Retry { attempts, not_before, error } => {
                     diesel::update(target)

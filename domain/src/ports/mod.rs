@@ -4,6 +4,7 @@
 //! `mock` feature each gets a mockall `Mock...` type.
 
 mod blobs;
+mod changes;
 mod clock;
 mod conflicts;
 mod downstream;
@@ -18,6 +19,7 @@ mod session;
 mod sync;
 
 pub use blobs::{BlobCache, BlobReader, BlobRemote, BlobStorage, BlobStorageError, BlobWriter, EntityFile};
+pub use changes::{ChangeFeed, ChangeSubscription, LiveResults, Missed};
 pub use clock::{Clock, ServerClock};
 pub use conflicts::ConflictRepository;
 pub use downstream::{

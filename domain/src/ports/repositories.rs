@@ -3,9 +3,11 @@
 //! the network; reads are served from the local store and never show deleted (tombstoned) rows
 //! or rows inside a deleted parent.
 
+use super::LiveResults;
 use crate::{
     entities::{EntityRef, EntityType, SyncEntity},
     error::RepositoryError,
+    sync::LiveQuery,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -37,6 +39,10 @@ pub trait Repository<E: SyncEntity>: Interface {
     /// `member`: the projects a user owns or collaborates on). An index the type does not
     /// declare is a validation error.
     async fn list_by(&self, index: &'static str, key: Uuid) -> Result<Vec<E>, RepositoryError>;
+    /// A live query: its result at once, then a new one after every committed transaction
+    /// that can change it (a change of another type or inside another parent does not). A
+    /// result is read again after the transaction, so a page of 500 pulled rows gives one.
+    async fn subscribe(&self, query: LiveQuery) -> Result<Box<dyn LiveResults<E>>, RepositoryError>;
 }
 
 /// An entity's id and wire fields.

@@ -1,6 +1,7 @@
 //! The sync model: per-row metadata, the hybrid logical clock, outbox operations, the status a
 //! UI shows, and conflicts.
 
+mod changes;
 mod conflict;
 pub mod field_merge;
 mod hlc;
@@ -11,6 +12,7 @@ pub mod resolution;
 mod state;
 pub mod upstream;
 
+pub use changes::{ChangeEvent, ChangeKind, ChangeOrigin, EntityChange, LiveQuery};
 pub use conflict::{ConflictKind, ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
 pub use metadata::SyncMeta;

@@ -9,14 +9,15 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use shaku::HasComponent;
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use trackflow_client::engine::{EngineOptions, SyncEngine};
 use trackflow_domain::{
     ports::{
-        Clock, ConflictRepository, DownstreamRepository, NetworkMonitor, PendingOperationsRepository,
-        RemoteDataSource, Session, SessionStorage,
+        Clock, ConflictRepository, DownstreamRepository, EventSource, Missed, NetworkMonitor,
+        PendingOperationsRepository, RemoteDataSource, ServerEvent, Session, SessionStorage,
     },
+    sync::ChangeEvent,
     OperationStatus, SyncOperation, SyncPhase, SyncState, Timestamp,
 };
 use trackflow_executors::{upstream::health_of, UpstreamOptions};
@@ -318,9 +319,12 @@ pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) ->
     let mut engine = SyncEngine::open(data_dir, options).await?;
     require_sign_in(&engine, settings).await?;
     let mut states = engine.status();
+    let mut changes = engine.changes();
     engine.status_provider().refresh_counts().await?;
     print_state(out, &states.borrow_and_update())?;
     engine.start().await;
+    // Whether the server's event stream is open (never, with realtime off).
+    let mut realtime = engine.realtime().map(|listener| listener.connected());
     loop {
         tokio::select! {
             changed = states.changed() => {
@@ -330,10 +334,71 @@ pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) ->
                 let state = states.borrow_and_update().clone();
                 print_state(out, &state)?;
             }
+            event = changes.next() => match event {
+                Some(event) => print_changes(out, event)?,
+                None => break,
+            },
+            Some(connected) = async {
+                let receiver = realtime.as_mut()?;
+                receiver.changed().await.ok()?;
+                Some(*receiver.borrow_and_update())
+            } => print_realtime(out, connected)?,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
     engine.shutdown().await;
+    Ok(())
+}
+
+/// Whether the server's event stream opens and says it is ready within a few seconds.
+async fn realtime_opens(events: &dyn EventSource) -> bool {
+    let ready = async {
+        let mut stream = events.connect().await.ok()?;
+        stream.next().await?.ok()
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(3), ready).await, Ok(Some(ServerEvent::Ready)))
+}
+
+/// One line per changed entity (what the UI of an app would redraw), or the number of events a
+/// watcher that fell behind missed.
+fn print_changes(out: Printer, event: Result<Arc<ChangeEvent>, Missed>) -> anyhow::Result<()> {
+    let event = match event {
+        Ok(event) => event,
+        Err(missed) if out.json => {
+            say!("{}", json!({ "missed_changes": missed.0 }));
+            return Ok(());
+        }
+        Err(missed) => {
+            say!("{missed}");
+            return Ok(());
+        }
+    };
+    for change in &event.changes {
+        if out.json {
+            say!("{}", json!({ "seq": event.seq, "change": change }));
+        } else {
+            let inside = change.parent.map(|p| format!(" in {} {}", p.entity_type, p.id)).unwrap_or_default();
+            say!(
+                "{} {} {}{inside} ({})",
+                change.kind,
+                change.entity.entity_type,
+                change.entity.id,
+                change.origin
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether the server's event stream is open: pokes arrive at once, or only at the next poll.
+fn print_realtime(out: Printer, connected: bool) -> anyhow::Result<()> {
+    if out.json {
+        say!("{}", json!({ "realtime_connected": connected }));
+    } else if connected {
+        say!("realtime: connected (changes arrive as they happen)");
+    } else {
+        say!("realtime: not connected (changes arrive at the next poll)");
+    }
     Ok(())
 }
 
@@ -375,6 +440,12 @@ impl App<'_> {
             _ => false,
         };
         let signed_in = has_token && !token_refused;
+        // Whether the server's event stream opens for this device now: with it, a running
+        // `watch` or app hears of changes as they happen.
+        let realtime = match &remote {
+            Some(remote) if signed_in => realtime_opens(remote.as_ref()).await,
+            _ => false,
+        };
         let phase = if has_token && !answers { SyncPhase::Offline } else { SyncPhase::Idle };
         let state = SyncState {
             phase,
@@ -393,6 +464,7 @@ impl App<'_> {
                     "state": state,
                     "signed_in": signed_in,
                     "token_refused": token_refused,
+                    "realtime": realtime,
                     "server": server,
                     "user_id": session.as_ref().map(|s| s.user_id),
                     "upstream": health,
@@ -403,7 +475,10 @@ impl App<'_> {
             );
         }
         match (&server, signed_in) {
-            (Some(server), true) => say!("signed in at {server}"),
+            (Some(server), true) if realtime => say!("signed in at {server}; realtime stream connects"),
+            (Some(server), true) => {
+                say!("signed in at {server}; realtime stream does not connect (changes arrive at each poll)")
+            }
             (Some(server), false) if token_refused => {
                 say!("not logged in: {server} refused this device's token (expired or logged out); run `trackflow login`")
             }
@@ -420,12 +495,12 @@ impl App<'_> {
     }
 
     /// A client of the configured server for a quick look: a couple of seconds at most.
-    pub(super) fn quick_remote(&self) -> Option<std::sync::Arc<trackflow_remote::HttpRemote>> {
+    pub(super) fn quick_remote(&self) -> Option<Arc<trackflow_remote::HttpRemote>> {
         let options = trackflow_remote::RemoteOptions {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(3),
         };
-        trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok().map(std::sync::Arc::new)
+        trackflow_remote::HttpRemote::new(self.module.resolve(), &options).ok().map(Arc::new)
     }
 }
 

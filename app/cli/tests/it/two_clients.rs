@@ -471,3 +471,61 @@ fn a_comment_on_a_track_deleted_meanwhile_is_listed_as_a_conflict_for_its_author
         assert!(!out.status.success(), "the comment is gone everywhere");
     }
 }
+
+/// `watch --json` prints what another device changed, once the realtime stream brings it, and
+/// `status` says that the stream connects.
+#[test]
+fn watch_prints_each_entity_another_device_changed() {
+    let stage = Stage::new();
+    let clients = stage.clients();
+    let ana = Profile { dir: &clients, name: "ana" };
+    let ben = Profile { dir: &clients, name: "ben" };
+    let (_, project, _) = band(&ana, &ben, &stage.url());
+    ana.json(&["sync"]);
+    ben.json(&["sync"]);
+    assert_eq!(ben.json(&["status"])["realtime"], true, "the event stream opens for Ben");
+
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_trackflow"))
+        .arg("--data-dir")
+        .arg(&clients)
+        .args(["--profile", "ben", "--json", "watch"])
+        .env_remove("TRACKFLOW_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run trackflow watch");
+    let (lines, received) = std::sync::mpsc::channel::<Value>();
+    let stdout = watch.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON line: {line}: {e}"));
+            if lines.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, wanted: &dyn Fn(&Value) -> bool| loop {
+        match received.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(line) if wanted(&line) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("watch printed no line with {what}: {e}"),
+        }
+    };
+    wait_for("the stream connected", &|line| line["realtime_connected"] == true);
+
+    ana.json(&["project", "update", &project, "--description", "Four tracks, one night"]);
+    ana.json(&["sync"]);
+    let line = wait_for("the project's change", &|line| line["change"]["entity"]["id"] == project.as_str());
+    assert_eq!(
+        (line["change"]["entity"]["entity_type"].as_str(), line["change"]["kind"].as_str()),
+        (Some("project"), Some("updated")),
+        "{line}"
+    );
+    assert_eq!(line["change"]["origin"], "pull", "{line}");
+    assert!(line["seq"].as_u64().is_some_and(|seq| seq > 0), "{line}");
+
+    watch.kill().expect("stop watch");
+    watch.wait().expect("watch ended");
+    reader.join().expect("reader");
+}

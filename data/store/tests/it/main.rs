@@ -2,6 +2,7 @@
 #![allow(missing_docs)]
 
 mod blobs;
+mod changes;
 mod downstream;
 mod model;
 mod repositories;

@@ -1,0 +1,258 @@
+//! The change feed and live queries: one event per committed transaction, in commit order,
+//! never for a rolled-back one; lagging subscribers told what they missed; live queries read
+//! again only when a change can affect them.
+
+use super::{execute, music, Fixture};
+use futures_util::FutureExt;
+use std::{collections::BTreeMap, sync::Arc};
+use trackflow_domain::{
+    ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, Missed, Repository},
+    protocol::EntityState,
+    sync::{ChangeEvent, ChangeKind, ChangeOrigin, LiveQuery},
+    CollaboratorRole, EntityRef, EntityType, Hlc, NodeId, SyncEntity, Timestamp, UserId,
+};
+use trackflow_music::{AudioComment, AudioTrack, Project, ProjectCollaborator, ProjectPatch};
+use trackflow_store::{
+    LocalStore, LocalStoreOptions, SqliteDownstreamRepository, SqliteRepository, SystemClock,
+};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+fn project(owner: UserId, name: &str) -> Project {
+    Project::new(owner, name, None, NOW).expect("valid project")
+}
+
+fn track(project: &Project, owner: UserId, name: &str) -> AudioTrack {
+    AudioTrack::new(project.id(), owner, name, 1_000, None, NOW).expect("valid track")
+}
+
+/// Each change of an event as (entity, kind, origin).
+fn summary(event: &ChangeEvent) -> Vec<(EntityRef, ChangeKind, ChangeOrigin)> {
+    event.changes.iter().map(|c| (c.entity, c.kind, c.origin)).collect()
+}
+
+fn reference<E: SyncEntity>(entity: &E) -> EntityRef {
+    EntityRef::new(E::ENTITY_TYPE, entity.entity_id())
+}
+
+/// The next event, which must have been published already.
+async fn published(feed: &mut Box<dyn trackflow_domain::ports::ChangeSubscription>) -> Arc<ChangeEvent> {
+    feed.next().now_or_never().expect("an event is waiting").expect("the feed is open").expect("not lagging")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_writes_are_published_after_their_commit_in_commit_order() {
+    let fx = Fixture::new().await;
+    let (projects, tracks) = (
+        SqliteRepository::<Project>::new(fx.store.clone()),
+        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
+    );
+    let owner = UserId::new();
+    let mut feed = fx.store.changes();
+    assert!(feed.next().now_or_never().is_none(), "nothing was written yet");
+
+    let demo = projects.create(project(owner, "Demo")).await.expect("create");
+    let take = tracks.create(track(&demo, owner, "Take")).await.expect("track");
+    projects
+        .update(demo.id(), ProjectPatch { name: Some("Renamed".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    // A change that changes nothing commits nothing, and publishes nothing.
+    projects
+        .update(demo.id(), ProjectPatch { name: Some("Renamed".into()), ..Default::default() })
+        .await
+        .expect("same");
+    projects.delete(demo.id()).await.expect("delete");
+
+    let events = [
+        published(&mut feed).await,
+        published(&mut feed).await,
+        published(&mut feed).await,
+        published(&mut feed).await,
+    ];
+    assert!(feed.next().now_or_never().is_none(), "four transactions changed something");
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let (p, t) = (reference(&demo), reference(&take));
+    assert_eq!(summary(&events[0]), [(p, ChangeKind::Created, ChangeOrigin::Local)]);
+    assert_eq!(summary(&events[1]), [(t, ChangeKind::Created, ChangeOrigin::Local)]);
+    assert_eq!(events[1].changes[0].parent, Some(p), "a track names the project it lives inside");
+    assert_eq!(summary(&events[2]), [(p, ChangeKind::Updated, ChangeOrigin::Local)]);
+    // The track's row is unchanged, but its readers no longer see it.
+    assert_eq!(
+        summary(&events[3]),
+        [
+            (p, ChangeKind::Deleted, ChangeOrigin::Local),
+            (t, ChangeKind::HiddenWithParent, ChangeOrigin::Local)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_write_publishes_nothing() {
+    let fx = Fixture::new().await;
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let mut feed = fx.store.changes();
+    execute(
+        &fx.store,
+        "CREATE TRIGGER fail_outbox BEFORE INSERT ON pending_operations
+         BEGIN SELECT RAISE(ABORT, 'injected outbox failure'); END;",
+    )
+    .await;
+    projects.create(project(UserId::new(), "Doomed")).await.expect_err("the transaction rolls back");
+    assert!(feed.next().now_or_never().is_none(), "a rolled-back write publishes nothing");
+
+    execute(&fx.store, "DROP TRIGGER fail_outbox").await;
+    let kept = projects.create(project(UserId::new(), "Kept")).await.expect("create");
+    let event = published(&mut feed).await;
+    assert_eq!(
+        (event.seq, summary(&event)),
+        (1, vec![(reference(&kept), ChangeKind::Created, ChangeOrigin::Local)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscriber_is_told_what_it_missed_and_holds_up_no_write() {
+    music();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options =
+        LocalStoreOptions { feed_capacity: 4, ..LocalStoreOptions::new(dir.path().join("local.db")) };
+    let store = LocalStore::open(options, Arc::new(SystemClock)).await.expect("open");
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    let mut slow = store.changes();
+    let owner = UserId::new();
+    // Ten writes while the subscriber reads nothing: none of them waits for it.
+    for i in 0..10 {
+        projects.create(project(owner, &format!("P{i}"))).await.expect("create");
+    }
+    let missed = slow.next().now_or_never().expect("told at once").expect("open");
+    assert_eq!(missed.expect_err("it fell behind"), Missed(6));
+    // It goes on with the newest events it still holds.
+    let seqs: Vec<u64> = (0..4)
+        .map(|_| slow.next().now_or_never().expect("waiting").expect("open").expect("event").seq)
+        .collect();
+    assert_eq!(seqs, [7, 8, 9, 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_list_reads_again_only_for_changes_inside_its_parent() {
+    let fx = Fixture::new().await;
+    let (projects, tracks) = (
+        SqliteRepository::<Project>::new(fx.store.clone()),
+        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
+    );
+    let owner = UserId::new();
+    let (mine, other) = (
+        projects.create(project(owner, "Mine")).await.expect("create"),
+        projects.create(project(owner, "Other")).await.expect("create"),
+    );
+    let mut live = tracks.subscribe(LiveQuery::ByParent(mine.id().as_uuid())).await.expect("subscribe");
+    assert_eq!(live.next().await.expect("open").expect("first result"), Vec::new());
+
+    // Another parent's track, another type, and a project that is not the parent: no new result.
+    tracks.create(track(&other, owner, "Elsewhere")).await.expect("track");
+    projects.create(project(owner, "Third")).await.expect("create");
+    projects
+        .update(other.id(), ProjectPatch { name: Some("Still other".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    assert!(live.next().now_or_never().is_none(), "nothing it shows changed: it was not read again");
+
+    let take = tracks.create(track(&mine, owner, "Take")).await.expect("track");
+    assert_eq!(live.next().await.expect("open").expect("result"), vec![take.clone()]);
+
+    // Deleting the parent hides the track: a new, empty result.
+    projects.delete(mine.id()).await.expect("delete");
+    assert_eq!(live.next().await.expect("open").expect("result"), Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
+    let fx = Fixture::new().await;
+    let projects = SqliteRepository::<Project>::new(fx.store.clone());
+    let members = SqliteRepository::<ProjectCollaborator>::new(fx.store.clone());
+    let (owner, guest) = (UserId::new(), UserId::new());
+    let shared = projects.create(project(owner, "Shared")).await.expect("create");
+    let mut one = projects.subscribe(LiveQuery::Get(shared.id().as_uuid())).await.expect("get");
+    let mut of_guest =
+        projects.subscribe(LiveQuery::By(Project::BY_MEMBER, guest.as_uuid())).await.expect("by member");
+    assert_eq!(one.next().await.expect("open").expect("first"), vec![shared.clone()]);
+    assert_eq!(of_guest.next().await.expect("open").expect("first"), Vec::new());
+
+    // Another owner's project concerns neither query.
+    projects.create(project(UserId::new(), "Unrelated")).await.expect("create");
+    assert!(one.next().now_or_never().is_none());
+    assert!(of_guest.next().now_or_never().is_none());
+
+    // A grant to the guest adds the project to what the guest is a member of.
+    members
+        .create(ProjectCollaborator::new(shared.id(), guest, CollaboratorRole::Editor, NOW).expect("valid"))
+        .await
+        .expect("grant");
+    assert_eq!(of_guest.next().await.expect("open").expect("result"), vec![shared.clone()]);
+    assert!(one.next().now_or_never().is_none(), "the project's own row did not change");
+
+    let renamed = projects
+        .update(shared.id(), ProjectPatch { name: Some("Renamed".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    assert_eq!(one.next().await.expect("open").expect("result"), vec![renamed]);
+}
+
+/// `entity` as the server sends it at `version`, every field written at `wall_ms`.
+fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState {
+    let fields = entity.fields();
+    let at = Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(uuid::Uuid::from_u128(7)) };
+    EntityState {
+        entity_type: E::ENTITY_TYPE,
+        entity_id: entity.entity_id(),
+        version,
+        deleted: false,
+        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
+        fields,
+        deleted_with: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_page_is_one_event_and_one_new_result() {
+    let fx = Fixture::new().await;
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+    let owner = UserId::new();
+    let demo = project(owner, "Demo");
+    let takes: Vec<AudioTrack> = (0..500).map(|i| track(&demo, owner, &format!("Take {i}"))).collect();
+    let mut live = tracks.subscribe(LiveQuery::ByParent(demo.id().as_uuid())).await.expect("subscribe");
+    assert_eq!(live.next().await.expect("open").expect("first"), Vec::new());
+    let mut feed = fx.store.changes();
+
+    let page: Vec<EntityState> =
+        std::iter::once(pulled(&demo, 1, 5)).chain(takes.iter().map(|t| pulled(t, 1, 5))).collect();
+    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    let event = published(&mut feed).await;
+    assert_eq!(event.changes.len(), 501);
+    assert!(event.changes.iter().all(|c| c.kind == ChangeKind::Created && c.origin == ChangeOrigin::Pull));
+    assert!(feed.next().now_or_never().is_none(), "one page, one event");
+    assert_eq!(live.next().await.expect("open").expect("result").len(), 500);
+    assert!(live.next().now_or_never().is_none(), "one page, one new result");
+
+    // A pulled tombstone of the project hides its tracks with it; a row pulled again at the
+    // same state changes nothing anyone sees.
+    let comment = AudioComment::new(&takes[0], owner, "Nice", 10, NOW).expect("valid");
+    downstream.apply_page("all", vec![pulled(&comment, 1, 6)], "c2".into(), &plan).await.expect("apply");
+    published(&mut feed).await;
+    let gone = EntityState { deleted: true, version: 2, ..pulled(&demo, 2, 7) };
+    downstream
+        .apply_page("all", vec![gone, pulled(&takes[1], 1, 5)], "c3".into(), &plan)
+        .await
+        .expect("apply");
+    let event = published(&mut feed).await;
+    let kinds: BTreeMap<EntityType, Vec<ChangeKind>> =
+        event.changes.iter().fold(BTreeMap::new(), |mut by, c| {
+            by.entry(c.entity.entity_type).or_default().push(c.kind);
+            by
+        });
+    assert_eq!(kinds[&Project::ENTITY_TYPE], [ChangeKind::Deleted]);
+    assert_eq!(kinds[&AudioTrack::ENTITY_TYPE], vec![ChangeKind::HiddenWithParent; 500]);
+    assert_eq!(kinds[&AudioComment::ENTITY_TYPE], [ChangeKind::HiddenWithParent], "however deep");
+}
