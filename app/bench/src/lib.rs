@@ -100,6 +100,10 @@ pub enum Scenario {
     /// Upload and download of a `--audio-mib` file with peak memory, against a copy on disk.
     /// Run it alone (`trackflow-bench audio`) for a peak that is the transfer's own.
     Audio,
+    /// Live queries: commit to a subscriber's new result after a local write and a pulled page,
+    /// against reading the query directly; a local write with 0, 10 and 1,000 live queries open
+    /// on other parents; memory per open live query.
+    Live,
 }
 
 /// Pooled server connections of the benchmarks' servers: the default of `trackflow server`.
@@ -107,6 +111,7 @@ const SERVER_CONNECTIONS: u32 = 8;
 
 mod downstream;
 pub use downstream::{client as downstream_client, ClientArgs};
+mod live;
 mod realtime;
 mod server;
 mod upstream;
@@ -176,6 +181,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::Downstream => downstream::downstream(&dir, &args).await?,
             Scenario::Propagation => realtime::propagation(&dir, &args).await?,
             Scenario::Audio => realtime::audio(&dir, &args).await?,
+            Scenario::Live => live::live(&dir, &args).await?,
         });
     }
     Ok(reports)

@@ -8,18 +8,24 @@
 //! broadcast channel, whose oldest events a lagging subscriber loses (and is told so) instead
 //! of holding up writes.
 
-use super::tables::TableSql;
+use super::{
+    live::{LiveQueries, Registration},
+    tables::TableSql,
+};
 use serde_json::Value;
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 use tokio::sync::broadcast;
 use trackflow_db::error::StoreResult;
 use trackflow_domain::{
     entities::AnyEntity,
     ports::{ChangeFeed, ChangeSubscription, Missed},
-    sync::{ChangeEvent, ChangeKind, ChangeOrigin, EntityChange},
+    sync::{ChangeEvent, ChangeKind, ChangeOrigin, EntityChange, LiveQuery},
     EntityRef, EntityType,
 };
 use uuid::Uuid;
@@ -29,12 +35,21 @@ pub(crate) struct Feed {
     sender: broadcast::Sender<Arc<ChangeEvent>>,
     /// The last event's number, locked while a reporting transaction runs (see the module).
     last: Mutex<u64>,
+    /// The last event's number once it is sent: every event up to it has committed.
+    published: AtomicU64,
+    /// The live queries, told of each event by the committing thread.
+    live: Arc<LiveQueries>,
 }
 
 impl Feed {
     /// A feed whose subscribers may fall `capacity` events behind.
     pub fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::Sender::new(capacity.max(1)), last: Mutex::new(0) }
+        Self {
+            sender: broadcast::Sender::new(capacity.max(1)),
+            last: Mutex::new(0),
+            published: AtomicU64::new(0),
+            live: Arc::default(),
+        }
     }
 
     /// A subscription to every event of a transaction that begins after this call.
@@ -50,14 +65,37 @@ impl Feed {
     /// publishes nothing.
     pub fn publish<T>(&self, work: impl FnOnce(&mut Changes) -> StoreResult<T>) -> StoreResult<T> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut changes = Changes { wanted: self.sender.receiver_count() > 0, list: Vec::new() };
+        let wanted = self.sender.receiver_count() > 0 || self.live.any();
+        let mut changes = Changes { wanted, list: Vec::new() };
         let value = work(&mut changes)?;
         if !changes.list.is_empty() {
             *last += 1;
-            // Every subscriber may have gone meanwhile; then there is nobody to tell.
-            let _ = self.sender.send(Arc::new(ChangeEvent { seq: *last, changes: changes.list }));
+            let event = ChangeEvent { seq: *last, changes: changes.list };
+            // Published before a live query is woken, so that the query's read, which notes
+            // what it has seen first, counts this event as seen and does not read twice.
+            self.published.store(*last, Ordering::Release);
+            self.live.hand_out(&event);
+            if self.sender.receiver_count() > 0 {
+                // Every subscriber may have gone meanwhile; then there is nobody to tell.
+                let _ = self.sender.send(Arc::new(event));
+            }
         }
         Ok(value)
+    }
+
+    /// Opens a live query of `entity_type` (see [`LiveQueries`]). Open it before reading the
+    /// query's first result.
+    pub fn open_live(&self, entity_type: EntityType, query: LiveQuery) -> Registration {
+        // Under the lock, like a subscription: a transaction running now decided without it
+        // whether to report its changes.
+        let _last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        self.live.open(entity_type, query)
+    }
+
+    /// The number of the last event sent: a read that starts now sees what every event up to
+    /// it changed.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
     }
 }
 
@@ -86,6 +124,20 @@ impl Changes {
             let before = before.map(AnyEntity::fields);
             let fields: Vec<&BTreeMap<String, Value>> = before.iter().chain([&after]).collect();
             self.push(entity.entity_ref(), entity.parent(), kind, origin, &fields);
+        }
+    }
+
+    /// Reports that `entity`, whose wire fields (before and after the change) are at hand,
+    /// changed.
+    pub fn entity_with(
+        &mut self,
+        entity: &AnyEntity,
+        fields: &[&BTreeMap<String, Value>],
+        kind: ChangeKind,
+        origin: ChangeOrigin,
+    ) {
+        if self.wanted {
+            self.push(entity.entity_ref(), entity.parent(), kind, origin, fields);
         }
     }
 

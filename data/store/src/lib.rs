@@ -12,6 +12,7 @@ mod connection;
 mod downstream;
 mod feed;
 mod field_clock;
+mod live;
 mod outbox;
 mod records;
 pub mod repair;
@@ -97,7 +98,7 @@ struct Inner {
     writes: watch::Sender<u64>,
     /// Outbox keys of listed operations, shared by the outbox repositories of this store.
     outbox_keys: upstream::Keys,
-    /// What committed transactions changed, for the app's UI.
+    /// What committed transactions changed, for the app's UI, and the live queries.
     feed: feed::Feed,
 }
 
@@ -208,8 +209,24 @@ impl LocalStore {
     }
 
     /// The change feed's receiver.
-    pub(crate) fn feed(&self) -> tokio::sync::broadcast::Receiver<Arc<trackflow_domain::sync::ChangeEvent>> {
+    fn feed(&self) -> tokio::sync::broadcast::Receiver<Arc<trackflow_domain::sync::ChangeEvent>> {
         self.inner.feed.subscribe()
+    }
+
+    /// Opens a live query of `entity_type`: its registration sees the number of the last
+    /// change event that can affect it. Open it before reading the query's first result.
+    pub(crate) fn live_query(
+        &self,
+        entity_type: trackflow_domain::EntityType,
+        query: trackflow_domain::sync::LiveQuery,
+    ) -> live::Registration {
+        self.inner.feed.open_live(entity_type, query)
+    }
+
+    /// The number of the last change event sent: a read that starts now sees what every event
+    /// up to it changed.
+    pub(crate) fn published_changes(&self) -> u64 {
+        self.inner.feed.published()
     }
 
     /// Runs `work` with the store's write clock.

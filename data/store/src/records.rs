@@ -478,6 +478,7 @@ pub(crate) fn create(
         let entity_ref = entity.entity_ref();
         check_role(conn, &entity, None, OperationKind::Create)?;
         let fields = entity.fields();
+        changes.entity_with(&entity, &[&fields], ChangeKind::Created, ChangeOrigin::Local);
         let mut depends_on = check_references(conn, &entity, None)?;
         depends_on.extend(declared_checks(conn, clock, (&entity, &fields), None)?);
         let hlc = clock.tick(conn)?;
@@ -494,7 +495,6 @@ pub(crate) fn create(
             other => other,
         })?;
         outbox::insert(conn, &op)?;
-        changes.entity(&record.entity, None, ChangeKind::Created, ChangeOrigin::Local);
         Ok(record.entity)
     })
 }
@@ -524,7 +524,12 @@ pub(crate) fn update(
         let checked =
             declared_checks(conn, clock, (&after, &after_fields), Some((&record.entity, &before_fields)))?;
         depends_on.extend(checked);
-        changes.entity(&after, Some(&record.entity), ChangeKind::Updated, ChangeOrigin::Local);
+        changes.entity_with(
+            &after,
+            &[&before_fields, &after_fields],
+            ChangeKind::Updated,
+            ChangeOrigin::Local,
+        );
         queue_update(conn, clock, record, after, changed, depends_on)
     })
 }

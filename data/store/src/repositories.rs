@@ -4,6 +4,7 @@
 //! declaration.
 
 use super::{
+    live::Registration,
     records::{typed, visible},
     tables::{StoredRow, TableSql},
     LocalStore,
@@ -12,12 +13,11 @@ use async_trait::async_trait;
 use diesel::SqliteConnection;
 use shaku::{Component, Module, ModuleBuildContext};
 use std::{collections::HashMap, marker::PhantomData, sync::Arc};
-use tokio::sync::broadcast;
 use trackflow_db::error::StoreResult;
 use trackflow_domain::{
     entities::AnyEntity,
     ports::{LiveResults, Repository},
-    sync::{ChangeEvent, LiveQuery},
+    sync::LiveQuery,
     EntityRef, EntityType, RepositoryError, SyncEntity, ValidationError,
 };
 use uuid::Uuid;
@@ -172,11 +172,12 @@ impl<E: SyncEntity> Repository<E> for SqliteRepository<E> {
 
     #[tracing::instrument(skip_all, fields(entity_type = E::NAME, ?query))]
     async fn subscribe(&self, query: LiveQuery) -> Result<Box<dyn LiveResults<E>>, RepositoryError> {
-        // Subscribed before the first read, so nothing committed after that read is missed.
-        let changes = self.store.feed();
+        // Registered before the first read, so nothing committed after that read is missed.
+        let wake = self.store.live_query(E::ENTITY_TYPE, query);
+        let seen = self.store.published_changes();
         let repository = Self::new(self.store.clone());
         let first = repository.read(query).await?;
-        Ok(Box::new(Live { repository, query, changes, first: Some(first) }))
+        Ok(Box::new(Live { repository, query, wake, seen, first: Some(first) }))
     }
 
     #[tracing::instrument(skip_all, fields(entity_type = E::NAME, index, %key))]
@@ -204,11 +205,14 @@ impl<E: SyncEntity> SqliteRepository<E> {
 }
 
 /// A live query over the local store: the query's result read again after each committed
-/// transaction whose changes can affect it.
+/// transaction whose changes can affect it (see the store's `live` module).
 struct Live<E> {
     repository: SqliteRepository<E>,
     query: LiveQuery,
-    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    /// Tells the number of the last change event that can affect the result.
+    wake: Registration,
+    /// Every event up to this one had committed when the last result was read.
+    seen: u64,
     /// The result read when it was subscribed, not returned yet.
     first: Option<Vec<E>>,
 }
@@ -219,21 +223,10 @@ impl<E: SyncEntity> LiveResults<E> for Live<E> {
         if let Some(first) = self.first.take() {
             return Some(Ok(first));
         }
-        loop {
-            match self.changes.recv().await {
-                Ok(event) if event.changes.iter().any(|c| self.query.affected_by(E::ENTITY_TYPE, c)) => break,
-                Ok(_) => {}
-                // Whatever was missed may have changed the result: read it again.
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-        // The events already queued behind this one committed before the read below, which
-        // sees them all: one new result for them.
-        while !matches!(
-            self.changes.try_recv(),
-            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
-        ) {}
+        let seen = self.seen;
+        // An event the last read already saw needs no new result.
+        self.wake.changed.wait_for(|&last| last > seen).await.ok()?;
+        self.seen = self.repository.store.published_changes();
         Some(self.repository.read(self.query).await)
     }
 }

@@ -6,7 +6,7 @@ use super::{execute, music, Fixture};
 use futures_util::FutureExt;
 use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
-    ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, Missed, Repository},
+    ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, LiveResults, Missed, Repository},
     protocol::EntityState,
     sync::{ChangeEvent, ChangeKind, ChangeOrigin, LiveQuery},
     CollaboratorRole, EntityRef, EntityType, Hlc, NodeId, SyncEntity, Timestamp, UserId,
@@ -133,6 +133,36 @@ async fn a_lagging_subscriber_is_told_what_it_missed_and_holds_up_no_write() {
     assert_eq!(seqs, [7, 8, 9, 10]);
 }
 
+/// A live query that reads again when `project` is renamed: once it has its new result, every
+/// event before the rename was handed out, so any other live query has a new result waiting
+/// if one of them affected it.
+struct Sentinel {
+    projects: SqliteRepository<Project>,
+    project: Project,
+    live: Box<dyn LiveResults<Project>>,
+    renames: u32,
+}
+
+impl Sentinel {
+    async fn new(store: &LocalStore) -> Self {
+        let projects = SqliteRepository::<Project>::new(store.clone());
+        let project = projects.create(project(UserId::new(), "Sentinel")).await.expect("create");
+        let mut live = projects.subscribe(LiveQuery::Get(project.id().as_uuid())).await.expect("subscribe");
+        live.next().await.expect("open").expect("first result");
+        Self { projects, project, live, renames: 0 }
+    }
+
+    /// Returns once every event committed so far was handed out.
+    async fn pass(&mut self) {
+        self.renames += 1;
+        let name = format!("Sentinel {}", self.renames);
+        let patch = ProjectPatch { name: Some(name.clone()), ..Default::default() };
+        self.projects.update(self.project.id(), patch).await.expect("rename");
+        let result = self.live.next().await.expect("open").expect("result");
+        assert_eq!(result[0].name(), name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_list_reads_again_only_for_changes_inside_its_parent() {
     let fx = Fixture::new().await;
@@ -145,22 +175,27 @@ async fn a_live_list_reads_again_only_for_changes_inside_its_parent() {
         projects.create(project(owner, "Mine")).await.expect("create"),
         projects.create(project(owner, "Other")).await.expect("create"),
     );
+    let mut sentinel = Sentinel::new(&fx.store).await;
     let mut live = tracks.subscribe(LiveQuery::ByParent(mine.id().as_uuid())).await.expect("subscribe");
     assert_eq!(live.next().await.expect("open").expect("first result"), Vec::new());
 
     // Another parent's track, another type, and a project that is not the parent: no new result.
     tracks.create(track(&other, owner, "Elsewhere")).await.expect("track");
-    projects.create(project(owner, "Third")).await.expect("create");
     projects
         .update(other.id(), ProjectPatch { name: Some("Still other".into()), ..Default::default() })
         .await
         .expect("rename");
+    sentinel.pass().await;
     assert!(live.next().now_or_never().is_none(), "nothing it shows changed: it was not read again");
 
     let take = tracks.create(track(&mine, owner, "Take")).await.expect("track");
-    assert_eq!(live.next().await.expect("open").expect("result"), vec![take.clone()]);
+    let second = tracks.create(track(&mine, owner, "Second take")).await.expect("track");
+    // Two writes before it reads: one new result holds both.
+    assert_eq!(live.next().await.expect("open").expect("result"), vec![take, second]);
+    sentinel.pass().await;
+    assert!(live.next().now_or_never().is_none(), "no result is left over");
 
-    // Deleting the parent hides the track: a new, empty result.
+    // Deleting the parent hides the tracks: a new, empty result.
     projects.delete(mine.id()).await.expect("delete");
     assert_eq!(live.next().await.expect("open").expect("result"), Vec::new());
 }
@@ -172,6 +207,7 @@ async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
     let members = SqliteRepository::<ProjectCollaborator>::new(fx.store.clone());
     let (owner, guest) = (UserId::new(), UserId::new());
     let shared = projects.create(project(owner, "Shared")).await.expect("create");
+    let mut sentinel = Sentinel::new(&fx.store).await;
     let mut one = projects.subscribe(LiveQuery::Get(shared.id().as_uuid())).await.expect("get");
     let mut of_guest =
         projects.subscribe(LiveQuery::By(Project::BY_MEMBER, guest.as_uuid())).await.expect("by member");
@@ -180,6 +216,7 @@ async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
 
     // Another owner's project concerns neither query.
     projects.create(project(UserId::new(), "Unrelated")).await.expect("create");
+    sentinel.pass().await;
     assert!(one.next().now_or_never().is_none());
     assert!(of_guest.next().now_or_never().is_none());
 
@@ -222,6 +259,7 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
     let owner = UserId::new();
     let demo = project(owner, "Demo");
     let takes: Vec<AudioTrack> = (0..500).map(|i| track(&demo, owner, &format!("Take {i}"))).collect();
+    let mut sentinel = Sentinel::new(&fx.store).await;
     let mut live = tracks.subscribe(LiveQuery::ByParent(demo.id().as_uuid())).await.expect("subscribe");
     assert_eq!(live.next().await.expect("open").expect("first"), Vec::new());
     let mut feed = fx.store.changes();
@@ -234,7 +272,9 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
     assert!(event.changes.iter().all(|c| c.kind == ChangeKind::Created && c.origin == ChangeOrigin::Pull));
     assert!(feed.next().now_or_never().is_none(), "one page, one event");
     assert_eq!(live.next().await.expect("open").expect("result").len(), 500);
+    sentinel.pass().await;
     assert!(live.next().now_or_never().is_none(), "one page, one new result");
+    published(&mut feed).await; // the sentinel's rename
 
     // A pulled tombstone of the project hides its tracks with it; a row pulled again at the
     // same state changes nothing anyone sees.
