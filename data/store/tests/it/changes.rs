@@ -1,19 +1,24 @@
 //! The change feed and live queries: one event per committed transaction, in commit order,
 //! never for a rolled-back one; lagging subscribers told what they missed; live queries read
-//! again only when a change can affect them.
+//! again only when a change can affect them; each change says why it happened.
 
 use super::{execute, music, Fixture};
 use futures_util::FutureExt;
 use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
-    ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, LiveResults, Missed, Repository},
+    ports::{
+        ApplyPlan, ConflictPolicies, ConflictRepository, DownstreamRepository, LiveResults, Missed,
+        PendingOperationsRepository, Repository,
+    },
     protocol::EntityState,
-    sync::{ChangeEvent, ChangeKind, ChangeOrigin, LiveQuery},
-    CollaboratorRole, EntityRef, EntityType, Hlc, NodeId, SyncEntity, Timestamp, UserId,
+    sync::{ChangeEvent, ChangeKind, ChangeOrigin, ConflictResolution, LiveQuery, Settlement},
+    CollaboratorRole, ConflictId, EntityRef, EntityType, Hlc, NodeId, SyncConflict, SyncEntity, Timestamp,
+    UserId,
 };
 use trackflow_music::{AudioComment, AudioTrack, Project, ProjectCollaborator, ProjectPatch};
 use trackflow_store::{
-    LocalStore, LocalStoreOptions, SqliteDownstreamRepository, SqliteRepository, SystemClock,
+    LocalStore, LocalStoreOptions, SqliteConflictRepository, SqliteDownstreamRepository,
+    SqlitePendingOperationsRepository, SqliteRepository, SystemClock,
 };
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
@@ -295,4 +300,57 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
     assert_eq!(kinds[&Project::ENTITY_TYPE], [ChangeKind::Deleted]);
     assert_eq!(kinds[&AudioTrack::ENTITY_TYPE], vec![ChangeKind::HiddenWithParent; 500]);
     assert_eq!(kinds[&AudioComment::ENTITY_TYPE], [ChangeKind::HiddenWithParent], "however deep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_and_a_resolved_conflict_say_why_they_changed() {
+    let fx = Fixture::new().await;
+    let (projects, tracks) = (
+        SqliteRepository::<Project>::new(fx.store.clone()),
+        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
+    );
+    let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
+    let owner = UserId::new();
+    let refused = projects.create(project(owner, "Refused")).await.expect("create");
+    let take = tracks.create(track(&refused, owner, "Take")).await.expect("track");
+    let kept = projects.create(project(owner, "Kept")).await.expect("create");
+    let mut feed = fx.store.changes();
+
+    // The server refuses the project's create: it and what lives inside it go from view.
+    let create =
+        outbox.list(None).await.expect("list").into_iter().find(|op| op.entity == reference(&refused));
+    let create = create.expect("the project's create is queued").id;
+    outbox.settle(vec![(create, Settlement::Failed { reason: "refused".into() })]).await.expect("settle");
+    let event = published(&mut feed).await;
+    assert_eq!(
+        summary(&event),
+        [
+            (reference(&refused), ChangeKind::Deleted, ChangeOrigin::Rollback),
+            (reference(&take), ChangeKind::HiddenWithParent, ChangeOrigin::Rollback)
+        ]
+    );
+
+    // A conflict resolved with the server's name is a write of its own.
+    let conflicts = SqliteConflictRepository::new(fx.store.clone());
+    let id = ConflictId::new();
+    let server = kept
+        .patched(&ProjectPatch { name: Some("Server".into()), ..Default::default() })
+        .expect("valid")
+        .fields();
+    let local = BTreeMap::from([("name".to_owned(), serde_json::json!("Kept"))]);
+    let conflict = SyncConflict {
+        id,
+        entity: reference(&kept),
+        local,
+        remote: server,
+        fields: vec!["name".to_owned()],
+        detected_at: NOW,
+        resolution: None,
+        kind: Default::default(),
+    };
+    conflicts.record(conflict).await.expect("record");
+    assert!(feed.next().now_or_never().is_none(), "recording a conflict changes no entity");
+    conflicts.resolve(id, ConflictResolution::Theirs).await.expect("resolve");
+    let event = published(&mut feed).await;
+    assert_eq!(summary(&event), [(reference(&kept), ChangeKind::Updated, ChangeOrigin::Resolution)]);
 }
