@@ -4,7 +4,8 @@
 //! one open live query takes.
 
 use super::{
-    downstream::memory, measure_interleaved, open_store, summarize, BenchArgs, Measurement, Op, Report,
+    downstream::memory, measure_interleaved, open_store, pulled, summarize, BenchArgs, Measurement, Op,
+    Report,
 };
 use std::{path::Path, sync::Arc, time::Instant};
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use trackflow_domain::{
     ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, Repository},
     protocol::EntityState,
     sync::LiveQuery,
-    EntityType, Hlc, NodeId, SyncEntity, Timestamp, UserId,
+    EntityType, SyncEntity, Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, Project, ProjectPatch};
 use trackflow_store::{Offload, SqliteDownstreamRepository, SqliteRepository};
@@ -193,19 +194,4 @@ async fn forward<E: SyncEntity>(
         }
     });
     Ok(receiver)
-}
-
-/// `entity` as a pull brings it, at version 1.
-fn pulled<E: SyncEntity>(entity: &E) -> EntityState {
-    let fields = entity.fields();
-    let at = Hlc { wall_ms: 1, counter: 0, node: NodeId::from_uuid(uuid::Uuid::from_u128(7)) };
-    EntityState {
-        entity_type: E::ENTITY_TYPE,
-        entity_id: entity.entity_id(),
-        version: 1,
-        deleted: false,
-        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
-        fields,
-        deleted_with: None,
-    }
 }

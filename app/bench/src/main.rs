@@ -1,10 +1,11 @@
 //! The `trackflow-bench` command: `trackflow-bench [--json] [SCENARIO...]` runs the benchmarks
 //! (see docs/PERFORMANCE.md); `trackflow-bench client` is the client process of the downstream
-//! scenario, started by the benchmark itself.
+//! scenario and `trackflow-bench open` that of the startup scenario, started by the benchmark
+//! itself.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use trackflow_bench::{BenchArgs, ClientArgs};
+use trackflow_bench::{BenchArgs, ClientArgs, OpenArgs};
 
 /// Measure TrackFlow Sync: every scenario runs its baseline in the same process.
 #[derive(Debug, Parser)]
@@ -26,6 +27,9 @@ enum Internal {
     /// The client process of the downstream scenario (not for direct use).
     #[command(hide = true)]
     Client(ClientArgs),
+    /// The client process of the startup scenario (not for direct use).
+    #[command(hide = true)]
+    Open(OpenArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
             runtime.block_on(async {
                 match cli.internal {
                     Some(Internal::Client(args)) => trackflow_bench::downstream_client(args).await,
+                    Some(Internal::Open(args)) => trackflow_bench::open_client(args).await,
                     None => trackflow_bench::run(cli.bench, cli.json).await,
                 }
             })

@@ -361,6 +361,7 @@ pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
                 name: format!("{} pull p50 at 100,000 rows / at 1,000 rows", database.label),
                 samples: 0,
                 p50_us: large,
+                p95_us: 0.0,
                 p99_us: 0.0,
                 p999_us: 0.0,
                 max_us: 0.0,

@@ -262,6 +262,7 @@ pub(super) async fn drain_upstream(dir: &Path, args: &BenchArgs) -> anyhow::Resu
             name: format!("batch {batch}, push requests only [ops/s ratio]"),
             samples: 0,
             p50_us: 0.0,
+            p95_us: 0.0,
             p99_us: 0.0,
             p999_us: 0.0,
             max_us: 0.0,

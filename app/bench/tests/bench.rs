@@ -35,3 +35,39 @@ fn the_downstream_benchmark_runs_its_client_process_and_checks_the_counts() {
     assert!(names.iter().any(|n| n.starts_with("initial sync, 300 rows")), "{names:?}");
     assert_eq!(names.iter().filter(|n| n.starts_with("incremental pull")).count(), 2, "{names:?}");
 }
+
+/// Runs `trackflow-bench --json <args>` and returns its measurements' names.
+fn measurement_names(args: &[&str]) -> Vec<String> {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_trackflow-bench")).args(args).output().expect("run trackflow-bench");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let measurements = reports[0]["measurements"].as_array().expect("measurements").clone();
+    measurements.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect()
+}
+
+/// The startup benchmark at a small size: its client processes open the seeded databases and
+/// list the tracks it wrote (it fails if the count differs), and run a first upstream pass.
+#[test]
+fn the_startup_benchmark_starts_client_processes_over_its_databases() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let args = ["--json", "startup", "--dir", &dir, "--startup-rows", "1200", "--startup-queued", "30"];
+    let names = measurement_names(&[&args[..], &["--startup-pass-queued", "300"]].concat());
+    assert!(
+        names.iter().any(|n| n.starts_with("process start to first list, 1200 rows, 30 queued")),
+        "{names:?}"
+    );
+    assert_eq!(names.iter().filter(|n| n.starts_with("first upstream pass")).count(), 2, "{names:?}");
+}
+
+/// The live benchmark at a small size: every live query it waits on gives its new result (it
+/// fails if one ends or a pulled page's tracks are missing).
+#[test]
+fn the_live_benchmark_gets_each_new_result() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let names = measurement_names(&["--json", "live", "--dir", &dir, "--iterations", "40", "--warmup", "4"]);
+    assert!(names.iter().any(|n| n == "local write, then the live query's new result"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("memory per open live query")), "{names:?}");
+}

@@ -8,8 +8,9 @@ use super::{
 };
 use async_trait::async_trait;
 use diesel::{
-    dsl::{count_star, max, min},
+    dsl::{count_star, max, min, sql},
     prelude::*,
+    sql_types::{Integer, Nullable},
 };
 use serde_json::Value;
 use shaku::Component;
@@ -196,25 +197,36 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
     async fn counts(&self) -> Result<OutboxCounts, RepositoryError> {
         self.store
             .read(|conn| {
-                let by_status: Vec<(String, i64)> = dsl::pending_operations
+                // One pass over the outbox, which has no index but its queue order: per status,
+                // how many, the oldest, and the newest with an error.
+                let by_status: Vec<(String, i64, Option<i64>, Option<i32>)> = dsl::pending_operations
                     .group_by(dsl::status)
-                    .select((dsl::status, count_star()))
+                    .select((
+                        dsl::status,
+                        count_star(),
+                        min(dsl::created_at),
+                        sql::<Nullable<Integer>>("MAX(CASE WHEN last_error IS NOT NULL THEN seq END)"),
+                    ))
                     .load(conn)?;
-                let oldest: Option<i64> = dsl::pending_operations
-                    .filter(dsl::status.ne(OperationStatus::Failed.as_str()))
-                    .select(min(dsl::created_at))
-                    .get_result(conn)?;
-                let mut counts =
-                    OutboxCounts { oldest_pending_at: oldest.map(Timestamp), ..OutboxCounts::default() };
-                for (status, n) in by_status {
+                let mut counts = OutboxCounts::default();
+                let (mut pending_error, mut failed_error) = (None, None);
+                for (status, n, oldest, with_error) in by_status {
                     let n = u64::try_from(n).unwrap_or(0);
-                    match parse::<OperationStatus>(TABLE, &status)? {
-                        OperationStatus::Pending => counts.pending = n,
+                    let status = parse::<OperationStatus>(TABLE, &status)?;
+                    if let Some(at) = oldest.filter(|_| status != OperationStatus::Failed).map(Timestamp) {
+                        counts.oldest_pending_at = Some(counts.oldest_pending_at.map_or(at, |o| o.min(at)));
+                    }
+                    match status {
+                        OperationStatus::Pending => (counts.pending, pending_error) = (n, with_error),
                         OperationStatus::InFlight => counts.in_flight = n,
-                        OperationStatus::Failed => counts.failed = n,
+                        OperationStatus::Failed => (counts.failed, failed_error) = (n, with_error),
                     }
                 }
-                counts.last_error = upstream::last_error(conn)?;
+                // The error of a retrying operation is news; a parked one's is older news.
+                if let Some(seq) = pending_error.or(failed_error) {
+                    counts.last_error =
+                        dsl::pending_operations.find(seq).select(dsl::last_error).get_result(conn)?;
+                }
                 Ok(counts)
             })
             .await

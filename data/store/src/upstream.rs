@@ -419,21 +419,6 @@ pub(crate) fn discard_failed(
     })
 }
 
-/// The error to show for the outbox: the newest one on an operation still waiting, or else the
-/// newest failed operation's reason.
-pub(crate) fn last_error(conn: &mut SqliteConnection) -> StoreResult<Option<String>> {
-    for status in [OperationStatus::Pending, OperationStatus::Failed] {
-        let newest: Option<i32> = dsl::pending_operations
-            .filter(dsl::status.eq(status.as_str()).and(dsl::last_error.is_not_null()))
-            .select(max(dsl::seq))
-            .get_result(conn)?;
-        if let Some(seq) = newest {
-            return Ok(dsl::pending_operations.find(seq).select(dsl::last_error).get_result(conn)?);
-        }
-    }
-    Ok(None)
-}
-
 /// How far ahead of the corrected clock a queued operation's reading may be before it is
 /// stamped again. Well inside the server's tolerance (a minute by default), and well outside
 /// the error of the clock correction (half a round trip).

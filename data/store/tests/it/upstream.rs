@@ -145,6 +145,17 @@ async fn retries_and_failures_are_recorded_on_the_operation() {
     assert_eq!((counts.pending, counts.failed, counts.last_error.as_deref()), (0, 1, Some("forbidden: no")));
     assert_eq!(counts.oldest_pending_at, None, "failed operations are not waiting");
 
+    // A retrying operation's error is newer news than a parked one's.
+    c.project().await;
+    let second = c.ids().await[1];
+    c.outbox.mark_sent(vec![second]).await.expect("mark");
+    let retry = Settlement::Retry { attempts: 1, not_before: None, error: "timed out".into() };
+    c.outbox.settle(vec![(second, retry)]).await.expect("retry");
+    let counts = c.outbox.counts().await.expect("counts");
+    assert_eq!((counts.pending, counts.failed, counts.last_error.as_deref()), (1, 1, Some("timed out")));
+    let waiting = c.outbox.get(second).await.expect("get").expect("queued");
+    assert_eq!(counts.oldest_pending_at, Some(waiting.created_at));
+
     assert_eq!(c.outbox.retry_failed(None).await.expect("retry"), 1);
     let stored = c.outbox.get(op).await.expect("get").expect("queued");
     assert_eq!((stored.status, stored.attempts, stored.next_attempt_at), (OperationStatus::Pending, 0, None));
