@@ -16,7 +16,7 @@ use std::{
 use trackflow_domain::{
     ports::Repository, protocol::EntityState, Hlc, NodeId, SyncEntity, Timestamp, UserId,
 };
-use trackflow_music::{AudioTrack, Project};
+use trackflow_music::{AudioTrack, Project, ProjectId};
 use trackflow_store::{
     configure_connection, LocalStore, LocalStoreOptions, Offload, SqliteRepository, SystemClock,
 };
@@ -340,6 +340,23 @@ fn create_project(projects: Arc<SqliteRepository<Project>>, owner: UserId) -> Op
     })
 }
 
+/// A track created (and queued) in `parent` per call.
+pub(crate) fn create_track(
+    tracks: Arc<SqliteRepository<AudioTrack>>,
+    parent: ProjectId,
+    owner: UserId,
+) -> Op<'static> {
+    Box::new(move |i| {
+        let tracks = Arc::clone(&tracks);
+        Box::pin(async move {
+            let track =
+                AudioTrack::new(parent, owner, &format!("Take {i}"), 180_000, None, Timestamp(i as i64))?;
+            tracks.create(track).await?;
+            Ok(())
+        })
+    })
+}
+
 /// Local create+enqueue against a bare one-row Diesel insert transaction. Every measurement
 /// has its own fresh file database with the same connection settings.
 async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
@@ -374,15 +391,7 @@ async fn local_write(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
         .await?
         .id();
     let tracks = Arc::new(SqliteRepository::<AudioTrack>::new(child_store));
-    let track: Op<'_> = Box::new(move |i| {
-        let tracks = Arc::clone(&tracks);
-        Box::pin(async move {
-            let track =
-                AudioTrack::new(parent, owner, &format!("Take {i}"), 180_000, None, Timestamp(i as i64))?;
-            tracks.create(track).await?;
-            Ok(())
-        })
-    });
+    let track = create_track(tracks, parent, owner);
     let [hop_auto, hop_spawn]: [Op<'_>; 2] =
         hops.try_into().map_err(|_| anyhow::anyhow!("two offload modes"))?;
 

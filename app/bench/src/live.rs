@@ -4,8 +4,8 @@
 //! one open live query takes.
 
 use super::{
-    downstream::memory, measure_interleaved, open_store, pulled, summarize, BenchArgs, Measurement, Op,
-    Report,
+    create_track, downstream::memory, measure_interleaved, open_store, pulled, summarize, BenchArgs,
+    Measurement, Op, Report,
 };
 use std::{path::Path, sync::Arc, time::Instant};
 use tokio::sync::mpsc;
@@ -61,16 +61,7 @@ async fn write_cost(dir: &Path, args: &BenchArgs, owner: UserId) -> anyhow::Resu
             live.next().await.transpose()?;
             watch(live);
         }
-        let op: Op<'static> = Box::new(move |i| {
-            let tracks = Arc::clone(&tracks);
-            Box::pin(async move {
-                let track =
-                    AudioTrack::new(parent, owner, &format!("Take {i}"), 180_000, None, Timestamp(i as i64))?;
-                tracks.create(track).await?;
-                Ok(())
-            })
-        });
-        ops.push((name, op));
+        ops.push((name, create_track(tracks, parent, owner)));
     }
     let mut measurements = measure_interleaved(args, ops).await?;
     let baseline = measurements.first().map_or(1.0, |m| m.p50_us).max(f64::EPSILON);

@@ -2,7 +2,7 @@
 //! never for a rolled-back one; lagging subscribers told what they missed; live queries read
 //! again only when a change can affect them; each change says why it happened.
 
-use super::{execute, music, Fixture};
+use super::{execute, music, pulled, Fixture};
 use futures_util::FutureExt;
 use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
@@ -12,8 +12,7 @@ use trackflow_domain::{
     },
     protocol::EntityState,
     sync::{ChangeEvent, ChangeKind, ChangeOrigin, ConflictResolution, LiveQuery, Settlement},
-    CollaboratorRole, ConflictId, EntityRef, EntityType, Hlc, NodeId, SyncConflict, SyncEntity, Timestamp,
-    UserId,
+    CollaboratorRole, ConflictId, EntityRef, EntityType, SyncConflict, SyncEntity, Timestamp, UserId,
 };
 use trackflow_music::{AudioComment, AudioTrack, Project, ProjectCollaborator, ProjectPatch};
 use trackflow_store::{
@@ -238,21 +237,6 @@ async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
         .await
         .expect("rename");
     assert_eq!(one.next().await.expect("open").expect("result"), vec![renamed]);
-}
-
-/// `entity` as the server sends it at `version`, every field written at `wall_ms`.
-fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState {
-    let fields = entity.fields();
-    let at = Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(uuid::Uuid::from_u128(7)) };
-    EntityState {
-        entity_type: E::ENTITY_TYPE,
-        entity_id: entity.entity_id(),
-        version,
-        deleted: false,
-        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
-        fields,
-        deleted_with: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

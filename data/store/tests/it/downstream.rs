@@ -1,7 +1,7 @@
 //! Pulled pages applied to the local store: skipping, deferral of rows that arrive before their
 //! parent, tombstones, manual conflicts and resets.
 
-use super::Fixture;
+use super::{pulled, Fixture};
 use serde_json::json;
 use std::collections::BTreeMap;
 use trackflow_domain::{
@@ -11,27 +11,12 @@ use trackflow_domain::{
     },
     protocol::EntityState,
     sync::{ConflictPolicy, ConflictResolution},
-    EntityType, Hlc, NodeId, RepositoryError, SyncEntity, Timestamp, UserId,
+    EntityType, RepositoryError, SyncEntity, Timestamp, UserId,
 };
 use trackflow_music::{AudioComment, AudioTrack, Project, ProjectPatch};
 use trackflow_store::{SqliteConflictRepository, SqliteDownstreamRepository, SqliteRepository};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
-
-/// `entity` as the server sends it at `version`, every field written at `wall_ms`.
-fn pulled<E: SyncEntity>(entity: &E, version: i64, wall_ms: u64) -> EntityState {
-    let fields = entity.fields();
-    let at = Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(uuid::Uuid::from_u128(7)) };
-    EntityState {
-        entity_type: E::ENTITY_TYPE,
-        entity_id: entity.entity_id(),
-        version,
-        deleted: false,
-        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
-        fields,
-        deleted_with: None,
-    }
-}
 
 struct Local {
     fx: Fixture,

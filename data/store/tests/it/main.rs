@@ -65,3 +65,23 @@ pub async fn execute(store: &LocalStore, sql: &str) {
     let sql = sql.to_owned();
     store.with_connection(move |conn| Ok(conn.batch_execute(&sql)?)).await.expect("execute statement");
 }
+
+/// `entity` as the server sends it at `version`, every field written at `wall_ms`.
+pub fn pulled<E: trackflow_domain::SyncEntity>(
+    entity: &E,
+    version: i64,
+    wall_ms: u64,
+) -> trackflow_domain::protocol::EntityState {
+    let fields = entity.fields();
+    let node = trackflow_domain::NodeId::from_uuid(uuid::Uuid::from_u128(7));
+    let at = trackflow_domain::Hlc { wall_ms, counter: 0, node };
+    trackflow_domain::protocol::EntityState {
+        entity_type: E::ENTITY_TYPE,
+        entity_id: entity.entity_id(),
+        version,
+        deleted: false,
+        field_hlc: fields.keys().map(|k| (k.clone(), at)).collect(),
+        fields,
+        deleted_with: None,
+    }
+}
