@@ -1,7 +1,8 @@
 //! Live queries, indexed by what can affect them: after each reporting transaction the
 //! committing thread looks up, for each change, the queries keyed by its entity, by its type
 //! and parent, and by its type and index keys ([`LiveQuery::affected_by`], as lookups), and
-//! tells only those the event's number. A write that concerns no open query wakes nothing, so
+//! tells only those the event's number. A query that follows its rows (a membership index) is
+//! also filed under each entity of its last result. A write that concerns no open query wakes nothing, so
 //! open queries on other parents cost a write a few hash lookups. A query reads again only for
 //! an event its last read did not see (see [`super::feed::Feed::published`]), so the events
 //! between two of its reads make one new result.
@@ -41,9 +42,31 @@ pub(crate) struct LiveQueries {
 struct Index {
     next_id: u64,
     /// Each open query: what it is told, and the keys it is filed under.
-    open: HashMap<u64, (watch::Sender<u64>, Vec<Filing>)>,
+    open: HashMap<u64, Open>,
     /// Open queries by key, with the field a [`Key::Holding`] must be in.
     by_key: HashMap<Key, Vec<(u64, Option<&'static str>)>>,
+}
+
+/// One open query.
+struct Open {
+    /// The number of the last event that can affect it.
+    sender: watch::Sender<u64>,
+    /// The keys its query is filed under.
+    keys: Vec<Filing>,
+    /// The rows of its last result it is also filed under, when its query follows them
+    /// ([`LiveQuery::follows_its_rows`]).
+    rows: Vec<Filing>,
+}
+
+impl Open {
+    /// Tells it of event `seq` (no wake-up if it knew of a later one).
+    fn tell(&self, seq: u64) {
+        self.sender.send_if_modified(|last| {
+            let newer = seq > *last;
+            *last = (*last).max(seq);
+            newer
+        });
+    }
 }
 
 /// An open live query's registration: the number of the last event that can affect it. Drop it
@@ -52,6 +75,26 @@ pub(crate) struct Registration {
     pub changed: watch::Receiver<u64>,
     id: u64,
     live: Weak<LiveQueries>,
+}
+
+impl Registration {
+    /// Files the query under the entities its last result `shown` (in place of those of the
+    /// result before), for a query that follows its rows. That read saw every event up to
+    /// `seen`; an event published since may have changed one of them before it was filed
+    /// here, so the query reads again if `published` (read under the index's lock, after any
+    /// hand-out that missed the new filing) is past `seen`.
+    pub fn follow_rows(&self, shown: &[EntityRef], seen: u64, published: impl FnOnce() -> u64) {
+        let Some(live) = self.live.upgrade() else { return };
+        let mut index = live.lock();
+        let rows: Vec<Filing> = shown.iter().map(|&row| (Key::Entity(row), None)).collect();
+        index.file(self.id, rows);
+        let now = published();
+        if now > seen {
+            if let Some(open) = index.open.get(&self.id) {
+                open.tell(now);
+            }
+        }
+    }
 }
 
 impl Drop for Registration {
@@ -78,7 +121,7 @@ impl LiveQueries {
         for &(key, field) in &keys {
             index.by_key.entry(key).or_default().push((id, field));
         }
-        index.open.insert(id, (sender, keys));
+        index.open.insert(id, Open { sender, keys, rows: Vec::new() });
         Registration { changed, id, live: Arc::downgrade(self) }
     }
 
@@ -103,12 +146,8 @@ impl LiveQueries {
             });
         }
         for id in told {
-            if let Some((sender, _)) = index.open.get(&id) {
-                sender.send_if_modified(|last| {
-                    let newer = event.seq > *last;
-                    *last = (*last).max(event.seq);
-                    newer
-                });
+            if let Some(open) = index.open.get(&id) {
+                open.tell(event.seq);
             }
         }
     }
@@ -133,13 +172,29 @@ impl Index {
         }
     }
 
+    /// Files query `id` under `rows`, in place of the rows it was filed under.
+    fn file(&mut self, id: u64, rows: Vec<Filing>) {
+        let Some(open) = self.open.get_mut(&id) else { return };
+        let old = std::mem::replace(&mut open.rows, rows.clone());
+        self.unfile(id, &old);
+        for (key, field) in rows {
+            self.by_key.entry(key).or_default().push((id, field));
+        }
+    }
+
     fn close(&mut self, id: u64) {
-        let Some((_, keys)) = self.open.remove(&id) else { return };
+        let Some(open) = self.open.remove(&id) else { return };
+        self.unfile(id, &open.keys);
+        self.unfile(id, &open.rows);
+    }
+
+    /// Removes query `id` from under `keys`.
+    fn unfile(&mut self, id: u64, keys: &[Filing]) {
         for (key, _) in keys {
-            if let Some(ids) = self.by_key.get_mut(&key) {
+            if let Some(ids) = self.by_key.get_mut(key) {
                 ids.retain(|(other, _)| *other != id);
                 if ids.is_empty() {
-                    self.by_key.remove(&key);
+                    self.by_key.remove(key);
                 }
             }
         }

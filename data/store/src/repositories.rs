@@ -175,9 +175,9 @@ impl<E: SyncEntity> Repository<E> for SqliteRepository<E> {
         // Registered before the first read, so nothing committed after that read is missed.
         let wake = self.store.live_query(E::ENTITY_TYPE, query);
         let seen = self.store.published_changes();
-        let repository = Self::new(self.store.clone());
-        let first = repository.read(query).await?;
-        Ok(Box::new(Live { repository, query, wake, seen, first: Some(first) }))
+        let live = Live { repository: Self::new(self.store.clone()), query, wake, seen, first: None };
+        let first = live.read().await?;
+        Ok(Box::new(Live { first: Some(first), ..live }))
     }
 
     #[tracing::instrument(skip_all, fields(entity_type = E::NAME, index, %key))]
@@ -227,6 +227,19 @@ impl<E: SyncEntity> LiveResults<E> for Live<E> {
         // An event the last read already saw needs no new result.
         self.wake.changed.wait_for(|&last| last > seen).await.ok()?;
         self.seen = self.repository.store.published_changes();
-        Some(self.repository.read(self.query).await)
+        Some(self.read().await)
+    }
+}
+
+impl<E: SyncEntity> Live<E> {
+    /// The query's result now; a query that follows its rows is filed under them.
+    async fn read(&self) -> Result<Vec<E>, RepositoryError> {
+        let result = self.repository.read(self.query).await?;
+        if self.query.follows_its_rows(E::ENTITY_TYPE) {
+            let shown: Vec<EntityRef> = result.iter().map(SyncEntity::entity_ref).collect();
+            let store = &self.repository.store;
+            self.wake.follow_rows(&shown, self.seen, || store.published_changes());
+        }
+        Ok(result)
     }
 }

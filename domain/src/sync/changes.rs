@@ -112,10 +112,15 @@ pub enum LiveQuery {
 }
 
 impl LiveQuery {
-    /// Whether `change` can change this query's result over `entity_type`: a change of another
-    /// type or inside another parent cannot (beyond the grants a membership index follows).
-    pub fn affected_by(&self, entity_type: EntityType, change: &EntityChange) -> bool {
+    /// Whether `change` can change this query's result over `entity_type`, whose last result
+    /// showed the entities `shown`: a change of another type or inside another parent cannot
+    /// (beyond the grants a membership index follows, and the rows it shows, see
+    /// [`follows_its_rows`](Self::follows_its_rows)).
+    pub fn affected_by(&self, entity_type: EntityType, change: &EntityChange, shown: &[Uuid]) -> bool {
         let same_type = change.entity.entity_type == entity_type;
+        if same_type && self.follows_its_rows(entity_type) && shown.contains(&change.entity.id) {
+            return true;
+        }
         match *self {
             Self::Get(id) => same_type && change.entity.id == id,
             Self::ByParent(parent) => {
@@ -135,6 +140,17 @@ impl LiveQuery {
                 // changes the result.
                 index.members && change.entity.entity_type.member_field().is_some_and(has)
             }
+        }
+    }
+
+    /// Whether a change to any entity of its last result can change it, whatever the change's
+    /// keys: true for a membership index, whose result holds what the key was granted (a
+    /// project shared with a user), and a change to such a project carries its owner, not the
+    /// user. Other queries find their rows by the keys every change of them carries.
+    pub fn follows_its_rows(&self, entity_type: EntityType) -> bool {
+        match *self {
+            Self::By(index, _) => entity_type.indexes().iter().any(|i| i.name == index && i.members),
+            Self::Get(_) | Self::ByParent(_) => false,
         }
     }
 }

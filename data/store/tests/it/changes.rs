@@ -236,7 +236,23 @@ async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
         .update(shared.id(), ProjectPatch { name: Some("Renamed".into()), ..Default::default() })
         .await
         .expect("rename");
-    assert_eq!(one.next().await.expect("open").expect("result"), vec![renamed]);
+    assert_eq!(one.next().await.expect("open").expect("result"), vec![renamed.clone()]);
+    // The guest's list shows the shared project through the grant; the rename carries only the
+    // owner, and still gives the guest's list its new result.
+    let within = std::time::Duration::from_secs(10);
+    let listed = tokio::time::timeout(within, of_guest.next()).await.expect("a new result for the rename");
+    assert_eq!(listed.expect("open").expect("result"), vec![renamed]);
+    // Once the guest is no longer a member, the project's changes are nothing to the guest.
+    let grant = members.list_by_parent(shared.id().as_uuid()).await.expect("grants");
+    members.delete(grant[0].id()).await.expect("revoke");
+    let listed = tokio::time::timeout(within, of_guest.next()).await.expect("a new result for the revoke");
+    assert_eq!(listed.expect("open").expect("result"), Vec::new());
+    projects
+        .update(shared.id(), ProjectPatch { name: Some("Private".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    sentinel.pass().await;
+    assert!(of_guest.next().now_or_never().is_none(), "not a row of its result any more");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
