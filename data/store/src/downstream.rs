@@ -463,6 +463,25 @@ fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
     }
 }
 
+/// Reports the shared scope `root` going from this device (its user lost access): its root
+/// deleted, what lives inside it hidden with it. A root already deleted here was reported then.
+fn report_forgotten(conn: &mut SqliteConnection, root: Uuid, report: &mut Changes) -> StoreResult<()> {
+    let roots =
+        EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Shared && t.parent().is_none());
+    for &root_type in roots {
+        if let Some(record) = find(conn, root_type, root)?.filter(|record| !record.meta.deleted) {
+            report.entity(&record.entity, None, ChangeKind::Deleted, ChangeOrigin::Pull);
+            report.inside(
+                conn,
+                record.entity.entity_ref(),
+                ChangeKind::HiddenWithParent,
+                ChangeOrigin::Pull,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn scope_sync(conn: &mut SqliteConnection, scope: &str) -> StoreResult<ScopeSync> {
     // Rows waiting to go back to the server's state: this pull starts from the beginning.
     reverts::request(conn, scope)?;
@@ -671,21 +690,25 @@ impl DownstreamRepository for SqliteDownstreamRepository {
     async fn forget_scope(&self, root: ScopeId) -> Result<u64, RepositoryError> {
         let scope = Scope::Shared(root).to_string();
         let id = root.to_string();
+        let store = self.store.clone();
         self.store
             .read(move |conn| {
-                conn.immediate_transaction(|conn| {
-                    // Children before what they live inside, for the foreign keys; with each
-                    // table, the pulled rows waiting for one of its rows, never wanted now.
-                    let mut removed = 0;
-                    for entity_type in EntityType::all().iter().rev() {
-                        if entity_type.scope_kind() == ScopeKind::Shared {
-                            removed += TableSql::of(*entity_type).forget(conn, &id)?;
+                store.publishing(conn, |conn, report| {
+                    conn.immediate_transaction(|conn| {
+                        report_forgotten(conn, root.as_uuid(), report)?;
+                        // Children before what they live inside, for the foreign keys; with each
+                        // table, the pulled rows waiting for one of its rows, never wanted now.
+                        let mut removed = 0;
+                        for entity_type in EntityType::all().iter().rev() {
+                            if entity_type.scope_kind() == ScopeKind::Shared {
+                                removed += TableSql::of(*entity_type).forget(conn, &id)?;
+                            }
                         }
-                    }
-                    diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
-                    diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
-                        .execute(conn)?;
-                    StoreResult::Ok(removed as u64)
+                        diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
+                        diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
+                            .execute(conn)?;
+                        StoreResult::Ok(removed as u64)
+                    })
                 })
             })
             .await

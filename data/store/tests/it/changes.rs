@@ -12,7 +12,8 @@ use trackflow_domain::{
     },
     protocol::EntityState,
     sync::{ChangeEvent, ChangeKind, ChangeOrigin, ConflictResolution, LiveQuery, Settlement},
-    CollaboratorRole, ConflictId, EntityRef, EntityType, SyncConflict, SyncEntity, Timestamp, UserId,
+    CollaboratorRole, ConflictId, EntityRef, EntityType, ScopeId, SyncConflict, SyncEntity, Timestamp,
+    UserId,
 };
 use trackflow_music::{AudioComment, AudioTrack, Project, ProjectCollaborator, ProjectPatch};
 use trackflow_store::{
@@ -353,4 +354,32 @@ async fn a_refused_create_and_a_resolved_conflict_say_why_they_changed() {
     conflicts.resolve(id, ConflictResolution::Theirs).await.expect("resolve");
     let event = published(&mut feed).await;
     assert_eq!(summary(&event), [(reference(&kept), ChangeKind::Updated, ChangeOrigin::Resolution)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_forgotten_after_losing_access_is_reported_gone() {
+    let fx = Fixture::new().await;
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+    let owner = UserId::new();
+    let shared = project(owner, "Shared with me");
+    let take = track(&shared, owner, "Take");
+    let page = vec![pulled(&shared, 1, 5), pulled(&take, 1, 5)];
+    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    let mut live = tracks.subscribe(LiveQuery::ByParent(shared.id().as_uuid())).await.expect("subscribe");
+    assert_eq!(live.next().await.expect("open").expect("first"), vec![take.clone()]);
+    let mut feed = fx.store.changes();
+
+    // The owner took this user's access away: the project goes from the device.
+    downstream.forget_scope(ScopeId::from_uuid(shared.id().as_uuid())).await.expect("forget");
+    let event = published(&mut feed).await;
+    assert_eq!(
+        summary(&event),
+        [
+            (reference(&shared), ChangeKind::Deleted, ChangeOrigin::Pull),
+            (reference(&take), ChangeKind::HiddenWithParent, ChangeOrigin::Pull)
+        ]
+    );
+    assert_eq!(live.next().await.expect("open").expect("result"), Vec::new());
 }
