@@ -48,8 +48,8 @@ const SMALL: (usize, usize) = (1_000, 100);
 const STARTS: usize = 15;
 
 /// Options of the hidden `trackflow-bench open` command: a client process that opens the
-/// engine over `--dir`, lists `--project`'s tracks and prints one JSON line (their number, the
-/// time of each step, memory); with `--first-pass` it then runs one upstream pass.
+/// engine over `--dir`, lists `--project`'s tracks (with `--first-pass`, then runs one upstream
+/// pass) and prints one JSON line: their number, the time of each step, memory.
 #[derive(Debug, Args)]
 pub struct OpenArgs {
     /// The client's data directory.
