@@ -14,7 +14,7 @@
 use super::{
     conflicts,
     feed::Changes,
-    records::{existing, find, presence, raise_high_water, save, NewRows},
+    records::{existing, find, find_visible, presence, raise_high_water, save, NewRows},
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
@@ -464,12 +464,12 @@ fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
 }
 
 /// Reports the shared scope `root` going from this device (its user lost access): its root
-/// deleted, what lives inside it hidden with it. A root already deleted here was reported then.
+/// deleted, what lives inside it hidden with it. A root already hidden here was reported then.
 fn report_forgotten(conn: &mut SqliteConnection, root: Uuid, report: &mut Changes) -> StoreResult<()> {
     let roots =
         EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Shared && t.parent().is_none());
     for &root_type in roots {
-        if let Some(record) = find(conn, root_type, root)?.filter(|record| !record.meta.deleted) {
+        if let Some(record) = find_visible(conn, root_type, root)? {
             report.entity(&record.entity, None, ChangeKind::Deleted, ChangeOrigin::Pull);
             report.inside(
                 conn,

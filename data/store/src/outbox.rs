@@ -276,7 +276,13 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
 
     #[tracing::instrument(skip_all, fields(n = ids.len()))]
     async fn discard_failed(&self, ids: Vec<OperationId>) -> Result<Vec<OperationId>, RepositoryError> {
-        let discarded = self.store.read(move |conn| upstream::discard_failed(conn, &ids)).await?;
+        let store = self.store.clone();
+        let discarded = self
+            .store
+            .read(move |conn| {
+                store.publishing(conn, |conn, report| upstream::discard_failed(conn, &ids, report))
+            })
+            .await?;
         // What waited behind the discarded operations may go now.
         self.store.announce_write();
         Ok(discarded)

@@ -6,7 +6,7 @@
 use super::{
     feed::Changes,
     outbox::OperationRow,
-    records::{find, high_water, raise_high_water, save, set_high_water, WriteClock},
+    records::{find, find_visible, high_water, raise_high_water, save, set_high_water, WriteClock},
     rows::parse,
     schema::pending_operations::dsl,
     tables::TableSql,
@@ -19,7 +19,7 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
-    sync::{upstream::cascade, CoalescePlan, Settlement},
+    sync::{upstream::cascade, ChangeKind, ChangeOrigin, CoalescePlan, Settlement},
     EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, SyncOperation, Timestamp,
 };
 
@@ -389,6 +389,7 @@ fn require_failed(ids: &[OperationId], ops: &[SyncOperation]) -> StoreResult<()>
 pub(crate) fn discard_failed(
     conn: &mut SqliteConnection,
     ids: &[OperationId],
+    report: &mut Changes,
 ) -> StoreResult<Vec<OperationId>> {
     conn.immediate_transaction(|conn| {
         let queue = load_all(conn)?;
@@ -405,11 +406,18 @@ pub(crate) fn discard_failed(
         // parent; a row something else still points at stays, hidden, as before.
         for op in queue.iter().rev().filter(|op| dropped.contains(&op.id) && op.kind == OperationKind::Create)
         {
+            // Usually hidden already; shown if the server brought back what it lived inside.
+            let shown = find_visible(conn, op.entity.entity_type, op.entity.id)?;
             match TableSql::of(op.entity.entity_type).drop_unacknowledged(conn, &op.entity.id.to_string()) {
                 Err(StoreError::Database(diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                     _,
                 ))) => tracing::debug!(entity = %op.entity, "a discarded create's row is still referred to"),
+                Ok(true) => {
+                    if let Some(record) = shown {
+                        report.entity(&record.entity, None, ChangeKind::Deleted, ChangeOrigin::Rollback);
+                    }
+                }
                 other => {
                     other?;
                 }

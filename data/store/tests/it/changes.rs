@@ -383,3 +383,29 @@ async fn a_scope_forgotten_after_losing_access_is_reported_gone() {
     );
     assert_eq!(live.next().await.expect("open").expect("result"), Vec::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
+    let fx = Fixture::new().await;
+    let (projects, tracks) =
+        (SqliteRepository::<Project>::new(fx.store.clone()), SqliteRepository::<AudioTrack>::new(fx.store.clone()));
+    let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+    let owner = UserId::new();
+    let demo = projects.create(project(owner, "Demo")).await.expect("create");
+    let take = tracks.create(track(&demo, owner, "Take")).await.expect("track");
+    let create = outbox.list(None).await.expect("list")[0].id;
+    outbox.settle(vec![(create, Settlement::Failed { reason: "refused".into() })]).await.expect("settle");
+    // The server held the project after all (its answer was lost): a pull brings it back, and
+    // the track queued inside it shows again.
+    downstream.apply_page("all", vec![pulled(&demo, 1, 5)], "c1".into(), &plan).await.expect("apply");
+    assert_eq!(tracks.list_by_parent(demo.id().as_uuid()).await.expect("list"), vec![take.clone()]);
+    let mut feed = fx.store.changes();
+
+    // Discarding the refused create drops the track's create with it, and its row.
+    outbox.discard_failed(vec![create]).await.expect("discard");
+    let event = published(&mut feed).await;
+    assert_eq!(summary(&event), [(reference(&take), ChangeKind::Deleted, ChangeOrigin::Rollback)]);
+    assert_eq!(tracks.list_by_parent(demo.id().as_uuid()).await.expect("list"), Vec::new());
+}
