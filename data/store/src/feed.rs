@@ -197,7 +197,9 @@ fn keys_of(
     fields: &BTreeMap<String, Value>,
 ) -> impl Iterator<Item = (&'static str, Uuid)> + '_ {
     let indexed = entity_type.indexes().iter().map(|index| index.field);
-    indexed.chain(entity_type.member_field()).filter_map(move |name| {
+    // The parent's field too: a row moved from one parent to another changes both lists.
+    let parent = entity_type.parent().map(|parent| parent.field);
+    indexed.chain(entity_type.member_field()).chain(parent).filter_map(move |name| {
         let key = fields.get(name)?.as_str()?.parse().ok()?;
         Some((name, key))
     })

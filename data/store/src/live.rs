@@ -167,8 +167,16 @@ impl Index {
         if let Some(parent) = change.parent {
             look_up(Key::Inside(change.entity.entity_type, parent), None);
         }
+        let parent = change.entity.entity_type.parent();
         for (field, key) in &change.keys {
             look_up(Key::Holding(change.entity.entity_type, *key), Some(field));
+            // The parent it had before the change, or has after it.
+            if let Some(declared) = parent.filter(|declared| declared.field == field) {
+                let inside = EntityRef::new(declared.entity_type, *key);
+                if change.parent != Some(inside) {
+                    look_up(Key::Inside(change.entity.entity_type, inside), None);
+                }
+            }
         }
     }
 

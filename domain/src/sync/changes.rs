@@ -84,7 +84,7 @@ pub struct EntityChange {
     pub origin: ChangeOrigin,
     /// The parent it lives inside, if its type declares one.
     pub parent: Option<EntityRef>,
-    /// The ids its declared indexes and its membership grant match on, before and after the
+    /// The ids its parent field, declared indexes and membership grant match on, before and after the
     /// change (field name and value): what decides whether a query by index can see it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<(String, Uuid)>,
@@ -125,8 +125,10 @@ impl LiveQuery {
             Self::Get(id) => same_type && change.entity.id == id,
             Self::ByParent(parent) => {
                 let Some(declared) = entity_type.parent() else { return false };
-                let parent = EntityRef::new(declared.entity_type, parent);
-                (same_type && change.parent == Some(parent)) || change.entity == parent
+                let inside = EntityRef::new(declared.entity_type, parent);
+                // Its parent after the change, or before it (a row moved out).
+                let moved = change.keys.iter().any(|(f, k)| f == declared.field && *k == parent);
+                (same_type && (change.parent == Some(inside) || moved)) || change.entity == inside
             }
             Self::By(index, key) => {
                 let Some(index) = entity_type.indexes().iter().find(|i| i.name == index) else {

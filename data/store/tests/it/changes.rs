@@ -387,8 +387,10 @@ async fn a_scope_forgotten_after_losing_access_is_reported_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
     let fx = Fixture::new().await;
-    let (projects, tracks) =
-        (SqliteRepository::<Project>::new(fx.store.clone()), SqliteRepository::<AudioTrack>::new(fx.store.clone()));
+    let (projects, tracks) = (
+        SqliteRepository::<Project>::new(fx.store.clone()),
+        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
+    );
     let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
     let downstream = SqliteDownstreamRepository::new(fx.store.clone());
     let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
@@ -408,4 +410,32 @@ async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
     let event = published(&mut feed).await;
     assert_eq!(summary(&event), [(reference(&take), ChangeKind::Deleted, ChangeOrigin::Rollback)]);
     assert_eq!(tracks.list_by_parent(demo.id().as_uuid()).await.expect("list"), Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_moved_to_another_parent_changes_both_lists() {
+    let fx = Fixture::new().await;
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
+    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+    let owner = UserId::new();
+    let (from, to) = (project(owner, "From"), project(owner, "To"));
+    let take = track(&from, owner, "Take");
+    let page = vec![pulled(&from, 1, 5), pulled(&to, 1, 5), pulled(&take, 1, 5)];
+    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    let mut out_of = tracks.subscribe(LiveQuery::ByParent(from.id().as_uuid())).await.expect("subscribe");
+    let mut into = tracks.subscribe(LiveQuery::ByParent(to.id().as_uuid())).await.expect("subscribe");
+    assert_eq!(out_of.next().await.expect("open").expect("first"), vec![take.clone()]);
+    assert_eq!(into.next().await.expect("open").expect("first"), Vec::new());
+
+    // The server's row of the track names the other project (no app type declares that, but a
+    // pulled row is taken as the server holds it).
+    let mut moved = pulled(&take, 2, 9);
+    moved.fields.insert("project_id".into(), serde_json::json!(to.id().as_uuid()));
+    downstream.apply_page("all", vec![moved], "c2".into(), &plan).await.expect("apply");
+    let within = std::time::Duration::from_secs(10);
+    let left = tokio::time::timeout(within, out_of.next()).await.expect("the list it left reads again");
+    assert_eq!(left.expect("open").expect("result"), Vec::new());
+    let joined = tokio::time::timeout(within, into.next()).await.expect("the list it joined reads again");
+    assert_eq!(joined.expect("open").expect("result").len(), 1);
 }
