@@ -84,8 +84,8 @@ pub struct EntityChange {
     pub origin: ChangeOrigin,
     /// The parent it lives inside, if its type declares one.
     pub parent: Option<EntityRef>,
-    /// The ids its parent field, declared indexes and membership grant match on, before and after the
-    /// change (field name and value): what decides whether a query by index can see it.
+    /// The ids its parent field, declared indexes and membership grant match on, before and
+    /// after the change (field name and value): what decides which lists can see it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<(String, Uuid)>,
 }
