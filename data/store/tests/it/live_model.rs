@@ -1,7 +1,7 @@
-//! Live queries never miss a change: random local writes and pulls on projects, tracks and
-//! grants, with live queries open on every project (its row, its tracks) and on what each user
-//! is a member of. After every step, each query's latest result must equal the query read
-//! directly: a change the query was not told of would leave it behind.
+//! Live queries never miss a change: random local writes, pulls and forgotten scopes on
+//! projects, tracks and grants, with live queries open on every project (its row, its tracks)
+//! and on what each user is a member of. After every step, each query's latest result must
+//! equal the query read directly: a change the query was not told of would leave it behind.
 
 use super::{pulled, Fixture};
 use futures_util::FutureExt;
@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use trackflow_domain::{
     ports::{ApplyPlan, ConflictPolicies, DownstreamRepository, LiveResults, Repository},
     sync::LiveQuery,
-    CollaboratorRole, EntityType, SyncEntity, Timestamp, UserId,
+    CollaboratorRole, EntityType, ScopeId, SyncEntity, Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, AudioTrackPatch, Project, ProjectCollaborator, ProjectPatch};
 use trackflow_store::{LocalStore, SqliteDownstreamRepository, SqliteRepository};
@@ -31,6 +31,8 @@ enum Step {
     Revoke(usize),
     /// A project of another owner and its tracks arrive by a pull, shared with a user.
     PullShared(usize, usize),
+    /// The device forgets a project's scope (its user lost access).
+    Forget(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -45,6 +47,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (any.clone(), 0..USERS).prop_map(|(p, u)| Step::Grant(p, u)),
         1 => any.clone().prop_map(Step::Revoke),
         1 => (1..4usize, 0..USERS).prop_map(|(n, u)| Step::PullShared(n, u)),
+        1 => any.clone().prop_map(Step::Forget),
     ]
 }
 
@@ -166,6 +169,11 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 }
                 downstream.apply_page("all", page, format!("c{number}"), &plan).await.expect("apply");
                 new_projects.push(project.id());
+            }
+            Step::Forget(i) => {
+                if let Some(id) = pick(&made, i) {
+                    downstream.forget_scope(ScopeId::from_uuid(id.as_uuid())).await.expect("forget");
+                }
             }
         }
         for id in new_projects {
