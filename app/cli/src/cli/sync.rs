@@ -322,9 +322,10 @@ pub(super) async fn watch(data_dir: &Path, settings: &Settings, out: Printer) ->
     let mut changes = engine.changes();
     engine.status_provider().refresh_counts().await?;
     print_state(out, &states.borrow_and_update())?;
-    engine.start().await;
-    // Whether the server's event stream is open (never, with realtime off).
+    // Whether the server's event stream is open (never, with realtime off). Watched before the
+    // engine starts: a receiver taken later would count a connection made meanwhile as seen.
     let mut realtime = engine.realtime().map(|listener| listener.connected());
+    engine.start().await;
     loop {
         tokio::select! {
             changed = states.changed() => {
