@@ -36,6 +36,28 @@ fn summary(event: &ChangeEvent) -> Vec<(EntityRef, ChangeKind, ChangeOrigin)> {
     event.changes.iter().map(|c| (c.entity, c.kind, c.origin)).collect()
 }
 
+/// Pages applied to the fixture's store as a pull of every type applies them.
+struct Pulls {
+    downstream: SqliteDownstreamRepository,
+    plan: ApplyPlan,
+}
+
+impl Pulls {
+    fn new(fx: &Fixture) -> Self {
+        let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+        Self { downstream: SqliteDownstreamRepository::new(fx.store.clone()), plan }
+    }
+
+    async fn apply(&self, page: Vec<EntityState>, cursor: &str) {
+        self.downstream.apply_page("all", page, cursor.into(), &self.plan).await.expect("apply");
+    }
+}
+
+/// The repositories of projects and of tracks over the fixture's store.
+fn projects_and_tracks(fx: &Fixture) -> (SqliteRepository<Project>, SqliteRepository<AudioTrack>) {
+    (SqliteRepository::new(fx.store.clone()), SqliteRepository::new(fx.store.clone()))
+}
+
 fn reference<E: SyncEntity>(entity: &E) -> EntityRef {
     EntityRef::new(E::ENTITY_TYPE, entity.entity_id())
 }
@@ -48,10 +70,7 @@ async fn published(feed: &mut Box<dyn trackflow_domain::ports::ChangeSubscriptio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_writes_are_published_after_their_commit_in_commit_order() {
     let fx = Fixture::new().await;
-    let (projects, tracks) = (
-        SqliteRepository::<Project>::new(fx.store.clone()),
-        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
-    );
+    let (projects, tracks) = projects_and_tracks(&fx);
     let owner = UserId::new();
     let mut feed = fx.store.changes();
     assert!(feed.next().now_or_never().is_none(), "nothing was written yet");
@@ -171,10 +190,7 @@ impl Sentinel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_list_reads_again_only_for_changes_inside_its_parent() {
     let fx = Fixture::new().await;
-    let (projects, tracks) = (
-        SqliteRepository::<Project>::new(fx.store.clone()),
-        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
-    );
+    let (projects, tracks) = projects_and_tracks(&fx);
     let owner = UserId::new();
     let (mine, other) = (
         projects.create(project(owner, "Mine")).await.expect("create"),
@@ -259,9 +275,8 @@ async fn live_gets_and_index_queries_follow_their_own_entities_and_grants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pulled_page_is_one_event_and_one_new_result() {
     let fx = Fixture::new().await;
-    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let pulls = Pulls::new(&fx);
     let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
-    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
     let owner = UserId::new();
     let demo = project(owner, "Demo");
     let takes: Vec<AudioTrack> = (0..500).map(|i| track(&demo, owner, &format!("Take {i}"))).collect();
@@ -272,7 +287,7 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
 
     let page: Vec<EntityState> =
         std::iter::once(pulled(&demo, 1, 5)).chain(takes.iter().map(|t| pulled(t, 1, 5))).collect();
-    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    pulls.apply(page, "c1").await;
     let event = published(&mut feed).await;
     assert_eq!(event.changes.len(), 501);
     assert!(event.changes.iter().all(|c| c.kind == ChangeKind::Created && c.origin == ChangeOrigin::Pull));
@@ -285,13 +300,10 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
     // A pulled tombstone of the project hides its tracks with it; a row pulled again at the
     // same state changes nothing anyone sees.
     let comment = AudioComment::new(&takes[0], owner, "Nice", 10, NOW).expect("valid");
-    downstream.apply_page("all", vec![pulled(&comment, 1, 6)], "c2".into(), &plan).await.expect("apply");
+    pulls.apply(vec![pulled(&comment, 1, 6)], "c2").await;
     published(&mut feed).await;
     let gone = EntityState { deleted: true, version: 2, ..pulled(&demo, 2, 7) };
-    downstream
-        .apply_page("all", vec![gone, pulled(&takes[1], 1, 5)], "c3".into(), &plan)
-        .await
-        .expect("apply");
+    pulls.apply(vec![gone, pulled(&takes[1], 1, 5)], "c3").await;
     let event = published(&mut feed).await;
     let kinds: BTreeMap<EntityType, Vec<ChangeKind>> =
         event.changes.iter().fold(BTreeMap::new(), |mut by, c| {
@@ -306,10 +318,7 @@ async fn a_pulled_page_is_one_event_and_one_new_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_create_and_a_resolved_conflict_say_why_they_changed() {
     let fx = Fixture::new().await;
-    let (projects, tracks) = (
-        SqliteRepository::<Project>::new(fx.store.clone()),
-        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
-    );
+    let (projects, tracks) = projects_and_tracks(&fx);
     let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
     let owner = UserId::new();
     let refused = projects.create(project(owner, "Refused")).await.expect("create");
@@ -359,20 +368,19 @@ async fn a_refused_create_and_a_resolved_conflict_say_why_they_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scope_forgotten_after_losing_access_is_reported_gone() {
     let fx = Fixture::new().await;
-    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let pulls = Pulls::new(&fx);
     let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
-    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
     let owner = UserId::new();
     let shared = project(owner, "Shared with me");
     let take = track(&shared, owner, "Take");
     let page = vec![pulled(&shared, 1, 5), pulled(&take, 1, 5)];
-    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    pulls.apply(page, "c1").await;
     let mut live = tracks.subscribe(LiveQuery::ByParent(shared.id().as_uuid())).await.expect("subscribe");
     assert_eq!(live.next().await.expect("open").expect("first"), vec![take.clone()]);
     let mut feed = fx.store.changes();
 
     // The owner took this user's access away: the project goes from the device.
-    downstream.forget_scope(ScopeId::from_uuid(shared.id().as_uuid())).await.expect("forget");
+    pulls.downstream.forget_scope(ScopeId::from_uuid(shared.id().as_uuid())).await.expect("forget");
     let event = published(&mut feed).await;
     assert_eq!(
         summary(&event),
@@ -387,13 +395,9 @@ async fn a_scope_forgotten_after_losing_access_is_reported_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
     let fx = Fixture::new().await;
-    let (projects, tracks) = (
-        SqliteRepository::<Project>::new(fx.store.clone()),
-        SqliteRepository::<AudioTrack>::new(fx.store.clone()),
-    );
+    let (projects, tracks) = projects_and_tracks(&fx);
     let outbox = SqlitePendingOperationsRepository::new(fx.store.clone());
-    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
-    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
+    let pulls = Pulls::new(&fx);
     let owner = UserId::new();
     let demo = projects.create(project(owner, "Demo")).await.expect("create");
     let take = tracks.create(track(&demo, owner, "Take")).await.expect("track");
@@ -401,7 +405,7 @@ async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
     outbox.settle(vec![(create, Settlement::Failed { reason: "refused".into() })]).await.expect("settle");
     // The server held the project after all (its answer was lost): a pull brings it back, and
     // the track queued inside it shows again.
-    downstream.apply_page("all", vec![pulled(&demo, 1, 5)], "c1".into(), &plan).await.expect("apply");
+    pulls.apply(vec![pulled(&demo, 1, 5)], "c1").await;
     assert_eq!(tracks.list_by_parent(demo.id().as_uuid()).await.expect("list"), vec![take.clone()]);
     let mut feed = fx.store.changes();
 
@@ -415,14 +419,13 @@ async fn discarding_a_refused_create_reports_the_rows_it_removes_from_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_moved_to_another_parent_changes_both_lists() {
     let fx = Fixture::new().await;
-    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let pulls = Pulls::new(&fx);
     let tracks = SqliteRepository::<AudioTrack>::new(fx.store.clone());
-    let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default()).expect("plan");
     let owner = UserId::new();
     let (from, to) = (project(owner, "From"), project(owner, "To"));
     let take = track(&from, owner, "Take");
     let page = vec![pulled(&from, 1, 5), pulled(&to, 1, 5), pulled(&take, 1, 5)];
-    downstream.apply_page("all", page, "c1".into(), &plan).await.expect("apply");
+    pulls.apply(page, "c1").await;
     let mut out_of = tracks.subscribe(LiveQuery::ByParent(from.id().as_uuid())).await.expect("subscribe");
     let mut into = tracks.subscribe(LiveQuery::ByParent(to.id().as_uuid())).await.expect("subscribe");
     assert_eq!(out_of.next().await.expect("open").expect("first"), vec![take.clone()]);
@@ -432,7 +435,7 @@ async fn a_row_moved_to_another_parent_changes_both_lists() {
     // pulled row is taken as the server holds it).
     let mut moved = pulled(&take, 2, 9);
     moved.fields.insert("project_id".into(), serde_json::json!(to.id().as_uuid()));
-    downstream.apply_page("all", vec![moved], "c2".into(), &plan).await.expect("apply");
+    pulls.apply(vec![moved], "c2").await;
     let within = std::time::Duration::from_secs(10);
     let left = tokio::time::timeout(within, out_of.next()).await.expect("the list it left reads again");
     assert_eq!(left.expect("open").expect("result"), Vec::new());
