@@ -466,6 +466,9 @@ fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
 /// Reports the shared scope `root` going from this device (its user lost access): its root
 /// deleted, what lives inside it hidden with it. A root already hidden here was reported then.
 fn report_forgotten(conn: &mut SqliteConnection, root: Uuid, report: &mut Changes) -> StoreResult<()> {
+    if !report.wanted() {
+        return Ok(());
+    }
     let roots =
         EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::Shared && t.parent().is_none());
     for &root_type in roots {

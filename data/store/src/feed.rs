@@ -123,7 +123,7 @@ impl Changes {
             let after = entity.fields();
             let before = before.map(AnyEntity::fields);
             let fields: Vec<&BTreeMap<String, Value>> = before.iter().chain([&after]).collect();
-            self.push(entity.entity_ref(), entity.parent(), kind, origin, &fields);
+            self.entity_with(entity, &fields, kind, origin);
         }
     }
 

@@ -2,10 +2,10 @@
 //! committing thread looks up, for each change, the queries keyed by its entity, by its type
 //! and parent, and by its type and index keys ([`LiveQuery::affected_by`], as lookups), and
 //! tells only those the event's number. A query that follows its rows (a membership index) is
-//! also filed under each entity of its last result. A write that concerns no open query wakes nothing, so
-//! open queries on other parents cost a write a few hash lookups. A query reads again only for
-//! an event its last read did not see (see [`super::feed::Feed::published`]), so the events
-//! between two of its reads make one new result.
+//! also filed under each entity of its last result. A write that concerns no open query wakes
+//! nothing, so open queries on other parents cost a write a few hash lookups. A query reads
+//! again only for an event its last read did not see (see [`super::feed::Feed::published`]),
+//! so the events between two of its reads make one new result.
 
 use std::{
     collections::HashMap,

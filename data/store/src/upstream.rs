@@ -407,7 +407,8 @@ pub(crate) fn discard_failed(
         for op in queue.iter().rev().filter(|op| dropped.contains(&op.id) && op.kind == OperationKind::Create)
         {
             // Usually hidden already; shown if the server brought back what it lived inside.
-            let shown = find_visible(conn, op.entity.entity_type, op.entity.id)?;
+            let shown =
+                if report.wanted() { find_visible(conn, op.entity.entity_type, op.entity.id)? } else { None };
             match TableSql::of(op.entity.entity_type).drop_unacknowledged(conn, &op.entity.id.to_string()) {
                 Err(StoreError::Database(diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::ForeignKeyViolation,
