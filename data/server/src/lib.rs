@@ -13,6 +13,7 @@ mod accounts;
 mod audience;
 mod blobs;
 mod connection;
+mod locks;
 mod notify;
 mod pull;
 mod push;
@@ -52,10 +53,9 @@ use trackflow_domain::{
 pub struct DieselServerStore {
     pool: ServerPool,
     database: Arc<ServerDatabase>,
-    /// Pushes from this process take turns here before they take the database's write lock.
-    /// On SQLite that keeps writers from queueing inside SQLite's busy handler; on PostgreSQL
-    /// it keeps one process's pushes from holding several pooled connections while they wait
-    /// for the same row lock.
+    /// On SQLite, writes from this process take turns here before they take the database's
+    /// write lock, so writers do not queue inside SQLite's busy handler. PostgreSQL's pushes
+    /// lock only their own domains (see `locks`) and do not take turns.
     writer: Arc<Mutex<()>>,
 }
 
@@ -96,15 +96,14 @@ impl DieselServerStore {
     /// are equal exactly when nothing was applied twice; tests and benchmarks check it.
     pub async fn applied_counts(&self) -> Result<AppliedCounts, ServerStoreError> {
         use diesel::{dsl::count, prelude::*};
-        use schema::{applied_mutations, server_meta};
+        use schema::applied_mutations;
         self.with_connection(|conn| {
             let records: i64 = applied_mutations::table.count().get_result(conn).map_err(db_error)?;
             let distinct_ids: i64 = applied_mutations::table
                 .select(count(applied_mutations::mutation_id).aggregate_distinct())
                 .get_result(conn)
                 .map_err(db_error)?;
-            let versions: i64 =
-                server_meta::table.select(server_meta::last_version).get_result(conn).map_err(db_error)?;
+            let versions = locks::issued(conn).map_err(storage_error)?;
             Ok(AppliedCounts { records, distinct_ids, versions })
         })
         .await
@@ -120,19 +119,28 @@ impl DieselServerStore {
         run_blocking(move || work(&mut *checkout(&pool)?)).await
     }
 
-    /// Runs `work` as the one writer of this process, in a transaction.
-    async fn write<T, F>(&self, work: F) -> Result<T, ServerStoreError>
+    /// Runs `work` in a transaction, on SQLite as the one writer of this process, and again
+    /// while its failure says another attempt may succeed ([`push::PushFailure::retry`]).
+    async fn write<T, F>(&self, mut work: F) -> Result<T, ServerStoreError>
     where
-        F: FnOnce(&mut ServerConnection) -> Result<T, push::PushFailure> + Send + 'static,
+        F: FnMut(&mut ServerConnection) -> Result<T, push::PushFailure> + Send + 'static,
         T: Send + 'static,
     {
         let (writer, pool) = (self.writer.clone(), self.pool.clone());
+        let takes_turns = !matches!(*self.database, ServerDatabase::Postgres(_));
         run_blocking(move || {
             // The turn first, then a connection: pushes waiting their turn hold no connection
             // that pulls and token checks need. A panic while holding the lock leaves nothing
             // behind it: the transaction rolled back.
-            let _turn = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            (*checkout(&pool)?).transaction(work).map_err(ServerStoreError::from)
+            let _turn = takes_turns.then(|| writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            let mut conn = checkout(&pool)?;
+            let mut attempt = 0;
+            loop {
+                match (*conn).transaction(&mut work) {
+                    Err(failure) if failure.retry(attempt) => attempt += 1,
+                    done => return done.map_err(ServerStoreError::from),
+                }
+            }
         })
         .await
     }
@@ -212,7 +220,16 @@ impl ServerStore for DieselServerStore {
     #[tracing::instrument(skip_all, fields(%user, mutations = request.mutations.len()), err(level = "debug"))]
     async fn push(&self, user: UserId, request: PushRequest) -> Result<PushResponse, ServerStoreError> {
         push::check_request(&request)?;
-        self.write(move |conn| push::apply(conn, user, &request)).await
+        // Domains a failed attempt found it had to hold as well.
+        let mut extra = BTreeSet::new();
+        self.write(move |conn| {
+            let applied = push::apply(conn, user, &request, &extra);
+            if let Err(push::PushFailure::Relock(more)) = &applied {
+                extra.extend(more.iter().cloned());
+            }
+            applied
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(%user), err(level = "debug"))]
@@ -221,8 +238,14 @@ impl ServerStore for DieselServerStore {
             let mut answer = None;
             conn.transaction(|conn| {
                 // One snapshot for every query of the pull (SQLite's read transaction is one).
+                // A pull of everything spans lock domains: it share-locks them instead, and
+                // then needs to read what was committed while it waited.
                 if let ServerConnection::Pg(pg) = conn {
-                    pg.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+                    pg.batch_execute(if request.scope.is_none() {
+                        "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+                    } else {
+                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                    })?;
                 }
                 answer = Some(pull::pull(conn, user, &request));
                 QueryResult::Ok(())

@@ -1,11 +1,14 @@
 //! Pulling: the changes a user may see, after their cursor, in pages.
 //!
-//! Every row has a version from one counter; pushes commit in version order (see `push`), so a
-//! pull that has seen version `v` has seen every committed version below it. Access is per
-//! scope (a user's profile, or a project with everything in it), and each scope a user can read
-//! carries the version at which access was granted. A row's place in the user's stream is its
-//! *effective version*, `max(version, granted)`: a user added to a project at version `g`
-//! receives the project's older rows as if they had changed at `g`. The cursor is the last
+//! Every row has a version from one counter; within a lock domain (a project, or `people`: every
+//! user scope) pushes commit in version order (see `locks`), so a pull of one domain that has
+//! seen version `v` has seen every version below it there. A pull of everything spans domains
+//! and share-locks them first.
+//!
+//! Access is per scope (a user's profile, or a project with everything in it), and each scope a
+//! user can read carries the version at which access was granted. A row's place in the user's
+//! stream is its *effective version*, `max(version, granted)`: a user added to a project at
+//! version `g` receives the project's older rows as if they had changed at `g`. The cursor is the last
 //! `(effective version, version)` delivered, so the backfill pages like any other change.
 //!
 //! Cost: one indexed range scan on `(scope, version)` over the readable scopes, reading only
@@ -15,6 +18,7 @@
 
 use super::{
     connection::ServerConnection,
+    locks,
     rows::{meta, EntityRow, Meta},
     schema::{entities, memberships},
 };
@@ -173,7 +177,14 @@ pub(super) fn pull(
     let store_error = super::storage_error;
     // The request is judged whole before the cursor: a bad scope is a bad request, whatever
     // the cursor says.
-    let scopes = requested(readable_scopes(conn, user).map_err(store_error)?, request.scope.as_deref())?;
+    let mut readable = readable_scopes(conn, user).map_err(store_error)?;
+    if request.scope.is_none() && locks::share(conn, readable.keys().copied()).map_err(store_error)? {
+        // Every user scope is readable, so `people` is held now and memberships cannot change:
+        // this read is final. A project granted before the lock was taken gets its share too.
+        readable = readable_scopes(conn, user).map_err(store_error)?;
+        locks::share(conn, readable.keys().copied()).map_err(store_error)?;
+    }
+    let scopes = requested(readable, request.scope.as_deref())?;
     let meta = meta(conn).map_err(store_error)?;
     let after = match request.cursor.as_deref() {
         None => Position::START,

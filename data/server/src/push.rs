@@ -1,19 +1,22 @@
 //! Applying a push: every mutation in order, each with its dedupe record, in one transaction.
 //!
-//! The transaction starts by updating the `server_meta` row. On SQLite that takes the write lock
-//! before anything is read (so the transaction never has to upgrade a stale read snapshot); on
-//! PostgreSQL it takes the row lock, so concurrent pushes, from any number of server
-//! instances, assign versions one after another and commit in version order. That is what lets
-//! a pull trust that no version below the newest it has seen can still appear.
+//! The transaction first takes the locks that order it (see `locks`): on SQLite the database's
+//! write lock, by updating the `server_meta` row before anything is read (so the transaction
+//! never has to upgrade a stale read snapshot); on PostgreSQL the rows of the lock domains the
+//! batch writes, found by a look at the stored rows first. Versions are taken only after that,
+//! so within a domain pushes, from any number of server instances, commit in version order.
+//! A batch that turns out to write a domain it did not lock (a row created meanwhile) is
+//! rolled back and run again holding that domain too.
 
 use super::{
     connection::{on_each_backend, ServerConnection},
+    locks::{self, domains_of, Held, Versions},
     rows::{find_entity, role_in, wire_state, EntityRow},
     schema::{applied_mutations, entities, memberships, server_meta},
 };
 use diesel::{connection::SimpleConnection, prelude::*};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
     authorization::{authorize, authorize_author, Access, Relation},
@@ -37,6 +40,25 @@ pub(super) enum PushFailure {
     BadInput { code: &'static str, message: String, mutation_id: Option<OperationId> },
     /// The database failed.
     Store(StoreError),
+    /// The batch writes in domains it did not lock: run it again holding these as well.
+    Relock(BTreeSet<String>),
+}
+
+impl PushFailure {
+    /// Whether running the push again, after `attempt` earlier attempts, may succeed: a batch
+    /// that must hold more domains, or one that raced another push creating the same row in
+    /// another domain (the next attempt reads it and answers as for any existing row).
+    pub fn retry(&self, attempt: u32) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            PushFailure::Relock(_) => attempt < 8,
+            PushFailure::Store(StoreError::Database(Error::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                _,
+            ))) => attempt < 2,
+            _ => false,
+        }
+    }
 }
 
 impl From<diesel::result::Error> for PushFailure {
@@ -58,6 +80,10 @@ impl From<PushFailure> for ServerStoreError {
                 ServerStoreError::BadInput { code: code.to_owned(), message, mutation_id }
             }
             PushFailure::Store(e) => super::storage_error(e),
+            PushFailure::Relock(domains) => ServerStoreError::Storage {
+                message: format!("the push kept finding new lock domains to take: {domains:?}"),
+                transient: true,
+            },
         }
     }
 }
@@ -92,7 +118,8 @@ pub(super) fn check_request(request: &PushRequest) -> Result<(), PushFailure> {
     Ok(())
 }
 
-/// Applies `request` for `user`. Call inside a transaction.
+/// Applies `request` for `user`, holding `extra` lock domains besides those its stored rows
+/// name. Call inside a transaction.
 ///
 /// The batch works on an in-memory working set: the entities and dedupe records it touches are
 /// read in one query each up front, every mutation is decided against the working set (which
@@ -103,18 +130,27 @@ pub(super) fn apply(
     conn: &mut ServerConnection,
     user: UserId,
     request: &PushRequest,
+    extra: &BTreeSet<String>,
 ) -> Result<PushResponse, PushFailure> {
-    // PostgreSQL: the ordering argument needs READ COMMITTED (a waiting push must read the
-    // counter its predecessor committed), whatever the database's default isolation is.
-    if let ServerConnection::Pg(pg) = conn {
-        pg.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
-    }
-    // First row statement: the write lock (see the module docs).
-    diesel::update(server_meta::table.find(1))
-        .set(server_meta::last_version.eq(server_meta::last_version))
-        .execute(conn)?;
-    let last_version: i64 = server_meta::table.find(1).select(server_meta::last_version).get_result(conn)?;
-    let mut batch = Batch::load(conn, user, request, last_version)?;
+    let held = match conn {
+        // The ordering argument needs READ COMMITTED (a push that waited for a domain must
+        // read what its predecessor committed), whatever the database's default isolation is.
+        ServerConnection::Pg(pg) => {
+            pg.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
+            let mut domains = domains_written(conn, request)?;
+            domains.extend(extra.iter().cloned());
+            locks::lock(conn, &domains)?;
+            Held::Domains(domains)
+        }
+        // First row statement: the write lock (see the module docs).
+        ServerConnection::Sqlite(_) => {
+            diesel::update(server_meta::table.find(1))
+                .set(server_meta::last_version.eq(server_meta::last_version))
+                .execute(conn)?;
+            Held::Database
+        }
+    };
+    let mut batch = Batch::load(conn, user, request, held)?;
     let mut results = Vec::with_capacity(request.mutations.len());
     for mutation in &request.mutations {
         let outcome = batch.apply_one(mutation)?;
@@ -122,6 +158,33 @@ pub(super) fn apply(
     }
     batch.write()?;
     Ok(PushResponse { results })
+}
+
+/// The domains the batch writes, as far as the stored rows tell before anything is locked: a
+/// stored entity's scope, else the scope a create names.
+fn domains_written(
+    conn: &mut ServerConnection,
+    request: &PushRequest,
+) -> Result<BTreeSet<String>, PushFailure> {
+    let ids: Vec<String> = request.mutations.iter().map(|m| m.entity_id.to_string()).collect();
+    let stored: HashMap<String, String> = entities::table
+        .filter(entities::entity_id.eq_any(&ids))
+        .select((entities::entity_id, entities::scope))
+        .load(conn)?
+        .into_iter()
+        .collect();
+    let mut domains = BTreeSet::new();
+    for (mutation, id) in request.mutations.iter().zip(&ids) {
+        let scope = match stored.get(id) {
+            Some(scope) => scope.parse().ok(),
+            None => plan_mutation(mutation, None).ok().map(|plan| plan.scope),
+        };
+        // A scope that cannot be told is looked at again under the locks.
+        if let Some(scope) = scope {
+            domains.extend(domains_of(mutation.entity_type, scope));
+        }
+    }
+    Ok(domains)
 }
 
 /// An entity of the working set.
@@ -145,7 +208,8 @@ struct Applied {
 struct Batch<'c> {
     conn: &'c mut ServerConnection,
     user: UserId,
-    last_version: i64,
+    held: Held,
+    versions: Versions,
     entities: HashMap<Uuid, Entry>,
     /// The pushing user's role per project, as looked up (cleared when memberships change).
     roles: HashMap<ScopeId, Option<CollaboratorRole>>,
@@ -160,7 +224,7 @@ impl<'c> Batch<'c> {
         conn: &'c mut ServerConnection,
         user: UserId,
         request: &PushRequest,
-        last_version: i64,
+        held: Held,
     ) -> Result<Self, PushFailure> {
         let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.entity_id).collect();
         let entities = fetch_entries(conn, &ids)?;
@@ -185,7 +249,8 @@ impl<'c> Batch<'c> {
         Ok(Self {
             conn,
             user,
-            last_version,
+            held,
+            versions: Versions::new(request.mutations.len()),
             entities,
             roles: HashMap::new(),
             applied,
@@ -242,6 +307,12 @@ impl<'c> Batch<'c> {
             Err(Refusal::BadInput { code, message }) => return Err(bad(code, message)),
             Err(Refusal::Rejected { code, message }) => return Ok(rejected(code, message)),
         };
+        // Everything below reads and writes the entity's domain: it must be held.
+        let missing: BTreeSet<String> =
+            domains_of(mutation.entity_type, plan.scope).filter(|d| !self.held.covers(d)).collect();
+        if !missing.is_empty() {
+            return Err(PushFailure::Relock(missing));
+        }
         // A write into a deleted parent is stored deleted, as the parent's children were.
         let into_deleted = self.deleted_parent(&plan)?;
         if into_deleted.is_none() {
@@ -275,10 +346,7 @@ impl<'c> Batch<'c> {
             || current.as_ref().is_some_and(|c| c.deleted_with != deleted_with);
         let version = match (&current, changes) {
             (Some(current), false) => current.version,
-            _ => {
-                self.last_version += 1;
-                self.last_version
-            }
+            _ => self.versions.next(self.conn, plan.scope)?,
         };
         let stored = StoredEntity {
             entity_type: mutation.entity_type,
@@ -359,8 +427,7 @@ impl<'c> Batch<'c> {
                 if child.state.deleted || !inside || !child_types.contains(&child.entity_type.as_str()) {
                     continue;
                 }
-                self.last_version += 1;
-                child.version = self.last_version;
+                child.version = self.versions.next(self.conn, scope)?;
                 child.state = merge(Some(&child.state), Change::Delete).state;
                 child.deleted_with = Some(with);
                 entry.dirty = true;
@@ -452,7 +519,7 @@ impl<'c> Batch<'c> {
     }
 
     /// Writes what the batch changed: new rows and dedupe records in multi-row inserts, changed
-    /// rows one update each, and the version counter.
+    /// rows one update each, and the versions each domain issued.
     fn write(self) -> Result<(), PushFailure> {
         let mut inserts = Vec::new();
         for (id, entry) in &self.entities {
@@ -487,9 +554,7 @@ impl<'c> Batch<'c> {
                 .values(chunk)
                 .execute(c))?;
         }
-        diesel::update(server_meta::table.find(1))
-            .set(server_meta::last_version.eq(self.last_version))
-            .execute(self.conn)?;
+        self.versions.record(self.conn)?;
         Ok(())
     }
 }

@@ -120,16 +120,18 @@ pub(super) fn role_in(
 }
 
 /// The server's identity and version counters.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone)]
 pub(super) struct Meta {
     pub epoch: String,
+    /// The newest version handed out, committed or not.
     pub last_version: i64,
     pub purged_through: i64,
 }
 
 pub(super) fn meta(conn: &mut ServerConnection) -> StoreResult<Meta> {
-    Ok(server_meta::table
+    let (epoch, purged_through) = server_meta::table
         .find(1)
-        .select((server_meta::epoch, server_meta::last_version, server_meta::purged_through))
-        .get_result(conn)?)
+        .select((server_meta::epoch, server_meta::purged_through))
+        .get_result(conn)?;
+    Ok(Meta { epoch, last_version: super::locks::newest(conn)?, purged_through })
 }

@@ -13,6 +13,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    scope_locks (scope) {
+        scope -> Text,
+        issued -> BigInt,
+    }
+}
+
+diesel::table! {
     accounts (user_id) {
         user_id -> Text,
         email -> Text,
@@ -72,6 +79,7 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(
     blob_grants,
     server_meta,
+    scope_locks,
     accounts,
     auth_tokens,
     entities,

@@ -11,10 +11,13 @@ use trackflow_domain::{
     ports::{Account, ServerStore, ServerStoreError, StoredToken},
     protocol::{
         DeletedWith, EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead,
+        PEOPLE_SCOPE,
     },
     CollaboratorRole, EntityType, SyncEntity, Timestamp, UserId,
 };
-use trackflow_music::{AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, UserProfile};
+use trackflow_music::{
+    AudioComment, AudioTrack, Playlist, Project, ProjectCollaborator, ProjectId, UserProfile,
+};
 use trackflow_server_store::{DieselServerStore, ScratchDatabase};
 use uuid::Uuid;
 
@@ -326,8 +329,7 @@ async fn references_must_exist_in_the_same_project(store: Store) {
     let (owner, mut writer, project) = owned_project(&store).await;
     let (other_owner, mut other_writer, other_project) = owned_project(&store).await;
     // A track in a project that does not exist: malformed.
-    let orphan =
-        AudioTrack::new(trackflow_music::ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
+    let orphan = AudioTrack::new(ProjectId::new(), owner, "T", 1, None, now()).expect("valid");
     let error = store.push(owner, writer.creating(&orphan)).await.expect_err("missing");
     assert!(
         matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "missing_reference"),
@@ -794,73 +796,139 @@ fn wire(entity: &impl SyncEntity) -> Wire {
     (entity.entity_id(), entity.fields())
 }
 
-/// Several store instances (as several server processes would) push concurrently while a
-/// reader pulls over and over. Whatever the reader saw, page after page, must end up exactly
-/// the final state: a change committed behind the reader's cursor would be missing from it.
-async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
-    const WRITERS: usize = 6;
-    const BATCHES: usize = 25;
-    const PER_BATCH: usize = 4;
-    let reader_store = stores[0].clone();
-    let (owner, _, project) = owned_project(&reader_store).await;
-    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
-
-    let reader = {
-        let (store, finished) = (reader_store.clone(), finished.clone());
-        tokio::spawn(async move {
-            let mut seen: BTreeMap<Uuid, i64> = BTreeMap::new();
-            let mut cursor: Option<String> = None;
-            let mut pulls = 0u32;
-            loop {
-                // Read the flag before pulling: once it is set, this pull starts after every push.
-                let last_round = finished.load(std::sync::atomic::Ordering::SeqCst);
-                let (changes, next) = pull_from(&store, owner, cursor.clone(), 7).await;
-                pulls += 1;
-                for change in changes {
-                    let version = seen.entry(change.entity_id).or_default();
-                    assert!(change.version > *version, "versions only grow");
-                    *version = change.version;
-                }
-                cursor = Some(next);
-                if last_round {
-                    return (seen, pulls);
-                }
-                tokio::task::yield_now().await;
+/// A reader pulling one scope (`None`: everything) over and over until `finished` was set
+/// before a pull began. Returns the last version it saw of each entity, and how many pulls.
+fn spawn_reader(
+    store: Store,
+    user: UserId,
+    scope: Option<String>,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeMap<Uuid, i64>, u32)> {
+    tokio::spawn(async move {
+        let mut seen: BTreeMap<Uuid, i64> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        let mut pulls = 0u32;
+        loop {
+            // Read the flag before pulling: once it is set, this pull starts after every push.
+            let last_round = finished.load(std::sync::atomic::Ordering::SeqCst);
+            let (changes, next) = pull_scope(&store, user, scope.as_deref(), cursor.clone(), 7).await;
+            pulls += 1;
+            for change in changes {
+                let version = seen.entry(change.entity_id).or_default();
+                assert!(change.version > *version, "versions only grow");
+                *version = change.version;
             }
-        })
-    };
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            let store = stores[i % stores.len()].clone();
-            let project = project.id();
-            tokio::spawn(async move {
-                let mut writer = Writer::new();
-                for _ in 0..BATCHES {
-                    let tracks: Vec<_> = (0..PER_BATCH)
-                        .map(|_| AudioTrack::new(project, owner, "T", 1, None, now()).expect("valid"))
-                        .collect();
-                    let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
-                    batch.push(writer.update(
-                        AudioTrack::ENTITY_TYPE,
-                        tracks[0].entity_id(),
-                        &[("name", json!("U"))],
-                    ));
-                    let batch = writer.batch(batch);
-                    push_applied(&store, owner, batch).await;
-                }
-            })
+            cursor = Some(next);
+            if last_round {
+                return (seen, pulls);
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+/// Several store instances (as several server processes would) push concurrently into several
+/// projects while readers pull: each project on its own cursor, `people` (profiles) on its
+/// own, and everything on one cursor. Some batches write two projects, in both orders; members
+/// are added (memberships order the profile stream) while they edit their profiles. Whatever a
+/// reader saw, page after page, must end up exactly the final state of what it reads: a change
+/// committed behind its cursor would be missing.
+async fn concurrent_pushes_never_skip_a_change(stores: Vec<Store>) {
+    const PROJECTS: usize = 4;
+    const BATCHES: usize = 20;
+    const PER_BATCH: usize = 3;
+    let first = stores[0].clone();
+    let owner = account(&first).await;
+    let mut setup = Writer::new();
+    let mut projects = Vec::new();
+    for n in 0..PROJECTS {
+        let project = Project::new(owner, &format!("P{n}"), None, now()).expect("valid");
+        push_applied(&first, owner, setup.creating(&project)).await;
+        projects.push(project.id());
+    }
+    let mut fellows = Vec::new();
+    for n in 0..3 {
+        let fellow = account(&first).await;
+        let profile =
+            UserProfile::new(fellow, &format!("F{n}"), &format!("f{n}@example.com"), now()).expect("valid");
+        push_applied(&first, fellow, Writer::new().creating(&profile)).await;
+        fellows.push((fellow, profile.entity_id()));
+    }
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut scopes: Vec<Option<String>> = projects.iter().map(|p| Some(format!("project:{p}"))).collect();
+    scopes.push(Some(PEOPLE_SCOPE.to_owned()));
+    scopes.push(None);
+    let readers: Vec<_> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, scope)| {
+            spawn_reader(stores[i % stores.len()].clone(), owner, scope.clone(), finished.clone())
         })
         .collect();
+
+    let mut writers = Vec::new();
+    // Two writers per project, one batch of tracks and an edit at a time.
+    for (i, project) in projects.iter().chain(&projects).enumerate() {
+        let (store, project) = (stores[i % stores.len()].clone(), *project);
+        writers.push(tokio::spawn(async move {
+            let mut writer = Writer::new();
+            for _ in 0..BATCHES {
+                let tracks: Vec<_> = (0..PER_BATCH)
+                    .map(|_| AudioTrack::new(project, owner, "T", 1, None, now()).expect("valid"))
+                    .collect();
+                let mut batch: Vec<_> = tracks.iter().map(|t| writer.create(t)).collect();
+                let rename = [("name", json!("U"))];
+                batch.push(writer.update(AudioTrack::ENTITY_TYPE, tracks[0].entity_id(), &rename));
+                push_applied(&store, owner, writer.batch(batch)).await;
+            }
+        }));
+    }
+    // Batches across two projects, in both orders.
+    for (i, (a, b)) in [(projects[0], projects[1]), (projects[1], projects[0])].into_iter().enumerate() {
+        let store = stores[(i + 1) % stores.len()].clone();
+        writers.push(tokio::spawn(async move {
+            let mut writer = Writer::new();
+            for _ in 0..BATCHES {
+                let tracks = [a, b].map(|p| AudioTrack::new(p, owner, "X", 1, None, now()).expect("valid"));
+                let batch = tracks.iter().map(|t| writer.create(t)).collect();
+                push_applied(&store, owner, writer.batch(batch)).await;
+            }
+        }));
+    }
+    // Members joining while they edit their profiles.
+    for (i, (fellow, profile)) in fellows.iter().copied().enumerate() {
+        let (store, project) = (stores[i % stores.len()].clone(), projects[i % PROJECTS]);
+        writers.push(tokio::spawn(async move {
+            let mut own = Writer::new();
+            let mut granting = Writer::new();
+            for round in 0..BATCHES {
+                if round == BATCHES / 2 {
+                    let grant = ProjectCollaborator::new(project, fellow, CollaboratorRole::Editor, now())
+                        .expect("valid");
+                    push_applied(&store, owner, granting.creating(&grant)).await;
+                }
+                let edit =
+                    own.update(UserProfile::ENTITY_TYPE, profile, &[("name", json!(format!("F{round}")))]);
+                push_applied(&store, fellow, own.batch(vec![edit])).await;
+            }
+        }));
+    }
     for writer in writers {
         writer.await.expect("writer");
     }
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (seen, pulls) = reader.await.expect("reader");
-    let (everything, _) = pull_from(&reader_store, owner, None, 1000).await;
-    let final_state: BTreeMap<Uuid, i64> = everything.iter().map(|c| (c.entity_id, c.version)).collect();
-    assert_eq!(final_state.len(), 1 + WRITERS * BATCHES * PER_BATCH);
-    assert!(pulls > 1, "the reader pulled while writers wrote");
-    assert_eq!(seen, final_state, "the reader's incremental view is the final state");
+    let mut tracks = 0;
+    for (reader, scope) in readers.into_iter().zip(scopes) {
+        let (seen, pulls) = reader.await.expect("reader");
+        let (everything, _) = pull_scope(&first, owner, scope.as_deref(), None, 1000).await;
+        let final_state: BTreeMap<Uuid, i64> = everything.iter().map(|c| (c.entity_id, c.version)).collect();
+        assert!(pulls > 1, "{scope:?}: the reader pulled while writers wrote");
+        assert_eq!(seen, final_state, "{scope:?}: the reader's incremental view is the final state");
+        if scope.is_none() {
+            tracks = everything.iter().filter(|c| c.entity_type == AudioTrack::ENTITY_TYPE).count();
+        }
+    }
+    assert_eq!(tracks, 2 * PROJECTS * BATCHES * PER_BATCH + 2 * 2 * BATCHES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -880,6 +948,76 @@ async fn postgres_concurrent_pushes_never_skip_a_change() {
     // Separate stores act as separate server instances: they share nothing but the database.
     let stores: Vec<Store> = (0..3).map(|_| Arc::new(db.store(4)) as Store).collect();
     concurrent_pushes_never_skip_a_change(stores).await;
+}
+
+/// Two batches that each write the same two projects, in opposite orders, both waiting while a
+/// third party holds the first project's lock. Were locks taken in batch order, the second
+/// would hold the other project and the two would wait for each other once the lock is freed
+/// (PostgreSQL would abort one as a deadlock); taken in name order, both wait for the same
+/// lock, and both go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_crossing_two_projects_never_deadlock() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(db) = PgDatabase::create("batches_crossing_two_projects_never_deadlock") else { return };
+    let store: Store = Arc::new(db.store(4));
+    let owner = account(&store).await;
+    let mut writer = Writer::new();
+    let mut projects = Vec::new();
+    for name in ["A", "B"] {
+        let project = Project::new(owner, name, None, now()).expect("valid");
+        push_applied(&store, owner, writer.creating(&project)).await;
+        projects.push(format!("project:{}", project.id()));
+    }
+    projects.sort();
+    let ids: Vec<_> = projects.iter().map(|p| p["project:".len()..].parse::<Uuid>().expect("id")).collect();
+    let (first, second) = (ProjectId::from_uuid(ids[0]), ProjectId::from_uuid(ids[1]));
+
+    let mut holder = diesel::PgConnection::establish(&db.url).expect("connect");
+    diesel::sql_query("BEGIN").execute(&mut holder).expect("begin");
+    diesel::sql_query(format!("SELECT scope FROM scope_locks WHERE scope = '{}' FOR UPDATE", projects[0]))
+        .execute(&mut holder)
+        .expect("hold the first project's lock");
+    // The batch in name order queues first, so it is the one to get the lock when it is freed.
+    let mut pushes = Vec::new();
+    for (a, b) in [(first, second), (second, first)] {
+        let store = store.clone();
+        pushes.push(tokio::spawn(async move {
+            let mut writer = Writer::new();
+            let tracks = [a, b].map(|p| AudioTrack::new(p, owner, "X", 1, None, now()).expect("valid"));
+            let batch = tracks.iter().map(|t| writer.create(t)).collect();
+            store.push(owner, writer.batch(batch)).await
+        }));
+        wait_for_lock_waiters(&mut holder, pushes.len() as i64).await;
+    }
+    diesel::sql_query("COMMIT").execute(&mut holder).expect("commit");
+    for push in pushes {
+        let response = push.await.expect("task").expect("no deadlock: the push went through");
+        assert!(response.results.iter().all(|r| matches!(r.outcome, MutationOutcome::Applied { .. })));
+    }
+}
+
+/// Waits (10 s at most) until `n` sessions of the database wait for a lock.
+async fn wait_for_lock_waiters(conn: &mut diesel::PgConnection, n: i64) {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result(conn)
+        .expect("pg_stat_activity");
+        if waiting.n == n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} pushes never queued for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// Server instances starting together on a new PostgreSQL database all come up: migrations run
