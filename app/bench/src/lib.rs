@@ -47,6 +47,13 @@ pub struct BenchArgs {
     /// Operations queued for each upstream drain (upstream-drain).
     #[arg(long, default_value_t = 10_000)]
     pub drain_ops: usize,
+    /// Concurrent clients of `server-push` (each in its own project); the largest is also
+    /// `scale-out`'s.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
+    pub push_clients: Vec<usize>,
+    /// Mutations per push of `server-push` and `scale-out`.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 500])]
+    pub push_batches: Vec<usize>,
     /// Rounds of upstream-drain, each one drain per batch size, in an order that rotates.
     #[arg(long, default_value_t = 3)]
     pub drain_rounds: usize,
@@ -92,9 +99,12 @@ pub struct BenchArgs {
 pub enum Scenario {
     /// Local create+enqueue latency against a bare one-row Diesel insert transaction.
     LocalWrite,
-    /// Sync server push throughput (batches of 1, 100, 500 from 1 and 16 clients) against a
-    /// trivial JSON endpoint on the same server.
+    /// Sync server push throughput (batches of `--push-batches` from `--push-clients` clients,
+    /// each in its own project) against a trivial JSON endpoint on the same server.
     ServerPush,
+    /// Push throughput through two `trackflow server` processes sharing one PostgreSQL
+    /// database against one, the same clients split between them (needs `--postgres`).
+    ScaleOut,
     /// Sync server pull latency and size for 10 changes in a 1,000-row and a 100,000-row
     /// database, against a trivial JSON endpoint on the same server.
     ServerPull,
@@ -197,6 +207,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::LocalWrite => local_write(&dir, &args).await?,
             Scenario::ServerPush => server::push(&dir, &args).await?,
             Scenario::ServerPull => server::pull(&dir, &args).await?,
+            Scenario::ScaleOut => server::scale_out(&dir, &args).await?,
             Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
             Scenario::Downstream => downstream::downstream(&dir, &args).await?,
             Scenario::Propagation => realtime::propagation(&dir, &args).await?,

@@ -1,7 +1,7 @@
 //! The `trackflow-bench` command: `trackflow-bench [--json] [SCENARIO...]` runs the benchmarks
 //! (see docs/PERFORMANCE.md); `trackflow-bench client` is the client process of the downstream
-//! scenario and `trackflow-bench open` that of the startup scenario, started by the benchmark
-//! itself.
+//! scenario, `trackflow-bench open` that of the startup scenario and `trackflow-bench serve` a
+//! server of the scale-out scenario, started by the benchmark itself.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +30,9 @@ enum Internal {
     /// The client process of the startup scenario (not for direct use).
     #[command(hide = true)]
     Open(OpenArgs),
+    /// A server process of the scale-out scenario: `trackflow server` (not for direct use).
+    #[command(hide = true)]
+    Serve(trackflow::server::ServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
                 match cli.internal {
                     Some(Internal::Client(args)) => trackflow_bench::downstream_client(args).await,
                     Some(Internal::Open(args)) => trackflow_bench::open_client(args).await,
+                    Some(Internal::Serve(args)) => trackflow::server::run(args, std::env::temp_dir()).await,
                     None => trackflow_bench::run(cli.bench, cli.json).await,
                 }
             })

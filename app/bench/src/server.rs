@@ -70,8 +70,21 @@ async fn start(database: &Database) -> anyhow::Result<Running> {
     Ok(Running { url: format!("http://{addr}"), store, client, stop })
 }
 
+/// Where requests go: a server's base URL and the HTTP client to use.
+#[derive(Clone)]
+struct Endpoint {
+    url: String,
+    client: Client,
+}
+
+impl Running {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint { url: self.url.clone(), client: self.client.clone() }
+    }
+}
+
 /// Signs up a user over HTTP; returns (user, token).
-async fn sign_up(server: &Running) -> anyhow::Result<(UserId, String)> {
+async fn sign_up(server: &Endpoint) -> anyhow::Result<(UserId, String)> {
     let email = format!("bench-{}@example.com", uuid::Uuid::now_v7().simple());
     let response = server
         .client
@@ -125,7 +138,7 @@ pub(super) fn track(project: ProjectId, owner: UserId, i: usize) -> AudioTrack {
         .expect("valid track")
 }
 
-async fn post_bytes(server: &Running, path: &str, token: &str, body: Vec<u8>) -> anyhow::Result<Duration> {
+async fn post_bytes(server: &Endpoint, path: &str, token: &str, body: Vec<u8>) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let response = server
         .client
@@ -143,18 +156,16 @@ async fn post_bytes(server: &Running, path: &str, token: &str, body: Vec<u8>) ->
     Ok(started.elapsed())
 }
 
-/// Runs `clients` concurrent clients, each sending its list of bodies to `path` in turn.
-/// Returns every request's latency and the wall-clock time of the whole run.
-async fn concurrent(
-    server: &Arc<Running>,
-    path: &'static str,
-    work: Vec<(String, Vec<Vec<u8>>)>,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+/// One client of a concurrent run: where it sends, its token, and its request bodies in order.
+type ClientWork = (Endpoint, String, Vec<Vec<u8>>);
+
+/// Runs the clients concurrently, each sending its bodies to `path` in turn. Returns every
+/// request's latency and the wall-clock time of the whole run.
+async fn concurrent(path: &'static str, work: Vec<ClientWork>) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let started = Instant::now();
     let tasks: Vec<_> = work
         .into_iter()
-        .map(|(token, bodies)| {
-            let server = server.clone();
+        .map(|(server, token, bodies)| {
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(bodies.len());
                 for body in bodies {
@@ -171,29 +182,82 @@ async fn concurrent(
     Ok((all, started.elapsed()))
 }
 
-/// Push throughput: batches of 1, 100 and 500 track creates from 1 and 16 clients.
+/// A pushing client: its user, token, clock and project (created over HTTP).
+struct Pusher {
+    user: UserId,
+    token: String,
+    writer: Writer,
+    project: ProjectId,
+}
+
+/// Signs up `n` users through `server`, each with a project of their own.
+async fn pushers(server: &Endpoint, n: usize) -> anyhow::Result<Vec<Pusher>> {
+    let mut all = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (user, token) = sign_up(server).await?;
+        let mut writer = Writer::new();
+        let project = Project::new(user, "Bench", None, Timestamp(1_800_000_000_000))?;
+        let body =
+            serde_json::to_vec(&writer.request(|w| vec![w.mutation(OperationKind::Create, &project)]))?;
+        post_bytes(server, "/v1/sync/push", &token, body).await?;
+        all.push(Pusher { user, token, writer, project: project.id() });
+    }
+    Ok(all)
+}
+
+/// Mutations pushed per measurement of batch size `batch`.
+fn total_mutations(batch: usize) -> usize {
+    match batch {
+        1 => 2_000,
+        2..=100 => 20_000,
+        _ => 40_000,
+    }
+}
+
+/// Each pusher's requests of `batch` track creates, sent to `servers[i % servers.len()]`.
+fn push_work(pushers: &mut [Pusher], servers: &[Endpoint], batch: usize) -> anyhow::Result<Vec<ClientWork>> {
+    let requests_per_client = (total_mutations(batch) / batch / pushers.len()).max(1);
+    let mut work = Vec::new();
+    for (i, p) in pushers.iter_mut().enumerate() {
+        let mut bodies = Vec::with_capacity(requests_per_client);
+        for r in 0..requests_per_client {
+            let request = p.writer.request(|w| {
+                (0..batch)
+                    .map(|k| w.mutation(OperationKind::Create, &track(p.project, p.user, r * batch + k)))
+                    .collect()
+            });
+            bodies.push(serde_json::to_vec(&request)?);
+        }
+        work.push((servers[i % servers.len()].clone(), p.token.clone(), bodies));
+    }
+    Ok(work)
+}
+
+/// Runs `work` and reports its mutations per second of wall-clock time.
+async fn measure_pushes(name: &str, batch: usize, work: Vec<ClientWork>) -> anyhow::Result<Measurement> {
+    let (latencies, wall) = concurrent("/v1/sync/push", work).await?;
+    let mutations = latencies.len() * batch;
+    let mut m = summarize(name, latencies);
+    m.per_second = mutations as f64 / wall.as_secs_f64();
+    Ok(m)
+}
+
+/// Push throughput: batches of `--push-batches` track creates from `--push-clients` clients.
 pub(super) async fn push(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let mut measurements = Vec::new();
     for database in databases(dir, args, "push")? {
         let server = Arc::new(start(&database).await?);
-        let mut users = Vec::new();
-        for _ in 0..16 {
-            let (user, token) = sign_up(&server).await?;
-            let mut writer = Writer::new();
-            let project = Project::new(user, "Bench", None, Timestamp(1_800_000_000_000))?;
-            let body =
-                serde_json::to_vec(&writer.request(|w| vec![w.mutation(OperationKind::Create, &project)]))?;
-            post_bytes(&server, "/v1/sync/push", &token, body).await?;
-            users.push((user, token, writer, project.id()));
-        }
-        for clients in [1usize, 16] {
+        let endpoint = server.endpoint();
+        let most = args.push_clients.iter().copied().max().unwrap_or(1);
+        let mut users = pushers(&endpoint, most).await?;
+        for &clients in &args.push_clients {
             // Transport baseline: the same number of concurrent clients, a trivial endpoint.
             let noop: Vec<_> = users
                 .iter()
                 .take(clients)
-                .map(|(_, token, ..)| (token.clone(), vec![b"{}".to_vec(); 2000 / clients]))
+                .map(|p| (endpoint.clone(), p.token.clone(), vec![b"{}".to_vec(); 2000 / clients]))
                 .collect();
-            let (latencies, wall) = concurrent(&server, "/bench/noop", noop).await?;
+            let (latencies, wall) = concurrent("/bench/noop", noop).await?;
             let count = latencies.len();
             let mut baseline = summarize(
                 &format!("{} noop request, {clients} client(s) [req/s]", database.label),
@@ -202,35 +266,11 @@ pub(super) async fn push(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
             baseline.per_second = count as f64 / wall.as_secs_f64();
             let base_p50 = baseline.p50_us;
             measurements.push(baseline);
-            for batch in [1usize, 100, 500] {
-                let total_mutations = match batch {
-                    1 => 2_000,
-                    100 => 20_000,
-                    _ => 40_000,
-                };
-                let requests_per_client = (total_mutations / batch / clients).max(1);
-                let mut work = Vec::new();
-                for (user, token, writer, project) in users.iter_mut().take(clients) {
-                    let mut bodies = Vec::with_capacity(requests_per_client);
-                    for r in 0..requests_per_client {
-                        let request = writer.request(|w| {
-                            (0..batch)
-                                .map(|i| {
-                                    w.mutation(OperationKind::Create, &track(*project, *user, r * batch + i))
-                                })
-                                .collect()
-                        });
-                        bodies.push(serde_json::to_vec(&request)?);
-                    }
-                    work.push((token.clone(), bodies));
-                }
-                let (latencies, wall) = concurrent(&server, "/v1/sync/push", work).await?;
-                let mutations = latencies.len() * batch;
-                let mut m = summarize(
-                    &format!("{} push batch {batch}, {clients} client(s) [mutations/s]", database.label),
-                    latencies,
-                );
-                m.per_second = mutations as f64 / wall.as_secs_f64();
+            for &batch in &args.push_batches {
+                let work = push_work(&mut users[..clients], std::slice::from_ref(&endpoint), batch)?;
+                let name =
+                    format!("{} push batch {batch}, {clients} client(s) [mutations/s]", database.label);
+                let mut m = measure_pushes(&name, batch, work).await?;
                 m.ratio_p50 = m.p50_us / base_p50;
                 measurements.push(m);
             }
@@ -243,12 +283,73 @@ pub(super) async fn push(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
     Ok(Report { scenario: "server-push".into(), measurements })
 }
 
-/// Pull latency for 10 changes after the cursor, in databases of 1,000 and 100,000 rows.
+/// A `trackflow server` process started by [`spawn_server`]; killed when dropped.
+struct ServerProcess {
+    endpoint: Endpoint,
+    _child: tokio::process::Child,
+}
+
+/// Starts `trackflow-bench serve` (the code of `trackflow server`, LISTEN/NOTIFY relay
+/// included) on `url` and waits for the address it prints.
+async fn spawn_server(url: &str, blobs: &Path) -> anyhow::Result<ServerProcess> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--db", url, "--listen", "127.0.0.1:0", "--connections", "16", "--blobs"])
+        .arg(blobs)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a server process")?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().context("its stderr")?).lines();
+    while let Some(line) = lines.next_line().await? {
+        if let Some(rest) = line.strip_prefix("trackflow server listening on ") {
+            let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            // Keep reading its stderr, so the process never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let client = Client::builder().pool_max_idle_per_host(64).build()?;
+            return Ok(ServerProcess { endpoint: Endpoint { url, client }, _child: child });
+        }
+    }
+    bail!("the server process ended before it listened")
+}
+
+/// Two server processes on one PostgreSQL database against one: the same clients, each in its
+/// own project, split between the instances.
+pub(super) async fn scale_out(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
+    let Some(admin) = &args.postgres else { bail!("scale-out needs --postgres") };
+    let scratch = ScratchDatabase::create(admin, "trackflow_bench").context("a scratch database")?;
+    let blobs = dir.join("scale-out-blobs");
+    let clients = args.push_clients.iter().copied().max().unwrap_or(16);
+    let first = spawn_server(scratch.url(), &blobs).await?;
+    let mut users = pushers(&first.endpoint, clients).await?;
+    let mut measurements = Vec::new();
+    for instances in [1usize, 2] {
+        let mut servers = vec![first.endpoint.clone()];
+        let mut more = Vec::new();
+        for _ in 1..instances {
+            let process = spawn_server(scratch.url(), &blobs).await?;
+            servers.push(process.endpoint.clone());
+            more.push(process);
+        }
+        for &batch in &args.push_batches {
+            let work = push_work(&mut users, &servers, batch)?;
+            let name = format!("postgres push batch {batch}, {clients} clients, {instances} instance(s)");
+            measurements.push(measure_pushes(&name, batch, work).await?);
+        }
+    }
+    // Each measurement's p50 against the one-instance figure of the same batch size.
+    let batches = args.push_batches.len();
+    for k in 0..measurements.len() {
+        measurements[k].ratio_p50 = measurements[k].p50_us / measurements[k % batches].p50_us;
+    }
+    Ok(Report { scenario: "scale-out".into(), measurements })
+}
+
 pub(super) async fn pull(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let mut measurements = Vec::new();
     for database in databases(dir, args, "pull")? {
         let server = Arc::new(start(&database).await?);
-        let (user, token) = sign_up(&server).await?;
+        let (user, token) = sign_up(&server.endpoint()).await?;
         let mut writer = Writer::new();
         let project = Project::new(user, "Mine", None, Timestamp(1_800_000_000_000))?;
         server

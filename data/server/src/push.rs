@@ -160,27 +160,38 @@ pub(super) fn apply(
     Ok(PushResponse { results })
 }
 
-/// The domains the batch writes, as far as the stored rows tell before anything is locked: a
-/// stored entity's scope, else the scope a create names.
+/// The domains the batch writes, as far as can be told before anything is locked: the scope a
+/// create names, else the stored row's scope (one query, only for updates and deletes). A
+/// guess that turns out wrong under the locks (a create of a row that exists elsewhere) costs
+/// a second attempt, never a wrong order.
 fn domains_written(
     conn: &mut ServerConnection,
     request: &PushRequest,
 ) -> Result<BTreeSet<String>, PushFailure> {
-    let ids: Vec<String> = request.mutations.iter().map(|m| m.entity_id.to_string()).collect();
+    let mut domains = BTreeSet::new();
+    let mut look_up = Vec::new();
+    for mutation in &request.mutations {
+        let named = (mutation.kind == OperationKind::Create)
+            .then(|| plan_mutation(mutation, None).ok().map(|plan| plan.scope))
+            .flatten();
+        match named {
+            Some(scope) => domains.extend(domains_of(mutation.entity_type, scope)),
+            None => look_up.push(mutation),
+        }
+    }
+    if look_up.is_empty() {
+        return Ok(domains);
+    }
+    let ids: Vec<String> = look_up.iter().map(|m| m.entity_id.to_string()).collect();
     let stored: HashMap<String, String> = entities::table
         .filter(entities::entity_id.eq_any(&ids))
         .select((entities::entity_id, entities::scope))
         .load(conn)?
         .into_iter()
         .collect();
-    let mut domains = BTreeSet::new();
-    for (mutation, id) in request.mutations.iter().zip(&ids) {
-        let scope = match stored.get(id) {
-            Some(scope) => scope.parse().ok(),
-            None => plan_mutation(mutation, None).ok().map(|plan| plan.scope),
-        };
-        // A scope that cannot be told is looked at again under the locks.
-        if let Some(scope) = scope {
+    for (mutation, id) in look_up.into_iter().zip(&ids) {
+        // A row that is not there yet is looked at again under the locks.
+        if let Some(scope) = stored.get(id).and_then(|s| s.parse().ok()) {
             domains.extend(domains_of(mutation.entity_type, scope));
         }
     }

@@ -89,6 +89,7 @@ contract_tests!(
     unknown_and_expired_cursors_reset,
     authorization_for_every_entity_type_and_role,
     scoped_pulls_cover_one_scope_each,
+    a_create_of_a_row_stored_in_another_project_is_answered_as_before,
 );
 
 fn now() -> Timestamp {
@@ -363,6 +364,40 @@ async fn references_must_exist_in_the_same_project(store: Store) {
         matches!(&outcome[0], MutationOutcome::Rejected { code, .. } if code == "reference_deleted"),
         "{outcome:?}"
     );
+}
+
+/// A create naming one project, of a row already stored in another: before its locks are
+/// taken the push can only tell the project the create names, and reads the row under them.
+/// It is refused as such a create always was, and nothing of either project changes.
+async fn a_create_of_a_row_stored_in_another_project_is_answered_as_before(store: Store) {
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let mut other_writer = Writer::new();
+    let other = Project::new(owner, "Other", None, now()).expect("valid");
+    applied(&push(&store, owner, other_writer.creating(&other)).await[0]);
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&track)).await[0]);
+    let (_, cursor) = pull_scope(&store, owner, Some(&format!("project:{}", other.id())), None, 100).await;
+
+    // The same id, its fields naming the other project.
+    let mut fields = track.fields();
+    fields.insert("project_id".to_owned(), json!(other.id()));
+    let moved = other_writer.mutation(
+        trackflow_domain::OperationKind::Create,
+        AudioTrack::ENTITY_TYPE,
+        track.entity_id(),
+        fields,
+    );
+    let answer = store.push(owner, other_writer.batch(vec![moved])).await;
+    match &answer {
+        Err(ServerStoreError::BadInput { .. }) => {}
+        Ok(response) => {
+            assert!(matches!(response.results[0].outcome, MutationOutcome::Rejected { .. }), "{response:?}")
+        }
+        Err(other) => panic!("not a refusal: {other:?}"),
+    }
+    let (changed, _) =
+        pull_scope(&store, owner, Some(&format!("project:{}", other.id())), Some(cursor), 100).await;
+    assert!(changed.is_empty(), "the other project is unchanged: {changed:?}");
 }
 
 /// A delete takes what lives inside the deleted entity with it: each descendant is a tombstone
@@ -993,6 +1028,55 @@ async fn postgres_batches_crossing_two_projects_never_deadlock() {
     for push in pushes {
         let response = push.await.expect("task").expect("no deadlock: the push went through");
         assert!(response.results.iter().all(|r| matches!(r.outcome, MutationOutcome::Applied { .. })));
+    }
+}
+
+/// A batch that finds under its locks that it writes a project it did not lock: an update of a
+/// track another push created after this one looked (the batch also edits a track of a project
+/// a third party holds, so it waits between looking and reading). It must run again holding
+/// both projects, and apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_batch_that_finds_another_domain_runs_again_holding_it() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(db) = PgDatabase::create("a_batch_that_finds_another_domain_runs_again_holding_it") else {
+        return;
+    };
+    let store: Store = Arc::new(db.store(4));
+    let (owner, mut writer, held) = owned_project(&store).await;
+    let mut later_writer = Writer::new();
+    let later = Project::new(owner, "Later", None, now()).expect("valid");
+    applied(&push(&store, owner, later_writer.creating(&later)).await[0]);
+    let waiting_track = AudioTrack::new(held.id(), owner, "W", 1, None, now()).expect("valid");
+    applied(&push(&store, owner, writer.creating(&waiting_track)).await[0]);
+
+    let mut holder = diesel::PgConnection::establish(&db.url).expect("connect");
+    diesel::sql_query("BEGIN").execute(&mut holder).expect("begin");
+    diesel::sql_query(format!(
+        "SELECT scope FROM scope_locks WHERE scope = 'project:{}' FOR UPDATE",
+        held.id()
+    ))
+    .execute(&mut holder)
+    .expect("hold the project's lock");
+    // The batch: an edit in the held project, and an edit of a track that does not exist yet.
+    let track = AudioTrack::new(later.id(), owner, "T", 1, None, now()).expect("valid");
+    // Stamped before the edits, as the create happened first.
+    let create = later_writer.creating(&track);
+    let edits = vec![
+        writer.update(AudioTrack::ENTITY_TYPE, waiting_track.entity_id(), &[("name", json!("W2"))]),
+        writer.update(AudioTrack::ENTITY_TYPE, track.entity_id(), &[("name", json!("T2"))]),
+    ];
+    let batch = writer.batch(edits);
+    let pushing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.push(owner, batch).await })
+    };
+    wait_for_lock_waiters(&mut holder, 1).await;
+    // Meanwhile the track is created in the other project.
+    applied(&push(&store, owner, create).await[0]);
+    diesel::sql_query("COMMIT").execute(&mut holder).expect("commit");
+    let response = pushing.await.expect("task").expect("the batch ran again and went through");
+    for result in &response.results {
+        applied(&result.outcome);
     }
 }
 
