@@ -1,10 +1,15 @@
 //! Realtime pokes: `GET /v1/events`, a server-sent event stream per user.
 //!
-//! After a push commits, its handler publishes a [`Poke`] naming the version and the changed
-//! scopes through the [`PokeRelay`] (the instance itself, or every instance sharing the
-//! PostgreSQL database). Each instance's [`PokeHub`] receives every poke, looks up once who may
-//! read the scopes, and hands each connected stream only the scopes its user may read: a user
-//! who may read none of them is not poked at all.
+//! After a push commits, its handler hands the changed ids to the [`PokeHub`]'s outgoing queue.
+//! One task drains it: whatever waits there is looked up in one query, merged (each scope
+//! named once), and published as a [`Poke`] through the [`PokeRelay`] (the instance itself, or
+//! every instance sharing the PostgreSQL database). Each instance's hub receives every poke
+//! into its incoming queue, where one task again merges what waits per scope, looks up once
+//! who may read those scopes, and hands each connected stream only the scopes its user may
+//! read: a user who may read none of them is not poked at all. Both queues are bounded: a full
+//! outgoing queue makes pushes wait to hand over (they have committed; only their answer
+//! waits), a full incoming one tells every stream to pull everything, as a stream that falls
+//! behind is told. Under load, many pushes to one scope become one poke.
 //!
 //! Events: `ready` when the stream opens (the client pulls once, to catch what it missed while
 //! away), then `poke` with `{"version": .., "scopes": [..]}`; comments keep idle connections
@@ -24,7 +29,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use trackflow_domain::{
     entities::Scope,
     ports::{PokeHandler, PokeRelay, ServerStore, ServerStoreError},
@@ -32,13 +37,29 @@ use trackflow_domain::{
     UserId,
 };
 
-/// One poke as resolved for this instance's streams.
+/// Pokes merged and resolved for this instance's streams.
 #[derive(Debug)]
 struct Delivery {
+    /// The newest version among them; what a stream is told when it must pull everything.
     version: i64,
-    /// Each reader and the changed scopes they may read; `None`: everyone, every scope.
-    readers: Option<BTreeMap<UserId, Vec<String>>>,
+    /// Each reader, with the newest version and the changed scopes they may read; `None`:
+    /// everyone, every scope.
+    readers: Option<BTreeMap<UserId, (i64, Vec<String>)>>,
 }
+
+/// What a committed push changed: its ids, and the newest version it wrote.
+#[derive(Debug)]
+struct Changed {
+    ids: Vec<uuid::Uuid>,
+    version: i64,
+}
+
+/// Length of each queue (changes to publish, pokes to resolve), in pushes or pokes.
+const QUEUE: usize = 1024;
+
+/// The most scopes one published poke names (a poke over the relay's size limit would travel
+/// as "every scope", and every stream would pull everything).
+const SCOPES_PER_POKE: usize = 64;
 
 /// Counts what the hub does, for the metrics endpoint.
 pub trait StreamObserver: Send + Sync {
@@ -55,7 +76,8 @@ impl StreamObserver for Unobserved {
 
 /// Fans pokes out to this instance's event streams.
 pub struct PokeHub {
-    relay: Arc<dyn PokeRelay>,
+    /// Changes of committed pushes, on their way to the relay.
+    outgoing: mpsc::Sender<Changed>,
     sender: broadcast::Sender<Arc<Delivery>>,
     observer: Mutex<Arc<dyn StreamObserver>>,
     /// Turns true when the server stops: open streams end, so a graceful shutdown does not
@@ -67,48 +89,42 @@ pub struct PokeHub {
 const BACKLOG: usize = 256;
 
 impl PokeHub {
-    /// A hub receiving through `relay`, resolving readers in `store`. Subscribes at once, on
-    /// the current tokio runtime.
+    /// A hub receiving through `relay`, resolving readers in `store`. Subscribes and starts
+    /// its two queue tasks at once, on the current tokio runtime.
     pub fn new(relay: Arc<dyn PokeRelay>, store: Arc<dyn ServerStore>) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BACKLOG);
+        let (outgoing, changes) = mpsc::channel(QUEUE);
         let hub = Arc::new(Self {
-            relay: Arc::clone(&relay),
+            outgoing,
             sender,
             observer: Mutex::new(Arc::new(Unobserved)),
             closing: tokio::sync::watch::Sender::new(false),
         });
-        let runtime = tokio::runtime::Handle::current();
-        let weak = Arc::downgrade(&hub);
+        tokio::spawn(publish_merged(changes, Arc::clone(&store), Arc::clone(&relay)));
+        let (incoming, pokes) = mpsc::channel(QUEUE);
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(resolve_merged(pokes, store, Arc::downgrade(&hub), Arc::clone(&overflowed)));
         let handler: PokeHandler = Arc::new(move |poke: Poke| {
-            let Some(hub) = weak.upgrade() else { return };
-            if hub.sender.receiver_count() == 0 {
-                return;
+            if let Err(mpsc::error::TrySendError::Full(_)) = incoming.try_send(poke) {
+                // The task is behind by a whole queue: everyone pulls everything once.
+                overflowed.store(true, std::sync::atomic::Ordering::SeqCst);
             }
-            let store = Arc::clone(&store);
-            runtime.spawn(async move {
-                match resolve(store.as_ref(), poke).await {
-                    Ok(delivery) => {
-                        let _ = hub.sender.send(Arc::new(delivery));
-                    }
-                    Err(error) => tracing::warn!(%error, "a poke's readers could not be looked up"),
-                }
-            });
         });
         relay.subscribe(handler);
         hub
     }
 
+    /// Queues a committed push's changed ids and newest version for a poke. Waits only while
+    /// the queue is full.
+    pub async fn changed(&self, ids: Vec<uuid::Uuid>, version: i64) {
+        if self.outgoing.send(Changed { ids, version }).await.is_err() {
+            tracing::warn!("the poke queue has stopped; no poke");
+        }
+    }
+
     /// Sets what counts the streams.
     pub fn observe(&self, observer: Arc<dyn StreamObserver>) {
         *self.observer.lock().unwrap_or_else(|e| e.into_inner()) = observer;
-    }
-
-    /// Publishes a poke through the relay, logging a failure (a missed poke costs only
-    /// latency: clients still pull periodically).
-    pub async fn publish(&self, poke: Poke) {
-        if let Err(error) = self.relay.publish(poke).await {
-            tracing::warn!(%error, "a poke could not be published");
-        }
     }
 
     /// Ends every open stream and refuses none: called when the server stops accepting, so
@@ -124,17 +140,89 @@ impl PokeHub {
     }
 }
 
-/// Who of the readers of `poke`'s scopes gets which scopes.
-async fn resolve(store: &dyn ServerStore, poke: Poke) -> Result<Delivery, ServerStoreError> {
-    let Some(names) = poke.scopes else { return Ok(Delivery { version: poke.version, readers: None }) };
-    let scopes: BTreeSet<Scope> = names.iter().filter_map(|n| n.parse().ok()).collect();
-    let mut readers: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
-    for (scope, users) in store.audience(scopes).await? {
-        for user in users {
-            readers.entry(user).or_default().push(scope.to_string());
+/// Drains the outgoing queue: whatever waits is looked up in one query and published as pokes
+/// naming each changed scope once.
+async fn publish_merged(
+    mut changes: mpsc::Receiver<Changed>,
+    store: Arc<dyn ServerStore>,
+    relay: Arc<dyn PokeRelay>,
+) {
+    let mut waiting = Vec::new();
+    while changes.recv_many(&mut waiting, QUEUE).await > 0 {
+        let version = waiting.iter().map(|c| c.version).max().unwrap_or(0);
+        let ids: BTreeSet<uuid::Uuid> = waiting.drain(..).flat_map(|c| c.ids).collect();
+        let scopes = match store.scopes_of(ids.into_iter().collect()).await {
+            Ok(scopes) => scopes,
+            // Not poking everyone instead: that would tell strangers when writes happen.
+            // Clients still pull periodically.
+            Err(error) => {
+                tracing::warn!(%error, "the scopes of a push could not be looked up; no poke");
+                continue;
+            }
+        };
+        let names: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+        for chunk in names.chunks(SCOPES_PER_POKE) {
+            if let Err(error) = relay.publish(Poke { version, scopes: Some(chunk.to_vec()) }).await {
+                tracing::warn!(%error, "a poke could not be published");
+            }
         }
     }
-    Ok(Delivery { version: poke.version, readers: Some(readers) })
+}
+
+/// Drains the incoming queue: the pokes waiting are merged per scope (newest version), their
+/// readers looked up once, and one delivery goes to the streams.
+async fn resolve_merged(
+    mut pokes: mpsc::Receiver<Poke>,
+    store: Arc<dyn ServerStore>,
+    hub: std::sync::Weak<PokeHub>,
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut waiting = Vec::new();
+    while pokes.recv_many(&mut waiting, QUEUE).await > 0 {
+        let Some(hub) = hub.upgrade() else { return };
+        let version = waiting.iter().map(|p| p.version).max().unwrap_or(0);
+        let everything = overflowed.swap(false, std::sync::atomic::Ordering::SeqCst)
+            || waiting.iter().any(|p| p.scopes.is_none());
+        let mut scopes: BTreeMap<Scope, i64> = BTreeMap::new();
+        for poke in waiting.drain(..) {
+            for scope in poke.scopes.iter().flatten().filter_map(|n| n.parse::<Scope>().ok()) {
+                let newest = scopes.entry(scope).or_default();
+                *newest = (*newest).max(poke.version);
+            }
+        }
+        if hub.sender.receiver_count() == 0 {
+            continue;
+        }
+        let delivery = if everything {
+            Delivery { version, readers: None }
+        } else {
+            match resolve(store.as_ref(), version, scopes).await {
+                Ok(delivery) => delivery,
+                Err(error) => {
+                    tracing::warn!(%error, "a poke's readers could not be looked up");
+                    continue;
+                }
+            }
+        };
+        let _ = hub.sender.send(Arc::new(delivery));
+    }
+}
+
+/// Who of the readers of these scopes (each with its newest version) gets which scopes.
+async fn resolve(
+    store: &dyn ServerStore,
+    version: i64,
+    scopes: BTreeMap<Scope, i64>,
+) -> Result<Delivery, ServerStoreError> {
+    let mut readers: BTreeMap<UserId, (i64, Vec<String>)> = BTreeMap::new();
+    for (scope, users) in store.audience(scopes.keys().copied().collect()).await? {
+        for user in users {
+            let (newest, names) = readers.entry(user).or_default();
+            *newest = (*newest).max(scopes[&scope]);
+            names.push(scope.to_string());
+        }
+    }
+    Ok(Delivery { version, readers: Some(readers) })
 }
 
 /// The relay of a server instance that shares its database with no other: pokes go straight
@@ -233,8 +321,8 @@ pub(crate) async fn events(
                         Ok(delivery) => match &delivery.readers {
                             None => Poke { version: delivery.version, scopes: None },
                             Some(readers) => match readers.get(&user) {
-                                Some(scopes) => {
-                                    Poke { version: delivery.version, scopes: Some(scopes.clone()) }
+                                Some((version, scopes)) => {
+                                    Poke { version: *version, scopes: Some(scopes.clone()) }
                                 }
                                 None => continue,
                             },
@@ -250,4 +338,79 @@ pub(crate) async fn events(
     );
     Sse::new(stream::StreamExt::chain(ready, pokes))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trackflow_domain::{
+        ports::{MockPokeRelay, MockServerStore},
+        ScopeId,
+    };
+
+    fn project() -> Scope {
+        Scope::Shared(ScopeId::from_uuid(uuid::Uuid::now_v7()))
+    }
+
+    /// Three pushes handed over while the queue's task has not run (a current-thread runtime
+    /// runs it only when the test awaits something that is not ready) become one lookup and
+    /// one poke naming their scope once, with the newest version.
+    #[tokio::test]
+    async fn pushes_waiting_together_become_one_poke() {
+        let scope = project();
+        let mut store = MockServerStore::new();
+        store.expect_scopes_of().times(1).returning(move |ids| {
+            assert_eq!(ids.len(), 3, "one lookup for every waiting id");
+            Ok(BTreeSet::from([scope]))
+        });
+        let (published, mut polled) = mpsc::unbounded_channel();
+        let mut relay = MockPokeRelay::new();
+        relay.expect_subscribe().returning(|_| ());
+        relay.expect_publish().returning(move |poke| {
+            published.send(poke).expect("the test listens");
+            Ok(())
+        });
+        let hub = PokeHub::new(Arc::new(relay), Arc::new(store));
+        for version in [5, 7, 6] {
+            hub.changed(vec![uuid::Uuid::now_v7()], version).await;
+        }
+        let poke = tokio::time::timeout(Duration::from_secs(10), polled.recv()).await.expect("a poke");
+        assert_eq!(poke, Some(Poke { version: 7, scopes: Some(vec![scope.to_string()]) }));
+        assert!(polled.try_recv().is_err(), "one poke, not one per push");
+    }
+
+    /// Pokes received while the resolving task has not run are merged per scope: one audience
+    /// lookup, one delivery, each reader told the newest version of the scopes they may read.
+    #[tokio::test]
+    async fn pokes_received_together_are_resolved_once() {
+        let (a, b) = (project(), project());
+        let (reader, b_reader) = (UserId::new(), UserId::new());
+        let mut store = MockServerStore::new();
+        store.expect_audience().times(1).returning(move |scopes| {
+            assert_eq!(scopes, BTreeSet::from([a, b]), "each scope once");
+            Ok(BTreeMap::from([(a, BTreeSet::from([reader])), (b, BTreeSet::from([reader, b_reader]))]))
+        });
+        let handlers: Arc<Mutex<Vec<PokeHandler>>> = Arc::default();
+        let mut relay = MockPokeRelay::new();
+        let registered = Arc::clone(&handlers);
+        relay.expect_subscribe().returning(move |h| registered.lock().expect("lock").push(h));
+        let hub = PokeHub::new(Arc::new(relay), Arc::new(store));
+        let mut stream = hub.sender.subscribe();
+        let handler = handlers.lock().expect("lock")[0].clone();
+        handler(Poke { version: 3, scopes: Some(vec![a.to_string()]) });
+        handler(Poke { version: 9, scopes: Some(vec![b.to_string()]) });
+        handler(Poke { version: 4, scopes: Some(vec![a.to_string(), b.to_string()]) });
+        let delivery = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+            .await
+            .expect("a delivery")
+            .expect("open");
+        let readers = delivery.readers.as_ref().expect("per reader");
+        let mut both = vec![a.to_string(), b.to_string()];
+        both.sort();
+        let mut got = readers[&reader].1.clone();
+        got.sort();
+        assert_eq!((readers[&reader].0, got), (9, both));
+        assert_eq!(readers[&b_reader], (9, vec![b.to_string()]));
+        assert!(stream.try_recv().is_err(), "one delivery for the three pokes");
+    }
 }

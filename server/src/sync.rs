@@ -7,10 +7,8 @@ use crate::{
     AppState,
 };
 use axum::{extract::State, http::StatusCode, Json};
-use std::sync::Arc;
 use trackflow_domain::protocol::{
-    HealthResponse, MutationOutcome, Poke, PullRequest, PullResponse, PushRequest, PushResponse,
-    ScopesResponse,
+    HealthResponse, MutationOutcome, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse,
 };
 
 /// `POST /v1/sync/push`: applies the mutations in order and answers one result per mutation.
@@ -31,19 +29,9 @@ pub(crate) async fn push(
         .filter_map(|(result, id)| changed_version(&result.outcome).map(|version| (id, version)))
         .collect();
     if let Some(version) = changed.iter().map(|(_, v)| *v).max() {
-        // Poked after the commit, off the response's path.
-        let (store, pokes) = (Arc::clone(&state.store), Arc::clone(&state.pokes));
-        tokio::spawn(async move {
-            match store.scopes_of(changed.into_iter().map(|(id, _)| id).collect()).await {
-                Ok(scopes) => {
-                    let scopes = Some(scopes.iter().map(ToString::to_string).collect());
-                    pokes.publish(Poke { version, scopes }).await;
-                }
-                // Not poking everyone instead: that would tell strangers when writes happen.
-                // Clients still pull periodically.
-                Err(error) => tracing::warn!(%error, "the scopes of a push could not be looked up; no poke"),
-            }
-        });
+        // After the commit; the hub's queue looks the scopes up and publishes, merged with
+        // other pushes' changes.
+        state.pokes.changed(changed.into_iter().map(|(id, _)| id).collect(), version).await;
     }
     Ok(Json(response))
 }
