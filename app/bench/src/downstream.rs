@@ -68,7 +68,16 @@ const SEED_BATCH: usize = 500;
 /// Resident memory of this process: (now, peak since the last [`reset_peak_memory`]), in
 /// bytes, from /proc (Linux only; `None` elsewhere).
 pub(super) fn memory() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    memory_at("/proc/self/status")
+}
+
+/// [`memory`] of another process.
+pub(super) fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    memory_at(&format!("/proc/{pid}/status"))
+}
+
+fn memory_at(path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         let kib: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;

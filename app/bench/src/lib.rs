@@ -51,6 +51,19 @@ pub struct BenchArgs {
     /// `scale-out`'s.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16])]
     pub push_clients: Vec<usize>,
+    /// Event streams open in `listeners`, one user each (nine in ten a member of one writer's
+    /// project, the rest of none).
+    #[arg(long, default_value_t = 1_000)]
+    pub listeners: usize,
+    /// Writers in `listeners`, each pushing into a project of its own.
+    #[arg(long, default_value_t = 50)]
+    pub listener_writers: usize,
+    /// Seconds the writers of `listeners` write.
+    #[arg(long, default_value_t = 60)]
+    pub listener_seconds: u64,
+    /// Pause of each writer of `listeners` between its pushes, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub listener_pause_ms: u64,
     /// Mutations per push of `server-push` and `scale-out`.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 500])]
     pub push_batches: Vec<usize>,
@@ -102,6 +115,10 @@ pub enum Scenario {
     /// Sync server push throughput (batches of `--push-batches` from `--push-clients` clients,
     /// each in its own project) against a trivial JSON endpoint on the same server.
     ServerPush,
+    /// `--listeners` event streams on one server process while `--listener-writers` writers
+    /// push for `--listener-seconds`: every entitled stream poked, none a stranger; push sent to
+    /// poke received against the push's own round trip; server memory per stream.
+    Listeners,
     /// Push throughput through two `trackflow server` processes sharing one PostgreSQL
     /// database against one, the same clients split between them (needs `--postgres`).
     ScaleOut,
@@ -137,6 +154,7 @@ const SERVER_CONNECTIONS: u32 = 8;
 
 mod downstream;
 pub use downstream::{client as downstream_client, ClientArgs};
+mod listeners;
 mod live;
 mod startup;
 pub use startup::{open as open_client, OpenArgs};
@@ -208,6 +226,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::ServerPush => server::push(&dir, &args).await?,
             Scenario::ServerPull => server::pull(&dir, &args).await?,
             Scenario::ScaleOut => server::scale_out(&dir, &args).await?,
+            Scenario::Listeners => listeners::listeners(&dir, &args).await?,
             Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
             Scenario::Downstream => downstream::downstream(&dir, &args).await?,
             Scenario::Propagation => realtime::propagation(&dir, &args).await?,

@@ -72,9 +72,9 @@ async fn start(database: &Database) -> anyhow::Result<Running> {
 
 /// Where requests go: a server's base URL and the HTTP client to use.
 #[derive(Clone)]
-struct Endpoint {
-    url: String,
-    client: Client,
+pub(super) struct Endpoint {
+    pub(super) url: String,
+    pub(super) client: Client,
 }
 
 impl Running {
@@ -84,7 +84,7 @@ impl Running {
 }
 
 /// Signs up a user over HTTP; returns (user, token).
-async fn sign_up(server: &Endpoint) -> anyhow::Result<(UserId, String)> {
+pub(super) async fn sign_up(server: &Endpoint) -> anyhow::Result<(UserId, String)> {
     let email = format!("bench-{}@example.com", uuid::Uuid::now_v7().simple());
     let response = server
         .client
@@ -183,15 +183,15 @@ async fn concurrent(path: &'static str, work: Vec<ClientWork>) -> anyhow::Result
 }
 
 /// A pushing client: its user, token, clock and project (created over HTTP).
-struct Pusher {
-    user: UserId,
-    token: String,
-    writer: Writer,
-    project: ProjectId,
+pub(super) struct Pusher {
+    pub(super) user: UserId,
+    pub(super) token: String,
+    pub(super) writer: Writer,
+    pub(super) project: ProjectId,
 }
 
 /// Signs up `n` users through `server`, each with a project of their own.
-async fn pushers(server: &Endpoint, n: usize) -> anyhow::Result<Vec<Pusher>> {
+pub(super) async fn pushers(server: &Endpoint, n: usize) -> anyhow::Result<Vec<Pusher>> {
     let mut all = Vec::with_capacity(n);
     for _ in 0..n {
         let (user, token) = sign_up(server).await?;
@@ -284,14 +284,16 @@ pub(super) async fn push(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report>
 }
 
 /// A `trackflow server` process started by [`spawn_server`]; killed when dropped.
-struct ServerProcess {
-    endpoint: Endpoint,
+pub(super) struct ServerProcess {
+    pub(super) endpoint: Endpoint,
+    /// Its process id, for its memory.
+    pub(super) pid: u32,
     _child: tokio::process::Child,
 }
 
 /// Starts `trackflow-bench serve` (the code of `trackflow server`, LISTEN/NOTIFY relay
 /// included) on `url` and waits for the address it prints.
-async fn spawn_server(url: &str, blobs: &Path) -> anyhow::Result<ServerProcess> {
+pub(super) async fn spawn_server(url: &str, blobs: &Path) -> anyhow::Result<ServerProcess> {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["serve", "--db", url, "--listen", "127.0.0.1:0", "--connections", "16", "--blobs"])
@@ -307,7 +309,8 @@ async fn spawn_server(url: &str, blobs: &Path) -> anyhow::Result<ServerProcess> 
             // Keep reading its stderr, so the process never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
             let client = Client::builder().pool_max_idle_per_host(64).build()?;
-            return Ok(ServerProcess { endpoint: Endpoint { url, client }, _child: child });
+            let pid = child.id().context("its process id")?;
+            return Ok(ServerProcess { endpoint: Endpoint { url, client }, pid, _child: child });
         }
     }
     bail!("the server process ended before it listened")
