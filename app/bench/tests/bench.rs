@@ -71,3 +71,33 @@ fn the_live_benchmark_gets_each_new_result() {
     assert!(names.iter().any(|n| n == "local write, then the live query's new result"), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("memory per open live query")), "{names:?}");
 }
+
+/// The listeners benchmark at a small size, against a server process of its own: every push
+/// reaches every entitled stream and none other (it fails otherwise).
+#[test]
+fn the_listeners_benchmark_pokes_every_entitled_stream() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let args = ["--json", "listeners", "--dir", &dir, "--listeners", "20", "--listener-writers", "4"];
+    let names = measurement_names(&[&args[..], &["--listener-seconds", "1"]].concat());
+    assert!(names.iter().any(|n| n.starts_with("push sent to poke received, 20 streams")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("server memory per open stream")), "{names:?}");
+}
+
+/// The scale-out benchmark at a small size, when PostgreSQL is configured: two server
+/// processes share its database.
+#[test]
+fn the_scale_out_benchmark_pushes_through_two_server_processes() {
+    let Some(admin) = trackflow_server_store::test_postgres_url("the_scale_out_benchmark") else { return };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let args = ["--json", "scale-out", "--dir", &dir, "--postgres", &admin, "--push-clients", "4"];
+    let names = measurement_names(&[&args[..], &["--push-batches", "1"]].concat());
+    assert_eq!(
+        names,
+        [
+            "postgres push batch 1, 4 clients, 1 instance(s)",
+            "postgres push batch 1, 4 clients, 2 instance(s)"
+        ]
+    );
+}

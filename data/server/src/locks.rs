@@ -17,13 +17,14 @@
 //! so it waits for pushes in flight there and holds new ones back for its few queries.
 //!
 //! SQLite has one writer at a time: a push takes the database's write lock first, which covers
-//! every domain, and reads see one snapshot, so none of this locking happens there.
+//! every domain, and reads see one snapshot, so none of this locking happens there, and
+//! versions come from the counter in `server_meta` as they always did (no `scope_locks`).
 
 use super::{
-    connection::{on_each_backend, ServerConnection},
+    connection::ServerConnection,
     schema::{scope_locks, server_meta},
 };
-use diesel::{prelude::*, sql_types::BigInt};
+use diesel::{prelude::*, sql_types::BigInt, PgConnection};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use trackflow_db::error::StoreError;
 use trackflow_domain::{entities::Scope, EntityType};
@@ -68,14 +69,14 @@ impl Held {
 /// Takes the write lock of each domain, in name order (a `BTreeSet` iterates in order).
 /// PostgreSQL only: an upsert locks the row, waiting for any push holding it, and creates it
 /// for a domain's first push.
-pub(super) fn lock(conn: &mut ServerConnection, domains: &BTreeSet<String>) -> Result<(), StoreError> {
+pub(super) fn lock(pg: &mut PgConnection, domains: &BTreeSet<String>) -> Result<(), StoreError> {
     for name in domains {
-        on_each_backend!(conn, |c| diesel::insert_into(scope_locks::table)
+        diesel::insert_into(scope_locks::table)
             .values((scope_locks::scope.eq(name), scope_locks::issued.eq(0)))
             .on_conflict(scope_locks::scope)
             .do_update()
             .set(scope_locks::issued.eq(scope_locks::issued))
-            .execute(c))?;
+            .execute(pg)?;
     }
     Ok(())
 }
@@ -105,43 +106,62 @@ pub(super) fn share(
     Ok(true)
 }
 
-/// Versions for one push: taken in blocks from the counter, after the locks, and counted per
-/// domain for `scope_locks.issued`.
-pub(super) struct Versions {
-    ready: VecDeque<i64>,
-    /// The size of the next block.
-    block: usize,
-    issued: BTreeMap<String, i64>,
+/// Versions for one push, taken after the locks; they only grow.
+pub(super) enum Versions {
+    /// SQLite: the counter in `server_meta`, read once (the write lock is held), counted up in
+    /// memory and written back at the end, as one writer at a time can.
+    Counter { last: i64 },
+    /// PostgreSQL: blocks from the sequence, and the count per domain for
+    /// `scope_locks.issued` (a block's unused versions are never used).
+    Sequence { ready: VecDeque<i64>, block: usize, issued: BTreeMap<String, i64> },
 }
 
 impl Versions {
-    /// Expects about `expected` versions (a push's mutation count).
-    pub fn new(expected: usize) -> Self {
-        Self { ready: VecDeque::new(), block: expected.max(1), issued: BTreeMap::new() }
+    /// Versions for a push of about `expected` of them (its mutation count).
+    pub fn new(conn: &mut ServerConnection, expected: usize) -> Result<Self, StoreError> {
+        Ok(match conn {
+            ServerConnection::Pg(_) => {
+                Versions::Sequence { ready: VecDeque::new(), block: expected.max(1), issued: BTreeMap::new() }
+            }
+            ServerConnection::Sqlite(_) => Versions::Counter { last: newest(conn)? },
+        })
     }
 
-    /// The next version, for a write in `scope`. Versions of one push only grow.
+    /// The next version, for a write in `scope`.
     pub fn next(&mut self, conn: &mut ServerConnection, scope: Scope) -> Result<i64, StoreError> {
-        if self.ready.is_empty() {
-            self.ready = allocate(conn, self.block)?.into();
-            // A delete reaching thousands of children: fewer, larger blocks.
-            self.block = (self.block * 2).min(10_000);
+        match self {
+            Versions::Counter { last } => {
+                *last += 1;
+                Ok(*last)
+            }
+            Versions::Sequence { ready, block, issued } => {
+                if ready.is_empty() {
+                    *ready = allocate(conn, *block)?.into();
+                    // A delete reaching thousands of children: fewer, larger blocks.
+                    *block = (*block * 2).min(10_000);
+                }
+                *issued.entry(domain(scope)).or_default() += 1;
+                Ok(ready.pop_front().expect("a block is never empty"))
+            }
         }
-        let version = self.ready.pop_front().expect("a block is never empty");
-        *self.issued.entry(domain(scope)).or_default() += 1;
-        Ok(version)
     }
 
-    /// Adds what this push issued to each domain's count. Unused versions of the last block
-    /// are simply never used.
+    /// Writes the counter back (SQLite), or adds what this push issued to each domain's count
+    /// (PostgreSQL; the domains are locked, so the rows exist).
     pub fn record(self, conn: &mut ServerConnection) -> Result<(), StoreError> {
-        for (name, count) in &self.issued {
-            on_each_backend!(conn, |c| diesel::insert_into(scope_locks::table)
-                .values((scope_locks::scope.eq(name), scope_locks::issued.eq(count)))
-                .on_conflict(scope_locks::scope)
-                .do_update()
-                .set(scope_locks::issued.eq(scope_locks::issued + count))
-                .execute(c))?;
+        match self {
+            Versions::Counter { last } => {
+                diesel::update(server_meta::table.find(1))
+                    .set(server_meta::last_version.eq(last))
+                    .execute(conn)?;
+            }
+            Versions::Sequence { issued, .. } => {
+                for (name, count) in &issued {
+                    diesel::update(scope_locks::table.find(name))
+                        .set(scope_locks::issued.eq(scope_locks::issued + count))
+                        .execute(conn)?;
+                }
+            }
         }
         Ok(())
     }
@@ -153,29 +173,17 @@ struct Value {
     value: i64,
 }
 
-/// `n` new versions in increasing order.
+/// `n` new versions from the sequence, in increasing order. One statement's nextval calls
+/// return increasing values, not always consecutive ones (other pushes draw at the same time).
 fn allocate(conn: &mut ServerConnection, n: usize) -> Result<Vec<i64>, StoreError> {
+    let ServerConnection::Pg(pg) = conn else { unreachable!("SQLite counts in memory") };
     let n = i64::try_from(n).unwrap_or(i64::MAX);
-    match conn {
-        // One statement's nextval calls return increasing values, not always consecutive ones
-        // (other pushes draw from the sequence at the same time).
-        ServerConnection::Pg(pg) => Ok(diesel::sql_query(
-            "SELECT nextval('entity_versions') AS value FROM generate_series(1, $1) ORDER BY 1",
-        )
+    Ok(diesel::sql_query("SELECT nextval('entity_versions') AS value FROM generate_series(1, $1) ORDER BY 1")
         .bind::<BigInt, _>(n)
         .load::<Value>(pg)?
         .into_iter()
         .map(|v| v.value)
-        .collect()),
-        // Under the write lock: nobody else draws.
-        ServerConnection::Sqlite(_) => {
-            diesel::update(server_meta::table.find(1))
-                .set(server_meta::last_version.eq(server_meta::last_version + n))
-                .execute(conn)?;
-            let last = newest(conn)?;
-            Ok((last - n + 1..=last).collect())
-        }
-    }
+        .collect())
 }
 
 /// The newest version handed out (committed or not): a cursor beyond it is not from here.
@@ -192,9 +200,14 @@ pub(super) fn newest(conn: &mut ServerConnection) -> Result<i64, StoreError> {
     }
 }
 
-/// Versions issued by every push, in all domains.
+/// Versions issued by every push, in all domains: on SQLite the counter (it has no gaps), on
+/// PostgreSQL the domains' counts.
 pub(super) fn issued(conn: &mut ServerConnection) -> Result<i64, StoreError> {
-    // Summed here: SUM of a BIGINT is NUMERIC on PostgreSQL. One row per domain.
-    let counts: Vec<i64> = scope_locks::table.select(scope_locks::issued).load(conn)?;
-    Ok(counts.iter().sum())
+    match conn {
+        ServerConnection::Sqlite(_) => newest(conn),
+        // Summed here: SUM of a BIGINT is NUMERIC on PostgreSQL. One row per domain.
+        ServerConnection::Pg(pg) => {
+            Ok(scope_locks::table.select(scope_locks::issued).load::<i64>(pg)?.iter().sum())
+        }
+    }
 }

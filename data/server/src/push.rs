@@ -139,7 +139,8 @@ pub(super) fn apply(
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
             let mut domains = domains_written(conn, request)?;
             domains.extend(extra.iter().cloned());
-            locks::lock(conn, &domains)?;
+            let ServerConnection::Pg(pg) = conn else { unreachable!("matched above") };
+            locks::lock(pg, &domains)?;
             Held::Domains(domains)
         }
         // First row statement: the write lock (see the module docs).
@@ -237,6 +238,7 @@ impl<'c> Batch<'c> {
         request: &PushRequest,
         held: Held,
     ) -> Result<Self, PushFailure> {
+        let versions = Versions::new(conn, request.mutations.len())?;
         let ids: Vec<Uuid> = request.mutations.iter().map(|m| m.entity_id).collect();
         let entities = fetch_entries(conn, &ids)?;
         let mutation_ids: Vec<String> = request.mutations.iter().map(|m| m.id.to_string()).collect();
@@ -261,7 +263,7 @@ impl<'c> Batch<'c> {
             conn,
             user,
             held,
-            versions: Versions::new(request.mutations.len()),
+            versions,
             entities,
             roles: HashMap::new(),
             applied,

@@ -1,5 +1,6 @@
 //! Diesel schema of the server store, shared by both backends (the migrations in
-//! migrations/server-sqlite and migrations/server-postgres create the same tables).
+//! migrations/server-sqlite and migrations/server-postgres create the same tables, but for
+//! `scope_locks`, which only PostgreSQL needs).
 
 #![allow(missing_docs)]
 
@@ -13,6 +14,7 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// PostgreSQL only: the lock domains of pushes (see `locks`).
     scope_locks (scope) {
         scope -> Text,
         issued -> BigInt,

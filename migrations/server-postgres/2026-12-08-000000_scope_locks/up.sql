@@ -3,6 +3,7 @@
 -- user scope and every membership). Pushes to different projects commit concurrently; inside
 -- one domain they still commit one after another, in version order. `issued` counts the
 -- versions the domain's pushes assigned (the row '' holds those issued before this change).
+-- SQLite has one writer at a time and keeps counting in server_meta: no such table there.
 CREATE TABLE scope_locks (
     scope TEXT PRIMARY KEY NOT NULL,
     issued BIGINT NOT NULL
