@@ -7,6 +7,11 @@
 //! ([`missing_audio`]), so no track is ever stored without its file. A user may name only audio
 //! they uploaded themselves (the server checked its bytes): knowing a hash grants nothing, so
 //! `HEAD` answers 404 and `PUT` reads the whole body for a blob someone else uploaded.
+//!
+//! Uploads resume: of a cut upload the server keeps what arrived, per user and hash. `HEAD`
+//! answers 404 with `Upload-Offset: <bytes kept>`, and a `PUT` with `Upload-Offset: n` sends
+//! the file from byte `n` on; the server hashes the kept bytes and the new ones together, so
+//! the whole file is still checked against its name. A `PUT` without the header starts over.
 
 use crate::{
     error::ApiFailure,
@@ -52,8 +57,12 @@ fn storage_failure(error: BlobStorageError) -> ApiFailure {
     )
 }
 
+/// The header naming where an upload resumes.
+pub(crate) const UPLOAD_OFFSET: &str = "upload-offset";
+
 /// `HEAD /v1/blobs/{sha256}`: 200 with the length if the server holds the blob and this user
-/// uploaded it, else 404. Whether someone else uploaded the same bytes is never told.
+/// uploaded it, else 404 with `Upload-Offset`: the bytes of this user's cut upload kept (0 for
+/// none). Whether someone else uploaded the same bytes is never told.
 pub(crate) async fn exists(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -62,16 +71,20 @@ pub(crate) async fn exists(
     let hash = parse_hash(&sha256)?;
     let size = storage(&state)?.size_of(&hash).await.map_err(storage_failure)?;
     match size {
-        Some(size) if state.store.may_use_blob(auth.user, hash).await? => {
+        Some(size) if state.store.may_use_blob(auth.user, hash.clone()).await? => {
             Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response())
         }
-        _ => Ok(StatusCode::NOT_FOUND.into_response()),
+        _ => {
+            let kept = storage(&state)?.held(&hash, auth.user).await.map_err(storage_failure)?;
+            Ok((StatusCode::NOT_FOUND, [(UPLOAD_OFFSET, kept.to_string())]).into_response())
+        }
     }
 }
 
-/// `PUT /v1/blobs/{sha256}`: stores the body under its hash. 201 when stored now, 200 when the
-/// server had it; 413 `blob_too_large`; 422 `hash_mismatch`; 400 `upload_incomplete` when
-/// the body was cut.
+/// `PUT /v1/blobs/{sha256}`: stores the body (the file from `Upload-Offset` on, default 0)
+/// under its hash. 201 when stored now, 200 when the server had it; 413 `blob_too_large`; 422
+/// `hash_mismatch` (nothing kept); 409 `upload_offset_mismatch` when the offset is not what is
+/// kept; 400 `upload_incomplete` when the body was cut (what arrived is kept).
 pub(crate) async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -82,7 +95,8 @@ pub(crate) async fn upload(
     let storage = storage(&state)?;
     let limit = state.config.max_blob_bytes;
     let too_large = || too_large("blob_too_large", "blob", limit);
-    if declared_length(&request).is_some_and(|length| length > limit) {
+    let offset = upload_offset(&request)?;
+    if declared_length(&request).is_some_and(|length| length.saturating_add(offset) > limit) {
         return Err(too_large());
     }
     let stored = storage.size_of(&hash).await.map_err(storage_failure)?;
@@ -95,31 +109,49 @@ pub(crate) async fn upload(
         }
     }
     // Someone else's upload of the same bytes does not spare this user from proving they hold
-    // them: the body is hashed either way, and written only if the server lacks the blob.
-    let mut writer = match stored {
-        Some(_) => None,
-        None => Some(storage.begin(&hash).await.map_err(storage_failure)?),
+    // them: the body is hashed either way (and kept if cut, like any upload).
+    let kept = storage.held(&hash, auth.user).await.map_err(storage_failure)?;
+    let mismatch = |kept: u64| {
+        ApiFailure::new(
+            StatusCode::CONFLICT,
+            "upload_offset_mismatch",
+            format!("the server keeps {kept} bytes of this upload, not {offset}: resume from {kept}"),
+        )
+    };
+    if offset != 0 && offset != kept {
+        return Err(mismatch(kept));
+    }
+    let mut writer = match storage.begin(&hash, auth.user, offset).await {
+        Ok(writer) => writer,
+        // Another resume of the same upload claimed the kept bytes first.
+        Err(_) if offset != 0 => return Err(mismatch(storage.held(&hash, auth.user).await.unwrap_or(0))),
+        Err(error) => return Err(storage_failure(error)),
     };
     let mut hasher = Sha256::new();
-    let mut size = 0u64;
+    while let Some(chunk) = writer.read_held().await.map_err(storage_failure)? {
+        hasher.update(&chunk);
+    }
+    let mut size = offset;
     let mut body = request.into_body().into_data_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            tracing::info!(user = %auth.user, error = %e, "upload cut");
-            ApiFailure::new(
-                StatusCode::BAD_REQUEST,
-                "upload_incomplete",
-                "the upload ended before its body did",
-            )
-        })?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                let kept = writer.keep().await.map_err(storage_failure)?;
+                tracing::info!(user = %auth.user, %error, kept, "upload cut; what arrived is kept");
+                return Err(ApiFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    "upload_incomplete",
+                    format!("the upload ended before its body did; {kept} bytes are kept to resume from"),
+                ));
+            }
+        };
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large());
         }
         hasher.update(&chunk);
-        if let Some(writer) = writer.as_mut() {
-            writer.write(&chunk).await.map_err(storage_failure)?;
-        }
+        writer.write(&chunk).await.map_err(storage_failure)?;
     }
     let actual = BlobHash::from_digest(hasher.finalize().into());
     if actual != hash {
@@ -128,15 +160,21 @@ pub(crate) async fn upload(
             format!("sha256: the body hashes to {actual}, not {hash}; nothing was stored"),
         ));
     }
-    let created = writer.is_some();
-    if let Some(writer) = writer {
-        writer.commit().await.map_err(storage_failure)?;
-    }
+    let created = stored.is_none();
+    writer.commit().await.map_err(storage_failure)?;
     state.store.grant_blob(auth.user, hash.clone(), crate::auth::now()).await?;
-    state.metrics.blob_bytes_in(size);
-    tracing::info!(user = %auth.user, %hash, size, created, "blob received");
+    state.metrics.blob_bytes_in(size - offset);
+    tracing::info!(user = %auth.user, %hash, size, offset, created, "blob received");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(BlobStored { sha256: hash.to_string(), size_bytes: size, created })))
+}
+
+/// The `Upload-Offset` header's value, 0 without one.
+fn upload_offset(request: &Request) -> Result<u64, ApiFailure> {
+    let Some(value) = request.headers().get(UPLOAD_OFFSET) else { return Ok(0) };
+    value.to_str().ok().and_then(|v| v.trim().parse().ok()).ok_or_else(|| {
+        ApiFailure::invalid("invalid_request", "Upload-Offset: must be a number of bytes".to_owned())
+    })
 }
 
 /// `GET /v1/files/{entity_type}/{entity_id}`: the file an entity names (a track's audio),

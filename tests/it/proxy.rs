@@ -35,6 +35,15 @@ pub enum Fault {
     CutAfterRequest,
     /// Read the request and answer `500` without forwarding it.
     Answer500,
+    /// Forward the request untouched (to aim a later fault at a later connection).
+    Pass,
+    /// Forward the request's head and the first `after` bytes of its body, then close both
+    /// connections: an upload cut midway. The server sees the body end early; the client sees
+    /// its connection closed without an answer.
+    CutBody {
+        /// Body bytes that reach the server.
+        after: u64,
+    },
 }
 
 /// What the proxy has seen so far.
@@ -44,6 +53,8 @@ pub struct Tally {
     pub accepted: u64,
     /// Requests the server answered, whether or not the answer was passed on.
     pub answered: u64,
+    /// Request body bytes forwarded to the server.
+    pub body_bytes: u64,
 }
 
 struct Shared {
@@ -158,8 +169,20 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
         client.write_all(answer.as_bytes()).await?;
         return client.shutdown().await;
     }
+    let head_len = request.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
     let mut server = TcpStream::connect(shared.server).await?;
+    if let Some(Fault::CutBody { after }) = fault {
+        let end = (head_len + usize::try_from(after).unwrap_or(usize::MAX)).min(request.len());
+        server.write_all(&request[..end]).await?;
+        shared.tally.send_modify(|t| t.body_bytes += (end - head_len) as u64);
+        // The server reads the body's end early, answers and closes; the client gets nothing.
+        server.shutdown().await?;
+        let _ = server.read_to_end(&mut Vec::new()).await;
+        shared.tally.send_modify(|t| t.answered += 1);
+        return Ok(());
+    }
     server.write_all(&request).await?;
+    shared.tally.send_modify(|t| t.body_bytes += (request.len() - head_len) as u64);
     // The server closes after its answer (`connection: close`), so its end is the answer's.
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).await?;
@@ -172,7 +195,7 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
             let _ = client.read(&mut [0u8; 1]).await;
             return Ok(());
         }
-        Some(Fault::Answer500) | None => {}
+        Some(Fault::Answer500 | Fault::Pass | Fault::CutBody { .. }) | None => {}
     }
     client.write_all(&answer).await?;
     client.shutdown().await

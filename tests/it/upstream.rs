@@ -1,14 +1,16 @@
 //! Upstream sync end to end: a client's outbox drained to a real server over HTTP, through a
 //! fault-injecting TCP proxy.
 
-use crate::proxy::{Fault, Proxy, Tally};
+use crate::proxy::{Fault, Proxy};
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 use tempfile::TempDir;
 use trackflow_domain::{
-    ports::{AccessToken, Clock, PendingOperationsRepository, Repository, Session, SessionStorage},
+    ports::{
+        AccessToken, BlobCache, Clock, PendingOperationsRepository, Repository, Session, SessionStorage,
+    },
     OperationStatus, Timestamp, UserId,
 };
 use trackflow_executors::{
@@ -17,7 +19,7 @@ use trackflow_executors::{
 use trackflow_music::{AudioTrack, Project, UserProfile};
 use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
-use trackflow_server_store::DieselServerStore;
+use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 use trackflow_store::{
     BlobCacheOptions, LocalStore, LocalStoreOptions, SessionReload, SqliteBlobCache,
     SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository, SqliteSessionStorage,
@@ -29,7 +31,8 @@ pub struct Server {
     pub running: RunningServer,
     /// The store behind it, to count what it applied.
     pub store: Arc<DieselServerStore>,
-    _dir: TempDir,
+    /// Its database and audio.
+    dir: TempDir,
 }
 
 impl Server {
@@ -38,9 +41,10 @@ impl Server {
         let db = dir.path().join("server.db");
         let store =
             Arc::new(DieselServerStore::open(db.to_str().expect("utf-8 path"), 2).expect("server store"));
-        let state = AppState::new(store.clone(), ServerConfig::default());
+        let blobs = FsBlobStorage::open(dir.path().join("blobs")).expect("blob storage");
+        let state = AppState::new(store.clone(), ServerConfig::default()).with_blobs(Arc::new(blobs));
         let running = RunningServer::start("127.0.0.1:0".parse().expect("addr"), state).await.expect("start");
-        Self { running, store, _dir: dir }
+        Self { running, store, dir }
     }
 
     /// Signs up a fresh account for `user`; returns its token.
@@ -94,7 +98,8 @@ pub struct Client {
     pub projects: SqliteRepository<Project>,
     pub tracks: SqliteRepository<AudioTrack>,
     pub profiles: SqliteRepository<UserProfile>,
-    _dir: TempDir,
+    /// Its database (and the test's files).
+    dir: TempDir,
 }
 
 impl Client {
@@ -131,7 +136,7 @@ impl Client {
             session,
             store,
             user,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -366,7 +371,7 @@ async fn a_lost_acknowledgement_is_resent_and_comes_back_as_duplicates() {
     // server recorded no second application of them) and left the queue.
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
     // One connection per request, all three answered by the server.
-    assert_eq!(t.proxy.tally(), Tally { accepted: 3, answered: 3 });
+    assert_eq!((t.proxy.tally().accepted, t.proxy.tally().answered), (3, 3));
     t.assert_applied_once().await;
 }
 
@@ -422,8 +427,70 @@ async fn a_500_counts_an_attempt_and_the_batch_is_sent_again_after_the_backoff()
     t.clock.set(Faulty::first_retry(start));
     let second = t.pass().await;
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
-    assert_eq!(t.proxy.tally(), Tally { accepted: 3, answered: 2 });
+    assert_eq!((t.proxy.tally().accepted, t.proxy.tally().answered), (3, 2));
     t.assert_applied_once().await;
+}
+
+/// An audio upload cut at 90 % resumes from what the server kept: the next attempt sends only
+/// the rest, and the server stores the whole file, checked against its hash. The file is
+/// `TRACKFLOW_RESUME_MIB` MiB (8 unless set; the figures in docs/PERFORMANCE.md are at 50).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_upload_cut_at_ninety_percent_sends_only_the_rest() {
+    trackflow_music::install().expect("the music registry installs");
+    let mib: u64 = std::env::var("TRACKFLOW_RESUME_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let size = mib * 1024 * 1024;
+    let server = Server::start().await;
+    let proxy = Proxy::start(server.running.addr());
+    let user = UserId::new();
+    let token = server.sign_up(user).await;
+    let client = Client::new(user, &proxy.url(), &token).await;
+    let clock = ManualClock::new();
+    let manager = client
+        .manager_with_clock(&RemoteOptions::default(), UpstreamOptions::default(), clock.clone())
+        .with_jitter(|| 0.5);
+    let project = client
+        .projects
+        .create(Project::new(user, "Album", None, WRITTEN_AT).expect("project"))
+        .await
+        .expect("project");
+    manager.process().await.expect("the project goes up");
+
+    let file = client.dir.path().join("take.wav");
+    let bytes: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&file, &bytes).expect("audio file");
+    let cache = SqliteBlobCache::new(client.store.clone(), BlobCacheOptions::beside(&client.store));
+    let cached = cache.import(file).await.expect("import");
+    let track = AudioTrack::new(project.id(), user, "Take", 1_000, Some(cached.hash.as_str()), WRITTEN_AT)
+        .expect("track");
+    client.tracks.create(track).await.expect("track");
+
+    // The upload's HEAD passes; its PUT is cut after 90 % of the file.
+    let cut_at = size * 9 / 10;
+    proxy.inject(Fault::Pass);
+    proxy.inject(Fault::CutBody { after: cut_at });
+    let before = proxy.tally().body_bytes;
+    let report = manager.process().await.expect("pass");
+    assert_eq!(report.retrying, 1, "the cut upload waits for a retry: {report:?}");
+    let first = proxy.tally().body_bytes - before;
+    assert_eq!(first, cut_at);
+
+    clock.set(report.next_due.expect("a retry is due"));
+    let before = proxy.tally().body_bytes;
+    let report = manager.process().await.expect("pass");
+    assert_eq!(report.acknowledged, 2, "the upload, then its track: {report:?}");
+    let resumed = proxy.tally().body_bytes - before;
+    client.assert_queue_empty(0).await;
+    let stored = server.dir.path().join("blobs").join(&cached.hash.as_str()[..2]).join(cached.hash.as_str());
+    assert_eq!(std::fs::read(stored).expect("stored audio"), bytes, "the whole file, once");
+    // The resume's request bodies: the rest of the file, and the track's push.
+    let rest = size - cut_at;
+    assert!(resumed >= rest && resumed < rest + 64 * 1024, "resumed {resumed} bytes for a rest of {rest}");
+    eprintln!(
+        "{mib} MiB upload cut at 90 %: {first} bytes before the cut, {resumed} to finish \
+         (a full resend: {size}); {} in all against {} resending",
+        first + resumed,
+        first + size
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,7 +521,7 @@ async fn a_refused_connection_pauses_without_counting_attempts() {
     t.clock.set(probe);
     let second = t.pass().await;
     assert_eq!((second.requests, second.acknowledged), (2, t.queued as u64), "{second:?}");
-    assert_eq!(t.proxy.tally(), Tally { accepted: 2, answered: 2 });
+    assert_eq!((t.proxy.tally().accepted, t.proxy.tally().answered), (2, 2));
     t.assert_applied_once().await;
 }
 

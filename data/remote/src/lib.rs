@@ -264,32 +264,51 @@ impl RemoteDataSource for HttpRemote {
 #[async_trait]
 impl BlobRemote for HttpRemote {
     #[tracing::instrument(skip_all, fields(%hash), err)]
-    async fn has_blob(&self, hash: &BlobHash) -> Result<bool, RemoteError> {
+    async fn upload_offset(&self, hash: &BlobHash) -> Result<Option<u64>, RemoteError> {
         let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
         let response = self.send(self.client.head(url).bearer_auth(token)).await.map_err(transport)?;
         match response.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            status if status.is_success() => Ok(true),
+            // A server that keeps nothing of cut uploads sends no offset: start over.
+            StatusCode::NOT_FOUND => Ok(Some(
+                response
+                    .headers()
+                    .get(UPLOAD_OFFSET)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
+            status if status.is_success() => Ok(None),
             status => Err(failure(response, status).await),
         }
     }
 
-    #[tracing::instrument(skip_all, fields(%hash), err)]
-    async fn upload_blob(&self, hash: &BlobHash, file: std::path::PathBuf) -> Result<(), RemoteError> {
+    #[tracing::instrument(skip_all, fields(%hash, offset), err)]
+    async fn upload_blob(
+        &self,
+        hash: &BlobHash,
+        file: std::path::PathBuf,
+        offset: u64,
+    ) -> Result<(), RemoteError> {
+        use tokio::io::AsyncSeekExt;
         let (url, token) = self.target(&format!("/v1/blobs/{hash}")).await?;
         let local = |e: std::io::Error| local_file("reading", &file, &e);
-        let opened = tokio::fs::File::open(&file).await.map_err(local)?;
+        let mut opened = tokio::fs::File::open(&file).await.map_err(local)?;
         let size = opened.metadata().await.map_err(local)?.len();
+        // Kept bytes beyond the file's end are not this file's: start over.
+        let offset = if offset > size { 0 } else { offset };
+        opened.seek(std::io::SeekFrom::Start(offset)).await.map_err(local)?;
+        let sending = size - offset;
         // The server answers once the whole body is stored, so a limit between reads would
         // time the whole upload: the limit grows with the file instead, at a floor rate.
-        let limit = self.request_timeout + Duration::from_secs(size / UPLOAD_FLOOR_BYTES_PER_S);
+        let limit = self.request_timeout + Duration::from_secs(sending / UPLOAD_FLOOR_BYTES_PER_S);
         let response = self
             .client
             .put(url)
             .timeout(limit)
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, size)
+            .header(reqwest::header::CONTENT_LENGTH, sending)
+            .header(UPLOAD_OFFSET, offset)
             .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
                 opened,
                 UPLOAD_CHUNK,
@@ -300,6 +319,13 @@ impl BlobRemote for HttpRemote {
         let status = response.status();
         if status.is_success() {
             return Ok(());
+        }
+        // The kept bytes changed meanwhile (another attempt, or they expired): ask again.
+        if status == StatusCode::CONFLICT {
+            return Err(RemoteError::Transient {
+                message: "the server keeps a different part of this upload now".into(),
+                retry_after_ms: Some(0),
+            });
         }
         Err(failure(response, status).await)
     }
@@ -399,6 +425,9 @@ impl EventStream for SseStream {
 /// How much of a file an upload reads at once: large enough that the per-chunk costs (a read,
 /// a body frame) vanish, small enough that memory stays flat.
 const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// The header naming where an upload resumes (the server's `Upload-Offset`).
+const UPLOAD_OFFSET: &str = "upload-offset";
 
 /// The slowest upload allowed to finish: 64 KiB/s (a 50 MB file may take 13 minutes).
 const UPLOAD_FLOOR_BYTES_PER_S: u64 = 64 * 1024;

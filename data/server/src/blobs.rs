@@ -4,13 +4,18 @@
 //! reader sees a whole blob or none, and a blob a track was accepted for survives a power loss;
 //! a writer dropped before committing removes its staged file. Several instances may share the
 //! directory: each stages in its own folder. An object store would implement the same port.
+//!
+//! A cut upload the server keeps for a resume lives at `<dir>/kept/<owner>/<hash>`. A resume
+//! claims it by renaming it into its staging folder (one rename: of two resumes of the same
+//! upload only one gets it), appends the rest, and is placed like any other blob; cut again,
+//! it is renamed back, longer. Kept uploads untouched for a day are removed.
 
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trackflow_domain::{
     ports::{BlobReader, BlobStorage, BlobStorageError, BlobWriter},
-    BlobHash,
+    BlobHash, UserId,
 };
 
 /// Blobs as files under one directory.
@@ -32,6 +37,11 @@ impl FsBlobStorage {
         let dir = dir.into();
         let all_staging = dir.join("staging");
         sweep_abandoned(&all_staging);
+        if let Ok(owners) = std::fs::read_dir(dir.join("kept")) {
+            for owner in owners.flatten() {
+                sweep_abandoned(&owner.path());
+            }
+        }
         let staging = all_staging.join(uuid::Uuid::now_v7().to_string());
         std::fs::create_dir_all(&staging).map_err(|e| io_error("creating", &staging, &e))?;
         Ok(Self { dir, staging })
@@ -50,6 +60,11 @@ impl FsBlobStorage {
     fn path_of(&self, hash: &BlobHash) -> PathBuf {
         self.dir.join(&hash.as_str()[..2]).join(hash.as_str())
     }
+
+    /// Where `owner`'s cut upload of `hash` is kept.
+    fn kept_path(&self, hash: &BlobHash, owner: UserId) -> PathBuf {
+        self.dir.join("kept").join(owner.to_string()).join(hash.as_str())
+    }
 }
 
 #[async_trait]
@@ -63,10 +78,50 @@ impl BlobStorage for FsBlobStorage {
         }
     }
 
-    async fn begin(&self, hash: &BlobHash) -> Result<Box<dyn BlobWriter>, BlobStorageError> {
+    async fn held(&self, hash: &BlobHash, owner: UserId) -> Result<u64, BlobStorageError> {
+        let path = self.kept_path(hash, owner);
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error("reading", &path, &e)),
+        }
+    }
+
+    async fn begin(
+        &self,
+        hash: &BlobHash,
+        owner: UserId,
+        offset: u64,
+    ) -> Result<Box<dyn BlobWriter>, BlobStorageError> {
         let staged = self.staging.join(format!("{hash}.{}", uuid::Uuid::now_v7()));
-        let file = tokio::fs::File::create(&staged).await.map_err(|e| io_error("creating", &staged, &e))?;
-        Ok(Box::new(FsBlobWriter { file: Some(file), staged, target: self.path_of(hash) }))
+        let kept = self.kept_path(hash, owner);
+        let (file, held) = if offset == 0 {
+            match tokio::fs::remove_file(&kept).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error("removing", &kept, &e))
+                }
+                _ => {}
+            }
+            let file =
+                tokio::fs::File::create(&staged).await.map_err(|e| io_error("creating", &staged, &e))?;
+            (file, None)
+        } else {
+            tokio::fs::rename(&kept, &staged).await.map_err(|e| io_error("claiming", &kept, &e))?;
+            let len = tokio::fs::metadata(&staged).await.map_err(|e| io_error("reading", &staged, &e))?.len();
+            if len != offset {
+                let _ = tokio::fs::rename(&staged, &kept).await;
+                return Err(BlobStorageError::new(format!("{len} bytes are kept, not {offset}")));
+            }
+            let reader =
+                tokio::fs::File::open(&staged).await.map_err(|e| io_error("opening", &staged, &e))?;
+            let file = tokio::fs::OpenOptions::new()
+                .append(true)
+                .open(&staged)
+                .await
+                .map_err(|e| io_error("opening", &staged, &e))?;
+            (file, Some((reader, offset)))
+        };
+        Ok(Box::new(FsBlobWriter { file: Some(file), staged, target: self.path_of(hash), kept, held }))
     }
 
     async fn open(&self, hash: &BlobHash) -> Result<Option<Box<dyn BlobReader>>, BlobStorageError> {
@@ -83,10 +138,14 @@ impl BlobStorage for FsBlobStorage {
 
 /// A blob being written to a staged file.
 struct FsBlobWriter {
-    /// `None` once committed.
+    /// `None` once committed or kept.
     file: Option<tokio::fs::File>,
     staged: PathBuf,
     target: PathBuf,
+    /// Where it goes when kept for a resume.
+    kept: PathBuf,
+    /// The kept bytes it resumed after, still to be read back: a reader and how many are left.
+    held: Option<(tokio::fs::File, u64)>,
 }
 
 #[async_trait]
@@ -94,6 +153,38 @@ impl BlobWriter for FsBlobWriter {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobStorageError> {
         let file = self.file.as_mut().ok_or_else(|| BlobStorageError::new("the blob is committed"))?;
         file.write_all(chunk).await.map_err(|e| io_error("writing", &self.staged, &e))
+    }
+
+    async fn read_held(&mut self) -> Result<Option<Vec<u8>>, BlobStorageError> {
+        let Some((reader, left)) = self.held.as_mut() else { return Ok(None) };
+        if *left == 0 {
+            return Ok(None);
+        }
+        let mut chunk = vec![0u8; CHUNK.min(usize::try_from(*left).unwrap_or(CHUNK))];
+        reader.read_exact(&mut chunk).await.map_err(|e| io_error("reading", &self.staged, &e))?;
+        *left -= chunk.len() as u64;
+        Ok(Some(chunk))
+    }
+
+    async fn keep(mut self: Box<Self>) -> Result<u64, BlobStorageError> {
+        let Some(mut file) = self.file.take() else { return Ok(0) };
+        let kept: Result<u64, BlobStorageError> = async {
+            file.flush().await.map_err(|e| io_error("writing", &self.staged, &e))?;
+            file.sync_all().await.map_err(|e| io_error("syncing", &self.staged, &e))?;
+            let len = file.metadata().await.map_err(|e| io_error("reading", &self.staged, &e))?.len();
+            if let Some(dir) = self.kept.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| io_error("creating", dir, &e))?;
+            }
+            tokio::fs::rename(&self.staged, &self.kept)
+                .await
+                .map_err(|e| io_error("keeping", &self.kept, &e))?;
+            Ok(len)
+        }
+        .await;
+        if kept.is_err() {
+            let _ = std::fs::remove_file(&self.staged);
+        }
+        kept
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), BlobStorageError> {

@@ -3,6 +3,7 @@ use crate::{
     entities::EntityRef,
     error::RepositoryError,
     ports::RemoteError,
+    UserId,
 };
 use async_trait::async_trait;
 use shaku::Interface;
@@ -61,12 +62,15 @@ pub enum EntityFile {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait BlobRemote: Interface {
-    /// Whether the server holds `hash` already (then it is not sent again).
-    async fn has_blob(&self, hash: &BlobHash) -> Result<bool, RemoteError>;
+    /// Where an upload of `hash` starts: `None` when the server holds the blob already (then
+    /// it is not sent again), else the bytes of this user's cut upload the server kept (0 for
+    /// none), which need not be sent again.
+    async fn upload_offset(&self, hash: &BlobHash) -> Result<Option<u64>, RemoteError>;
 
-    /// Streams the file at `file` to the server under `hash`. The server checks the bytes
-    /// against the name and keeps nothing of an upload that fails or is cut.
-    async fn upload_blob(&self, hash: &BlobHash, file: PathBuf) -> Result<(), RemoteError>;
+    /// Streams the file at `file` to the server under `hash`, from byte `offset` on (what
+    /// [`upload_offset`](Self::upload_offset) said). The server checks the whole file's bytes
+    /// against the name; of an upload that is cut it keeps what arrived, for the next attempt.
+    async fn upload_blob(&self, hash: &BlobHash, file: PathBuf, offset: u64) -> Result<(), RemoteError>;
 
     /// Streams the file `entity` names (its type's [`crate::SyncEntity::BLOB_FIELD`]) into the
     /// file `into` (created or truncated). Returns the number of bytes written. The caller
@@ -97,9 +101,21 @@ pub trait BlobStorage: Interface {
     /// The size of the stored blob `hash`, or `None` if it is not stored.
     async fn size_of(&self, hash: &BlobHash) -> Result<Option<u64>, BlobStorageError>;
 
-    /// Starts writing the blob `hash`. Nothing is visible under `hash` until the writer is
-    /// committed; a writer dropped uncommitted leaves nothing behind.
-    async fn begin(&self, hash: &BlobHash) -> Result<Box<dyn BlobWriter>, BlobStorageError>;
+    /// The bytes of `owner`'s cut upload of `hash` kept for a resume ([`BlobWriter::keep`]),
+    /// 0 if none.
+    async fn held(&self, hash: &BlobHash, owner: UserId) -> Result<u64, BlobStorageError>;
+
+    /// Starts `owner`'s upload of `hash`: from the start when `offset` is 0 (dropping anything
+    /// kept), else after the `offset` bytes kept, which must be exactly what
+    /// [`held`](Self::held) says (the writer's [`read_held`](BlobWriter::read_held) gives them
+    /// back, to hash). Nothing is visible under `hash` until the writer is committed; a writer
+    /// dropped uncommitted leaves nothing behind unless it was kept.
+    async fn begin(
+        &self,
+        hash: &BlobHash,
+        owner: UserId,
+        offset: u64,
+    ) -> Result<Box<dyn BlobWriter>, BlobStorageError>;
 
     /// Opens the stored blob `hash` for reading, or `None` if it is not stored.
     async fn open(&self, hash: &BlobHash) -> Result<Option<Box<dyn BlobReader>>, BlobStorageError>;
@@ -111,8 +127,16 @@ pub trait BlobWriter: Send {
     /// Appends `chunk`.
     async fn write(&mut self, chunk: &[u8]) -> Result<(), BlobStorageError>;
 
+    /// The bytes kept from before this upload resumed, a chunk at a time (`None` after the
+    /// last), read once, before anything is written.
+    async fn read_held(&mut self) -> Result<Option<Vec<u8>>, BlobStorageError>;
+
     /// Makes the written bytes durable and visible under the blob's name, at once.
     async fn commit(self: Box<Self>) -> Result<(), BlobStorageError>;
+
+    /// Keeps what this upload holds (kept bytes and those written) for the same owner to
+    /// resume; returns their number.
+    async fn keep(self: Box<Self>) -> Result<u64, BlobStorageError>;
 }
 
 /// A stored blob being read.

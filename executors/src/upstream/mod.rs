@@ -790,11 +790,12 @@ impl PendingOperationsManager {
         };
         // The server may hold it already (another track, an earlier attempt): then the local
         // copy is not even needed.
-        let sent = match self.authorized(|| self.ports.blob_remote.has_blob(&hash)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => match self.ports.blobs.open(&hash).await? {
+        // What the server keeps of an earlier cut attempt is not sent again.
+        let sent = match self.authorized(|| self.ports.blob_remote.upload_offset(&hash)).await {
+            Ok(None) => Ok(()),
+            Ok(Some(offset)) => match self.ports.blobs.open(&hash).await? {
                 Some(file) => {
-                    self.authorized(|| self.ports.blob_remote.upload_blob(&hash, file.clone())).await
+                    self.authorized(|| self.ports.blob_remote.upload_blob(&hash, file.clone(), offset)).await
                 }
                 None => {
                     return Ok(Ok(Settlement::Failed {

@@ -932,7 +932,7 @@ fn track_with_audio(
 }
 
 #[tokio::test]
-async fn audio_goes_up_before_its_track_and_a_cut_upload_is_sent_again_whole() {
+async fn audio_goes_up_before_its_track_and_a_cut_upload_resumes_from_what_the_server_kept() {
     trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (project, create_project) = ops.project();
@@ -942,12 +942,19 @@ async fn audio_goes_up_before_its_track_and_a_cut_upload_is_sent_again_whole() {
     let mut setup = Setup::new(vec![create_project.clone(), upload.clone(), create_track.clone()], remote);
     setup.blobs.expect_open().returning(|_| Ok(Some(std::path::PathBuf::from("/cache/ab"))));
     setup.blobs.expect_mark_uploaded().times(1).returning(|_| Ok(()));
-    setup.blob_remote.expect_has_blob().returning(|_| Ok(false));
+    // Nothing kept at first; after the cut the server keeps 1,000 bytes.
     let cut = Arc::new(AtomicBool::new(true));
+    let kept = Arc::clone(&cut);
+    setup
+        .blob_remote
+        .expect_upload_offset()
+        .returning(move |_| Ok(Some(if kept.load(Ordering::SeqCst) { 0 } else { 1_000 })));
     let first_cut = Arc::clone(&cut);
-    setup.blob_remote.expect_upload_blob().times(2).returning(move |_, file| {
+    setup.blob_remote.expect_upload_blob().times(2).returning(move |_, file, offset| {
         assert_eq!(file, std::path::PathBuf::from("/cache/ab"), "uploads read the cached file");
-        if first_cut.swap(false, Ordering::SeqCst) {
+        let first = first_cut.swap(false, Ordering::SeqCst);
+        assert_eq!(offset, if first { 0 } else { 1_000 }, "the second attempt resumes");
+        if first {
             Err(RemoteError::Transient { message: "connection cut mid-upload".into(), retry_after_ms: None })
         } else {
             Ok(())
@@ -995,8 +1002,11 @@ async fn audio_the_server_holds_is_not_sent_again_and_a_refused_upload_holds_its
     let mut setup = Setup::new(queue, remote);
     setup.blobs.expect_open().returning(|hash| Ok(Some(std::path::PathBuf::from(format!("/cache/{hash}")))));
     setup.blobs.expect_mark_uploaded().times(1).returning(|_| Ok(()));
-    setup.blob_remote.expect_has_blob().returning(|hash| Ok(hash.as_str().starts_with("ab")));
-    setup.blob_remote.expect_upload_blob().times(1).returning(|_, _| {
+    setup
+        .blob_remote
+        .expect_upload_offset()
+        .returning(|hash| Ok(if hash.as_str().starts_with("ab") { None } else { Some(0) }));
+    setup.blob_remote.expect_upload_blob().times(1).returning(|_, _, _| {
         Err(RemoteError::Permanent {
             code: "blob_too_large".into(),
             message: "the blob is larger than 268435456 bytes".into(),

@@ -34,6 +34,67 @@ impl TestServer {
         self.record(Method::PUT, "/v1/blobs/{sha256}", response).await
     }
 
+    /// `PUT` of the file from byte `offset` on (`Upload-Offset`).
+    async fn put_blob_from(
+        &self,
+        token: &str,
+        hash: &BlobHash,
+        offset: usize,
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = self
+            .client
+            .put(format!("{}/v1/blobs/{hash}", self.server.url()))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .header("upload-offset", offset.to_string())
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        self.record(Method::PUT, "/v1/blobs/{sha256}", response).await
+    }
+
+    /// What `HEAD` says: its status and `Upload-Offset`.
+    async fn head_offset(&self, token: &str, hash: &BlobHash) -> (StatusCode, Option<u64>) {
+        let response = self
+            .client
+            .head(format!("{}/v1/blobs/{hash}", self.server.url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("head");
+        let offset = response
+            .headers()
+            .get("upload-offset")
+            .map(|v| v.to_str().expect("text").parse().expect("number"));
+        (response.status(), offset)
+    }
+
+    /// Sends the head of an upload of `bytes` from byte `from` on, then the bytes up to `to`
+    /// only, over a raw connection, and closes it: an upload cut midway. Returns once the
+    /// server has answered or closed.
+    async fn cut_upload(&self, token: &str, bytes: &[u8], from: usize, to: usize) {
+        let addr = self.server.addr();
+        let head = format!(
+            "PUT /v1/blobs/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/octet-stream\r\nUpload-Offset: {from}\r\nContent-Length: {}\r\n\r\n",
+            hash_of(bytes),
+            bytes.len() - from
+        );
+        let part = bytes[from..to].to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+            socket.write_all(head.as_bytes()).expect("head");
+            socket.write_all(&part).expect("part");
+            socket.shutdown(std::net::Shutdown::Write).expect("cut");
+            // The server answers (400) or just closes; either way the connection ends.
+            let _ = socket.read_to_end(&mut Vec::new());
+        })
+        .await
+        .expect("cut upload");
+    }
+
     async fn head_blob(&self, token: &str, hash: &BlobHash) -> StatusCode {
         let response = self
             .client
@@ -253,24 +314,7 @@ async fn an_upload_cut_midway_is_invisible_and_can_be_sent_again_whole() {
     let (_, token) = server.sign_up().await;
     let bytes = audio(200_000, 3);
     let hash = hash_of(&bytes);
-    // Half the body over a raw connection, then the connection closes.
-    let addr = server.server.addr();
-    let head = format!(
-        "PUT /v1/blobs/{hash} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-        bytes.len()
-    );
-    let cut = tokio::task::spawn_blocking(move || {
-        let mut socket = std::net::TcpStream::connect(addr).expect("connect");
-        socket.write_all(head.as_bytes()).expect("head");
-        socket.write_all(&bytes[..100_000]).expect("half");
-        socket.shutdown(std::net::Shutdown::Write).expect("cut");
-        // The server answers (400) or just closes; either way the connection ends.
-        let mut answer = Vec::new();
-        let _ = socket.read_to_end(&mut answer);
-        bytes
-    });
-    let bytes = cut.await.expect("cut upload");
+    server.cut_upload(&token, &bytes, 0, 100_000).await;
     assert_eq!(
         server.head_blob(&token, &hash).await,
         StatusCode::NOT_FOUND,
@@ -281,6 +325,56 @@ async fn an_upload_cut_midway_is_invisible_and_can_be_sent_again_whole() {
     let blob = std::fs::read(server.blobs.path().join(&hash.as_str()[..2]).join(hash.as_str()))
         .expect("stored file");
     assert_eq!(hash_of(&blob), hash);
+}
+
+/// Of a cut upload the server keeps what arrived, for its uploader only; a `PUT` from that
+/// offset sends the rest, and the whole file is still checked against its name.
+#[tokio::test]
+async fn an_upload_cut_midway_resumes_from_what_the_server_kept() {
+    let server = TestServer::start().await;
+    let (_, token) = server.sign_up().await;
+    let (_, stranger) = server.sign_up().await;
+    let bytes = audio(200_000, 4);
+    let hash = hash_of(&bytes);
+    server.cut_upload(&token, &bytes, 0, 120_000).await;
+    assert_eq!(server.head_offset(&token, &hash).await, (StatusCode::NOT_FOUND, Some(120_000)));
+    assert_eq!(
+        server.head_offset(&stranger, &hash).await,
+        (StatusCode::NOT_FOUND, Some(0)),
+        "only its uploader's"
+    );
+
+    // From the wrong place: refused, and what is kept stays.
+    let (status, body) = server.put_blob_from(&token, &hash, 100_000, bytes[100_000..].to_vec()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("upload_offset_mismatch")),
+        "{body}"
+    );
+    assert_eq!(server.head_offset(&token, &hash).await, (StatusCode::NOT_FOUND, Some(120_000)));
+
+    // A rest that does not complete the file: refused, and nothing is kept.
+    let mut wrong = bytes[120_000..].to_vec();
+    wrong[1] ^= 0xff;
+    let (status, body) = server.put_blob_from(&token, &hash, 120_000, wrong).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch")),
+        "{body}"
+    );
+    assert_eq!(server.head_offset(&token, &hash).await, (StatusCode::NOT_FOUND, Some(0)));
+
+    // Cut twice, then the rest: stored whole.
+    server.cut_upload(&token, &bytes, 0, 50_000).await;
+    assert_eq!(server.head_offset(&token, &hash).await, (StatusCode::NOT_FOUND, Some(50_000)));
+    server.cut_upload(&token, &bytes, 50_000, 150_000).await;
+    assert_eq!(server.head_offset(&token, &hash).await, (StatusCode::NOT_FOUND, Some(150_000)));
+    let (status, body) = server.put_blob_from(&token, &hash, 150_000, bytes[150_000..].to_vec()).await;
+    assert_eq!((status, body["size_bytes"].as_u64()), (StatusCode::CREATED, Some(200_000)), "{body}");
+    assert_eq!(server.head_offset(&token, &hash).await.0, StatusCode::OK);
+    let blob = std::fs::read(server.blobs.path().join(&hash.as_str()[..2]).join(hash.as_str()))
+        .expect("stored file");
+    assert_eq!(blob, bytes);
 }
 
 #[tokio::test]
