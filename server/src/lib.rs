@@ -36,7 +36,7 @@ use axum::{
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use trackflow_domain::{
-    ports::{BlobStorage, PokeRelay, ServerStore},
+    ports::{BlobStorage, PokeRelay, Retention, ServerStore},
     protocol::SERVER_TIME_HEADER,
 };
 
@@ -57,6 +57,11 @@ pub struct ServerConfig {
     /// How often an open event stream checks that its token still works; a stream whose token
     /// was logged out or expired closes at the next check.
     pub token_check_interval: Duration,
+    /// How long history is kept (tombstones' fields, dedupe records): a device that has not
+    /// pulled for longer starts its pulls over, losing nothing it queued. `None`: forever.
+    pub retention: Option<Duration>,
+    /// How often a running server purges what is past `retention`.
+    pub purge_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +72,8 @@ impl Default for ServerConfig {
             max_clock_lead: Duration::from_millis(trackflow_domain::HybridLogicalClock::DEFAULT_MAX_DRIFT_MS),
             max_blob_bytes: 256 * 1024 * 1024,
             token_check_interval: Duration::from_secs(15),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            purge_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -154,12 +161,37 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pokes = Arc::clone(&state.pokes);
+    let purging = state.config.retention.map(|retention| {
+        tokio::spawn(purge_every(Arc::clone(&state.store), retention, state.config.purge_interval))
+    });
     let shutdown = async move {
         shutdown.await;
+        if let Some(purging) = purging {
+            purging.abort();
+        }
         // Event streams never end by themselves; the graceful stop would wait on them.
         pokes.close();
     };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Purges what is older than `retention` now and every `interval`, logging what it did. Each
+/// run also records the newest version at its time, from which later runs find the horizon.
+async fn purge_every(store: Arc<dyn ServerStore>, retention: Duration, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        match store.purge(auth::now(), Retention::Age(retention)).await {
+            Ok(purged) if purged.tombstones + purged.records > 0 => tracing::info!(
+                horizon = purged.horizon,
+                tombstones = purged.tombstones,
+                records = purged.records,
+                "purged history past the retention"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "purging history failed; trying again next time"),
+        }
+    }
 }
 
 /// A server running on a background task, for tests and the demo. Dropping it does not stop

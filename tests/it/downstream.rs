@@ -6,8 +6,8 @@ use std::sync::Arc;
 use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{
-        DownstreamRepository, PendingOperationsRepository, RemoteDataSource, Repository, ServerStore,
-        SessionStorage,
+        DownstreamRepository, PendingOperationsRepository, RemoteDataSource, Repository, Retention,
+        ServerStore, SessionStorage,
     },
     protocol::{EntityState, PullRequest, PullResponse},
     CollaboratorRole, Timestamp, UserId,
@@ -412,7 +412,7 @@ async fn a_pull_from_scratch_after_an_acknowledged_write_keeps_it() {
     a.projects.update(project.id(), rename("Renamed")).await.expect("rename");
     a.push(1).await;
     // Every cursor from before the write is now answered with reset.
-    server.store.purge_tombstones(0).await.expect("purge");
+    server.store.purge(NOW, Retention::Versions(0)).await.expect("purge");
     let puller = a.puller(500);
     let report = puller.pull_scope(&scope, true).await.expect("pull");
     assert!(report.reset, "{report:?}");
@@ -662,5 +662,38 @@ async fn a_comment_on_a_track_deleted_meanwhile_is_deleted_with_it_and_its_autho
         let stored =
             page.changes.iter().rev().find(|c| c.entity_id == comment.entity_id()).expect("on the server");
         assert!(stored.deleted && stored.deleted_with.is_some(), "{stored:?}");
+    }
+}
+
+/// A device that has not pulled since before the server purged its history starts its pulls
+/// over: it learns of a delete it missed (the tombstone's row outlives the purge, without its
+/// fields), keeps and sends the edit it queued offline, and ends equal to the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_past_the_retention_starts_over_and_keeps_what_it_queued() {
+    trackflow_music::install().expect("the music registry installs");
+    let (server, a, b, project) = two_devices().await;
+    let track = AudioTrack::new(project.id(), a.user, "Take", 1_000, None, NOW).expect("valid");
+    let track = a.tracks.create(track).await.expect("create");
+    a.push(1).await;
+    b.sync().await;
+    assert!(b.tracks.get(track.id()).await.expect("get").is_some(), "both devices hold the track");
+
+    // B is offline: it renames the project; meanwhile A deletes the track and history is purged.
+    b.projects.update(project.id(), rename("Renamed on B")).await.expect("rename");
+    a.tracks.delete(track.id()).await.expect("delete");
+    a.push(1).await;
+    let purged = server.store.purge(NOW, Retention::Versions(0)).await.expect("purge");
+    assert_eq!(purged.tombstones, 1, "{purged:?}");
+
+    b.push(1).await;
+    let report = b.puller(500).pull_scope(&scope_of(&project), true).await.expect("pull");
+    assert!(report.reset, "B's cursor is from before the purge: {report:?}");
+    assert_eq!(b.tracks.get(track.id()).await.expect("get"), None, "the delete B missed");
+    assert_eq!(b.name(&project).await, "Renamed on B", "what B queued offline");
+    a.sync().await;
+    b.sync().await;
+    for device in [&a, &b] {
+        assert_eq!(device.name(&project).await, "Renamed on B");
+        assert_eq!(device.tracks.get(track.id()).await.expect("get"), None);
     }
 }

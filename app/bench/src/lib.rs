@@ -64,6 +64,9 @@ pub struct BenchArgs {
     /// Pause of each writer of `listeners` between its pushes, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub listener_pause_ms: u64,
+    /// Mutations pushed before `retention` measures the database.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub retention_mutations: usize,
     /// Mutations per push of `server-push` and `scale-out`.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 100, 500])]
     pub push_batches: Vec<usize>,
@@ -119,6 +122,9 @@ pub enum Scenario {
     /// push for `--listener-seconds`: every entitled stream poked, none a stranger; push sent to
     /// poke received against the push's own round trip; server memory per stream.
     Listeners,
+    /// The server database's size after `--retention-mutations` mutations, without purging and
+    /// after a purge of that history, against the VACUUM of the same database.
+    Retention,
     /// Push throughput through two `trackflow server` processes sharing one PostgreSQL
     /// database against one, the same clients split between them (needs `--postgres`).
     ScaleOut,
@@ -159,6 +165,7 @@ mod live;
 mod startup;
 pub use startup::{open as open_client, OpenArgs};
 mod realtime;
+mod retention;
 mod server;
 mod upstream;
 
@@ -227,6 +234,7 @@ async fn run_scenarios(args: BenchArgs) -> anyhow::Result<Vec<Report>> {
             Scenario::ServerPull => server::pull(&dir, &args).await?,
             Scenario::ScaleOut => server::scale_out(&dir, &args).await?,
             Scenario::Listeners => listeners::listeners(&dir, &args).await?,
+            Scenario::Retention => retention::retention(&dir, &args).await?,
             Scenario::UpstreamDrain => upstream::drain_upstream(&dir, &args).await?,
             Scenario::Downstream => downstream::downstream(&dir, &args).await?,
             Scenario::Propagation => realtime::propagation(&dir, &args).await?,

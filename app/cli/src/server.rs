@@ -32,6 +32,11 @@ pub struct ServerArgs {
     /// trackflow-blobs in --data-dir). Instances sharing a PostgreSQL database must share it.
     #[arg(long, env = "TRACKFLOW_SERVER_BLOBS", value_name = "DIR")]
     pub blobs: Option<PathBuf>,
+    /// Days history is kept (deleted entities' fields, the records that make a push sent twice
+    /// apply once); a device that has not pulled for longer starts its pulls over, losing
+    /// nothing it queued. 0 keeps everything.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=36500))]
+    pub retention_days: u64,
     /// Largest audio file accepted, in MiB (at least 1).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_blob_mib: u64,
@@ -66,6 +71,8 @@ pub async fn run(args: ServerArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     );
     let config = ServerConfig {
         token_ttl: std::time::Duration::from_secs(args.token_days.saturating_mul(24 * 3600)),
+        retention: (args.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(args.retention_days.saturating_mul(24 * 3600))),
         max_blob_bytes: args.max_blob_mib.saturating_mul(1024 * 1024),
         ..ServerConfig::default()
     };

@@ -16,6 +16,7 @@ mod connection;
 mod locks;
 mod notify;
 mod pull;
+mod purge;
 mod push;
 mod rows;
 mod schema;
@@ -32,7 +33,6 @@ use diesel::{
     prelude::*,
     r2d2::{PooledConnection, R2D2Connection},
 };
-use schema::{entities, server_meta};
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
@@ -43,9 +43,9 @@ use trackflow_db::{
 };
 use trackflow_domain::{
     entities::Scope,
-    ports::{Account, ServerStore, ServerStoreError, StoredToken},
+    ports::{Account, Purged, Retention, ServerStore, ServerStoreError, StoredToken},
     protocol::{PullRequest, PullResponse, PushRequest, PushResponse},
-    BlobHash, EntityRef, EntityType, Timestamp, UserId,
+    BlobHash, EntityRef, Timestamp, UserId,
 };
 
 /// The server store. Cheap to clone; clones share the pool.
@@ -257,32 +257,8 @@ impl ServerStore for DieselServerStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError> {
-        self.write(move |conn| {
-            diesel::update(server_meta::table.find(1))
-                .set(server_meta::last_version.eq(server_meta::last_version))
-                .execute(conn)?;
-            let meta = rows::meta(conn)?;
-            let horizon = meta.last_version - keep_versions.max(0);
-            if horizon <= meta.purged_through {
-                return Ok(0);
-            }
-            // The tombstones of scope roots (projects) stay: their id names a scope that
-            // memberships and the scope's other rows still use, and a new create of that id
-            // must keep failing.
-            let roots: Vec<&str> =
-                EntityType::all().iter().filter(|t| t.is_scope_root()).map(|t| t.as_str()).collect();
-            let purgeable = entities::table
-                .filter(entities::deleted.eq(true))
-                .filter(entities::version.le(horizon))
-                .filter(entities::entity_type.ne_all(roots));
-            let removed = diesel::delete(purgeable).execute(conn)?;
-            diesel::update(server_meta::table.find(1))
-                .set(server_meta::purged_through.eq(horizon))
-                .execute(conn)?;
-            Ok(removed as u64)
-        })
-        .await
+    async fn purge(&self, now: Timestamp, retention: Retention) -> Result<Purged, ServerStoreError> {
+        self.write(move |conn| purge::purge(conn, now, retention).map_err(push::PushFailure::Store)).await
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]

@@ -22,6 +22,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    version_marks (at_ms) {
+        at_ms -> BigInt,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
     accounts (user_id) {
         user_id -> Text,
         email -> Text,
@@ -82,6 +89,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     blob_grants,
     server_meta,
     scope_locks,
+    version_marks,
     accounts,
     auth_tokens,
     entities,

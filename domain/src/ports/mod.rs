@@ -32,7 +32,7 @@ pub use outbox::{OutboxCounts, PendingOperationsRepository};
 pub use pokes::{PokeHandler, PokeRelay};
 pub use remote::{RemoteDataSource, RemoteError};
 pub use repositories::{IdentifiedFields, Repository, WriteContext};
-pub use server_store::{Account, ServerStore, ServerStoreError, StoredToken};
+pub use server_store::{Account, Purged, Retention, ServerStore, ServerStoreError, StoredToken};
 pub use session::{AccessToken, Reauthenticator, Session, SessionStorage};
 pub use sync::{
     DownstreamSync, HealthProbe, NoProgress, PullSummary, PushSummary, SyncError, SyncProgressObserver,

@@ -43,6 +43,27 @@ pub struct StoredToken {
     pub expires_at: Timestamp,
 }
 
+/// How much history [`ServerStore::purge`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// The newest `n` versions.
+    Versions(i64),
+    /// What changed within this long before the purge, as far as earlier purges' records of
+    /// the newest version at their time tell (the first purge forgets nothing).
+    Age(std::time::Duration),
+}
+
+/// What a purge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Purged {
+    /// Versions at or below this one are forgotten (cursors before it get a reset).
+    pub horizon: i64,
+    /// Tombstones whose fields were dropped now.
+    pub tombstones: u64,
+    /// Dedupe records dropped now.
+    pub records: u64,
+}
+
 impl fmt::Debug for StoredToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredToken")
@@ -113,9 +134,14 @@ pub trait ServerStore: Interface {
     /// The changes `user` may see after the request's cursor.
     async fn pull(&self, user: UserId, request: PullRequest) -> Result<PullResponse, ServerStoreError>;
 
-    /// Removes tombstones older than the newest `keep_versions` versions; cursors from before
-    /// the removal get a reset. Returns how many rows were removed.
-    async fn purge_tombstones(&self, keep_versions: i64) -> Result<u64, ServerStoreError>;
+    /// Forgets history older than `retention` allows: tombstones at or below the horizon lose
+    /// their fields (the row stays, so a write sent again still meets the delete, and a client
+    /// pulling from the start still learns of it), and dedupe records there are dropped (a
+    /// mutation sent again after that merges by its clock readings and changes nothing). Cursors
+    /// from before the horizon are answered with reset from then on. `now` is when the purge
+    /// runs: each run records the newest version at that time, which is how [`Retention::Age`]
+    /// finds its horizon.
+    async fn purge(&self, now: Timestamp, retention: Retention) -> Result<Purged, ServerStoreError>;
 
     /// The scopes `user` may pull now, with their heads (see [`crate::protocol::ScopeHead`]).
     async fn scopes(&self, user: UserId) -> Result<Vec<crate::protocol::ScopeHead>, ServerStoreError>;

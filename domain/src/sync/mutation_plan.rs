@@ -135,6 +135,19 @@ pub fn plan_mutation(mutation: &Mutation, current: Option<&StoredEntity>) -> Res
         }
         OperationKind::Create | OperationKind::Update => Change::Write(&mutation.fields),
     };
+    if let Some(current) = current.filter(|c| c.state.deleted) {
+        // Delete wins: a write to a tombstone changes nothing and is told what it lost. (A
+        // purged tombstone has no fields left to merge with or to validate against.)
+        return Ok(Plan {
+            scope: current.scope,
+            kind: MergeKind::DeleteWins,
+            state: current.state.clone(),
+            entity: None,
+            before,
+            new_references: Vec::new(),
+            lost: mutation.fields.keys().cloned().collect(),
+        });
+    }
     if let Some(current) = current {
         check_immutable(mutation, current)?;
     }

@@ -8,7 +8,7 @@ use crate::harness::Writer;
 use serde_json::{json, Value};
 use std::{collections::BTreeMap, sync::Arc};
 use trackflow_domain::{
-    ports::{Account, ServerStore, ServerStoreError, StoredToken},
+    ports::{Account, Retention, ServerStore, ServerStoreError, StoredToken},
     protocol::{
         DeletedWith, EntityState, MutationOutcome, PullRequest, PullResponse, PushRequest, ScopeHead,
         PEOPLE_SCOPE,
@@ -90,6 +90,7 @@ contract_tests!(
     authorization_for_every_entity_type_and_role,
     scoped_pulls_cover_one_scope_each,
     a_create_of_a_row_stored_in_another_project_is_answered_as_before,
+    purging_by_age_forgets_only_what_is_older_than_the_retention,
 );
 
 fn now() -> Timestamp {
@@ -618,7 +619,7 @@ async fn purged_projects_cannot_be_taken_over(store: Store) {
     applied(&push(&store, owner, writer.creating(&track)).await[0]);
     let delete = writer.delete(Project::ENTITY_TYPE, project.entity_id());
     applied(&push(&store, owner, writer.batch(vec![delete])).await[0]);
-    store.purge_tombstones(0).await.expect("purge");
+    store.purge(now(), Retention::Versions(0)).await.expect("purge");
     let stranger = account(&store).await;
     let mut fields = project.fields();
     fields.insert("owner_id".into(), json!(stranger));
@@ -633,6 +634,59 @@ async fn purged_projects_cannot_be_taken_over(store: Store) {
     assert!(!matches!(outcome[0], MutationOutcome::Applied { .. }), "{outcome:?}");
     let (seen, _) = pull_from(&store, stranger, None, 100).await;
     assert!(seen.is_empty(), "{seen:?}");
+}
+
+/// A purge keeping 10 s forgets what the newest mark at least 10 s old covered: tombstones
+/// there keep their rows without fields, dedupe records there go, cursors before it reset.
+/// Writes sent again after their records are gone change nothing: a create still meets its
+/// delete, an edit its later edit. Newer records still answer `duplicate`.
+async fn purging_by_age_forgets_only_what_is_older_than_the_retention(store: Store) {
+    let keep = Retention::Age(std::time::Duration::from_secs(10));
+    let at = |s: i64| Timestamp(now().as_millis() + s * 1000);
+    let (owner, mut writer, project) = owned_project(&store).await;
+    let (_, early_cursor) = pull_from(&store, owner, None, 100).await;
+    let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
+    let create = writer.create(&track);
+    let rename = writer.update(Project::ENTITY_TYPE, project.entity_id(), &[("name", json!("Old"))]);
+    let retitle = writer.update(AudioTrack::ENTITY_TYPE, track.entity_id(), &[("name", json!("T2"))]);
+    let delete = writer.delete(AudioTrack::ENTITY_TYPE, track.entity_id());
+    let old = writer.batch(vec![create.clone(), rename.clone(), retitle.clone(), delete]);
+    push_applied(&store, owner, old).await;
+    let (_, horizon_cursor) = pull_from(&store, owner, None, 100).await;
+    assert_eq!(store.purge(at(0), keep).await.expect("purge").tombstones, 0, "the first run only marks");
+
+    let newer = writer.update(Project::ENTITY_TYPE, project.entity_id(), &[("name", json!("New"))]);
+    let newest = push_applied(&store, owner, writer.batch(vec![newer.clone()])).await[0];
+    assert_eq!(store.purge(at(5), keep).await.expect("purge").tombstones, 0, "nothing is 10 s old yet");
+    let purged = store.purge(at(11), keep).await.expect("purge");
+    assert_eq!((purged.tombstones, purged.records), (1, 5), "the first batch and the project's create");
+    let pull_after =
+        |cursor: String| store.pull(owner, PullRequest { cursor: Some(cursor), limit: 10, scope: None });
+    assert_eq!(pull_after(early_cursor).await.expect("pull"), PullResponse::Reset, "from before the horizon");
+    let at_horizon = pull_after(horizon_cursor).await.expect("pull");
+    assert!(
+        matches!(at_horizon, PullResponse::Changes { .. }),
+        "a cursor at the horizon lost nothing: {at_horizon:?}"
+    );
+
+    // Sent again: the old writes change nothing (the track's lose to its delete, with no fields
+    // left to merge with); the newer one is still known.
+    let again = push(&store, owner, writer.batch(vec![create, rename, retitle])).await;
+    let versions: Vec<i64> = again
+        .iter()
+        .map(|o| match o {
+            MutationOutcome::Conflict { server, .. } => server.version,
+            other => panic!("each loses to what came later: {other:?}"),
+        })
+        .collect();
+    assert!(versions.iter().all(|v| *v <= newest), "no new version: {versions:?}");
+    let again = push(&store, owner, writer.batch(vec![newer])).await;
+    assert!(matches!(again[0], MutationOutcome::Duplicate { .. }), "{again:?}");
+    let (all, _) = pull_from(&store, owner, None, 100).await;
+    let project_state = all.iter().find(|c| c.entity_id == project.entity_id()).expect("project");
+    assert_eq!(project_state.fields["name"], json!("New"));
+    let track_state = all.iter().find(|c| c.entity_id == track.entity_id()).expect("the tombstone");
+    assert!(track_state.deleted && track_state.fields.is_empty(), "{track_state:?}");
 }
 
 async fn unknown_and_expired_cursors_reset(store: Store) {
@@ -658,10 +712,19 @@ async fn unknown_and_expired_cursors_reset(store: Store) {
     let track = AudioTrack::new(project.id(), owner, "T", 1, None, now()).expect("valid");
     let batch = vec![writer.create(&track), writer.delete(AudioTrack::ENTITY_TYPE, track.entity_id())];
     push(&store, owner, writer.batch(batch)).await;
-    assert_eq!(store.purge_tombstones(0).await.expect("purge"), 1);
+    let purged = store.purge(now(), Retention::Versions(0)).await.expect("purge");
+    assert_eq!(
+        (purged.tombstones, purged.records),
+        (1, 3),
+        "the track's tombstone; the three writes' records"
+    );
     assert_eq!(reset(&cursor).await, PullResponse::Reset, "expired");
     let (fresh, _) = pull_from(&store, owner, None, 10).await;
-    assert_eq!(ids(&fresh), vec![project.entity_id()], "a full re-sync no longer has the purged tombstone");
+    assert_eq!(ids(&fresh), vec![project.entity_id(), track.entity_id()]);
+    assert!(
+        fresh[1].deleted && fresh[1].fields.is_empty(),
+        "a full re-sync learns of the delete, no more: {fresh:?}"
+    );
     let error =
         store.pull(owner, PullRequest { cursor: None, limit: 0, scope: None }).await.expect_err("limit 0");
     assert!(matches!(error, ServerStoreError::BadInput { ref code, .. } if code == "invalid_limit"));
