@@ -12,12 +12,11 @@
 
 use super::{
     downstream::memory_of,
-    server::{pushers, sign_up, spawn_server, track, Endpoint, Pusher},
+    server::{post_json, pushers, sign_up, spawn_server, track, Endpoint, Pusher},
     summarize, BenchArgs, Report,
 };
 use anyhow::{bail, ensure, Context};
 use futures_util::{stream, StreamExt};
-use reqwest::header::CONTENT_TYPE;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::Path,
@@ -178,18 +177,8 @@ async fn grant(
 
 /// Sends one push; returns its answer.
 async fn push(endpoint: &Endpoint, token: &str, body: Vec<u8>) -> anyhow::Result<PushResponse> {
-    let response = endpoint
-        .client
-        .post(format!("{}/v1/sync/push", endpoint.url))
-        .bearer_auth(token)
-        .header(CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!("push: {}: {}", response.status(), response.text().await?);
-    }
-    Ok(response.json().await?)
+    let (_, answer) = post_json(endpoint, "/v1/sync/push", token, body).await?;
+    Ok(serde_json::from_slice(&answer)?)
 }
 
 /// One writer: a track at a time into its project for `run`, pausing between pushes.

@@ -139,6 +139,17 @@ pub(super) fn track(project: ProjectId, owner: UserId, i: usize) -> AudioTrack {
 }
 
 async fn post_bytes(server: &Endpoint, path: &str, token: &str, body: Vec<u8>) -> anyhow::Result<Duration> {
+    Ok(post_json(server, path, token, body).await?.0)
+}
+
+/// Posts the JSON `body` to `path` with `token`: the round trip and the answer's body, or an
+/// error for an answer that is not a success.
+pub(super) async fn post_json(
+    server: &Endpoint,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<(Duration, Vec<u8>)> {
     let started = Instant::now();
     let response = server
         .client
@@ -153,7 +164,7 @@ async fn post_bytes(server: &Endpoint, path: &str, token: &str, body: Vec<u8>) -
     if !status.is_success() {
         bail!("{path}: {status}: {}", String::from_utf8_lossy(&text));
     }
-    Ok(started.elapsed())
+    Ok((started.elapsed(), text.to_vec()))
 }
 
 /// One client of a concurrent run: where it sends, its token, and its request bodies in order.

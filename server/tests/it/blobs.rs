@@ -96,14 +96,7 @@ impl TestServer {
     }
 
     async fn head_blob(&self, token: &str, hash: &BlobHash) -> StatusCode {
-        let response = self
-            .client
-            .head(format!("{}/v1/blobs/{hash}", self.server.url()))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("head");
-        response.status()
+        self.head_offset(token, hash).await.0
     }
 
     async fn get_audio(&self, token: &str, track: &AudioTrack) -> (StatusCode, Vec<u8>) {
