@@ -1,6 +1,6 @@
 //! Growth with and without purging: `--retention-mutations` mutations into a server store (two
-//! in five track creates, two in five renames, one in five deletes, in pushes of 500 over ten
-//! projects), then the database's size; then a purge of all that history
+//! in five track creates, two in five renames, one in five deletes, in pushes of 500, 400
+//! tracks to a project), then the database's size; then a purge of all that history
 //! (`Retention::Versions(0)`: tombstones lose their fields, dedupe records go) and the size
 //! again. Sizes are taken after a VACUUM (SQLite: and a WAL checkpoint; PostgreSQL: VACUUM FULL),
 //! so they are what the data needs, not what the file happens to hold. The timed part is the
@@ -27,8 +27,9 @@ use trackflow_server_store::{DieselServerStore, ScratchDatabase, ServerDatabase}
 
 /// Mutations per push.
 const BATCH: usize = 500;
-/// Projects the tracks are spread over.
-const PROJECTS: usize = 10;
+/// Tracks per project. (A delete looks for the deleted track's children among its project's
+/// rows, so much larger projects make the deletes, not the purge, the slow part.)
+const TRACKS_PER_PROJECT: usize = 400;
 
 pub(super) async fn retention(dir: &Path, args: &BenchArgs) -> anyhow::Result<Report> {
     let mut databases =
@@ -73,15 +74,18 @@ pub(super) async fn retention(dir: &Path, args: &BenchArgs) -> anyhow::Result<Re
 async fn write(store: &Arc<DieselServerStore>, total: usize) -> anyhow::Result<usize> {
     let owner = UserId::new();
     let mut writer = Writer::new();
-    let mut projects = Vec::new();
-    for n in 0..PROJECTS {
-        let project = Project::new(owner, &format!("P{n}"), None, Timestamp(1_800_000_000_000))?;
-        store.push(owner, writer.request(|w| vec![w.mutation(OperationKind::Create, &project)])).await?;
-        projects.push(project.id());
-    }
     let creates = total * 2 / 5;
-    let tracks: Vec<AudioTrack> = (0..creates).map(|i| track(projects[i % PROJECTS], owner, i)).collect();
-    let mut pushed = PROJECTS;
+    let projects: Vec<Project> = (0..creates.div_ceil(TRACKS_PER_PROJECT).max(1))
+        .map(|n| Project::new(owner, &format!("P{n}"), None, Timestamp(1_800_000_000_000)))
+        .collect::<Result<_, _>>()?;
+    for chunk in projects.chunks(BATCH) {
+        let request =
+            writer.request(|w| chunk.iter().map(|p| w.mutation(OperationKind::Create, p)).collect());
+        store.push(owner, request).await?;
+    }
+    let tracks: Vec<AudioTrack> =
+        (0..creates).map(|i| track(projects[i / TRACKS_PER_PROJECT].id(), owner, i)).collect();
+    let mut pushed = projects.len();
     let phases: [(OperationKind, &[AudioTrack]); 3] = [
         (OperationKind::Create, &tracks),
         (OperationKind::Update, &tracks),
