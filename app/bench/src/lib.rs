@@ -160,6 +160,8 @@ const SERVER_CONNECTIONS: u32 = 8;
 
 mod downstream;
 pub use downstream::{client as downstream_client, ClientArgs};
+mod delay;
+pub use delay::{relay as delay_relay, DelayArgs};
 mod listeners;
 mod live;
 mod startup;

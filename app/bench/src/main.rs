@@ -1,11 +1,12 @@
 //! The `trackflow-bench` command: `trackflow-bench [--json] [SCENARIO...]` runs the benchmarks
 //! (see docs/PERFORMANCE.md); `trackflow-bench client` is the client process of the downstream
 //! scenario, `trackflow-bench open` that of the startup scenario and `trackflow-bench serve` a
-//! server of the scale-out scenario, started by the benchmark itself.
+//! server of the scale-out scenario, started by the benchmark itself; `trackflow-bench delay`
+//! is a relay adding a round-trip time in front of a database.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use trackflow_bench::{BenchArgs, ClientArgs, OpenArgs};
+use trackflow_bench::{BenchArgs, ClientArgs, DelayArgs, OpenArgs};
 
 /// Measure TrackFlow Sync: every scenario runs its baseline in the same process.
 #[derive(Debug, Parser)]
@@ -33,6 +34,10 @@ enum Internal {
     /// A server process of the scale-out scenario: `trackflow server` (not for direct use).
     #[command(hide = true)]
     Serve(trackflow::server::ServerArgs),
+    /// A TCP relay adding a round-trip time, to put the database "on another machine" (see
+    /// docs/PERFORMANCE.md).
+    #[command(hide = true)]
+    Delay(DelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
                     Some(Internal::Client(args)) => trackflow_bench::downstream_client(args).await,
                     Some(Internal::Open(args)) => trackflow_bench::open_client(args).await,
                     Some(Internal::Serve(args)) => trackflow::server::run(args, std::env::temp_dir()).await,
+                    Some(Internal::Delay(args)) => trackflow_bench::delay_relay(args).await,
                     None => trackflow_bench::run(cli.bench, cli.json).await,
                 }
             })
