@@ -2,8 +2,9 @@
 //! in five track creates, two in five renames, one in five deletes, in pushes of 500, 400
 //! tracks to a project), then the database's size; then a purge of all that history
 //! (`Retention::Versions(0)`: tombstones lose their fields, dedupe records go) and the size
-//! again. Sizes are taken after a VACUUM (SQLite: and a WAL checkpoint; PostgreSQL: VACUUM FULL),
-//! so they are what the data needs, not what the file happens to hold. The timed part is the
+//! again. Sizes are taken after `DieselServerStore::vacuum` (SQLite: VACUUM and a WAL
+//! checkpoint; PostgreSQL: VACUUM FULL), so they are what the data needs, not what the file
+//! happens to hold. The timed part is the
 //! purge; its baseline is the VACUUM of the same database before it.
 
 use super::{
@@ -11,7 +12,6 @@ use super::{
     summarize, BenchArgs, Report,
 };
 use anyhow::Context;
-use diesel::{connection::SimpleConnection, Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use std::{
     path::Path,
     sync::Arc,
@@ -23,7 +23,7 @@ use trackflow_domain::{
     OperationKind, Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, Project};
-use trackflow_server_store::{DieselServerStore, ScratchDatabase, ServerDatabase};
+use trackflow_server_store::{DieselServerStore, ScratchDatabase};
 
 /// Mutations per push.
 const BATCH: usize = 500;
@@ -44,11 +44,11 @@ pub(super) async fn retention(dir: &Path, args: &BenchArgs) -> anyhow::Result<Re
         let store =
             Arc::new(tokio::task::spawn_blocking(move || DieselServerStore::open(&opened, 4)).await??);
         let pushed = write(&store, args.retention_mutations).await?;
-        let (vacuum, before) = compact(&url).await?;
+        let (vacuum, before) = compact(&store).await?;
         let started = Instant::now();
         let purged = store.purge(Timestamp(0), Retention::Versions(0)).await?;
         let took = started.elapsed();
-        let (_, after) = compact(&url).await?;
+        let (_, after) = compact(&store).await?;
         let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
         measurements.push(summarize(&format!("{label} VACUUM before the purge (baseline)"), vec![vacuum]));
         let mut m = summarize(
@@ -102,32 +102,9 @@ async fn write(store: &Arc<DieselServerStore>, total: usize) -> anyhow::Result<u
     Ok(pushed)
 }
 
-/// VACUUMs the database at `url` and returns how long that took and its size after, bytes.
-async fn compact(url: &str) -> anyhow::Result<(Duration, u64)> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let size = match ServerDatabase::parse(&url) {
-            ServerDatabase::Postgres(url) => {
-                let mut conn = PgConnection::establish(&url)?;
-                conn.batch_execute("VACUUM FULL")?;
-                #[derive(diesel::QueryableByName)]
-                struct Size {
-                    #[diesel(sql_type = diesel::sql_types::BigInt)]
-                    bytes: i64,
-                }
-                let size: Size = diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes")
-                    .get_result(&mut conn)?;
-                u64::try_from(size.bytes)?
-            }
-            ServerDatabase::SqliteFile(path) => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy())?;
-                conn.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
-                std::fs::metadata(&path)?.len()
-            }
-            ServerDatabase::SqliteMemory => anyhow::bail!("the retention benchmark needs a database file"),
-        };
-        Ok((started.elapsed(), size))
-    })
-    .await?
+/// VACUUMs the store's database; returns how long that took and its size after, bytes.
+async fn compact(store: &DieselServerStore) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let size = store.vacuum().await?;
+    Ok((started.elapsed(), size))
 }

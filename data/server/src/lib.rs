@@ -109,6 +109,38 @@ impl DieselServerStore {
         .await
     }
 
+    /// Reclaims the space of deleted and emptied rows and returns the database's size in bytes:
+    /// on SQLite `VACUUM` and a WAL checkpoint, then pages × page size; on PostgreSQL
+    /// `VACUUM FULL` (which locks each table while it rewrites it: a maintenance operation, not
+    /// for busy hours), then `pg_database_size`.
+    pub async fn vacuum(&self) -> Result<u64, ServerStoreError> {
+        #[derive(QueryableByName)]
+        struct Size {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            bytes: i64,
+        }
+        self.with_connection(|conn| {
+            let size: Size = match conn {
+                ServerConnection::Pg(pg) => {
+                    pg.batch_execute("VACUUM FULL").map_err(db_error)?;
+                    diesel::sql_query("SELECT pg_database_size(current_database()) AS bytes")
+                        .get_result(pg)
+                        .map_err(db_error)?
+                }
+                ServerConnection::Sqlite(sqlite) => {
+                    sqlite.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);").map_err(db_error)?;
+                    diesel::sql_query(
+                        "SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()",
+                    )
+                    .get_result(sqlite)
+                    .map_err(db_error)?
+                }
+            };
+            Ok(u64::try_from(size.bytes).unwrap_or(0))
+        })
+        .await
+    }
+
     /// Runs `work` on a pooled connection, off the async workers.
     async fn with_connection<T, F>(&self, work: F) -> Result<T, ServerStoreError>
     where
