@@ -102,12 +102,14 @@ impl PokeHub {
         });
         tokio::spawn(publish_merged(changes, Arc::clone(&store), Arc::clone(&relay)));
         let (incoming, pokes) = mpsc::channel(QUEUE);
-        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        tokio::spawn(resolve_merged(pokes, store, Arc::downgrade(&hub), Arc::clone(&overflowed)));
+        let overflow = Arc::new(Overflow::default());
+        tokio::spawn(resolve_merged(pokes, store, Arc::downgrade(&hub), Arc::clone(&overflow)));
         let handler: PokeHandler = Arc::new(move |poke: Poke| {
             if let Err(mpsc::error::TrySendError::Full(_)) = incoming.try_send(poke) {
-                // The task is behind by a whole queue: everyone pulls everything once.
-                overflowed.store(true, std::sync::atomic::Ordering::SeqCst);
+                // The task is behind by a whole queue: everyone pulls everything once. Woken
+                // apart from the queue: it may have emptied it meanwhile and be waiting.
+                overflow.happened.store(true, std::sync::atomic::Ordering::SeqCst);
+                overflow.wake.notify_one();
             }
         });
         relay.subscribe(handler);
@@ -169,20 +171,34 @@ async fn publish_merged(
     }
 }
 
+/// Pokes the incoming queue had no room for.
+#[derive(Default)]
+struct Overflow {
+    happened: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
 /// Drains the incoming queue: the pokes waiting are merged per scope (newest version), their
 /// readers looked up once, and one delivery goes to the streams.
 async fn resolve_merged(
     mut pokes: mpsc::Receiver<Poke>,
     store: Arc<dyn ServerStore>,
     hub: std::sync::Weak<PokeHub>,
-    overflowed: Arc<std::sync::atomic::AtomicBool>,
+    overflow: Arc<Overflow>,
 ) {
     let mut waiting = Vec::new();
-    while pokes.recv_many(&mut waiting, QUEUE).await > 0 {
+    loop {
+        tokio::select! {
+            received = pokes.recv_many(&mut waiting, QUEUE) => if received == 0 { return },
+            () = overflow.wake.notified() => {}
+        }
         let Some(hub) = hub.upgrade() else { return };
-        let version = waiting.iter().map(|p| p.version).max().unwrap_or(0);
-        let everything = overflowed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        let everything = overflow.happened.swap(false, std::sync::atomic::Ordering::SeqCst)
             || waiting.iter().any(|p| p.scopes.is_none());
+        if waiting.is_empty() && !everything {
+            continue;
+        }
+        let version = waiting.iter().map(|p| p.version).max().unwrap_or(0);
         let mut scopes: BTreeMap<Scope, i64> = BTreeMap::new();
         for poke in waiting.drain(..) {
             for scope in poke.scopes.iter().flatten().filter_map(|n| n.parse::<Scope>().ok()) {
@@ -412,5 +428,27 @@ mod tests {
         assert_eq!((readers[&reader].0, got), (9, both));
         assert_eq!(readers[&b_reader], (9, vec![b.to_string()]));
         assert!(stream.try_recv().is_err(), "one delivery for the three pokes");
+    }
+
+    /// More pokes than the queue holds, received before its task runs: the ones that found no
+    /// room are not lost silently: every stream is told to pull everything.
+    #[tokio::test]
+    async fn pokes_beyond_the_queue_tell_everyone_to_pull_everything() {
+        let handlers: Arc<Mutex<Vec<PokeHandler>>> = Arc::default();
+        let mut relay = MockPokeRelay::new();
+        let registered = Arc::clone(&handlers);
+        relay.expect_subscribe().returning(move |h| registered.lock().expect("lock").push(h));
+        // No audience lookup: a delivery to everyone needs none.
+        let hub = PokeHub::new(Arc::new(relay), Arc::new(MockServerStore::new()));
+        let mut stream = hub.sender.subscribe();
+        let handler = handlers.lock().expect("lock")[0].clone();
+        for version in 0..=QUEUE as i64 {
+            handler(Poke { version, scopes: Some(vec![project().to_string()]) });
+        }
+        let delivery = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+            .await
+            .expect("a delivery")
+            .expect("open");
+        assert!(delivery.readers.is_none(), "everyone, every scope: {delivery:?}");
     }
 }

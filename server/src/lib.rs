@@ -60,7 +60,8 @@ pub struct ServerConfig {
     /// How long history is kept (tombstones' fields, dedupe records): a device that has not
     /// pulled for longer starts its pulls over, losing nothing it queued. `None`: forever.
     pub retention: Option<Duration>,
-    /// How often a running server purges what is past `retention`.
+    /// How often a running server purges what is past `retention` and sweeps cut uploads
+    /// nobody resumed for a day.
     pub purge_interval: Duration,
 }
 
@@ -161,35 +162,51 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pokes = Arc::clone(&state.pokes);
-    let purging = state.config.retention.map(|retention| {
-        tokio::spawn(purge_every(Arc::clone(&state.store), retention, state.config.purge_interval))
-    });
+    let upkeep = tokio::spawn(upkeep(
+        Arc::clone(&state.store),
+        state.blobs.clone(),
+        state.config.retention,
+        state.config.purge_interval,
+    ));
     let shutdown = async move {
         shutdown.await;
-        if let Some(purging) = purging {
-            purging.abort();
-        }
+        upkeep.abort();
         // Event streams never end by themselves; the graceful stop would wait on them.
         pokes.close();
     };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
-/// Purges what is older than `retention` now and every `interval`, logging what it did. Each
-/// run also records the newest version at its time, from which later runs find the horizon.
-async fn purge_every(store: Arc<dyn ServerStore>, retention: Duration, interval: Duration) {
+/// Now and every `interval`: purges what is older than `retention` (if set), and sweeps cut
+/// uploads nobody resumed for a day. Logs what it did. Each purge also records the newest
+/// version at its time, from which later runs find the horizon.
+async fn upkeep(
+    store: Arc<dyn ServerStore>,
+    blobs: Option<Arc<dyn BlobStorage>>,
+    retention: Option<Duration>,
+    interval: Duration,
+) {
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        match store.purge(auth::now(), Retention::Age(retention)).await {
-            Ok(purged) if purged.tombstones + purged.records > 0 => tracing::info!(
-                horizon = purged.horizon,
-                tombstones = purged.tombstones,
-                records = purged.records,
-                "purged history past the retention"
-            ),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "purging history failed; trying again next time"),
+        if let Some(retention) = retention {
+            match store.purge(auth::now(), Retention::Age(retention)).await {
+                Ok(purged) if purged.tombstones + purged.records > 0 => tracing::info!(
+                    horizon = purged.horizon,
+                    tombstones = purged.tombstones,
+                    records = purged.records,
+                    "purged history past the retention"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "purging history failed; trying again next time"),
+            }
+        }
+        if let Some(blobs) = &blobs {
+            match blobs.sweep().await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "removed cut uploads nobody resumed"),
+                Err(error) => tracing::warn!(%error, "sweeping kept uploads failed"),
+            }
         }
     }
 }

@@ -37,11 +37,7 @@ impl FsBlobStorage {
         let dir = dir.into();
         let all_staging = dir.join("staging");
         sweep_abandoned(&all_staging);
-        if let Ok(owners) = std::fs::read_dir(dir.join("kept")) {
-            for owner in owners.flatten() {
-                sweep_abandoned(&owner.path());
-            }
-        }
+        sweep_kept(&dir);
         let staging = all_staging.join(uuid::Uuid::now_v7().to_string());
         std::fs::create_dir_all(&staging).map_err(|e| io_error("creating", &staging, &e))?;
         Ok(Self { dir, staging })
@@ -122,6 +118,13 @@ impl BlobStorage for FsBlobStorage {
             (file, Some((reader, offset)))
         };
         Ok(Box::new(FsBlobWriter { file: Some(file), staged, target: self.path_of(hash), kept, held }))
+    }
+
+    async fn sweep(&self) -> Result<u64, BlobStorageError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || sweep_kept(&dir))
+            .await
+            .map_err(|e| BlobStorageError::new(format!("sweeping kept uploads: {e}")))
     }
 
     async fn open(&self, hash: &BlobHash) -> Result<Option<Box<dyn BlobReader>>, BlobStorageError> {
@@ -249,8 +252,15 @@ impl BlobReader for FsBlobReader {
 
 /// Removes staging folders (and stray files) under `staging` untouched for [`ABANDONED`].
 /// Best effort: another instance may be working in there, so errors are only logged.
-fn sweep_abandoned(staging: &Path) {
-    let Ok(entries) = std::fs::read_dir(staging) else { return };
+/// Removes kept uploads untouched for [`ABANDONED`]; returns how many entries went.
+fn sweep_kept(dir: &Path) -> u64 {
+    let Ok(owners) = std::fs::read_dir(dir.join("kept")) else { return 0 };
+    owners.flatten().map(|owner| sweep_abandoned(&owner.path())).sum()
+}
+
+fn sweep_abandoned(staging: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(staging) else { return 0 };
+    let mut swept = 0;
     for entry in entries.flatten() {
         let old = entry
             .metadata()
@@ -264,10 +274,14 @@ fn sweep_abandoned(staging: &Path) {
         let path = entry.path();
         let removed =
             if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        if let Err(error) = removed {
-            tracing::warn!(path = %path.display(), %error, "an abandoned staging entry could not be removed");
+        match removed {
+            Ok(()) => swept += 1,
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "an abandoned staging entry could not be removed")
+            }
         }
     }
+    swept
 }
 
 fn io_error(action: &str, path: &Path, error: &std::io::Error) -> BlobStorageError {

@@ -208,7 +208,16 @@ fn is_serialization_failure(e: &StoreError) -> bool {
             DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ClosedConnection,
             _
         ))
-    )
+    ) || is_deadlock(e)
+}
+
+/// PostgreSQL's "deadlock detected" (40P01), which Diesel does not name: one transaction of the
+/// cycle is rolled back, and running it again succeeds. Domains are locked in name order, so this
+/// is not expected; it is retried rather than refused if it happens.
+pub(crate) fn is_deadlock(e: &StoreError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(e, StoreError::Database(Error::DatabaseError(DatabaseErrorKind::Unknown, info))
+        if info.message().starts_with("deadlock detected"))
 }
 
 fn db_error(e: diesel::result::Error) -> ServerStoreError {

@@ -81,22 +81,19 @@ pub(super) fn lock(pg: &mut PgConnection, domains: &BTreeSet<String>) -> Result<
     Ok(())
 }
 
-/// Share-locks the domains of the `scopes` a pull reads, waiting for pushes in flight there;
-/// on PostgreSQL, in a READ COMMITTED transaction (nothing to do on SQLite). A domain without a
-/// row gets one, so a domain's first push, still inserting its row, is waited for too.
-/// Returns whether it locked anything.
+/// Share-locks the domains of the `scopes` a pull reads, in name order, waiting for pushes in
+/// flight there; on PostgreSQL, in a READ COMMITTED transaction (nothing to do on SQLite).
+/// Returns whether it locked anything. Every domain that exists has its row (the migration made
+/// them; a new project's first push makes its own while holding `people`, which a pull of
+/// everything holds first), so nothing is inserted here: an inserted row would be held
+/// exclusively to the end of the pull.
 pub(super) fn share(
     conn: &mut ServerConnection,
     scopes: impl Iterator<Item = Scope>,
 ) -> Result<bool, StoreError> {
     let ServerConnection::Pg(pg) = conn else { return Ok(false) };
     let domains: BTreeSet<String> = scopes.map(domain).collect();
-    for name in &domains {
-        diesel::insert_into(scope_locks::table)
-            .values((scope_locks::scope.eq(name), scope_locks::issued.eq(0)))
-            .on_conflict_do_nothing()
-            .execute(pg)?;
-    }
+    // Rows are locked as the sorted result is produced: in name order.
     scope_locks::table
         .filter(scope_locks::scope.eq_any(&domains))
         .order(scope_locks::scope)

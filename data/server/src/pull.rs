@@ -177,12 +177,16 @@ pub(super) fn pull(
     let store_error = super::storage_error;
     // The request is judged whole before the cursor: a bad scope is a bad request, whatever
     // the cursor says.
-    let mut readable = readable_scopes(conn, user).map_err(store_error)?;
-    if request.scope.is_none() && locks::share(conn, readable.keys().copied()).map_err(store_error)? {
-        // Every user scope is readable, so `people` is held now and memberships cannot change:
-        // this read is final. A project granted before the lock was taken gets its share too.
-        readable = readable_scopes(conn, user).map_err(store_error)?;
-        locks::share(conn, readable.keys().copied()).map_err(store_error)?;
+    // A pull of everything share-locks `people` first (it sorts before every project): then
+    // memberships cannot change, the readable scopes read next are final, and their projects
+    // are share-locked in one ordered pass.
+    if request.scope.is_none() {
+        locks::share(conn, std::iter::once(Scope::User(user))).map_err(store_error)?;
+    }
+    let readable = readable_scopes(conn, user).map_err(store_error)?;
+    if request.scope.is_none() {
+        locks::share(conn, readable.keys().copied().filter(|s| matches!(s, Scope::Shared(_))))
+            .map_err(store_error)?;
     }
     let scopes = requested(readable, request.scope.as_deref())?;
     let meta = meta(conn).map_err(store_error)?;

@@ -2,7 +2,7 @@
 //! what exists, not with every change ever made.
 //!
 //! - A tombstone at or below the horizon keeps its row (id, type, scope, version, why it was
-//!   deleted) and loses its fields and clock readings. The row is what makes a write sent
+//!   deleted) and loses its fields and clock readings (but a scope root's: see below). The row is what makes a write sent
 //!   again long after still meet the delete (delete wins), and what tells a client pulling
 //!   from the start, after a reset, that the entity is gone.
 //! - Dedupe records at or below the horizon are dropped. A mutation sent again after that is
@@ -25,7 +25,7 @@ use diesel::prelude::*;
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
     ports::{Purged, Retention},
-    Timestamp,
+    EntityType, Timestamp,
 };
 
 /// Purges at `now` what `retention` lets go. Call inside a write transaction.
@@ -61,11 +61,17 @@ pub(super) fn purge(
     if horizon <= purged_through {
         return Ok(Purged { horizon: purged_through, ..Purged::default() });
     }
+    // Scope roots (projects) keep their fields: their collaborator records stay alive after a
+    // delete (the members must receive it), and a device pulling from the start stores those
+    // only under a root it can store.
+    let roots: Vec<&str> =
+        EntityType::all().iter().filter(|t| t.is_scope_root()).map(|t| t.as_str()).collect();
     let tombstones = diesel::update(
         entities::table
             .filter(entities::deleted.eq(true))
             .filter(entities::version.le(horizon))
-            .filter(entities::fields.ne("{}")),
+            .filter(entities::fields.ne("{}"))
+            .filter(entities::entity_type.ne_all(roots)),
     )
     .set((entities::fields.eq("{}"), entities::field_hlc.eq("{}")))
     .execute(conn)?;

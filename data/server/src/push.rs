@@ -46,8 +46,9 @@ pub(super) enum PushFailure {
 
 impl PushFailure {
     /// Whether running the push again, after `attempt` earlier attempts, may succeed: a batch
-    /// that must hold more domains, or one that raced another push creating the same row in
-    /// another domain (the next attempt reads it and answers as for any existing row).
+    /// that must hold more domains, one that raced another push creating the same row in
+    /// another domain (the next attempt reads it and answers as for any existing row), or one
+    /// PostgreSQL chose to break a deadlock.
     pub fn retry(&self, attempt: u32) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
@@ -56,6 +57,7 @@ impl PushFailure {
                 DatabaseErrorKind::UniqueViolation,
                 _,
             ))) => attempt < 2,
+            PushFailure::Store(e) if super::is_deadlock(e) => attempt < 3,
             _ => false,
         }
     }

@@ -119,6 +119,9 @@ pub trait BlobStorage: Interface {
 
     /// Opens the stored blob `hash` for reading, or `None` if it is not stored.
     async fn open(&self, hash: &BlobHash) -> Result<Option<Box<dyn BlobReader>>, BlobStorageError>;
+
+    /// Removes cut uploads kept for a resume that nobody resumed for a day; returns how many.
+    async fn sweep(&self) -> Result<u64, BlobStorageError>;
 }
 
 /// A blob being written. The caller checks the bytes against the name before committing.
