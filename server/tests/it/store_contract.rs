@@ -1143,6 +1143,30 @@ async fn postgres_a_batch_that_finds_another_domain_runs_again_holding_it() {
     }
 }
 
+/// An older server instance still running against an upgraded database (a rolling upgrade)
+/// would take versions from `server_meta`'s counter, out of order with the sequence: its
+/// push's first statement (the one the old code ran) is refused, saying why, and nothing moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_older_instance_cannot_push_into_an_upgraded_database() {
+    use diesel::{Connection, RunQueryDsl};
+    let Some(db) = PgDatabase::create("an_older_instance_cannot_push_into_an_upgraded_database") else {
+        return;
+    };
+    let store: Store = Arc::new(db.store(2));
+    let (owner, _, _) = owned_project(&store).await;
+    let mut old = diesel::PgConnection::establish(&db.url).expect("connect");
+    let error = diesel::sql_query("UPDATE server_meta SET last_version = last_version")
+        .execute(&mut old)
+        .expect_err("the old code's write lock");
+    assert!(error.to_string().contains("newer trackflow server"), "{error}");
+    // The upgraded store still pushes and pulls.
+    let (_, cursor) = pull_from(&store, owner, None, 10).await;
+    let project = Project::new(owner, "After", None, now()).expect("valid");
+    applied(&push(&store, owner, Writer::new().creating(&project)).await[0]);
+    let (after, _) = pull_from(&store, owner, Some(cursor), 10).await;
+    assert_eq!(ids(&after), vec![project.entity_id()]);
+}
+
 /// Waits (10 s at most) until `n` sessions of the database wait for a lock.
 async fn wait_for_lock_waiters(conn: &mut diesel::PgConnection, n: i64) {
     use diesel::RunQueryDsl;
