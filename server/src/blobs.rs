@@ -160,8 +160,12 @@ pub(crate) async fn upload(
             format!("sha256: the body hashes to {actual}, not {hash}; nothing was stored"),
         ));
     }
+    // Someone else's copy is already in place: this upload only proved the bytes; dropping the
+    // writer removes its staged file.
     let created = stored.is_none();
-    writer.commit().await.map_err(storage_failure)?;
+    if created {
+        writer.commit().await.map_err(storage_failure)?;
+    }
     state.store.grant_blob(auth.user, hash.clone(), crate::auth::now()).await?;
     state.metrics.blob_bytes_in(size - offset);
     tracing::info!(user = %auth.user, %hash, size, offset, created, "blob received");

@@ -24,7 +24,7 @@ use super::{
     connection::ServerConnection,
     schema::{scope_locks, server_meta},
 };
-use diesel::{prelude::*, sql_types::BigInt, PgConnection};
+use diesel::{prelude::*, sql_types::BigInt};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use trackflow_db::error::StoreError;
 use trackflow_domain::{entities::Scope, EntityType};
@@ -67,9 +67,10 @@ impl Held {
 }
 
 /// Takes the write lock of each domain, in name order (a `BTreeSet` iterates in order).
-/// PostgreSQL only: an upsert locks the row, waiting for any push holding it, and creates it
-/// for a domain's first push.
-pub(super) fn lock(pg: &mut PgConnection, domains: &BTreeSet<String>) -> Result<(), StoreError> {
+/// On PostgreSQL an upsert locks the row, waiting for any push holding it, and creates it for a
+/// domain's first push; nothing to do on SQLite, whose write lock covers every domain.
+pub(super) fn lock(conn: &mut ServerConnection, domains: &BTreeSet<String>) -> Result<(), StoreError> {
+    let ServerConnection::Pg(pg) = conn else { return Ok(()) };
     for name in domains {
         diesel::insert_into(scope_locks::table)
             .values((scope_locks::scope.eq(name), scope_locks::issued.eq(0)))

@@ -20,7 +20,7 @@ use super::{
     rows::meta,
     schema::{applied_mutations, entities, server_meta, version_marks},
 };
-use crate::connection::ServerConnection;
+use crate::connection::{on_each_backend, ServerConnection};
 use diesel::prelude::*;
 use trackflow_db::error::StoreError;
 use trackflow_domain::{
@@ -40,12 +40,10 @@ pub(super) fn purge(
         .execute(conn)?;
     let newest = locks::newest(conn)?;
     let at = now.as_millis();
-    let marked = diesel::insert_into(version_marks::table)
-        .values((version_marks::at_ms.eq(at), version_marks::version.eq(newest)));
-    match conn {
-        ServerConnection::Pg(pg) => marked.on_conflict_do_nothing().execute(pg)?,
-        ServerConnection::Sqlite(sqlite) => marked.on_conflict_do_nothing().execute(sqlite)?,
-    };
+    on_each_backend!(conn, |c| diesel::insert_into(version_marks::table)
+        .values((version_marks::at_ms.eq(at), version_marks::version.eq(newest)))
+        .on_conflict_do_nothing()
+        .execute(c))?;
     let horizon = match retention {
         Retention::Versions(keep) => newest - keep.max(0),
         Retention::Age(age) => {

@@ -141,8 +141,7 @@ pub(super) fn apply(
             pg.batch_execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")?;
             let mut domains = domains_written(conn, request)?;
             domains.extend(extra.iter().cloned());
-            let ServerConnection::Pg(pg) = conn else { unreachable!("matched above") };
-            locks::lock(pg, &domains)?;
+            locks::lock(conn, &domains)?;
             Held::Domains(domains)
         }
         // First row statement: the write lock (see the module docs).
