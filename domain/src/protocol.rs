@@ -307,6 +307,10 @@ pub const MAX_PULL_LIMIT: u32 = 1000;
 /// The most mutations one push may carry.
 pub const MAX_PUSH_MUTATIONS: usize = 500;
 
+/// The code of a push refused as a whole because a clock reading in it is too far ahead of the
+/// server's clock (422, naming the first such mutation). Nothing of the push was stored.
+pub const CLOCK_SKEW: &str = "clock_skew";
+
 /// The response header carrying the server's clock when it answered, in Unix milliseconds.
 /// Every answer has it, errors included; clients correct their clock readings by it
 /// ([`ServerClock`](crate::ports::ServerClock)).

@@ -57,7 +57,7 @@ fn check_clock_lead(request: &PushRequest, state: &AppState) -> Result<(), ApiFa
             return Err(ApiFailure {
                 mutation_id: Some(mutation.id),
                 ..ApiFailure::invalid(
-                    "clock_skew",
+                    trackflow_domain::protocol::CLOCK_SKEW,
                     format!(
                         "mutations[{i}].fields.{name}.hlc is {ahead} ms ahead of the server's clock; \
                          at most {lead} ms is accepted (check the device's clock)"

@@ -7,4 +7,5 @@ mod convergence;
 mod crash;
 mod downstream;
 mod proxy;
+mod simulation;
 mod upstream;

@@ -61,6 +61,8 @@ struct Shared {
     server: SocketAddr,
     faults: Mutex<VecDeque<Fault>>,
     tally: watch::Sender<Tally>,
+    /// Bumped by [`Proxy::refuse`]: connections streaming an answer close.
+    cut: watch::Sender<u64>,
 }
 
 /// The proxy: listens on a free port of 127.0.0.1 and forwards to the server.
@@ -80,6 +82,7 @@ impl Proxy {
             server,
             faults: Mutex::new(VecDeque::new()),
             tally: watch::Sender::new(Tally::default()),
+            cut: watch::Sender::new(0),
         });
         let accepting = Some(tokio::spawn(accept(listener, shared.clone())));
         Self { addr, shared, accepting }
@@ -95,8 +98,15 @@ impl Proxy {
         self.shared.faults.lock().expect("faults").push_back(fault);
     }
 
-    /// Stops listening: connects are refused until [`heal`](Self::heal).
+    /// Drops the faults not yet given to a connection.
+    pub fn clear(&self) {
+        self.shared.faults.lock().expect("faults").clear();
+    }
+
+    /// Stops listening: connects are refused until [`heal`](Self::heal), and connections
+    /// streaming an answer (an event stream) are closed.
     pub async fn refuse(&mut self) {
+        self.shared.cut.send_modify(|n| *n += 1);
         if let Some(task) = self.accepting.take() {
             task.abort();
             // Once the task has ended its listener is closed.
@@ -183,6 +193,17 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
     }
     server.write_all(&request).await?;
     shared.tally.send_modify(|t| t.body_bytes += (request.len() - head_len) as u64);
+    if matches!(fault, None | Some(Fault::Pass)) {
+        // Untouched: the answer streams through as it comes (an event stream never ends), until
+        // the proxy refuses.
+        let mut cut = shared.cut.subscribe();
+        tokio::select! {
+            copied = tokio::io::copy(&mut server, &mut client) => copied?,
+            _ = cut.changed() => return Ok(()),
+        };
+        shared.tally.send_modify(|t| t.answered += 1);
+        return client.shutdown().await;
+    }
     // The server closes after its answer (`connection: close`), so its end is the answer's.
     let mut answer = Vec::new();
     server.read_to_end(&mut answer).await?;

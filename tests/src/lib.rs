@@ -9,6 +9,7 @@
 //! ([`audio`]: audio files written by hand).
 
 pub mod audio;
+pub mod sim;
 
 /// One acknowledged write, as the crash writer reports it on stdout (one line each, flushed
 /// after the write returned).

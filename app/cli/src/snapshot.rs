@@ -7,6 +7,7 @@ use shaku::HasComponent;
 use std::collections::BTreeMap;
 use trackflow_client::{store::Repositories, wiring::ClientModule};
 use trackflow_domain::{
+    entities::AnyEntity,
     ports::RemoteDataSource,
     protocol::{PullRequest, PullResponse, MAX_PULL_LIMIT},
     EntityRef, EntityType,
@@ -18,7 +19,9 @@ pub struct Snapshot(pub BTreeMap<EntityRef, BTreeMap<String, Value>>);
 
 impl Snapshot {
     /// What the server shows the signed-in user of `remote`: every scope pulled from the
-    /// start, tombstones left out.
+    /// start, tombstones left out, and rows inside a deleted parent left out as a client's
+    /// repositories leave them out (a project's collaborator records outlive its delete on the
+    /// server, so that its members still learn of it).
     pub async fn of_server(remote: &dyn RemoteDataSource) -> anyhow::Result<Self> {
         let mut snapshot = Self::default();
         for scope in remote.scopes().await?.scopes {
@@ -46,7 +49,31 @@ impl Snapshot {
                 }
             }
         }
+        snapshot.hide_orphans();
         Ok(snapshot)
+    }
+
+    /// Leaves out every row whose parent is not held, until none is left.
+    fn hide_orphans(&mut self) {
+        loop {
+            let orphans: Vec<EntityRef> = self
+                .0
+                .iter()
+                .filter(|(entity, fields)| {
+                    AnyEntity::from_fields(entity.entity_type, entity.id, fields)
+                        .ok()
+                        .and_then(|row| row.parent())
+                        .is_some_and(|parent| !self.0.contains_key(&parent))
+                })
+                .map(|(entity, _)| *entity)
+                .collect();
+            if orphans.is_empty() {
+                return;
+            }
+            for orphan in orphans {
+                self.0.remove(&orphan);
+            }
+        }
     }
 
     /// What a client shows through its repositories: every live row of every registered type.
@@ -98,8 +125,9 @@ impl Snapshot {
 mod tests {
     use super::*;
     use serde_json::json;
+    use trackflow_domain::CollaboratorRole;
     use trackflow_domain::SyncEntity;
-    use trackflow_music::Project;
+    use trackflow_music::{AudioComment, AudioTrack, Project, ProjectCollaborator};
 
     use uuid::Uuid;
 
@@ -119,5 +147,36 @@ mod tests {
             ]
         );
         assert!(here.differences(&here.clone()).is_empty());
+    }
+
+    #[test]
+    fn rows_inside_a_parent_not_held_are_left_out_as_a_client_leaves_them_out() {
+        trackflow_music::install().expect("the music registry installs");
+        let (owner, now) = (trackflow_domain::UserId::new(), trackflow_domain::Timestamp(1));
+        let kept = Project::new(owner, "Kept", None, now).expect("valid");
+        let gone = Project::new(owner, "Deleted", None, now).expect("valid");
+        let track = AudioTrack::new(gone.id(), owner, "Take", 1_000, None, now).expect("valid");
+        let comment = AudioComment::new(&track, owner, "Nice", 0, now).expect("valid");
+        let member = ProjectCollaborator::new(
+            gone.id(),
+            trackflow_domain::UserId::new(),
+            CollaboratorRole::Viewer,
+            now,
+        )
+        .expect("valid");
+        let alive = AudioTrack::new(kept.id(), owner, "Alive", 1_000, None, now).expect("valid");
+        let row = |entity: AnyEntity| (entity.entity_ref(), entity.fields());
+        // The deleted project's tombstone is not held; its member record, its track and the
+        // track's comment (a grandchild) are.
+        let mut snapshot = Snapshot(BTreeMap::from([
+            row(AnyEntity::new(kept.clone())),
+            row(AnyEntity::new(alive.clone())),
+            row(AnyEntity::new(track)),
+            row(AnyEntity::new(comment)),
+            row(AnyEntity::new(member)),
+        ]));
+        snapshot.hide_orphans();
+        let held: Vec<EntityRef> = snapshot.0.into_keys().collect();
+        assert_eq!(held, [AnyEntity::new(kept).entity_ref(), AnyEntity::new(alive).entity_ref()]);
     }
 }

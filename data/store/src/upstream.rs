@@ -19,6 +19,7 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
+    protocol::CLOCK_SKEW,
     sync::{upstream::cascade, ChangeKind, ChangeOrigin, CoalescePlan, Settlement},
     EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, SyncOperation, Timestamp,
 };
@@ -435,13 +436,16 @@ pub(crate) const RESTAMP_LEAD_MS: i64 = 5_000;
 
 /// Gives new clock readings to the waiting operations whose readings are too far ahead of the
 /// corrected clock (stamped before the device knew its clock was fast), in queue order, all
-/// later than every reading kept. The rows they changed take the new readings too, where they
-/// still hold the old ones. Operations in flight or parked as failed keep theirs until they
-/// wait again. Returns how many were stamped again.
+/// later than every reading kept and every reading their rows hold from others. The rows they
+/// changed take the new readings too, where they still hold the old ones. Returns how many were
+/// stamped again.
 ///
-/// An operation the server refused for its clock (`clock_skew`) was refused whole and is held
-/// by no one, and one the server accepted before never carries a reading this far ahead
-/// (the server's clock has only moved on since), so a sent operation is safe to re-stamp.
+/// Only operations no server holds are stamped again: those never sent, and those whose last
+/// push was refused whole for its clock ([`CLOCK_SKEW`]). One that went out and may have been
+/// applied (its answer lost) keeps its content, since the server accepts readings up to its
+/// lead (a minute by default), well past [`RESTAMP_LEAD_MS`]: sent again changed, it would be
+/// refused as `id_reused`. Operations in flight or parked as failed keep theirs too, and the
+/// new readings stay later than theirs.
 pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreResult<u64> {
     let limit_ms = clock.now().as_millis().saturating_add(RESTAMP_LEAD_MS);
     let limit = Hlc {
@@ -451,9 +455,14 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
     };
     let bound = limit.to_string();
     clock.save_offset(conn)?;
+    // Waiting, too far ahead, and held by no server: never sent, or last refused as a whole
+    // for its clock (nothing of such a push is stored). One the server may hold keeps its
+    // content: sent again changed, it would be refused as `id_reused`.
+    let refused_for_clock = format!("{CLOCK_SKEW}:%");
     let ahead = dsl::pending_operations
         .filter(dsl::status.eq(OperationStatus::Pending.as_str()))
-        .filter(dsl::hlc.gt(&bound));
+        .filter(dsl::hlc.gt(&bound))
+        .filter(dsl::sent.eq(false).or(dsl::last_error.like(&refused_for_clock).assume_not_null()));
     // Asked before every round of sending: a read, unless there is something to do.
     if !diesel::select(diesel::dsl::exists(ahead)).get_result::<bool>(conn)? {
         return Ok(0);
@@ -463,15 +472,33 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
         if rows.is_empty() {
             return Ok(0);
         }
-        // Later than every reading kept: the other operations' and, up to the limit, the
-        // stored floor (which may hold pulled readings).
-        let kept: Option<String> =
-            dsl::pending_operations.filter(dsl::hlc.le(&bound)).select(max(dsl::hlc)).get_result(conn)?;
+        // Later than every reading kept: every other operation's, those in flight or failed
+        // however far ahead (an operation on the same entity may be in flight with a reading
+        // from before the device knew its clock was fast: one re-stamped below it would lose
+        // to it on the server although written after it), and, up to the limit, the stored
+        // floor (which may hold pulled readings).
+        let kept: Option<String> = dsl::pending_operations
+            .filter(
+                dsl::hlc
+                    .le(&bound)
+                    .or(dsl::status.ne(OperationStatus::Pending.as_str()))
+                    .or(dsl::sent.eq(true).and(dsl::last_error.is_null()))
+                    .or(dsl::sent
+                        .eq(true)
+                        .and(dsl::last_error.not_like(&refused_for_clock).assume_not_null())),
+            )
+            .select(max(dsl::hlc))
+            .get_result(conn)?;
         let kept = kept.map(|text| parse::<Hlc>(TABLE, &text)).transpose()?;
-        let floor = [kept, high_water(conn)?.map(|stored| stored.min(limit))].into_iter().flatten().max();
-        let readings = clock.restamp(floor.unwrap_or(Hlc::ZERO), rows.len());
-        for (row, reading) in rows.into_iter().zip(&readings) {
-            restamp_one(conn, row, *reading, limit)?;
+        let ops: Vec<(i32, SyncOperation)> =
+            rows.into_iter().map(|row| Ok((row.seq, row.decode()?))).collect::<StoreResult<_>>()?;
+        let floor = [kept, high_water(conn)?.map(|stored| stored.min(limit)), held_by_rows(conn, &ops)?]
+            .into_iter()
+            .flatten()
+            .max();
+        let readings = clock.restamp(floor.unwrap_or(Hlc::ZERO), ops.len());
+        for ((seq, op), reading) in ops.into_iter().zip(&readings) {
+            restamp_one(conn, seq, op, *reading, limit)?;
         }
         if let Some(last) = readings.last() {
             set_high_water(conn, *last)?;
@@ -480,11 +507,37 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
     })
 }
 
+/// The latest reading the rows of `ops` hold other than the operations' own: the create's and
+/// the other fields' readings, which the server may hold from an operation already
+/// acknowledged (a create sent before the device learned its clock was fast, say). An
+/// operation written after them must stay later than them when it is stamped again, or the
+/// server would keep the older write.
+fn held_by_rows(conn: &mut SqliteConnection, ops: &[(i32, SyncOperation)]) -> StoreResult<Option<Hlc>> {
+    let own: HashSet<Hlc> =
+        ops.iter().flat_map(|(_, op)| op.changed_fields.values().map(|c| c.hlc).chain([op.hlc])).collect();
+    let mut latest = None;
+    // A row whose create is stamped again holds no reading of anyone else's.
+    let created: HashSet<EntityRef> =
+        ops.iter().filter(|(_, op)| op.kind == OperationKind::Create).map(|(_, op)| op.entity).collect();
+    let entities: HashSet<EntityRef> =
+        ops.iter().map(|(_, op)| op.entity).filter(|e| !created.contains(e)).collect();
+    for entity in entities {
+        let Some(record) = find(conn, entity.entity_type, entity.id)? else { continue };
+        let held = record.meta.field_hlc.values().filter(|hlc| !own.contains(hlc)).max().copied();
+        latest = latest.max(held);
+    }
+    Ok(latest)
+}
+
 /// Gives one operation `reading`, on itself and on each field reading past `limit`, and its
 /// row the same where the row still holds the old reading.
-fn restamp_one(conn: &mut SqliteConnection, row: OperationRow, reading: Hlc, limit: Hlc) -> StoreResult<()> {
-    let seq = row.seq;
-    let mut op = row.decode()?;
+fn restamp_one(
+    conn: &mut SqliteConnection,
+    seq: i32,
+    mut op: SyncOperation,
+    reading: Hlc,
+    limit: Hlc,
+) -> StoreResult<()> {
     let mut moved: Vec<(String, Hlc)> = Vec::new();
     for (field, change) in &mut op.changed_fields {
         if change.hlc > limit {

@@ -47,7 +47,7 @@ use trackflow_domain::{
         PendingOperationsRepository, PushSummary, Reauthenticator, RemoteDataSource, RemoteError,
         SessionStorage, SyncError, SyncProgressObserver, UpstreamSync,
     },
-    protocol::{Mutation, MutationOutcome, PushRequest},
+    protocol::{Mutation, MutationOutcome, PushRequest, CLOCK_SKEW},
     sync::{ConflictKind, Settlement},
     BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, OperationStatus, RepositoryError,
     SyncConflict, SyncOperation, Timestamp,
@@ -969,9 +969,6 @@ fn released(queue: &mut [SyncOperation]) {
 fn kept(op: &SyncOperation, error: &str) -> Settlement {
     Settlement::Retry { attempts: op.attempts, not_before: op.next_attempt_at, error: error.to_owned() }
 }
-
-/// The code of a push refused because a clock reading is too far ahead of the server's clock.
-const CLOCK_SKEW: &str = "clock_skew";
 
 /// Refusals for the clock one pass answers by re-stamping and sending again; after these, the
 /// operation is parked like any other refusal (the server's tolerance may be below ours).

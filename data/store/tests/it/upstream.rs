@@ -327,3 +327,103 @@ async fn a_stale_key_never_reaches_the_operation_that_reused_it() {
     assert_eq!((op.status, op.sent), (OperationStatus::Pending, false), "not marked by the stale key");
     assert_eq!(c.row(&second_project).await, (0, 1, 1), "not settled by it either");
 }
+
+/// A device whose clock runs ten minutes fast, and whose first writes went out before it
+/// learned so: the project's create and (with `renamed_first`) a first rename, stamped ten
+/// minutes ahead, are in flight, or (without) the create is acknowledged. A rename written
+/// after them waits. Then the device learns the server's clock, and the waiting rename is
+/// stamped again. It must stay later than what went out, which the server may hold: stamped
+/// below it, it would lose on the server although written after it (what the seeded
+/// simulation found, on a profile).
+async fn restamped_after_writes_sent_ahead(renamed_first: bool) {
+    use std::sync::Arc;
+    use trackflow_domain::ports::Clock;
+    use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};
+    struct Fast;
+    impl Clock for Fast {
+        fn now(&self) -> Timestamp {
+            SystemClock.now().plus_millis(10 * 60 * 1000)
+        }
+    }
+    super::music();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = LocalStore::open(LocalStoreOptions::new(dir.path().join("local.db")), Arc::new(Fast))
+        .await
+        .expect("open");
+    let (outbox, projects) = (
+        SqlitePendingOperationsRepository::new(store.clone()),
+        SqliteRepository::<Project>::new(store.clone()),
+    );
+    let rename = |name: &str| ProjectPatch { name: Some(name.into()), ..Default::default() };
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let project = projects.create(project).await.expect("create");
+    if renamed_first {
+        projects.update(project.id(), rename("First")).await.expect("rename");
+    }
+    let sent: Vec<_> = outbox.list(None).await.expect("list");
+    outbox.mark_sent(sent.iter().map(|op| op.id).collect()).await.expect("mark");
+    let latest_sent = sent.iter().map(|op| op.hlc).max().expect("sent");
+    if !renamed_first {
+        outbox.settle(vec![(sent[0].id, Settlement::Applied { version: 1 })]).await.expect("settle");
+    }
+    projects.update(project.id(), rename("Second")).await.expect("rename");
+    store.server_clock().observe(SystemClock.now(), std::time::Duration::ZERO);
+    assert_eq!(outbox.restamp().await.expect("restamp"), 1, "the rename is ahead of the corrected clock");
+    let waiting = outbox.list(Some(OperationStatus::Pending)).await.expect("list");
+    let [second] = &waiting[..] else { panic!("one operation waits") };
+    assert!(
+        second.hlc > latest_sent,
+        "the rename ({}) is stamped below what went out ({latest_sent})",
+        second.hlc
+    );
+    assert!(second.changed_fields["name"].hlc > latest_sent);
+}
+
+#[tokio::test]
+async fn an_operation_stamped_again_stays_later_than_a_rename_in_flight() {
+    restamped_after_writes_sent_ahead(true).await;
+}
+
+#[tokio::test]
+async fn an_operation_stamped_again_stays_later_than_an_acknowledged_create() {
+    restamped_after_writes_sent_ahead(false).await;
+}
+
+/// An operation that went out ahead of the corrected clock and may have been applied (its
+/// answer was lost) keeps its reading: sent again changed, the server would refuse it as
+/// `id_reused`. One whose push was refused whole for its clock is stamped again.
+#[tokio::test]
+async fn only_an_operation_no_server_holds_is_stamped_again() {
+    use std::sync::Arc;
+    use trackflow_domain::{ports::Clock, protocol::CLOCK_SKEW};
+    use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};
+    struct Fast;
+    impl Clock for Fast {
+        fn now(&self) -> Timestamp {
+            SystemClock.now().plus_millis(30_000)
+        }
+    }
+    super::music();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = LocalStore::open(LocalStoreOptions::new(dir.path().join("local.db")), Arc::new(Fast))
+        .await
+        .expect("open");
+    let (outbox, projects) = (
+        SqlitePendingOperationsRepository::new(store.clone()),
+        SqliteRepository::<Project>::new(store.clone()),
+    );
+    projects.create(Project::new(UserId::new(), "Demo", None, NOW).expect("valid")).await.expect("create");
+    let [op] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };
+    let (id, stamped) = (op.id, op.hlc);
+    outbox.mark_sent(vec![id]).await.expect("mark");
+    let retry = |error: String| Settlement::Retry { attempts: 1, not_before: None, error };
+    outbox.settle(vec![(id, retry("timeout: no answer".into()))]).await.expect("settle");
+    store.server_clock().observe(SystemClock.now(), std::time::Duration::ZERO);
+    assert_eq!(outbox.restamp().await.expect("restamp"), 0, "it may be held by the server");
+    assert_eq!(outbox.get(id).await.expect("get").expect("queued").hlc, stamped);
+
+    outbox.mark_sent(vec![id]).await.expect("mark");
+    outbox.settle(vec![(id, retry(format!("{CLOCK_SKEW}: ahead")))]).await.expect("settle");
+    assert_eq!(outbox.restamp().await.expect("restamp"), 1, "a push refused for its clock stored nothing");
+    assert!(outbox.get(id).await.expect("get").expect("queued").hlc < stamped);
+}
