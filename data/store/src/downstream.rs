@@ -14,7 +14,7 @@
 use super::{
     conflicts,
     feed::Changes,
-    records::{existing, find, find_visible, presence, raise_high_water, save, NewRows},
+    records::{existing, find, find_visible, presence, raise_high_water, raise_received, save, NewRows},
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
@@ -96,6 +96,7 @@ pub(crate) fn apply_page(
         // in it, including fields a policy kept local (their remote readings are not stored).
         if let Some(newest) = changes.iter().flat_map(|c| c.field_hlc.values()).max() {
             raise_high_water(conn, *newest)?;
+            raise_received(conn, *newest)?;
         }
         let edits = edits(conn, changes)?;
         let mut ordered: Vec<&EntityState> = changes.iter().collect();

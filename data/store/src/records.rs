@@ -48,6 +48,10 @@ pub(crate) struct WriteClock {
 /// The `local_settings` key of the stored clock floor (see [`WriteClock`]).
 const HLC_HIGH_WATER: &str = "hlc_high_water";
 
+/// The `local_settings` key of the latest reading the server holds that this device knows of
+/// (see [`raise_received`]).
+const HLC_RECEIVED: &str = "hlc_received";
+
 /// The `local_settings` key of the server clock's offset from the device's, in milliseconds.
 const SERVER_CLOCK_OFFSET: &str = "server_clock_offset_ms";
 
@@ -110,6 +114,22 @@ pub(crate) fn raise_high_water(conn: &mut SqliteConnection, reading: Hlc) -> Sto
         return Ok(());
     }
     set_high_water(conn, reading)
+}
+
+/// Stores `reading` as the latest reading the server holds that this device knows of, if it is
+/// later than the stored one: readings pulled, and those of operations the server
+/// acknowledged. Re-stamping never goes below it: a queued write was made after everything
+/// it had received, and must stay later than it to win on the server.
+pub(crate) fn raise_received(conn: &mut SqliteConnection, reading: Hlc) -> StoreResult<()> {
+    if received(conn)?.is_some_and(|stored| stored >= reading) {
+        return Ok(());
+    }
+    set_setting(conn, HLC_RECEIVED, &reading.to_string())
+}
+
+/// The latest reading the server holds that this device knows of (see [`raise_received`]).
+pub(crate) fn received(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> {
+    setting(conn, HLC_RECEIVED)
 }
 
 impl WriteClock {

@@ -29,9 +29,9 @@ use trackflow_domain::{
 /// The tables holding what only this device has, copied row by row (by `rowid`).
 const KEPT_BY_ROW: [&str; 4] = ["session", "pending_operations", "blobs", "sync_conflicts"];
 
-/// The settings worth keeping: the replica's identity, the clock floor, the server clock's offset.
-/// (Not the scope cursors: the cache is pulled again from the start.)
-const KEPT_SETTINGS: [&str; 3] = ["replica_id", "hlc_high_water", "server_clock_offset_ms"];
+/// The settings worth keeping: the replica's identity, the clock floors, the server clock's
+/// offset. (Not the scope cursors: the cache is pulled again from the start.)
+const KEPT_SETTINGS: [&str; 4] = ["replica_id", "hlc_high_water", "hlc_received", "server_clock_offset_ms"];
 
 /// How long a statement of the check or the rebuild waits for another connection's lock.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -6,7 +6,10 @@
 use super::{
     feed::Changes,
     outbox::OperationRow,
-    records::{find, find_visible, high_water, raise_high_water, save, set_high_water, WriteClock},
+    records::{
+        find, find_visible, high_water, raise_high_water, raise_received, received, save, set_high_water,
+        WriteClock,
+    },
     rows::parse,
     schema::pending_operations::dsl,
     tables::TableSql,
@@ -290,6 +293,13 @@ pub(crate) fn settle(
                 Settlement::Failed { .. } | Settlement::Retry { .. } => None,
             };
             if let Some(version) = acknowledged {
+                // The server holds this reading now (or, for a conflict, the ones it answered).
+                raise_received(conn, op.hlc)?;
+                if let Settlement::Conflict { server } = settlement {
+                    if let Some(newest) = server.field_hlc.values().max() {
+                        raise_received(conn, *newest)?;
+                    }
+                }
                 let entry = versions.entry(op.entity).or_insert(version);
                 *entry = (*entry).max(version);
                 removed.push(op);
@@ -436,7 +446,8 @@ pub(crate) const RESTAMP_LEAD_MS: i64 = 5_000;
 
 /// Gives new clock readings to the waiting operations whose readings are too far ahead of the
 /// corrected clock (stamped before the device knew its clock was fast), in queue order, all
-/// later than every reading kept and every reading their rows hold from others. The rows they
+/// later than every reading kept and every reading the server holds that the device knows of
+/// (its writes followed them; see [`raise_received`]). The rows they
 /// changed take the new readings too, where they still hold the old ones. Returns how many were
 /// stamped again.
 ///
@@ -490,15 +501,16 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
             .select(max(dsl::hlc))
             .get_result(conn)?;
         let kept = kept.map(|text| parse::<Hlc>(TABLE, &text)).transpose()?;
-        let ops: Vec<(i32, SyncOperation)> =
-            rows.into_iter().map(|row| Ok((row.seq, row.decode()?))).collect::<StoreResult<_>>()?;
-        let floor = [kept, high_water(conn)?.map(|stored| stored.min(limit)), held_by_rows(conn, &ops)?]
+        // The stored floor is capped: it may hold this device's own readings from before it
+        // knew its clock was fast (the queue's newest, kept when the queue empties). What the
+        // server holds is not: a queued write was made after what it had received.
+        let floor = [kept, high_water(conn)?.map(|stored| stored.min(limit)), received(conn)?]
             .into_iter()
             .flatten()
             .max();
-        let readings = clock.restamp(floor.unwrap_or(Hlc::ZERO), ops.len());
-        for ((seq, op), reading) in ops.into_iter().zip(&readings) {
-            restamp_one(conn, seq, op, *reading, limit)?;
+        let readings = clock.restamp(floor.unwrap_or(Hlc::ZERO), rows.len());
+        for (row, reading) in rows.into_iter().zip(&readings) {
+            restamp_one(conn, row, *reading, limit)?;
         }
         if let Some(last) = readings.last() {
             set_high_water(conn, *last)?;
@@ -507,37 +519,11 @@ pub(crate) fn restamp(conn: &mut SqliteConnection, clock: &WriteClock) -> StoreR
     })
 }
 
-/// The latest reading the rows of `ops` hold other than the operations' own: the create's and
-/// the other fields' readings, which the server may hold from an operation already
-/// acknowledged (a create sent before the device learned its clock was fast, say). An
-/// operation written after them must stay later than them when it is stamped again, or the
-/// server would keep the older write.
-fn held_by_rows(conn: &mut SqliteConnection, ops: &[(i32, SyncOperation)]) -> StoreResult<Option<Hlc>> {
-    let own: HashSet<Hlc> =
-        ops.iter().flat_map(|(_, op)| op.changed_fields.values().map(|c| c.hlc).chain([op.hlc])).collect();
-    let mut latest = None;
-    // A row whose create is stamped again holds no reading of anyone else's.
-    let created: HashSet<EntityRef> =
-        ops.iter().filter(|(_, op)| op.kind == OperationKind::Create).map(|(_, op)| op.entity).collect();
-    let entities: HashSet<EntityRef> =
-        ops.iter().map(|(_, op)| op.entity).filter(|e| !created.contains(e)).collect();
-    for entity in entities {
-        let Some(record) = find(conn, entity.entity_type, entity.id)? else { continue };
-        let held = record.meta.field_hlc.values().filter(|hlc| !own.contains(hlc)).max().copied();
-        latest = latest.max(held);
-    }
-    Ok(latest)
-}
-
 /// Gives one operation `reading`, on itself and on each field reading past `limit`, and its
 /// row the same where the row still holds the old reading.
-fn restamp_one(
-    conn: &mut SqliteConnection,
-    seq: i32,
-    mut op: SyncOperation,
-    reading: Hlc,
-    limit: Hlc,
-) -> StoreResult<()> {
+fn restamp_one(conn: &mut SqliteConnection, row: OperationRow, reading: Hlc, limit: Hlc) -> StoreResult<()> {
+    let seq = row.seq;
+    let mut op = row.decode()?;
     let mut moved: Vec<(String, Hlc)> = Vec::new();
     for (field, change) in &mut op.changed_fields {
         if change.hlc > limit {

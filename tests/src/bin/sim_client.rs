@@ -6,6 +6,7 @@
 //!
 //! Usage: `trackflow-sim-client DATA_DIR USER_ID CLOCK_OFFSET_MS`: the device's clock runs
 //! `CLOCK_OFFSET_MS` ahead of the machine's (negative: behind).
+//! `TRACKFLOW_SIM_LOG` (a tracing filter, `debug` say) logs to stderr.
 
 use anyhow::Context;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
@@ -382,6 +383,10 @@ async fn main() -> anyhow::Result<()> {
     let user = UserId::from_uuid(user.parse().context("USER_ID")?);
     let offset: i64 = offset.parse().context("CLOCK_OFFSET_MS")?;
     trackflow_music::install()?;
+    // Its log goes to the device's stderr file, which a failed run keeps.
+    if let Ok(filter) = std::env::var("TRACKFLOW_SIM_LOG") {
+        trackflow::telemetry::init(&filter, trackflow::config::LogFormat::Text);
+    }
     let store =
         LocalStore::open(LocalStoreOptions::new(dir.join("client.db")), Arc::new(Shifted(offset))).await?;
     let mut engine = SyncEngine::over(store, options())?;

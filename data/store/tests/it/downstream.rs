@@ -304,3 +304,60 @@ async fn resolving_a_push_conflict_writes_only_the_fields_in_conflict() {
     let update = outbox.list(None).await.expect("list").pop().expect("queued");
     assert_eq!(update.changed_fields.keys().collect::<Vec<_>>(), vec!["name"]);
 }
+
+/// A pulled value written after a local edit still waiting to be pushed replaces it (the
+/// server will keep the later write), and the push's answer, a conflict the edit lost, leaves
+/// the pulled value in place.
+#[tokio::test]
+async fn a_later_pulled_value_replaces_a_waiting_edit_that_then_loses_on_the_server() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    local.apply(vec![pulled(&project, 1, 1_000)], "c1", &ConflictPolicies::default()).await;
+    local
+        .projects
+        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    let outbox = trackflow_store::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    let [op] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };
+    let theirs = Project::restore(project.id(), project.owner_id(), "Theirs", None, NOW).expect("valid");
+    let mut later = pulled(&theirs, 5, op.hlc.wall_ms + 1_000);
+    later.field_hlc.insert("name".into(), trackflow_domain::Hlc { counter: 0, ..later.field_hlc["name"] });
+    local.apply(vec![later.clone()], "c5", &ConflictPolicies::default()).await;
+    let shown = |p: Option<Project>| p.expect("there").name().to_owned();
+    assert_eq!(shown(local.projects.get(project.id()).await.expect("get")), "Theirs");
+    outbox.mark_sent(vec![op.id]).await.expect("mark");
+    outbox
+        .settle(vec![(op.id, trackflow_domain::sync::Settlement::Conflict { server: later })])
+        .await
+        .expect("settle");
+    assert_eq!(shown(local.projects.get(project.id()).await.expect("get")), "Theirs");
+}
+
+/// A peer whose clock runs 30 s fast wrote a name; this device pulled it and renamed after it,
+/// so its rename is stamped after the peer's reading, ahead of this device's own clock. When
+/// the device learns the server's clock, that rename must not be stamped again below the
+/// reading it followed: on the server it would lose to the peer's older name (what the seeded
+/// simulation found).
+#[tokio::test]
+async fn a_write_that_followed_a_pulled_reading_ahead_stays_later_than_it() {
+    use trackflow_store::SystemClock;
+    let local = Local::new().await;
+    let ahead = u64::try_from(SystemClock.now().as_millis()).expect("after 1970") + 30_000;
+    let project = Project::new(UserId::new(), "Theirs", None, NOW).expect("valid");
+    let theirs = pulled(&project, 3, ahead);
+    local.apply(vec![theirs.clone()], "c3", &ConflictPolicies::default()).await;
+    local
+        .projects
+        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+        .await
+        .expect("rename");
+    let outbox = trackflow_store::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    local.fx.store.server_clock().observe(SystemClock.now(), std::time::Duration::ZERO);
+    outbox.restamp().await.expect("restamp");
+    let [rename] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };
+    assert!(
+        rename.changed_fields["name"].hlc > theirs.field_hlc["name"],
+        "the rename went below what it followed"
+    );
+}
