@@ -15,6 +15,7 @@ use trackflow_domain::{
 use trackflow_executors::UpstreamOptions;
 use trackflow_music::{
     AudioComment, AudioCommentPatch, AudioTrack, AudioTrackPatch, Project, ProjectCollaborator, ProjectPatch,
+    UserProfile,
 };
 use trackflow_remote::{HttpRemote, RemoteOptions};
 use trackflow_store::{SqliteDownstreamRepository, SqliteRepository, SystemClock};
@@ -696,4 +697,65 @@ async fn a_device_offline_past_the_retention_starts_over_and_keeps_what_it_queue
         assert_eq!(device.name(&project).await, "Renamed on B");
         assert_eq!(device.tracks.get(track.id()).await.expect("get"), None);
     }
+}
+
+/// The profiles a user reads are those of the people they share a project with. When someone
+/// leaves (removed from the project, or the project removed from the user), the server still
+/// holds their profile and never sends it as deleted; each device then pulls the profiles from
+/// the start and forgets those that no longer come (found by the seeded simulation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_of_people_no_longer_shared_with_are_forgotten() {
+    trackflow_music::install().expect("the music registry installs");
+    let server = Server::start().await;
+    let users: Vec<UserId> = (0..3).map(|_| UserId::new()).collect();
+    let mut devices = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let token = server.sign_up(*user).await;
+        let device = Client::new(*user, &server.running.url(), &token).await;
+        let profile = UserProfile::new(*user, &format!("User {i}"), &format!("user{i}@example.com"), NOW);
+        device.profiles.create(profile.expect("valid")).await.expect("profile");
+        device.sync().await;
+        devices.push(device);
+    }
+    let (a, b, c) = (&devices[0], &devices[1], &devices[2]);
+    let project =
+        a.projects.create(Project::new(users[0], "Shared", None, NOW).expect("valid")).await.expect("create");
+    let members = SqliteRepository::<ProjectCollaborator>::new(a.store.clone());
+    let mut records = Vec::new();
+    for guest in &users[1..] {
+        let record =
+            ProjectCollaborator::new(project.id(), *guest, CollaboratorRole::Editor, NOW).expect("valid");
+        records.push(members.create(record).await.expect("invite"));
+    }
+    a.sync().await;
+    let mut everyone = users.clone();
+    everyone.sort();
+    for device in [b, c] {
+        device.sync().await;
+        assert_eq!(users_held(device).await, everyone, "everyone shares the project");
+    }
+
+    members.delete(records[1].id()).await.expect("remove C");
+    a.sync().await;
+    b.sync().await;
+    let mut a_and_b = vec![users[0], users[1]];
+    a_and_b.sort();
+    assert_eq!(users_held(b).await, a_and_b, "B no longer shares a project with C");
+    c.sync().await;
+    assert_eq!(users_held(c).await, vec![users[2]], "C shares a project with no one");
+    // Settled: the next sync has nothing to forget and pulls no profile again.
+    let again = b.puller(500).pull(true).await.expect("scopes");
+    assert!(again.iter().all(|(_, outcome)| outcome.as_ref().map_or(true, |r| r.removed == 0)), "{again:?}");
+}
+
+/// The ids of the profiles `device` shows, in order.
+async fn users_held(device: &Client) -> Vec<UserId> {
+    let held = trackflow_store::Repositories::new(device.store.clone())
+        .visible(UserProfile::ENTITY_TYPE)
+        .await
+        .expect("profiles");
+    let mut ids: Vec<UserId> =
+        held.into_iter().filter_map(|p| p.downcast::<UserProfile>().ok()).map(|p| p.id()).collect();
+    ids.sort();
+    ids
 }

@@ -43,7 +43,7 @@ use tokio::{
     process::{Child, ChildStdin, ChildStdout},
 };
 use trackflow_server_store::{test_postgres_url, ScratchDatabase};
-use trackflow_tests::sim::{Action, Command, Dump, PushLog, Reply, SimRole};
+use trackflow_tests::sim::{Action, Command, Dump, FailedOp, PushLog, Reply, SimRole};
 use uuid::Uuid;
 
 /// How long a device may take to answer one command before the run fails: a settle of a
@@ -125,10 +125,13 @@ fn role(rng: &mut StdRng) -> SimRole {
     }
 }
 
+/// Draws an action from the rng, a pick, a number for its text and the users.
+type MakeAction = fn(&mut StdRng, u32, u16, &[Uuid]) -> Action;
+
 fn action(rng: &mut StdRng, users: &[Uuid]) -> Action {
     let (pick, n) = (rng.random::<u32>(), rng.random_range(0..1000u16));
     // Weights: creates and edits most, deletes least.
-    let table: [(u32, fn(&mut StdRng, u32, u16, &[Uuid]) -> Action); 16] = [
+    let table: [(u32, MakeAction); 16] = [
         (6, |_, _, name, _| Action::CreateProject { name }),
         (5, |_, pick, name, _| Action::RenameProject { pick, name }),
         (3, |_, pick, text, _| Action::DescribeProject { pick, text }),
@@ -515,21 +518,43 @@ impl<'p> World<'p> {
         Ok(dumps)
     }
 
-    /// Quiescence: settled, then (the refusals read) every user does what their status asks,
-    /// and everyone settles again. Returns the dumps before and after the users acted, and the
-    /// entities each device discarded operations of.
-    async fn quiesce(&mut self) -> Result<(Vec<Dump>, Vec<Dump>, Vec<Vec<Uuid>>), String> {
-        self.settle().await?;
-        let told = self.dumps().await?;
-        let mut discarded = Vec::new();
-        for d in 0..self.devices.len() {
-            match self.command(d, &Command::Resolve).await? {
-                Reply::Resolved { discarded: entities, .. } => discarded.push(entities),
-                other => return Err(format!("device {d} answered {other:?} to resolve")),
+    /// Quiescence: everyone settled; then, while some device holds failed operations (at most
+    /// three rounds), every user does what their status asks ([`Command::Resolve`]: a retry
+    /// may meet a refusal of its own) and everyone settles again.
+    async fn quiesce(&mut self) -> Result<Quiesced, String> {
+        let n = self.devices.len();
+        let mut quiesced = Quiesced {
+            told: vec![Vec::new(); n],
+            dumps: Vec::new(),
+            discarded: vec![Vec::new(); n],
+            miscounted: Vec::new(),
+        };
+        for round in 0..3 {
+            self.settle().await?;
+            let dumps = self.dumps().await?;
+            for (d, dump) in dumps.iter().enumerate() {
+                if dump.status_failed != dump.failed.len() as u64 {
+                    quiesced.miscounted.push(format!(
+                        "device {d}'s status counts {} failed operations, it holds {}",
+                        dump.status_failed,
+                        dump.failed.len()
+                    ));
+                }
+                quiesced.told[d].extend(dump.failed.iter().cloned());
+            }
+            let settled = dumps.iter().all(|dump| dump.failed.is_empty());
+            quiesced.dumps = dumps;
+            if settled || round == 2 {
+                break;
+            }
+            for d in 0..n {
+                match self.command(d, &Command::Resolve).await? {
+                    Reply::Resolved { discarded, .. } => quiesced.discarded[d].extend(discarded),
+                    other => return Err(format!("device {d} answered {other:?} to resolve")),
+                }
             }
         }
-        self.settle().await?;
-        Ok((told, self.dumps().await?, discarded))
+        Ok(quiesced)
     }
 
     /// The push results every server logged.
@@ -563,27 +588,20 @@ fn by_entity(rows: &trackflow_tests::sim::Rows) -> BTreeMap<(String, Uuid), &BTr
     rows.iter().map(|(t, id, fields)| ((t.clone(), *id), fields)).collect()
 }
 
-/// Every violation of the invariants, one line each. `told` is what the devices held before
-/// their users acted on what they were told, `dumps` after, `discarded` the entities each
-/// device's user discarded operations of.
-fn violations(
-    plan: &Plan,
-    told: &[Dump],
-    dumps: &[Dump],
-    discarded: &[Vec<Uuid>],
-    ledger: &Ledger,
-    logs: &[PushLog],
-) -> Vec<String> {
-    let mut found = Vec::new();
-    for (d, dump) in told.iter().enumerate() {
-        if dump.status_failed != dump.failed.len() as u64 {
-            found.push(format!(
-                "device {d}'s status counts {} failed operations, it holds {}",
-                dump.status_failed,
-                dump.failed.len()
-            ));
-        }
-    }
+/// What quiescence left: per device, the failed operations its user was shown (every round)
+/// and the entities whose operations the user discarded; the last dumps; and status counts
+/// that disagreed with the failed operations held.
+struct Quiesced {
+    told: Vec<Vec<FailedOp>>,
+    dumps: Vec<Dump>,
+    discarded: Vec<Vec<Uuid>>,
+    miscounted: Vec<String>,
+}
+
+/// Every violation of the invariants, one line each.
+fn violations(plan: &Plan, quiesced: &Quiesced, ledger: &Ledger, logs: &[PushLog]) -> Vec<String> {
+    let Quiesced { told, dumps, discarded, miscounted } = quiesced;
+    let mut found = miscounted.clone();
     let mut server_rows = BTreeMap::new();
     for (d, dump) in dumps.iter().enumerate() {
         let (mine, theirs) = (by_entity(&dump.rows), by_entity(&dump.server));
@@ -616,8 +634,7 @@ fn violations(
     for ((entity_type, id, field), by_device) in &ledger.0 {
         let [(device, value)] = by_device.iter().collect::<Vec<_>>()[..] else { continue };
         let Some(row) = server_rows.get(&(entity_type.clone(), *id)) else { continue };
-        let refused =
-            told[*device].failed.iter().any(|op| op.entity_id == *id) || discarded[*device].contains(id);
+        let refused = told[*device].iter().any(|op| op.entity_id == *id) || discarded[*device].contains(id);
         if !refused && row.get(field) != Some(value) {
             found.push(format!(
                 "device {device}'s acknowledged {field} = {value} of {entity_type} {id} was lost: the server holds {:?}",
@@ -657,9 +674,9 @@ fn violations(
         let refused = entries.iter().find(|e| e.outcome == "rejected");
         if let (true, Some(refused)) = (applied.is_empty(), refused) {
             let code = refused.code.as_deref().unwrap_or_default();
-            let shown = plan.devices.iter().zip(told).any(|(device, dump)| {
+            let shown = plan.devices.iter().zip(told).any(|(device, failed)| {
                 plan.users[device.user] == *user
-                    && dump.failed.iter().any(|op| op.id == *mutation && op.reason.contains(code))
+                    && failed.iter().any(|op| op.id == *mutation && op.reason.contains(code))
             });
             if !shown {
                 found.push(format!(
@@ -690,14 +707,15 @@ async fn run(plan: &Plan, backend: Backend) -> Result<String, String> {
         for (i, step) in plan.steps.iter().enumerate() {
             world.step(step).await.map_err(|e| format!("step {i} ({step:?}): {e}"))?;
         }
-        let (told, dumps, discarded) = world.quiesce().await?;
+        let quiesced = world.quiesce().await?;
         let logs = world.push_logs();
-        let found = violations(plan, &told, &dumps, &discarded, &world.ledger, &logs);
+        let found = violations(plan, &quiesced, &world.ledger, &logs);
+        let dumps = &quiesced.dumps;
         if !found.is_empty() {
             return Err(found.join("\n"));
         }
         let rows: usize = dumps.iter().map(|d| d.rows.len()).sum();
-        let failed: usize = told.iter().map(|d| d.failed.len()).sum();
+        let failed: usize = quiesced.told.iter().map(Vec::len).sum();
         Ok(format!(
             "{} steps, {} devices of {} users: {} rows held in all, {} push results logged, {} failed operations told",
             plan.steps.len(),

@@ -152,7 +152,23 @@ impl SyncDataManager {
             });
             outcomes.push((scope, outcome));
         }
+        if let Some(mark) = self.store.people_left().await? {
+            outcomes.push((PEOPLE_SCOPE.to_owned(), self.recount_people(mark).await));
+        }
         Ok(outcomes)
+    }
+
+    /// Pulls the user's records from the start and forgets those that no longer come: someone
+    /// may have left the people the user may read (see
+    /// [`DownstreamRepository::people_left`]).
+    async fn recount_people(&self, mark: u64) -> Result<PullReport, PullError> {
+        self.store.restart_people().await?;
+        let mut report = self.pull_at(PEOPLE_SCOPE, None, true).await?;
+        report.removed = self.store.forget_unpulled_people(mark).await?;
+        if report.removed > 0 {
+            tracing::info!(removed = report.removed, "records of people no longer readable are removed");
+        }
+        Ok(report)
     }
 
     /// The shared scopes pulled here before that the server no longer lists for the user: they

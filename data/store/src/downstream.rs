@@ -14,7 +14,10 @@
 use super::{
     conflicts,
     feed::Changes,
-    records::{existing, find, find_visible, presence, raise_high_water, raise_received, save, NewRows},
+    records::{
+        existing, find, find_visible, people_left, people_may_have_left, presence, raise_high_water,
+        raise_received, save, settle_people_left, NewRows,
+    },
     reverts::{self, Pending},
     rows::{from_json, parse, to_json, Record},
     schema::{pending_operations, sync_deferred, sync_metadata, sync_statistics},
@@ -33,7 +36,7 @@ use trackflow_db::error::StoreResult;
 use trackflow_domain::{
     entities::{AnyEntity, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
-    protocol::EntityState,
+    protocol::{EntityState, PEOPLE_SCOPE},
     sync::{
         field_merge::FieldState, resolve, ChangeKind, ChangeOrigin, ConflictKind, ConflictPolicy, LocalRow,
     },
@@ -97,6 +100,11 @@ pub(crate) fn apply_page(
         if let Some(newest) = changes.iter().flat_map(|c| c.field_hlc.values()).max() {
             raise_high_water(conn, *newest)?;
             raise_received(conn, *newest)?;
+        }
+        let grants =
+            |c: &&EntityState| c.entity_type.member_field().is_some() || c.entity_type.is_scope_root();
+        if changes.iter().filter(grants).any(|c| c.deleted) {
+            people_may_have_left(conn)?;
         }
         let edits = edits(conn, changes)?;
         let mut ordered: Vec<&EntityState> = changes.iter().collect();
@@ -700,6 +708,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                 store.publishing(conn, |conn, report| {
                     conn.immediate_transaction(|conn| {
                         report_forgotten(conn, root.as_uuid(), report)?;
+                        people_may_have_left(conn)?;
                         // Children before what they live inside, for the foreign keys; with each
                         // table, the pulled rows waiting for one of its rows, never wanted now.
                         let mut removed = 0;
@@ -712,6 +721,63 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                         diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
                             .execute(conn)?;
                         StoreResult::Ok(removed as u64)
+                    })
+                })
+            })
+            .await
+    }
+
+    async fn people_left(&self) -> Result<Option<u64>, RepositoryError> {
+        self.store.read(people_left).await
+    }
+
+    async fn restart_people(&self) -> Result<(), RepositoryError> {
+        self.store
+            .read(|conn| {
+                conn.immediate_transaction(|conn| {
+                    diesel::update(sync_metadata::table.find(PEOPLE_SCOPE))
+                        .set(sync_metadata::cursor.eq(None::<String>))
+                        .execute(conn)?;
+                    for entity_type in EntityType::all().iter().filter(|t| t.scope_kind() == ScopeKind::User)
+                    {
+                        TableSql::of(*entity_type).reset_pulled(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn forget_unpulled_people(&self, mark: u64) -> Result<u64, RepositoryError> {
+        let store = self.store.clone();
+        self.store
+            .read(move |conn| {
+                store.publishing(conn, |conn, report| {
+                    conn.immediate_transaction(|conn| {
+                        let mut removed = 0;
+                        // What lives inside first.
+                        for &entity_type in EntityType::all().iter().rev() {
+                            if entity_type.scope_kind() != ScopeKind::User {
+                                continue;
+                            }
+                            let table = TableSql::of(entity_type);
+                            for id in table.unpulled(conn)? {
+                                if let Some(record) =
+                                    find_visible(conn, entity_type, parse(entity_type.table(), &id)?)?
+                                {
+                                    report.entity(
+                                        &record.entity,
+                                        None,
+                                        ChangeKind::Deleted,
+                                        ChangeOrigin::Pull,
+                                    );
+                                }
+                                table.remove(conn, &id)?;
+                                removed += 1;
+                            }
+                        }
+                        settle_people_left(conn, mark)?;
+                        StoreResult::Ok(removed)
                     })
                 })
             })

@@ -132,6 +132,32 @@ pub(crate) fn received(conn: &mut SqliteConnection) -> StoreResult<Option<Hlc>> 
     setting(conn, HLC_RECEIVED)
 }
 
+/// The `local_settings` key of the count of events after which someone may have left the
+/// people this user may read (see [`people_may_have_left`]).
+const PEOPLE_LEFT: &str = "people_left";
+
+/// Records that someone may have left the people this user may read: a membership record or a
+/// shared root was deleted, or a shared scope was lost. Their records (a profile) stay on the
+/// server and are never sent again as deleted, so the next sync pulls the user's records from
+/// the start and forgets those it no longer receives.
+pub(crate) fn people_may_have_left(conn: &mut SqliteConnection) -> StoreResult<()> {
+    let seen: u64 = setting(conn, PEOPLE_LEFT)?.unwrap_or(0);
+    set_setting(conn, PEOPLE_LEFT, &(seen + 1).to_string())
+}
+
+/// The count recorded by [`people_may_have_left`] since the last time it was settled.
+pub(crate) fn people_left(conn: &mut SqliteConnection) -> StoreResult<Option<u64>> {
+    setting(conn, PEOPLE_LEFT)
+}
+
+/// Settles the count `seen`, unless more events came since.
+pub(crate) fn settle_people_left(conn: &mut SqliteConnection, seen: u64) -> StoreResult<()> {
+    use schema::local_settings::dsl::{key, local_settings, value};
+    diesel::delete(local_settings.filter(key.eq(PEOPLE_LEFT)).filter(value.eq(seen.to_string())))
+        .execute(conn)?;
+    Ok(())
+}
+
 impl WriteClock {
     pub fn new(replica: NodeId, clock: Arc<ServerClock>) -> Self {
         Self { hlc: HybridLogicalClock::new(replica), clock }

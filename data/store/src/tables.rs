@@ -254,6 +254,8 @@ pub(crate) struct TableSql {
     presence: String,
     existing: String,
     reset_pulled: String,
+    unpulled: String,
+    remove: String,
     unpull: String,
     drop_unacknowledged: String,
     settle_read: String,
@@ -326,6 +328,10 @@ impl TableSql {
             ),
             existing: format!("SELECT id FROM {t} WHERE id IN (SELECT value FROM json_each(?))"),
             reset_pulled: format!("UPDATE {t} SET pulled_version = 0"),
+            unpulled: format!(
+                "SELECT id AS value FROM {t} WHERE pulled_version = 0 AND dirty = 0 AND pending_create IS NULL"
+            ),
+            remove: format!("DELETE FROM {t} WHERE id = ?"),
             unpull: format!("UPDATE {t} SET pulled_version = 0, deleted = (deleted OR ?) WHERE id = ?"),
             drop_unacknowledged: format!("DELETE FROM {t} WHERE id = ? AND version = 0"),
             settle_read: format!("SELECT version, pending_create FROM {t} WHERE id = ?"),
@@ -413,6 +419,27 @@ impl TableSql {
     /// Forgets what every row was last pulled at.
     pub fn reset_pulled(&self, conn: &mut SqliteConnection) -> StoreResult<()> {
         Statement::new(&self.reset_pulled, Vec::new()).execute(conn)?;
+        Ok(())
+    }
+
+    /// The rows not pulled since [`reset_pulled`](Self::reset_pulled) that hold nothing of
+    /// this device's own waiting to be sent.
+    pub fn unpulled(&self, conn: &mut SqliteConnection) -> StoreResult<Vec<String>> {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = Text)]
+            value: String,
+        }
+        Ok(Statement::new(&self.unpulled, Vec::new())
+            .load::<Id>(conn)?
+            .into_iter()
+            .map(|r| r.value)
+            .collect())
+    }
+
+    /// Removes the row `id` (a row this device may no longer read).
+    pub fn remove(&self, conn: &mut SqliteConnection, id: &str) -> StoreResult<()> {
+        Statement::new(&self.remove, vec![Bind::Text(id)]).execute(conn)?;
         Ok(())
     }
 

@@ -180,4 +180,21 @@ pub trait DownstreamRepository: Interface {
     /// statistics, in one transaction. Queued operations stay: the server refuses them, and the
     /// user sees them as failed. Returns the rows removed.
     async fn forget_scope(&self, scope: ScopeId) -> Result<u64, RepositoryError>;
+
+    /// Whether someone may have left the people the user may read since this was last
+    /// settled (a membership or a shared root was deleted, a shared scope was lost): a mark to
+    /// pass to [`forget_unpulled_people`](Self::forget_unpulled_people), or `None`. The server
+    /// never sends a record of those people as deleted (others still read it), so only pulling
+    /// them from the start tells which are still readable.
+    async fn people_left(&self) -> Result<Option<u64>, RepositoryError>;
+
+    /// Starts the user's records over ([`PEOPLE_SCOPE`](crate::protocol::PEOPLE_SCOPE)): no
+    /// cursor, and no such row counts as pulled. Rows stay until
+    /// [`forget_unpulled_people`](Self::forget_unpulled_people).
+    async fn restart_people(&self) -> Result<(), RepositoryError>;
+
+    /// After a complete pull of the user's records from the start: removes those rows it did
+    /// not bring (the user may no longer read them) unless they hold writes of this device not
+    /// yet sent, and settles `mark`. Returns the rows removed.
+    async fn forget_unpulled_people(&self, mark: u64) -> Result<u64, RepositoryError>;
 }

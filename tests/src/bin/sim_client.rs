@@ -69,7 +69,6 @@ fn options() -> EngineOptions {
         remote: RemoteOptions {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(3),
-            ..RemoteOptions::default()
         },
         realtime: true,
         blob_cache: None,
