@@ -759,3 +759,44 @@ async fn users_held(device: &Client) -> Vec<UserId> {
     ids.sort();
     ids
 }
+
+/// A device that pulled `people` while it was a member of a project whose own pull did not
+/// complete (the request failed) still forgets that project's members once it is removed from
+/// it: the project was listed, so its disappearance from the list counts as losing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_listed_but_never_pulled_still_counts_as_lost() {
+    use crate::proxy::{Fault, Proxy};
+    trackflow_music::install().expect("the music registry installs");
+    let server = Server::start().await;
+    let (owner, guest) = (UserId::new(), UserId::new());
+    let (owner_token, guest_token) = (server.sign_up(owner).await, server.sign_up(guest).await);
+    let proxy = Proxy::start(server.running.addr());
+    let a = Client::new(owner, &server.running.url(), &owner_token).await;
+    let b = Client::new(guest, &proxy.url(), &guest_token).await;
+    for (device, user, name) in [(&a, owner, "Owner"), (&b, guest, "Guest")] {
+        let profile = UserProfile::new(user, name, &format!("{}@example.com", name.to_lowercase()), NOW);
+        device.profiles.create(profile.expect("valid")).await.expect("profile");
+    }
+    let project =
+        a.projects.create(Project::new(owner, "Shared", None, NOW).expect("valid")).await.expect("create");
+    let members = SqliteRepository::<ProjectCollaborator>::new(a.store.clone());
+    let record = ProjectCollaborator::new(project.id(), guest, CollaboratorRole::Viewer, NOW).expect("valid");
+    let record = members.create(record).await.expect("invite");
+    a.sync().await;
+    b.push(1).await;
+    // The scopes listing and `people` pass; the project's pull is answered 500.
+    for fault in [Fault::Pass, Fault::Pass, Fault::Answer500] {
+        proxy.inject(fault);
+    }
+    let outcomes = b.puller(500).pull(true).await.expect("scopes");
+    let project_scope = scope_of(&project);
+    assert!(outcomes.iter().any(|(s, o)| *s == project_scope && o.is_err()), "{outcomes:?}");
+    let mut both = vec![owner, guest];
+    both.sort();
+    assert_eq!(users_held(&b).await, both, "the owner's profile came with people");
+
+    members.delete(record.id()).await.expect("remove the guest");
+    a.sync().await;
+    b.sync().await;
+    assert_eq!(users_held(&b).await, vec![guest], "the guest no longer shares a project with the owner");
+}

@@ -126,6 +126,7 @@ impl SyncDataManager {
         let done = AtomicU64::new(0);
         let finished = || progress.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let lost = self.lost(&scopes).await?;
+        self.store.listed(scopes.iter().map(|s| s.scope.clone()).collect()).await?;
         let (people, projects): (Vec<ScopeHead>, Vec<ScopeHead>) =
             scopes.into_iter().partition(|s| s.scope == PEOPLE_SCOPE);
         let mut outcomes = Vec::with_capacity(people.len() + projects.len());

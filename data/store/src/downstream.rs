@@ -727,6 +727,22 @@ impl DownstreamRepository for SqliteDownstreamRepository {
             .await
     }
 
+    async fn listed(&self, scopes: Vec<String>) -> Result<(), RepositoryError> {
+        self.store
+            .read(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    for scope in &scopes {
+                        diesel::insert_into(sync_metadata::table)
+                            .values(sync_metadata::scope.eq(scope))
+                            .on_conflict_do_nothing()
+                            .execute(conn)?;
+                    }
+                    StoreResult::Ok(())
+                })
+            })
+            .await
+    }
+
     async fn people_left(&self) -> Result<Option<u64>, RepositoryError> {
         self.store.read(people_left).await
     }

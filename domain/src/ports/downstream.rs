@@ -181,6 +181,12 @@ pub trait DownstreamRepository: Interface {
     /// user sees them as failed. Returns the rows removed.
     async fn forget_scope(&self, scope: ScopeId) -> Result<u64, RepositoryError>;
 
+    /// Records that the server lists `scopes` for the user now, before they are pulled: a
+    /// listed scope that is gone at a later listing is then forgotten (see
+    /// [`forget_scope`](Self::forget_scope)) even if no pull of it ever completed here (its
+    /// members' profiles may have come with `people` meanwhile).
+    async fn listed(&self, scopes: Vec<String>) -> Result<(), RepositoryError>;
+
     /// Whether someone may have left the people the user may read since this was last
     /// settled (a membership or a shared root was deleted, a shared scope was lost): a mark to
     /// pass to [`forget_unpulled_people`](Self::forget_unpulled_people), or `None`. The server
