@@ -37,6 +37,12 @@ pub enum Fault {
     Answer500,
     /// Forward the request untouched (to aim a later fault at a later connection).
     Pass,
+    /// Forward the request, and pass the server's answer on `ms` milliseconds after it came:
+    /// a slow network, inside or past the client's timeout.
+    Delay {
+        /// How long the answer is held.
+        ms: u64,
+    },
     /// Forward the request's head and the first `after` bytes of its body, then close both
     /// connections: an upload cut midway. The server sees the body end early; the client sees
     /// its connection closed without an answer.
@@ -211,6 +217,10 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
     match fault {
         // Dropping `client` closes it with the request read and no answer written.
         Some(Fault::CutAfterRequest) => return Ok(()),
+        Some(Fault::Delay { ms }) => {
+            // Latency injected into the network, not a wait for the code under test.
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         Some(Fault::Withhold) => {
             // Returns when the client closes (0 bytes) or resets the connection.
             let _ = client.read(&mut [0u8; 1]).await;

@@ -4,7 +4,7 @@
 //! without audio, comments, profiles, playlists and their order, collaborators and their
 //! roles, log out and in), while the driver kills and restarts servers and devices with
 //! SIGKILL, has each device's proxy refuse connections (a partition of that device), answer
-//! 500, cut the answer or withhold it past the device's timeout, and every device's clock runs
+//! 500, delay the answer, cut it or withhold it past the device's timeout, and every device's clock runs
 //! up to 30 s off the server's (inside the 60 s lead the server allows).
 //!
 //! At quiescence (every process up, every fault healed, every device logged in and settled)
@@ -62,6 +62,9 @@ enum SimFault {
     CutAfterRequest,
     /// Forwards and holds the answer until the device gives up (its 3 s timeout).
     Withhold,
+    /// Forwards and passes the answer on after this many milliseconds (up to 2 s: inside the
+    /// device's timeout).
+    Delay(u64),
 }
 
 impl From<SimFault> for Fault {
@@ -70,6 +73,7 @@ impl From<SimFault> for Fault {
             SimFault::Answer500 => Fault::Answer500,
             SimFault::CutAfterRequest => Fault::CutAfterRequest,
             SimFault::Withhold => Fault::Withhold,
+            SimFault::Delay(ms) => Fault::Delay { ms },
         }
     }
 }
@@ -205,8 +209,12 @@ impl Plan {
                 80..=83 => Step::Partition { device },
                 84..=87 => Step::Heal { device },
                 88..=96 => {
-                    let fault = [SimFault::Answer500, SimFault::CutAfterRequest, SimFault::Withhold]
-                        [rng.random_range(0..3)];
+                    let fault = match rng.random_range(0..4) {
+                        0 => SimFault::Answer500,
+                        1 => SimFault::CutAfterRequest,
+                        2 => SimFault::Withhold,
+                        _ => SimFault::Delay(rng.random_range(50..2_000)),
+                    };
                     Step::Fault { device, fault }
                 }
                 97..=98 => Step::LogOut { device },
