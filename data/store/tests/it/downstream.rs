@@ -51,6 +51,21 @@ impl Local {
             .collect()
     }
 
+    /// Applies `pulled`, the state of `project`, renames the project here to "Mine", and returns
+    /// the outbox that holds the rename.
+    async fn renamed_after_pull(
+        &self,
+        project: &Project,
+        pulled: EntityState,
+    ) -> trackflow_store::SqlitePendingOperationsRepository {
+        self.apply(vec![pulled], "c", &ConflictPolicies::default()).await;
+        self.projects
+            .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
+            .await
+            .expect("rename");
+        trackflow_store::SqlitePendingOperationsRepository::new(self.fx.store.clone())
+    }
+
     async fn count(&self, table: &str) -> i64 {
         self.fx.count(&format!("SELECT COUNT(*) AS n FROM {table}")).await
     }
@@ -312,13 +327,7 @@ async fn resolving_a_push_conflict_writes_only_the_fields_in_conflict() {
 async fn a_later_pulled_value_replaces_a_waiting_edit_that_then_loses_on_the_server() {
     let local = Local::new().await;
     let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
-    local.apply(vec![pulled(&project, 1, 1_000)], "c1", &ConflictPolicies::default()).await;
-    local
-        .projects
-        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
-        .await
-        .expect("rename");
-    let outbox = trackflow_store::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    let outbox = local.renamed_after_pull(&project, pulled(&project, 1, 1_000)).await;
     let [op] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };
     let theirs = Project::restore(project.id(), project.owner_id(), "Theirs", None, NOW).expect("valid");
     let mut later = pulled(&theirs, 5, op.hlc.wall_ms + 1_000);
@@ -346,13 +355,7 @@ async fn a_write_that_followed_a_pulled_reading_ahead_stays_later_than_it() {
     let ahead = u64::try_from(SystemClock.now().as_millis()).expect("after 1970") + 30_000;
     let project = Project::new(UserId::new(), "Theirs", None, NOW).expect("valid");
     let theirs = pulled(&project, 3, ahead);
-    local.apply(vec![theirs.clone()], "c3", &ConflictPolicies::default()).await;
-    local
-        .projects
-        .update(project.id(), ProjectPatch { name: Some("Mine".into()), ..Default::default() })
-        .await
-        .expect("rename");
-    let outbox = trackflow_store::SqlitePendingOperationsRepository::new(local.fx.store.clone());
+    let outbox = local.renamed_after_pull(&project, theirs.clone()).await;
     local.fx.store.server_clock().observe(SystemClock.now(), std::time::Duration::ZERO);
     outbox.restamp().await.expect("restamp");
     let [rename] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };

@@ -328,6 +328,38 @@ async fn a_stale_key_never_reaches_the_operation_that_reused_it() {
     assert_eq!(c.row(&second_project).await, (0, 1, 1), "not settled by it either");
 }
 
+/// A store on a device whose clock runs `ahead_ms` ahead of the machine's, with its outbox and
+/// project repository (the directory must outlive them).
+async fn fast_device(
+    ahead_ms: i64,
+) -> (
+    tempfile::TempDir,
+    trackflow_store::LocalStore,
+    SqlitePendingOperationsRepository,
+    SqliteRepository<Project>,
+) {
+    use std::sync::Arc;
+    use trackflow_domain::ports::Clock;
+    use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};
+    struct Fast(i64);
+    impl Clock for Fast {
+        fn now(&self) -> Timestamp {
+            SystemClock.now().plus_millis(self.0)
+        }
+    }
+    super::music();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store =
+        LocalStore::open(LocalStoreOptions::new(dir.path().join("local.db")), Arc::new(Fast(ahead_ms)))
+            .await
+            .expect("open");
+    let (outbox, projects) = (
+        SqlitePendingOperationsRepository::new(store.clone()),
+        SqliteRepository::<Project>::new(store.clone()),
+    );
+    (dir, store, outbox, projects)
+}
+
 /// A device whose clock runs ten minutes fast, and whose first writes went out before it
 /// learned so: the project's create and (with `renamed_first`) a first rename, stamped ten
 /// minutes ahead, are in flight, or (without) the create is acknowledged. A rename written
@@ -336,24 +368,9 @@ async fn a_stale_key_never_reaches_the_operation_that_reused_it() {
 /// below it, it would lose on the server although written after it (what the seeded
 /// simulation found, on a profile).
 async fn restamped_after_writes_sent_ahead(renamed_first: bool) {
-    use std::sync::Arc;
-    use trackflow_domain::ports::Clock;
-    use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};
-    struct Fast;
-    impl Clock for Fast {
-        fn now(&self) -> Timestamp {
-            SystemClock.now().plus_millis(10 * 60 * 1000)
-        }
-    }
-    super::music();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = LocalStore::open(LocalStoreOptions::new(dir.path().join("local.db")), Arc::new(Fast))
-        .await
-        .expect("open");
-    let (outbox, projects) = (
-        SqlitePendingOperationsRepository::new(store.clone()),
-        SqliteRepository::<Project>::new(store.clone()),
-    );
+    use trackflow_domain::ports::Clock as _;
+    use trackflow_store::SystemClock;
+    let (_dir, store, outbox, projects) = fast_device(10 * 60 * 1000).await;
     let rename = |name: &str| ProjectPatch { name: Some(name.into()), ..Default::default() };
     let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
     let project = projects.create(project).await.expect("create");
@@ -394,24 +411,10 @@ async fn an_operation_stamped_again_stays_later_than_an_acknowledged_create() {
 /// `id_reused`. One whose push was refused whole for its clock is stamped again.
 #[tokio::test]
 async fn only_an_operation_no_server_holds_is_stamped_again() {
-    use std::sync::Arc;
-    use trackflow_domain::{ports::Clock, protocol::CLOCK_SKEW};
-    use trackflow_store::{LocalStore, LocalStoreOptions, SystemClock};
-    struct Fast;
-    impl Clock for Fast {
-        fn now(&self) -> Timestamp {
-            SystemClock.now().plus_millis(30_000)
-        }
-    }
-    super::music();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = LocalStore::open(LocalStoreOptions::new(dir.path().join("local.db")), Arc::new(Fast))
-        .await
-        .expect("open");
-    let (outbox, projects) = (
-        SqlitePendingOperationsRepository::new(store.clone()),
-        SqliteRepository::<Project>::new(store.clone()),
-    );
+    use trackflow_domain::ports::Clock as _;
+    use trackflow_domain::protocol::CLOCK_SKEW;
+    use trackflow_store::SystemClock;
+    let (_dir, store, outbox, projects) = fast_device(30_000).await;
     projects.create(Project::new(UserId::new(), "Demo", None, NOW).expect("valid")).await.expect("create");
     let [op] = &outbox.list(None).await.expect("list")[..] else { panic!("one operation") };
     let (id, stamped) = (op.id, op.hlc);
