@@ -124,9 +124,8 @@ impl App<'_> {
         self.module.resolve_ref()
     }
 
-    /// Copies the audio file at `path` into the local cache; an empty file is no recording.
-    /// Copies the audio file at `path` into the cache, after reading its length (which a
-    /// `given` length must agree with): its hash and length.
+    /// Copies the audio file at `path` into the local cache, after reading its length (which a
+    /// `given` length must agree with): its hash and length. An empty file is no recording.
     async fn import_audio(&self, path: PathBuf, given: Option<i64>) -> anyhow::Result<(BlobHash, i64)> {
         let size = std::fs::metadata(&path)
             .map_err(|e| anyhow::anyhow!("cannot read the audio file {}: {e}", path.display()))?
