@@ -37,12 +37,11 @@ pub enum Fault {
     Answer500,
     /// Forward the request untouched (to aim a later fault at a later connection).
     Pass,
-    /// Forward the request, and pass the server's answer on `ms` milliseconds after it came:
-    /// a slow network, inside or past the client's timeout.
-    Delay {
-        /// How long the answer is held.
-        ms: u64,
-    },
+    /// Forward the request, and hold the server's answer until the proxy accepts its next
+    /// connection (the client's next request, a probe, a stream reconnecting), then pass it
+    /// on: a slow answer overtaken by later traffic. Ordered by events, not by a timer; a
+    /// client that gives up first gets nothing, as with [`Fault::Withhold`].
+    Delay,
     /// Forward the request's head and the first `after` bytes of its body, then close both
     /// connections: an upload cut midway. The server sees the body end early; the client sees
     /// its connection closed without an answer.
@@ -199,9 +198,10 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
     }
     server.write_all(&request).await?;
     shared.tally.send_modify(|t| t.body_bytes += (request.len() - head_len) as u64);
-    if matches!(fault, None | Some(Fault::Pass)) {
-        // Untouched: the answer streams through as it comes (an event stream never ends), until
-        // the proxy refuses.
+    if matches!(fault, None | Some(Fault::Pass)) && request.starts_with(b"GET /v1/events") {
+        // An event stream never ends: it streams through untouched, until the proxy refuses.
+        // (Other answers are read whole first, so that the tally counts an answer before its
+        // client can act on it.)
         let mut cut = shared.cut.subscribe();
         tokio::select! {
             copied = tokio::io::copy(&mut server, &mut client) => copied?,
@@ -217,9 +217,15 @@ async fn serve(mut client: TcpStream, fault: Option<Fault>, shared: &Shared) -> 
     match fault {
         // Dropping `client` closes it with the request read and no answer written.
         Some(Fault::CutAfterRequest) => return Ok(()),
-        Some(Fault::Delay { ms }) => {
-            // Latency injected into the network, not a wait for the code under test.
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+        Some(Fault::Delay) => {
+            let mut tally = shared.tally.subscribe();
+            let seen = tally.borrow_and_update().accepted;
+            let mut byte = [0u8; 1];
+            tokio::select! {
+                _ = tally.wait_for(|t| t.accepted > seen) => {}
+                // The client closed (0 bytes) or reset the connection: it gave up.
+                _ = client.read(&mut byte) => return Ok(()),
+            }
         }
         Some(Fault::Withhold) => {
             // Returns when the client closes (0 bytes) or resets the connection.

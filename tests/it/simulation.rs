@@ -62,9 +62,9 @@ enum SimFault {
     CutAfterRequest,
     /// Forwards and holds the answer until the device gives up (its 3 s timeout).
     Withhold,
-    /// Forwards and passes the answer on after this many milliseconds (up to 2 s: inside the
-    /// device's timeout).
-    Delay(u64),
+    /// Forwards and holds the answer until the device's next request reaches its proxy (or the
+    /// device gives up).
+    Delay,
 }
 
 impl From<SimFault> for Fault {
@@ -73,7 +73,7 @@ impl From<SimFault> for Fault {
             SimFault::Answer500 => Fault::Answer500,
             SimFault::CutAfterRequest => Fault::CutAfterRequest,
             SimFault::Withhold => Fault::Withhold,
-            SimFault::Delay(ms) => Fault::Delay { ms },
+            SimFault::Delay => Fault::Delay,
         }
     }
 }
@@ -213,7 +213,7 @@ impl Plan {
                         0 => SimFault::Answer500,
                         1 => SimFault::CutAfterRequest,
                         2 => SimFault::Withhold,
-                        _ => SimFault::Delay(rng.random_range(50..2_000)),
+                        _ => SimFault::Delay,
                     };
                     Step::Fault { device, fault }
                 }

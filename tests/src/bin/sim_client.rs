@@ -331,16 +331,25 @@ impl Device {
                 Reply::Synced { pending, failed }
             }
             Command::Settle { max_rounds } => {
+                let mut passes = self.engine.upstream().passes();
                 let mut round = 0;
                 loop {
                     self.engine.sync_now().await;
+                    passes.borrow_and_update();
                     let (pending, failed) = self.pending().await?;
                     round += 1;
-                    if pending == 0 || round >= max_rounds {
+                    // What waits behind a failed operation moves only when the user acts.
+                    let stuck = || async {
+                        let report = self.engine.upstream().process().await?;
+                        anyhow::Ok(report.requests == 0 && report.next_due.is_none())
+                    };
+                    if pending == 0 || round >= max_rounds || stuck().await? {
                         break Reply::Synced { pending, failed };
                     }
-                    // Operations backing off become due within the backoff's cap.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Operations backing off: the background processor sends them when they
+                    // are due (within the backoff's cap) and its pass ends in a signal. The
+                    // timeout only bounds a wait for a pass that has nothing to do.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), passes.changed()).await;
                 }
             }
             Command::Dump => Reply::Dump(self.dump().await?),
