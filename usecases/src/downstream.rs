@@ -126,7 +126,6 @@ impl SyncDataManager {
         let done = AtomicU64::new(0);
         let finished = || progress.progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
         let lost = self.lost(&scopes).await?;
-        self.store.listed(scopes.iter().map(|s| s.scope.clone()).collect()).await?;
         let (people, projects): (Vec<ScopeHead>, Vec<ScopeHead>) =
             scopes.into_iter().partition(|s| s.scope == PEOPLE_SCOPE);
         let mut outcomes = Vec::with_capacity(people.len() + projects.len());
@@ -172,11 +171,19 @@ impl SyncDataManager {
         Ok(report)
     }
 
-    /// The shared scopes pulled here before that the server no longer lists for the user: they
-    /// were removed from them, or their roots are gone. This replica must not keep showing them.
+    /// The shared scopes listed or pulled here before that the server no longer lists for the
+    /// user: they were removed from them, or their roots are gone. This replica must not keep
+    /// showing them. Scopes listed for the first time are recorded (see
+    /// [`DownstreamRepository::listed`]); a sync that lists nothing new writes nothing.
     async fn lost(&self, listed: &[ScopeHead]) -> Result<Vec<ScopeId>, PullError> {
-        let listed: HashSet<&str> = listed.iter().map(|s| s.scope.as_str()).collect();
         let pulled = self.store.pulled_scopes().await?;
+        let known: HashSet<&str> = pulled.iter().map(String::as_str).collect();
+        let new: Vec<String> =
+            listed.iter().filter(|s| !known.contains(s.scope.as_str())).map(|s| s.scope.clone()).collect();
+        if !new.is_empty() {
+            self.store.listed(new).await?;
+        }
+        let listed: HashSet<&str> = listed.iter().map(|s| s.scope.as_str()).collect();
         Ok(pulled
             .iter()
             .filter(|scope| !listed.contains(scope.as_str()))
