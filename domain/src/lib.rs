@@ -39,8 +39,8 @@ pub use entities::{CollaboratorRole, EntityRef, EntityType, SyncEntity};
 pub use error::{ClockError, RepositoryError, ValidationError};
 pub use ids::{ConflictId, NodeId, OperationId, ScopeId, UserId};
 pub use sync::{
-    FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, SyncConflict, SyncMeta,
-    SyncOperation, SyncPhase, SyncProgress, SyncState,
+    FieldChange, Hlc, HybridLogicalClock, OperationKind, OperationStatus, Priority, QueuedOperation,
+    SyncConflict, SyncMeta, SyncOperation, SyncPhase, SyncProgress, SyncState,
 };
 pub use time::Timestamp;
 pub use validate::email_address;

@@ -19,8 +19,8 @@ use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     ports::{OutboxCounts, PendingOperationsRepository},
     sync::{CoalescePlan, Settlement},
-    EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, RepositoryError, SyncOperation,
-    Timestamp,
+    EntityRef, FieldChange, Hlc, OperationId, OperationStatus, Priority, QueuedOperation, RepositoryError,
+    SyncOperation, Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -125,6 +125,39 @@ impl OperationRow {
     }
 }
 
+/// What [`QueuedOperation`] holds of an outbox row: no field values or readings.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = pending_operations, check_for_backend(diesel::sqlite::Sqlite))]
+struct QueuedRow {
+    seq: i32,
+    id: String,
+    entity_type: String,
+    entity_id: String,
+    kind: String,
+    priority: i32,
+    depends_on: String,
+    attempts: i32,
+    sent: bool,
+    next_attempt_at: Option<i64>,
+    status: String,
+}
+
+impl QueuedRow {
+    fn decode(self) -> StoreResult<QueuedOperation> {
+        Ok(QueuedOperation {
+            id: parse(TABLE, &self.id)?,
+            entity: EntityRef::new(parse(TABLE, &self.entity_type)?, parse(TABLE, &self.entity_id)?),
+            kind: parse(TABLE, &self.kind)?,
+            priority: priority_from_rank(self.priority)?,
+            depends_on: from_json(TABLE, &self.depends_on)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            sent: self.sent,
+            next_attempt_at: self.next_attempt_at.map(Timestamp),
+            status: parse(TABLE, &self.status)?,
+        })
+    }
+}
+
 /// Appends `op` to the outbox. Callers run it inside the transaction that made the change.
 pub(crate) fn insert(conn: &mut SqliteConnection, op: &SyncOperation) -> StoreResult<()> {
     diesel::insert_into(pending_operations::table).values(OperationRow::encode(op)?).execute(conn)?;
@@ -176,6 +209,35 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
                 Ok(listed.into_iter().map(|(_, op)| op).collect())
             })
             .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn queue(&self) -> Result<Vec<QueuedOperation>, RepositoryError> {
+        let store = self.store.clone();
+        self.store
+            .read(move |conn| {
+                let rows: Vec<QueuedRow> =
+                    dsl::pending_operations.order(dsl::seq).select(QueuedRow::as_select()).load(conn)?;
+                let mut keys = Vec::with_capacity(rows.len());
+                let queue = rows
+                    .into_iter()
+                    .map(|row| {
+                        let seq = row.seq;
+                        let op = row.decode()?;
+                        keys.push((op.id, seq));
+                        Ok(op)
+                    })
+                    .collect::<StoreResult<_>>()?;
+                store.outbox_keys().remember(keys.into_iter(), true);
+                Ok(queue)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(n = ids.len()))]
+    async fn load(&self, ids: Vec<OperationId>) -> Result<Vec<SyncOperation>, RepositoryError> {
+        let store = self.store.clone();
+        self.store.read(move |conn| upstream::load_known(conn, store.outbox_keys(), &ids)).await
     }
 
     #[tracing::instrument(skip_all, fields(%id))]

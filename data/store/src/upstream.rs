@@ -16,6 +16,7 @@ use super::{
 };
 use diesel::dsl::max;
 use diesel::prelude::*;
+use diesel::{sql_types::Bool, sqlite::Sqlite};
 use std::{
     collections::{HashMap, HashSet},
     sync::Mutex,
@@ -24,7 +25,8 @@ use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     protocol::CLOCK_SKEW,
     sync::{upstream::cascade, ChangeKind, ChangeOrigin, CoalescePlan, Settlement},
-    EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, SyncOperation, Timestamp,
+    EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, QueuedOperation, SyncOperation,
+    Timestamp,
 };
 
 const TABLE: &str = "pending_operations";
@@ -103,6 +105,42 @@ impl From<&SyncOperation> for Removed {
     }
 }
 
+/// A condition on outbox rows, built for one chunk of ids.
+type Filter = Box<dyn BoxableExpression<dsl::pending_operations, Sqlite, SqlType = Bool>>;
+
+/// The rows `select` reads for the queued operations with these ids, in chunks: those whose key
+/// is known found by key (and id, see [`Keys`]), the rest by id.
+fn by_ids<T>(
+    conn: &mut SqliteConnection,
+    known: &Keys,
+    ids: &[OperationId],
+    mut select: impl FnMut(&mut SqliteConnection, Filter) -> QueryResult<Vec<T>>,
+) -> StoreResult<Vec<T>> {
+    let (by_key, by_id) = known.split(ids);
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in by_key.chunks(CHUNK) {
+        let (seqs, ids): (Vec<i32>, Vec<String>) = chunk.iter().cloned().unzip();
+        rows.extend(select(conn, Box::new(dsl::seq.eq_any(seqs).and(dsl::id.eq_any(ids))))?);
+    }
+    for chunk in by_id.chunks(CHUNK) {
+        rows.extend(select(conn, Box::new(dsl::id.eq_any(id_texts(chunk))))?);
+    }
+    Ok(rows)
+}
+
+/// The queued operations with these ids, whole, in queue order.
+pub(crate) fn load_known(
+    conn: &mut SqliteConnection,
+    known: &Keys,
+    ids: &[OperationId],
+) -> StoreResult<Vec<SyncOperation>> {
+    let mut rows = by_ids(conn, known, ids, |conn, filter| {
+        dsl::pending_operations.filter(filter).select(OperationRow::as_select()).load(conn)
+    })?;
+    rows.sort_unstable_by_key(|row| row.seq);
+    rows.into_iter().map(OperationRow::decode).collect()
+}
+
 /// The queued operations with these ids, reading only what [`remove`] needs (no field JSON).
 fn load_keys(
     conn: &mut SqliteConnection,
@@ -110,27 +148,12 @@ fn load_keys(
     ids: &[OperationId],
 ) -> StoreResult<HashMap<OperationId, Removed>> {
     type KeyRow = (i32, String, String, String, String);
-    let columns = (dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc);
-    let (by_key, by_id) = known.split(ids);
-    let mut rows: Vec<KeyRow> = Vec::with_capacity(ids.len());
-    for chunk in by_key.chunks(CHUNK) {
-        let (seqs, ids): (Vec<i32>, Vec<&String>) = chunk.iter().map(|(seq, id)| (*seq, id)).unzip();
-        rows.extend(
-            dsl::pending_operations
-                .filter(dsl::seq.eq_any(seqs))
-                .filter(dsl::id.eq_any(ids))
-                .select(columns)
-                .load::<KeyRow>(conn)?,
-        );
-    }
-    for chunk in by_id.chunks(CHUNK) {
-        rows.extend(
-            dsl::pending_operations
-                .filter(dsl::id.eq_any(id_texts(chunk)))
-                .select(columns)
-                .load::<KeyRow>(conn)?,
-        );
-    }
+    let rows = by_ids(conn, known, ids, |conn, filter| {
+        dsl::pending_operations
+            .filter(filter)
+            .select((dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
+            .load::<KeyRow>(conn)
+    })?;
     let mut keys = HashMap::with_capacity(rows.len());
     for (seq, id, entity_type, entity_id, hlc) in rows {
         let id: OperationId = parse(TABLE, &id)?;
@@ -405,8 +428,12 @@ pub(crate) fn discard_failed(
     conn.immediate_transaction(|conn| {
         let queue = load_all(conn)?;
         require_failed(ids, &queue)?;
-        let dropped: HashSet<OperationId> =
-            cascade(&queue, &ids.iter().copied().collect()).into_iter().collect();
+        let dropped: HashSet<OperationId> = cascade(
+            &queue.iter().map(QueuedOperation::from).collect::<Vec<_>>(),
+            &ids.iter().copied().collect(),
+        )
+        .into_iter()
+        .collect();
         let removed: Vec<Removed> =
             queue.iter().filter(|op| dropped.contains(&op.id)).map(Removed::from).collect();
         remove(conn, &removed, &HashMap::new())?;

@@ -1,7 +1,7 @@
 use crate::{
     error::RepositoryError,
     ids::OperationId,
-    sync::{CoalescePlan, OperationStatus, Settlement, SyncOperation},
+    sync::{CoalescePlan, OperationStatus, QueuedOperation, Settlement, SyncOperation},
     time::Timestamp,
 };
 use async_trait::async_trait;
@@ -31,6 +31,22 @@ pub struct OutboxCounts {
 pub trait PendingOperationsRepository: Interface {
     /// Operations in queue order (first-in first-out), optionally only those with `status`.
     async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError>;
+
+    /// Every queued operation in queue order, without its content: what the upstream
+    /// processor schedules by. It reads the content of the few it sends with
+    /// [`load`](Self::load).
+    async fn queue(&self) -> Result<Vec<QueuedOperation>, RepositoryError> {
+        Ok(self.list(None).await?.iter().map(QueuedOperation::from).collect())
+    }
+
+    /// The queued operations with these ids, whole, in queue order; ids no longer queued are
+    /// left out.
+    async fn load(&self, ids: Vec<OperationId>) -> Result<Vec<SyncOperation>, RepositoryError> {
+        let wanted: std::collections::HashSet<OperationId> = ids.into_iter().collect();
+        let mut queued = self.list(None).await?;
+        queued.retain(|op| wanted.contains(&op.id));
+        Ok(queued)
+    }
 
     /// One operation.
     async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError>;

@@ -16,7 +16,7 @@ pub use changes::{ChangeEvent, ChangeKind, ChangeOrigin, EntityChange, LiveQuery
 pub use conflict::{ConflictKind, ConflictResolution, SyncConflict};
 pub use hlc::{Hlc, HybridLogicalClock, ParseHlcError};
 pub use metadata::SyncMeta;
-pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, SyncOperation};
+pub use operation::{FieldChange, OperationKind, OperationStatus, Priority, QueuedOperation, SyncOperation};
 pub use resolution::{resolve, ConflictPolicy, FieldConflict, LocalRow, Resolution};
 pub use state::{SyncPhase, SyncProgress, SyncState};
 pub use upstream::{CoalescePlan, Settlement};

@@ -127,6 +127,55 @@ pub struct SyncOperation {
     pub created_at: Timestamp,
 }
 
+/// A queued operation without its content (its fields, clock readings and last error): what
+/// scheduling and coalescing decide by. The upstream processor holds one of these per queued
+/// operation and reads an operation's content only to send it, so a long outbox costs a pass
+/// little memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedOperation {
+    /// The operation's id.
+    pub id: OperationId,
+    /// The changed entity.
+    pub entity: EntityRef,
+    /// Create, update, delete or upload.
+    pub kind: OperationKind,
+    /// Upstream priority.
+    pub priority: Priority,
+    /// Operations that must be acknowledged first.
+    pub depends_on: Vec<OperationId>,
+    /// Failed sends so far.
+    pub attempts: u32,
+    /// Whether it has ever gone out in a request.
+    pub sent: bool,
+    /// Not to be sent before this instant.
+    pub next_attempt_at: Option<Timestamp>,
+    /// Life-cycle state.
+    pub status: OperationStatus,
+}
+
+impl QueuedOperation {
+    /// See [`SyncOperation::is_unsent`].
+    pub fn is_unsent(&self) -> bool {
+        self.status == OperationStatus::Pending && !self.sent
+    }
+}
+
+impl From<&SyncOperation> for QueuedOperation {
+    fn from(op: &SyncOperation) -> Self {
+        Self {
+            id: op.id,
+            entity: op.entity,
+            kind: op.kind,
+            priority: op.priority,
+            depends_on: op.depends_on.clone(),
+            attempts: op.attempts,
+            sent: op.sent,
+            next_attempt_at: op.next_attempt_at,
+            status: op.status,
+        }
+    }
+}
+
 impl SyncOperation {
     /// Whether coalescing may merge or drop this operation: it is waiting and has never gone
     /// out in a request, so the server cannot hold it.

@@ -1,7 +1,7 @@
 //! What the upstream processor decides about queued operations, in the form the outbox port
 //! applies: a coalescing plan, and the settlement of each sent operation.
 
-use super::{OperationKind, SyncOperation};
+use super::{OperationKind, QueuedOperation, SyncOperation};
 use crate::{entities::EntityRef, ids::OperationId, protocol::EntityState, time::Timestamp};
 use std::collections::HashSet;
 
@@ -60,7 +60,7 @@ pub enum Settlement {
 ///
 /// Only parent links cascade. An operation that merely references a dropped create (a playlist
 /// listing a track) is not in the result: see [`referenced_by_survivors`].
-pub fn cascade(queue: &[SyncOperation], dropped: &HashSet<OperationId>) -> Vec<OperationId> {
+pub fn cascade(queue: &[QueuedOperation], dropped: &HashSet<OperationId>) -> Vec<OperationId> {
     let mut gone: HashSet<OperationId> = dropped.clone();
     let mut entities: HashSet<EntityRef> = queue
         .iter()
@@ -100,7 +100,7 @@ pub fn cascade(queue: &[SyncOperation], dropped: &HashSet<OperationId>) -> Vec<O
 
 /// Whether an operation outside `gone` waits for one inside it: removing `gone` would leave it
 /// referencing something the server never receives.
-pub fn referenced_by_survivors(queue: &[SyncOperation], gone: &[OperationId]) -> bool {
+pub fn referenced_by_survivors(queue: &[QueuedOperation], gone: &[OperationId]) -> bool {
     let gone: HashSet<OperationId> = gone.iter().copied().collect();
     queue.iter().any(|op| !gone.contains(&op.id) && op.depends_on.iter().any(|d| gone.contains(d)))
 }

@@ -15,17 +15,20 @@
 //! Only operations that were never sent take part: an operation that may have reached the
 //! server keeps its id and content, or a retry would be refused as the same id with other
 //! content. Pure: the processor applies the plan to the outbox in one local transaction.
+//!
+//! Plans are made over the queue without content ([`QueuedOperation`]): only the runs that
+//! fold into one operation need their operations' fields, which the processor reads for the
+//! ids [`to_merge`] names and passes in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use trackflow_domain::sync::upstream::{cascade, referenced_by_survivors};
 pub use trackflow_domain::sync::CoalescePlan;
-use trackflow_domain::{EntityRef, OperationId, OperationKind, SyncOperation};
+use trackflow_domain::{EntityRef, OperationId, OperationKind, QueuedOperation, SyncOperation};
 
-/// Plans the coalescing of `queue` (all of the outbox, in queue order).
-pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
-    // Runs of consecutive unsent operations per entity. A sent (or failed) operation ends the
-    // entity's run: what comes after it stays after it.
-    let mut runs: Vec<Vec<&SyncOperation>> = Vec::new();
+/// Runs of consecutive unsent operations per entity, longer than one, in queue order. A sent
+/// (or failed) operation ends the entity's run: what comes after it stays after it.
+fn runs(queue: &[QueuedOperation]) -> Vec<Vec<&QueuedOperation>> {
+    let mut runs: Vec<Vec<&QueuedOperation>> = Vec::new();
     let mut open: HashMap<EntityRef, usize> = HashMap::new();
     for op in queue {
         // An upload ends its entity's run like a sent operation: what comes after it (the
@@ -43,10 +46,28 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
             open.remove(&op.entity);
         }
     }
+    runs.retain(|run| run.len() > 1);
+    runs
+}
 
+/// Whether a run folds into one operation (rather than ending in a delete).
+fn folds(run: &[&QueuedOperation]) -> bool {
+    run.last().is_some_and(|op| op.kind != OperationKind::Delete)
+}
+
+/// The operations whose content [`coalesce`] needs: those of the runs that fold into one.
+pub fn to_merge(queue: &[QueuedOperation]) -> Vec<OperationId> {
+    runs(queue).into_iter().filter(|run| folds(run)).flatten().map(|op| op.id).collect()
+}
+
+/// Plans the coalescing of `queue` (all of the outbox, in queue order). `content` holds the
+/// operations [`to_merge`] named; a run whose content is missing (it left the outbox since the
+/// queue was read) is left as it is.
+pub fn coalesce(queue: &[QueuedOperation], content: &[SyncOperation]) -> CoalescePlan {
+    let content: HashMap<OperationId, &SyncOperation> = content.iter().map(|op| (op.id, op)).collect();
     let mut plan = CoalescePlan::default();
     let mut cancelled: HashSet<OperationId> = HashSet::new();
-    for run in runs.iter().filter(|run| run.len() > 1) {
+    for run in runs(queue) {
         let (first, last) = (run[0], run[run.len() - 1]);
         match (first.kind, last.kind) {
             (OperationKind::Create, OperationKind::Delete) => {
@@ -64,7 +85,12 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
                 plan.remove.extend(run[..run.len() - 1].iter().map(|op| op.id));
             }
             _ => {
-                plan.rewrite.push(merged(run));
+                let Some(whole) =
+                    run.iter().map(|op| content.get(&op.id).copied()).collect::<Option<Vec<_>>>()
+                else {
+                    continue;
+                };
+                plan.rewrite.push(merged(&whole));
                 plan.remove.extend(run[1..].iter().map(|op| op.id));
             }
         }
@@ -78,7 +104,7 @@ pub fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
 /// `gone` without the uploads that operations outside it still depend on (another track
 /// with the same audio), or that were sent (the outbox refuses to drop a sent operation, and the
 /// whole plan with it; a sent upload finishes harmlessly).
-fn shared_uploads_kept(queue: &[SyncOperation], mut gone: Vec<OperationId>) -> Vec<OperationId> {
+fn shared_uploads_kept(queue: &[QueuedOperation], mut gone: Vec<OperationId>) -> Vec<OperationId> {
     let leaving: HashSet<OperationId> = gone.iter().copied().collect();
     let needed: HashSet<OperationId> = queue
         .iter()
@@ -128,6 +154,16 @@ mod tests {
     use trackflow_domain::{EntityType, Hlc, NodeId, Timestamp};
     use trackflow_music::{AudioComment, AudioTrack, Playlist, Project};
     use uuid::Uuid;
+
+    /// Coalesces a whole queue the way the processor does: planned without content, given
+    /// the content of what [`to_merge`] names.
+    fn coalesce(queue: &[SyncOperation]) -> CoalescePlan {
+        let heads: Vec<QueuedOperation> = queue.iter().map(QueuedOperation::from).collect();
+        let wanted: HashSet<OperationId> = to_merge(&heads).into_iter().collect();
+        let content: Vec<SyncOperation> =
+            queue.iter().filter(|op| wanted.contains(&op.id)).cloned().collect();
+        super::coalesce(&heads, &content)
+    }
 
     struct Queue {
         ops: Vec<SyncOperation>,
@@ -306,5 +342,17 @@ mod tests {
         q.last().priority = trackflow_domain::Priority::Critical;
         let plan = coalesce(&q.ops);
         assert_eq!(plan.rewrite[0].priority, trackflow_domain::Priority::Critical);
+    }
+
+    #[test]
+    fn a_run_whose_content_is_gone_is_left_as_it_is() {
+        let mut q = Queue::new();
+        let p = entity(Project::ENTITY_TYPE, 1);
+        q.push(p, OperationKind::Update, &[("name", json!("A"))]);
+        q.push(p, OperationKind::Update, &[("name", json!("B"))]);
+        let heads: Vec<QueuedOperation> = q.ops.iter().map(QueuedOperation::from).collect();
+        assert_eq!(to_merge(&heads), vec![q.ops[0].id, q.ops[1].id]);
+        // Read after the queue, the second update had left the outbox (discarded, say).
+        assert!(super::coalesce(&heads, &q.ops[..1]).is_empty());
     }
 }

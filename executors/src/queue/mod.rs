@@ -7,5 +7,5 @@ pub mod coalesce;
 pub mod schedule;
 
 pub use backoff::{Backoff, Retry};
-pub use coalesce::{coalesce, CoalescePlan};
-pub use schedule::next_batch;
+pub use coalesce::{coalesce, to_merge, CoalescePlan};
+pub use schedule::{next_batch, Schedule};

@@ -1,8 +1,8 @@
 //! The `PendingOperationsManager`: drains the outbox to the server.
 //!
-//! One pass reads the queue, coalesces what was never sent, and sends batches chosen by
-//! [`next_batch`] until nothing is ready. Each batch is marked sent, pushed, and its results
-//! settled in one local transaction:
+//! One pass reads the queue (without the operations' content), coalesces what was never sent,
+//! and sends batches chosen by a [`Schedule`] until nothing is ready, reading each batch whole.
+//! Each batch is marked sent, pushed, and its results settled in one local transaction:
 //!
 //! | server answer                          | the operations                                    |
 //! |----------------------------------------|---------------------------------------------------|
@@ -28,7 +28,7 @@
 //! on the operation id, so a batch resent after a lost response comes back as duplicates.
 
 use crate::{
-    queue::{coalesce, next_batch, Backoff, Retry},
+    queue::{coalesce, to_merge, Backoff, Retry, Schedule},
     registry::ExecutorRegistry,
 };
 use serde::Serialize;
@@ -49,8 +49,8 @@ use trackflow_domain::{
     },
     protocol::{Mutation, MutationOutcome, PushRequest, CLOCK_SKEW},
     sync::{ConflictKind, Settlement},
-    BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, OperationStatus, RepositoryError,
-    SyncConflict, SyncOperation, Timestamp,
+    BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, RepositoryError, SyncConflict,
+    SyncOperation, Timestamp,
 };
 
 /// How the manager sends.
@@ -400,25 +400,25 @@ impl PendingOperationsManager {
             if restamped > 0 {
                 tracing::info!(restamped, "operations stamped again by the server's clock");
             }
-            let mut queue = self.ports.outbox.list(None).await?;
-            let plan = coalesce(&queue);
-            if !plan.is_empty() && self.ports.outbox.apply_coalescing(plan).await? {
-                queue = self.ports.outbox.list(None).await?;
+            // The queue without its content: an operation's fields are read only to send it.
+            let mut queue = self.ports.outbox.queue().await?;
+            let merging = to_merge(&queue);
+            if !merging.is_empty() {
+                let content = self.ports.outbox.load(merging).await?;
+                let plan = coalesce(&queue, &content);
+                if !plan.is_empty() && self.ports.outbox.apply_coalescing(plan).await? {
+                    queue = self.ports.outbox.queue().await?;
+                }
             }
+            let mut schedule = Schedule::new(queue);
             let requests_before = report.requests;
             let progress = Progress {
                 observer: progress,
                 before: report.acknowledged + report.failed,
-                waiting: queue.len() as u64,
+                waiting: schedule.len() as u64,
             };
-            let paused = self.drain(&mut queue, &mut report, &progress).await?;
-            let now = self.ports.clock.now();
-            report.next_due = queue
-                .iter()
-                .filter(|op| op.status == OperationStatus::Pending)
-                .filter_map(|op| op.next_attempt_at)
-                .filter(|at| *at > now)
-                .min();
+            let paused = self.drain(&mut schedule, &mut report, &progress).await?;
+            report.next_due = schedule.next_due(self.ports.clock.now());
             if paused {
                 if let Some(Pause::Wait { until, .. }) = self.current_pause() {
                     report.next_due = Some(until);
@@ -456,29 +456,38 @@ impl PendingOperationsManager {
         Ok(None)
     }
 
-    /// Sends batches from the in-memory `queue` until none is ready, keeping `queue` in step
-    /// with the outbox. Returns whether sending paused.
+    /// Sends batches chosen by `schedule` until none is ready, keeping `schedule` in step with
+    /// the outbox. Returns whether sending paused. Only the batch in hand is read whole.
     ///
     /// The settlements of one batch are stored while the next batch is out, so the client's
-    /// bookkeeping overlaps the server's work. That is safe because the in-memory queue is
-    /// updated before the next batch is chosen: acknowledged operations leave it (what depended
-    /// on them may go, since the server holds them), and operations to retry stay in it as
-    /// [`InFlight`](OperationStatus::InFlight) until their retry is stored, which holds back
-    /// their entity's later operations and their children. The two local transactions never
-    /// overlap: the next batch is marked sent first, and only then is the previous one settled.
+    /// bookkeeping overlaps the server's work. That is safe because the schedule is updated
+    /// before the next batch is chosen: acknowledged operations leave it (what depended on them
+    /// may go, since the server holds them), and operations to retry stay in it as
+    /// [`InFlight`](trackflow_domain::OperationStatus::InFlight) until their retry is stored,
+    /// which holds back their entity's later operations and their children. The two local
+    /// transactions never overlap: the next batch is marked sent first, and only then is the
+    /// previous one settled.
     async fn drain(
         &self,
-        queue: &mut Vec<SyncOperation>,
+        schedule: &mut Schedule,
         report: &mut PassReport,
         progress: &Progress<'_>,
     ) -> Result<bool, RepositoryError> {
         // The previous batch's settlements, not yet stored.
         let mut unsettled = Vec::new();
         loop {
-            let batch = next_batch(queue, self.ports.clock.now(), self.options.batch_size);
-            if batch.is_empty() {
-                self.settle(queue, unsettled).await?;
+            let chosen = schedule.next_batch(self.ports.clock.now(), self.options.batch_size);
+            if chosen.is_empty() {
+                self.settle(schedule, unsettled).await?;
                 return Ok(false);
+            }
+            // Read before the previous batch's settlements are stored, which never touch these:
+            // an operation settled for a retry is in flight in the schedule until stored.
+            let batch = self.ports.outbox.load(chosen.clone()).await?;
+            if batch.len() < chosen.len() {
+                // Gone from the outbox since the queue was read (discarded by the user).
+                let loaded: HashSet<OperationId> = batch.iter().map(|op| op.id).collect();
+                schedule.left(chosen.iter().filter(|id| !loaded.contains(id)));
             }
             let outgoing = self.prepare(&batch);
             let going: Vec<OperationId> = outgoing
@@ -504,29 +513,31 @@ impl PendingOperationsManager {
                 Err(join) => std::panic::resume_unwind(join.into_panic()),
             };
             settled?;
-            released(queue);
+            schedule.released();
             let (sent, settlements) = sent?;
-            mirror(queue, &settlements, report);
+            schedule.settled(&settlements);
+            count(&settlements, report);
             progress.report(report);
             unsettled = settlements;
             if let Sent::Paused = sent {
-                self.settle(queue, unsettled).await?;
+                self.settle(schedule, unsettled).await?;
                 return Ok(true);
             }
         }
     }
 
-    /// Stores `settlements`, already mirrored in `queue`, and marks their retries pending there.
+    /// Stores `settlements`, already recorded in `schedule`, and marks their retries pending
+    /// there.
     async fn settle(
         &self,
-        queue: &mut [SyncOperation],
+        schedule: &mut Schedule,
         settlements: Vec<(OperationId, Settlement)>,
     ) -> Result<(), RepositoryError> {
         if settlements.is_empty() {
             return Ok(());
         }
         self.ports.outbox.settle(settlements).await?;
-        released(queue);
+        schedule.released();
         Ok(())
     }
 
@@ -920,48 +931,14 @@ impl UpstreamSync for PendingOperationsManager {
     }
 }
 
-/// Mirrors `settlements` in the in-memory queue: acknowledged operations leave it, failed ones
-/// are marked failed, and retries are marked [`InFlight`](OperationStatus::InFlight) until
-/// they are stored (see [`released`]), so nothing is chosen again before its retry is durable.
-fn mirror(
-    queue: &mut Vec<SyncOperation>,
-    settlements: &[(OperationId, Settlement)],
-    report: &mut PassReport,
-) {
-    if settlements.is_empty() {
-        return;
-    }
-    let by_id: HashMap<OperationId, &Settlement> = settlements.iter().map(|(id, s)| (*id, s)).collect();
-    queue.retain_mut(|op| {
-        let Some(settlement) = by_id.get(&op.id) else { return true };
+/// Counts `settlements` in `report`: acknowledged, failed, retrying.
+fn count(settlements: &[(OperationId, Settlement)], report: &mut PassReport) {
+    for (_, settlement) in settlements {
         match settlement {
-            Settlement::Applied { .. } | Settlement::Conflict { .. } => {
-                report.acknowledged += 1;
-                return false;
-            }
-            Settlement::Failed { reason } => {
-                report.failed += 1;
-                op.status = OperationStatus::Failed;
-                op.last_error = Some(reason.clone());
-            }
-            Settlement::Retry { attempts, not_before, error } => {
-                report.retrying += 1;
-                op.status = OperationStatus::InFlight;
-                op.attempts = *attempts;
-                op.next_attempt_at = *not_before;
-                op.last_error = Some(error.clone());
-            }
+            Settlement::Applied { .. } | Settlement::Conflict { .. } => report.acknowledged += 1,
+            Settlement::Failed { .. } => report.failed += 1,
+            Settlement::Retry { .. } => report.retrying += 1,
         }
-        true
-    });
-}
-
-/// Marks pending again, in the in-memory queue, the retries whose settlement is now stored.
-/// Only [`mirror`] leaves operations in flight there: the queue is read after the outbox
-/// released what an earlier pass left in flight.
-fn released(queue: &mut [SyncOperation]) {
-    for op in queue.iter_mut().filter(|op| op.status == OperationStatus::InFlight) {
-        op.status = OperationStatus::Pending;
     }
 }
 

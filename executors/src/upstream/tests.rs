@@ -13,7 +13,7 @@ use trackflow_domain::{
     },
     protocol::{EntityState, MutationResult, PushResponse},
     sync::CoalescePlan,
-    Hlc, OperationKind, Priority, SyncEntity, UserId,
+    Hlc, OperationKind, OperationStatus, Priority, QueuedOperation, SyncEntity, UserId,
 };
 use trackflow_music::{AudioTrack, Project};
 
@@ -26,6 +26,9 @@ struct FakeOutbox {
     /// When set, the first `settle` waits (up to five seconds, else it fails) until the
     /// receiver has counted this many pushes.
     first_settle_waits_for: Mutex<Option<(watch::Receiver<usize>, usize)>>,
+    /// Operations the queue lists (first) but that are gone when loaded: they left the outbox
+    /// between the two reads.
+    vanishing: Mutex<Vec<SyncOperation>>,
 }
 
 impl FakeOutbox {
@@ -50,6 +53,11 @@ impl FakeOutbox {
 impl PendingOperationsRepository for FakeOutbox {
     async fn list(&self, status: Option<OperationStatus>) -> Result<Vec<SyncOperation>, RepositoryError> {
         Ok(self.snapshot().into_iter().filter(|op| status.is_none_or(|s| op.status == s)).collect())
+    }
+
+    async fn queue(&self) -> Result<Vec<QueuedOperation>, RepositoryError> {
+        let vanishing = self.vanishing.lock().expect("lock").clone();
+        Ok(vanishing.iter().chain(&self.snapshot()).map(QueuedOperation::from).collect())
     }
 
     async fn get(&self, id: OperationId) -> Result<Option<SyncOperation>, RepositoryError> {
@@ -333,6 +341,27 @@ async fn urgent_first_in_batches_and_children_after_their_parents_acknowledgemen
         "urgent first; within a batch, queue order"
     );
     assert_eq!((report.requests, report.acknowledged), (2, 4));
+    assert!(outbox.snapshot().is_empty());
+}
+
+/// An operation chosen for a batch may have left the outbox since the queue was read (the user
+/// discarded it): the pass forgets it and goes on with the rest.
+#[tokio::test]
+async fn an_operation_gone_before_it_is_sent_is_forgotten() {
+    trackflow_music::install().expect("the music registry installs");
+    let mut ops = Ops::new();
+    let (_, gone) = ops.project();
+    let (_, create) = ops.project();
+    let (remote, requests) = remote(applied);
+    let setup = Setup::new(vec![create.clone()], remote);
+    *setup.outbox.vanishing.lock().expect("lock") = vec![gone];
+    let (manager, outbox, _) = setup.manager();
+    let report = tokio::time::timeout(Duration::from_secs(10), manager.process())
+        .await
+        .expect("the pass ends")
+        .expect("pass");
+    assert_eq!(*requests.lock().expect("lock"), vec![vec![create.id]]);
+    assert_eq!((report.requests, report.acknowledged), (1, 1));
     assert!(outbox.snapshot().is_empty());
 }
 

@@ -7,7 +7,8 @@ use trackflow_domain::SyncEntity;
 use trackflow_domain::{
     ports::{ConflictRepository, PendingOperationsRepository, Repository},
     sync::{CoalescePlan, Settlement},
-    ConflictId, EntityRef, OperationId, OperationStatus, RepositoryError, SyncConflict, Timestamp, UserId,
+    ConflictId, EntityRef, OperationId, OperationStatus, QueuedOperation, RepositoryError, SyncConflict,
+    Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, Playlist, Project, ProjectPatch};
 use trackflow_store::{SqliteConflictRepository, SqlitePendingOperationsRepository, SqliteRepository};
@@ -326,6 +327,33 @@ async fn a_stale_key_never_reaches_the_operation_that_reused_it() {
     let op = c.outbox.get(second).await.expect("get").expect("still queued");
     assert_eq!((op.status, op.sent), (OperationStatus::Pending, false), "not marked by the stale key");
     assert_eq!(c.row(&second_project).await, (0, 1, 1), "not settled by it either");
+}
+
+#[tokio::test]
+async fn the_queue_is_read_without_content_and_operations_whole_by_id() {
+    let c = Client::new().await;
+    let project = c.project().await;
+    let track = c.track(&project).await;
+    let whole = c.outbox.list(None).await.expect("list");
+    let queue = c.outbox.queue().await.expect("queue");
+    let heads: Vec<QueuedOperation> = whole.iter().map(QueuedOperation::from).collect();
+    assert_eq!(queue, heads, "the same operations, in the same order");
+    assert_eq!(queue[1].depends_on, vec![queue[0].id], "the track waits for its project");
+
+    // Loaded by id, in queue order whatever the order asked, with their content; ids no longer
+    // queued (acknowledged, or never there) are left out.
+    let (create, track_create) = (whole[0].id, whole[1].id);
+    let loaded = c.outbox.load(vec![track_create, OperationId::new(), create]).await.expect("load");
+    assert_eq!(loaded, whole);
+    assert_eq!(loaded[1].changed_fields["name"].value, serde_json::json!(track.name()));
+    // The newest operation acknowledged, SQLite gives its key to the next write: the key the
+    // queue remembered for it finds nothing.
+    c.outbox.settle(vec![(track_create, Settlement::Applied { version: 1 })]).await.expect("settle");
+    c.project().await;
+    let reused = c.fx.count("SELECT MAX(seq) AS n FROM pending_operations").await;
+    assert_eq!(reused, 2, "the key was reused");
+    let loaded = c.outbox.load(vec![create, track_create]).await.expect("load");
+    assert_eq!(loaded.iter().map(|op| op.id).collect::<Vec<_>>(), vec![create]);
 }
 
 /// A store on a device whose clock runs `ahead_ms` ahead of the machine's, with its outbox and
