@@ -246,6 +246,13 @@ impl SyncDataManager {
         loop {
             match next.answer().await? {
                 PullResponse::Changes { changes, next_cursor, has_more } => {
+                    tracing::debug!(
+                        scope,
+                        from = ?cursor,
+                        to = %next_cursor,
+                        changes = ?changes.iter().map(|c| (c.entity_id, c.version, c.deleted)).collect::<Vec<_>>(),
+                        "page pulled"
+                    );
                     let following = has_more.then(|| self.fetch(scope, Some(next_cursor.clone())));
                     let counts = self
                         .store

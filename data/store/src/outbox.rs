@@ -8,6 +8,7 @@ use super::{
 };
 use async_trait::async_trait;
 use diesel::{
+    connection::DefaultLoadingMode,
     dsl::{count_star, max, min, sql},
     prelude::*,
     sql_types::{Integer, Nullable},
@@ -216,18 +217,20 @@ impl PendingOperationsRepository for SqlitePendingOperationsRepository {
         let store = self.store.clone();
         self.store
             .read(move |conn| {
-                let rows: Vec<QueuedRow> =
-                    dsl::pending_operations.order(dsl::seq).select(QueuedRow::as_select()).load(conn)?;
-                let mut keys = Vec::with_capacity(rows.len());
-                let queue = rows
-                    .into_iter()
-                    .map(|row| {
-                        let seq = row.seq;
-                        let op = row.decode()?;
-                        keys.push((op.id, seq));
-                        Ok(op)
-                    })
-                    .collect::<StoreResult<_>>()?;
+                // Decoded row by row as SQLite steps, so the rows' text is never all held at once.
+                let mut queue = Vec::new();
+                let mut keys = Vec::new();
+                let rows = dsl::pending_operations
+                    .order(dsl::seq)
+                    .select(QueuedRow::as_select())
+                    .load_iter::<QueuedRow, DefaultLoadingMode>(conn)?;
+                for row in rows {
+                    let row = row?;
+                    let seq = row.seq;
+                    let op = row.decode()?;
+                    keys.push((op.id, seq));
+                    queue.push(op);
+                }
                 store.outbox_keys().remember(keys.into_iter(), true);
                 Ok(queue)
             })

@@ -25,10 +25,12 @@ use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 use trackflow_tests::sim::PushLog;
 use uuid::Uuid;
 
-/// The store, logging what each push did.
+/// The store, logging what each push did (and, with `TRACKFLOW_SIM_LOG` set, what each pull
+/// answered, to `PUSH_LOG.pulls`).
 struct Logged {
     inner: DieselServerStore,
     log: Mutex<std::fs::File>,
+    pulls: Option<Mutex<std::fs::File>>,
 }
 
 fn entry(user: UserId, mutation: Uuid, outcome: &MutationOutcome) -> PushLog {
@@ -78,7 +80,19 @@ impl ServerStore for Logged {
     }
 
     async fn pull(&self, user: UserId, request: PullRequest) -> Result<PullResponse, ServerStoreError> {
-        self.inner.pull(user, request).await
+        let Some(pulls) = &self.pulls else { return self.inner.pull(user, request).await };
+        let (scope, cursor) = (request.scope.clone(), request.cursor.clone());
+        let response = self.inner.pull(user, request).await?;
+        if let PullResponse::Changes { changes, next_cursor, has_more } = &response {
+            let changes: Vec<(Uuid, i64, bool)> =
+                changes.iter().map(|c| (c.entity_id, c.version, c.deleted)).collect();
+            let line = serde_json::json!({
+                "user": user.as_uuid(), "scope": scope, "cursor": cursor, "next": next_cursor,
+                "more": has_more, "changes": changes,
+            });
+            writeln!(pulls.lock().expect("log"), "{line}").expect("append to the pull log");
+        }
+        Ok(response)
     }
 
     async fn purge(&self, now: Timestamp, retention: Retention) -> Result<Purged, ServerStoreError> {
@@ -137,8 +151,13 @@ async fn main() -> anyhow::Result<()> {
         Some(relay) => Arc::new(relay),
         None => Arc::new(LocalPokeRelay::default()),
     };
+    let pull_log = format!("{log}.pulls");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let store = Logged { inner: store, log: Mutex::new(log) };
+    let pulls = match std::env::var_os("TRACKFLOW_SIM_LOG") {
+        Some(_) => Some(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(pull_log)?)),
+        None => None,
+    };
+    let store = Logged { inner: store, log: Mutex::new(log), pulls };
     let state =
         AppState::with_relay(Arc::new(store), ServerConfig::default(), relay).with_blobs(Arc::new(blobs));
     let server = RunningServer::start(listen.parse()?, state).await?;
