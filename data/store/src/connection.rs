@@ -31,11 +31,14 @@ pub(super) struct Opened {
 #[derive(Debug)]
 struct Pragmas {
     busy_timeout: std::time::Duration,
+    inline_checkpoint: u32,
 }
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        configure_connection(conn, self.busy_timeout).map_err(diesel::r2d2::Error::QueryError)
+        configure_connection(conn, self.busy_timeout).map_err(diesel::r2d2::Error::QueryError)?;
+        conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {}", self.inline_checkpoint))
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -78,7 +81,10 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
         // Connections are local files; a `SELECT 1` on every checkout buys nothing.
         .test_on_check_out(false)
         .connection_timeout(options.busy_timeout.max(std::time::Duration::from_secs(1)))
-        .connection_customizer(Box::new(Pragmas { busy_timeout: options.busy_timeout }))
+        .connection_customizer(Box::new(Pragmas {
+            busy_timeout: options.busy_timeout,
+            inline_checkpoint: options.checkpoint.inline_pages,
+        }))
         .build(ConnectionManager::<SqliteConnection>::new(url))
         .map_err(|e| open_error(e.to_string()))?;
     Ok(Opened { pool, replica, server_offset_ms })

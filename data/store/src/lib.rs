@@ -6,6 +6,7 @@
 //! Every Diesel call runs through `trackflow_db::blocking`.
 
 mod blobs;
+mod checkpoint;
 mod clock;
 mod conflicts;
 mod connection;
@@ -25,6 +26,7 @@ mod tables;
 mod upstream;
 
 pub use blobs::{hash_file, BlobCacheOptions, SqliteBlobCache, SqliteBlobCacheParameters};
+pub use checkpoint::CheckpointOptions;
 pub use clock::SystemClock;
 pub use conflicts::{SqliteConflictRepository, SqliteConflictRepositoryParameters};
 pub use connection::MIGRATIONS;
@@ -67,6 +69,9 @@ pub struct LocalStoreOptions {
     /// Change events a subscriber of the change feed may fall behind by before it loses the
     /// oldest (and is told so).
     pub feed_capacity: usize,
+    /// When the write-ahead log is copied back into the database file (see
+    /// [`CheckpointOptions`]).
+    pub checkpoint: CheckpointOptions,
 }
 
 impl LocalStoreOptions {
@@ -78,6 +83,7 @@ impl LocalStoreOptions {
             busy_timeout: Duration::from_secs(5),
             offload: Offload::Auto,
             feed_capacity: 1024,
+            checkpoint: CheckpointOptions::default(),
         }
     }
 }
@@ -100,6 +106,8 @@ struct Inner {
     outbox_keys: upstream::Keys,
     /// What committed transactions changed, for the app's UI, and the live queries.
     feed: feed::Feed,
+    /// Copies the log back into the database file off the writers' path.
+    checkpointer: checkpoint::Checkpointer,
 }
 
 impl fmt::Debug for LocalStore {
@@ -122,6 +130,8 @@ impl LocalStore {
     pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         run_blocking_with(options.offload, move || {
             let opened = connection::open(&options)?;
+            let checkpointer =
+                checkpoint::Checkpointer::start(&options.path, &options.checkpoint, options.busy_timeout)?;
             let server_clock = Arc::new(ServerClock::new(clock, opened.server_offset_ms));
             Ok(Self {
                 inner: Arc::new(Inner {
@@ -132,6 +142,7 @@ impl LocalStore {
                     writes: watch::Sender::new(0),
                     outbox_keys: upstream::Keys::default(),
                     feed: feed::Feed::new(options.feed_capacity),
+                    checkpointer,
                 }),
             })
         })
@@ -170,9 +181,17 @@ impl LocalStore {
         let inner = Arc::clone(&self.inner);
         run_blocking_with(self.inner.offload, move || {
             let mut conn = inner.pool.get().map_err(|e| StoreError::Pool(e.to_string()))?;
-            work(&mut conn)
+            let done = work(&mut conn);
+            inner.checkpointer.poke();
+            done
         })
         .await
+    }
+
+    /// A receiver that sees the number of checkpoints the store's own thread has run (see
+    /// [`CheckpointOptions`]).
+    pub fn checkpoints(&self) -> watch::Receiver<u64> {
+        self.inner.checkpointer.done()
     }
 
     /// Runs a write that needs the clock and reports what it changes to the feed, and maps the

@@ -17,6 +17,12 @@ struct Setting {
     value: String,
 }
 
+#[derive(QueryableByName)]
+struct AutoCheckpoint {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    wal_autocheckpoint: i64,
+}
+
 fn pragma(conn: &mut SqliteConnection, name: &str, column: &str) -> String {
     diesel::sql_query(format!("SELECT CAST({column} AS TEXT) AS value FROM pragma_{name}"))
         .get_result::<Setting>(conn)
@@ -42,6 +48,11 @@ async fn every_pooled_connection_gets_the_sqlite_settings() {
                         pragma(conn, "synchronous", "synchronous"),
                         pragma(conn, "foreign_keys", "foreign_keys"),
                         pragma(conn, "busy_timeout", "timeout"),
+                        diesel::sql_query("PRAGMA wal_autocheckpoint")
+                            .get_result::<AutoCheckpoint>(conn)
+                            .expect("read wal_autocheckpoint")
+                            .wal_autocheckpoint
+                            .to_string(),
                     ])
                 })
                 .await
@@ -52,10 +63,63 @@ async fn every_pooled_connection_gets_the_sqlite_settings() {
         let settings = check.await.expect("task");
         assert_eq!(
             settings,
-            ["wal", "1", "1", "5000"],
-            "WAL, synchronous=NORMAL, foreign keys, 5 s busy timeout"
+            ["wal", "1", "1", "5000", "16000"],
+            "WAL, synchronous=NORMAL, foreign keys, 5 s busy timeout, writers checkpoint only as a backstop"
         );
     }
+}
+
+/// Pages of the log of the database at `path` not yet copied back into the file, from the
+/// WAL-index header (https://www.sqlite.org/walformat.html).
+fn pages_waiting(path: &std::path::Path) -> u32 {
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    let header = std::fs::read(shm).expect("the -shm file");
+    let word = |at: usize| u32::from_ne_bytes(header[at..at + 4].try_into().expect("four bytes"));
+    word(16) - word(96)
+}
+
+#[tokio::test]
+async fn the_store_checkpoints_on_its_own_thread_once_writers_are_idle() {
+    super::music();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("local.db");
+    let checkpoint = trackflow_store::CheckpointOptions {
+        idle: std::time::Duration::from_millis(5),
+        idle_pages: 20,
+        ..Default::default()
+    };
+    let options = LocalStoreOptions { checkpoint, ..LocalStoreOptions::new(&path) };
+    let store = LocalStore::open(options, Arc::new(SystemClock)).await.expect("open");
+    let mut done = store.checkpoints();
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    let owner = trackflow_domain::UserId::new();
+    for i in 0..40 {
+        let project =
+            Project::new(owner, &format!("P{i}"), None, trackflow_domain::Timestamp(1)).expect("valid");
+        projects.create(project).await.expect("create");
+    }
+    // The writes stop: the thread copies the log back, with no writer doing it.
+    tokio::time::timeout(std::time::Duration::from_secs(10), done.wait_for(|n| *n > 0))
+        .await
+        .expect("a checkpoint within 10 s")
+        .expect("store alive");
+    assert_eq!(pages_waiting(&path), 0, "the whole log is in the database file");
+    assert_eq!(count(&store, "SELECT COUNT(*) AS n FROM projects").await, 40);
+
+    // Without the thread, the writers' own checkpoint is SQLite's default, and nothing else runs.
+    let path = dir.path().join("inline.db");
+    let checkpoint = trackflow_store::CheckpointOptions::inline();
+    let options = LocalStoreOptions { checkpoint, ..LocalStoreOptions::new(&path) };
+    let store = LocalStore::open(options, Arc::new(SystemClock)).await.expect("open");
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    for i in 0..40 {
+        let project =
+            Project::new(owner, &format!("P{i}"), None, trackflow_domain::Timestamp(1)).expect("valid");
+        projects.create(project).await.expect("create");
+    }
+    assert!(pages_waiting(&path) > 20, "the log waits for SQLite's checkpoint at 1,000 pages");
+    assert_eq!(*store.checkpoints().borrow(), 0);
 }
 
 #[tokio::test]
