@@ -63,7 +63,7 @@ async fn every_pooled_connection_gets_the_sqlite_settings() {
         let settings = check.await.expect("task");
         assert_eq!(
             settings,
-            ["wal", "1", "1", "5000", "16000"],
+            ["wal", "1", "1", "5000", "32000"],
             "WAL, synchronous=NORMAL, foreign keys, 5 s busy timeout, writers checkpoint only as a backstop"
         );
     }
