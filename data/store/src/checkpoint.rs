@@ -31,7 +31,7 @@
 use diesel::connection::SimpleConnection;
 use std::{
     fs::File,
-    io::{Read, Seek, SeekFrom},
+    io::Read,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -230,8 +230,7 @@ impl Worker {
     /// Pages in the log not yet copied back, from the WAL-index header (0 if unreadable).
     fn waiting_pages(&self) -> u32 {
         let mut header = [0u8; 100];
-        let read = File::open(&self.shm)
-            .and_then(|mut file| file.seek(SeekFrom::Start(0)).and_then(|_| file.read_exact(&mut header)));
+        let read = File::open(&self.shm).and_then(|mut file| file.read_exact(&mut header));
         if read.is_err() {
             return 0;
         }

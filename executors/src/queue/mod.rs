@@ -8,4 +8,4 @@ pub mod schedule;
 
 pub use backoff::{Backoff, Retry};
 pub use coalesce::{coalesce, to_merge, CoalescePlan};
-pub use schedule::{next_batch, Schedule};
+pub use schedule::Schedule;

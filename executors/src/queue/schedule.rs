@@ -203,11 +203,6 @@ impl Schedule {
     }
 }
 
-/// The first batch of `queue`: [`Schedule::next_batch`] of a schedule made for it.
-pub fn next_batch(queue: &[QueuedOperation], now: Timestamp, max: usize) -> Vec<OperationId> {
-    Schedule::new(queue.to_vec()).next_batch(now, max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,8 +232,7 @@ mod tests {
 
     /// The first batch of a queue of whole operations.
     fn next_batch(queue: &[SyncOperation], now: Timestamp, max: usize) -> Vec<SyncOperation> {
-        let heads: Vec<QueuedOperation> = queue.iter().map(QueuedOperation::from).collect();
-        let batch = super::next_batch(&heads, now, max);
+        let batch = Schedule::new(heads(queue)).next_batch(now, max);
         queue.iter().filter(|op| batch.contains(&op.id)).cloned().collect()
     }
 
