@@ -65,6 +65,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     let mut conn = establish(path, options.busy_timeout)?;
     migrate(&mut conn, path)?;
     migrate_app(&mut conn, Registry::global().schema())?;
+    super::upstream::recount_queued_if_asked(&mut conn)?;
     let replica = replica_id(&mut conn)?;
     let server_offset_ms = super::records::saved_offset(&mut conn)?;
     // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a

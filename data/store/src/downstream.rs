@@ -281,7 +281,7 @@ fn apply(
             version: state.version,
             field_hlc: state.field_hlc.clone(),
             deleted: state.deleted,
-            dirty: false,
+            queued: 0,
             pending_create: None,
             pulled_version: state.version,
         };

@@ -654,7 +654,7 @@ pub(crate) fn delete(
         clock.follow(&record.meta);
         let hlc = clock.tick(conn)?;
         record.meta.deleted = true;
-        record.meta.dirty = true;
+        record.meta.queued += 1;
         save(conn, &record)?;
         let op = SyncOperation::new(
             record.entity.entity_ref(),

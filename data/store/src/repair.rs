@@ -208,14 +208,14 @@ fn replay_one(conn: &mut SqliteConnection, op: &SyncOperation, made: &mut u64) -
                 fields.extend(values(op));
                 record.entity = AnyEntity::from_fields(op.entity.entity_type, op.entity.id, &fields)?;
                 record.meta.field_hlc.extend(readings);
-                record.meta.dirty = true;
+                record.meta.queued += 1;
                 save(conn, &record)?;
             }
         }
         OperationKind::Delete => {
             if let Some(mut record) = find(conn, op.entity.entity_type, op.entity.id)? {
                 record.meta.deleted = true;
-                record.meta.dirty = true;
+                record.meta.queued += 1;
                 save(conn, &record)?;
             }
         }

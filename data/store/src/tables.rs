@@ -2,7 +2,8 @@
 //! synced type, with no Diesel schema of its own.
 //!
 //! A type's table has `id`, one column per declared field, and the sync metadata columns
-//! (`version`, `field_hlc`, `deleted`, `dirty`, `pending_create`, `pulled_version`). Its
+//! (`version`, `field_hlc`, `deleted`, `dirty`, `pending_create`, `pulled_version`; `dirty`
+//! holds how many outbox operations on the row wait, [`SyncMeta::queued`]). Its
 //! statements are written once per type from the declaration ([`TableSql`]) and run as
 //! [`Statement`]s: Diesel caches each prepared statement by its text, as it does for the
 //! statements its query builder makes. A write binds each field to its column ([`Column`]); a
@@ -28,7 +29,7 @@ use std::{
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     entities::{AnyEntity, Registry},
-    EntityType, SyncMeta,
+    EntityType, OperationKind, SyncMeta,
 };
 use uuid::Uuid;
 
@@ -109,8 +110,9 @@ pub(crate) struct StoredRow {
     pub field_hlc: String,
     #[diesel(sql_type = Bool)]
     pub deleted: bool,
-    #[diesel(sql_type = Bool)]
-    pub dirty: bool,
+    /// [`SyncMeta::queued`] (the column's name is from when it was a flag).
+    #[diesel(sql_type = BigInt)]
+    pub dirty: i64,
     #[diesel(sql_type = Nullable<Text>)]
     pub pending_create: Option<String>,
     #[diesel(sql_type = BigInt)]
@@ -135,7 +137,7 @@ impl StoredRow {
             // The declared field names, not `entity.fields()`: no serialising on every read.
             field_hlc: field_clock::decode_row(table, &self.field_hlc, entity_type.fields())?,
             deleted: self.deleted,
-            dirty: self.dirty,
+            queued: u32::try_from(self.dirty).map_err(|e| StoreError::corrupt(table, e))?,
             pending_create: self.pending_create.as_deref().map(|id| parse(table, id)).transpose()?,
             pulled_version: self.pulled_version,
         };
@@ -188,7 +190,7 @@ pub(crate) struct EncodedRow {
     version: i64,
     field_hlc: String,
     deleted: bool,
-    dirty: bool,
+    queued: i64,
     pending_create: Option<String>,
     pulled_version: i64,
 }
@@ -214,7 +216,7 @@ impl EncodedRow {
             version: record.meta.version,
             field_hlc: field_clock::encode_row(entity_type.table(), &record.meta.field_hlc)?,
             deleted: record.meta.deleted,
-            dirty: record.meta.dirty,
+            queued: i64::from(record.meta.queued),
             pending_create: record.meta.pending_create.map(|id| id.to_string()),
             pulled_version: record.meta.pulled_version,
         })
@@ -231,7 +233,7 @@ impl EncodedRow {
             Bind::BigInt(self.version),
             Bind::Text(&self.field_hlc),
             Bind::Bool(self.deleted),
-            Bind::Bool(self.dirty),
+            Bind::BigInt(self.queued),
             Bind::OptText(self.pending_create.as_deref()),
             Bind::BigInt(self.pulled_version),
         ]
@@ -258,8 +260,7 @@ pub(crate) struct TableSql {
     remove: String,
     unpull: String,
     drop_unacknowledged: String,
-    settle_read: String,
-    settle_write: String,
+    settle: String,
     list_all: String,
     list_inside: Option<String>,
     /// By index name: the statement and how many times it binds the key.
@@ -334,8 +335,11 @@ impl TableSql {
             remove: format!("DELETE FROM {t} WHERE id = ?"),
             unpull: format!("UPDATE {t} SET pulled_version = 0, deleted = (deleted OR ?) WHERE id = ?"),
             drop_unacknowledged: format!("DELETE FROM {t} WHERE id = ? AND version = 0"),
-            settle_read: format!("SELECT version, pending_create FROM {t} WHERE id = ?"),
-            settle_write: format!("UPDATE {t} SET version = ?, dirty = ?, pending_create = ? WHERE id = ?"),
+            settle: format!(
+                "UPDATE {t} SET version = max(version, ?), dirty = max(dirty - ?, 0), \
+                 pending_create = CASE WHEN pending_create IN (SELECT value FROM json_each(?)) \
+                 THEN NULL ELSE pending_create END WHERE id = ?"
+            ),
             list_all: format!("SELECT {columns} FROM {t} WHERE deleted = 0 ORDER BY {order}"),
             list_inside: entity_type.parent().map(|p| {
                 format!("SELECT {columns} FROM {t} WHERE {} = ? AND deleted = 0 ORDER BY {order}", p.field)
@@ -455,28 +459,35 @@ impl TableSql {
         Ok(Statement::new(&self.drop_unacknowledged, vec![Bind::Text(id)]).execute(conn)? > 0)
     }
 
-    /// The row's version and queued create, if it exists.
-    pub fn settle_read(
-        &self,
-        conn: &mut SqliteConnection,
-        id: &str,
-    ) -> StoreResult<Option<(i64, Option<String>)>> {
-        let mut rows: Vec<SettleRow> = Statement::new(&self.settle_read, vec![Bind::Text(id)]).load(conn)?;
-        Ok(rows.pop().map(|r| (r.version, r.pending_create)))
-    }
-
-    /// Sets the row's version, dirty flag and queued create.
-    pub fn settle_write(
+    /// Brings the row `id` up to date after `removed` (a JSON array of operation ids), its
+    /// operations, left the outbox: its version raised to `version` (never lowered), its count of
+    /// queued operations lowered by theirs, its queued create cleared if it is among them.
+    pub fn settle(
         &self,
         conn: &mut SqliteConnection,
         id: &str,
         version: i64,
-        dirty: bool,
-        pending_create: Option<&str>,
+        removed: &[String],
     ) -> StoreResult<()> {
-        let binds =
-            vec![Bind::BigInt(version), Bind::Bool(dirty), Bind::OptText(pending_create), Bind::Text(id)];
-        Statement::new(&self.settle_write, binds).execute(conn)?;
+        let ids = serde_json::to_string(removed).map_err(|e| StoreError::corrupt(self.table, e))?;
+        let count = i64::try_from(removed.len()).unwrap_or(i64::MAX);
+        let binds = vec![Bind::BigInt(version), Bind::BigInt(count), Bind::Text(&ids), Bind::Text(id)];
+        Statement::new(&self.settle, binds).execute(conn)?;
+        Ok(())
+    }
+
+    /// Sets every row's count of queued writes from the outbox (the type named `name` there,
+    /// uploads aside): once, for a file from before the counts were kept. One pass over the
+    /// outbox, grouped by row, and one over the rows that counted before.
+    pub fn recount_queued(&self, conn: &mut SqliteConnection, name: &str) -> StoreResult<()> {
+        let t = self.table;
+        Statement::new(&format!("UPDATE {t} SET dirty = 0 WHERE dirty != 0"), Vec::new()).execute(conn)?;
+        let count = format!(
+            "UPDATE {t} SET dirty = queued.n FROM (SELECT entity_id, count(*) AS n FROM pending_operations \
+             WHERE entity_type = ? AND kind != ? GROUP BY entity_id) AS queued WHERE {t}.id = queued.entity_id"
+        );
+        Statement::new(&count, vec![Bind::Text(name), Bind::Text(OperationKind::Upload.as_str())])
+            .execute(conn)?;
         Ok(())
     }
 
@@ -547,12 +558,4 @@ pub(crate) struct PresenceRow {
 struct IdRow {
     #[diesel(sql_type = Text)]
     id: String,
-}
-
-#[derive(QueryableByName)]
-struct SettleRow {
-    #[diesel(sql_type = BigInt)]
-    version: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    pending_create: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! Outbox writes of upstream sync: applying a coalescing plan, marking operations sent, and
 //! settling what the server answered. Each is one `BEGIN IMMEDIATE` transaction; whenever
-//! operations leave the outbox, the rows they changed get their version, `dirty` flag and
-//! `pending_create` brought up to date in the same transaction.
+//! operations leave the outbox, the rows they changed get their version, count of queued
+//! operations and `pending_create` brought up to date in the same transaction.
 
 use super::{
     feed::Changes,
@@ -23,6 +23,7 @@ use std::{
 };
 use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
+    entities::Registry,
     protocol::CLOCK_SKEW,
     sync::{upstream::cascade, ChangeKind, ChangeOrigin, CoalescePlan, Settlement},
     EntityRef, Hlc, NodeId, OperationId, OperationKind, OperationStatus, QueuedOperation, SyncOperation,
@@ -96,12 +97,13 @@ struct Removed {
     /// outbox (which has no index on `id`, see the migration).
     seq: Option<i32>,
     entity: EntityRef,
+    kind: OperationKind,
     hlc: Hlc,
 }
 
 impl From<&SyncOperation> for Removed {
     fn from(op: &SyncOperation) -> Self {
-        Self { id: op.id, seq: None, entity: op.entity, hlc: op.hlc }
+        Self { id: op.id, seq: None, entity: op.entity, kind: op.kind, hlc: op.hlc }
     }
 }
 
@@ -147,18 +149,19 @@ fn load_keys(
     known: &Keys,
     ids: &[OperationId],
 ) -> StoreResult<HashMap<OperationId, Removed>> {
-    type KeyRow = (i32, String, String, String, String);
+    type KeyRow = (i32, String, String, String, String, String);
     let rows = by_ids(conn, known, ids, |conn, filter| {
         dsl::pending_operations
             .filter(filter)
-            .select((dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::hlc))
+            .select((dsl::seq, dsl::id, dsl::entity_type, dsl::entity_id, dsl::kind, dsl::hlc))
             .load::<KeyRow>(conn)
     })?;
     let mut keys = HashMap::with_capacity(rows.len());
-    for (seq, id, entity_type, entity_id, hlc) in rows {
+    for (seq, id, entity_type, entity_id, kind, hlc) in rows {
         let id: OperationId = parse(TABLE, &id)?;
         let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
-        keys.insert(id, Removed { id, seq: Some(seq), entity, hlc: parse(TABLE, &hlc)? });
+        let (kind, hlc) = (parse(TABLE, &kind)?, parse(TABLE, &hlc)?);
+        keys.insert(id, Removed { id, seq: Some(seq), entity, kind, hlc });
     }
     Ok(keys)
 }
@@ -186,7 +189,6 @@ fn remove(
         return Ok(());
     };
     raise_high_water(conn, newest)?;
-    let ids: Vec<OperationId> = removed.iter().map(|op| op.id).collect();
     let (by_key, by_id): (Vec<&Removed>, Vec<&Removed>) = removed.iter().partition(|op| op.seq.is_some());
     let seqs: Vec<i32> = by_key.iter().filter_map(|op| op.seq).collect();
     for chunk in seqs.chunks(CHUNK) {
@@ -197,49 +199,40 @@ fn remove(
         diesel::delete(dsl::pending_operations.filter(dsl::id.eq_any(id_texts(chunk)))).execute(conn)?;
     }
 
-    // Which of the touched entities still have operations queued. The outbox has no index by
-    // entity (every local write would pay for one), so this is one scan per batch, filtered by
-    // SQLite: only matching rows come back.
-    let touched: HashSet<EntityRef> = removed.iter().map(|op| op.entity).collect();
-    let touched_ids: Vec<String> = touched.iter().map(|e| e.id.to_string()).collect();
-    let mut still_queued: HashSet<(String, String)> = HashSet::new();
-    for chunk in touched_ids.chunks(CHUNK) {
-        let rows: Vec<(String, String)> = dsl::pending_operations
-            .filter(dsl::entity_id.eq_any(chunk))
-            .select((dsl::entity_type, dsl::entity_id))
-            .distinct()
-            .load(conn)?;
-        still_queued.extend(rows);
+    // Each row counts its queued writes (`SyncMeta::queued`), so no search of the outbox tells
+    // which still wait: the count goes down by the ones removed. An upload changes no field of
+    // the row and is not counted (see `recount_queued`).
+    let mut by_entity: HashMap<EntityRef, Vec<String>> = HashMap::new();
+    for op in removed.iter().filter(|op| op.kind != OperationKind::Upload) {
+        by_entity.entry(op.entity).or_default().push(op.id.to_string());
     }
-    // A row's queued create is either removed now or still queued (it was cleared when it left
-    // before), so the removed ids tell which to clear.
-    let removed_ids: HashSet<String> = ids.iter().map(ToString::to_string).collect();
-    for entity in touched {
-        let key = (entity.entity_type.as_str().to_owned(), entity.id.to_string());
-        let dirty = still_queued.contains(&key);
-        settle_row(conn, entity, versions.get(&entity).copied(), dirty, &removed_ids)?;
+    for (entity, ids) in by_entity {
+        let version = versions.get(&entity).copied().unwrap_or(0);
+        TableSql::of(entity.entity_type).settle(conn, &entity.id.to_string(), version, &ids)?;
     }
     Ok(())
 }
 
-/// Updates one row's sync metadata after operations on it left the outbox: the acknowledged
-/// `version` (never lowered), whether local changes still wait (`dirty`), and its queued create,
-/// which is cleared if it is among `removed_ids`.
-fn settle_row(
-    conn: &mut SqliteConnection,
-    entity: EntityRef,
-    version: Option<i64>,
-    dirty: bool,
-    removed_ids: &HashSet<String>,
-) -> StoreResult<()> {
-    let table = TableSql::of(entity.entity_type);
-    let key = entity.id.to_string();
-    let Some((stored, pending)) = table.settle_read(conn, &key)? else {
-        return Ok(());
-    };
-    let version = version.map_or(stored, |v| v.max(stored));
-    let pending = pending.filter(|id| !removed_ids.contains(id));
-    table.settle_write(conn, &key, version, dirty, pending.as_deref())
+/// The `local_settings` key by which a file asks for its counts of queued writes to be made
+/// from the outbox (set by the migration that made `dirty` a count).
+const RECOUNT_QUEUED: &str = "recount_queued";
+
+/// Makes every row's count of queued writes from the outbox if the file asks for it: once,
+/// after the migration that turned the `dirty` flag into that count, when the program's tables
+/// are in place.
+pub(crate) fn recount_queued_if_asked(conn: &mut SqliteConnection) -> StoreResult<()> {
+    use super::schema::local_settings::dsl::{key, local_settings};
+    conn.immediate_transaction(|conn| {
+        let asked: i64 = local_settings.filter(key.eq(RECOUNT_QUEUED)).count().get_result(conn)?;
+        if asked == 0 {
+            return Ok(());
+        }
+        for entity_type in Registry::global().types() {
+            TableSql::of(*entity_type).recount_queued(conn, entity_type.as_str())?;
+        }
+        diesel::delete(local_settings.filter(key.eq(RECOUNT_QUEUED))).execute(conn)?;
+        Ok(())
+    })
 }
 
 /// Applies `plan` unless an operation it names was sent or removed since the queue was read.
@@ -340,11 +333,7 @@ pub(crate) fn settle(
                         .execute(conn)?;
                     // Parked: the write will not reach the server as it is, so the row goes
                     // back to what the server holds.
-                    let kind: String = dsl::pending_operations
-                        .find(op.seq.unwrap_or_default())
-                        .select(dsl::kind)
-                        .get_result(conn)?;
-                    super::reverts::mark(conn, op.entity, parse(TABLE, &kind)?, reason, report)?;
+                    super::reverts::mark(conn, op.entity, op.kind, reason, report)?;
                 }
                 Settlement::Retry { attempts, not_before, error } => {
                     diesel::update(target)

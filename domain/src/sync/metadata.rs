@@ -16,8 +16,10 @@ pub struct SyncMeta {
     /// Tombstone: the row was deleted; it stays until the delete is acknowledged and pulled by
     /// every replica.
     pub deleted: bool,
-    /// The row holds local changes the server has not acknowledged.
-    pub dirty: bool,
+    /// How many outbox operations on this row wait for the server: the row holds local changes
+    /// the server has not acknowledged while it is above 0 ([`SyncMeta::is_dirty`]). A count, not
+    /// a flag, so that settling some of them needs no search of the outbox for the rest.
+    pub queued: u32,
     /// The outbox operation that creates this row, until the server acknowledges it. Writes
     /// of children (a track in this project, ...) depend on it.
     pub pending_create: Option<OperationId>,
@@ -29,7 +31,7 @@ pub struct SyncMeta {
 
 impl SyncMeta {
     /// Metadata for a row created locally at `hlc` by outbox operation `create`: every field
-    /// stamped, dirty, unversioned.
+    /// stamped, that one operation queued, unversioned.
     pub fn created_locally<'a>(
         fields: impl IntoIterator<Item = &'a String>,
         hlc: Hlc,
@@ -39,17 +41,22 @@ impl SyncMeta {
             version: 0,
             field_hlc: fields.into_iter().map(|f| (f.clone(), hlc)).collect(),
             deleted: false,
-            dirty: true,
+            queued: 1,
             pending_create: Some(create),
             pulled_version: 0,
         }
     }
 
-    /// Records a local write of `fields` at `hlc`.
+    /// Records a local write of `fields` at `hlc`, queued as one outbox operation.
     pub fn touch<'a>(&mut self, fields: impl IntoIterator<Item = &'a String>, hlc: Hlc) {
         for field in fields {
             self.field_hlc.insert(field.clone(), hlc);
         }
-        self.dirty = true;
+        self.queued += 1;
+    }
+
+    /// Whether the row holds local changes the server has not acknowledged.
+    pub fn is_dirty(&self) -> bool {
+        self.queued > 0
     }
 }

@@ -5,6 +5,7 @@ use super::Fixture;
 use std::path::Path;
 use trackflow_domain::{
     ports::{BlobCache, PendingOperationsRepository, Repository},
+    sync::Settlement,
     OperationKind, RepositoryError, Timestamp, UserId,
 };
 use trackflow_music::{AudioTrack, Project};
@@ -121,6 +122,7 @@ async fn a_track_with_new_audio_depends_on_one_upload_per_file() {
     for create in creates {
         assert!(create.depends_on.contains(&uploads[0].id), "{create:?} waits for the upload");
     }
+    let (upload, first_track) = (uploads[0].id, uploads[0].entity.id);
 
     // Audio the cache has never seen cannot be named: nothing could upload it.
     let unknown = AudioTrack::new(project.id(), owner, "Ghost", 1_000, Some(&"ab".repeat(32)), Timestamp(2))
@@ -133,4 +135,11 @@ async fn a_track_with_new_audio_depends_on_one_upload_per_file() {
     let uploads =
         outbox.list(None).await.expect("queue").iter().filter(|op| op.kind == OperationKind::Upload).count();
     assert_eq!(uploads, 1);
+
+    // The upload changes no field of the track it came with: its row counts its create alone,
+    // and still does once the upload is acknowledged.
+    let first = format!("SELECT dirty AS n FROM audio_tracks WHERE id = '{first_track}'");
+    assert_eq!(fx.count(&first).await, 1);
+    outbox.settle(vec![(upload, Settlement::Applied { version: 1 })]).await.expect("settle");
+    assert_eq!(fx.count(&first).await, 1, "the create still waits");
 }

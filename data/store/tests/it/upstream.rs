@@ -458,3 +458,70 @@ async fn only_an_operation_no_server_holds_is_stamped_again() {
     assert_eq!(outbox.restamp().await.expect("restamp"), 1, "a push refused for its clock stored nothing");
     assert!(outbox.get(id).await.expect("get").expect("queued").hlc < stamped);
 }
+
+#[tokio::test]
+async fn a_row_counts_its_queued_writes_through_every_way_they_leave() {
+    let c = Client::new().await;
+    let project = c.project().await;
+    for name in ["One", "Two"] {
+        let patch = ProjectPatch { name: Some(name.into()), ..Default::default() };
+        c.projects.update(project.id(), patch).await.expect("rename");
+    }
+    c.projects.delete(project.id()).await.expect("delete");
+    let [create, one, two, delete] = c.ids().await[..] else { panic!("four operations") };
+    assert_eq!(c.row(&project).await, (0, 4, 1));
+
+    // Coalescing folds the first rename away.
+    let plan = CoalescePlan { rewrite: vec![], remove: vec![one] };
+    assert!(c.outbox.apply_coalescing(plan).await.expect("plan"));
+    assert_eq!(c.row(&project).await, (0, 3, 1));
+    // The create is acknowledged, the second rename parked: it still waits, so it still counts.
+    c.outbox.settle(vec![(create, Settlement::Applied { version: 5 })]).await.expect("settle");
+    c.outbox.settle(vec![(two, Settlement::Failed { reason: "rejected".into() })]).await.expect("fail");
+    assert_eq!(c.row(&project).await, (5, 2, 0));
+    // A retry answer leaves it queued.
+    let retry = Settlement::Retry { attempts: 1, not_before: None, error: "busy".into() };
+    c.outbox.settle(vec![(delete, retry)]).await.expect("retry");
+    assert_eq!(c.row(&project).await, (5, 2, 0));
+    c.outbox.discard_failed(vec![two]).await.expect("discard");
+    assert_eq!(c.row(&project).await, (5, 1, 0));
+    c.outbox.settle(vec![(delete, Settlement::Applied { version: 6 })]).await.expect("settle");
+    assert_eq!(c.row(&project).await, (6, 0, 0));
+    assert_eq!(c.ids().await, Vec::<OperationId>::new());
+}
+
+#[tokio::test]
+async fn a_file_from_before_the_counts_is_recounted_once_when_it_opens() {
+    let c = Client::new().await;
+    let waiting = c.project().await;
+    let patch = ProjectPatch { name: Some("Renamed".into()), ..Default::default() };
+    c.projects.update(waiting.id(), patch).await.expect("rename");
+    let settled = c.project().await;
+    let [_, _, settled_create] = c.ids().await[..] else { panic!("three operations") };
+    c.outbox.settle(vec![(settled_create, Settlement::Applied { version: 2 })]).await.expect("settle");
+    let track = c.track(&waiting).await;
+    // The file as the build before the counts left it: `dirty` a flag (set on the row with two
+    // writes waiting, and left set on one whose writes are all acknowledged, as a crash between
+    // two of that build's statements could not, but a recount must mend), the migration not
+    // applied.
+    super::execute(
+        &c.fx.store,
+        "UPDATE projects SET dirty = 1; UPDATE audio_tracks SET dirty = 1; \
+         DELETE FROM local_settings WHERE key = 'recount_queued'; \
+         DELETE FROM __diesel_schema_migrations WHERE version = '20261208000000';",
+    )
+    .await;
+    let path = c.fx.db_path();
+    let Client { fx, outbox, projects, tracks, .. } = c;
+    drop((outbox, projects, tracks, fx.store));
+
+    let store = super::open(&path).await;
+    let row = |id: String| format!("SELECT dirty AS n FROM projects WHERE id = '{id}'");
+    assert_eq!(super::count(&store, &row(waiting.id().to_string())).await, 2);
+    assert_eq!(super::count(&store, &row(settled.id().to_string())).await, 0);
+    let track_row = format!("SELECT dirty AS n FROM audio_tracks WHERE id = '{}'", track.id());
+    assert_eq!(super::count(&store, &track_row).await, 1);
+    let asked = "SELECT COUNT(*) AS n FROM local_settings WHERE key = 'recount_queued'";
+    assert_eq!(super::count(&store, asked).await, 0, "recounted once");
+    drop(fx.dir);
+}

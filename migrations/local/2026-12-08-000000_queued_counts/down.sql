@@ -1,0 +1,1 @@
+DELETE FROM local_settings WHERE key = 'recount_queued';
