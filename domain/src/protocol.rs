@@ -54,11 +54,13 @@ pub struct PushRequest {
     pub mutations: Vec<Mutation>,
 }
 
-/// A row as the server holds it.
+/// A row as the server holds it. `T` is how its type is held: an [`EntityType`] of this build's
+/// registry, or its name alone ([`UnknownTypeState`]) for a row of a type this build does not
+/// know (a newer server's), which a client keeps aside until an upgrade teaches it the type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntityState {
+pub struct EntityState<T = EntityType> {
     /// The entity's type.
-    pub entity_type: EntityType,
+    pub entity_type: T,
     /// The entity's id.
     pub entity_id: Uuid,
     /// Server version.
@@ -75,6 +77,37 @@ pub struct EntityState {
     /// own (see [`DeletedWith`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_with: Option<DeletedWith>,
+}
+
+/// A pulled row of a type this build's registry does not know, its type by name.
+pub type UnknownTypeState = EntityState<String>;
+
+impl<T> EntityState<T> {
+    /// The same row, its type held as `entity_type`.
+    pub fn with_type<U>(self, entity_type: U) -> EntityState<U> {
+        EntityState {
+            entity_type,
+            entity_id: self.entity_id,
+            version: self.version,
+            deleted: self.deleted,
+            fields: self.fields,
+            field_hlc: self.field_hlc,
+            deleted_with: self.deleted_with,
+        }
+    }
+}
+
+impl UnknownTypeState {
+    /// The row with its type resolved in this build's registry, or itself if the type is still
+    /// unknown.
+    // The error is the row handed back, the same size as the answer.
+    #[allow(clippy::result_large_err)]
+    pub fn resolve(self) -> Result<EntityState, UnknownTypeState> {
+        match EntityType::named(&self.entity_type) {
+            Some(entity_type) => Ok(self.with_type(entity_type)),
+            None => Err(self),
+        }
+    }
 }
 
 /// Why a row is a tombstone without a delete of its own: the entity it lived inside (its
@@ -311,6 +344,12 @@ pub const MAX_PUSH_MUTATIONS: usize = 500;
 /// server's clock (422, naming the first such mutation). Nothing of the push was stored.
 pub const CLOCK_SKEW: &str = "clock_skew";
 
+/// The code of a push refused as a whole because it names an entity type, or a field of one,
+/// that the server's schema does not declare: the client runs a newer schema than the server
+/// (422). Nothing of the push was stored; the client keeps the operations queued and sends them
+/// again once the server is upgraded (docs/sync-protocol.md, "Schema evolution").
+pub const NOT_IN_SCHEMA: &str = "not_in_schema";
+
 /// The response header carrying the server's clock when it answered, in Unix milliseconds.
 /// Every answer has it, errors included; clients correct their clock readings by it
 /// ([`ServerClock`](crate::ports::ServerClock)).
@@ -328,6 +367,11 @@ pub enum PullResponse {
     Changes {
         /// Changed rows, tombstones included, in version order.
         changes: Vec<EntityState>,
+        /// The changed rows of types this build does not know, in version order: a client
+        /// keeps them aside (see docs/sync-protocol.md, "Schema evolution"). On the wire they
+        /// are among `changes`; reading a page sorts them out, and a server never has any.
+        #[serde(skip_serializing)]
+        unknown: Vec<UnknownTypeState>,
         /// The cursor to pull from next.
         next_cursor: String,
         /// Whether more changes are waiting.
@@ -343,7 +387,7 @@ pub enum PullResponse {
 #[derive(Deserialize)]
 struct PullResponseWire {
     status: PullStatus,
-    changes: Option<Vec<EntityState>>,
+    changes: Option<Vec<UnknownTypeState>>,
     next_cursor: Option<String>,
     has_more: Option<bool>,
 }
@@ -361,11 +405,23 @@ impl TryFrom<PullResponseWire> for PullResponse {
     fn try_from(wire: PullResponseWire) -> Result<Self, Self::Error> {
         match wire.status {
             PullStatus::Reset => Ok(PullResponse::Reset),
-            PullStatus::Changes => Ok(PullResponse::Changes {
-                changes: wire.changes.ok_or("missing field `changes`")?,
-                next_cursor: wire.next_cursor.ok_or("missing field `next_cursor`")?,
-                has_more: wire.has_more.ok_or("missing field `has_more`")?,
-            }),
+            PullStatus::Changes => {
+                let rows = wire.changes.ok_or("missing field `changes`")?;
+                let mut changes = Vec::with_capacity(rows.len());
+                let mut unknown = Vec::new();
+                for row in rows {
+                    match row.resolve() {
+                        Ok(known) => changes.push(known),
+                        Err(row) => unknown.push(row),
+                    }
+                }
+                Ok(PullResponse::Changes {
+                    changes,
+                    unknown,
+                    next_cursor: wire.next_cursor.ok_or("missing field `next_cursor`")?,
+                    has_more: wire.has_more.ok_or("missing field `has_more`")?,
+                })
+            }
         }
     }
 }

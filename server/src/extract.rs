@@ -8,7 +8,10 @@ use axum::{
     http::{header, request::Parts, StatusCode},
 };
 use serde::de::DeserializeOwned;
-use trackflow_domain::UserId;
+use trackflow_domain::{
+    protocol::{PushRequest, NOT_IN_SCHEMA},
+    EntityType, UserId,
+};
 
 /// A JSON body, limited to the configured size.
 #[derive(Debug)]
@@ -18,25 +21,82 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiFailure;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiFailure> {
-        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let is_json = content_type
-            .and_then(|ct| ct.split(';').next())
-            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiFailure::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
-        let limit = state.config.max_body_bytes;
-        let too_large = || too_large("body_too_large", "body", limit as u64);
-        if declared_length(&req).is_some_and(|length| length > limit as u64) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
-        parse_json(&bytes).map(ApiJson)
+        parse_json(&json_body(req, state).await?).map(ApiJson)
     }
+}
+
+/// The bytes of a JSON body, refused unless it says it is JSON and fits the configured size.
+async fn json_body(req: Request, state: &AppState) -> Result<axum::body::Bytes, ApiFailure> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let is_json = content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiFailure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        ));
+    }
+    let limit = state.config.max_body_bytes;
+    let too_large = || too_large("body_too_large", "body", limit as u64);
+    if declared_length(&req).is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())
+}
+
+/// A push's body: as [`ApiJson`] reads it, then held against this server's schema. A push
+/// naming an entity type or a field the schema does not declare comes from a client with a
+/// newer schema and is refused whole as [`NOT_IN_SCHEMA`], so that the client keeps it queued
+/// for after the server's upgrade instead of taking it for bad data.
+#[derive(Debug)]
+pub(crate) struct PushJson(pub PushRequest);
+
+impl FromRequest<AppState> for PushJson {
+    type Rejection = ApiFailure;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiFailure> {
+        let bytes = json_body(req, state).await?;
+        let request: PushRequest =
+            parse_json(&bytes).map_err(|failure| unknown_type(&bytes).unwrap_or(failure))?;
+        for (i, mutation) in request.mutations.iter().enumerate() {
+            let entity_type = mutation.entity_type;
+            if let Some(field) = mutation.fields.keys().find(|f| !entity_type.fields().contains(&f.as_str()))
+            {
+                return Err(not_in_schema(i, format!("the field '{field}' of '{entity_type}'")));
+            }
+        }
+        Ok(PushJson(request))
+    }
+}
+
+/// [`NOT_IN_SCHEMA`] for the mutation at `index`, which names `what`.
+fn not_in_schema(index: usize, what: String) -> ApiFailure {
+    ApiFailure::invalid(
+        NOT_IN_SCHEMA,
+        format!(
+            "mutations[{index}]: this server's schema does not declare {what}; the client's schema is newer: \
+             upgrade the server"
+        ),
+    )
+}
+
+/// For a push body that did not read: [`NOT_IN_SCHEMA`] if a mutation names an entity type this
+/// server does not know (the push is otherwise read only to find it).
+fn unknown_type(bytes: &[u8]) -> Option<ApiFailure> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        entity_type: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Push {
+        mutations: Vec<Named>,
+    }
+    let push: Push = serde_json::from_slice(bytes).ok()?;
+    let (index, named) =
+        push.mutations.iter().enumerate().find(|(_, m)| EntityType::named(&m.entity_type).is_none())?;
+    Some(not_in_schema(index, format!("the entity type '{}'", named.entity_type)))
 }
 
 /// The body length the request declares (`Content-Length`), if it declares one.

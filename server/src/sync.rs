@@ -3,7 +3,7 @@
 use crate::{
     auth,
     error::ApiFailure,
-    extract::{ApiJson, ApiQuery, AuthUser},
+    extract::{ApiQuery, AuthUser, PushJson},
     AppState,
 };
 use axum::{extract::State, http::StatusCode, Json};
@@ -15,7 +15,7 @@ use trackflow_domain::protocol::{
 pub(crate) async fn push(
     State(state): State<AppState>,
     auth: AuthUser,
-    ApiJson(request): ApiJson<PushRequest>,
+    PushJson(request): PushJson,
 ) -> Result<Json<PushResponse>, ApiFailure> {
     check_clock_lead(&request, &state)?;
     crate::blobs::missing_audio(&state, auth.user, &request).await?;

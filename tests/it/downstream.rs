@@ -80,7 +80,13 @@ impl Client {
     /// Applies `page` of `scope` as the pull that fetched it would.
     async fn apply(&self, scope: &str, page: &Page) {
         SqliteDownstreamRepository::new(self.store.clone())
-            .apply_page(scope, page.changes.clone(), page.cursor.clone(), SyncUseCases::default().plan())
+            .apply_page(
+                scope,
+                page.changes.clone(),
+                Vec::new(),
+                page.cursor.clone(),
+                SyncUseCases::default().plan(),
+            )
             .await
             .expect("apply");
     }

@@ -8,7 +8,7 @@ use crate::entities::SyncUseCases;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -245,7 +245,7 @@ impl SyncDataManager {
         let mut next = self.fetch(scope, cursor.clone());
         loop {
             match next.answer().await? {
-                PullResponse::Changes { changes, next_cursor, has_more } => {
+                PullResponse::Changes { changes, unknown, next_cursor, has_more } => {
                     tracing::debug!(
                         scope,
                         from = ?cursor,
@@ -253,10 +253,20 @@ impl SyncDataManager {
                         changes = ?changes.iter().map(|c| (c.entity_id, c.version, c.deleted)).collect::<Vec<_>>(),
                         "page pulled"
                     );
+                    if !unknown.is_empty() {
+                        let types: BTreeSet<&str> = unknown.iter().map(|u| u.entity_type.as_str()).collect();
+                        tracing::info!(scope, rows = unknown.len(), ?types, "kept aside rows of types this build does not know: a newer server's; an upgrade lets them in");
+                    }
                     let following = has_more.then(|| self.fetch(scope, Some(next_cursor.clone())));
                     let counts = self
                         .store
-                        .apply_page(scope, changes, next_cursor.clone(), self.options.use_cases.plan())
+                        .apply_page(
+                            scope,
+                            changes,
+                            unknown,
+                            next_cursor.clone(),
+                            self.options.use_cases.plan(),
+                        )
                         .await?;
                     for (entity_type, c) in counts {
                         report.counts.entry(entity_type).or_default().add(c);
@@ -382,7 +392,12 @@ mod tests {
     const WAIT: Duration = Duration::from_secs(10);
 
     fn page(next_cursor: &str, has_more: bool) -> PullResponse {
-        PullResponse::Changes { changes: Vec::new(), next_cursor: next_cursor.into(), has_more }
+        PullResponse::Changes {
+            changes: Vec::new(),
+            unknown: Vec::new(),
+            next_cursor: next_cursor.into(),
+            has_more,
+        }
     }
 
     /// A store that has never pulled the scope.
@@ -421,7 +436,7 @@ mod tests {
             Ok(answer)
         });
         let mut store = never_pulled();
-        store.expect_apply_page().times(2).returning(move |_, _, next_cursor, _| {
+        store.expect_apply_page().times(2).returning(move |_, _, _, next_cursor, _| {
             if next_cursor == "1" {
                 // Blocks this page's application until the second request has gone out.
                 let first = asked_for.recv_timeout(WAIT).expect("the first page was asked for");
@@ -450,7 +465,7 @@ mod tests {
             })
         });
         let mut store = never_pulled();
-        store.expect_apply_page().times(1).returning(|_, _, _, _| {
+        store.expect_apply_page().times(1).returning(|_, _, _, _, _| {
             Err(RepositoryError::Storage { message: "injected failure".into(), transient: false })
         });
         store.expect_failed().times(1).returning(|_| Ok(()));

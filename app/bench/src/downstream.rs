@@ -288,7 +288,7 @@ async fn full_fetch(remote: &dyn RemoteDataSource) -> anyhow::Result<u64> {
             loop {
                 let request = PullRequest { cursor, limit: MAX_PULL_LIMIT, scope: Some(scope.clone()) };
                 match remote.pull(request).await? {
-                    PullResponse::Changes { changes, next_cursor, has_more } => {
+                    PullResponse::Changes { changes, next_cursor, has_more, .. } => {
                         rows += changes.len() as u64;
                         cursor = Some(next_cursor);
                         if !has_more {

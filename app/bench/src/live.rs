@@ -130,12 +130,12 @@ async fn pulled_page_latency(dir: &Path, owner: UserId) -> anyhow::Result<Vec<Me
         let parent = LiveQuery::ByParent(project.id().as_uuid());
         if i % 2 == 0 {
             let mut results = forward(tracks.subscribe(parent).await?).await?;
-            downstream.apply_page("all", page, format!("c{i}"), &plan).await?;
+            downstream.apply_page("all", page, Vec::new(), format!("c{i}"), &plan).await?;
             let written = Instant::now();
             let at = results.recv().await.ok_or_else(|| anyhow::anyhow!("the live query ended"))?;
             live.push(at.saturating_duration_since(written));
         } else {
-            downstream.apply_page("all", page, format!("c{i}"), &plan).await?;
+            downstream.apply_page("all", page, Vec::new(), format!("c{i}"), &plan).await?;
             let started = Instant::now();
             let read = tracks.list_by_parent(project.id().as_uuid()).await?;
             direct.push(started.elapsed());

@@ -194,7 +194,7 @@ async fn seed(dir: &Path, rows: usize, queued: usize) -> anyhow::Result<Seeded> 
             .collect::<Result<_, _>>()?;
         written += page.len();
         page_number += 1;
-        downstream.apply_page("all", page, format!("c{page_number}"), &plan).await?;
+        downstream.apply_page("all", page, Vec::new(), format!("c{page_number}"), &plan).await?;
         project.get_or_insert((pulled_project.id().as_uuid(), tracks));
     }
     // Local writes, queued for upstream: tracks in a project of this device.

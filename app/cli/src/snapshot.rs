@@ -29,7 +29,7 @@ impl Snapshot {
             loop {
                 let request = PullRequest { cursor, limit: MAX_PULL_LIMIT, scope: Some(scope.scope.clone()) };
                 match remote.pull(request).await? {
-                    PullResponse::Changes { changes, next_cursor, has_more } => {
+                    PullResponse::Changes { changes, next_cursor, has_more, .. } => {
                         for state in changes {
                             let entity = EntityRef::new(state.entity_type, state.entity_id);
                             if state.deleted {

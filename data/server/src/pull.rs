@@ -258,5 +258,10 @@ pub(super) fn pull(
     let next = rows.last().map_or(after, |(at, _)| *at);
     let changes =
         rows.iter().map(|(_, row)| row.to_wire()).collect::<Result<Vec<_>, _>>().map_err(store_error)?;
-    Ok(PullResponse::Changes { changes, next_cursor: encode_cursor(&meta, next), has_more })
+    Ok(PullResponse::Changes {
+        changes,
+        unknown: Vec::new(),
+        next_cursor: encode_cursor(&meta, next),
+        has_more,
+    })
 }

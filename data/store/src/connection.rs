@@ -52,7 +52,7 @@ pub(super) fn establish(path: &Path, busy_timeout: std::time::Duration) -> Store
     Ok(conn)
 }
 
-pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
+pub(super) fn open(options: &LocalStoreOptions, now: trackflow_domain::Timestamp) -> StoreResult<Opened> {
     let path = &options.path;
     let open_error = |message: String| StoreError::Open { path: path.clone(), message };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -66,6 +66,7 @@ pub(super) fn open(options: &LocalStoreOptions) -> StoreResult<Opened> {
     migrate(&mut conn, path)?;
     migrate_app(&mut conn, Registry::global().schema())?;
     super::upstream::recount_queued_if_asked(&mut conn)?;
+    super::kept::let_in_declared(&mut conn, now)?;
     let replica = replica_id(&mut conn)?;
     let server_offset_ms = super::records::saved_offset(&mut conn)?;
     // Keep the clock floor where the queue has it, so it survives the queue being emptied. In a

@@ -14,6 +14,7 @@
 use super::{
     conflicts,
     feed::Changes,
+    kept,
     records::{
         existing, find, find_visible, people_left, people_may_have_left, presence, raise_high_water,
         raise_received, save, settle_people_left, NewRows,
@@ -36,7 +37,7 @@ use trackflow_db::error::StoreResult;
 use trackflow_domain::{
     entities::{AnyEntity, Scope, ScopeKind},
     ports::{ApplyCounts, ApplyPlan, DownstreamRepository, ScopeSync, SyncStatistics, DEFAULT_PULL_INTERVAL},
-    protocol::{EntityState, PEOPLE_SCOPE},
+    protocol::{EntityState, UnknownTypeState, PEOPLE_SCOPE},
     sync::{
         field_merge::FieldState, resolve, ChangeKind, ChangeOrigin, ConflictKind, ConflictPolicy, LocalRow,
     },
@@ -84,11 +85,15 @@ fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<Ha
 
 const TABLE: &str = "pending_operations";
 
-/// Applies one page and stores the cursor, in one transaction.
+/// Applies one page and stores the cursor, in one transaction. What the page carries that this
+/// build's types do not declare (`unknown` rows, undeclared fields of the others) is kept aside
+/// ([`kept`](super::kept)).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_page(
     conn: &mut SqliteConnection,
     scope: &str,
     changes: &[EntityState],
+    unknown: &[UnknownTypeState],
     next_cursor: &str,
     plan: &ApplyPlan,
     now: Timestamp,
@@ -97,49 +102,63 @@ pub(crate) fn apply_page(
     conn.immediate_transaction(|conn| {
         // The clock's receive rule: a local write made after this page wins over everything
         // in it, including fields a policy kept local (their remote readings are not stored).
-        if let Some(newest) = changes.iter().flat_map(|c| c.field_hlc.values()).max() {
+        let readings = changes.iter().flat_map(|c| c.field_hlc.values());
+        if let Some(newest) = readings.chain(unknown.iter().flat_map(|c| c.field_hlc.values())).max() {
             raise_high_water(conn, *newest)?;
             raise_received(conn, *newest)?;
         }
-        let grants =
-            |c: &&EntityState| c.entity_type.member_field().is_some() || c.entity_type.is_scope_root();
-        if changes.iter().filter(grants).any(|c| c.deleted) {
-            people_may_have_left(conn)?;
-        }
-        let edits = edits(conn, changes)?;
-        let mut ordered: Vec<&EntityState> = changes.iter().collect();
-        ordered.sort_by_key(|c| plan.rank(c.entity_type));
-        let waiting =
-            diesel::select(diesel::dsl::exists(sync_deferred::table.select(sync_deferred::entity_id)))
-                .get_result(conn)?;
-        let mut pass = Pass {
-            plan,
-            now,
-            counts: BTreeMap::new(),
-            stored: HashSet::new(),
-            looked_up: HashSet::new(),
-            waiting,
-            new_rows: NewRows::default(),
-            reverts: Pending::load(conn)?,
-            me: super::session::load(conn)?.map(|session| session.user_id),
-            report: &mut *report,
-        };
-        pass.look_up(conn, changes)?;
-        let none = Edits::default();
-        for state in ordered {
-            let entity = EntityRef::new(state.entity_type, state.entity_id);
-            let edits = edits.get(&entity).unwrap_or(&none);
-            apply_row(conn, state, edits, &mut pass)?;
-        }
-        pass.insert_new_rows(conn)?;
+        let (changes, undeclared) = kept::sort_out(changes);
+        kept::keep(conn, undeclared.into_iter().chain(unknown.iter().cloned()))?;
+        let counts = apply_rows(conn, &changes, plan, now, report)?;
         diesel::insert_into(sync_metadata::table)
             .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
             .on_conflict(sync_metadata::scope)
             .do_update()
             .set(sync_metadata::cursor.eq(next_cursor))
             .execute(conn)?;
-        Ok(pass.counts)
+        Ok(counts)
     })
+}
+
+/// Applies pulled rows of declared types and fields as `plan` says, inside the caller's
+/// transaction.
+pub(crate) fn apply_rows(
+    conn: &mut SqliteConnection,
+    changes: &[EntityState],
+    plan: &ApplyPlan,
+    now: Timestamp,
+    report: &mut Changes,
+) -> StoreResult<BTreeMap<EntityType, ApplyCounts>> {
+    let grants = |c: &&EntityState| c.entity_type.member_field().is_some() || c.entity_type.is_scope_root();
+    if changes.iter().filter(grants).any(|c| c.deleted) {
+        people_may_have_left(conn)?;
+    }
+    let edits = edits(conn, changes)?;
+    let mut ordered: Vec<&EntityState> = changes.iter().collect();
+    ordered.sort_by_key(|c| plan.rank(c.entity_type));
+    let waiting = diesel::select(diesel::dsl::exists(sync_deferred::table.select(sync_deferred::entity_id)))
+        .get_result(conn)?;
+    let mut pass = Pass {
+        plan,
+        now,
+        counts: BTreeMap::new(),
+        stored: HashSet::new(),
+        looked_up: HashSet::new(),
+        waiting,
+        new_rows: NewRows::default(),
+        reverts: Pending::load(conn)?,
+        me: super::session::load(conn)?.map(|session| session.user_id),
+        report: &mut *report,
+    };
+    pass.look_up(conn, changes)?;
+    let none = Edits::default();
+    for state in ordered {
+        let entity = EntityRef::new(state.entity_type, state.entity_id);
+        let edits = edits.get(&entity).unwrap_or(&none);
+        apply_row(conn, state, edits, &mut pass)?;
+    }
+    pass.insert_new_rows(conn)?;
+    Ok(pass.counts)
 }
 
 /// One page's application: its settings, what it did, and what it learned on the way.
@@ -453,8 +472,8 @@ fn defer(conn: &mut SqliteConnection, state: &EntityState, parent: EntityRef) ->
 
 /// Two pulled states of one row merged field by field, the later clock reading winning, as the
 /// server merges writes.
-fn merged(earlier: &EntityState, later: &EntityState) -> EntityState {
-    let state = |s: &EntityState| FieldState {
+pub(crate) fn merged<T: Clone>(earlier: &EntityState<T>, later: &EntityState<T>) -> EntityState<T> {
+    let state = |s: &EntityState<T>| FieldState {
         fields: s.fields.clone(),
         field_hlc: s.field_hlc.clone(),
         deleted: s.deleted,
@@ -579,6 +598,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         &self,
         scope: &str,
         changes: Vec<EntityState>,
+        unknown: Vec<UnknownTypeState>,
         next_cursor: String,
         plan: &ApplyPlan,
     ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError> {
@@ -588,7 +608,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
         self.store
             .read(move |conn| {
                 store.publishing(conn, |conn, report| {
-                    apply_page(conn, &scope, &changes, &next_cursor, &plan, now, report)
+                    apply_page(conn, &scope, &changes, &unknown, &next_cursor, &plan, now, report)
                 })
             })
             .await

@@ -106,6 +106,11 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
+    /// A report nobody reads: for work done before anyone can subscribe (opening the store).
+    pub fn unwanted() -> Self {
+        Self { wanted: false, list: Vec::new() }
+    }
+
     /// Whether anyone will read the report: a transaction may skip what it reads only for it.
     pub fn wanted(&self) -> bool {
         self.wanted

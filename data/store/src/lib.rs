@@ -13,6 +13,7 @@ mod connection;
 mod downstream;
 mod feed;
 mod field_clock;
+mod kept;
 mod live;
 mod outbox;
 mod records;
@@ -129,7 +130,7 @@ impl LocalStore {
     #[tracing::instrument(skip_all, fields(path = %options.path.display()))]
     pub async fn open(options: LocalStoreOptions, clock: Arc<dyn Clock>) -> StoreResult<Self> {
         run_blocking_with(options.offload, move || {
-            let opened = connection::open(&options)?;
+            let opened = connection::open(&options, clock.now())?;
             let checkpointer =
                 checkpoint::Checkpointer::start(&options.path, &options.checkpoint, options.busy_timeout)?;
             let server_clock = Arc::new(ServerClock::new(clock, opened.server_offset_ms));

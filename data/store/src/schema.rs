@@ -94,6 +94,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    sync_kept (entity_type, entity_id) {
+        entity_type -> Text,
+        entity_id -> Text,
+        state -> Text,
+    }
+}
+
+diesel::table! {
     sync_statistics (scope, entity_type) {
         scope -> Text,
         entity_type -> Text,
@@ -128,6 +136,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_reverts,
     sync_conflicts,
     sync_deferred,
+    sync_kept,
     sync_statistics,
     blobs,
 );

@@ -1,5 +1,9 @@
 use crate::{
-    entities::EntityType, error::RepositoryError, ids::ScopeId, protocol::EntityState, sync::ConflictPolicy,
+    entities::EntityType,
+    error::RepositoryError,
+    ids::ScopeId,
+    protocol::{EntityState, UnknownTypeState},
+    sync::ConflictPolicy,
     time::Timestamp,
 };
 use async_trait::async_trait;
@@ -143,11 +147,14 @@ pub trait DownstreamRepository: Interface {
 
     /// Applies `changes` (one pulled page, in server order) as `plan` says, and stores
     /// `next_cursor` as the scope's cursor, all in one transaction. Rows are merged with local
-    /// data, never blindly overwritten: see [`crate::sync::resolve`].
+    /// data, never blindly overwritten: see [`crate::sync::resolve`]. What this build's types
+    /// do not declare, the `unknown` rows (of types it does not know) and undeclared fields of
+    /// the others, is kept aside untouched until an upgrade declares it.
     async fn apply_page(
         &self,
         scope: &str,
         changes: Vec<EntityState>,
+        unknown: Vec<UnknownTypeState>,
         next_cursor: String,
         plan: &ApplyPlan,
     ) -> Result<BTreeMap<EntityType, ApplyCounts>, RepositoryError>;

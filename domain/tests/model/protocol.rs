@@ -19,6 +19,7 @@ fn pull_responses_read_back_what_they_write_and_name_what_is_missing() {
             field_hlc: BTreeMap::from([("name".to_owned(), hlc)]),
             deleted_with: None,
         }],
+        unknown: Vec::new(),
         next_cursor: "c".into(),
         has_more: true,
     };
@@ -29,6 +30,37 @@ fn pull_responses_read_back_what_they_write_and_name_what_is_missing() {
     let missing = serde_json::from_value::<PullResponse>(json!({"status": "changes", "changes": []}));
     assert!(missing.unwrap_err().to_string().contains("next_cursor"));
     assert!(serde_json::from_value::<PullResponse>(json!({"status": "gone"})).is_err());
+}
+
+#[test]
+fn a_page_sorts_out_rows_of_types_this_build_does_not_know() {
+    crate::music();
+    let row = |entity_type: &str, version: i64| {
+        json!({
+            "entity_type": entity_type, "entity_id": Uuid::from_u128(version as u128), "version": version,
+            "deleted": false, "fields": {"name": "Demo", "key": "D minor"},
+            "field_hlc": {"1-0-00000000000000000000000000000007": ["key", "name"]},
+        })
+    };
+    let page = json!({
+        "status": "changes", "next_cursor": "c", "has_more": false,
+        "changes": [row("project", 1), row("lyrics", 2), row("project", 3), row("lyrics", 4)],
+    });
+    let PullResponse::Changes { changes, unknown, .. } =
+        serde_json::from_value::<PullResponse>(page).unwrap()
+    else {
+        panic!("a page of changes")
+    };
+    let known: Vec<(String, i64)> = changes.iter().map(|c| (c.entity_type.to_string(), c.version)).collect();
+    assert_eq!(known, [("project".to_owned(), 1), ("project".to_owned(), 3)]);
+    let kept: Vec<(String, i64)> = unknown.iter().map(|c| (c.entity_type.clone(), c.version)).collect();
+    assert_eq!(kept, [("lyrics".to_owned(), 2), ("lyrics".to_owned(), 4)]);
+    // Kept whole, every field and reading as sent, and a type once known resolves.
+    assert_eq!(unknown[0].fields["key"], json!("D minor"));
+    assert_eq!(unknown[0].field_hlc.len(), 2);
+    let known = UnknownTypeState { entity_type: "project".into(), ..unknown[0].clone() };
+    assert_eq!(known.resolve().map(|state| state.entity_type), Ok(Project::ENTITY_TYPE));
+    assert!(unknown[0].clone().resolve().is_err());
 }
 
 type Readings = BTreeMap<String, Hlc>;

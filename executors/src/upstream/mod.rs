@@ -12,6 +12,7 @@
 //! | unreachable; 429 or 503 (busy)         | stay pending, attempts kept; upstream pauses      |
 //! | 401                                    | re-authenticate and resend once; else pause       |
 //! | timeout, cut, 500, 502, 504, 408       | attempt counted; back off, or fail at the limit   |
+//! | 422 `not_in_schema` (an older server)  | stay pending, attempts kept; upstream pauses      |
 //! | 422 naming a mutation                  | that one parked; the rest sent again              |
 //! | other 4xx for the whole batch          | upstream pauses (unhealthy); nothing is failed    |
 //!
@@ -47,7 +48,7 @@ use trackflow_domain::{
         PendingOperationsRepository, PushSummary, Reauthenticator, RemoteDataSource, RemoteError,
         SessionStorage, SyncError, SyncProgressObserver, UpstreamSync,
     },
-    protocol::{Mutation, MutationOutcome, PushRequest, CLOCK_SKEW},
+    protocol::{Mutation, MutationOutcome, PushRequest, CLOCK_SKEW, NOT_IN_SCHEMA},
     sync::{ConflictKind, Settlement},
     BlobHash, ConflictId, EntityRef, NodeId, OperationId, OperationKind, RepositoryError, SyncConflict,
     SyncOperation, Timestamp,
@@ -113,7 +114,7 @@ impl Pause {
             self,
             Pause::SignIn { .. }
                 | Pause::NotConfigured { .. }
-                | Pause::Wait { cause: WaitCause::Refused, .. }
+                | Pause::Wait { cause: WaitCause::Refused | WaitCause::ServerSchema, .. }
         )
     }
 }
@@ -127,6 +128,9 @@ enum WaitCause {
     Busy,
     /// The server refused requests as such: a person must look (a wrong URL, a proxy).
     Refused,
+    /// The server does not know a type or field the operations name ([`NOT_IN_SCHEMA`]): it
+    /// runs an older schema than this client and must be upgraded.
+    ServerSchema,
 }
 
 /// Upstream's condition, for a UI or `trackflow queue`.
@@ -651,6 +655,15 @@ impl PendingOperationsManager {
                         settlements.push((op.id, kept(op, &error)));
                     }
                     continue;
+                }
+                Err(RemoteError::Permanent { code, message, .. }) if code == NOT_IN_SCHEMA => {
+                    // Not the operations' fault: the server's schema is older than this
+                    // client's. They stay queued, untouched, until it is upgraded.
+                    self.wait_pause(
+                        format!("the server must be upgraded: {code}: {message}"),
+                        None,
+                        WaitCause::ServerSchema,
+                    )
                 }
                 Err(RemoteError::Permanent { mutation_id: Some(refused), code, message })
                     if ops.iter().any(|op| op.id == refused) =>

@@ -789,6 +789,44 @@ async fn a_request_refused_without_naming_a_mutation_pauses_and_fails_nothing() 
 }
 
 #[tokio::test]
+async fn a_server_with_an_older_schema_is_waited_for_and_nothing_is_failed() {
+    trackflow_music::install().expect("the music registry installs");
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let server = Arc::clone(&upgraded);
+    // A batch of one refused as a request would be that operation's fault, but not this one.
+    let (remote, requests) = remote(move |request| {
+        if server.load(Ordering::SeqCst) {
+            return applied(request);
+        }
+        Err(RemoteError::Permanent {
+            code: NOT_IN_SCHEMA.into(),
+            message: "mutations[0]: this server's schema does not declare the field 'tempo' of 'project'"
+                .into(),
+            mutation_id: None,
+        })
+    });
+    let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.failed), (1, 0));
+    let op = outbox.find(create.id);
+    assert_eq!((op.status, op.attempts), (OperationStatus::Pending, 0), "queued as it was");
+    let health = manager.health().await.expect("health");
+    assert_eq!(health.status, HealthStatus::Unhealthy, "a person must upgrade the server");
+    let error = health.last_error.unwrap_or_default();
+    assert!(error.starts_with("the server must be upgraded: not_in_schema"), "{error}");
+
+    // Once the server is upgraded, the next try sends it.
+    upgraded.store(true, Ordering::SeqCst);
+    let due = report.next_due.expect("a try is due");
+    time.advance(due.as_millis() - time.now().as_millis());
+    manager.process().await.expect("pass");
+    assert_eq!(requests.lock().expect("lock").len(), 2);
+    assert!(outbox.snapshot().is_empty(), "acknowledged");
+}
+
+#[tokio::test]
 async fn a_busy_server_is_waited_for_without_using_attempts() {
     trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();

@@ -151,7 +151,7 @@ async fn pull_scope(
             .await
             .expect("pull")
         {
-            PullResponse::Changes { changes, next_cursor, has_more } => {
+            PullResponse::Changes { changes, next_cursor, has_more, .. } => {
                 assert!(changes.len() <= limit as usize);
                 all.extend(changes);
                 cursor = Some(next_cursor);

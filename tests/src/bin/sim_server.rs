@@ -83,7 +83,7 @@ impl ServerStore for Logged {
         let Some(pulls) = &self.pulls else { return self.inner.pull(user, request).await };
         let (scope, cursor) = (request.scope.clone(), request.cursor.clone());
         let response = self.inner.pull(user, request).await?;
-        if let PullResponse::Changes { changes, next_cursor, has_more } = &response {
+        if let PullResponse::Changes { changes, next_cursor, has_more, .. } = &response {
             let changes: Vec<(Uuid, i64, bool)> =
                 changes.iter().map(|c| (c.entity_id, c.version, c.deleted)).collect();
             let line = serde_json::json!({

@@ -49,7 +49,7 @@ impl Pulls {
     }
 
     async fn apply(&self, page: Vec<EntityState>, cursor: &str) {
-        self.downstream.apply_page("all", page, cursor.into(), &self.plan).await.expect("apply");
+        self.downstream.apply_page("all", page, Vec::new(), cursor.into(), &self.plan).await.expect("apply");
     }
 }
 

@@ -43,7 +43,7 @@ impl Local {
         // Parents before children, as the sync use cases order them.
         let plan = ApplyPlan::new(EntityType::all().to_vec(), policies.clone()).expect("every type once");
         self.downstream
-            .apply_page("all", page, cursor.into(), &plan)
+            .apply_page("all", page, Vec::new(), cursor.into(), &plan)
             .await
             .expect("apply")
             .into_iter()

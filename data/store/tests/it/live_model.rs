@@ -167,7 +167,10 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                         AudioTrack::new(project.id(), owner, &format!("Pulled {t}"), 1_000, None, NOW);
                     page.push(pulled(&track.expect("valid"), 1, 5));
                 }
-                downstream.apply_page("all", page, format!("c{number}"), &plan).await.expect("apply");
+                downstream
+                    .apply_page("all", page, Vec::new(), format!("c{number}"), &plan)
+                    .await
+                    .expect("apply");
                 new_projects.push(project.id());
             }
             Step::Forget(i) => {

@@ -4,6 +4,7 @@
 mod blobs;
 mod changes;
 mod downstream;
+mod kept;
 mod live_model;
 mod model;
 mod repositories;
