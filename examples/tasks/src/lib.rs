@@ -7,6 +7,7 @@
 //! (hidden and deleted with it).
 
 mod task;
+pub mod v2;
 
 pub use task::{Task, TaskId, TaskPatch};
 
@@ -33,10 +34,13 @@ pub fn registry() -> Result<Registry, RegistryError> {
 }
 
 /// The tables of the program's types, applied when a local database is opened.
-pub const SCHEMA: &[AppMigration] = &[AppMigration {
+pub const SCHEMA: &[AppMigration] = &[BOARDS_AND_TASKS];
+
+/// Version 1's tables ([`v2::SCHEMA`] starts with them too).
+const BOARDS_AND_TASKS: AppMigration = AppMigration {
     version: "2026-12-06-000000_boards_and_tasks",
     up: include_str!("../migrations/2026-12-06-000000_boards_and_tasks/up.sql"),
-}];
+};
 
 /// A board of tasks, shared by its owner's devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

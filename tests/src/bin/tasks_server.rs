@@ -1,6 +1,7 @@
 //! A sync server for the `trackflow-example-tasks` model: the reference server over a SQLite
-//! file, with the example's registry installed. It prints `listening on http://ADDR` on stderr
-//! once it accepts connections, and runs until it is killed.
+//! file, with the example's registry installed (version 1 of its schema, or 2 if the third
+//! argument says `v2`). It prints `listening on http://ADDR` on stderr once it accepts
+//! connections, and runs until it is killed.
 
 use std::{path::PathBuf, sync::Arc};
 use trackflow_server::{AppState, RunningServer, ServerConfig};
@@ -9,10 +10,15 @@ use trackflow_server_store::{DieselServerStore, FsBlobStorage};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (Some(db), Some(listen)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: tasks-server DATABASE_FILE LISTEN_ADDR");
+    let (Some(db), Some(listen), version) = (args.next(), args.next(), args.next()) else {
+        anyhow::bail!("usage: tasks-server DATABASE_FILE LISTEN_ADDR [v1|v2]");
     };
-    trackflow_example_tasks::registry()?.install()?;
+    let registry = match version.as_deref() {
+        None | Some("v1") => trackflow_example_tasks::registry()?,
+        Some("v2") => trackflow_example_tasks::v2::registry()?,
+        Some(other) => anyhow::bail!("unknown schema version {other:?}"),
+    };
+    registry.install()?;
     let store = DieselServerStore::open(&db, 4)?;
     let blobs = FsBlobStorage::open(PathBuf::from(format!("{db}.blobs")))?;
     let state = AppState::new(Arc::new(store), ServerConfig::default()).with_blobs(Arc::new(blobs));

@@ -1,0 +1,2 @@
+DROP TABLE labels;
+ALTER TABLE tasks DROP COLUMN estimate;

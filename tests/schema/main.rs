@@ -1,0 +1,251 @@
+//! Schema evolution across builds: versions 1 and 2 of `trackflow-example-tasks` (version 2
+//! adds a task's estimate and board labels), every device and server a process of its own (a
+//! process installs one registry; this driver installs none and speaks to them in JSON lines).
+//!
+//! - A server on version 2 with devices on both versions: they edit the same task offline and
+//!   reconnect in both orders; every device ends equal to what the server shows a fresh device
+//!   of its version, the older device never clobbering the field it cannot read, and once it
+//!   upgrades it shows everything without pulling again.
+//! - A device on version 2 with a server still on version 1: its push is refused as the
+//!   server's schema being older, kept queued, and goes through once the server is upgraded.
+#![allow(missing_docs)]
+
+use serde_json::{json, Value};
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::Duration,
+};
+use trackflow_client::{
+    domain::{protocol::SignUpRequest, UserId},
+    remote::{AuthClient, RemoteOptions},
+};
+
+/// A `tasks-server` process at a schema version, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(db: &Path, version: &str) -> Self {
+        Self::start_at(db, "127.0.0.1:0", version)
+    }
+
+    fn start_at(db: &Path, address: &str, version: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tasks-server"))
+            .arg(db)
+            .arg(address)
+            .arg(version)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tasks-server");
+        let (first, _) = trackflow_tests::first_stderr_line(&mut child, Duration::from_secs(60));
+        let url =
+            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {first:?}")).to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed-up user: what a device needs to sign in.
+struct Account {
+    user: UserId,
+    token: String,
+}
+
+async fn sign_up(server: &Server, email: &str) -> Account {
+    let user = UserId::new();
+    let request =
+        SignUpRequest { email: email.into(), password: "a long password".into(), user_id: Some(user) };
+    let auth = AuthClient::new(&RemoteOptions::default()).expect("client");
+    Account { user, token: auth.sign_up(&server.url, &request).await.expect("sign up").token }
+}
+
+/// A `tasks-device` process at a schema version over its own data directory.
+struct Device {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    dir: PathBuf,
+    name: &'static str,
+}
+
+impl Device {
+    fn start(name: &'static str, dir: &Path, server: &Server, account: &Account, version: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tasks-device"))
+            .arg(dir)
+            .arg(&server.url)
+            .arg(account.user.to_string())
+            .arg(&account.token)
+            .arg(version)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tasks-device");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, stdin, stdout, dir: dir.to_owned(), name }
+    }
+
+    /// Sends `command` and returns the answer; a refusal fails the test.
+    fn ask(&mut self, command: Value) -> Value {
+        writeln!(self.stdin, "{command}").expect("send");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("answer");
+        let answer: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", self.name));
+        assert!(answer.get("error").is_none(), "{}: {command} refused: {answer}", self.name);
+        answer
+    }
+
+    fn create(&mut self, command: Value) -> String {
+        self.ask(command)["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Syncs once; it must leave nothing queued or failed.
+    fn sync(&mut self) {
+        let state = self.ask(json!({"op": "sync"}));
+        assert_eq!(
+            (&state["pending"], &state["failed"], &state["last_error"]),
+            (&json!(0), &json!(0), &Value::Null),
+            "{}: {state}",
+            self.name
+        );
+    }
+
+    fn rows(&mut self) -> Value {
+        self.ask(json!({"op": "rows"}))
+    }
+
+    /// Ends the process (its input closed, it shuts its engine down) and returns its directory.
+    fn stop(mut self) -> PathBuf {
+        drop(self.stdin);
+        assert!(self.child.wait().expect("wait").success(), "{} exits cleanly", self.name);
+        std::mem::take(&mut self.dir)
+    }
+}
+
+fn task(rows: &Value, id: &str) -> Value {
+    rows[format!("task {id}")].clone()
+}
+
+#[test]
+fn devices_on_both_versions_edit_offline_and_end_equal_to_a_newer_server() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server.db"), "v2");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let account = runtime.block_on(sign_up(&server, "kim@example.com"));
+    let mut old = Device::start("v1", &dir.path().join("old"), &server, &account, "v1");
+    let mut new = Device::start("v2", &dir.path().join("new"), &server, &account, "v2");
+
+    // The older device makes a board and a task; the newer one estimates the task, adds a
+    // label and a second task; both sync.
+    let board = old.create(json!({"op": "board", "title": "Release"}));
+    let notes = old.create(json!({"op": "task", "board": board, "title": "Notes"}));
+    old.sync();
+    new.sync();
+    new.ask(json!({"op": "edit", "task": notes, "estimate": 30}));
+    new.create(json!({"op": "label", "board": board, "name": "urgent"}));
+    let art = new.create(json!({"op": "task", "board": board, "title": "Cover art", "estimate": 15}));
+    new.sync();
+    old.sync();
+    assert_eq!(task(&old.rows(), &art)["title"], "Cover art", "the older device has the new task");
+    assert!(task(&old.rows(), &art).get("estimate").is_none(), "without the field it cannot read");
+
+    // Offline edits of the same task, reconnecting older first, then newer first.
+    let round =
+        |old: &mut Device, new: &mut Device, id: &str, title: &str, estimate: u32, older_first: bool| {
+            old.ask(json!({"op": "edit", "task": id, "title": title}));
+            new.ask(json!({"op": "edit", "task": id, "estimate": estimate, "done": true}));
+            if older_first {
+                old.sync();
+                new.sync();
+                old.sync();
+            } else {
+                new.sync();
+                old.sync();
+                new.sync();
+            }
+        };
+    round(&mut old, &mut new, &notes, "Liner notes", 45, true);
+    round(&mut old, &mut new, &art, "Cover art, final", 20, false);
+
+    // What the server shows each version: a fresh device's first pull.
+    let mut fresh_new = Device::start("fresh v2", &dir.path().join("fresh-new"), &server, &account, "v2");
+    let mut fresh_old = Device::start("fresh v1", &dir.path().join("fresh-old"), &server, &account, "v1");
+    fresh_new.sync();
+    fresh_old.sync();
+    let (on_server, as_v1) = (fresh_new.rows(), fresh_old.rows());
+    assert_eq!(new.rows(), on_server, "the newer device equals the server");
+    assert_eq!(old.rows(), as_v1, "the older device equals what the server shows its version");
+    for (id, title, estimate) in [(&notes, "Liner notes", 45), (&art, "Cover art, final", 20)] {
+        let merged = task(&on_server, id);
+        assert_eq!(
+            (&merged["title"], &merged["estimate"], &merged["done"]),
+            (&json!(title), &json!(estimate), &json!(true)),
+            "both devices' edits kept: {merged}"
+        );
+    }
+    assert_eq!(on_server.as_object().map(|rows| rows.len()), Some(4), "the board, two tasks and the label");
+
+    // The older device upgrades: everything it kept is in place at once, before any pull.
+    let old_dir = old.stop();
+    let mut upgraded = Device::start("v1 upgraded", &old_dir, &server, &account, "v2");
+    assert_eq!(upgraded.rows(), on_server, "the upgraded device shows the server's rows without pulling");
+    upgraded.sync();
+    assert_eq!(upgraded.rows(), on_server);
+    for device in [new, fresh_new, fresh_old, upgraded] {
+        device.stop();
+    }
+}
+
+#[test]
+fn a_newer_device_waits_for_an_older_server_to_be_upgraded() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("server.db");
+    let server = Server::start(&db, "v1");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let account = runtime.block_on(sign_up(&server, "kim@example.com"));
+    let mut device = Device::start("v2", &dir.path().join("device"), &server, &account, "v2");
+    let board = device.create(json!({"op": "board", "title": "Release"}));
+    device.create(json!({"op": "task", "board": board, "title": "Notes", "estimate": 30}));
+    let state = device.ask(json!({"op": "sync"}));
+    // The board goes first (a parent before its children); the task is refused and waits.
+    assert_eq!(
+        (&state["pending"], &state["failed"]),
+        (&json!(1), &json!(0)),
+        "kept queued, nothing failed: {state}"
+    );
+    let error = state["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("the server must be upgraded: not_in_schema"), "{state}");
+
+    // The server is upgraded in place (same database, same address); the device, still
+    // running, sends the task with its next sync.
+    let address = server.url.trim_start_matches("http://").to_owned();
+    drop(server);
+    let server = Server::start_at(&db, &address, "v2");
+    device.sync();
+    let mut fresh = Device::start("fresh v2", &dir.path().join("fresh"), &server, &account, "v2");
+    fresh.sync();
+    assert_eq!(device.rows(), fresh.rows(), "the device equals the server");
+    let rows = fresh.rows();
+    let tasks: Vec<&Value> = rows
+        .as_object()
+        .expect("rows")
+        .iter()
+        .filter(|(k, _)| k.starts_with("task "))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["estimate"], 30, "the field the old server did not know");
+    device.stop();
+    fresh.stop();
+}
