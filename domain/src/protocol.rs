@@ -350,6 +350,16 @@ pub const CLOCK_SKEW: &str = "clock_skew";
 /// again once the server is upgraded (docs/sync-protocol.md, "Schema evolution").
 pub const NOT_IN_SCHEMA: &str = "not_in_schema";
 
+/// The request header by which a client announces its program's schema version
+/// ([`Registry::version`](crate::entities::Registry::version)); a request without it counts as
+/// version 0.
+pub const SCHEMA_VERSION_HEADER: &str = "trackflow-schema-version";
+
+/// The code of a request refused with `426 Upgrade Required` because the client's schema
+/// version is older than the oldest the server syncs with (after a breaking change); the
+/// answer's `min_version` names that version. The client keeps its queued work.
+pub const UPGRADE_REQUIRED: &str = "upgrade_required";
+
 /// The response header carrying the server's clock when it answered, in Unix milliseconds.
 /// Every answer has it, errors included; clients correct their clock readings by it
 /// ([`ServerClock`](crate::ports::ServerClock)).
@@ -481,6 +491,9 @@ pub struct ApiError {
     /// For a refused push: the mutation that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutation_id: Option<OperationId>,
+    /// For [`UPGRADE_REQUIRED`]: the oldest schema version the server syncs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<u32>,
 }
 
 /// The health endpoint's answer.

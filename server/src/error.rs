@@ -19,12 +19,14 @@ pub struct ApiFailure {
     pub message: String,
     /// For a refused push: the mutation at fault.
     pub mutation_id: Option<OperationId>,
+    /// For `426 upgrade_required`: the oldest schema version the server syncs with.
+    pub min_version: Option<u32>,
 }
 
 impl ApiFailure {
     /// A failure with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), mutation_id: None }
+        Self { status, code: code.into(), message: message.into(), mutation_id: None, min_version: None }
     }
 
     /// 401: the token is missing, wrong or expired.
@@ -77,7 +79,12 @@ impl From<ServerStoreError> for ApiFailure {
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let body = ApiError { code: self.code, message: self.message, mutation_id: self.mutation_id };
+        let body = ApiError {
+            code: self.code,
+            message: self.message,
+            mutation_id: self.mutation_id,
+            min_version: self.min_version,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -16,6 +16,7 @@
 
 mod auth;
 mod blobs;
+mod compat;
 mod error;
 pub mod events;
 mod extract;
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(axum::middleware::from_fn(compat::require_schema))
         .layer(axum::middleware::map_response(stamp_time))
         .with_state(state)
 }

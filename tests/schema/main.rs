@@ -8,6 +8,8 @@
 //!   upgrades it shows everything without pulling again.
 //! - A device on version 2 with a server still on version 1: its push is refused as the
 //!   server's schema being older, kept queued, and goes through once the server is upgraded.
+//! - A server that declares version 2 breaking: a device on version 1 is told to upgrade
+//!   (426), keeps its queued write, and sends it once upgraded.
 #![allow(missing_docs)]
 
 use serde_json::{json, Value};
@@ -196,12 +198,18 @@ fn devices_on_both_versions_edit_offline_and_end_equal_to_a_newer_server() {
     }
     assert_eq!(on_server.as_object().map(|rows| rows.len()), Some(4), "the board, two tasks and the label");
 
-    // The older device upgrades: everything it kept is in place at once, before any pull.
+    // The older device edits offline, then upgrades (its local schema migrates): everything
+    // it kept is in place at once, before any pull, and its queued edit goes out after.
+    old.ask(json!({"op": "edit", "task": notes, "done": false}));
     let old_dir = old.stop();
     let mut upgraded = Device::start("v1 upgraded", &old_dir, &server, &account, "v2");
-    assert_eq!(upgraded.rows(), on_server, "the upgraded device shows the server's rows without pulling");
+    let mut expected = on_server.clone();
+    expected[format!("task {notes}")]["done"] = json!(false);
+    assert_eq!(upgraded.rows(), expected, "the upgraded device shows the server's rows without pulling");
     upgraded.sync();
-    assert_eq!(upgraded.rows(), on_server);
+    new.sync();
+    assert_eq!(upgraded.rows(), expected);
+    assert_eq!(new.rows(), expected, "the edit queued before the upgrade reached the server");
     for device in [new, fresh_new, fresh_old, upgraded] {
         device.stop();
     }
@@ -247,5 +255,35 @@ fn a_newer_device_waits_for_an_older_server_to_be_upgraded() {
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["estimate"], 30, "the field the old server did not know");
     device.stop();
+    fresh.stop();
+}
+
+#[test]
+fn a_breaking_change_tells_older_devices_to_upgrade_and_keeps_their_work() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(&dir.path().join("server.db"), "v2-breaking");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let account = runtime.block_on(sign_up(&server, "kim@example.com"));
+    let mut old = Device::start("v1", &dir.path().join("old"), &server, &account, "v1");
+    let board = old.create(json!({"op": "board", "title": "Release"}));
+    let state = old.ask(json!({"op": "sync"}));
+    assert_eq!(
+        (&state["phase"], &state["pending"], &state["failed"], &state["upgrade_required"]),
+        (&json!("Error"), &json!(1), &json!(0), &json!(2)),
+        "told to upgrade, the board kept queued: {state}"
+    );
+    let error = state["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("upgrade required") && error.contains("schema version 2"), "{state}");
+
+    // Upgraded, the same device sends it; the server shows it.
+    let old_dir = old.stop();
+    let mut upgraded = Device::start("v1 upgraded", &old_dir, &server, &account, "v2");
+    upgraded.sync();
+    let mut fresh = Device::start("fresh v2", &dir.path().join("fresh"), &server, &account, "v2");
+    fresh.sync();
+    let rows = fresh.rows();
+    assert_eq!(rows[format!("board {board}")]["title"], "Release");
+    assert_eq!(upgraded.rows(), rows);
+    upgraded.stop();
     fresh.stop();
 }

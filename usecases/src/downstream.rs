@@ -358,6 +358,9 @@ fn summarize(outcomes: &[(String, Result<PullReport, PullError>)]) -> PullSummar
             Err(error) => {
                 summary.failed += 1;
                 summary.unreachable |= matches!(error, PullError::Remote(RemoteError::Unreachable { .. }));
+                if let PullError::Remote(RemoteError::UpgradeRequired { min_version, .. }) = error {
+                    summary.upgrade_required = Some(*min_version);
+                }
                 summary.first_error.get_or_insert_with(|| format!("{scope}: {error}"));
             }
         }

@@ -18,13 +18,14 @@ use serde::de::DeserializeOwned;
 use shaku::Component;
 use std::{sync::Arc, time::Duration};
 use trackflow_domain::{
+    entities::Registry,
     ports::{
         BlobRemote, EventSource, EventStream, HealthProbe, RemoteDataSource, RemoteError, ServerClock,
         ServerEvent, SessionStorage,
     },
     protocol::{
         AccountSummary, ApiError, AuthResponse, HealthResponse, LogInRequest, PullRequest, PullResponse,
-        PushRequest, PushResponse, ScopesResponse, SignUpRequest, SERVER_TIME_HEADER,
+        PushRequest, PushResponse, ScopesResponse, SignUpRequest, SCHEMA_VERSION_HEADER, SERVER_TIME_HEADER,
     },
     BlobHash, EntityRef, Timestamp,
 };
@@ -216,8 +217,13 @@ fn blob_client(options: &RemoteOptions) -> Result<Client, RemoteError> {
     build_client(Client::builder().read_timeout(options.request_timeout), options)
 }
 
+/// Every request announces the installed registry's schema version
+/// ([`SCHEMA_VERSION_HEADER`]), read when the client is built (the registry is installed first).
 fn build_client(builder: reqwest::ClientBuilder, options: &RemoteOptions) -> Result<Client, RemoteError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(SCHEMA_VERSION_HEADER, reqwest::header::HeaderValue::from(Registry::global().version()));
     builder
+        .default_headers(headers)
         .connect_timeout(options.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
@@ -490,6 +496,11 @@ pub fn classify(
     let message = error.as_ref().map_or_else(|| status.to_string(), |e| e.message.clone());
     match status {
         StatusCode::UNAUTHORIZED => RemoteError::Unauthorized(message),
+        StatusCode::UPGRADE_REQUIRED => RemoteError::UpgradeRequired {
+            min_version: error.and_then(|e| e.min_version).unwrap_or(0),
+            version: Registry::global().version(),
+            message,
+        },
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
             RemoteError::Busy { message, retry_after_ms: retry_after.and_then(|v| retry_after_ms(v, now)) }
         }
@@ -620,6 +631,16 @@ mod tests {
         let body = format!(r#"{{"code":"invalid_field","message":"name: empty","mutation_id":"{id}"}}"#);
         let got = classify(StatusCode::UNPROCESSABLE_ENTITY, None, body.as_bytes(), SystemTime::now());
         assert!(matches!(got, RemoteError::Permanent { mutation_id: Some(m), .. } if m == id), "{got:?}");
+    }
+
+    #[test]
+    fn a_server_needing_a_newer_schema_asks_for_an_upgrade() {
+        let body = br#"{"code":"upgrade_required","message":"upgrade the app","min_version":3}"#;
+        let got = classify(StatusCode::UPGRADE_REQUIRED, None, body, SystemTime::now());
+        assert!(
+            matches!(&got, RemoteError::UpgradeRequired { min_version: 3, message, .. } if message == "upgrade the app"),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -344,6 +344,10 @@ impl<'de> Deserialize<'de> for EntityType {
 pub struct Registry {
     types: Vec<EntityType>,
     schema: Vec<AppMigration>,
+    /// The program's schema version (0 until declared), announced on every request.
+    version: u32,
+    /// The oldest schema version a server of this program syncs with (0: any).
+    breaking_since: u32,
 }
 
 /// One migration of a program's own local schema (the table of a synced type, say), applied
@@ -375,6 +379,14 @@ pub enum RegistryError {
     /// Two migrations share a version.
     #[error("two migrations have the version '{0}'")]
     DuplicateMigration(&'static str),
+    /// A breaking change declared at a version after the registry's own.
+    #[error("a breaking change at schema version {breaking} is ahead of the declared version {version}")]
+    BreakingAhead {
+        /// The version of the breaking change.
+        breaking: u32,
+        /// The registry's version.
+        version: u32,
+    },
     /// Another registry is installed already.
     #[error("another registry is installed already ({installed})")]
     AlreadyInstalled {
@@ -436,6 +448,36 @@ impl Registry {
         &self.schema
     }
 
+    /// This registry declaring its schema `version`: a number the program raises with each
+    /// release that changes its types. Clients announce it on every request (see
+    /// docs/sync-protocol.md, "Schema evolution").
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// This registry declaring a breaking change at `version` (a field made required, a
+    /// meaning changed): a server running it answers clients that announce an older version
+    /// `426 upgrade_required`, naming `version`, and they keep their queued work until they are
+    /// upgraded. Additive changes (a new optional field, a new type) are not breaking.
+    pub fn breaking_since(mut self, version: u32) -> Result<Self, RegistryError> {
+        if version > self.version {
+            return Err(RegistryError::BreakingAhead { breaking: version, version: self.version });
+        }
+        self.breaking_since = version;
+        Ok(self)
+    }
+
+    /// The declared schema version (0 if none was declared).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The oldest client schema version a server of this registry syncs with (0: any).
+    pub fn breaking_since_version(&self) -> u32 {
+        self.breaking_since
+    }
+
     /// Makes this the registry of the process. Installing the same registry again is no error;
     /// installing another is.
     pub fn install(self) -> Result<&'static Registry, RegistryError> {
@@ -450,7 +492,8 @@ impl Registry {
     /// The registry of the process: the installed one, or an empty one until a registry is
     /// installed (reading it does not install anything).
     pub fn global() -> &'static Registry {
-        static EMPTY: Registry = Registry { types: Vec::new(), schema: Vec::new() };
+        static EMPTY: Registry =
+            Registry { types: Vec::new(), schema: Vec::new(), version: 0, breaking_since: 0 };
         GLOBAL.get().unwrap_or(&EMPTY)
     }
 

@@ -47,6 +47,19 @@ pub enum RemoteError {
         /// For a refused push: the mutation that caused it, when the server names one.
         mutation_id: Option<OperationId>,
     },
+    /// The server syncs only with clients of a newer schema ([`UPGRADE_REQUIRED`], 426): this
+    /// program must be upgraded. Nothing was applied; queued work stays queued.
+    ///
+    /// [`UPGRADE_REQUIRED`]: crate::protocol::UPGRADE_REQUIRED
+    #[error("upgrade required: the server syncs with schema version {min_version} or later, and this app has {version}: upgrade the app ({message})")]
+    UpgradeRequired {
+        /// The oldest schema version the server syncs with.
+        min_version: u32,
+        /// This client's schema version.
+        version: u32,
+        /// What the server said.
+        message: String,
+    },
 }
 
 impl RemoteError {

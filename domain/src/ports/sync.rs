@@ -30,6 +30,14 @@ impl SyncError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, SyncError::Remote(RemoteError::Unreachable { .. }))
     }
+
+    /// The schema version the server requires, if it refused this program as too old.
+    pub fn upgrade_required(&self) -> Option<u32> {
+        match self {
+            SyncError::Remote(RemoteError::UpgradeRequired { min_version, .. }) => Some(*min_version),
+            _ => None,
+        }
+    }
 }
 
 /// What one push pass did.
@@ -47,6 +55,8 @@ pub struct PushSummary {
     pub paused: Option<String>,
     /// Whether the pause is because the server could not be reached.
     pub unreachable: bool,
+    /// The schema version the server requires, if it refused this client as too old.
+    pub upgrade_required: Option<u32>,
 }
 
 /// What one pull of every scope did.
@@ -66,6 +76,8 @@ pub struct PullSummary {
     pub first_error: Option<String>,
     /// Whether a scope failed because the server could not be reached.
     pub unreachable: bool,
+    /// The schema version the server requires, if it refused this client as too old.
+    pub upgrade_required: Option<u32>,
 }
 
 /// A progress observer of a long push or pull: told how much of the work is done.

@@ -50,4 +50,8 @@ pub struct SyncState {
     /// local write of them for good (the refused operations are among `failed`).
     #[serde(default)]
     pub reverted: u64,
+    /// Set when the server refused this app as too old (a breaking schema change): the schema
+    /// version it requires. The app must be upgraded; queued work is kept for then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_required: Option<u32>,
 }

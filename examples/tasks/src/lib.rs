@@ -30,7 +30,7 @@ trackflow_client::domain::typed_id!(
 /// The program's types, parents first, with their tables. Install it before anything else
 /// touches the engine.
 pub fn registry() -> Result<Registry, RegistryError> {
-    Registry::new().with::<Board>()?.with::<Task>()?.with_schema(SCHEMA)
+    Registry::new().with::<Board>()?.with::<Task>()?.with_schema(SCHEMA).map(|r| r.with_version(1))
 }
 
 /// The tables of the program's types, applied when a local database is opened.

@@ -16,9 +16,10 @@ use trackflow_client::domain::{
     EntityRef, Priority, SyncEntity, Timestamp, ValidationError,
 };
 
-/// Version 2's types, parents first, with their tables.
+/// Version 2's types, parents first, with their tables. Its changes are additive: devices
+/// still on version 1 keep syncing with a server on version 2.
 pub fn registry() -> Result<Registry, RegistryError> {
-    Registry::new().with::<Board>()?.with::<Task>()?.with::<Label>()?.with_schema(SCHEMA)
+    Ok(Registry::new().with::<Board>()?.with::<Task>()?.with::<Label>()?.with_schema(SCHEMA)?.with_version(2))
 }
 
 /// Version 1's tables, then version 2's additions: a device on version 1 migrates on upgrade.

@@ -13,6 +13,7 @@
 //! | 401                                    | re-authenticate and resend once; else pause       |
 //! | timeout, cut, 500, 502, 504, 408       | attempt counted; back off, or fail at the limit   |
 //! | 422 `not_in_schema` (an older server)  | stay pending, attempts kept; upstream pauses      |
+//! | 426 (this program's schema too old)    | stay pending, attempts kept; paused till upgraded |
 //! | 422 naming a mutation                  | that one parked; the rest sent again              |
 //! | other 4xx for the whole batch          | upstream pauses (unhealthy); nothing is failed    |
 //!
@@ -100,12 +101,18 @@ enum Pause {
     SignIn { error: String, refused: Option<AccessToken> },
     /// No server is configured. Lifted when the stored session names one.
     NotConfigured { error: String },
+    /// The server syncs only with a newer schema than this program's (426): the program must
+    /// be upgraded. Lifted only by a resume (the user asking to sync) or a new process.
+    Upgrade { min_version: u32, error: String },
 }
 
 impl Pause {
     fn error(&self) -> &str {
         match self {
-            Pause::Wait { error, .. } | Pause::SignIn { error, .. } | Pause::NotConfigured { error } => error,
+            Pause::Wait { error, .. }
+            | Pause::SignIn { error, .. }
+            | Pause::NotConfigured { error }
+            | Pause::Upgrade { error, .. } => error,
         }
     }
 
@@ -114,6 +121,7 @@ impl Pause {
             self,
             Pause::SignIn { .. }
                 | Pause::NotConfigured { .. }
+                | Pause::Upgrade { .. }
                 | Pause::Wait { cause: WaitCause::Refused | WaitCause::ServerSchema, .. }
         )
     }
@@ -452,6 +460,7 @@ impl PendingOperationsManager {
             Pause::NotConfigured { .. } => {
                 self.ports.session.load().await?.and_then(|s| s.server_url).is_none()
             }
+            Pause::Upgrade { .. } => true,
         };
         if still {
             return Ok(Some(None));
@@ -709,7 +718,8 @@ impl PendingOperationsManager {
                 Err(
                     error @ (RemoteError::Unreachable { .. }
                     | RemoteError::Busy { .. }
-                    | RemoteError::Unauthorized(_)),
+                    | RemoteError::Unauthorized(_)
+                    | RemoteError::UpgradeRequired { .. }),
                 ) => self.pause_for(error).await,
                 Err(RemoteError::Transient { message, retry_after_ms }) => {
                     let retry_after = retry_after_ms.map(Duration::from_millis);
@@ -797,6 +807,9 @@ impl PendingOperationsManager {
             },
             RemoteError::Permanent { message, .. } if is_no_server(&error) => {
                 Pause::NotConfigured { error: message }
+            }
+            RemoteError::UpgradeRequired { min_version, .. } => {
+                Pause::Upgrade { min_version, error: error.to_string() }
             }
             other => self.wait_pause(other.to_string(), None, WaitCause::Refused),
         }
@@ -936,6 +949,10 @@ impl UpstreamSync for PendingOperationsManager {
             retrying: report.retrying,
             paused: pause.as_ref().map(|p| p.error().to_owned()),
             unreachable: matches!(pause, Some(Pause::Wait { cause: WaitCause::Unreachable, .. })),
+            upgrade_required: match pause {
+                Some(Pause::Upgrade { min_version, .. }) => Some(min_version),
+                _ => None,
+            },
         })
     }
 

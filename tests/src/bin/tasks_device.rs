@@ -82,7 +82,7 @@ async fn run(engine: &SyncEngine, version2: bool, user: UserId, command: &Value)
             let state = engine.sync_now().await;
             json!({
                 "phase": format!("{:?}", state.phase), "pending": state.pending, "failed": state.failed,
-                "last_error": state.last_error,
+                "last_error": state.last_error, "upgrade_required": state.upgrade_required,
             })
         }
         "rows" => {

@@ -283,6 +283,11 @@ impl Inner {
         status.enter(SyncPhase::Pushing);
         let push = self.ports.upstream.push(status.clone()).await;
         let mut reverted = 0;
+        // The schema version the server requires, if it refused this program as too old.
+        let mut upgrade = match &push {
+            Ok(push) => push.upgrade_required,
+            Err(error) => error.upgrade_required(),
+        };
         let outcome = match push {
             Ok(push) if push.unreachable => {
                 Outcome::Offline(push.paused.unwrap_or_else(|| "server unreachable".into()))
@@ -295,12 +300,16 @@ impl Inner {
                     }
                     Ok(pull) => {
                         reverted = pull.reverted;
+                        upgrade = upgrade.or(pull.upgrade_required);
                         match pull.first_error.or(push.paused) {
                             Some(error) => Outcome::Failed(error),
                             None => Outcome::Synced,
                         }
                     }
-                    Err(error) => Outcome::from_error(&error),
+                    Err(error) => {
+                        upgrade = upgrade.or(error.upgrade_required());
+                        Outcome::from_error(&error)
+                    }
                 }
             }
             Err(error) => Outcome::from_error(&error),
@@ -312,6 +321,7 @@ impl Inner {
         status.update(|s| {
             s.progress = None;
             s.reverted = reverted;
+            s.upgrade_required = upgrade;
             match outcome {
                 Outcome::Synced => {
                     s.phase = SyncPhase::Idle;

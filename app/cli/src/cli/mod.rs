@@ -554,6 +554,7 @@ fn error_code(err: &anyhow::Error) -> &'static str {
             return match e {
                 RemoteError::Unauthorized(_) => "unauthorized",
                 RemoteError::Permanent { .. } => "refused",
+                RemoteError::UpgradeRequired { .. } => "upgrade_required",
                 _ => "unreachable",
             };
         }

@@ -303,6 +303,12 @@ impl Line for SyncState {
             Some(at) => line.push_str(&format!("; last synced {}", super::output::http_date(at))),
             None => line.push_str("; never synced"),
         }
+        if let Some(version) = self.upgrade_required {
+            line.push_str(&format!(
+                "; upgrade required: the server syncs with schema version {version} or later \
+                 (queued changes are kept for the upgraded app)"
+            ));
+        }
         if let Some(error) = &self.last_error {
             line.push_str(&format!("; last error: {error}"));
         }
@@ -457,6 +463,8 @@ impl App<'_> {
             last_error: health.last_error.clone(),
             progress: None,
             reverted: 0,
+            // Known only from a request the server refused (`trackflow sync` reports it).
+            upgrade_required: None,
         };
         let server = session.as_ref().and_then(|s| s.server_url.clone());
         if self.out.json {
@@ -549,5 +557,22 @@ mod tests {
             message.starts_with("2 operation(s) still queued; they wait behind failed operations"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_state_line_says_when_the_app_must_be_upgraded() {
+        let state = SyncState {
+            phase: SyncPhase::Error,
+            pending: 1,
+            upgrade_required: Some(2),
+            ..SyncState::default()
+        };
+        let line = state.line();
+        assert!(line.starts_with("error: 1 pending"), "{line}");
+        assert!(
+            line.contains("; upgrade required: the server syncs with schema version 2 or later"),
+            "{line}"
+        );
+        assert!(!SyncState::default().line().contains("upgrade"));
     }
 }
