@@ -17,44 +17,19 @@ use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-    time::Duration,
 };
 use trackflow_client::{
     domain::{protocol::SignUpRequest, UserId},
     remote::{AuthClient, RemoteOptions},
 };
+use trackflow_tests::ServerProcess;
 
-/// A `tasks-server` process at a schema version, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(db: &Path, version: &str) -> Self {
-        Self::start_at(db, "127.0.0.1:0", version)
-    }
-
-    fn start_at(db: &Path, address: &str, version: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tasks-server"))
-            .arg(db)
-            .arg(address)
-            .arg(version)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tasks-server");
-        let (first, _) = trackflow_tests::first_stderr_line(&mut child, Duration::from_secs(60));
-        let url =
-            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {first:?}")).to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `tasks-server` process at a schema version over `db`, listening on `address`.
+fn start_server(db: &Path, address: &str, version: &str) -> ServerProcess {
+    ServerProcess::start(
+        env!("CARGO_BIN_EXE_tasks-server"),
+        [db.as_os_str(), address.as_ref(), version.as_ref()],
+    )
 }
 
 /// A signed-up user: what a device needs to sign in.
@@ -63,7 +38,7 @@ struct Account {
     token: String,
 }
 
-async fn sign_up(server: &Server, email: &str) -> Account {
+async fn sign_up(server: &ServerProcess, email: &str) -> Account {
     let user = UserId::new();
     let request =
         SignUpRequest { email: email.into(), password: "a long password".into(), user_id: Some(user) };
@@ -81,7 +56,13 @@ struct Device {
 }
 
 impl Device {
-    fn start(name: &'static str, dir: &Path, server: &Server, account: &Account, version: &str) -> Self {
+    fn start(
+        name: &'static str,
+        dir: &Path,
+        server: &ServerProcess,
+        account: &Account,
+        version: &str,
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tasks-device"))
             .arg(dir)
             .arg(&server.url)
@@ -142,7 +123,7 @@ fn task(rows: &Value, id: &str) -> Value {
 #[test]
 fn devices_on_both_versions_edit_offline_and_end_equal_to_a_newer_server() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(&dir.path().join("server.db"), "v2");
+    let server = start_server(&dir.path().join("server.db"), "127.0.0.1:0", "v2");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let account = runtime.block_on(sign_up(&server, "kim@example.com"));
     let mut old = Device::start("v1", &dir.path().join("old"), &server, &account, "v1");
@@ -219,7 +200,7 @@ fn devices_on_both_versions_edit_offline_and_end_equal_to_a_newer_server() {
 fn a_newer_device_waits_for_an_older_server_to_be_upgraded() {
     let dir = tempfile::tempdir().expect("dir");
     let db = dir.path().join("server.db");
-    let server = Server::start(&db, "v1");
+    let server = start_server(&db, "127.0.0.1:0", "v1");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let account = runtime.block_on(sign_up(&server, "kim@example.com"));
     let mut device = Device::start("v2", &dir.path().join("device"), &server, &account, "v2");
@@ -239,7 +220,7 @@ fn a_newer_device_waits_for_an_older_server_to_be_upgraded() {
     // running, sends the task with its next sync.
     let address = server.url.trim_start_matches("http://").to_owned();
     drop(server);
-    let server = Server::start_at(&db, &address, "v2");
+    let server = start_server(&db, &address, "v2");
     device.sync();
     let mut fresh = Device::start("fresh v2", &dir.path().join("fresh"), &server, &account, "v2");
     fresh.sync();
@@ -261,7 +242,7 @@ fn a_newer_device_waits_for_an_older_server_to_be_upgraded() {
 #[test]
 fn a_breaking_change_tells_older_devices_to_upgrade_and_keeps_their_work() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(&dir.path().join("server.db"), "v2-breaking");
+    let server = start_server(&dir.path().join("server.db"), "127.0.0.1:0", "v2-breaking");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let account = runtime.block_on(sign_up(&server, "kim@example.com"));
     let mut old = Device::start("v1", &dir.path().join("old"), &server, &account, "v1");

@@ -65,6 +65,40 @@ pub fn first_stderr_line(
     (first, received)
 }
 
+/// A sync server process that prints `listening on <url>` first on stderr (`tasks-server`, say),
+/// killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    /// Where it listens.
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Starts `binary` with `args` and waits for its address.
+    pub fn start<I, S>(binary: &str, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut child = std::process::Command::new(binary)
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}"));
+        let (first, _) = first_stderr_line(&mut child, std::time::Duration::from_secs(60));
+        let url =
+            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {first:?}")).to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,12 +8,7 @@
 //! example's.
 #![allow(missing_docs)]
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path};
 use trackflow_client::{
     domain::{
         protocol::SignUpRequest, serde_json::Value, uuid::Uuid, EntityRef, SyncEntity, SyncPhase, Timestamp,
@@ -23,34 +18,14 @@ use trackflow_client::{
     EngineOptions, SyncEngine,
 };
 use trackflow_example_tasks::{Board, Task, TaskPatch};
+use trackflow_tests::ServerProcess;
 
-/// The `tasks-server` process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let db = dir.join("server.db");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tasks-server"))
-            .arg(&db)
-            .arg("127.0.0.1:0")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tasks-server");
-        let (first, _) = trackflow_tests::first_stderr_line(&mut child, Duration::from_secs(60));
-        let url =
-            first.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {first:?}")).to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The `tasks-server` process over a database in `dir`.
+fn start_server(dir: &Path) -> ServerProcess {
+    ServerProcess::start(
+        env!("CARGO_BIN_EXE_tasks-server"),
+        [dir.join("server.db").as_os_str(), "127.0.0.1:0".as_ref()],
+    )
 }
 
 async fn device(dir: &Path, server: &str, user: UserId, token: &str) -> SyncEngine {
@@ -86,7 +61,7 @@ fn title_of(rows: &BTreeMap<EntityRef, BTreeMap<String, Value>>, task: Uuid) -> 
 async fn two_devices_edit_offline_and_both_end_equal_to_the_server() {
     trackflow_example_tasks::registry().expect("registry").install().expect("install");
     let dir = tempfile::tempdir().expect("dir");
-    let server = Server::start(dir.path());
+    let server = start_server(dir.path());
     let user = UserId::new();
     let request = SignUpRequest {
         email: "kim@example.com".into(),
