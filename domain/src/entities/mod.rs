@@ -175,6 +175,13 @@ pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
     /// must be in the local file cache and is uploaded before the entity's write is sent.
     const BLOB_FIELD: Option<&'static str> = None;
 
+    /// The program's schema version ([`Registry::with_version`](registry::Registry::with_version))
+    /// at which this type last changed in a way older builds cannot sync with (a field made
+    /// required, a meaning changed); 0 for none. A server answers clients announcing an older
+    /// version `426 upgrade_required` ([`Registry::breaking_since_version`](registry::Registry::breaking_since_version)).
+    /// Adding an optional field or a type is not breaking.
+    const BREAKING_SINCE: u32 = 0;
+
     /// The names of its synced fields (everything [`SyncEntity::fields`] returns).
     const FIELDS: &'static [&'static str];
 

@@ -127,6 +127,7 @@ pub struct Declaration {
     pub(crate) indexes: &'static [Index],
     pub(crate) member_field: Option<&'static str>,
     pub(crate) blob_field: Option<&'static str>,
+    pub(crate) breaking_since: u32,
     pub(crate) from_fields: fn(Uuid, &BTreeMap<String, Value>) -> Result<AnyEntity, ValidationError>,
 }
 
@@ -151,6 +152,7 @@ impl Declaration {
             indexes: E::INDEXES,
             member_field: E::MEMBER_FIELD,
             blob_field: E::BLOB_FIELD,
+            breaking_since: E::BREAKING_SINCE,
             from_fields: any_from_fields::<E>,
         }
     }
@@ -281,6 +283,11 @@ impl EntityType {
     /// The field naming a file it refers to, if any.
     pub const fn blob_field(self) -> Option<&'static str> {
         self.0.blob_field
+    }
+
+    /// The schema version of its last breaking change, 0 for none ([`SyncEntity::BREAKING_SINCE`]).
+    pub const fn breaking_since(self) -> u32 {
+        self.0.breaking_since
     }
 }
 
@@ -457,8 +464,9 @@ impl Registry {
     }
 
     /// This registry declaring a breaking change at `version` (a field made required, a
-    /// meaning changed): a server running it answers clients that announce an older version
-    /// `426 upgrade_required`, naming `version`, and they keep their queued work until they are
+    /// meaning changed) besides those its types declare ([`SyncEntity::BREAKING_SINCE`]): a
+    /// server running it answers clients that announce an older version `426
+    /// upgrade_required`, naming the version, and they keep their queued work until they are
     /// upgraded. Additive changes (a new optional field, a new type) are not breaking.
     pub fn breaking_since(mut self, version: u32) -> Result<Self, RegistryError> {
         if version > self.version {
@@ -473,9 +481,10 @@ impl Registry {
         self.version
     }
 
-    /// The oldest client schema version a server of this registry syncs with (0: any).
+    /// The oldest client schema version a server of this registry syncs with (0: any): its
+    /// latest breaking change, declared on it or on one of its types.
     pub fn breaking_since_version(&self) -> u32 {
-        self.breaking_since
+        self.types.iter().map(|t| t.breaking_since()).fold(self.breaking_since, u32::max)
     }
 
     /// Makes this the registry of the process. Installing the same registry again is no error;

@@ -198,3 +198,59 @@ impl SyncEntity for Label {
         Some(self.board())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Version 2's label, declared as a breaking change at version 2.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+    #[serde(transparent)]
+    struct StrictLabel(Label);
+
+    impl SyncEntity for StrictLabel {
+        type Id = LabelId;
+        type Patch = LabelPatch;
+        const NAME: &'static str = "label";
+        const TABLE: &'static str = "labels";
+        const FIELDS: &'static [&'static str] = Label::FIELDS;
+        const IMMUTABLE: &'static [&'static str] = Label::IMMUTABLE;
+        const PRIORITY: Priority = Label::PRIORITY;
+        const PARENT: Option<Parent> = Label::PARENT;
+        const SCOPE: ScopeKind = ScopeKind::Shared;
+        const SCOPE_FIELD: &'static str = Label::SCOPE_FIELD;
+        const BREAKING_SINCE: u32 = 2;
+
+        fn scope(&self) -> Scope {
+            self.0.scope()
+        }
+        fn from_fields(id: Uuid, fields: &BTreeMap<String, Value>) -> Result<Self, ValidationError> {
+            Label::from_fields(id, fields).map(Self)
+        }
+        fn patched(&self, patch: &LabelPatch) -> Result<Self, ValidationError> {
+            self.0.patched(patch).map(Self)
+        }
+        fn entity_id(&self) -> Uuid {
+            self.0.entity_id()
+        }
+        fn references(&self) -> Vec<EntityRef> {
+            self.0.references()
+        }
+        fn parent(&self) -> Option<EntityRef> {
+            self.0.parent()
+        }
+    }
+
+    #[test]
+    fn versions_and_breaking_changes_are_declared_on_the_registry_or_a_type() {
+        let v1 = crate::registry().expect("v1");
+        let v2 = registry().expect("v2");
+        assert_eq!((v1.version(), v1.breaking_since_version()), (1, 0));
+        assert_eq!((v2.version(), v2.breaking_since_version()), (2, 0), "additive: not breaking");
+        let declared = registry().and_then(|r| r.breaking_since(2)).expect("declared on the registry");
+        assert_eq!(declared.breaking_since_version(), 2);
+        assert!(registry().and_then(|r| r.breaking_since(3)).is_err(), "not ahead of the version");
+        let by_type = Registry::new().with::<Board>().and_then(|r| r.with::<StrictLabel>()).expect("types");
+        assert_eq!(by_type.with_version(2).breaking_since_version(), 2, "declared on a type");
+    }
+}
