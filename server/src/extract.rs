@@ -49,7 +49,8 @@ async fn json_body(req: Request, state: &AppState) -> Result<axum::body::Bytes, 
 /// A push's body: as [`ApiJson`] reads it, then held against this server's schema. A push
 /// naming an entity type or a field the schema does not declare comes from a client with a
 /// newer schema and is refused whole as [`NOT_IN_SCHEMA`], so that the client keeps it queued
-/// for after the server's upgrade instead of taking it for bad data.
+/// for after the server's upgrade instead of taking it for bad data; an undeclared field whose
+/// value is null is dropped instead (there is nothing to keep).
 #[derive(Debug)]
 pub(crate) struct PushJson(pub PushRequest);
 
@@ -58,10 +59,15 @@ impl FromRequest<AppState> for PushJson {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiFailure> {
         let bytes = json_body(req, state).await?;
-        let request: PushRequest =
+        let mut request: PushRequest =
             parse_json(&bytes).map_err(|failure| unknown_type(&bytes).unwrap_or(failure))?;
-        for (i, mutation) in request.mutations.iter().enumerate() {
+        for (i, mutation) in request.mutations.iter_mut().enumerate() {
             let entity_type = mutation.entity_type;
+            // An undeclared field set to null says nothing this server could hold (a newer
+            // client's entity with a field it left empty): dropped, not refused.
+            mutation.fields.retain(|field, change| {
+                entity_type.fields().contains(&field.as_str()) || !change.value.is_null()
+            });
             if let Some(field) = mutation.fields.keys().find(|f| !entity_type.fields().contains(&f.as_str()))
             {
                 return Err(not_in_schema(i, format!("the field '{field}' of '{entity_type}'")));

@@ -46,12 +46,13 @@ use trackflow_domain::{
 };
 use uuid::Uuid;
 
-/// Unacknowledged local edits of one entity: the fields queued operations change, and whether
-/// a delete is queued.
+/// Unacknowledged local edits of one entity: the fields queued operations change, whether a
+/// delete is queued, and how many writes are (uploads aside: the row's count, `SyncMeta::queued`).
 #[derive(Debug, Default)]
 struct Edits {
     fields: BTreeSet<String>,
     delete: bool,
+    queued: u32,
 }
 
 /// The unacknowledged edits of the entities in `changes`: one filtered scan of the outbox.
@@ -73,8 +74,13 @@ fn edits(conn: &mut SqliteConnection, changes: &[EntityState]) -> StoreResult<Ha
         for (entity_type, entity_id, kind, fields) in rows {
             let entity = EntityRef::new(parse(TABLE, &entity_type)?, parse(TABLE, &entity_id)?);
             let entry = edits.entry(entity).or_default();
-            if parse::<OperationKind>(TABLE, &kind)? == OperationKind::Delete {
-                entry.delete = true;
+            match parse::<OperationKind>(TABLE, &kind)? {
+                OperationKind::Upload => {}
+                OperationKind::Delete => {
+                    entry.delete = true;
+                    entry.queued += 1;
+                }
+                _ => entry.queued += 1,
             }
             let fields: BTreeMap<String, Value> = from_json(TABLE, &fields)?;
             entry.fields.extend(fields.into_keys());
@@ -108,7 +114,8 @@ pub(crate) fn apply_page(
             raise_received(conn, *newest)?;
         }
         let (changes, undeclared) = kept::sort_out(changes);
-        kept::keep(conn, undeclared.into_iter().chain(unknown.iter().cloned()))?;
+        let unknown = unknown.iter().map(|state| kept::Kept { state: state.clone(), whole: true });
+        kept::keep(conn, undeclared.into_iter().chain(unknown))?;
         let counts = apply_rows(conn, &changes, plan, now, report)?;
         diesel::insert_into(sync_metadata::table)
             .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
@@ -300,7 +307,9 @@ fn apply(
             version: state.version,
             field_hlc: state.field_hlc.clone(),
             deleted: state.deleted,
-            queued: 0,
+            // Writes of a row this device does not hold may still be queued: a row shown
+            // again after its scope was forgotten, or the database rebuilt.
+            queued: edits.queued,
             pending_create: None,
             pulled_version: state.version,
         };

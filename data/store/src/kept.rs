@@ -9,37 +9,40 @@
 use super::{
     downstream::{apply_rows, merged},
     feed::Changes,
-    records::{find, save, set_setting, setting},
+    records::{find, save},
     rows::{from_json, to_json, Record},
-    schema::sync_kept,
+    schema::{sync_deferred, sync_kept},
 };
 use diesel::prelude::*;
+use sha2::{Digest, Sha256};
 use std::{borrow::Cow, collections::BTreeMap};
-use trackflow_db::error::StoreResult;
+use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     entities::AnyEntity,
     ports::{ApplyPlan, ConflictPolicies},
     protocol::{EntityState, UnknownTypeState},
-    EntityType, Timestamp,
+    EntityRef, EntityType, Timestamp,
 };
 
 const TABLE: &str = "sync_kept";
 
-/// The `local_settings` key of the declarations the kept rows were last sorted against: kept
-/// rows are looked at again only when the program's declarations differ from it.
-const KEPT_AGAINST: &str = "kept_against";
-
-/// Every type this build declares with its fields, as one text: what decides what is kept.
+/// Every type this build declares with its fields, as a short stable name (a SHA-256 prefix):
+/// what decides what is kept. A kept row notes the declarations it was last held against.
 fn declarations() -> String {
-    EntityType::all()
-        .iter()
-        .map(|t| format!("{}({})", t.as_str(), t.fields().join(",")))
-        .collect::<Vec<_>>()
-        .join(";")
+    let text: Vec<String> =
+        EntityType::all().iter().map(|t| format!("{}({})", t.as_str(), t.fields().join(","))).collect();
+    let digest = Sha256::digest(text.join(";").as_bytes());
+    digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn declares(entity_type: EntityType, field: &str) -> bool {
     entity_type.fields().contains(&field)
+}
+
+/// Takes the entries of `map` whose field `entity_type` does not declare out of it.
+fn take_undeclared<V>(map: &mut BTreeMap<String, V>, entity_type: EntityType) -> BTreeMap<String, V> {
+    let undeclared: Vec<String> = map.keys().filter(|f| !declares(entity_type, f)).cloned().collect();
+    undeclared.into_iter().filter_map(|field| map.remove_entry(&field)).collect()
 }
 
 /// `state` split in two: what its type declares, and (if anything) the undeclared fields with
@@ -63,15 +66,17 @@ fn split(mut state: EntityState) -> (EntityState, Option<UnknownTypeState>) {
     (state, Some(undeclared))
 }
 
-/// Takes the entries of `map` whose field `entity_type` does not declare out of it.
-fn take_undeclared<V>(map: &mut BTreeMap<String, V>, entity_type: EntityType) -> BTreeMap<String, V> {
-    let undeclared: Vec<String> = map.keys().filter(|f| !declares(entity_type, f)).cloned().collect();
-    undeclared.into_iter().filter_map(|field| map.remove_entry(&field)).collect()
+/// What is kept of one row: the row whole (its type was unknown), or fields of it.
+pub(crate) struct Kept {
+    /// As the server sent it, naming its type.
+    pub state: UnknownTypeState,
+    /// The whole row, not some fields of a row the entity tables hold.
+    pub whole: bool,
 }
 
 /// `changes` without the fields their types do not declare, and those fields, row by row. A
 /// page whose fields are all declared (the rule) is not copied.
-pub(crate) fn sort_out(changes: &[EntityState]) -> (Cow<'_, [EntityState]>, Vec<UnknownTypeState>) {
+pub(crate) fn sort_out(changes: &[EntityState]) -> (Cow<'_, [EntityState]>, Vec<Kept>) {
     let undeclared = |c: &EntityState| {
         c.fields.keys().chain(c.field_hlc.keys()).any(|field| !declares(c.entity_type, field))
     };
@@ -83,99 +88,136 @@ pub(crate) fn sort_out(changes: &[EntityState]) -> (Cow<'_, [EntityState]>, Vec<
     for state in changes {
         let (state, undeclared) = split(state.clone());
         declared.push(state);
-        kept.extend(undeclared);
+        kept.extend(undeclared.map(|state| Kept { state, whole: false }));
     }
     (Cow::Owned(declared), kept)
 }
 
 /// Keeps `rows` aside, each merged with what is kept of the same row already.
-pub(crate) fn keep(
-    conn: &mut SqliteConnection,
-    rows: impl IntoIterator<Item = UnknownTypeState>,
-) -> StoreResult<()> {
-    let mut any = false;
-    for row in rows {
-        any = true;
-        let key = (row.entity_type.as_str(), row.entity_id.to_string());
-        let stored: Option<String> =
-            sync_kept::table.find(key).select(sync_kept::state).first(conn).optional()?;
-        let row = match stored {
-            Some(stored) => merged(&from_json::<UnknownTypeState>(TABLE, &stored)?, &row),
-            None => row,
+pub(crate) fn keep(conn: &mut SqliteConnection, rows: impl IntoIterator<Item = Kept>) -> StoreResult<()> {
+    let mut against = None;
+    for Kept { state, whole } in rows {
+        let against = against.get_or_insert_with(declarations);
+        let key = (state.entity_type.as_str(), state.entity_id.to_string());
+        let stored: Option<(bool, String)> =
+            sync_kept::table.find(key).select((sync_kept::whole, sync_kept::state)).first(conn).optional()?;
+        let (whole, state) = match stored {
+            Some((was_whole, stored)) => {
+                (whole || was_whole, merged(&from_json::<UnknownTypeState>(TABLE, &stored)?, &state))
+            }
+            None => (whole, state),
         };
-        tracing::debug!(entity_type = %row.entity_type, entity = %row.entity_id, "kept aside: not declared by this build");
-        diesel::replace_into(sync_kept::table)
-            .values((
-                sync_kept::entity_type.eq(&row.entity_type),
-                sync_kept::entity_id.eq(row.entity_id.to_string()),
-                sync_kept::state.eq(to_json(TABLE, &row)?),
-            ))
-            .execute(conn)?;
-    }
-    if any {
-        set_setting(conn, KEPT_AGAINST, &declarations())?;
+        tracing::debug!(entity_type = %state.entity_type, entity = %state.entity_id, whole, "kept aside: not declared by this build");
+        store(conn, &state, whole, against)?;
     }
     Ok(())
 }
 
+/// Writes one kept row.
+fn store(
+    conn: &mut SqliteConnection,
+    state: &UnknownTypeState,
+    whole: bool,
+    against: &str,
+) -> StoreResult<()> {
+    diesel::replace_into(sync_kept::table)
+        .values((
+            sync_kept::entity_type.eq(&state.entity_type),
+            sync_kept::entity_id.eq(state.entity_id.to_string()),
+            sync_kept::whole.eq(whole),
+            sync_kept::state.eq(to_json(TABLE, state)?),
+            sync_kept::against.eq(against),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Lets in what is kept aside that this build's types now declare (after an upgrade), in one
-/// transaction: undeclared fields of a stored row merge into it (a field's later reading wins),
-/// and rows of a type now known are applied as pulled rows. What is still not declared, or no
-/// longer valid for its type, stays kept. Looks only when the declarations changed since rows
-/// were kept. Returns how many rows took something in.
+/// transaction, looking only at rows kept against other declarations:
+/// - a row kept whole whose type is now known is applied as a pulled row (inserted, deferred
+///   until what it lives inside arrives, or merged into a row this device holds);
+/// - undeclared fields now declared merge into their row where their readings are later than
+///   the row's, or into its pulled state still waiting for its parent; with neither, nothing
+///   holds them and they are dropped (a pull of the row brings them whole).
+///
+/// What is still not declared, or not valid for its type, stays kept. Returns how many rows took
+/// something in.
 pub(crate) fn let_in_declared(conn: &mut SqliteConnection, now: Timestamp) -> StoreResult<u64> {
     conn.immediate_transaction(|conn| {
-        let any: bool = diesel::select(diesel::dsl::exists(sync_kept::table.select(sync_kept::entity_id)))
-            .get_result(conn)?;
-        let declared = declarations();
-        if !any || setting::<String>(conn, KEPT_AGAINST)?.as_deref() == Some(declared.as_str()) {
-            return Ok(0);
-        }
-        let kept: Vec<String> = sync_kept::table.select(sync_kept::state).load(conn)?;
-        let mut rows = Vec::new();
+        let against = declarations();
+        let elsewhere = sync_kept::against.lt(&against).or(sync_kept::against.gt(&against));
+        let kept: Vec<(bool, String)> =
+            sync_kept::table.filter(elsewhere).select((sync_kept::whole, sync_kept::state)).load(conn)?;
+        let mut whole_rows = Vec::new();
         let mut taken = 0;
-        for text in kept {
-            let Ok(state) = from_json::<UnknownTypeState>(TABLE, &text)?.resolve() else { continue };
-            let (now_declared, still) = split(state);
-            if now_declared.fields.is_empty() && now_declared.field_hlc.is_empty() {
-                continue;
-            }
-            let valid = match find(conn, now_declared.entity_type, now_declared.entity_id)? {
-                Some(record) => merge_fields(conn, record, &now_declared)?,
-                None => {
-                    let valid = now_declared.deleted
-                        || AnyEntity::from_fields(now_declared.entity_type, now_declared.entity_id, &now_declared.fields)
-                            .is_ok();
-                    if valid {
-                        rows.push(now_declared.clone());
-                    }
-                    valid
+        for (whole, text) in kept {
+            let state = from_json::<UnknownTypeState>(TABLE, &text)?;
+            let (declared, still) = match state.resolve() {
+                Ok(state) => split(state),
+                Err(state) => {
+                    store(conn, &state, whole, &against)?;
+                    continue;
                 }
             };
-            if !valid {
-                tracing::warn!(entity_type = %now_declared.entity_type, entity = %now_declared.entity_id, "a kept row is not valid for its declared type; it stays kept");
+            let entity = EntityRef::new(declared.entity_type, declared.entity_id);
+            let taken_in = if declared.fields.is_empty() && declared.field_hlc.is_empty() {
+                false
+            } else if whole {
+                let valid = declared.deleted
+                    || AnyEntity::from_fields(entity.entity_type, entity.id, &declared.fields).is_ok();
+                if valid {
+                    whole_rows.push(declared);
+                }
+                valid
+            } else if let Some(record) = find(conn, entity.entity_type, entity.id)? {
+                merge_fields(conn, record, &declared)?
+            } else {
+                into_deferred(conn, &declared)?;
+                true
+            };
+            if !taken_in {
+                tracing::warn!(%entity, "a kept row is not valid for its declared type; it stays kept");
+                store(conn, &from_json::<UnknownTypeState>(TABLE, &text)?, whole, &against)?;
                 continue;
             }
             taken += 1;
-            let key = sync_kept::table.find((now_declared.entity_type.as_str(), now_declared.entity_id.to_string()));
             match still {
-                Some(still) => {
-                    diesel::update(key).set(sync_kept::state.eq(to_json(TABLE, &still)?)).execute(conn)?;
-                }
+                Some(still) => store(conn, &still, false, &against)?,
                 None => {
-                    diesel::delete(key).execute(conn)?;
+                    let key = (entity.entity_type.as_str(), entity.id.to_string());
+                    diesel::delete(sync_kept::table.find(key)).execute(conn)?;
                 }
             }
         }
-        if !rows.is_empty() {
-            // No local row of these exists, so no conflict policy applies: the plan only orders.
+        if !whole_rows.is_empty() {
+            // Rows of a type this device did not know: the plan orders them, and the policy
+            // meets a local row only if an earlier build of the program held it.
             let plan = ApplyPlan::new(EntityType::all().to_vec(), ConflictPolicies::default())
-                .expect("every registered type once");
-            apply_rows(conn, &rows, &plan, now, &mut Changes::unwanted())?;
+                .map_err(|e| StoreError::corrupt(TABLE, e))?;
+            apply_rows(conn, &whole_rows, &plan, now, &mut Changes::unwanted())?;
         }
-        set_setting(conn, KEPT_AGAINST, &declared)?;
         Ok(taken)
     })
+}
+
+/// Merges `fields`, now declared, into the pulled state of its row still waiting for its parent
+/// (`sync_deferred`), if there is one; otherwise nothing holds them and they are dropped.
+fn into_deferred(conn: &mut SqliteConnection, fields: &EntityState) -> StoreResult<()> {
+    let key = (fields.entity_type.as_str(), fields.entity_id.to_string());
+    let waiting: Option<String> =
+        sync_deferred::table.find(key.clone()).select(sync_deferred::state).first(conn).optional()?;
+    let Some(waiting) = waiting else {
+        tracing::debug!(entity = %EntityRef::new(fields.entity_type, fields.entity_id), "kept fields of a row this device does not hold: dropped");
+        return Ok(());
+    };
+    let waiting: EntityState = from_json("sync_deferred", &waiting)?;
+    let (earlier, later) =
+        if fields.version <= waiting.version { (fields, &waiting) } else { (&waiting, fields) };
+    let state = merged(earlier, later);
+    diesel::update(sync_deferred::table.find(key))
+        .set(sync_deferred::state.eq(to_json("sync_deferred", &state)?))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Merges the fields of `state` into the stored `record` where their readings are later than

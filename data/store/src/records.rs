@@ -56,7 +56,7 @@ const HLC_RECEIVED: &str = "hlc_received";
 const SERVER_CLOCK_OFFSET: &str = "server_clock_offset_ms";
 
 /// A `local_settings` value, parsed.
-pub(crate) fn setting<T>(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<T>>
+fn setting<T>(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<T>>
 where
     T: std::str::FromStr,
     T::Err: std::fmt::Display,
@@ -67,7 +67,7 @@ where
 }
 
 /// Stores a `local_settings` value, replacing the one there.
-pub(crate) fn set_setting(conn: &mut SqliteConnection, name: &str, text: &str) -> StoreResult<()> {
+fn set_setting(conn: &mut SqliteConnection, name: &str, text: &str) -> StoreResult<()> {
     use schema::local_settings::dsl::{key, local_settings, value};
     diesel::replace_into(local_settings).values((key.eq(name), value.eq(text))).execute(conn)?;
     Ok(())

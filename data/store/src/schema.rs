@@ -97,7 +97,9 @@ diesel::table! {
     sync_kept (entity_type, entity_id) {
         entity_type -> Text,
         entity_id -> Text,
+        whole -> Bool,
         state -> Text,
+        against -> Text,
     }
 }
 

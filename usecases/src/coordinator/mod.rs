@@ -300,14 +300,16 @@ impl Inner {
                     }
                     Ok(pull) => {
                         reverted = pull.reverted;
-                        upgrade = upgrade.or(pull.upgrade_required);
+                        // The largest named: a refusal of a bodiless request (an upload's
+                        // HEAD) cannot name the version, and says 0.
+                        upgrade = upgrade.max(pull.upgrade_required);
                         match pull.first_error.or(push.paused) {
                             Some(error) => Outcome::Failed(error),
                             None => Outcome::Synced,
                         }
                     }
                     Err(error) => {
-                        upgrade = upgrade.or(error.upgrade_required());
+                        upgrade = upgrade.max(error.upgrade_required());
                         Outcome::from_error(&error)
                     }
                 }

@@ -303,11 +303,16 @@ impl Line for SyncState {
             Some(at) => line.push_str(&format!("; last synced {}", super::output::http_date(at))),
             None => line.push_str("; never synced"),
         }
-        if let Some(version) = self.upgrade_required {
-            line.push_str(&format!(
+        match self.upgrade_required {
+            Some(0) => line.push_str(
+                "; upgrade required: the server syncs with a newer schema version only \
+                 (queued changes are kept for the upgraded app)",
+            ),
+            Some(version) => line.push_str(&format!(
                 "; upgrade required: the server syncs with schema version {version} or later \
                  (queued changes are kept for the upgraded app)"
-            ));
+            )),
+            None => {}
         }
         if let Some(error) = &self.last_error {
             line.push_str(&format!("; last error: {error}"));

@@ -364,3 +364,18 @@ async fn a_write_that_followed_a_pulled_reading_ahead_stays_later_than_it() {
         "the rename went below what it followed"
     );
 }
+
+#[tokio::test]
+async fn a_pulled_row_whose_writes_are_still_queued_counts_them() {
+    let local = Local::new().await;
+    let project = Project::new(UserId::new(), "Demo", None, NOW).expect("valid");
+    let project = local.projects.create(project).await.expect("create");
+    let rename = ProjectPatch { name: Some("Mine".into()), ..Default::default() };
+    local.projects.update(project.id(), rename).await.expect("rename");
+    // The row is gone while its writes wait (a rebuilt database keeps the outbox, not the rows
+    // the server holds), and a pull brings it back.
+    super::execute(&local.fx.store, &format!("DELETE FROM projects WHERE id = '{}'", project.id())).await;
+    local.apply(vec![pulled(&project, 3, 10)], "c", &ConflictPolicies::default()).await;
+    let dirty = format!("SELECT dirty AS n FROM projects WHERE id = '{}'", project.id());
+    assert_eq!(local.fx.count(&dirty).await, 2, "the create and the rename still wait");
+}

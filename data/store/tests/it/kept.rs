@@ -107,6 +107,34 @@ async fn a_newer_servers_types_and_fields_are_kept_aside_and_the_page_still_appl
     assert_eq!(fields, ["description"]);
 }
 
+/// The statements storing `rows` (each whole or not) as a build with other declarations kept
+/// them.
+fn kept_by_an_older_build(rows: &[(UnknownTypeState, bool)]) -> String {
+    rows.iter()
+        .map(|(row, whole)| {
+            let state = serde_json::to_string(row).expect("json");
+            format!(
+                "INSERT OR REPLACE INTO sync_kept (entity_type, entity_id, whole, state, against) \
+                 VALUES ('{}', '{}', {}, '{state}', 'an older build');",
+                row.entity_type,
+                row.entity_id,
+                i32::from(*whole)
+            )
+        })
+        .collect()
+}
+
+/// Closes `fx`'s store and opens its file again, as a new build of the program would.
+async fn reopen(
+    fx: Fixture,
+    downstream: SqliteDownstreamRepository,
+) -> (trackflow_store::LocalStore, tempfile::TempDir) {
+    let path = fx.db_path();
+    let Fixture { dir, store } = fx;
+    drop((downstream, store));
+    (super::open(&path).await, dir)
+}
+
 #[tokio::test]
 async fn an_upgrade_lets_in_what_was_kept_without_pulling_again() {
     let fx = Fixture::new().await;
@@ -136,23 +164,14 @@ async fn an_upgrade_lets_in_what_was_kept_without_pulling_again() {
         state.fields.remove("name");
         state
     };
-    let rows =
-        [as_kept(fields), as_kept(pulled(&track, 2, 10)), as_kept(invalid.clone()), lyrics(&project, 3)];
-    let mut sql =
-        String::from("INSERT INTO local_settings (key, value) VALUES ('kept_against', 'an older build');");
-    for row in &rows {
-        let state = serde_json::to_string(row).expect("json");
-        sql.push_str(&format!(
-            "INSERT OR REPLACE INTO sync_kept (entity_type, entity_id, state) VALUES ('{}', '{}', '{state}');",
-            row.entity_type, row.entity_id
-        ));
-    }
-    super::execute(&fx.store, &sql).await;
-    let path = fx.db_path();
-    let Fixture { dir, store } = fx;
-    drop((downstream, store));
-
-    let store = super::open(&path).await;
+    let rows = [
+        (as_kept(fields), false),
+        (as_kept(pulled(&track, 2, 10)), true),
+        (as_kept(invalid.clone()), true),
+        (lyrics(&project, 3), true),
+    ];
+    super::execute(&fx.store, &kept_by_an_older_build(&rows)).await;
+    let (store, dir) = reopen(fx, downstream).await;
     let projects = SqliteRepository::<Project>::new(store.clone());
     let stored = projects.get(project.id()).await.expect("read").expect("stored");
     assert_eq!((stored.name(), stored.description()), ("Demo", Some("From v2")));
@@ -164,5 +183,45 @@ async fn an_upgrade_lets_in_what_was_kept_without_pulling_again() {
     // Nothing pulled: no queued write either.
     let outbox = SqlitePendingOperationsRepository::new(store.clone());
     assert!(outbox.list(None).await.expect("queue").is_empty());
+    drop(dir);
+}
+
+#[tokio::test]
+async fn kept_fields_of_a_row_waiting_for_its_parent_and_a_kept_tombstone_are_let_in() {
+    let fx = Fixture::new().await;
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let (project, gone) = (
+        Project::new(UserId::new(), "Demo", None, NOW).expect("valid"),
+        Project::new(UserId::new(), "Gone", None, NOW).expect("valid"),
+    );
+    let track = AudioTrack::new(project.id(), project.owner_id(), "Take", 1_000, None, NOW).expect("valid");
+    // The track arrives before its project and waits; the other project is held.
+    apply(&downstream, vec![pulled(&track, 2, 10), pulled(&gone, 1, 10)], Vec::new(), "c1").await;
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM sync_deferred").await, 1);
+
+    // Kept by an older build: a field of the waiting track written later, and the other
+    // project's tombstone, kept whole (its type was unknown to that build).
+    let mut renamed = pulled(&track, 2, 10);
+    renamed.fields.clear();
+    renamed.field_hlc.clear();
+    let renamed = with_field(renamed, "name", json!("Take, renamed"), 20);
+    let mut tombstone = pulled(&gone, 5, 30);
+    tombstone.deleted = true;
+    let name = |state: EntityState| {
+        let entity_type = state.entity_type.to_string();
+        state.with_type(entity_type)
+    };
+    super::execute(&fx.store, &kept_by_an_older_build(&[(name(renamed), false), (name(tombstone), true)]))
+        .await;
+    let (store, dir) = reopen(fx, downstream).await;
+    assert_eq!(super::count(&store, "SELECT COUNT(*) AS n FROM sync_kept").await, 0, "both let in");
+    let projects = SqliteRepository::<Project>::new(store.clone());
+    assert_eq!(projects.get(gone.id()).await.expect("read"), None, "the tombstone applies");
+
+    // The project arrives: the waiting track goes in with the field it was kept.
+    let downstream = SqliteDownstreamRepository::new(store.clone());
+    apply(&downstream, vec![pulled(&project, 1, 10)], Vec::new(), "c2").await;
+    let tracks = SqliteRepository::<AudioTrack>::new(store.clone());
+    assert_eq!(tracks.get(track.id()).await.expect("read").expect("stored").name(), "Take, renamed");
     drop(dir);
 }
