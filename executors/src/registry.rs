@@ -67,9 +67,7 @@ impl OperationExecutor for EntityExecutor {
         if op.entity.entity_type != entity_type {
             return Err(invalid(format!("the operation is for a {}", op.entity.entity_type)));
         }
-        if let Some(unknown) =
-            op.changed_fields.keys().find(|name| !entity_type.fields().contains(&name.as_str()))
-        {
+        if let Some(unknown) = op.changed_fields.keys().find(|name| !entity_type.declares(name)) {
             return Err(invalid(format!("unknown field '{unknown}'")));
         }
         match op.kind {

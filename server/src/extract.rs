@@ -65,11 +65,8 @@ impl FromRequest<AppState> for PushJson {
             let entity_type = mutation.entity_type;
             // An undeclared field set to null says nothing this server could hold (a newer
             // client's entity with a field it left empty): dropped, not refused.
-            mutation.fields.retain(|field, change| {
-                entity_type.fields().contains(&field.as_str()) || !change.value.is_null()
-            });
-            if let Some(field) = mutation.fields.keys().find(|f| !entity_type.fields().contains(&f.as_str()))
-            {
+            mutation.fields.retain(|field, change| entity_type.declares(field) || !change.value.is_null());
+            if let Some(field) = mutation.fields.keys().find(|f| !entity_type.declares(f)) {
                 return Err(not_in_schema(i, format!("the field '{field}' of '{entity_type}'")));
             }
         }

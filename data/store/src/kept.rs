@@ -23,6 +23,7 @@ use trackflow_domain::{
     protocol::{EntityState, UnknownTypeState},
     EntityRef, EntityType, Timestamp,
 };
+use uuid::Uuid;
 
 const TABLE: &str = "sync_kept";
 
@@ -35,13 +36,9 @@ fn declarations() -> String {
     digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn declares(entity_type: EntityType, field: &str) -> bool {
-    entity_type.fields().contains(&field)
-}
-
 /// Takes the entries of `map` whose field `entity_type` does not declare out of it.
 fn take_undeclared<V>(map: &mut BTreeMap<String, V>, entity_type: EntityType) -> BTreeMap<String, V> {
-    let undeclared: Vec<String> = map.keys().filter(|f| !declares(entity_type, f)).cloned().collect();
+    let undeclared: Vec<String> = map.keys().filter(|f| !entity_type.declares(f)).cloned().collect();
     undeclared.into_iter().filter_map(|field| map.remove_entry(&field)).collect()
 }
 
@@ -78,7 +75,7 @@ pub(crate) struct Kept {
 /// page whose fields are all declared (the rule) is not copied.
 pub(crate) fn sort_out(changes: &[EntityState]) -> (Cow<'_, [EntityState]>, Vec<Kept>) {
     let undeclared = |c: &EntityState| {
-        c.fields.keys().chain(c.field_hlc.keys()).any(|field| !declares(c.entity_type, field))
+        c.fields.keys().chain(c.field_hlc.keys()).any(|field| !c.entity_type.declares(field))
     };
     if !changes.iter().any(undeclared) {
         return (Cow::Borrowed(changes), Vec::new());
@@ -132,6 +129,15 @@ fn store(
     Ok(())
 }
 
+/// Notes that the kept row of `entity_type` `id` was held against the declarations `against`
+/// and none of them lets it in.
+fn held_against(conn: &mut SqliteConnection, entity_type: &str, id: Uuid, against: &str) -> StoreResult<()> {
+    diesel::update(sync_kept::table.find((entity_type, id.to_string())))
+        .set(sync_kept::against.eq(against))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Lets in what is kept aside that this build's types now declare (after an upgrade), in one
 /// transaction, looking only at rows kept against other declarations:
 /// - a row kept whole whose type is now known is applied as a pulled row (inserted, deferred
@@ -155,14 +161,17 @@ pub(crate) fn let_in_declared(conn: &mut SqliteConnection, now: Timestamp) -> St
             let (declared, still) = match state.resolve() {
                 Ok(state) => split(state),
                 Err(state) => {
-                    store(conn, &state, whole, &against)?;
+                    held_against(conn, &state.entity_type, state.entity_id, &against)?;
                     continue;
                 }
             };
             let entity = EntityRef::new(declared.entity_type, declared.entity_id);
-            let taken_in = if declared.fields.is_empty() && declared.field_hlc.is_empty() {
-                false
-            } else if whole {
+            if declared.fields.is_empty() && declared.field_hlc.is_empty() {
+                // Nothing of it is declared here either.
+                held_against(conn, entity.entity_type.as_str(), entity.id, &against)?;
+                continue;
+            }
+            let taken_in = if whole {
                 let valid = declared.deleted
                     || AnyEntity::from_fields(entity.entity_type, entity.id, &declared.fields).is_ok();
                 if valid {

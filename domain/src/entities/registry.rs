@@ -234,6 +234,11 @@ impl EntityType {
         self.0.fields
     }
 
+    /// Whether `field` is one of its synced fields.
+    pub fn declares(self, field: &str) -> bool {
+        self.0.fields.contains(&field)
+    }
+
     /// The fields that only a create may set.
     pub const fn immutable_fields(self) -> &'static [&'static str] {
         self.0.immutable
