@@ -4,18 +4,18 @@
 //! and sends batches chosen by a [`Schedule`] until nothing is ready, reading each batch whole.
 //! Each batch is marked sent, pushed, and its results settled in one local transaction:
 //!
-//! | server answer                          | the operations                                    |
-//! |----------------------------------------|---------------------------------------------------|
-//! | `applied`, or `duplicate` of applied   | leave the outbox; rows take the server version    |
-//! | `conflict` (or a duplicate of one)     | conflict recorded, then as applied                |
-//! | `rejected` (or a duplicate of one)     | parked as failed with the server's reason         |
-//! | unreachable; 429 or 503 (busy)         | stay pending, attempts kept; upstream pauses      |
-//! | 401                                    | re-authenticate and resend once; else pause       |
-//! | timeout, cut, 500, 502, 504, 408       | attempt counted; back off, or fail at the limit   |
-//! | 422 `not_in_schema` (an older server)  | stay pending, attempts kept; upstream pauses      |
-//! | 426 (this program's schema too old)    | stay pending, attempts kept; paused till upgraded |
-//! | 422 naming a mutation                  | that one parked; the rest sent again              |
-//! | other 4xx for the whole batch          | upstream pauses (unhealthy); nothing is failed    |
+//! | server answer                         | the operations                                              |
+//! |---------------------------------------|-------------------------------------------------------------|
+//! | `applied`, or `duplicate` of applied  | leave the outbox; rows take the server version              |
+//! | `conflict` (or a duplicate of one)    | conflict recorded, then as applied                          |
+//! | `rejected` (or a duplicate of one)    | parked as failed with the server's reason                   |
+//! | unreachable; 429 or 503 (busy)        | stay pending, attempts kept; upstream pauses                |
+//! | 401                                   | re-authenticate and resend once; else pause                 |
+//! | timeout, cut, 500, 502, 504, 408      | attempt counted; back off (a resume ends it); fail at limit |
+//! | 422 `not_in_schema` (an older server) | stay pending, attempts kept; upstream pauses                |
+//! | 426 (this program's schema too old)   | stay pending, attempts kept; paused till upgraded           |
+//! | 422 naming a mutation                 | that one parked; the rest sent again                        |
+//! | other 4xx for the whole batch         | upstream pauses (unhealthy); nothing is failed              |
 //!
 //! After an operation does not go through, the later operations on its entity in the same batch
 //! are held back unsent.
@@ -37,7 +37,7 @@ use serde::Serialize;
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
         Arc, Mutex, OnceLock,
     },
     time::Duration,
@@ -266,6 +266,9 @@ pub struct PendingOperationsManager {
     /// Told how far passes nobody else observes get (see `observe_passes`).
     observer: OnceLock<Arc<dyn SyncProgressObserver>>,
     wake: Notify,
+    /// Set by [`resume`](PendingOperationsManager::resume): the next pass sends what waits on
+    /// a backoff at once.
+    hurry: AtomicBool,
     passes: watch::Sender<u64>,
 }
 
@@ -296,6 +299,7 @@ impl PendingOperationsManager {
             clock_refusals: AtomicU32::new(0),
             observer: OnceLock::new(),
             wake: Notify::new(),
+            hurry: AtomicBool::new(false),
             passes: watch::Sender::new(0),
         }
     }
@@ -317,9 +321,14 @@ impl PendingOperationsManager {
         self.wake.notify_one();
     }
 
-    /// Lifts any pause and asks for a pass now: the network came back, or the user signed in.
+    /// Lifts any pause and asks for a pass now: the network came back, the user signed in, or
+    /// a person asked to sync. What waits on a backoff goes in that pass too: its failures were
+    /// likely the network's (a request cut as the link went down counts an attempt), and a
+    /// person waiting should not wait for a timer. Attempts still count, and an operation that
+    /// fails again backs off as before.
     pub fn resume(&self) {
         *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.hurry.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -420,6 +429,13 @@ impl PendingOperationsManager {
                 let plan = coalesce(&queue, &content);
                 if !plan.is_empty() && self.ports.outbox.apply_coalescing(plan).await? {
                     queue = self.ports.outbox.queue().await?;
+                }
+            }
+            // After a resume, one read of the queue treats every backoff as expired (taken once,
+            // or what fails again would be sent again at once).
+            if self.hurry.swap(false, Ordering::SeqCst) {
+                for op in &mut queue {
+                    op.next_attempt_at = None;
                 }
             }
             let mut schedule = Schedule::new(queue);

@@ -534,6 +534,42 @@ async fn transient_failures_back_off_on_the_clock_then_park_holding_back_only_de
 }
 
 #[tokio::test]
+async fn a_resume_sends_what_waits_on_a_backoff_once() {
+    trackflow_music::install().expect("the music registry installs");
+    let mut ops = Ops::new();
+    let (_, create) = ops.project();
+    // The first push is cut (the link went down mid-request), later ones fail on the server,
+    // and the last goes through.
+    let answers = Arc::new(Mutex::new(vec![
+        Ok(()),
+        Err(server_error()),
+        Err(RemoteError::Transient { message: "connection closed".into(), retry_after_ms: None }),
+    ]));
+    let (remote, requests) = remote(move |request| match answers.lock().expect("lock").pop() {
+        Some(Err(error)) => Err(error),
+        _ => applied(request),
+    });
+    let (manager, outbox, time) = Setup::new(vec![create.clone()], remote).manager();
+    manager.process().await.expect("pass");
+    assert_eq!(outbox.find(create.id).next_attempt_at, Some(time.now().plus_millis(500)));
+    assert_eq!(manager.process().await.expect("pass").requests, 0, "backing off");
+
+    // A person asks to sync: the backoff is not waited for, and the attempt counts.
+    manager.resume();
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.requests, report.retrying), (1, 1));
+    let op = outbox.find(create.id);
+    assert_eq!((op.attempts, op.next_attempt_at), (2, Some(time.now().plus_millis(1_000))));
+    // That was once: the next pass backs off again.
+    assert_eq!(manager.process().await.expect("pass").requests, 0, "backing off again");
+    assert_eq!(requests.lock().expect("lock").len(), 2);
+
+    manager.resume();
+    manager.process().await.expect("pass");
+    assert!(outbox.snapshot().is_empty(), "sent at the second resume");
+}
+
+#[tokio::test]
 async fn the_servers_retry_after_is_honoured() {
     trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
