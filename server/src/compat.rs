@@ -1,20 +1,17 @@
 //! The schema gate: after a breaking change of the program's schema
 //! ([`Registry::breaking_since`]), the sync endpoints answer clients that announce an older
-//! schema version ([`SCHEMA_VERSION_HEADER`]; none announced counts as 0) with `426 Upgrade
+//! schema version ([`SchemaVersion`]; none announced counts as 0) with `426 Upgrade
 //! Required` and the version they need, before anything else reads the request. Sign-up, login
 //! and health stay open, so an old app can still tell its user why it cannot sync.
 
-use crate::error::ApiFailure;
+use crate::{error::ApiFailure, extract::SchemaVersion};
 use axum::{
     extract::Request,
     http::StatusCode,
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use trackflow_domain::{
-    entities::Registry,
-    protocol::{SCHEMA_VERSION_HEADER, UPGRADE_REQUIRED},
-};
+use trackflow_domain::{entities::Registry, protocol::UPGRADE_REQUIRED};
 
 /// Whether the endpoint at `path` serves synced data, and so needs a compatible schema.
 fn gated(path: &str) -> bool {
@@ -28,12 +25,7 @@ pub(crate) async fn require_schema(request: Request, next: Next) -> Response {
     if oldest == 0 || !gated(request.uri().path()) {
         return next.run(request).await;
     }
-    let announced = request
-        .headers()
-        .get(SCHEMA_VERSION_HEADER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u32>().ok())
-        .unwrap_or(0);
+    let SchemaVersion(announced) = SchemaVersion::announced(request.headers());
     if announced >= oldest {
         return next.run(request).await;
     }

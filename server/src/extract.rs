@@ -9,7 +9,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 use trackflow_domain::{
-    protocol::{PushRequest, NOT_IN_SCHEMA},
+    protocol::{EntityState, PushRequest, NOT_IN_SCHEMA, SCHEMA_VERSION_HEADER},
     EntityType, UserId,
 };
 
@@ -63,6 +63,8 @@ impl FromRequest<AppState> for PushJson {
             parse_json(&bytes).map_err(|failure| unknown_type(&bytes).unwrap_or(failure))?;
         for (i, mutation) in request.mutations.iter_mut().enumerate() {
             let entity_type = mutation.entity_type;
+            // A client older than a field's rename names it as it was.
+            entity_type.to_current(&mut mutation.fields);
             // An undeclared field set to null says nothing this server could hold (a newer
             // client's entity with a field it left empty): dropped, not refused.
             mutation.fields.retain(|field, change| entity_type.declares(field) || !change.value.is_null());
@@ -71,6 +73,41 @@ impl FromRequest<AppState> for PushJson {
             }
         }
         Ok(PushJson(request))
+    }
+}
+
+/// The schema version the client announced ([`SCHEMA_VERSION_HEADER`]); none counts as 0.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchemaVersion(pub u32);
+
+impl SchemaVersion {
+    /// The version `headers` announce.
+    pub(crate) fn announced(headers: &axum::http::HeaderMap) -> Self {
+        let version = headers
+            .get(SCHEMA_VERSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u32>().ok());
+        Self(version.unwrap_or(0))
+    }
+
+    /// Gives the fields of `state` the names this client knows them by (fields renamed after
+    /// its version keep their old names for it).
+    pub(crate) fn translate(self, state: &mut EntityState) {
+        state.entity_type.as_known_at(self.0, &mut state.fields);
+        state.entity_type.as_known_at(self.0, &mut state.field_hlc);
+    }
+
+    /// Whether a field of the installed registry was renamed after this client's version.
+    pub(crate) fn predates_a_rename(self) -> bool {
+        EntityType::all().iter().any(|t| t.renamed().iter().any(|r| r.since > self.0))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SchemaVersion {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::announced(&parts.headers))
     }
 }
 

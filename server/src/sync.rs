@@ -3,24 +3,26 @@
 use crate::{
     auth,
     error::ApiFailure,
-    extract::{ApiQuery, AuthUser, PushJson},
+    extract::{ApiQuery, AuthUser, PushJson, SchemaVersion},
     AppState,
 };
 use axum::{extract::State, http::StatusCode, Json};
 use trackflow_domain::protocol::{
-    HealthResponse, MutationOutcome, PullRequest, PullResponse, PushRequest, PushResponse, ScopesResponse,
+    EntityState, HealthResponse, MutationOutcome, PullRequest, PullResponse, PushRequest, PushResponse,
+    ScopesResponse,
 };
 
 /// `POST /v1/sync/push`: applies the mutations in order and answers one result per mutation.
 pub(crate) async fn push(
     State(state): State<AppState>,
     auth: AuthUser,
+    schema: SchemaVersion,
     PushJson(request): PushJson,
 ) -> Result<Json<PushResponse>, ApiFailure> {
     check_clock_lead(&request, &state)?;
     crate::blobs::missing_audio(&state, auth.user, &request).await?;
     let ids: Vec<_> = request.mutations.iter().map(|m| m.entity_id).collect();
-    let response = state.store.push(auth.user, request).await?;
+    let mut response = state.store.push(auth.user, request).await?;
     state.metrics.pushed(&response);
     let changed: Vec<_> = response
         .results
@@ -33,6 +35,13 @@ pub(crate) async fn push(
         // other pushes' changes.
         state.pokes.changed(changed.into_iter().map(|(id, _)| id).collect(), version).await;
     }
+    if schema.predates_a_rename() {
+        for result in &mut response.results {
+            if let Some(server) = merged_row(&mut result.outcome) {
+                schema.translate(server);
+            }
+        }
+    }
     Ok(Json(response))
 }
 
@@ -42,6 +51,15 @@ fn changed_version(outcome: &MutationOutcome) -> Option<i64> {
         MutationOutcome::Applied { version } => Some(*version),
         MutationOutcome::Conflict { server, .. } => Some(server.version),
         MutationOutcome::Duplicate { .. } | MutationOutcome::Rejected { .. } => None,
+    }
+}
+
+/// The row a merge left, in an outcome that carries one.
+fn merged_row(outcome: &mut MutationOutcome) -> Option<&mut EntityState> {
+    match outcome {
+        MutationOutcome::Conflict { server, .. } => Some(server),
+        MutationOutcome::Duplicate { first, .. } => merged_row(first),
+        MutationOutcome::Applied { .. } | MutationOutcome::Rejected { .. } => None,
     }
 }
 
@@ -73,10 +91,14 @@ fn check_clock_lead(request: &PushRequest, state: &AppState) -> Result<(), ApiFa
 pub(crate) async fn pull(
     State(state): State<AppState>,
     auth: AuthUser,
+    schema: SchemaVersion,
     ApiQuery(request): ApiQuery<PullRequest>,
 ) -> Result<Json<PullResponse>, ApiFailure> {
     let started = std::time::Instant::now();
-    let response = state.store.pull(auth.user, request).await?;
+    let mut response = state.store.pull(auth.user, request).await?;
+    if let (true, PullResponse::Changes { changes, .. }) = (schema.predates_a_rename(), &mut response) {
+        changes.iter_mut().for_each(|row| schema.translate(row));
+    }
     state.metrics.pulled(started.elapsed());
     Ok(Json(response))
 }

@@ -1,6 +1,7 @@
-//! Schema evolution across builds: versions 1 and 2 of `trackflow-example-tasks` (version 2
-//! adds a task's estimate and board labels), every device and server a process of its own (a
-//! process installs one registry; this driver installs none and speaks to them in JSON lines).
+//! Schema evolution across builds: versions 1, 2 and 3 of `trackflow-example-tasks` (version 2
+//! adds a task's estimate and board labels, version 3 renames a task's title), every device
+//! and server a process of its own (a process installs one registry; this driver installs none
+//! and speaks to them in JSON lines).
 //!
 //! - A server on version 2 with devices on both versions: they edit the same task offline and
 //!   reconnect in both orders; every device ends equal to what the server shows a fresh device
@@ -10,6 +11,9 @@
 //!   server's schema being older, kept queued, and goes through once the server is upgraded.
 //! - A server that declares version 2 breaking: a device on version 1 is told to upgrade
 //!   (426), keeps its queued write, and sends it once upgraded.
+//! - A server on version 3, which renames a task's title to its name: a device on version 1
+//!   keeps syncing under the old name, and once upgraded sends what it queued before under
+//!   the new one.
 #![allow(missing_docs)]
 
 use serde_json::{json, Value};
@@ -271,4 +275,72 @@ fn a_breaking_change_tells_older_devices_to_upgrade_and_keeps_their_work() {
     assert_eq!(upgraded.rows(), rows);
     upgraded.stop();
     fresh.stop();
+}
+
+#[test]
+fn a_renamed_field_syncs_with_older_devices_and_an_upgrade_sends_what_was_queued_under_the_new_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("server.db");
+    let server = start_server(&db, "127.0.0.1:0", "v1");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let account = runtime.block_on(sign_up(&server, "kim@example.com"));
+    let mut old = Device::start("v1", &dir.path().join("old"), &server, &account, "v1");
+    let mut new = Device::start("v3", &dir.path().join("new"), &server, &account, "v3");
+
+    // The older device titles a task on a server still on version 1; the newer device reads
+    // the title as the task's name.
+    let board = old.create(json!({"op": "board", "title": "Release"}));
+    let notes = old.create(json!({"op": "task", "board": board, "title": "Notes"}));
+    old.sync();
+    new.sync();
+    assert_eq!(task(&new.rows(), &notes)["name"], "Notes", "{}", new.rows());
+
+    // The server is upgraded in place to version 3 (its rows still say `title`); the newer
+    // device renames the task, and the older one reads the new name as its title.
+    let address = server.url.trim_start_matches("http://").to_owned();
+    drop(server);
+    let server = start_server(&db, &address, "v3");
+    new.ask(json!({"op": "edit", "task": notes, "title": "Release notes"}));
+    new.sync();
+    old.sync();
+    assert_eq!(task(&old.rows(), &notes)["title"], "Release notes", "the older device reads its title");
+
+    // Offline edits of the same task on both, then both reconnect: the older device's title is
+    // the task's name, the newer device's estimate stays.
+    old.ask(json!({"op": "edit", "task": notes, "title": "Liner notes"}));
+    new.ask(json!({"op": "edit", "task": notes, "estimate": 45}));
+    new.sync();
+    old.sync();
+    new.sync();
+    let merged = task(&new.rows(), &notes);
+    assert_eq!((&merged["name"], &merged["estimate"]), (&json!("Liner notes"), &json!(45)), "{merged}");
+    assert!(merged.get("title").is_none(), "nothing under the old name: {merged}");
+
+    // The older device edits the title and adds a task offline, then upgrades to version 3:
+    // its local migration renames the column, the engine moves its queued writes to the new
+    // name, and they go out.
+    old.ask(json!({"op": "edit", "task": notes, "title": "Final notes"}));
+    let art = old.create(json!({"op": "task", "board": board, "title": "Cover art"}));
+    let old_dir = old.stop();
+    let mut upgraded = Device::start("v1 upgraded", &old_dir, &server, &account, "v3");
+    let before = upgraded.rows();
+    assert_eq!(task(&before, &notes)["name"], "Final notes", "the column renamed: {before}");
+    upgraded.sync();
+    new.sync();
+    for (id, name) in [(&notes, "Final notes"), (&art, "Cover art")] {
+        assert_eq!(task(&new.rows(), id)["name"], name, "the queued write reached the server");
+    }
+
+    // Every device equals what the server shows a fresh device of its version.
+    let mut fresh_new = Device::start("fresh v3", &dir.path().join("fresh-new"), &server, &account, "v3");
+    let mut fresh_old = Device::start("fresh v1", &dir.path().join("fresh-old"), &server, &account, "v1");
+    fresh_new.sync();
+    fresh_old.sync();
+    let (on_server, as_v1) = (fresh_new.rows(), fresh_old.rows());
+    assert_eq!(new.rows(), on_server);
+    assert_eq!(upgraded.rows(), on_server);
+    assert_eq!(task(&as_v1, &notes)["title"], "Final notes", "a version 1 device reads the title: {as_v1}");
+    for device in [new, upgraded, fresh_new, fresh_old] {
+        device.stop();
+    }
 }

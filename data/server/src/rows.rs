@@ -10,7 +10,7 @@ use trackflow_db::error::{StoreError, StoreResult};
 use trackflow_domain::{
     protocol::EntityState,
     sync::{field_merge::FieldState, mutation_plan::StoredEntity, Hlc},
-    CollaboratorRole, ScopeId, UserId,
+    CollaboratorRole, EntityType, ScopeId, UserId,
 };
 use uuid::Uuid;
 
@@ -51,16 +51,20 @@ impl EntityRow {
 
     pub fn decode(&self) -> StoreResult<StoredEntity> {
         let corrupt = |e: String| StoreError::corrupt("entities", format!("{}: {e}", self.entity_id));
+        let entity_type: EntityType = self.entity_type.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let mut fields: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&self.fields).map_err(|e| corrupt(e.to_string()))?;
+        let mut field_hlc: BTreeMap<String, Hlc> =
+            serde_json::from_str(&self.field_hlc).map_err(|e| corrupt(e.to_string()))?;
+        // Written before a field was renamed: read under its name now (and stored so at the
+        // row's next write).
+        entity_type.to_current(&mut fields);
+        entity_type.to_current(&mut field_hlc);
         Ok(StoredEntity {
-            entity_type: self.entity_type.parse().map_err(|e| corrupt(format!("{e}")))?,
+            entity_type,
             scope: self.scope.parse().map_err(|e| corrupt(format!("{e}")))?,
             version: self.version,
-            state: FieldState {
-                fields: serde_json::from_str(&self.fields).map_err(|e| corrupt(e.to_string()))?,
-                field_hlc: serde_json::from_str::<BTreeMap<String, Hlc>>(&self.field_hlc)
-                    .map_err(|e| corrupt(e.to_string()))?,
-                deleted: self.deleted,
-            },
+            state: FieldState { fields, field_hlc, deleted: self.deleted },
             deleted_with: self
                 .deleted_with
                 .as_deref()

@@ -65,6 +65,7 @@ pub(super) fn open(options: &LocalStoreOptions, now: trackflow_domain::Timestamp
     let mut conn = establish(path, options.busy_timeout)?;
     migrate(&mut conn, path)?;
     migrate_app(&mut conn, Registry::global().schema())?;
+    super::renamed::move_renamed_fields(&mut conn)?;
     super::upstream::recount_queued_if_asked(&mut conn)?;
     super::kept::let_in_declared(&mut conn, now)?;
     let replica = replica_id(&mut conn)?;

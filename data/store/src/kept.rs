@@ -42,10 +42,14 @@ fn take_undeclared<V>(map: &mut BTreeMap<String, V>, entity_type: EntityType) ->
     undeclared.into_iter().filter_map(|field| map.remove_entry(&field)).collect()
 }
 
-/// `state` split in two: what its type declares, and (if anything) the undeclared fields with
-/// their readings, the row's version and deletion, naming its type.
+/// `state`, its renamed fields under their current names, split in two: what its type
+/// declares, and (if anything) the undeclared fields with their readings, the row's version
+/// and deletion, naming its type.
 fn split(mut state: EntityState) -> (EntityState, Option<UnknownTypeState>) {
     let entity_type = state.entity_type;
+    // From a server not yet upgraded past a rename: the old name is this build's new one.
+    entity_type.to_current(&mut state.fields);
+    entity_type.to_current(&mut state.field_hlc);
     let fields = take_undeclared(&mut state.fields, entity_type);
     let field_hlc = take_undeclared(&mut state.field_hlc, entity_type);
     if fields.is_empty() && field_hlc.is_empty() {

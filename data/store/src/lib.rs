@@ -17,6 +17,7 @@ mod kept;
 mod live;
 mod outbox;
 mod records;
+mod renamed;
 pub mod repair;
 mod repositories;
 mod reverts;

@@ -8,7 +8,8 @@ mod role;
 
 pub use any::{Membership, ParseScopeError, Scope, ScopeKind, SHARED_PREFIX};
 pub use registry::{
-    AnyEntity, AppMigration, Declaration, EntityType, Index, Parent, Registry, RegistryError, WriteRule,
+    AnyEntity, AppMigration, Declaration, EntityType, Index, Parent, Registry, RegistryError, Rename,
+    WriteRule,
 };
 pub use role::CollaboratorRole;
 
@@ -181,6 +182,14 @@ pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
     /// version `426 upgrade_required` ([`Registry::breaking_since_version`](registry::Registry::breaking_since_version)).
     /// Adding an optional field or a type is not breaking.
     const BREAKING_SINCE: u32 = 0;
+
+    /// Fields renamed since earlier schema versions. The app renames the local column in a
+    /// migration of its own ([`AppMigration`](registry::AppMigration)); the engine does the
+    /// rest: queued operations and stored rows are moved to the new name when the store opens
+    /// after the upgrade, and a server translates for clients still on older versions, which
+    /// keep syncing. Adding a rename is not breaking; dropping one is
+    /// ([`BREAKING_SINCE`](Self::BREAKING_SINCE) at its version).
+    const RENAMED: &'static [Rename] = &[];
 
     /// The names of its synced fields (everything [`SyncEntity::fields`] returns).
     const FIELDS: &'static [&'static str];

@@ -128,6 +128,7 @@ pub struct Declaration {
     pub(crate) member_field: Option<&'static str>,
     pub(crate) blob_field: Option<&'static str>,
     pub(crate) breaking_since: u32,
+    pub(crate) renamed: &'static [Rename],
     pub(crate) from_fields: fn(Uuid, &BTreeMap<String, Value>) -> Result<AnyEntity, ValidationError>,
 }
 
@@ -153,6 +154,7 @@ impl Declaration {
             member_field: E::MEMBER_FIELD,
             blob_field: E::BLOB_FIELD,
             breaking_since: E::BREAKING_SINCE,
+            renamed: E::RENAMED,
             from_fields: any_from_fields::<E>,
         }
     }
@@ -296,6 +298,52 @@ impl EntityType {
     }
 }
 
+/// A field renamed at schema version `since` ([`SyncEntity::RENAMED`]): builds older than that
+/// name it `from`, this one `to`. The engine translates wherever the old name still appears: in
+/// operations queued and rows stored before the upgrade, in pages from a server not yet
+/// upgraded, and, on the server, in older clients' pushes and pulls (docs/sync-protocol.md,
+/// "Schema evolution").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rename {
+    /// The name builds older than `since` use.
+    pub from: &'static str,
+    /// The name it has now: one of the type's fields.
+    pub to: &'static str,
+    /// The schema version that renamed it.
+    pub since: u32,
+}
+
+impl EntityType {
+    /// Its fields renamed since earlier schema versions.
+    pub const fn renamed(self) -> &'static [Rename] {
+        self.0.renamed
+    }
+
+    /// Gives the keys of `fields` that earlier schema versions named their current names: what
+    /// an older build wrote reads as this one's. Where both names are present the current one
+    /// is kept. Returns whether anything changed.
+    pub fn to_current<V>(self, fields: &mut BTreeMap<String, V>) -> bool {
+        let mut changed = false;
+        for rename in self.0.renamed {
+            if let Some(value) = fields.remove(rename.from) {
+                fields.entry(rename.to.to_owned()).or_insert(value);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Gives the keys of `fields` the names a build at schema `version` knows them by: the
+    /// reverse of [`to_current`](Self::to_current), for the renames after `version`.
+    pub fn as_known_at<V>(self, version: u32, fields: &mut BTreeMap<String, V>) {
+        for rename in self.0.renamed.iter().rev().filter(|r| r.since > version) {
+            if let Some(value) = fields.remove(rename.to) {
+                fields.insert(rename.from.to_owned(), value);
+            }
+        }
+    }
+}
+
 impl PartialEq for EntityType {
     /// Types are equal by name. The same declaration (the usual case) is equal without reading
     /// the names; a declaration may also have copies, so the names decide otherwise.
@@ -391,6 +439,18 @@ pub enum RegistryError {
     /// Two migrations share a version.
     #[error("two migrations have the version '{0}'")]
     DuplicateMigration(&'static str),
+    /// A rename that does not end at a declared field, starts at one, or has no version.
+    #[error("{entity_type} renames '{from}' to '{to}' at version {since}: '{to}' must be a field, '{from}' not, and the version at least 1")]
+    Rename {
+        /// The type.
+        entity_type: &'static str,
+        /// The old name.
+        from: &'static str,
+        /// The new name.
+        to: &'static str,
+        /// The version.
+        since: u32,
+    },
     /// A breaking change declared at a version after the registry's own.
     #[error("a breaking change at schema version {breaking} is ahead of the declared version {version}")]
     BreakingAhead {
@@ -437,6 +497,11 @@ impl Registry {
                     entity_type: entity_type.as_str(),
                     needed: needed.as_str(),
                 });
+            }
+        }
+        for &Rename { from, to, since } in entity_type.renamed() {
+            if !entity_type.declares(to) || entity_type.declares(from) || since == 0 {
+                return Err(RegistryError::Rename { entity_type: entity_type.as_str(), from, to, since });
             }
         }
         self.types.push(entity_type);

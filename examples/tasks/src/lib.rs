@@ -8,6 +8,7 @@
 
 mod task;
 pub mod v2;
+pub mod v3;
 
 pub use task::{Task, TaskId, TaskPatch};
 
