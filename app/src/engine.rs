@@ -239,6 +239,12 @@ impl SyncEngine {
         self.module.resolve_ref()
     }
 
+    /// The conflicts recorded on this device: writes of its own that lost to later ones, and
+    /// what a manual policy keeps for the user to resolve.
+    pub fn conflicts(&self) -> &dyn trackflow_domain::ports::ConflictRepository {
+        self.module.resolve_ref()
+    }
+
     /// The upstream processor (health, retries).
     pub fn upstream(&self) -> &PendingOperationsManager {
         &self.upstream

@@ -97,6 +97,16 @@ impl SchemaVersion {
         state.entity_type.as_known_at(self.0, &mut state.field_hlc);
     }
 
+    /// Gives `fields` of `entity_type` the names this client knows them by.
+    pub(crate) fn translate_names(self, entity_type: EntityType, fields: &mut [String]) {
+        for field in fields {
+            let renamed = entity_type.renamed().iter().find(|r| r.since > self.0 && r.to == field.as_str());
+            if let Some(rename) = renamed {
+                *field = rename.from.to_owned();
+            }
+        }
+    }
+
     /// Whether a field of the installed registry was renamed after this client's version.
     pub(crate) fn predates_a_rename(self) -> bool {
         EntityType::all().iter().any(|t| t.renamed().iter().any(|r| r.since > self.0))

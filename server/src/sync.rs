@@ -37,8 +37,9 @@ pub(crate) async fn push(
     }
     if schema.predates_a_rename() {
         for result in &mut response.results {
-            if let Some(server) = merged_row(&mut result.outcome) {
+            if let Some((server, lost_fields)) = merged(&mut result.outcome) {
                 schema.translate(server);
+                schema.translate_names(server.entity_type, lost_fields);
             }
         }
     }
@@ -54,11 +55,11 @@ fn changed_version(outcome: &MutationOutcome) -> Option<i64> {
     }
 }
 
-/// The row a merge left, in an outcome that carries one.
-fn merged_row(outcome: &mut MutationOutcome) -> Option<&mut EntityState> {
+/// The row a merge left and the fields that lost, in an outcome that carries them.
+fn merged(outcome: &mut MutationOutcome) -> Option<(&mut EntityState, &mut Vec<String>)> {
     match outcome {
-        MutationOutcome::Conflict { server, .. } => Some(server),
-        MutationOutcome::Duplicate { first, .. } => merged_row(first),
+        MutationOutcome::Conflict { server, lost_fields } => Some((server, lost_fields)),
+        MutationOutcome::Duplicate { first, .. } => merged(first),
         MutationOutcome::Applied { .. } | MutationOutcome::Rejected { .. } => None,
     }
 }

@@ -316,6 +316,21 @@ fn a_renamed_field_syncs_with_older_devices_and_an_upgrade_sends_what_was_queued
     assert_eq!((&merged["name"], &merged["estimate"]), (&json!("Liner notes"), &json!(45)), "{merged}");
     assert!(merged.get("title").is_none(), "nothing under the old name: {merged}");
 
+    // Both rename it offline, the older device first: its write loses (a conflict outcome,
+    // whose merged row it reads under its own name), and both end with the later name.
+    old.ask(json!({"op": "edit", "task": notes, "title": "Notes (old)"}));
+    new.ask(json!({"op": "edit", "task": notes, "title": "Notes (new)"}));
+    new.sync();
+    old.sync();
+    assert_eq!(task(&old.rows(), &notes)["title"], "Notes (new)", "the later write wins");
+    let conflicts = old.ask(json!({"op": "conflicts"}));
+    let lost = &conflicts[0];
+    assert_eq!(
+        (&lost["fields"], &lost["remote"]["title"], lost["remote"].get("name")),
+        (&json!(["title"]), &json!("Notes (new)"), None),
+        "the conflict in the older device's names: {conflicts}"
+    );
+
     // The older device edits the title and adds a task offline, then upgrades to version 3:
     // its local migration renames the column, the engine moves its queued writes to the new
     // name, and they go out.

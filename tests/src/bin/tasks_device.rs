@@ -9,6 +9,7 @@
 //! - `{"op": "sync"}`: push and pull once; answer the status (`phase`, `pending`, `failed`,
 //!   `last_error`).
 //! - `{"op": "rows"}`: every visible row, `{"<type> <id>": {fields}}`.
+//! - `{"op": "conflicts"}`: the conflicts recorded, `[{"fields": [lost], "remote": {fields}}]`.
 //!
 //! A refused command answers `{"error": "..."}`. Nothing syncs but on `sync`.
 //!
@@ -105,6 +106,12 @@ async fn run(engine: &SyncEngine, version: u32, user: UserId, command: &Value) -
                 }
             }
             serde_json::to_value(rows)?
+        }
+        "conflicts" => {
+            let conflicts = engine.conflicts().list(false).await?;
+            let conflicts: Vec<Value> =
+                conflicts.into_iter().map(|c| json!({"fields": c.fields, "remote": c.remote})).collect();
+            json!(conflicts)
         }
         other => anyhow::bail!("unknown command {other:?}"),
     })
