@@ -645,11 +645,11 @@ impl PendingOperationsManager {
             if part.is_empty() {
                 continue;
             }
-            let ops: Vec<&SyncOperation> = part.iter().map(|(_, op)| *op).collect();
-            let request = PushRequest {
-                client_id: self.client_id,
-                mutations: part.iter().map(|(m, _)| m.clone()).collect(),
-            };
+            // The mutations move into the request; the rare paths that send some of them again
+            // take them back out of it.
+            let (mutations, ops): (Vec<Mutation>, Vec<&SyncOperation>) = part.into_iter().unzip();
+            let request = PushRequest { client_id: self.client_id, mutations };
+            let part = |request: PushRequest| request.mutations.into_iter().zip(ops.iter().copied());
             report.requests += 1;
             let pause = match self.push(&request).await {
                 Ok(response) => {
@@ -700,13 +700,13 @@ impl PendingOperationsManager {
                         settlements
                             .push((op.id, Settlement::Failed { reason: format!("{code}: {message}") }));
                     }
-                    parts.push(part.into_iter().filter(|(_, op)| op.id != refused).collect());
+                    parts.push(part(request).filter(|(_, op)| op.id != refused).collect());
                     continue;
                 }
                 Err(RemoteError::Permanent { code, .. })
-                    if (code == "body_too_large" || code == "http_413") && part.len() > 1 =>
+                    if (code == "body_too_large" || code == "http_413") && ops.len() > 1 =>
                 {
-                    let mut part = part;
+                    let mut part: Vec<_> = part(request).collect();
                     let right = part.split_off(part.len() / 2);
                     parts.push(right);
                     parts.push(part);

@@ -747,6 +747,36 @@ async fn conflicts_are_recorded_and_duplicates_count_as_success() {
 }
 
 #[tokio::test]
+async fn a_request_too_large_is_halved_until_it_fits() {
+    trackflow_music::install().expect("the music registry installs");
+    let mut ops = Ops::new();
+    let queue: Vec<SyncOperation> = (0..5).map(|_| ops.project().1).collect();
+    let ids: Vec<OperationId> = queue.iter().map(|op| op.id).collect();
+    // The server takes at most two mutations in a body.
+    let (remote, requests) = remote(|request| {
+        if request.mutations.len() > 2 {
+            Err(RemoteError::Permanent {
+                code: "body_too_large".into(),
+                message: "the body is larger than 100 bytes".into(),
+                mutation_id: None,
+            })
+        } else {
+            applied(request)
+        }
+    });
+    let (manager, outbox, _) = Setup::new(queue, remote).manager();
+    let report = manager.process().await.expect("pass");
+    assert_eq!((report.acknowledged, report.failed), (5, 0));
+    assert!(outbox.snapshot().is_empty());
+    // 5 refused, halved into 2 and 3; the 3 refused and halved into 1 and 2: in order.
+    let requests = requests.lock().expect("lock").clone();
+    let sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [5, 2, 3, 1, 2]);
+    let accepted: Vec<OperationId> = requests.into_iter().filter(|r| r.len() <= 2).flatten().collect();
+    assert_eq!(accepted, ids, "every operation once, in queue order");
+}
+
+#[tokio::test]
 async fn a_batch_refused_for_one_mutation_parks_it_and_sends_the_rest_again() {
     trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
