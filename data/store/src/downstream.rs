@@ -115,7 +115,7 @@ pub(crate) fn apply_page(
         }
         let (changes, undeclared) = kept::sort_out(changes);
         let unknown = unknown.iter().map(|state| kept::Kept { state: state.clone(), whole: true });
-        kept::keep(conn, undeclared.into_iter().chain(unknown))?;
+        kept::keep(conn, scope, undeclared.into_iter().chain(unknown))?;
         let counts = apply_rows(conn, &changes, plan, now, report)?;
         diesel::insert_into(sync_metadata::table)
             .values((sync_metadata::scope.eq(scope), sync_metadata::cursor.eq(next_cursor)))
@@ -747,6 +747,7 @@ impl DownstreamRepository for SqliteDownstreamRepository {
                             }
                         }
                         diesel::delete(sync_metadata::table.find(&scope)).execute(conn)?;
+                        kept::forget(conn, &scope)?;
                         diesel::delete(sync_statistics::table.filter(sync_statistics::scope.eq(&scope)))
                             .execute(conn)?;
                         StoreResult::Ok(removed as u64)

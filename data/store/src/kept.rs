@@ -94,8 +94,13 @@ pub(crate) fn sort_out(changes: &[EntityState]) -> (Cow<'_, [EntityState]>, Vec<
     (Cow::Owned(declared), kept)
 }
 
-/// Keeps `rows` aside, each merged with what is kept of the same row already.
-pub(crate) fn keep(conn: &mut SqliteConnection, rows: impl IntoIterator<Item = Kept>) -> StoreResult<()> {
+/// Keeps `rows` of a page of `scope` aside, each merged with what is kept of the same row
+/// already.
+pub(crate) fn keep(
+    conn: &mut SqliteConnection,
+    scope: &str,
+    rows: impl IntoIterator<Item = Kept>,
+) -> StoreResult<()> {
     let mut against = None;
     for Kept { state, whole } in rows {
         let against = against.get_or_insert_with(declarations);
@@ -109,28 +114,38 @@ pub(crate) fn keep(conn: &mut SqliteConnection, rows: impl IntoIterator<Item = K
             None => (whole, state),
         };
         tracing::debug!(entity_type = %state.entity_type, entity = %state.entity_id, whole, "kept aside: not declared by this build");
-        store(conn, &state, whole, against)?;
+        store(conn, &state, whole, against, Some(scope))?;
     }
     Ok(())
 }
 
-/// Writes one kept row.
+/// Writes one kept row, from a page of `scope` (`None`: the scope it was kept from stays).
 fn store(
     conn: &mut SqliteConnection,
     state: &UnknownTypeState,
     whole: bool,
     against: &str,
+    scope: Option<&str>,
 ) -> StoreResult<()> {
-    diesel::replace_into(sync_kept::table)
-        .values((
-            sync_kept::entity_type.eq(&state.entity_type),
-            sync_kept::entity_id.eq(state.entity_id.to_string()),
-            sync_kept::whole.eq(whole),
-            sync_kept::state.eq(to_json(TABLE, state)?),
-            sync_kept::against.eq(against),
-        ))
-        .execute(conn)?;
+    let text = to_json(TABLE, state)?;
+    let written = (sync_kept::whole.eq(whole), sync_kept::state.eq(&text), sync_kept::against.eq(against));
+    let insert = diesel::insert_into(sync_kept::table).values((
+        sync_kept::entity_type.eq(&state.entity_type),
+        sync_kept::entity_id.eq(state.entity_id.to_string()),
+        written,
+        sync_kept::scope.eq(scope),
+    ));
+    let on_conflict = insert.on_conflict((sync_kept::entity_type, sync_kept::entity_id)).do_update();
+    match scope {
+        Some(scope) => on_conflict.set((written, sync_kept::scope.eq(scope))).execute(conn)?,
+        None => on_conflict.set(written).execute(conn)?,
+    };
     Ok(())
+}
+
+/// Forgets what was kept from pages of `scope`: its access is lost.
+pub(crate) fn forget(conn: &mut SqliteConnection, scope: &str) -> StoreResult<usize> {
+    Ok(diesel::delete(sync_kept::table.filter(sync_kept::scope.eq(scope))).execute(conn)?)
 }
 
 /// Notes that the kept row of `entity_type` `id` was held against the declarations `against`
@@ -190,12 +205,12 @@ pub(crate) fn let_in_declared(conn: &mut SqliteConnection, now: Timestamp) -> St
             };
             if !taken_in {
                 tracing::warn!(%entity, "a kept row is not valid for its declared type; it stays kept");
-                store(conn, &from_json::<UnknownTypeState>(TABLE, &text)?, whole, &against)?;
+                store(conn, &from_json::<UnknownTypeState>(TABLE, &text)?, whole, &against, None)?;
                 continue;
             }
             taken += 1;
             match still {
-                Some(still) => store(conn, &still, false, &against)?,
+                Some(still) => store(conn, &still, false, &against, None)?,
                 None => {
                     let key = (entity.entity_type.as_str(), entity.id.to_string());
                     diesel::delete(sync_kept::table.find(key)).execute(conn)?;

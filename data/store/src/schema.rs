@@ -100,6 +100,7 @@ diesel::table! {
         whole -> Bool,
         state -> Text,
         against -> Text,
+        scope -> Nullable<Text>,
     }
 }
 

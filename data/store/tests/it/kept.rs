@@ -5,6 +5,8 @@
 use super::{pulled, Fixture};
 use serde_json::json;
 use trackflow_domain::{
+    entities::Scope,
+    ids::ScopeId,
     ports::{ApplyPlan, DownstreamRepository, PendingOperationsRepository, Repository},
     protocol::{EntityState, UnknownTypeState},
     EntityType, Hlc, NodeId, Timestamp, UserId,
@@ -50,8 +52,19 @@ async fn apply(
     unknown: Vec<UnknownTypeState>,
     cursor: &str,
 ) {
+    apply_in(store, "all", changes, unknown, cursor).await;
+}
+
+/// [`apply`] for a page of `scope`.
+async fn apply_in(
+    store: &SqliteDownstreamRepository,
+    scope: &str,
+    changes: Vec<EntityState>,
+    unknown: Vec<UnknownTypeState>,
+    cursor: &str,
+) {
     let plan = ApplyPlan::new(EntityType::all().to_vec(), Default::default()).expect("every type once");
-    store.apply_page("all", changes, unknown, cursor.into(), &plan).await.expect("the page applies");
+    store.apply_page(scope, changes, unknown, cursor.into(), &plan).await.expect("the page applies");
 }
 
 /// What is kept of a row, as one JSON value.
@@ -105,6 +118,31 @@ async fn a_newer_servers_types_and_fields_are_kept_aside_and_the_page_still_appl
     let ops = outbox.list(None).await.expect("queue");
     let fields: Vec<&String> = ops.iter().flat_map(|op| op.changed_fields.keys()).collect();
     assert_eq!(fields, ["description"]);
+}
+
+#[tokio::test]
+async fn what_was_kept_of_a_scope_is_forgotten_with_it() {
+    let fx = Fixture::new().await;
+    let downstream = SqliteDownstreamRepository::new(fx.store.clone());
+    let (lost, kept_on) = (
+        Project::new(UserId::new(), "Lost", None, NOW).expect("valid"),
+        Project::new(UserId::new(), "Kept", None, NOW).expect("valid"),
+    );
+    let scope_of = |p: &Project| Scope::Shared(ScopeId::from_uuid(p.id().into())).to_string();
+    let lost_row = with_field(pulled(&lost, 1, 10), "tempo", json!(120), 10);
+    apply_in(&downstream, &scope_of(&lost), vec![lost_row], vec![lyrics(&lost, 2)], "c1").await;
+    let other = with_field(pulled(&kept_on, 3, 10), "tempo", json!(90), 10);
+    // The unknown row comes again in the other project's page (it moved there).
+    let moved = with_field(lyrics(&lost, 4), "project_id", json!(kept_on.id()), 20);
+    apply_in(&downstream, &scope_of(&kept_on), vec![other], vec![moved], "c2").await;
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM sync_kept").await, 3);
+
+    // Access to the first project is lost: what was kept of it goes with its rows, so no
+    // upgrade can let it in; what was kept of the other project stays.
+    downstream.forget_scope(ScopeId::from_uuid(lost.id().into())).await.expect("forget");
+    assert_eq!(fx.count("SELECT COUNT(*) AS n FROM sync_kept").await, 2);
+    assert_eq!(kept(&fx, kept_on.id().into(), "$.fields.tempo").await, "90");
+    assert_eq!(kept(&fx, uuid::Uuid::from_u128(42), "$.version").await, "4");
 }
 
 /// The statements storing `rows` (each whole or not) as a build with other declarations kept

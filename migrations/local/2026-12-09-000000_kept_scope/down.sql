@@ -1,0 +1,2 @@
+DROP INDEX sync_kept_scope;
+ALTER TABLE sync_kept DROP COLUMN scope;
