@@ -359,3 +359,67 @@ fn a_renamed_field_syncs_with_older_devices_and_an_upgrade_sends_what_was_queued
         device.stop();
     }
 }
+
+/// Pushes `body` to `server` as a client announcing schema `version`; returns each mutation's
+/// outcome (`applied`, `duplicate`, `rejected`).
+async fn push_raw(server: &str, token: &str, version: u32, body: &Value) -> Vec<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{server}/v1/sync/push"))
+        .bearer_auth(token)
+        .header("trackflow-schema-version", version.to_string())
+        .json(body)
+        .send()
+        .await
+        .expect("push");
+    let answer: Value = response.json().await.expect("an answer");
+    let results = answer["results"].as_array().unwrap_or_else(|| panic!("results: {answer}"));
+    results.iter().map(|r| r["status"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[test]
+fn a_write_applied_before_a_rename_and_sent_again_after_it_is_a_duplicate() {
+    use trackflow_client::domain::{Hlc, NodeId};
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("server.db");
+    let server = start_server(&db, "127.0.0.1:0", "v1");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let account = runtime.block_on(sign_up(&server, "kim@example.com"));
+    let node = NodeId::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let wall_ms = u64::try_from(now.as_millis()).expect("millis");
+    let hlc = serde_json::to_value(Hlc { wall_ms, counter: 0, node }).expect("hlc");
+    let (board, task) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let change = |value: Value| json!({"value": value, "hlc": hlc});
+    let create_task = |title: &str| {
+        json!({
+            "id": uuid::Uuid::from_u128(2), "entity_type": "task", "entity_id": task, "kind": "create",
+            "base_version": 0,
+            "fields": {
+                "board_id": change(json!(board)), title: change(json!("Notes")),
+                "done": change(json!(false)), "created_at": change(json!(1_800_000_000_000_i64)),
+            },
+        })
+    };
+    let create_board = json!({
+        "id": uuid::Uuid::from_u128(1), "entity_type": "board", "entity_id": board, "kind": "create",
+        "base_version": 0,
+        "fields": {
+            "owner_id": change(json!(account.user)), "title": change(json!("Release")),
+            "created_at": change(json!(1_800_000_000_000_i64)),
+        },
+    });
+    let push = |title: &str| json!({"client_id": node, "mutations": [create_board, create_task(title)]});
+    let first = runtime.block_on(push_raw(&server.url, &account.token, 1, &push("title")));
+    assert_eq!(first, ["applied", "applied"]);
+
+    // The answer was lost; meanwhile the server is upgraded to version 3, which renames the
+    // task's title. The same writes come again, from the version 1 device and from the same
+    // device upgraded (its queued write moved to the new name): both are duplicates.
+    let address = server.url.trim_start_matches("http://").to_owned();
+    drop(server);
+    let server = start_server(&db, &address, "v3");
+    let again = runtime.block_on(push_raw(&server.url, &account.token, 1, &push("title")));
+    assert_eq!(again, ["duplicate", "duplicate"], "from the version 1 device");
+    let moved = runtime.block_on(push_raw(&server.url, &account.token, 3, &push("name")));
+    assert_eq!(moved, ["duplicate", "duplicate"], "from the device upgraded to version 3");
+}

@@ -305,7 +305,7 @@ impl<'c> Batch<'c> {
         let bad = |code, message| PushFailure::BadInput { code, message, mutation_id: Some(mutation.id) };
         let hash = content_hash(mutation)?;
         if let Some(first) = self.applied.get(&mutation.id) {
-            return Ok(if first.hash == hash {
+            return Ok(if first.hash == hash || named_as_before_renames(mutation, &first.hash)? {
                 MutationOutcome::Duplicate { version: first.version, first: Box::new(first.outcome.clone()) }
             } else {
                 rejected(
@@ -581,6 +581,23 @@ fn rejected(code: &str, message: String) -> MutationOutcome {
 fn content_hash(mutation: &Mutation) -> Result<String, StoreError> {
     let bytes = serde_json::to_vec(mutation).map_err(|e| StoreError::corrupt("applied_mutations", e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Whether `mutation`, with its fields named as a build from before one of its type's renames
+/// named them, hashes to `hash`: a write first applied before this server declared the rename,
+/// sent again (its answer lost) under the new names, is the same write, not an id reused.
+fn named_as_before_renames(mutation: &Mutation, hash: &str) -> Result<bool, StoreError> {
+    let mut versions: Vec<u32> = mutation.entity_type.renamed().iter().map(|r| r.since - 1).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    for version in versions {
+        let mut earlier = mutation.clone();
+        earlier.entity_type.as_known_at(version, &mut earlier.fields);
+        if content_hash(&earlier)? == hash {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The entities with these ids, in one query: those found as stored, the others as known not
