@@ -120,6 +120,17 @@ impl Device {
     }
 }
 
+/// Returns once the wall clock has moved on by two milliseconds: the next write on any device
+/// of this machine reads a later time than every write before the call (both devices' clocks
+/// are this machine's).
+fn later_millisecond() {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let start = now();
+    while now() < start + std::time::Duration::from_millis(2) {
+        std::hint::spin_loop();
+    }
+}
+
 fn task(rows: &Value, id: &str) -> Value {
     rows[format!("task {id}")].clone()
 }
@@ -319,6 +330,7 @@ fn a_renamed_field_syncs_with_older_devices_and_an_upgrade_sends_what_was_queued
     // Both rename it offline, the older device first: its write loses (a conflict outcome,
     // whose merged row it reads under its own name), and both end with the later name.
     old.ask(json!({"op": "edit", "task": notes, "title": "Notes (old)"}));
+    later_millisecond();
     new.ask(json!({"op": "edit", "task": notes, "title": "Notes (new)"}));
     new.sync();
     old.sync();

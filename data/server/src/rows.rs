@@ -58,8 +58,7 @@ impl EntityRow {
             serde_json::from_str(&self.field_hlc).map_err(|e| corrupt(e.to_string()))?;
         // Written before a field was renamed: read under its name now (and stored so at the
         // row's next write).
-        entity_type.to_current(&mut fields);
-        entity_type.to_current(&mut field_hlc);
+        entity_type.row_to_current(&mut fields, &mut field_hlc);
         Ok(StoredEntity {
             entity_type,
             scope: self.scope.parse().map_err(|e| corrupt(format!("{e}")))?,

@@ -48,8 +48,7 @@ fn take_undeclared<V>(map: &mut BTreeMap<String, V>, entity_type: EntityType) ->
 fn split(mut state: EntityState) -> (EntityState, Option<UnknownTypeState>) {
     let entity_type = state.entity_type;
     // From a server not yet upgraded past a rename: the old name is this build's new one.
-    entity_type.to_current(&mut state.fields);
-    entity_type.to_current(&mut state.field_hlc);
+    entity_type.row_to_current(&mut state.fields, &mut state.field_hlc);
     let fields = take_undeclared(&mut state.fields, entity_type);
     let field_hlc = take_undeclared(&mut state.field_hlc, entity_type);
     if fields.is_empty() && field_hlc.is_empty() {

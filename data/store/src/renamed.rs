@@ -1,15 +1,16 @@
 //! Fields renamed by an upgrade ([`Rename`]): what this device stored under the old name is
 //! moved to the new one when the store opens. The app's own migration renames the column;
 //! this moves what the engine keeps by field name beside it: the queued operations' fields and
-//! readings, the rows' readings, and the pulled states of rows waiting for their parent. So an
-//! operation queued before the upgrade is sent under the name the server now declares.
+//! readings, the rows' readings, the pulled states of rows waiting for their parent, and the
+//! conflicts recorded. So an operation queued before the upgrade is sent under the name the
+//! server now declares, and a conflict recorded before it can still be resolved.
 //!
 //! Runs once per set of renames (noted in `local_settings`), in one transaction; moving is
 //! idempotent, so a pass cut short runs again whole at the next open.
 
 use super::{
     rows::{from_json, to_json},
-    schema::{local_settings, pending_operations, sync_deferred},
+    schema::{local_settings, pending_operations, sync_conflicts, sync_deferred},
 };
 use diesel::{prelude::*, sql_query, sql_types::Text, SqliteConnection};
 use std::collections::BTreeMap;
@@ -68,6 +69,7 @@ pub(crate) fn move_renamed_fields(conn: &mut SqliteConnection) -> StoreResult<u6
                 changed += move_outbox(conn, entity_type, rename.from)?;
                 changed += move_row_readings(conn, entity_type, rename.from)?;
                 changed += move_waiting(conn, entity_type, rename.from)?;
+                changed += move_conflicts(conn, entity_type, rename.from)?;
             }
         }
         diesel::replace_into(local_settings::table)
@@ -142,14 +144,49 @@ fn move_waiting(conn: &mut SqliteConnection, entity_type: EntityType, from: &str
     let mut changed = 0;
     for (id, text) in naming_it {
         let mut state: EntityState = from_json(TABLE, &text)?;
-        let renamed =
-            entity_type.to_current(&mut state.fields) | entity_type.to_current(&mut state.field_hlc);
-        if renamed {
+        if entity_type.row_to_current(&mut state.fields, &mut state.field_hlc) {
             diesel::update(sync_deferred::table.find((entity_type.as_str(), id)))
                 .set(deferred::state.eq(to_json(TABLE, &state)?))
                 .execute(conn)?;
             changed += 1;
         }
+    }
+    Ok(changed)
+}
+
+/// The conflicts recorded on rows of `entity_type` that name `from`: their two sides and the
+/// list of fields that lost.
+fn move_conflicts(conn: &mut SqliteConnection, entity_type: EntityType, from: &str) -> StoreResult<u64> {
+    use sync_conflicts::dsl as conflict;
+    const TABLE: &str = "sync_conflicts";
+    let pattern = naming(from);
+    let naming_it: Vec<(String, String, String, String)> = sync_conflicts::table
+        .filter(conflict::entity_type.eq(entity_type.as_str()))
+        .filter(
+            conflict::local_fields
+                .like(&pattern)
+                .or(conflict::remote_fields.like(&pattern))
+                .or(conflict::fields.like(&pattern)),
+        )
+        .select((conflict::id, conflict::local_fields, conflict::remote_fields, conflict::fields))
+        .load(conn)?;
+    let mut changed = 0;
+    for (id, local, remote, fields) in naming_it {
+        let local = moved::<Value>(TABLE, entity_type, &local)?.unwrap_or(local);
+        let remote = moved::<Value>(TABLE, entity_type, &remote)?.unwrap_or(remote);
+        let names: Vec<String> = from_json(TABLE, &fields)?;
+        let names: Vec<String> = names
+            .into_iter()
+            .map(|field| entity_type.renamed_to(&field).map_or(field, str::to_owned))
+            .collect();
+        diesel::update(sync_conflicts::table.find(id))
+            .set((
+                conflict::local_fields.eq(local),
+                conflict::remote_fields.eq(remote),
+                conflict::fields.eq(to_json(TABLE, &names)?),
+            ))
+            .execute(conn)?;
+        changed += 1;
     }
     Ok(changed)
 }

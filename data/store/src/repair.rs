@@ -134,6 +134,9 @@ pub fn rebuild(path: &Path, now_ms: i64) -> StoreResult<Rebuilt> {
             }
         }
         sql_query("DETACH DATABASE damaged").execute(&mut conn)?;
+        // Operations an older build queued name fields as it did: under this build's names
+        // first, or they would not replay.
+        super::renamed::move_renamed_fields(&mut conn)?;
         rebuilt.rows_replayed = replay(&mut conn)?;
         // Everything into the main file, so the rename below moves all of it.
         sql_query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn)?;

@@ -147,14 +147,19 @@ async fn what_an_older_build_stored_under_a_renamed_field_is_moved_when_the_stor
              UPDATE notes SET field_hlc = replace(field_hlc, '\"name\"', '\"title\"');
              INSERT INTO sync_deferred (entity_type, entity_id, parent_type, parent_id, state)
                 VALUES ('note', '00000000-0000-0000-0000-000000000009', 'note', '00000000-0000-0000-0000-000000000001', '{waiting}');
-             DELETE FROM local_settings WHERE key = 'renames_moved';"
+             INSERT INTO sync_conflicts (id, entity_type, entity_id, local_fields, remote_fields, fields, detected_at)
+                VALUES ('00000000-0000-0000-0000-000000000008', 'note', '{id}', '{{\"title\":\"Mine\"}}',
+                        '{{\"title\":\"Theirs\",\"body\":\"b\"}}', '[\"title\"]', 1);
+             DELETE FROM local_settings WHERE key = 'renames_moved';",
+            id = note.id.as_uuid()
         ),
     )
     .await;
     let naming_title = "SELECT changed_fields || field_hlc AS text FROM pending_operations
-        UNION ALL SELECT field_hlc FROM notes UNION ALL SELECT state FROM sync_deferred";
+        UNION ALL SELECT field_hlc FROM notes UNION ALL SELECT state FROM sync_deferred
+        UNION ALL SELECT local_fields || remote_fields || fields FROM sync_conflicts";
     let before = read(&store, naming_title).await;
-    assert!(before.iter().filter(|t| t.contains("\"title\"")).count() >= 3, "set up: {before:?}");
+    assert!(before.iter().filter(|t| t.contains("\"title\"")).count() >= 4, "set up: {before:?}");
     drop((notes, store));
 
     // The upgraded build opens the file.
@@ -168,6 +173,9 @@ async fn what_an_older_build_stored_under_a_renamed_field_is_moved_when_the_stor
     assert!(readings[0].contains("\"name\""), "the row's own reading moved: {readings:?}");
     let state = read(&store, "SELECT state AS text FROM sync_deferred").await;
     assert!(state[0].contains("\"name\":\"Waiting\""), "{state:?}");
+    let conflict =
+        read(&store, "SELECT local_fields || remote_fields || fields AS text FROM sync_conflicts").await;
+    assert_eq!(conflict, [r#"{"name":"Mine"}{"body":"b","name":"Theirs"}["name"]"#], "the conflict's names");
     let shown = SqliteRepository::<Note>::new(store.clone()).get(note.id).await.expect("get");
     assert_eq!(shown.map(|n| n.name), Some("Draft 2".to_owned()));
 }

@@ -11,7 +11,7 @@ use crate::{
     error::{RepositoryError, ValidationError},
     ids::UserId,
     ports::WriteContext,
-    sync::{ConflictPolicy, OperationKind, Priority},
+    sync::{ConflictPolicy, Hlc, OperationKind, Priority},
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -331,6 +331,42 @@ impl EntityType {
             }
         }
         changed
+    }
+
+    /// [`to_current`](Self::to_current) for a row's fields and their clock readings together:
+    /// where a row holds a field under both names (an older server instance wrote the old one
+    /// beside the new), the later reading's value and reading are kept. Returns whether
+    /// anything changed.
+    pub fn row_to_current<V>(
+        self,
+        fields: &mut BTreeMap<String, V>,
+        readings: &mut BTreeMap<String, Hlc>,
+    ) -> bool {
+        let mut changed = false;
+        for rename in self.0.renamed {
+            let (value, reading) = (fields.remove(rename.from), readings.remove(rename.from));
+            if value.is_none() && reading.is_none() {
+                continue;
+            }
+            changed = true;
+            let current = readings.get(rename.to).copied();
+            let later = fields.get(rename.to).is_none()
+                || reading.is_some_and(|old| current.is_none_or(|new| old > new));
+            if later {
+                if let Some(value) = value {
+                    fields.insert(rename.to.to_owned(), value);
+                }
+                if let Some(reading) = reading {
+                    readings.insert(rename.to.to_owned(), reading);
+                }
+            }
+        }
+        changed
+    }
+
+    /// The current name of `field`, which an earlier schema version named so, if it was renamed.
+    pub fn renamed_to(self, field: &str) -> Option<&'static str> {
+        self.0.renamed.iter().find(|r| r.from == field).map(|r| r.to)
     }
 
     /// Gives the keys of `fields` the names a build at schema `version` knows them by: the

@@ -142,7 +142,7 @@ impl SyncEntity for Task {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trackflow_client::domain::entities::EntityType;
+    use trackflow_client::domain::{entities::EntityType, Hlc, NodeId};
 
     #[test]
     fn a_rename_is_translated_both_ways_and_must_end_at_a_declared_field() {
@@ -157,6 +157,21 @@ mod tests {
         task.to_current(&mut current);
         task.as_known_at(3, &mut current);
         assert!(current.contains_key("name"), "version 3 knows the new name");
+
+        // A row holding both names (an older server instance wrote the old one beside the
+        // new): the later reading wins, value and reading together.
+        let at = |wall_ms| Hlc { wall_ms, counter: 0, node: NodeId::from_uuid(Uuid::nil()) };
+        for (old_at, new_at, kept) in [(20, 10, "older name, later"), (10, 20, "new name, later")] {
+            let mut fields: BTreeMap<String, &str> = BTreeMap::new();
+            fields.insert("title".to_owned(), if old_at > new_at { kept } else { "older name, earlier" });
+            fields.insert("name".to_owned(), if new_at > old_at { kept } else { "new name, earlier" });
+            let mut readings: BTreeMap<String, Hlc> =
+                [("title".to_owned(), at(old_at)), ("name".to_owned(), at(new_at))].into();
+            assert!(task.row_to_current(&mut fields, &mut readings));
+            assert_eq!(fields, [("name".to_owned(), kept)].into());
+            assert_eq!(readings, [("name".to_owned(), at(old_at.max(new_at)))].into());
+        }
+        assert_eq!((task.renamed_to("title"), task.renamed_to("done")), (Some("name"), None));
 
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(transparent)]

@@ -892,6 +892,15 @@ impl PendingOperationsManager {
                 }
             },
             MutationOutcome::Conflict { server, lost_fields } => {
+                // Under this build's names: a server not yet upgraded past a rename, or a
+                // result it stored before, names fields as they were.
+                let mut server = server.clone();
+                let entity_type = server.entity_type;
+                entity_type.row_to_current(&mut server.fields, &mut server.field_hlc);
+                let lost_fields: Vec<String> = lost_fields
+                    .iter()
+                    .map(|field| entity_type.renamed_to(field).map_or_else(|| field.clone(), str::to_owned))
+                    .collect();
                 // Deleted with its parent: what this device wrote is kept in the conflict, and
                 // only the deletion can be taken.
                 let (kind, remote) = match server.deleted_with {
@@ -907,13 +916,13 @@ impl PendingOperationsManager {
                         entity: op.entity,
                         local: op.changed_fields.iter().map(|(k, c)| (k.clone(), c.value.clone())).collect(),
                         remote,
-                        fields: lost_fields.clone(),
+                        fields: lost_fields,
                         detected_at: self.ports.clock.now(),
                         resolution: None,
                         kind,
                     })
                     .await?;
-                Settlement::Conflict { server: server.clone() }
+                Settlement::Conflict { server }
             }
             MutationOutcome::Rejected { code, message } => {
                 Settlement::Failed { reason: format!("{code}: {message}") }
