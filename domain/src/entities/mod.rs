@@ -184,10 +184,9 @@ pub trait SyncEntity: Serialize + Clone + fmt::Debug + Send + Sync + 'static {
     const BREAKING_SINCE: u32 = 0;
 
     /// Fields renamed since earlier schema versions. The app renames the local column in a
-    /// migration of its own ([`AppMigration`](registry::AppMigration)); the engine does the
-    /// rest: queued operations and stored rows are moved to the new name when the store opens
-    /// after the upgrade, and a server translates for clients still on older versions, which
-    /// keep syncing. Adding a rename is not breaking; dropping one is
+    /// migration of its own ([`AppMigration`]); the engine does the rest: queued operations
+    /// and stored rows are moved to the new name when the store opens after the upgrade, and a
+    /// server translates for clients still on older versions, which keep syncing. Adding a rename is not breaking; dropping one is
     /// ([`BREAKING_SINCE`](Self::BREAKING_SINCE) at its version).
     const RENAMED: &'static [Rename] = &[];
 
