@@ -324,8 +324,8 @@ impl PendingOperationsManager {
     /// Lifts any pause and asks for a pass now: the network came back, the user signed in, or
     /// a person asked to sync. What waits on a backoff goes in that pass too: its failures were
     /// likely the network's (a request cut as the link went down counts an attempt), and a
-    /// person waiting should not wait for a timer. Attempts still count, and an operation that
-    /// fails again backs off as before.
+    /// person waiting should not wait for a timer. A try sent before its backoff ended does not
+    /// count an attempt if it fails again, and the operation waits out the backoff it had.
     pub fn resume(&self) {
         *self.pause.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.hurry.store(true, Ordering::SeqCst);
@@ -932,6 +932,15 @@ impl PendingOperationsManager {
 
     /// A failure that may have reached the server: counts an attempt, then backs off or parks.
     fn after_transient(&self, op: &SyncOperation, error: &str, retry_after: Option<Duration>) -> Settlement {
+        // Sent before its backoff ended (a resume): the try does not count, or a person pressing
+        // sync through a server's bad minute would use up the attempts that park the write.
+        if op.next_attempt_at.is_some_and(|at| at > self.ports.clock.now()) {
+            return Settlement::Retry {
+                attempts: op.attempts,
+                not_before: op.next_attempt_at,
+                error: error.to_owned(),
+            };
+        }
         let attempts = op.attempts.saturating_add(1);
         match self.options.backoff.after_failure(attempts, retry_after, (self.jitter)()) {
             Retry::After(wait) => Settlement::Retry {

@@ -538,10 +538,11 @@ async fn a_resume_sends_what_waits_on_a_backoff_once() {
     trackflow_music::install().expect("the music registry installs");
     let mut ops = Ops::new();
     let (_, create) = ops.project();
-    // The first push is cut (the link went down mid-request), later ones fail on the server,
+    // The first push is cut (the link went down mid-request), the next two fail on the server,
     // and the last goes through.
     let answers = Arc::new(Mutex::new(vec![
         Ok(()),
+        Err(server_error()),
         Err(server_error()),
         Err(RemoteError::Transient { message: "connection closed".into(), retry_after_ms: None }),
     ]));
@@ -554,15 +555,20 @@ async fn a_resume_sends_what_waits_on_a_backoff_once() {
     assert_eq!(outbox.find(create.id).next_attempt_at, Some(time.now().plus_millis(500)));
     assert_eq!(manager.process().await.expect("pass").requests, 0, "backing off");
 
-    // A person asks to sync: the backoff is not waited for, and the attempt counts.
+    // A person asks to sync: the backoff is not waited for. The early try fails and does not
+    // count; the backoff it had stands.
     manager.resume();
     let report = manager.process().await.expect("pass");
     assert_eq!((report.requests, report.retrying), (1, 1));
     let op = outbox.find(create.id);
-    assert_eq!((op.attempts, op.next_attempt_at), (2, Some(time.now().plus_millis(1_000))));
-    // That was once: the next pass backs off again.
+    assert_eq!((op.attempts, op.next_attempt_at), (1, Some(time.now().plus_millis(500))));
+    // That was once: the next pass waits.
     assert_eq!(manager.process().await.expect("pass").requests, 0, "backing off again");
-    assert_eq!(requests.lock().expect("lock").len(), 2);
+    // Its backoff over, the next try counts.
+    time.advance(500);
+    manager.process().await.expect("pass");
+    assert_eq!(outbox.find(create.id).attempts, 2, "a try at its time counts");
+    assert_eq!(requests.lock().expect("lock").len(), 3);
 
     manager.resume();
     manager.process().await.expect("pass");
