@@ -90,21 +90,12 @@ impl SchemaVersion {
         Self(version.unwrap_or(0))
     }
 
-    /// Gives the fields of `state` the names this client knows them by (fields renamed after
-    /// its version keep their old names for it).
-    pub(crate) fn translate(self, state: &mut EntityState) {
+    /// Gives the fields of `state`, and the `lost` field names of a conflict on it, the names
+    /// this client knows them by (fields renamed after its version keep their old names for it).
+    pub(crate) fn translate(self, state: &mut EntityState, lost: &mut [String]) {
         state.entity_type.as_known_at(self.0, &mut state.fields);
         state.entity_type.as_known_at(self.0, &mut state.field_hlc);
-    }
-
-    /// Gives `fields` of `entity_type` the names this client knows them by.
-    pub(crate) fn translate_names(self, entity_type: EntityType, fields: &mut [String]) {
-        for field in fields {
-            let renamed = entity_type.renamed().iter().find(|r| r.since > self.0 && r.to == field.as_str());
-            if let Some(rename) = renamed {
-                *field = rename.from.to_owned();
-            }
-        }
+        state.entity_type.names_as_known_at(self.0, lost);
     }
 
     /// Whether a field of the installed registry was renamed after this client's version.

@@ -38,8 +38,7 @@ pub(crate) async fn push(
     if schema.predates_a_rename() {
         for result in &mut response.results {
             if let Some((server, lost_fields)) = merged(&mut result.outcome) {
-                schema.translate(server);
-                schema.translate_names(server.entity_type, lost_fields);
+                schema.translate(server, lost_fields);
             }
         }
     }
@@ -98,7 +97,7 @@ pub(crate) async fn pull(
     let started = std::time::Instant::now();
     let mut response = state.store.pull(auth.user, request).await?;
     if let (true, PullResponse::Changes { changes, .. }) = (schema.predates_a_rename(), &mut response) {
-        changes.iter_mut().for_each(|row| schema.translate(row));
+        changes.iter_mut().for_each(|row| schema.translate(row, &mut []));
     }
     state.metrics.pulled(started.elapsed());
     Ok(Json(response))

@@ -174,11 +174,8 @@ fn move_conflicts(conn: &mut SqliteConnection, entity_type: EntityType, from: &s
     for (id, local, remote, fields) in naming_it {
         let local = moved::<Value>(TABLE, entity_type, &local)?.unwrap_or(local);
         let remote = moved::<Value>(TABLE, entity_type, &remote)?.unwrap_or(remote);
-        let names: Vec<String> = from_json(TABLE, &fields)?;
-        let names: Vec<String> = names
-            .into_iter()
-            .map(|field| entity_type.renamed_to(&field).map_or(field, str::to_owned))
-            .collect();
+        let mut names: Vec<String> = from_json(TABLE, &fields)?;
+        entity_type.names_to_current(&mut names);
         diesel::update(sync_conflicts::table.find(id))
             .set((
                 conflict::local_fields.eq(local),

@@ -364,9 +364,23 @@ impl EntityType {
         changed
     }
 
-    /// The current name of `field`, which an earlier schema version named so, if it was renamed.
-    pub fn renamed_to(self, field: &str) -> Option<&'static str> {
-        self.0.renamed.iter().find(|r| r.from == field).map(|r| r.to)
+    /// [`to_current`](Self::to_current) for a list of field names (a conflict's lost fields).
+    pub fn names_to_current(self, names: &mut [String]) {
+        for name in names {
+            if let Some(rename) = self.0.renamed.iter().find(|r| r.from == name.as_str()) {
+                *name = rename.to.to_owned();
+            }
+        }
+    }
+
+    /// [`as_known_at`](Self::as_known_at) for a list of field names.
+    pub fn names_as_known_at(self, version: u32, names: &mut [String]) {
+        for name in names {
+            let renamed = self.0.renamed.iter().find(|r| r.since > version && r.to == name.as_str());
+            if let Some(rename) = renamed {
+                *name = rename.from.to_owned();
+            }
+        }
     }
 
     /// Gives the keys of `fields` the names a build at schema `version` knows them by: the

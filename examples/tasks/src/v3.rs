@@ -171,7 +171,14 @@ mod tests {
             assert_eq!(fields, [("name".to_owned(), kept)].into());
             assert_eq!(readings, [("name".to_owned(), at(old_at.max(new_at)))].into());
         }
-        assert_eq!((task.renamed_to("title"), task.renamed_to("done")), (Some("name"), None));
+        let mut lost = vec!["title".to_owned(), "done".to_owned()];
+        task.names_to_current(&mut lost);
+        assert_eq!(lost, ["name", "done"]);
+        task.names_as_known_at(2, &mut lost);
+        assert_eq!(lost, ["title", "done"], "as version 2 knows them");
+        task.names_to_current(&mut lost);
+        task.names_as_known_at(3, &mut lost);
+        assert_eq!(lost, ["name", "done"], "version 3 knows the new name");
 
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(transparent)]

@@ -897,10 +897,8 @@ impl PendingOperationsManager {
                 let mut server = server.clone();
                 let entity_type = server.entity_type;
                 entity_type.row_to_current(&mut server.fields, &mut server.field_hlc);
-                let lost_fields: Vec<String> = lost_fields
-                    .iter()
-                    .map(|field| entity_type.renamed_to(field).map_or_else(|| field.clone(), str::to_owned))
-                    .collect();
+                let mut lost_fields = lost_fields.clone();
+                entity_type.names_to_current(&mut lost_fields);
                 // Deleted with its parent: what this device wrote is kept in the conflict, and
                 // only the deletion can be taken.
                 let (kind, remote) = match server.deleted_with {
